@@ -1,0 +1,54 @@
+//! `hearth-rpc`: the control API between the `hearth` CLI (or any third-party tool) and the
+//! hearth daemon.
+//!
+//! It owns the `#[tarpc::service]` trait, its plain data types, the one serializable error
+//! enum, the protocol version, socket-path resolution and the connect/serve transport
+//! helpers. It knows nothing of the daemon's internals: a tool that wants to drive hearth
+//! links only this crate.
+//!
+//! # Layout
+//!
+//! - [`Hearth`]: the service. Every connection first calls [`Hearth::hello`] with
+//!   [`PROTOCOL_VERSION`]; the daemon refuses every other call until that matched.
+//! - [`types`]: the data that crosses the socket (sessions, peers, requests).
+//! - [`error`]: [`ApiError`] and [`ErrorKind`], the only error that crosses the socket.
+//! - [`socket`]: where the socket lives, and the JSON-over-Unix-socket transport.
+
+pub mod error;
+pub mod socket;
+pub mod types;
+
+pub use error::{ApiError, ErrorKind};
+pub use types::*;
+
+/// Bumped whenever a request or response changes shape. [`Hearth::hello`] never changes
+/// shape, so a mismatch is always reported as a clear error rather than a decode failure.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The crate (and CLI) version, reported by `hello`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The control API. Targets (`target`) are a session id, a unique id prefix or a name.
+#[tarpc::service]
+pub trait Hearth {
+    /// Version handshake; must be the first call on every connection.
+    async fn hello(protocol: u32, client_version: String) -> Result<DaemonInfo, ApiError>;
+    /// Start a session: spawn its command in a PTY and open its SSH listener.
+    async fn create(request: CreateRequest) -> Result<SessionInfo, ApiError>;
+    /// All sessions, oldest first.
+    async fn list() -> Result<Vec<SessionInfo>, ApiError>;
+    /// One session.
+    async fn get(target: String) -> Result<SessionInfo, ApiError>;
+    /// Reopen a `down` session's listener on the same port.
+    async fn up(target: String) -> Result<SessionInfo, ApiError>;
+    /// Close a session's listener; attached clients stay unless `kick`.
+    async fn down(target: String, kick: bool) -> Result<SessionInfo, ApiError>;
+    /// End sessions (SIGHUP, grace, SIGKILL) and remove them. `all` ignores `targets`.
+    async fn kill(targets: Vec<String>, all: bool) -> Result<Vec<SessionInfo>, ApiError>;
+    /// The clients attached to a session.
+    async fn peers(target: String) -> Result<Vec<PeerInfo>, ApiError>;
+    /// Disconnect one client (by its name, e.g. `alice-1`).
+    async fn kick(target: String, client: String) -> Result<PeerInfo, ApiError>;
+    /// Stop the daemon: every session is ended as by `kill --all`.
+    async fn shutdown() -> Result<(), ApiError>;
+}

@@ -1,0 +1,103 @@
+//! Plain data that crosses the control socket. Field names here are the field names of
+//! `hearth --json`: one name per concept across code, CLI, docs and JSON.
+
+use serde::{Deserialize, Serialize};
+
+/// What `hello` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    pub version: String,
+    pub protocol: u32,
+    pub pid: u32,
+    pub socket: String,
+    pub started_at: String,
+}
+
+/// A session's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// The child runs and the SSH listener accepts joins.
+    Up,
+    /// The child runs; the listener is closed (no new joins).
+    Down,
+    /// The child has ended; `exit_code` holds its status.
+    Exited,
+}
+
+impl SessionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Up => "up",
+            SessionState::Down => "down",
+            SessionState::Exited => "exited",
+        }
+    }
+}
+
+/// A session as every command that returns one reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// 8 lowercase hex characters.
+    pub id: String,
+    pub name: Option<String>,
+    /// The SSH port (kept while `down`, so `up` reopens the same one).
+    pub port: u16,
+    /// The address the listener binds.
+    pub bind: String,
+    pub state: SessionState,
+    /// The child's pid (its process group leader).
+    pub pid: Option<u32>,
+    /// Set once the child has exited (128 + signal number when killed by a signal).
+    pub exit_code: Option<i32>,
+    /// Attached SSH clients.
+    pub clients: usize,
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    pub cwd: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// Seconds since the Unix epoch (same instant as `created_at`).
+    pub created_unix: u64,
+    /// The command line to type to join.
+    pub join: String,
+}
+
+/// `create`'s arguments. Empty `command` means the user's `$SHELL`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateRequest {
+    /// 0 or `None` picks a free port.
+    pub port: Option<u16>,
+    /// Listen address; `None` means all interfaces.
+    pub bind: Option<String>,
+    pub name: Option<String>,
+    /// Working directory; `None` means the daemon user's home.
+    pub cwd: Option<String>,
+    /// Extra environment, applied after the defaults.
+    pub env: Vec<(String, String)>,
+    /// Prepended to `PATH`.
+    pub shadow_dir: Option<String>,
+    pub command: Vec<String>,
+    /// Extra public keys allowed to join: OpenSSH public-key lines or file paths
+    /// (files are read by the CLI, so they resolve relative to the caller).
+    pub allow_keys: Vec<String>,
+    /// The caller's `$SHELL`, used when `command` is empty.
+    pub shell: Option<String>,
+}
+
+/// One attached SSH client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// `<ssh-user>-<n>`, unique within the session.
+    pub client: String,
+    pub user: String,
+    pub role: String,
+    pub cols: u16,
+    pub rows: u16,
+    pub address: String,
+    pub connected_at: String,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// SHA-256 fingerprint of the key the client authenticated with.
+    pub key_fingerprint: String,
+}

@@ -1,0 +1,268 @@
+//! The command line: clap types, one function per command, and how results are shown
+//! (human tables on stdout, or one JSON document with `--json`). Every command but
+//! `daemon` talks to the daemon through `hearth-rpc`, starting it first if none answers
+//! ([`connect`]). It must not reach into daemon or session internals.
+
+mod connect;
+mod output;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use hearth_rpc::{ApiError, CreateRequest, ErrorKind, HearthClient};
+use serde_json::json;
+
+pub use output::Failure;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hearth",
+    version,
+    about = "Shared terminal sessions over plain SSH"
+)]
+pub struct Cli {
+    /// Control socket (default: $XDG_RUNTIME_DIR/hearth/hearth.sock or /tmp/hearth-$UID/hearth.sock)
+    #[arg(long, global = true, env = "HEARTH_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Print one JSON document on stdout (errors too)
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground (for systemd and tests); logs go to stderr
+    Daemon {
+        /// Seconds between SIGHUP and SIGKILL when ending a session
+        #[arg(long, default_value_t = 3.0, value_name = "SECS")]
+        kill_grace: f64,
+    },
+    /// Start a session: your $SHELL (or CMD) in a PTY, served over SSH on its own port
+    Server(ServerArgs),
+    /// List sessions
+    Ps,
+    /// Reopen a session's SSH listener on the same port
+    Up { target: String },
+    /// Close a session's SSH listener; attached clients stay unless --kick
+    Down {
+        target: String,
+        /// Also disconnect every attached client
+        #[arg(long)]
+        kick: bool,
+    },
+    /// End sessions (SIGHUP, grace period, SIGKILL) and remove them
+    Kill {
+        #[arg(required_unless_present = "all")]
+        targets: Vec<String>,
+        /// Every session
+        #[arg(long, conflicts_with = "targets")]
+        all: bool,
+    },
+    /// List the clients attached to a session
+    Peers { target: String },
+    /// Disconnect one client from a session
+    Kick { target: String, client: String },
+    /// Print the CLI's and the daemon's versions
+    Version,
+    /// Stop the daemon, ending every session
+    Shutdown,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// SSH port (0 or none: a free port)
+    #[arg(long, short)]
+    port: Option<u16>,
+    /// Address to listen on (default: all interfaces; auth is public-key only)
+    #[arg(long)]
+    bind: Option<String>,
+    /// A unique name to refer to the session by
+    #[arg(long, short)]
+    name: Option<String>,
+    /// Working directory (default: the current one)
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// Extra environment, K=V (repeatable; the value may contain commas and '=')
+    #[arg(long = "env", short = 'e', value_name = "K=V", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// A directory prepended to PATH (to shadow commands)
+    #[arg(long, value_name = "DIR")]
+    shadow_dir: Option<PathBuf>,
+    /// Also admit this public key (a key line, or a file of them; repeatable)
+    #[arg(long = "allow-key", value_name = "KEY|FILE")]
+    allow_keys: Vec<String>,
+    /// The command to run instead of $SHELL
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not K=V"))?;
+    if k.is_empty() {
+        return Err(format!("'{s}' has an empty variable name"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// Run a parsed command. `Ok` means exit 0.
+pub async fn run(cli: Cli) -> Result<(), Failure> {
+    let socket = cli
+        .socket
+        .clone()
+        .unwrap_or_else(hearth_rpc::socket::default_socket_path);
+    let json = cli.json;
+    match cli.command {
+        Command::Daemon { kill_grace } => {
+            run_daemon(socket, kill_grace).await.map_err(Failure::from)
+        }
+        command => {
+            let (client, info) = connect::connect_or_start(&socket).await?;
+            let out = output::Out { json };
+            run_client(command, &client, info, out).await
+        }
+    }
+}
+
+/// Calls get a generous deadline: `kill` waits out grace periods.
+fn ctx() -> tarpc::context::Context {
+    let mut c = tarpc::context::current();
+    c.deadline = std::time::Instant::now() + Duration::from_secs(60);
+    c
+}
+
+fn rpc_err(e: tarpc::client::RpcError) -> Failure {
+    Failure::Api(ApiError::new(
+        ErrorKind::Daemon,
+        format!("the daemon did not answer: {e}"),
+    ))
+}
+
+async fn run_client(
+    command: Command,
+    client: &HearthClient,
+    info: hearth_rpc::DaemonInfo,
+    out: output::Out,
+) -> Result<(), Failure> {
+    match command {
+        Command::Daemon { .. } => unreachable!("handled by run"),
+        Command::Server(args) => {
+            let req = server_request(args)?;
+            let s = client.create(ctx(), req).await.map_err(rpc_err)??;
+            out.session_started(&s);
+            if !out.json && crate::ssh::keys::owner_key_files(&crate::paths::home_dir()).is_empty()
+            {
+                eprintln!(
+                    "note: you have no SSH key in ~/.ssh, so nobody can join yet.\n      \
+                     Make one with `ssh-keygen -t ed25519`, or pass --allow-key."
+                );
+            }
+        }
+        Command::Ps => out.sessions(&client.list(ctx()).await.map_err(rpc_err)??),
+        Command::Up { target } => out.session(&client.up(ctx(), target).await.map_err(rpc_err)??),
+        Command::Down { target, kick } => {
+            out.session(&client.down(ctx(), target, kick).await.map_err(rpc_err)??)
+        }
+        Command::Kill { targets, all } => {
+            out.killed(&client.kill(ctx(), targets, all).await.map_err(rpc_err)??)
+        }
+        Command::Peers { target } => {
+            out.peers(&client.peers(ctx(), target).await.map_err(rpc_err)??)
+        }
+        Command::Kick {
+            target,
+            client: name,
+        } => out.kicked(&client.kick(ctx(), target, name).await.map_err(rpc_err)??),
+        Command::Version => out.version(&info),
+        Command::Shutdown => {
+            // The daemon may close the connection before the answer arrives: what counts
+            // is that it stops answering.
+            let _ = client.shutdown(ctx()).await;
+            connect::wait_until_gone(std::path::Path::new(&info.socket)).await?;
+            out.value(json!({"stopped": true, "pid": info.pid}), || {
+                format!("daemon (pid {}) stopped", info.pid)
+            });
+        }
+    }
+    Ok(())
+}
+
+fn server_request(args: ServerArgs) -> Result<CreateRequest, Failure> {
+    let cwd = match args.cwd {
+        Some(c) => c,
+        None => std::env::current_dir().context("cannot read the current directory")?,
+    };
+    let cwd = std::path::absolute(&cwd).context("cannot resolve --cwd")?;
+    let shadow_dir = args
+        .shadow_dir
+        .map(|d| std::path::absolute(&d))
+        .transpose()
+        .context("cannot resolve --shadow-dir")?;
+    let mut allow_keys = Vec::new();
+    for key in args.allow_keys {
+        allow_keys.push(read_key_arg(&key)?);
+    }
+    Ok(CreateRequest {
+        port: args.port,
+        bind: args.bind,
+        name: args.name,
+        cwd: Some(cwd.display().to_string()),
+        env: args.env,
+        shadow_dir: shadow_dir.map(|d| d.display().to_string()),
+        command: args.command,
+        allow_keys,
+        shell: std::env::var("SHELL").ok(),
+    })
+}
+
+/// `--allow-key` takes a key line or a file; files are read here, relative to the caller.
+fn read_key_arg(arg: &str) -> Result<String, Failure> {
+    let path = std::path::Path::new(arg);
+    if path.is_file() {
+        crate::ssh::keys::check_file_mode(path)
+            .map_err(|e| ApiError::invalid(format!("--allow-key: {e:#}")))?;
+        return std::fs::read_to_string(path)
+            .map_err(|e| ApiError::invalid(format!("--allow-key: cannot read {arg}: {e}")).into());
+    }
+    if arg.contains(' ') {
+        return Ok(arg.to_string());
+    }
+    Err(ApiError::invalid(format!(
+        "--allow-key: '{arg}' is neither a file nor an OpenSSH public key line"
+    ))
+    .into())
+}
+
+async fn run_daemon(socket: PathBuf, kill_grace: f64) -> anyhow::Result<()> {
+    if !(0.0..=3600.0).contains(&kill_grace) {
+        anyhow::bail!("--kill-grace must be between 0 and 3600 seconds");
+    }
+    let control = crate::daemon::socket::bind(&socket).await?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => tracing::info!("SIGINT"),
+            _ = term.recv() => tracing::info!("SIGTERM"),
+        }
+        on_signal.cancel();
+    });
+    let config = crate::daemon::Config {
+        kill_grace: Duration::from_secs_f64(kill_grace),
+        ..Default::default()
+    };
+    crate::daemon::Daemon::run(control, config, shutdown).await
+}

@@ -1,0 +1,262 @@
+//! How results and errors are shown: human text on stdout (errors on stderr), or with
+//! `--json` exactly one JSON document on stdout, errors as
+//! `{"error": {"kind": "...", "message": "..."}}`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hearth_rpc::{
+    ApiError, DaemonInfo, ErrorKind, PROTOCOL_VERSION, PeerInfo, SessionInfo, VERSION,
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// Why a command failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// A typed error (from the daemon, or shaped like one).
+    Api(ApiError),
+    /// Anything else, with its context chain.
+    Other(anyhow::Error),
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Failure::Api(e)
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+impl Failure {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Failure::Api(e) => e.kind,
+            Failure::Other(_) => ErrorKind::Internal,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Failure::Api(e) => e.message.clone(),
+            Failure::Other(e) => format!("{e:#}"),
+        }
+    }
+
+    /// Print the failure the way the output mode wants it.
+    pub fn report(&self, json: bool) {
+        if json {
+            let v = json!({"error": {"kind": self.kind().as_str(), "message": self.message()}});
+            println!("{v}");
+        } else {
+            eprintln!("hearth: {}", self.message());
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Out {
+    pub json: bool,
+}
+
+impl Out {
+    /// Print `value` as JSON, or `human()` as text.
+    pub fn value(&self, value: Value, human: impl FnOnce() -> String) {
+        if self.json {
+            println!("{value}");
+        } else {
+            let text = human();
+            if !text.is_empty() {
+                println!("{text}");
+            }
+        }
+    }
+
+    fn emit<T: Serialize>(&self, v: &T, human: impl FnOnce() -> String) {
+        self.value(serde_json::to_value(v).unwrap_or(Value::Null), human)
+    }
+
+    pub fn session_started(&self, s: &SessionInfo) {
+        self.emit(s, || {
+            let name = s
+                .name
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default();
+            format!(
+                "session {}{name} started: {}\njoin with: {}",
+                s.id,
+                s.command.join(" "),
+                s.join
+            )
+        })
+    }
+
+    pub fn session(&self, s: &SessionInfo) {
+        self.emit(s, || table(std::slice::from_ref(s)))
+    }
+
+    pub fn sessions(&self, list: &[SessionInfo]) {
+        self.emit(&list, || {
+            if list.is_empty() {
+                "no sessions (start one with `hearth server`)".into()
+            } else {
+                table(list)
+            }
+        })
+    }
+
+    pub fn killed(&self, list: &[SessionInfo]) {
+        self.emit(&list, || {
+            list.iter()
+                .map(|s| match s.exit_code {
+                    Some(c) => format!("killed {} (exit code {c})", s.id),
+                    None => format!("killed {}", s.id),
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
+
+    pub fn peers(&self, list: &[PeerInfo]) {
+        self.emit(&list, || {
+            if list.is_empty() {
+                return "no clients attached".into();
+            }
+            let mut rows = vec![
+                [
+                    "CLIENT",
+                    "ROLE",
+                    "SIZE",
+                    "ADDRESS",
+                    "CONNECTED",
+                    "IN",
+                    "OUT",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ];
+            for p in list {
+                rows.push(vec![
+                    p.client.clone(),
+                    p.role.clone(),
+                    format!("{}x{}", p.cols, p.rows),
+                    p.address.clone(),
+                    p.connected_at.clone(),
+                    p.bytes_in.to_string(),
+                    p.bytes_out.to_string(),
+                ]);
+            }
+            render(&rows)
+        })
+    }
+
+    pub fn kicked(&self, p: &PeerInfo) {
+        self.emit(p, || format!("kicked {}", p.client))
+    }
+
+    pub fn version(&self, daemon: &DaemonInfo) {
+        let v = json!({
+            "cli": {"version": VERSION, "protocol": PROTOCOL_VERSION},
+            "daemon": daemon,
+        });
+        self.value(v, || {
+            format!(
+                "hearth {VERSION} (protocol {PROTOCOL_VERSION})\ndaemon {} (protocol {}, pid {}, socket {})",
+                daemon.version, daemon.protocol, daemon.pid, daemon.socket
+            )
+        })
+    }
+}
+
+fn table(list: &[SessionInfo]) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut rows = vec![
+        [
+            "ID", "NAME", "PORT", "STATE", "CLIENTS", "AGE", "COMMAND", "JOIN",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for s in list {
+        let state = match (s.state.as_str(), s.exit_code) {
+            ("exited", Some(c)) => format!("exited({c})"),
+            (st, _) => st.to_string(),
+        };
+        let mut command = s.command.join(" ");
+        if command.chars().count() > 40 {
+            command = command.chars().take(39).collect::<String>() + "…";
+        }
+        rows.push(vec![
+            s.id.clone(),
+            s.name.clone().unwrap_or_else(|| "-".into()),
+            s.port.to_string(),
+            state,
+            s.clients.to_string(),
+            age(now.saturating_sub(s.created_unix)),
+            command,
+            if s.state.as_str() == "up" {
+                s.join.clone()
+            } else {
+                "-".into()
+            },
+        ]);
+    }
+    render(&rows)
+}
+
+fn age(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86400 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86400),
+    }
+}
+
+/// Left-aligned columns, two spaces apart, no trailing blanks.
+fn render(rows: &[Vec<String>]) -> String {
+    let cols = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    rows.iter()
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .map(|(i, cell)| format!("{cell:<w$}", w = widths[i]))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(age(5), "5s");
+        assert_eq!(age(125), "2m");
+        assert_eq!(age(7300), "2h");
+        assert_eq!(age(200_000), "2d");
+    }
+
+    #[test]
+    fn columns_align() {
+        let rows = vec![
+            vec!["A".to_string(), "BB".to_string()],
+            vec!["long".to_string(), "x".to_string()],
+        ];
+        assert_eq!(render(&rows), "A     BB\nlong  x");
+    }
+}

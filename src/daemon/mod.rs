@@ -1,0 +1,373 @@
+//! The daemon: the registry of sessions, the control socket's accept loop (peer uid checked
+//! on every connection), the tarpc adapter ([`service`]) and clean shutdown.
+//!
+//! [`Daemon::run`] takes the bound socket and a shutdown token, so tests bind first and
+//! never race. One cancellation tree: the daemon's token is the parent of every session's,
+//! and one `TaskTracker` waits for every task. This module translates between the control
+//! API and the session/SSH layers; it must not do terminal work itself.
+
+pub mod registry;
+pub mod service;
+pub mod socket;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt;
+use hearth_rpc::{ApiError, CreateRequest, ErrorKind, SessionInfo};
+use tarpc::server::{BaseChannel, Channel};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::session::{Limits, Session, Spec};
+use crate::ssh;
+use registry::{Hosted, Registry};
+
+/// Daemon-wide settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Time between SIGHUP and SIGKILL when ending a session.
+    pub kill_grace: Duration,
+    pub limits: Limits,
+    pub max_sessions: usize,
+    /// Where `~/.ssh` (owner keys) is read.
+    pub home: PathBuf,
+    pub host_key: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            kill_grace: Duration::from_secs(3),
+            limits: Limits::default(),
+            max_sessions: 100,
+            home: crate::paths::home_dir(),
+            host_key: crate::paths::host_key(),
+        }
+    }
+}
+
+pub struct Daemon {
+    config: Config,
+    registry: Registry,
+    ssh_config: Arc<russh::server::Config>,
+    socket: PathBuf,
+    started_at: SystemTime,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Daemon {
+    /// Serve the control API on `control` until `shutdown` is cancelled (by a signal or the
+    /// `shutdown` call), then end every session and remove the socket.
+    pub async fn run(
+        control: socket::ControlSocket,
+        config: Config,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let host_key = ssh::keys::load_or_create_host_key(&config.host_key)?;
+        let daemon = Arc::new(Daemon {
+            ssh_config: Arc::new(ssh::server_config(host_key)),
+            registry: Registry::default(),
+            socket: control.path.clone(),
+            started_at: SystemTime::now(),
+            cancel: shutdown.clone(),
+            tracker: TaskTracker::new(),
+            config,
+        });
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        tracing::info!(socket = %daemon.socket.display(), pid = std::process::id(), "daemon ready");
+        loop {
+            let stream = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = control.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "control accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            match stream.peer_cred() {
+                Ok(cred) if cred.uid() == uid => {}
+                Ok(cred) => {
+                    tracing::warn!(
+                        peer_uid = cred.uid(),
+                        "refused control connection from another user"
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "refused control connection: no peer credentials");
+                    continue;
+                }
+            }
+            let server = service::Control::new(Arc::clone(&daemon));
+            let channel = BaseChannel::with_defaults(hearth_rpc::socket::transport(stream));
+            let stop = shutdown.clone();
+            daemon.tracker.spawn(async move {
+                let serve = channel.execute(hearth_rpc::Hearth::serve(server)).for_each(
+                    |call| async move {
+                        tokio::spawn(call);
+                    },
+                );
+                tokio::select! {
+                    _ = serve => {}
+                    _ = stop.cancelled() => {}
+                }
+            });
+        }
+        tracing::info!("shutting down: ending every session");
+        daemon.kill_all().await;
+        drop(control);
+        daemon.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(5), daemon.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some tasks did not end within 5 s");
+        }
+        tracing::info!("daemon stopped");
+        Ok(())
+    }
+
+    fn new_id(&self) -> String {
+        loop {
+            let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+            if !self.registry.id_taken(&id) {
+                return id;
+            }
+        }
+    }
+
+    pub async fn create(self: &Arc<Self>, req: CreateRequest) -> Result<SessionInfo, ApiError> {
+        if self.cancel.is_cancelled() {
+            return Err(ApiError::state("the daemon is shutting down"));
+        }
+        if self.registry.count() >= self.config.max_sessions {
+            return Err(ApiError::new(
+                ErrorKind::Limit,
+                format!(
+                    "the daemon already runs {} sessions (the limit)",
+                    self.config.max_sessions
+                ),
+            ));
+        }
+        if let Some(name) = &req.name {
+            validate_name(name)?;
+            if self.registry.name_taken(name) {
+                return Err(ApiError::new(
+                    ErrorKind::AlreadyExists,
+                    format!("a session named '{name}' already exists"),
+                ));
+            }
+        }
+        let bind: IpAddr = match req.bind.as_deref() {
+            None | Some("") => IpAddr::from([0, 0, 0, 0]),
+            Some(b) => b
+                .parse()
+                .map_err(|_| ApiError::invalid(format!("'{b}' is not an IP address to bind")))?,
+        };
+        let mut collaborators = Vec::new();
+        for key in &req.allow_keys {
+            let keys = ssh::keys::parse_keys(key)
+                .map_err(|e| ApiError::invalid(format!("--allow-key: {e}")))?;
+            if keys.is_empty() {
+                return Err(ApiError::invalid("--allow-key: no key found"));
+            }
+            collaborators.extend(keys);
+        }
+        for (k, _) in &req.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                return Err(ApiError::invalid(format!(
+                    "--env: '{k}' is not a variable name"
+                )));
+            }
+        }
+        let command = if req.command.is_empty() {
+            let shell = req
+                .shell
+                .clone()
+                .filter(|s| !s.is_empty())
+                .or_else(|| std::env::var("SHELL").ok().filter(|s| !s.is_empty()))
+                .unwrap_or_else(|| "/bin/sh".into());
+            vec![shell]
+        } else {
+            req.command.clone()
+        };
+        let cwd = req
+            .cwd
+            .clone()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.config.home.clone());
+
+        // Bind first: a busy port fails the call before anything is spawned.
+        let port = req.port.unwrap_or(0);
+        let listener = ssh::bind(bind, port).await.map_err(|e| {
+            ApiError::new(
+                ErrorKind::PortUnavailable,
+                format!("cannot listen on {bind} port {port}: {e}"),
+            )
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .port();
+
+        let id = self.new_id();
+        let spec = Spec {
+            command,
+            cwd,
+            env: req.env.clone(),
+            shadow_dir: req.shadow_dir.clone().map(PathBuf::from),
+            size: (80, 24),
+        };
+        let session = Session::start(
+            id.clone(),
+            req.name.clone(),
+            spec,
+            self.config.limits.clone(),
+        )
+        .map_err(|e| ApiError::new(ErrorKind::Spawn, e.to_string()))?;
+        let shared = Arc::new(ssh::Shared {
+            session: Arc::clone(&session),
+            access: ssh::Access {
+                home: self.config.home.clone(),
+                collaborators,
+            },
+            config: Arc::clone(&self.ssh_config),
+            cancel: self.cancel.child_token(),
+            tracker: self.tracker.clone(),
+        });
+        let listener = match ssh::serve(listener, Arc::clone(&shared)) {
+            Ok(l) => l,
+            Err(e) => {
+                session.terminate(self.config.kill_grace).await;
+                return Err(ApiError::internal(format!(
+                    "cannot serve the listener: {e}"
+                )));
+            }
+        };
+        let hosted = Arc::new(Hosted {
+            session,
+            bind,
+            port,
+            shared,
+            listener: parking_lot::Mutex::new(Some(listener)),
+        });
+        self.registry.insert(Arc::clone(&hosted));
+        // An exited session accepts no joins: free its port.
+        let watched = Arc::clone(&hosted);
+        let stop = self.cancel.clone();
+        self.tracker.spawn(async move {
+            let mut exit = watched.session.exit_watch();
+            tokio::select! {
+                _ = exit.wait_for(|c| c.is_some()) => { watched.close_listener(); }
+                _ = stop.cancelled() => {}
+            }
+        });
+        let info = hosted.info();
+        tracing::info!(session = %info.id, port, command = ?info.command, "session started");
+        Ok(info)
+    }
+
+    pub async fn up(&self, target: &str) -> Result<SessionInfo, ApiError> {
+        let hosted = self.registry.resolve(target)?;
+        if hosted.session.exit_code().is_some() {
+            return Err(ApiError::state(format!(
+                "session {} has exited; it cannot be brought up",
+                hosted.session.id
+            )));
+        }
+        if hosted.listener.lock().is_some() {
+            return Ok(hosted.info());
+        }
+        let listener = ssh::bind(hosted.bind, hosted.port).await.map_err(|e| {
+            ApiError::new(
+                ErrorKind::PortUnavailable,
+                format!("cannot listen again on port {}: {e}", hosted.port),
+            )
+        })?;
+        let listener = ssh::serve(listener, Arc::clone(&hosted.shared))
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let mut slot = hosted.listener.lock();
+        if slot.is_some() {
+            listener.close();
+        } else {
+            *slot = Some(listener);
+        }
+        drop(slot);
+        Ok(hosted.info())
+    }
+
+    pub fn down(&self, target: &str, kick: bool) -> Result<SessionInfo, ApiError> {
+        let hosted = self.registry.resolve(target)?;
+        hosted.close_listener();
+        if kick {
+            hosted.session.kick_all();
+        }
+        Ok(hosted.info())
+    }
+
+    pub async fn kill(&self, targets: &[String], all: bool) -> Result<Vec<SessionInfo>, ApiError> {
+        let victims: Vec<Arc<Hosted>> = if all {
+            self.registry.all()
+        } else {
+            if targets.is_empty() {
+                return Err(ApiError::invalid("name at least one session, or use --all"));
+            }
+            // Resolve every target before touching any: a typo kills nothing.
+            let mut v: Vec<Arc<Hosted>> = Vec::new();
+            for t in targets {
+                let h = self.registry.resolve(t)?;
+                if !v.iter().any(|x| x.session.id == h.session.id) {
+                    v.push(h);
+                }
+            }
+            v
+        };
+        let grace = self.config.kill_grace;
+        let ended = futures::future::join_all(victims.iter().map(|h| end_session(h, grace))).await;
+        for h in &victims {
+            self.registry.remove(&h.session.id);
+        }
+        Ok(ended)
+    }
+
+    async fn kill_all(&self) {
+        let _ = self.kill(&[], true).await;
+    }
+}
+
+/// End one session: close its listener, end its child, give clients a moment to receive
+/// the exit status, then cut what remains.
+async fn end_session(h: &Hosted, grace: Duration) -> SessionInfo {
+    h.close_listener();
+    let code = h.session.terminate(grace).await;
+    tracing::info!(session = %h.session.id, ?code, "session ended");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while h.session.client_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.shared.cancel.cancel();
+    h.info()
+}
+
+fn validate_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "'{name}' is not a valid name: use 1-64 letters, digits, '-', '_' or '.'"
+        )))
+    }
+}

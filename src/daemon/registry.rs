@@ -1,0 +1,163 @@
+//! The daemon's sessions: each [`Hosted`] pairs a transport-free session with its SSH
+//! listener. Lookup by id, unique id prefix or name. Plain data under a short-held lock.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hearth_rpc::{ApiError, ErrorKind, SessionInfo, SessionState};
+use parking_lot::Mutex;
+
+use crate::session::Session;
+use crate::ssh;
+
+pub struct Hosted {
+    pub session: Arc<Session>,
+    pub bind: IpAddr,
+    pub port: u16,
+    pub shared: Arc<ssh::Shared>,
+    /// `Some` while `up`.
+    pub listener: Mutex<Option<ssh::Listener>>,
+}
+
+impl Hosted {
+    pub fn state(&self) -> SessionState {
+        if self.session.exit_code().is_some() {
+            SessionState::Exited
+        } else if self.listener.lock().is_some() {
+            SessionState::Up
+        } else {
+            SessionState::Down
+        }
+    }
+
+    pub fn info(&self) -> SessionInfo {
+        let s = &self.session;
+        let created_unix = s
+            .created_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        SessionInfo {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            port: self.port,
+            bind: self.bind.to_string(),
+            state: self.state(),
+            pid: Some(s.pid),
+            exit_code: s.exit_code(),
+            clients: s.client_count(),
+            command: s.spec.command.clone(),
+            cwd: s.spec.cwd.display().to_string(),
+            created_at: humantime::format_rfc3339_seconds(s.created_at).to_string(),
+            created_unix,
+            join: join_command(self.bind, self.port),
+        }
+    }
+
+    /// Close the listener (no new joins). Returns whether it was open.
+    pub fn close_listener(&self) -> bool {
+        match self.listener.lock().take() {
+            Some(l) => {
+                l.close();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// What a user types to join.
+pub fn join_command(bind: IpAddr, port: u16) -> String {
+    let host = if bind.is_unspecified() {
+        hostname().unwrap_or_else(|| "localhost".into())
+    } else {
+        bind.to_string()
+    };
+    if port == 22 {
+        format!("ssh {host}")
+    } else {
+        format!("ssh -p {port} {host}")
+    }
+}
+
+fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; the result is NUL-terminated on success.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if r != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).into_owned();
+    (!name.is_empty()).then_some(name)
+}
+
+#[derive(Default)]
+pub struct Registry {
+    sessions: Mutex<Vec<Arc<Hosted>>>,
+}
+
+impl Registry {
+    pub fn all(&self) -> Vec<Arc<Hosted>> {
+        self.sessions.lock().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    pub fn id_taken(&self, id: &str) -> bool {
+        self.sessions.lock().iter().any(|h| h.session.id == id)
+    }
+
+    pub fn name_taken(&self, name: &str) -> bool {
+        self.sessions
+            .lock()
+            .iter()
+            .any(|h| h.session.name.as_deref() == Some(name))
+    }
+
+    pub fn insert(&self, hosted: Arc<Hosted>) {
+        self.sessions.lock().push(hosted);
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.sessions.lock().retain(|h| h.session.id != id);
+    }
+
+    /// Exact id, then exact name, then unique id prefix.
+    pub fn resolve(&self, target: &str) -> Result<Arc<Hosted>, ApiError> {
+        let sessions = self.sessions.lock();
+        if target.is_empty() {
+            return Err(ApiError::invalid("empty session id"));
+        }
+        if let Some(h) = sessions.iter().find(|h| h.session.id == target) {
+            return Ok(Arc::clone(h));
+        }
+        if let Some(h) = sessions
+            .iter()
+            .find(|h| h.session.name.as_deref() == Some(target))
+        {
+            return Ok(Arc::clone(h));
+        }
+        let matches: Vec<&Arc<Hosted>> = sessions
+            .iter()
+            .filter(|h| h.session.id.starts_with(target))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(Arc::clone(one)),
+            [] => Err(ApiError::not_found(format!(
+                "no session matches '{target}' (see `hearth ps`)"
+            ))),
+            many => Err(ApiError::new(
+                ErrorKind::Ambiguous,
+                format!(
+                    "'{target}' matches several sessions: {}",
+                    many.iter()
+                        .map(|h| h.session.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The tarpc adapter: one [`Control`] per control connection. It checks the handshake, then
+//! translates each call into a [`Daemon`] operation. Errors leave as [`ApiError`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use hearth_rpc::{
+    ApiError, CreateRequest, DaemonInfo, ErrorKind, Hearth, PROTOCOL_VERSION, PeerInfo,
+    SessionInfo, VERSION,
+};
+use tarpc::context::Context;
+
+use super::Daemon;
+
+#[derive(Clone)]
+pub struct Control {
+    daemon: Arc<Daemon>,
+    greeted: Arc<AtomicBool>,
+}
+
+impl Control {
+    pub fn new(daemon: Arc<Daemon>) -> Self {
+        Control {
+            daemon,
+            greeted: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn check(&self) -> Result<(), ApiError> {
+        if self.greeted.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorKind::Protocol,
+                "call hello with the protocol version first",
+            ))
+        }
+    }
+}
+
+impl Hearth for Control {
+    async fn hello(
+        self,
+        _: Context,
+        protocol: u32,
+        client_version: String,
+    ) -> Result<DaemonInfo, ApiError> {
+        if protocol != PROTOCOL_VERSION {
+            return Err(ApiError::new(
+                ErrorKind::Protocol,
+                format!(
+                    "protocol mismatch: this client ({client_version}) speaks protocol {protocol}, \
+                     the daemon ({VERSION}, pid {}) speaks {PROTOCOL_VERSION}; \
+                     restart the daemon with the same hearth version (`hearth shutdown`)",
+                    std::process::id()
+                ),
+            ));
+        }
+        self.greeted.store(true, Ordering::Release);
+        Ok(DaemonInfo {
+            version: VERSION.to_string(),
+            protocol: PROTOCOL_VERSION,
+            pid: std::process::id(),
+            socket: self.daemon.socket.display().to_string(),
+            started_at: humantime::format_rfc3339_seconds(self.daemon.started_at).to_string(),
+        })
+    }
+
+    async fn create(self, _: Context, request: CreateRequest) -> Result<SessionInfo, ApiError> {
+        self.check()?;
+        self.daemon.create(request).await
+    }
+
+    async fn list(self, _: Context) -> Result<Vec<SessionInfo>, ApiError> {
+        self.check()?;
+        Ok(self
+            .daemon
+            .registry
+            .all()
+            .iter()
+            .map(|h| h.info())
+            .collect())
+    }
+
+    async fn get(self, _: Context, target: String) -> Result<SessionInfo, ApiError> {
+        self.check()?;
+        Ok(self.daemon.registry.resolve(&target)?.info())
+    }
+
+    async fn up(self, _: Context, target: String) -> Result<SessionInfo, ApiError> {
+        self.check()?;
+        self.daemon.up(&target).await
+    }
+
+    async fn down(self, _: Context, target: String, kick: bool) -> Result<SessionInfo, ApiError> {
+        self.check()?;
+        self.daemon.down(&target, kick)
+    }
+
+    async fn kill(
+        self,
+        _: Context,
+        targets: Vec<String>,
+        all: bool,
+    ) -> Result<Vec<SessionInfo>, ApiError> {
+        self.check()?;
+        self.daemon.kill(&targets, all).await
+    }
+
+    async fn peers(self, _: Context, target: String) -> Result<Vec<PeerInfo>, ApiError> {
+        self.check()?;
+        let hosted = self.daemon.registry.resolve(&target)?;
+        Ok(hosted.session.peers().into_iter().map(peer_info).collect())
+    }
+
+    async fn kick(self, _: Context, target: String, client: String) -> Result<PeerInfo, ApiError> {
+        self.check()?;
+        let hosted = self.daemon.registry.resolve(&target)?;
+        hosted.session.kick(&client).map(peer_info).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no client '{client}' in session {} (see `hearth peers {}`)",
+                hosted.session.id, hosted.session.id
+            ))
+        })
+    }
+
+    async fn shutdown(self, _: Context) -> Result<(), ApiError> {
+        self.check()?;
+        tracing::info!("shutdown requested over the control socket");
+        self.daemon.cancel.cancel();
+        Ok(())
+    }
+}
+
+fn peer_info(p: crate::session::Peer) -> PeerInfo {
+    PeerInfo {
+        client: p.name,
+        user: p.spec.user,
+        role: p.spec.role.as_str().to_string(),
+        cols: p.size.0,
+        rows: p.size.1,
+        address: p.spec.address,
+        connected_at: humantime::format_rfc3339_seconds(p.connected_at).to_string(),
+        bytes_in: p.bytes_in,
+        bytes_out: p.bytes_out,
+        key_fingerprint: p.spec.key_fingerprint,
+    }
+}

@@ -1,0 +1,18 @@
+//! hearth: self-hosted shared terminal sessions over plain SSH.
+//!
+//! # Layout, in data-flow order
+//!
+//! - [`cli`]: the command line; talks to the daemon through `hearth-rpc`.
+//! - [`daemon`]: the control socket, the tarpc adapter, the registry of sessions.
+//! - [`ssh`]: one SSH listener per session; auth; a handler per connection and a writer
+//!   task per client.
+//! - [`session`]: transport-free core: PTY threads, output log, screen model, sizing.
+//! - [`paths`]: XDG locations.
+//!
+//! See `docs/architecture.md` for the invariants.
+
+pub mod cli;
+pub mod daemon;
+pub mod paths;
+pub mod session;
+pub mod ssh;

@@ -1,0 +1,157 @@
+//! The bounded output log of one session, addressed by byte offset.
+//!
+//! The PTY reader appends; every reader (a client's writer task, `tail`, `logs --follow`)
+//! keeps its own cursor, so nobody waits for anybody. When the log exceeds its capacity the
+//! oldest chunks are dropped; a reader whose cursor fell behind the retained start learns
+//! it (`Read::Lagged`) and is repainted from the screen model instead. It owns bytes and
+//! offsets only: no parsing, no I/O, no locking (the caller holds the lock).
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+/// What a reader gets for its cursor.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Read {
+    /// Bytes from the cursor on, and the cursor after them.
+    Data(Bytes, u64),
+    /// The cursor is at the end: nothing new yet.
+    UpToDate,
+    /// The bytes at the cursor are gone; the oldest retained offset is given.
+    Lagged(u64),
+}
+
+#[derive(Debug)]
+pub struct OutputLog {
+    /// Each chunk with the offset of its first byte.
+    chunks: VecDeque<(u64, Bytes)>,
+    start: u64,
+    end: u64,
+    retained: usize,
+    capacity: usize,
+}
+
+impl OutputLog {
+    /// A log keeping at least the last `capacity` bytes (never less than one chunk).
+    pub fn new(capacity: usize) -> Self {
+        OutputLog {
+            chunks: VecDeque::new(),
+            start: 0,
+            end: 0,
+            retained: 0,
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Offset one past the last byte ever appended.
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// Offset of the oldest retained byte.
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    pub fn append(&mut self, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        let len = data.len();
+        self.chunks.push_back((self.end, data));
+        self.end += len as u64;
+        self.retained += len;
+        while self.retained > self.capacity && self.chunks.len() > 1 {
+            if let Some((_, old)) = self.chunks.pop_front() {
+                self.retained -= old.len();
+            }
+            self.start = self.chunks.front().map_or(self.end, |(off, _)| *off);
+        }
+    }
+
+    /// Up to `max` bytes from `from` (at least one chunk's worth when `max` is smaller).
+    /// Consecutive small chunks are joined so a reader sends few, large packets.
+    pub fn read(&self, from: u64, max: usize) -> Read {
+        if from >= self.end {
+            return Read::UpToDate;
+        }
+        if from < self.start {
+            return Read::Lagged(self.start);
+        }
+        // Index of the chunk holding `from`.
+        let idx = match self.chunks.binary_search_by(|(off, _)| off.cmp(&from)) {
+            Ok(i) => i,
+            Err(i) => i - 1,
+        };
+        let (off, chunk) = &self.chunks[idx];
+        let first = chunk.slice((from - off) as usize..);
+        if first.len() >= max || idx + 1 == self.chunks.len() {
+            let next = from + first.len() as u64;
+            return Read::Data(first, next);
+        }
+        let mut buf = BytesMut::with_capacity(max.min(self.retained));
+        buf.extend_from_slice(&first);
+        for (_, chunk) in self.chunks.iter().skip(idx + 1) {
+            if buf.len() + chunk.len() > max {
+                break;
+            }
+            buf.extend_from_slice(chunk);
+        }
+        let next = from + buf.len() as u64;
+        Read::Data(buf.freeze(), next)
+    }
+
+    /// The last `n` retained bytes (fewer if less is retained).
+    pub fn tail(&self, n: usize) -> Vec<u8> {
+        let from = self.end.saturating_sub(n as u64).max(self.start);
+        let mut out = Vec::with_capacity((self.end - from) as usize);
+        let mut at = from;
+        while let Read::Data(b, next) = self.read(at, usize::MAX) {
+            out.extend_from_slice(&b);
+            at = next;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_of(chunks: &[&str], cap: usize) -> OutputLog {
+        let mut log = OutputLog::new(cap);
+        for c in chunks {
+            log.append(Bytes::copy_from_slice(c.as_bytes()));
+        }
+        log
+    }
+
+    #[test]
+    fn reads_resume_from_any_offset_and_join_small_chunks() {
+        let log = log_of(&["abc", "de", "fgh"], 100);
+        assert_eq!(log.read(0, 100), Read::Data(Bytes::from("abcdefgh"), 8));
+        assert_eq!(log.read(4, 100), Read::Data(Bytes::from("efgh"), 8));
+        assert_eq!(log.read(1, 4), Read::Data(Bytes::from("bcde"), 5));
+        assert_eq!(log.read(8, 100), Read::UpToDate);
+    }
+
+    #[test]
+    fn a_reader_behind_the_retained_start_is_told_it_lagged() {
+        let log = log_of(&["aaaa", "bbbb", "cccc"], 8);
+        assert_eq!(log.start(), 4);
+        assert_eq!(log.read(0, 100), Read::Lagged(4));
+        assert_eq!(log.read(4, 100), Read::Data(Bytes::from("bbbbcccc"), 12));
+        assert_eq!(log.tail(6), b"bbcccc".to_vec());
+        assert_eq!(log.tail(100), b"bbbbcccc".to_vec());
+    }
+
+    #[test]
+    fn memory_stays_bounded_by_capacity_plus_one_chunk() {
+        let mut log = OutputLog::new(1000);
+        for _ in 0..10_000 {
+            log.append(Bytes::from(vec![b'x'; 300]));
+        }
+        assert!(log.retained <= 1300);
+        assert_eq!(log.end(), 3_000_000);
+    }
+}

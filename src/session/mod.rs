@@ -1,0 +1,471 @@
+//! The heart of hearth, transport-free: one PTY, its output log, its screen model and the
+//! table of attached clients.
+//!
+//! Output flows one way: PTY reader thread → [`QueryFilter`] (terminal queries are answered
+//! here, once) → screen model and log, under one lock so a snapshot (repaint + cursor) is
+//! always consistent → a `watch` wakes every reader, each of which reads from its own
+//! cursor. Input flows the other way through one bounded channel to the PTY writer thread.
+//!
+//! This module must not know about russh, tarpc or ratatui: the SSH and RPC adapters call
+//! it, never the reverse. Locks here are std/parking_lot locks held for short, synchronous
+//! sections and never across `.await`.
+
+pub mod log;
+pub mod pty;
+pub mod query;
+pub mod screen;
+pub mod size;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use portable_pty::{MasterPty, PtySize};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use log::Read;
+pub use pty::{SpawnError, Spawned, Spec};
+use query::{Piece, QueryFilter};
+use screen::Screen;
+
+/// Tunables of one session.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Output bytes retained for readers that lag (and for `tail`).
+    pub log_bytes: usize,
+    /// Input messages queued for the PTY before typists wait.
+    pub input_queue: usize,
+    /// Clients attached at once.
+    pub max_clients: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            log_bytes: 8 * 1024 * 1024,
+            input_queue: 256,
+            max_clients: 1000,
+        }
+    }
+}
+
+/// What a client may do; decided by the key it authenticated with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Owner,
+    Collaborator,
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Collaborator => "collaborator",
+            Role::Viewer => "viewer",
+        }
+    }
+    pub fn may_type(self) -> bool {
+        !matches!(self, Role::Viewer)
+    }
+}
+
+/// Who is attaching.
+#[derive(Debug, Clone)]
+pub struct ClientSpec {
+    pub user: String,
+    pub role: Role,
+    pub address: String,
+    pub key_fingerprint: String,
+    /// (cols, rows) from the pty-req; 0 means unknown.
+    pub size: (u16, u16),
+}
+
+/// A row of `peers`.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub name: String,
+    pub spec: ClientSpec,
+    pub size: (u16, u16),
+    pub connected_at: SystemTime,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+struct ClientEntry {
+    name: String,
+    spec: ClientSpec,
+    size: (u16, u16),
+    connected_at: SystemTime,
+    stats: Arc<Stats>,
+    kick: CancellationToken,
+}
+
+#[derive(Default)]
+pub struct Stats {
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+}
+
+struct Output {
+    filter: QueryFilter,
+    screen: Screen,
+    log: log::OutputLog,
+}
+
+/// Why a client could not attach.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("the session has ended")]
+    Exited,
+    #[error("the session is full ({0} clients)")]
+    Full(usize),
+}
+
+pub struct Session {
+    pub id: String,
+    pub name: Option<String>,
+    pub spec: Spec,
+    pub created_at: SystemTime,
+    pub pid: u32,
+    limits: Limits,
+    output: Mutex<Output>,
+    output_end: watch::Sender<u64>,
+    exit: watch::Sender<Option<i32>>,
+    input: mpsc::Sender<Bytes>,
+    clients: Mutex<BTreeMap<u64, ClientEntry>>,
+    next_client: AtomicU64,
+    /// Serialises size computation and its application (PTY, then screen).
+    size: Mutex<(u16, u16)>,
+    master: Mutex<Box<dyn MasterPty + Send>>,
+}
+
+impl Session {
+    /// Spawn `spec` in a PTY and start its threads.
+    pub fn start(
+        id: String,
+        name: Option<String>,
+        spec: Spec,
+        limits: Limits,
+    ) -> Result<Arc<Session>, SpawnError> {
+        let Spawned {
+            master,
+            reader,
+            writer,
+            pid,
+        } = pty::spawn(&spec)?;
+        let (input_tx, input_rx) = mpsc::channel(limits.input_queue.max(1));
+        let (cols, rows) = spec.size;
+        let session = Arc::new(Session {
+            id,
+            name,
+            created_at: SystemTime::now(),
+            pid,
+            output: Mutex::new(Output {
+                filter: QueryFilter::default(),
+                screen: Screen::new(rows, cols),
+                log: log::OutputLog::new(limits.log_bytes),
+            }),
+            limits,
+            output_end: watch::channel(0).0,
+            exit: watch::channel(None).0,
+            input: input_tx,
+            clients: Mutex::new(BTreeMap::new()),
+            next_client: AtomicU64::new(1),
+            size: Mutex::new((cols, rows)),
+            master: Mutex::new(master),
+            spec,
+        });
+        if let Err(e) = pty::start_threads(&session, reader, writer, input_rx) {
+            pty::signal(pid, libc::SIGKILL);
+            return Err(SpawnError(format!("cannot start pty threads: {e}")));
+        }
+        Ok(session)
+    }
+
+    /// Called by the PTY reader thread with every read.
+    fn on_output(&self, bytes: &[u8]) {
+        let mut replies = Vec::new();
+        let end = {
+            let mut out = self.output.lock();
+            let out = &mut *out;
+            for piece in out.filter.feed(bytes) {
+                match piece {
+                    Piece::Output(data) => {
+                        out.screen.process(&data);
+                        out.log.append(Bytes::from(data));
+                    }
+                    Piece::Query(q) => replies.push(q.reply(out.screen.cursor())),
+                }
+            }
+            out.log.end()
+        };
+        self.output_end.send_replace(end);
+        for reply in replies {
+            // Never block the reader on a full input queue: a reply dropped under an input
+            // flood is logged, the output keeps flowing.
+            if self.input.try_send(Bytes::from(reply)).is_err() {
+                tracing::warn!(session = %self.id, "input queue full; terminal query reply dropped");
+            }
+        }
+    }
+
+    /// Called by the waiter thread once the child is reaped and its output drained.
+    fn on_exit(&self, code: i32) {
+        tracing::info!(session = %self.id, code, "child exited");
+        self.exit.send_replace(Some(code));
+    }
+
+    pub fn exit_code(&self) -> Option<i32> {
+        *self.exit.borrow()
+    }
+
+    /// Resolves when the child has exited (and its output was drained).
+    pub fn exit_watch(&self) -> watch::Receiver<Option<i32>> {
+        self.exit.subscribe()
+    }
+
+    /// Changes whenever output is appended; the value is the log's end offset.
+    pub fn output_watch(&self) -> watch::Receiver<u64> {
+        self.output_end.subscribe()
+    }
+
+    /// The repaint of the current screen and the log offset it corresponds to: stream from
+    /// there and the client sees exactly what everyone else sees.
+    pub fn snapshot(&self) -> (Vec<u8>, u64) {
+        let out = self.output.lock();
+        (out.screen.repaint(), out.log.end())
+    }
+
+    pub fn read(&self, from: u64, max: usize) -> Read {
+        self.output.lock().log.read(from, max)
+    }
+
+    /// The last `n` output bytes still retained.
+    pub fn tail(&self, n: usize) -> Vec<u8> {
+        self.output.lock().log.tail(n)
+    }
+
+    /// The current screen as text.
+    pub fn screen_text(&self) -> String {
+        self.output.lock().screen.text()
+    }
+
+    /// Queue input for the PTY; waits (this caller only) while the queue is full.
+    pub async fn input(&self, data: Bytes) {
+        // Fails only when the writer thread is gone, i.e. the session is being torn down.
+        let _ = self.input.send(data).await;
+    }
+
+    /// The PTY's current (cols, rows).
+    pub fn pty_size(&self) -> (u16, u16) {
+        *self.size.lock()
+    }
+
+    pub fn client_count(&self) -> usize {
+        self.clients.lock().len()
+    }
+
+    /// Register a client; the returned guard detaches it when dropped.
+    pub fn attach(self: &Arc<Self>, spec: ClientSpec) -> Result<Attachment, AttachError> {
+        if self.exit_code().is_some() {
+            return Err(AttachError::Exited);
+        }
+        let (key, name, stats, kick) = {
+            let mut clients = self.clients.lock();
+            if clients.len() >= self.limits.max_clients {
+                return Err(AttachError::Full(self.limits.max_clients));
+            }
+            let key = self.next_client.fetch_add(1, Ordering::Relaxed);
+            let name = smallest_free_name(&spec.user, clients.values().map(|c| c.name.as_str()));
+            let stats = Arc::new(Stats::default());
+            let kick = CancellationToken::new();
+            let size = size::clamp(spec.size.0 as u32, spec.size.1 as u32);
+            clients.insert(
+                key,
+                ClientEntry {
+                    name: name.clone(),
+                    spec,
+                    size,
+                    connected_at: SystemTime::now(),
+                    stats: Arc::clone(&stats),
+                    kick: kick.clone(),
+                },
+            );
+            (key, name, stats, kick)
+        };
+        self.recompute_size();
+        Ok(Attachment {
+            session: Arc::clone(self),
+            key,
+            name,
+            stats,
+            kick,
+        })
+    }
+
+    fn detach(&self, key: u64) {
+        self.clients.lock().remove(&key);
+        self.recompute_size();
+    }
+
+    pub fn peers(&self) -> Vec<Peer> {
+        self.clients
+            .lock()
+            .values()
+            .map(|c| Peer {
+                name: c.name.clone(),
+                spec: c.spec.clone(),
+                size: c.size,
+                connected_at: c.connected_at,
+                bytes_in: c.stats.bytes_in.load(Ordering::Relaxed),
+                bytes_out: c.stats.bytes_out.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Disconnect the named client. Returns its last state, or `None` if unknown.
+    pub fn kick(&self, name: &str) -> Option<Peer> {
+        let peer = self.peers().into_iter().find(|p| p.name == name)?;
+        if let Some(c) = self.clients.lock().values().find(|c| c.name == name) {
+            c.kick.cancel();
+        }
+        Some(peer)
+    }
+
+    /// Disconnect every client.
+    pub fn kick_all(&self) {
+        for c in self.clients.lock().values() {
+            c.kick.cancel();
+        }
+    }
+
+    fn set_client_size(&self, key: u64, cols: u32, rows: u32) {
+        if let Some(c) = self.clients.lock().get_mut(&key) {
+            c.size = size::clamp(cols, rows);
+        }
+        self.recompute_size();
+    }
+
+    fn recompute_size(&self) {
+        let mut current = self.size.lock();
+        let wanted = {
+            let clients = self.clients.lock();
+            size::pty_size(
+                clients
+                    .values()
+                    .filter(|c| c.spec.role.may_type())
+                    .map(|c| c.size),
+            )
+        };
+        let Some((cols, rows)) = wanted else { return };
+        if (cols, rows) == *current {
+            return;
+        }
+        let pty = PtySize {
+            rows,
+            cols,
+            pixel_width: 0,
+            pixel_height: 0,
+        };
+        if let Err(e) = self.master.lock().resize(pty) {
+            tracing::warn!(session = %self.id, error = %e, "pty resize failed");
+            return;
+        }
+        self.output.lock().screen.resize(rows, cols);
+        *current = (cols, rows);
+        tracing::debug!(session = %self.id, cols, rows, "pty resized");
+    }
+
+    /// End the child: SIGHUP to its process group, then SIGKILL after `grace`. Returns the
+    /// exit code once reaped (or `None` if even SIGKILL did not end it within a second).
+    pub async fn terminate(&self, grace: Duration) -> Option<i32> {
+        let mut exit = self.exit_watch();
+        if let Some(code) = *exit.borrow_and_update() {
+            return Some(code);
+        }
+        pty::signal(self.pid, libc::SIGHUP);
+        if let Some(code) = wait_exit(&mut exit, grace).await {
+            return Some(code);
+        }
+        if self.exit_code().is_none() {
+            pty::signal(self.pid, libc::SIGKILL);
+        }
+        // The waiter reports once the reader drains too (up to 1.5 s).
+        wait_exit(&mut exit, Duration::from_secs(3)).await
+    }
+}
+
+async fn wait_exit(exit: &mut watch::Receiver<Option<i32>>, limit: Duration) -> Option<i32> {
+    match tokio::time::timeout(limit, exit.wait_for(|c| c.is_some())).await {
+        Ok(Ok(code)) => *code,
+        _ => None,
+    }
+}
+
+/// `<user>-<n>` with the smallest n ≥ 1 not in use.
+fn smallest_free_name<'a>(user: &str, taken: impl Iterator<Item = &'a str>) -> String {
+    let prefix = format!("{user}-");
+    let used: std::collections::HashSet<u64> = taken
+        .filter_map(|n| n.strip_prefix(&prefix))
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let n = (1..).find(|n| !used.contains(n)).unwrap_or(1);
+    format!("{user}-{n}")
+}
+
+/// A client's membership in a session. Dropping it detaches the client (synchronously).
+pub struct Attachment {
+    session: Arc<Session>,
+    key: u64,
+    pub name: String,
+    pub stats: Arc<Stats>,
+    /// Cancelled when the client is kicked.
+    pub kick: CancellationToken,
+}
+
+impl Attachment {
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    pub fn resize(&self, cols: u32, rows: u32) {
+        self.session.set_client_size(self.key, cols, rows);
+    }
+
+    pub async fn input(&self, data: Bytes) {
+        self.stats
+            .bytes_in
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.session.input(data).await;
+    }
+
+    pub fn count_out(&self, n: usize) {
+        self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        self.session.detach(self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_names_take_the_smallest_free_number() {
+        assert_eq!(smallest_free_name("al", [].into_iter()), "al-1");
+        assert_eq!(
+            smallest_free_name("al", ["al-1", "al-3", "bo-2"].into_iter()),
+            "al-2"
+        );
+        assert_eq!(smallest_free_name("al", ["al-2"].into_iter()), "al-1");
+    }
+}

@@ -1,0 +1,205 @@
+//! The PTY and the three threads around it (portable-pty is blocking):
+//! - the reader hands every read to the session ([`super::Session::on_output`]);
+//! - the writer drains the bounded input channel, batching what is queued into one write;
+//! - the waiter reaps the child with `waitpid` and reports its exit status once the
+//!   reader has seen EOF (or shortly after, when a background job keeps the tty open).
+//!
+//! Nothing here runs on the tokio runtime. It must not know about clients or transports.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use portable_pty::{CommandBuilder, MasterPty, PtySize, native_pty_system};
+use tokio::sync::mpsc;
+
+use super::Session;
+
+/// What to run and where.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Program and arguments; never empty.
+    pub command: Vec<String>,
+    pub cwd: PathBuf,
+    /// Applied after the defaults (TERM, PATH with the shadow dir).
+    pub env: Vec<(String, String)>,
+    /// Prepended to PATH.
+    pub shadow_dir: Option<PathBuf>,
+    /// (cols, rows) before any client attaches.
+    pub size: (u16, u16),
+}
+
+pub struct Spawned {
+    pub master: Box<dyn MasterPty + Send>,
+    pub reader: Box<dyn Read + Send>,
+    pub writer: Box<dyn Write + Send>,
+    pub pid: u32,
+}
+
+/// Why a spawn failed, in words for the user.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SpawnError(pub String);
+
+pub fn spawn(spec: &Spec) -> Result<Spawned, SpawnError> {
+    let (program, args) = spec
+        .command
+        .split_first()
+        .ok_or_else(|| SpawnError("empty command".into()))?;
+    if !spec.cwd.is_dir() {
+        return Err(SpawnError(format!(
+            "working directory {} does not exist or is not a directory",
+            spec.cwd.display()
+        )));
+    }
+    let pair = native_pty_system()
+        .openpty(PtySize {
+            rows: spec.size.1,
+            cols: spec.size.0,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .map_err(|e| SpawnError(format!("cannot open a pty: {e}")))?;
+    let mut cmd = CommandBuilder::new(program);
+    cmd.args(args);
+    cmd.cwd(&spec.cwd);
+    cmd.env("TERM", "xterm-256color");
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+    if let Some(dir) = &spec.shadow_dir {
+        cmd.env("PATH", format!("{}:{path}", dir.display()));
+    }
+    // Children must not talk to (or auto-start) the daemon's socket by accident with our
+    // environment; they inherit the user's environment otherwise.
+    cmd.env("HEARTH_SESSION", "1");
+    for (k, v) in &spec.env {
+        if let (true, Some(dir)) = (k == "PATH", &spec.shadow_dir) {
+            cmd.env("PATH", format!("{}:{v}", dir.display()));
+            continue;
+        }
+        cmd.env(k, v);
+    }
+    let child = pair
+        .slave
+        .spawn_command(cmd)
+        .map_err(|e| SpawnError(format!("cannot start {program:?}: {e}")))?;
+    // The reader only sees EOF once every handle on the slave is closed.
+    drop(pair.slave);
+    let pid = child
+        .process_id()
+        .ok_or_else(|| SpawnError("the child has no pid".into()))?;
+    // We reap with waitpid ourselves (to read the signal number); dropping the std Child
+    // neither kills nor reaps.
+    drop(child);
+    let reader = pair
+        .master
+        .try_clone_reader()
+        .map_err(|e| SpawnError(format!("cannot read the pty: {e}")))?;
+    let writer = pair
+        .master
+        .take_writer()
+        .map_err(|e| SpawnError(format!("cannot write the pty: {e}")))?;
+    Ok(Spawned {
+        master: pair.master,
+        reader,
+        writer,
+        pid,
+    })
+}
+
+/// Start the reader, writer and waiter threads for `session`.
+pub fn start_threads(
+    session: &Arc<Session>,
+    mut reader: Box<dyn Read + Send>,
+    mut writer: Box<dyn Write + Send>,
+    mut input: mpsc::Receiver<Bytes>,
+) -> std::io::Result<()> {
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let s = Arc::clone(session);
+    std::thread::Builder::new()
+        .name(format!("pty-read-{}", session.id))
+        .spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => s.on_output(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    // EIO once the child side is gone reads as EOF.
+                    Err(_) => break,
+                }
+            }
+            let _ = done_tx.send(());
+        })?;
+
+    std::thread::Builder::new()
+        .name(format!("pty-write-{}", session.id))
+        .spawn(move || {
+            let mut batch = Vec::with_capacity(4096);
+            let mut broken = false;
+            while let Some(first) = input.blocking_recv() {
+                batch.clear();
+                batch.extend_from_slice(&first);
+                while batch.len() < 64 * 1024 {
+                    match input.try_recv() {
+                        Ok(more) => batch.extend_from_slice(&more),
+                        Err(_) => break,
+                    }
+                }
+                // After the child is gone writes fail; keep draining so senders never block.
+                if !broken && (writer.write_all(&batch).is_err() || writer.flush().is_err()) {
+                    broken = true;
+                }
+            }
+            // The writer is dropped only here, when the session itself is gone.
+            drop(writer);
+        })?;
+
+    let s = Arc::clone(session);
+    let pid = session.pid;
+    std::thread::Builder::new()
+        .name(format!("pty-wait-{}", session.id))
+        .spawn(move || {
+            let code = wait_pid(pid);
+            // Let the reader deliver the last output; a background job holding the tty
+            // open must not keep the session from reporting its exit.
+            let _ = done_rx.recv_timeout(Duration::from_millis(1500));
+            s.on_exit(code);
+        })?;
+    Ok(())
+}
+
+/// Block until `pid` ends; its exit code, or 128 + signal number.
+fn wait_pid(pid: u32) -> i32 {
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: plain syscall on our own child; `status` outlives the call.
+        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+        if r == pid as libc::pid_t {
+            break;
+        }
+        if r == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        // Someone else reaped it (should not happen): report an unknown failure.
+        return 255;
+    }
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        255
+    }
+}
+
+/// Send `sig` to the child's process group (it is a session leader, so pgid = pid),
+/// and to the child itself in case it changed group.
+pub fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: plain syscalls; failure (already gone) is fine.
+    unsafe {
+        libc::kill(-(pid as libc::pid_t), sig);
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}

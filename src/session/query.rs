@@ -1,0 +1,196 @@
+//! Terminal queries in the output stream, answered once, by the session itself.
+//!
+//! A program that asks "where is the cursor?" (CPR, `ESC[6n`), "are you OK?" (DSR,
+//! `ESC[5n`) or "what are you?" (DA1 `ESC[c`, DA2 `ESC[>c`) would get one reply per
+//! attached terminal, and none at all while nobody is attached. So these queries are cut
+//! out of the stream before it reaches the log, and the session answers from its screen
+//! model (`adr/0002-terminal-queries.md`). Everything else passes through unchanged, in
+//! order. A query split across reads is recognised; a CSI sequence is held back only until
+//! its final byte (at most [`MAX_CSI`] bytes). Pure: no I/O.
+
+/// A query the session answers itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Query {
+    /// `ESC[c` / `ESC[0c`: primary device attributes.
+    PrimaryAttributes,
+    /// `ESC[>c` / `ESC[>0c`: secondary device attributes.
+    SecondaryAttributes,
+    /// `ESC[5n`: device status.
+    Status,
+    /// `ESC[6n`: cursor position.
+    CursorPosition,
+    /// `ESC[?6n`: extended cursor position (DECXCPR).
+    ExtendedCursorPosition,
+}
+
+impl Query {
+    /// The reply a VT220-class terminal (xterm-compatible) gives; `cursor` is the 0-based
+    /// (row, col) at the moment of the query.
+    pub fn reply(self, cursor: (u16, u16)) -> Vec<u8> {
+        let (row, col) = (cursor.0 as u32 + 1, cursor.1 as u32 + 1);
+        match self {
+            // VT220 with ANSI colour; what tmux answers.
+            Query::PrimaryAttributes => b"\x1b[?62;22c".to_vec(),
+            Query::SecondaryAttributes => b"\x1b[>1;10;0c".to_vec(),
+            Query::Status => b"\x1b[0n".to_vec(),
+            Query::CursorPosition => format!("\x1b[{row};{col}R").into_bytes(),
+            Query::ExtendedCursorPosition => format!("\x1b[?{row};{col};1R").into_bytes(),
+        }
+    }
+}
+
+/// A piece of filtered output.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Piece {
+    Output(Vec<u8>),
+    Query(Query),
+}
+
+/// Longest CSI sequence held back while waiting for its final byte.
+pub const MAX_CSI: usize = 64;
+
+#[derive(Debug, Default)]
+enum State {
+    #[default]
+    Ground,
+    Escape,
+    /// Inside `ESC [`, with the bytes after `[` so far.
+    Csi(Vec<u8>),
+}
+
+/// Streaming filter; feed it reads in order.
+#[derive(Debug, Default)]
+pub struct QueryFilter {
+    state: State,
+}
+
+impl QueryFilter {
+    pub fn feed(&mut self, input: &[u8]) -> Vec<Piece> {
+        let mut pieces = Vec::new();
+        let mut out: Vec<u8> = Vec::with_capacity(input.len());
+        for &b in input {
+            match &mut self.state {
+                State::Ground => {
+                    if b == 0x1b {
+                        self.state = State::Escape;
+                    } else {
+                        out.push(b);
+                    }
+                }
+                State::Escape => {
+                    if b == b'[' {
+                        self.state = State::Csi(Vec::new());
+                    } else if b == 0x1b {
+                        out.push(0x1b);
+                    } else {
+                        out.extend_from_slice(&[0x1b, b]);
+                        self.state = State::Ground;
+                    }
+                }
+                State::Csi(params) => {
+                    if (0x40..=0x7e).contains(&b) {
+                        if let Some(q) = classify(params, b) {
+                            if !out.is_empty() {
+                                pieces.push(Piece::Output(std::mem::take(&mut out)));
+                            }
+                            pieces.push(Piece::Query(q));
+                        } else {
+                            out.extend_from_slice(b"\x1b[");
+                            out.extend_from_slice(params);
+                            out.push(b);
+                        }
+                        self.state = State::Ground;
+                    } else if params.len() >= MAX_CSI || !(0x20..=0x3f).contains(&b) {
+                        // Not a well-formed CSI (or absurdly long): pass it through as is.
+                        out.extend_from_slice(b"\x1b[");
+                        out.extend_from_slice(params);
+                        self.state = State::Ground;
+                        if b == 0x1b {
+                            self.state = State::Escape;
+                        } else {
+                            out.push(b);
+                        }
+                    } else {
+                        params.push(b);
+                    }
+                }
+            }
+        }
+        if !out.is_empty() {
+            pieces.push(Piece::Output(out));
+        }
+        pieces
+    }
+}
+
+fn classify(params: &[u8], fin: u8) -> Option<Query> {
+    match (params, fin) {
+        (b"" | b"0", b'c') => Some(Query::PrimaryAttributes),
+        (b">" | b">0", b'c') => Some(Query::SecondaryAttributes),
+        (b"5", b'n') => Some(Query::Status),
+        (b"6", b'n') => Some(Query::CursorPosition),
+        (b"?6", b'n') => Some(Query::ExtendedCursorPosition),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flatten(pieces: Vec<Piece>) -> (Vec<u8>, Vec<Query>) {
+        let mut out = Vec::new();
+        let mut qs = Vec::new();
+        for p in pieces {
+            match p {
+                Piece::Output(o) => out.extend(o),
+                Piece::Query(q) => qs.push(q),
+            }
+        }
+        (out, qs)
+    }
+
+    #[test]
+    fn queries_are_cut_out_and_everything_else_kept_in_order() {
+        let mut f = QueryFilter::default();
+        let (out, qs) = flatten(f.feed(b"a\x1b[6nb\x1b[31mc\x1b[cd\x1b[>ce\x1b[5n\x1b]0;t\x07"));
+        assert_eq!(out, b"ab\x1b[31mcde\x1b]0;t\x07".to_vec());
+        assert_eq!(
+            qs,
+            vec![
+                Query::CursorPosition,
+                Query::PrimaryAttributes,
+                Query::SecondaryAttributes,
+                Query::Status
+            ]
+        );
+    }
+
+    #[test]
+    fn a_query_split_across_reads_is_recognised() {
+        let mut f = QueryFilter::default();
+        let mut all = Vec::new();
+        for b in b"x\x1b[6ny\x1b[2J".iter() {
+            all.extend(f.feed(std::slice::from_ref(b)));
+        }
+        let (out, qs) = flatten(all);
+        assert_eq!(out, b"xy\x1b[2J".to_vec());
+        assert_eq!(qs, vec![Query::CursorPosition]);
+    }
+
+    #[test]
+    fn malformed_and_overlong_sequences_pass_through() {
+        let mut f = QueryFilter::default();
+        let long = [b"\x1b[".as_slice(), &[b'1'; 100], b"m"].concat();
+        let (out, qs) = flatten(f.feed(&long));
+        assert_eq!(out, long);
+        assert!(qs.is_empty());
+        let (out, _) = flatten(f.feed(b"\x1b[1\x1b[6n"));
+        assert_eq!(out, b"\x1b[1".to_vec());
+    }
+
+    #[test]
+    fn replies_are_one_based() {
+        assert_eq!(Query::CursorPosition.reply((0, 4)), b"\x1b[1;5R".to_vec());
+    }
+}

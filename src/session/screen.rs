@@ -1,0 +1,110 @@
+//! The screen model: a terminal emulator (the `vt100` crate) fed with everything the
+//! program prints, so the session always knows the current screen. It paints late joiners
+//! and lagging clients, answers terminal queries, and renders `screen` as text.
+//!
+//! Program output is hostile input: a panic inside the emulator is caught and the model
+//! is reset rather than taking the session down. Pure: no I/O, no locking.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// Rows of scrollback kept in the model (used by rewind views, not by repaints).
+const SCROLLBACK: usize = 1000;
+
+pub struct Screen {
+    parser: vt100::Parser,
+}
+
+impl Screen {
+    pub fn new(rows: u16, cols: u16) -> Self {
+        Screen {
+            parser: vt100::Parser::new(rows.max(1), cols.max(1), SCROLLBACK),
+        }
+    }
+
+    pub fn process(&mut self, bytes: &[u8]) {
+        let parser = &mut self.parser;
+        if catch_unwind(AssertUnwindSafe(|| parser.process(bytes))).is_err() {
+            let (rows, cols) = self.parser.screen().size();
+            tracing::warn!("terminal emulator panicked on program output; screen model reset");
+            self.parser = vt100::Parser::new(rows, cols, SCROLLBACK);
+        }
+    }
+
+    pub fn resize(&mut self, rows: u16, cols: u16) {
+        self.parser.screen_mut().set_size(rows.max(1), cols.max(1));
+    }
+
+    /// (rows, cols).
+    pub fn size(&self) -> (u16, u16) {
+        self.parser.screen().size()
+    }
+
+    /// 0-based (row, col) of the cursor.
+    pub fn cursor(&self) -> (u16, u16) {
+        self.parser.screen().cursor_position()
+    }
+
+    /// Bytes that turn any terminal into this screen: leave or enter the alternate
+    /// screen as the program is, reset attributes and scroll region, clear, then draw the
+    /// contents, cursor and input modes.
+    pub fn repaint(&self) -> Vec<u8> {
+        let screen = self.parser.screen();
+        let mut out = Vec::with_capacity(8 * 1024);
+        out.extend_from_slice(if screen.alternate_screen() {
+            b"\x1b[?1049h"
+        } else {
+            b"\x1b[?1049l"
+        });
+        out.extend_from_slice(b"\x1b[0m\x1b[r\x1b[H\x1b[2J");
+        out.extend_from_slice(&screen.state_formatted());
+        out
+    }
+
+    /// The visible screen as plain text, one line per row, trailing blanks trimmed.
+    pub fn text(&self) -> String {
+        let screen = self.parser.screen();
+        let (_, cols) = screen.size();
+        let mut lines: Vec<String> = screen
+            .rows(0, cols)
+            .map(|r| r.trim_end().to_string())
+            .collect();
+        while lines.last().is_some_and(|l| l.is_empty()) {
+            lines.pop();
+        }
+        lines.join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repaint_reproduces_the_screen_in_a_fresh_emulator() {
+        let mut s = Screen::new(10, 40);
+        s.process(b"hello\r\n\x1b[31mred\x1b[0m\x1b[5;10Hthere");
+        let mut fresh = Screen::new(10, 40);
+        fresh.process(&s.repaint());
+        assert_eq!(fresh.text(), s.text());
+        assert_eq!(fresh.cursor(), s.cursor());
+        assert!(s.text().starts_with("hello\nred"));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut s = Screen::new(5, 5);
+        let mut x: u32 = 12345;
+        let bytes: Vec<u8> = (0..100_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        s.process(&bytes);
+        s.resize(0, 0);
+        s.process(&bytes);
+        let _ = s.repaint();
+    }
+}

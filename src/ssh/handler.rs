@@ -1,0 +1,352 @@
+//! One [`Client`] per SSH connection: public-key auth against the session's [`Access`],
+//! one session channel with a pty, input into the session, window changes into the size
+//! computation. Everything else (port forwarding, agent and X11 forwarding, subsystems,
+//! other channel types) is refused by russh's defaults, which reject.
+//!
+//! The channel object russh hands to `channel_open_session` is dropped at once: keeping it
+//! unread stalls the whole connection once its buffer fills (STACK-NOTES). We use the
+//! callbacks instead.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use russh::server::{Auth, ChannelOpenHandle, Msg, Session as SshSession};
+use russh::{Channel, ChannelId, Pty};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::keys::fingerprint_of;
+use super::stream::Cuttable;
+use super::{Access, Shared, writer};
+use crate::session::{Attachment, ClientSpec, Role};
+
+/// Time allowed from connect to successful auth.
+const LOGIN_GRACE: Duration = Duration::from_secs(30);
+
+pub async fn run_connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let span = tracing::info_span!("client", session = %shared.session.id, %peer);
+    let cut = CancellationToken::new();
+    let authed = CancellationToken::new();
+    let client = Client {
+        authed: authed.clone(),
+        shared: Arc::clone(&shared),
+        peer,
+        user: String::new(),
+        role: None,
+        fingerprint: String::new(),
+        channel: None,
+        pty: None,
+        attachment: None,
+        stop: CancellationToken::new(),
+        cut: cut.clone(),
+        span: span.clone(),
+    };
+    let stream = Cuttable::new(stream, cut.clone());
+    let running = match russh::server::run_stream(Arc::clone(&shared.config), stream, client).await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(parent: &span, error = %e, "ssh handshake failed");
+            return;
+        }
+    };
+    // Login grace: a connection that has not authenticated in time is cut.
+    let grace = {
+        let (cut, authed) = (cut.clone(), authed.clone());
+        shared.tracker.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(LOGIN_GRACE) => cut.cancel(),
+                _ = authed.cancelled() => {}
+                _ = cut.cancelled() => {}
+            }
+        })
+    };
+    tokio::select! {
+        r = running => {
+            if let Err(e) = r {
+                tracing::debug!(parent: &span, error = %e, "connection ended with error");
+            }
+        }
+        _ = shared.cancel.cancelled() => cut.cancel(),
+    }
+    cut.cancel();
+    grace.abort();
+    tracing::info!(parent: &span, "disconnected");
+}
+
+pub struct Client {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    user: String,
+    role: Option<Role>,
+    fingerprint: String,
+    channel: Option<ChannelId>,
+    /// (cols, rows) from the pty-req, until attached.
+    pty: Option<(u32, u32)>,
+    attachment: Option<Arc<Attachment>>,
+    /// Stops this client's writer task.
+    stop: CancellationToken,
+    /// Cuts the TCP connection.
+    cut: CancellationToken,
+    /// Cancelled once authenticated (ends the login grace timer).
+    authed: CancellationToken,
+    span: tracing::Span,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Client {
+    fn access(&self) -> &Access {
+        &self.shared.access
+    }
+
+    /// Join the session and start the writer; `exec` is typed into the shared shell.
+    fn attach(&mut self, channel: ChannelId, session: &mut SshSession, exec: Option<&[u8]>) {
+        let Some((cols, rows)) = self.pty else {
+            let msg = "hearth: this is a shared terminal; a pty is required (use `ssh -t`)\r\n";
+            let _ = session.extended_data(channel, 1, Bytes::from_static(msg.as_bytes()));
+            let _ = session.exit_status_request(channel, 1);
+            let _ = session.eof(channel);
+            let _ = session.close(channel);
+            return;
+        };
+        if self.attachment.is_some() {
+            let _ = session.channel_failure(channel);
+            return;
+        }
+        let spec = ClientSpec {
+            user: self.user.clone(),
+            role: self.role.unwrap_or(Role::Viewer),
+            address: self.peer.to_string(),
+            key_fingerprint: self.fingerprint.clone(),
+            size: (
+                cols.min(u16::MAX as u32) as u16,
+                rows.min(u16::MAX as u32) as u16,
+            ),
+        };
+        match self.shared.session.attach(spec) {
+            Ok(att) => {
+                let att = Arc::new(att);
+                tracing::info!(parent: &self.span, client = %att.name, role = ?self.role, "attached");
+                let _ = session.channel_success(channel);
+                self.shared.tracker.spawn(
+                    writer::run(
+                        Arc::clone(&att),
+                        session.handle(),
+                        channel,
+                        self.stop.clone(),
+                        self.cut.clone(),
+                    )
+                    .instrument(
+                        tracing::info_span!(parent: &self.span, "writer", client = %att.name),
+                    ),
+                );
+                if let Some(cmd) = exec.filter(|c| !c.is_empty())
+                    && self.role.is_some_and(Role::may_type)
+                {
+                    let mut line = cmd.to_vec();
+                    line.push(b'\r');
+                    let att = Arc::clone(&att);
+                    tokio::spawn(async move { att.input(Bytes::from(line)).await });
+                }
+                self.attachment = Some(att);
+            }
+            Err(e) => {
+                let msg = format!("hearth: cannot join: {e}\r\n");
+                let _ = session.extended_data(channel, 1, Bytes::from(msg));
+                let _ = session.exit_status_request(channel, 1);
+                let _ = session.eof(channel);
+                let _ = session.close(channel);
+            }
+        }
+    }
+}
+
+impl russh::server::Handler for Client {
+    type Error = russh::Error;
+
+    async fn auth_publickey_offered(
+        &mut self,
+        _user: &str,
+        offer: russh::server::PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        // Only say "go on and sign" for keys we would accept; others fail fast.
+        Ok(match self.access().role_of(offer.public_key.key_data()) {
+            Some(_) => Auth::Accept,
+            None => Auth::reject(),
+        })
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: russh::server::VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let fingerprint = fingerprint_of(key.public_key.key_data());
+        match self.access().role_of(key.public_key.key_data()) {
+            Some(role) => {
+                tracing::info!(parent: &self.span, user, %fingerprint, role = role.as_str(), "auth accepted");
+                self.user = sanitize_user(user);
+                self.role = Some(role);
+                self.fingerprint = fingerprint;
+                self.authed.cancel();
+                Ok(Auth::Accept)
+            }
+            None => {
+                tracing::info!(parent: &self.span, user, %fingerprint, "auth refused: unknown key");
+                Ok(Auth::reject())
+            }
+        }
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        let id = channel.id();
+        drop(channel);
+        if self.role.is_none() || self.channel.is_some() {
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        self.channel = Some(id);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        col_width: u32,
+        row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(Pty, u32)],
+        session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        if Some(channel) != self.channel {
+            let _ = session.channel_failure(channel);
+            return Ok(());
+        }
+        self.pty = Some((col_width, row_height));
+        let _ = session.channel_success(channel);
+        Ok(())
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        if Some(channel) != self.channel {
+            let _ = session.channel_failure(channel);
+            return Ok(());
+        }
+        self.attach(channel, session, None);
+        Ok(())
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        if Some(channel) != self.channel {
+            let _ = session.channel_failure(channel);
+            return Ok(());
+        }
+        self.attach(channel, session, Some(data));
+        Ok(())
+    }
+
+    async fn window_change_request(
+        &mut self,
+        _channel: ChannelId,
+        col_width: u32,
+        row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        if let Some(att) = &self.attachment {
+            att.resize(col_width, row_height);
+        } else {
+            self.pty = Some((col_width, row_height));
+        }
+        Ok(())
+    }
+
+    async fn env_request(
+        &mut self,
+        _channel: ChannelId,
+        _name: &str,
+        _value: &str,
+        _session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        // Accepted and ignored: the session's environment is the session's.
+        Ok(())
+    }
+
+    async fn data(
+        &mut self,
+        _channel: ChannelId,
+        data: &[u8],
+        _session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        if let (Some(att), Some(role)) = (&self.attachment, self.role)
+            && role.may_type()
+        {
+            att.input(Bytes::copy_from_slice(data)).await;
+        }
+        Ok(())
+    }
+
+    async fn channel_eof(
+        &mut self,
+        _channel: ChannelId,
+        _session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        // `ssh host <<< cmds` sends EOF at once; closing here would lose the output.
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        if Some(channel) == self.channel {
+            self.stop.cancel();
+            self.attachment = None;
+            self.channel = None;
+        }
+        Ok(())
+    }
+}
+
+/// SSH user names end up in client names and logs: keep them short and printable.
+fn sanitize_user(user: &str) -> String {
+    let clean: String = user
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        .take(32)
+        .collect();
+    if clean.is_empty() {
+        "user".into()
+    } else {
+        clean
+    }
+}

@@ -1,0 +1,134 @@
+//! The SSH adapter: one listener per session, public-key auth (fail closed), and a
+//! [`handler::Client`] per connection that attaches to the transport-free
+//! [`crate::session::Session`]. Output reaches each client through its own writer task
+//! ([`writer`]), so a client whose SSH window is full only ever waits for itself.
+//!
+//! It owns russh configuration, key checks and channel plumbing. It must not own session
+//! state (sizes, logs, screens): it asks the session.
+
+pub mod handler;
+pub mod keys;
+pub mod stream;
+pub mod writer;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::MethodKind;
+use russh::keys::PrivateKey;
+use russh::keys::ssh_key::public::KeyData;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::session::{Role, Session};
+
+/// Who may join a session, decided per key at auth time.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// The daemon user's home: owner keys are re-read from `~/.ssh` at every auth, so a
+    /// key added there works at once and a removed one stops working.
+    pub home: PathBuf,
+    /// Keys given with `--allow-key`.
+    pub collaborators: Vec<KeyData>,
+}
+
+impl Access {
+    /// The role a key grants, or `None`: refused.
+    pub fn role_of(&self, key: &KeyData) -> Option<Role> {
+        if keys::owner_keys(&self.home).iter().any(|k| k == key) {
+            return Some(Role::Owner);
+        }
+        if self.collaborators.iter().any(|k| k == key) {
+            return Some(Role::Collaborator);
+        }
+        None
+    }
+}
+
+/// What every connection of one session shares.
+pub struct Shared {
+    pub session: Arc<Session>,
+    pub access: Access,
+    pub config: Arc<russh::server::Config>,
+    /// Cancelled when the session is removed or the daemon stops.
+    pub cancel: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+/// russh settings for every session (see `../shared/STACK-NOTES.md`).
+pub fn server_config(host_key: PrivateKey) -> russh::server::Config {
+    russh::server::Config {
+        methods: russh::MethodSet::from(&[MethodKind::PublicKey][..]),
+        // Constant-time rejections, but OpenSSH probes `none` first: do not make every
+        // login wait for that.
+        auth_rejection_time: Duration::from_millis(300),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        max_auth_attempts: 6,
+        keys: vec![host_key],
+        // Watchers may stay silent for hours: never drop them for inactivity; keepalives
+        // find dead peers instead.
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 4,
+        nodelay: true,
+        ..Default::default()
+    }
+}
+
+/// Bind a session's listener. Port 0 picks a free port.
+pub async fn bind(addr: IpAddr, port: u16) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // Allows `up` to rebind the same port while old connections linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::new(addr, port))?;
+    socket.listen(128)
+}
+
+/// A running accept loop; dropping it does not stop it, [`Listener::close`] does.
+pub struct Listener {
+    cancel: CancellationToken,
+    pub addr: SocketAddr,
+}
+
+impl Listener {
+    pub fn close(&self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Accept connections on `listener` until closed or the session is cancelled.
+pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<Listener> {
+    let addr = listener.local_addr()?;
+    let cancel = shared.cancel.child_token();
+    let stop = cancel.clone();
+    let tracker = shared.tracker.clone();
+    tracker.spawn(async move {
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = stop.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let shared = Arc::clone(&shared);
+            shared
+                .tracker
+                .clone()
+                .spawn(handler::run_connection(shared, stream, peer));
+        }
+        tracing::debug!(%addr, "listener closed");
+    });
+    Ok(Listener { cancel, addr })
+}
