@@ -1,0 +1,22 @@
+# hearth developer commands. `just ci` runs exactly what CI (.ci/run) runs.
+
+default: ci
+
+fmt:
+    cargo fmt --all
+
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+
+test:
+    cargo test --workspace --locked
+
+doc:
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+ci: lint test doc
+
+# Benchmarks (not part of CI): echo latency and fan-out throughput.
+bench *ARGS:
+    cargo run --release --locked --bin hearth-bench -- {{ARGS}}

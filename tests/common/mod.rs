@@ -1,0 +1,572 @@
+//! Test helpers: a real daemon in temp dirs ([`TestDaemon`], stopped on drop), the real CLI,
+//! an in-process russh client ([`SshClient`]) that keeps a screen model of what it
+//! received, OpenSSH clients driven through tmux ([`Tmux`]), and [`wait_until`]: every
+//! wait is on a condition with a deadline.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use russh::ChannelMsg;
+use russh::keys::{Algorithm, PrivateKey, PrivateKeyWithHashAlg, ssh_key::LineEnding};
+use serde_json::Value;
+use tokio::sync::Notify;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_hearth");
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Poll `check` until it returns `Some`, or panic after `deadline` naming `what`.
+pub fn wait_until<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if Instant::now() > end {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A key pair on disk, usable by OpenSSH (`path`) and by russh (`key`).
+pub struct Key {
+    pub path: PathBuf,
+    pub key: Arc<PrivateKey>,
+}
+
+impl Key {
+    pub fn generate(path: &Path) -> Key {
+        let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
+        key.write_openssh_file(path, LineEnding::LF).unwrap();
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let public = key.public_key().to_openssh().unwrap();
+        std::fs::write(path.with_extension("pub"), format!("{public}\n")).unwrap();
+        Key {
+            path: path.to_path_buf(),
+            key: Arc::new(key),
+        }
+    }
+
+    pub fn public_line(&self) -> String {
+        self.key.public_key().to_openssh().unwrap()
+    }
+
+    pub fn pub_path(&self) -> PathBuf {
+        self.path.with_extension("pub")
+    }
+}
+
+/// A temp HOME (with the owner's key in ~/.ssh) and socket dir; no daemon yet.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub socket: PathBuf,
+    pub owner: Key,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let ssh = home.join(".ssh");
+        std::fs::create_dir_all(&ssh).unwrap();
+        std::fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        let owner = Key::generate(&ssh.join("id_ed25519"));
+        let socket = dir.path().join("run").join("hearth.sock");
+        Env {
+            home,
+            socket,
+            owner,
+            dir,
+        }
+    }
+
+    /// A key that is not the owner's (for collaborators or for refusals).
+    pub fn other_key(&self, name: &str) -> Key {
+        Key::generate(&self.dir.path().join(name))
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env_clear()
+            .env("HOME", &self.home)
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("SHELL", "/bin/sh")
+            .env("HEARTH_SOCKET", &self.socket)
+            .env("HEARTH_LOG", "hearth=debug,info")
+            .current_dir(self.dir.path());
+        c
+    }
+
+    /// Run the CLI to completion.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.command(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// Run the CLI with `--json`; (exit success, parsed stdout).
+    pub fn json(&self, args: &[&str]) -> (bool, Value) {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.cli(&all);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON document ({e}): {text:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.success(), v)
+    }
+
+    /// `--json` call that must succeed.
+    pub fn ok(&self, args: &[&str]) -> Value {
+        let (ok, v) = self.json(args);
+        assert!(ok, "hearth {args:?} failed: {v}");
+        v
+    }
+
+    /// `--json` call that must fail with `kind`; returns the message.
+    pub fn err(&self, args: &[&str], kind: &str) -> String {
+        let (ok, v) = self.json(args);
+        assert!(!ok, "hearth {args:?} should have failed: {v}");
+        assert_eq!(v["error"]["kind"], kind, "{v}");
+        v["error"]["message"].as_str().unwrap().to_string()
+    }
+
+    /// Start `hearth daemon` in the foreground, wait until it answers.
+    pub fn start_daemon(self) -> TestDaemon {
+        let child = self.spawn_daemon();
+        let d = TestDaemon {
+            env: self,
+            child: Some(child),
+        };
+        d.wait_ready();
+        d
+    }
+
+    pub fn spawn_daemon(&self) -> Child {
+        let log = std::fs::File::create(self.dir.path().join("daemon.log")).unwrap();
+        self.command(&["daemon", "--kill-grace", "1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+}
+
+pub struct TestDaemon {
+    pub env: Env,
+    pub child: Option<Child>,
+}
+
+impl std::ops::Deref for TestDaemon {
+    type Target = Env;
+    fn deref(&self) -> &Env {
+        &self.env
+    }
+}
+
+impl TestDaemon {
+    pub fn start() -> TestDaemon {
+        Env::new().start_daemon()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    fn wait_ready(&self) {
+        wait_until("the daemon to answer", DEADLINE, || {
+            let out = self.cli(&["--json", "version"]);
+            out.status.success().then_some(())
+        });
+    }
+
+    /// Start a session running `command` (`sh -c` when one string); returns its JSON.
+    pub fn session(&self, extra: &[&str], command: &[&str]) -> Value {
+        let mut args = vec!["server", "--bind", "127.0.0.1"];
+        args.extend_from_slice(extra);
+        args.push("--");
+        args.extend_from_slice(command);
+        self.ok(&args)
+    }
+
+    /// SIGTERM and wait for exit; returns whether it exited in time.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + DEADLINE;
+        while Instant::now() < end {
+            if child.try_wait().unwrap().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    /// Resident memory of the daemon, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if !self.terminate() {
+            eprintln!("daemon did not stop on SIGTERM");
+        }
+        if std::thread::panicking() {
+            eprintln!("---- daemon log ----\n{}", self.env.daemon_log());
+        }
+    }
+}
+
+// ---------------------------------------------------------------- russh client
+
+pub struct Accept;
+
+impl russh::client::Handler for Accept {
+    type Error = russh::Error;
+    async fn check_server_key(
+        &mut self,
+        _key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+#[derive(Default)]
+pub struct Received {
+    pub raw: Vec<u8>,
+    pub exit: Option<u32>,
+    pub closed: bool,
+}
+
+/// An in-process SSH client with a pty; everything received is kept and parsed.
+pub struct SshClient {
+    pub handle: russh::client::Handle<Accept>,
+    pub write: russh::ChannelWriteHalf<russh::client::Msg>,
+    pub received: Arc<Mutex<Received>>,
+    pub notify: Arc<Notify>,
+    pub size: (u16, u16),
+}
+
+pub async fn try_connect(
+    port: u16,
+    key: &Key,
+    user: &str,
+) -> Result<russh::client::Handle<Accept>, String> {
+    let config = Arc::new(russh::client::Config::default());
+    let mut handle = russh::client::connect(config, ("127.0.0.1", port), Accept)
+        .await
+        .map_err(|e| e.to_string())?;
+    let auth = handle
+        .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::clone(&key.key), None))
+        .await
+        .map_err(|e| e.to_string())?;
+    if !auth.success() {
+        return Err("auth refused".into());
+    }
+    Ok(handle)
+}
+
+impl SshClient {
+    pub async fn connect(port: u16, key: &Key, user: &str, cols: u16, rows: u16) -> SshClient {
+        Self::connect_with(port, key, user, cols, rows, None).await
+    }
+
+    pub async fn connect_with(
+        port: u16,
+        key: &Key,
+        user: &str,
+        cols: u16,
+        rows: u16,
+        exec: Option<&str>,
+    ) -> SshClient {
+        let handle = try_connect(port, key, user).await.unwrap();
+        let channel = handle.channel_open_session().await.unwrap();
+        channel
+            .request_pty(true, "xterm-256color", cols as u32, rows as u32, 0, 0, &[])
+            .await
+            .unwrap();
+        match exec {
+            Some(cmd) => channel.exec(true, cmd).await.unwrap(),
+            None => channel.request_shell(true).await.unwrap(),
+        }
+        let (mut read, write) = channel.split();
+        let received = Arc::new(Mutex::new(Received::default()));
+        let notify = Arc::new(Notify::new());
+        let (r, n) = (Arc::clone(&received), Arc::clone(&notify));
+        tokio::spawn(async move {
+            while let Some(msg) = read.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => r.lock().raw.extend_from_slice(&data),
+                    ChannelMsg::ExitStatus { exit_status } => r.lock().exit = Some(exit_status),
+                    ChannelMsg::Close => break,
+                    _ => {}
+                }
+                n.notify_waiters();
+            }
+            r.lock().closed = true;
+            n.notify_waiters();
+        });
+        SshClient {
+            handle,
+            write,
+            received,
+            notify,
+            size: (cols, rows),
+        }
+    }
+
+    pub async fn send(&self, text: &str) {
+        self.write
+            .data_bytes(text.as_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+
+    pub async fn resize(&mut self, cols: u16, rows: u16) {
+        self.size = (cols, rows);
+        self.write
+            .window_change(cols as u32, rows as u32, 0, 0)
+            .await
+            .unwrap();
+    }
+
+    pub fn raw(&self) -> Vec<u8> {
+        self.received.lock().raw.clone()
+    }
+
+    pub fn raw_text(&self) -> String {
+        String::from_utf8_lossy(&self.received.lock().raw).into_owned()
+    }
+
+    /// The screen this client shows: everything received, through a terminal emulator.
+    pub fn screen(&self) -> String {
+        let mut p = vt100::Parser::new(self.size.1.max(1), self.size.0.max(1), 0);
+        p.process(&self.received.lock().raw);
+        p.screen().contents()
+    }
+
+    /// Wait until `check(self)` holds, with a deadline.
+    pub async fn wait_for(&self, what: &str, check: impl Fn(&SshClient) -> bool) {
+        let end = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let notified = self.notify.notified();
+            if check(self) {
+                return;
+            }
+            if tokio::time::timeout_at(end, notified).await.is_err() && !check(self) {
+                panic!(
+                    "timed out waiting for {what}; screen:\n{}\nraw tail: {:?}",
+                    self.screen(),
+                    tail(&self.raw_text(), 400)
+                );
+            }
+        }
+    }
+
+    pub async fn wait_text(&self, needle: &str) {
+        let n = needle.to_string();
+        self.wait_for(&format!("{needle:?} in the output"), move |c| {
+            c.raw_text().contains(&n)
+        })
+        .await
+    }
+
+    pub async fn wait_screen(&self, needle: &str) {
+        let n = needle.to_string();
+        self.wait_for(&format!("{needle:?} on the screen"), move |c| {
+            c.screen().contains(&n)
+        })
+        .await
+    }
+
+    pub async fn wait_exit(&self) -> u32 {
+        self.wait_for("the exit status", |c| c.received.lock().exit.is_some())
+            .await;
+        self.received.lock().exit.unwrap()
+    }
+
+    pub async fn wait_closed(&self) {
+        self.wait_for("the channel to close", |c| c.received.lock().closed)
+            .await
+    }
+}
+
+pub fn tail(s: &str, n: usize) -> &str {
+    let start = s.len().saturating_sub(n);
+    let mut i = start;
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    &s[i..]
+}
+
+// ---------------------------------------------------------------- OpenSSH through tmux
+
+/// OpenSSH arguments that ignore the real user's config and known_hosts.
+pub fn ssh_args(key: &Key, port: u16) -> Vec<String> {
+    [
+        "-F",
+        "/dev/null",
+        "-i",
+        key.path.to_str().unwrap(),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "BatchMode=yes",
+        "-p",
+        &port.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// A private tmux server; each window runs one command.
+pub struct Tmux {
+    pub socket: PathBuf,
+}
+
+impl Tmux {
+    pub fn new(dir: &Path) -> Tmux {
+        Tmux {
+            socket: dir.join(format!("tmux-{}", std::process::id())),
+        }
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .env_remove("TMUX")
+            .output()
+            .unwrap()
+    }
+
+    /// Run `cmd` (a shell line) in a new window `name` of the given size.
+    pub fn run(&self, name: &str, cols: u16, rows: u16, cmd: &str) {
+        let (c, r) = (cols.to_string(), rows.to_string());
+        let has = self.tmux(&["has-session", "-t", "t"]).status.success();
+        let out = if has {
+            self.tmux(&["new-window", "-d", "-t", "t", "-n", name, cmd])
+        } else {
+            self.tmux(&[
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+                "-n",
+                name,
+                "-x",
+                &c,
+                "-y",
+                &r,
+                cmd,
+            ])
+        };
+        assert!(
+            out.status.success(),
+            "tmux: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let t = format!("t:{name}");
+        self.tmux(&["set-option", "-t", &t, "remain-on-exit", "on"]);
+        self.tmux(&["resize-window", "-t", &t, "-x", &c, "-y", &r]);
+    }
+
+    pub fn send_keys(&self, name: &str, keys: &[&str]) {
+        let t = format!("t:{name}");
+        let mut args = vec!["send-keys", "-t", &t];
+        args.extend_from_slice(keys);
+        assert!(self.tmux(&args).status.success());
+    }
+
+    /// Send literal text.
+    pub fn type_text(&self, name: &str, text: &str) {
+        let t = format!("t:{name}");
+        assert!(
+            self.tmux(&["send-keys", "-t", &t, "-l", text])
+                .status
+                .success()
+        );
+    }
+
+    pub fn capture(&self, name: &str) -> String {
+        let t = format!("t:{name}");
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", &t]).stdout).into_owned()
+    }
+
+    pub fn wait_for(&self, name: &str, needle: &str) -> String {
+        wait_until(
+            &format!("{needle:?} in tmux window {name}"),
+            DEADLINE,
+            || {
+                let s = self.capture(name);
+                s.contains(needle).then_some(s)
+            },
+        )
+    }
+
+    /// The exit status of the window's command once it is dead.
+    pub fn dead_status(&self, name: &str) -> Option<i32> {
+        let t = format!("t:{name}");
+        let out = self.tmux(&[
+            "display-message",
+            "-p",
+            "-t",
+            &t,
+            "#{pane_dead} #{pane_dead_status}",
+        ]);
+        let s = String::from_utf8_lossy(&out.stdout);
+        let mut it = s.split_whitespace();
+        (it.next() == Some("1")).then(|| it.next().and_then(|c| c.parse().ok()).unwrap_or(-1))
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+pub fn port_of(v: &Value) -> u16 {
+    v["port"].as_u64().unwrap() as u16
+}
+
+pub fn id_of(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_string()
+}

@@ -1,0 +1,336 @@
+//! Control plane against the real daemon: lifecycle, lookup, errors, socket hygiene,
+//! auto-start and `--json` shapes.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use common::*;
+use hearth_rpc::{ErrorKind, PROTOCOL_VERSION};
+
+fn state(d: &TestDaemon, id: &str) -> serde_json::Value {
+    let list = d.ok(&["ps"]);
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .cloned()
+        .unwrap_or(serde_json::Value::Null)
+}
+
+#[test]
+fn server_ps_down_up_kill_lifecycle() {
+    let d = TestDaemon::start();
+    let s = d.session(&["--name", "agent"], &["sleep", "1000"]);
+    let id = id_of(&s);
+    assert_eq!(id.len(), 8);
+    assert!(
+        id.chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    );
+    assert_eq!(s["state"], "up");
+    let port = port_of(&s);
+    assert!(port > 0);
+    assert_eq!(s["join"], format!("ssh -p {port} 127.0.0.1"));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+
+    let down = d.ok(&["down", "agent"]);
+    assert_eq!(down["state"], "down");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "listener still open"
+    );
+
+    let up = d.ok(&["up", &id[..4]]);
+    assert_eq!(up["state"], "up");
+    assert_eq!(port_of(&up), port, "up must reopen the same port");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+
+    let pid = s["pid"].as_u64().unwrap() as i32;
+    let killed = d.ok(&["kill", &id]);
+    assert_eq!(killed[0]["id"], id.as_str());
+    assert!(state(&d, &id).is_null(), "killed session still listed");
+    assert!(
+        unsafe { libc::kill(pid, 0) } != 0,
+        "child still alive after kill"
+    );
+    wait_until("the port to close", DEADLINE, || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .is_err()
+            .then_some(())
+    });
+}
+
+#[test]
+fn human_output_has_the_table_and_join_line() {
+    let d = TestDaemon::start();
+    let out = d.cli(&["server", "--bind", "127.0.0.1", "--", "sleep", "1000"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("join with: ssh -p "), "{text}");
+    let ps = d.cli(&["ps"]);
+    let table = String::from_utf8_lossy(&ps.stdout);
+    let header = table.lines().next().unwrap();
+    for col in [
+        "ID", "NAME", "PORT", "STATE", "CLIENTS", "AGE", "COMMAND", "JOIN",
+    ] {
+        assert!(header.contains(col), "{header}");
+    }
+    assert!(
+        table.contains("sleep 1000") && table.contains("ssh -p "),
+        "{table}"
+    );
+}
+
+#[test]
+fn names_and_id_prefixes_resolve_and_ambiguity_lists_candidates() {
+    let d = TestDaemon::start();
+    let a = d.session(&["--name", "alpha"], &["sleep", "1000"]);
+    assert_eq!(d.ok(&["down", "alpha"])["id"], a["id"]);
+    d.err(
+        &["server", "--name", "alpha", "--", "sleep", "1"],
+        "already_exists",
+    );
+    d.err(
+        &["server", "--name", "bad name", "--", "sleep", "1"],
+        "invalid_argument",
+    );
+    // 17 ids over 16 hex digits: two share a first character.
+    let mut ids = vec![id_of(&a)];
+    for _ in 0..16 {
+        ids.push(id_of(&d.session(&[], &["sleep", "1000"])));
+    }
+    let c = (b'0'..=b'f')
+        .map(|c| c as char)
+        .find(|c| ids.iter().filter(|i| i.starts_with(*c)).count() >= 2)
+        .unwrap();
+    let msg = d.err(&["up", &c.to_string()], "ambiguous");
+    for id in ids.iter().filter(|i| i.starts_with(c)) {
+        assert!(msg.contains(id.as_str()), "{msg} should list {id}");
+    }
+    d.err(&["kill", "zzzz"], "not_found");
+    let out = d.cli(&["kill", "zzzz"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no session matches 'zzzz'"));
+    assert_eq!(d.ok(&["kill", "--all"]).as_array().unwrap().len(), 17);
+}
+
+#[test]
+fn a_command_that_exits_3_is_exited_with_code_3() {
+    let d = TestDaemon::start();
+    let s = d.session(&[], &["sh", "-c", "exit 3"]);
+    let id = id_of(&s);
+    let v = wait_until("the session to exit", DEADLINE, || {
+        let v = state(&d, &id);
+        (v["state"] == "exited").then_some(v)
+    });
+    assert_eq!(v["exit_code"], 3);
+    d.err(&["up", &id], "invalid_state");
+    // Exited sessions are removed by kill, too.
+    assert_eq!(d.ok(&["kill", &id])[0]["exit_code"], 3);
+    assert!(state(&d, &id).is_null());
+}
+
+#[test]
+fn a_busy_port_fails_cleanly_and_leaves_no_session() {
+    let d = TestDaemon::start();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let msg = d.err(
+        &[
+            "server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--",
+            "sleep",
+            "1000",
+        ],
+        "port_unavailable",
+    );
+    assert!(msg.contains(&port), "{msg}");
+    assert_eq!(d.ok(&["ps"]).as_array().unwrap().len(), 0);
+    // Invalid ports are refused by the CLI before anything happens.
+    let out = d.cli(&["server", "--port", "70000"]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn env_cwd_and_shadow_dir_reach_the_child() {
+    let d = TestDaemon::start();
+    let shadow = d.dir.path().join("shadow");
+    std::fs::create_dir(&shadow).unwrap();
+    let out = d.dir.path().join("out.txt");
+    let script = format!(
+        "printf '%s|%s|%s|%s' \"$A\" \"$PWD\" \"${{PATH%%:*}}\" \"$TERM\" > {}",
+        out.display()
+    );
+    let s = d.session(
+        &[
+            "--env",
+            "A=x,y=z",
+            "--cwd",
+            "/tmp",
+            "--shadow-dir",
+            shadow.to_str().unwrap(),
+        ],
+        &["sh", "-c", &script],
+    );
+    assert_eq!(s["cwd"], "/tmp");
+    let text = wait_until("the child to write", DEADLINE, || {
+        std::fs::read_to_string(&out)
+            .ok()
+            .filter(|t| t.ends_with("color"))
+    });
+    assert_eq!(
+        text,
+        format!("x,y=z|/tmp|{}|xterm-256color", shadow.display())
+    );
+    let msg = d.err(&["server", "--cwd", "/nonexistent", "--", "true"], "spawn");
+    assert!(msg.contains("/nonexistent"), "{msg}");
+    assert_eq!(d.ok(&["ps"]).as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_second_daemon_is_refused() {
+    let d = TestDaemon::start();
+    let out = d.command(&["daemon"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("already") || err.contains("another hearth daemon"),
+        "{err}"
+    );
+    // The first still works.
+    d.ok(&["ps"]);
+}
+
+#[test]
+fn a_stale_socket_is_replaced() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.socket.parent().unwrap()).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(&env.socket).unwrap());
+    assert!(env.socket.exists());
+    let d = env.start_daemon();
+    d.ok(&["ps"]);
+}
+
+#[test]
+fn socket_and_directory_are_private() {
+    let d = TestDaemon::start();
+    let dir = std::fs::metadata(d.socket.parent().unwrap()).unwrap();
+    assert_eq!(dir.permissions().mode() & 0o777, 0o700);
+    let sock = std::fs::metadata(&d.socket).unwrap();
+    assert_eq!(sock.permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn garbage_and_half_open_connections_do_not_disturb_the_daemon() {
+    let d = TestDaemon::start();
+    let s = d.session(&[], &["sleep", "1000"]);
+    // A half-open connection that never speaks.
+    let _idle = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    // Garbage: a huge length prefix, then junk, then a hang-up mid-frame.
+    let mut g = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    g.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).unwrap();
+    drop(g);
+    let mut g = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    g.write_all(&[0, 0, 0, 5, b'{', b'x', 0, 0xfe, b'}'])
+        .unwrap();
+    g.write_all(b"not json at all\n").unwrap();
+    drop(g);
+    let list = d.ok(&["ps"]);
+    assert_eq!(list[0]["id"], s["id"]);
+}
+
+#[tokio::test]
+async fn calls_before_hello_and_wrong_protocols_are_refused_plainly() {
+    let d = TestDaemon::start();
+    let stream = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
+    let client =
+        hearth_rpc::HearthClient::new(Default::default(), hearth_rpc::socket::transport(stream))
+            .spawn();
+    let ctx = tarpc::context::current;
+    let e = client.list(ctx()).await.unwrap().unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Protocol);
+    let e = client
+        .hello(ctx(), PROTOCOL_VERSION + 1, "future".into())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Protocol);
+    assert!(e.message.contains("protocol mismatch"), "{}", e.message);
+    let info = client
+        .hello(ctx(), PROTOCOL_VERSION, "test".into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.pid, d.pid());
+    assert!(client.list(ctx()).await.unwrap().is_ok());
+}
+
+#[test]
+fn the_cli_starts_the_daemon_when_none_answers() {
+    let env = Env::new();
+    let s = env.ok(&["server", "--bind", "127.0.0.1", "--", "sleep", "1000"]);
+    assert_eq!(s["state"], "up");
+    let v = env.ok(&["version"]);
+    let pid = v["daemon"]["pid"].as_u64().unwrap() as i32;
+    assert_eq!(v["cli"]["protocol"], v["daemon"]["protocol"]);
+    assert!(env.home.join(".local/state/hearth/daemon.log").exists());
+    env.ok(&["shutdown"]);
+    assert!(!env.socket.exists(), "socket left behind");
+    wait_until("the daemon process to end", DEADLINE, || {
+        (unsafe { libc::kill(pid, 0) } != 0).then_some(())
+    });
+}
+
+#[test]
+fn sigterm_ends_children_and_removes_the_socket() {
+    let mut d = TestDaemon::start();
+    // A child that ignores SIGHUP must still end (SIGKILL after the grace period).
+    let stubborn = d.session(&[], &["sh", "-c", "trap '' HUP; sleep 1000"]);
+    let plain = d.session(&[], &["sleep", "1000"]);
+    let pids: Vec<i32> = [stubborn, plain]
+        .iter()
+        .map(|s| s["pid"].as_u64().unwrap() as i32)
+        .collect();
+    assert!(d.terminate(), "daemon did not exit on SIGTERM");
+    assert!(!d.socket.exists(), "socket left behind");
+    for pid in pids {
+        wait_until("children to be gone", Duration::from_secs(5), || {
+            (unsafe { libc::kill(pid, 0) } != 0).then_some(())
+        });
+    }
+}
+
+#[test]
+fn json_shapes_carry_every_documented_field() {
+    let d = TestDaemon::start();
+    let s = d.session(&["--name", "shape"], &["sleep", "1000"]);
+    for field in [
+        "id",
+        "name",
+        "port",
+        "state",
+        "pid",
+        "exit_code",
+        "clients",
+        "command",
+        "cwd",
+        "created_at",
+        "join",
+    ] {
+        assert!(s.get(field).is_some(), "session JSON lacks {field}: {s}");
+    }
+    assert!(d.ok(&["ps"]).is_array());
+    assert!(d.ok(&["peers", "shape"]).as_array().unwrap().is_empty());
+    let (ok, e) = d.json(&["get-me-nothing"]);
+    assert!(!ok);
+    assert_eq!(e["error"]["kind"], "invalid_argument", "{e}");
+    let msg = d.err(&["kick", "shape", "nobody-1"], "not_found");
+    assert!(msg.contains("nobody-1"));
+}
