@@ -301,6 +301,7 @@ impl Session {
         self.recompute_size();
         Ok(Attachment {
             session: Arc::clone(self),
+            detached: std::sync::atomic::AtomicBool::new(false),
             key,
             name,
             stats,
@@ -353,16 +354,16 @@ impl Session {
 
     fn recompute_size(&self) {
         let mut current = self.size.lock();
-        let wanted = {
+        let (cols, rows) = {
             let clients = self.clients.lock();
             size::pty_size(
+                *current,
                 clients
                     .values()
                     .filter(|c| c.spec.role.may_type())
                     .map(|c| c.size),
             )
         };
-        let Some((cols, rows)) = wanted else { return };
         if (cols, rows) == *current {
             return;
         }
@@ -421,6 +422,8 @@ fn smallest_free_name<'a>(user: &str, taken: impl Iterator<Item = &'a str>) -> S
 /// A client's membership in a session. Dropping it detaches the client (synchronously).
 pub struct Attachment {
     session: Arc<Session>,
+    /// Set once detached: input and resizes are ignored from then on.
+    detached: std::sync::atomic::AtomicBool,
     key: u64,
     pub name: String,
     pub stats: Arc<Stats>,
@@ -434,10 +437,26 @@ impl Attachment {
     }
 
     pub fn resize(&self, cols: u32, rows: u32) {
-        self.session.set_client_size(self.key, cols, rows);
+        if !self.is_detached() {
+            self.session.set_client_size(self.key, cols, rows);
+        }
+    }
+
+    pub fn is_detached(&self) -> bool {
+        self.detached.load(Ordering::Acquire)
+    }
+
+    /// Leave the session now (idempotent; dropping the attachment does it too).
+    pub fn detach(&self) {
+        if !self.detached.swap(true, Ordering::AcqRel) {
+            self.session.detach(self.key);
+        }
     }
 
     pub async fn input(&self, data: Bytes) {
+        if self.is_detached() {
+            return;
+        }
         self.stats
             .bytes_in
             .fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -451,7 +470,7 @@ impl Attachment {
 
 impl Drop for Attachment {
     fn drop(&mut self) {
-        self.session.detach(self.key);
+        self.detach();
     }
 }
 

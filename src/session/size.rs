@@ -14,9 +14,10 @@ pub fn clamp(cols: u32, rows: u32) -> (u16, u16) {
     )
 }
 
-/// The size the PTY should have, or `None` to keep the current one (nobody counts).
-/// Each item is (cols, rows).
-pub fn pty_size(clients: impl IntoIterator<Item = (u16, u16)>) -> Option<(u16, u16)> {
+/// The size the PTY should have given its `current` (cols, rows): on each axis the
+/// minimum over the clients that report one; an axis nobody reports keeps its current
+/// value (so with nobody attached the last size stays).
+pub fn pty_size(current: (u16, u16), clients: impl IntoIterator<Item = (u16, u16)>) -> (u16, u16) {
     let mut cols: Option<u16> = None;
     let mut rows: Option<u16> = None;
     for (c, r) in clients {
@@ -27,10 +28,7 @@ pub fn pty_size(clients: impl IntoIterator<Item = (u16, u16)>) -> Option<(u16, u
             rows = Some(rows.map_or(r, |m| m.min(r)));
         }
     }
-    match (cols, rows) {
-        (None, None) => None,
-        (c, r) => Some((c.unwrap_or(80), r.unwrap_or(24))),
-    }
+    (cols.unwrap_or(current.0), rows.unwrap_or(current.1))
 }
 
 #[cfg(test)]
@@ -39,15 +37,17 @@ mod tests {
 
     #[test]
     fn minimum_per_axis() {
-        assert_eq!(pty_size([(100, 30), (80, 40)]), Some((80, 30)));
+        assert_eq!(pty_size((1, 1), [(100, 30), (80, 40)]), (80, 30));
     }
 
     #[test]
     fn zero_axes_do_not_count_and_nobody_keeps_the_size() {
-        assert_eq!(pty_size([(0, 0), (120, 40)]), Some((120, 40)));
-        assert_eq!(pty_size([(0, 0)]), None);
-        assert_eq!(pty_size([]), None);
-        assert_eq!(pty_size([(0, 30)]), Some((80, 30)));
+        let cur = (90, 33);
+        assert_eq!(pty_size(cur, [(0, 0), (120, 40)]), (120, 40));
+        assert_eq!(pty_size(cur, [(0, 0)]), cur);
+        assert_eq!(pty_size(cur, []), cur);
+        assert_eq!(pty_size(cur, [(0, 30)]), (90, 30));
+        assert_eq!(pty_size(cur, [(120, 0), (100, 0)]), (100, 33));
     }
 
     #[test]

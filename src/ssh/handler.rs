@@ -38,6 +38,7 @@ pub async fn run_connection(shared: Arc<Shared>, stream: TcpStream, peer: Socket
         role: None,
         fingerprint: String::new(),
         channel: None,
+        channel_used: false,
         pty: None,
         attachment: None,
         stop: CancellationToken::new(),
@@ -84,6 +85,7 @@ pub struct Client {
     role: Option<Role>,
     fingerprint: String,
     channel: Option<ChannelId>,
+    channel_used: bool,
     /// (cols, rows) from the pty-req, until attached.
     pty: Option<(u32, u32)>,
     attachment: Option<Arc<Attachment>>,
@@ -214,13 +216,15 @@ impl russh::server::Handler for Client {
     ) -> Result<(), Self::Error> {
         let id = channel.id();
         drop(channel);
-        if self.role.is_none() || self.channel.is_some() {
+        // One session channel per connection, ever: a kicked client cannot reopen one.
+        if self.role.is_none() || self.channel_used {
             reply
                 .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
             return Ok(());
         }
         self.channel = Some(id);
+        self.channel_used = true;
         reply.accept().await;
         Ok(())
     }

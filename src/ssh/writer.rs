@@ -37,7 +37,11 @@ pub async fn run(
     cut: CancellationToken,
 ) {
     let end = stream(&att, &handle, channel, &stop).await;
+    // Whatever ended the stream, the client no longer counts: not for sizing, not in
+    // `peers`, and its input goes nowhere.
+    att.detach();
     tracing::debug!(?end, "client stream ended");
+    let kicked = matches!(end, End::Kicked);
     let (message, status) = match end {
         End::Exited(code) => (None, Some(code)),
         End::Kicked => (
@@ -69,6 +73,12 @@ pub async fn run(
     .await;
     if !matches!(polite, Ok(Some(()))) {
         cut.cancel();
+    } else if kicked {
+        // A well-behaved client hangs up once its channel closes; cut one that lingers.
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => cut.cancel(),
+            _ = stop.cancelled() => {}
+        }
     }
 }
 
