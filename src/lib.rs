@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod menu;
 pub mod paths;
 pub mod session;
 pub mod ssh;

@@ -1,0 +1,268 @@
+//! Draws the menu with ratatui into bytes, at one client's size: a full-screen dimmed
+//! background (styled, so every cell is emitted and nothing of the session shows through)
+//! and a centred box. The caller sends the bytes to that client only, inside the
+//! alternate screen.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use ratatui::backend::CrosstermBackend;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+use ratatui::{Terminal, TerminalOptions, Viewport};
+
+use super::{ITEMS, Menu, Page};
+
+/// One row of the Peers page.
+#[derive(Debug, Clone)]
+pub struct PeerRow {
+    pub name: String,
+    pub role: String,
+    pub size: (u16, u16),
+    pub idle_secs: u64,
+    pub in_menu: bool,
+    pub read_only: bool,
+    pub me: bool,
+}
+
+/// What the menu needs to know about the session and this client.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub session: String,
+    pub client: String,
+    pub role: String,
+    pub read_only: bool,
+    pub peers: Vec<PeerRow>,
+    pub trigger: String,
+}
+
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+const BG: Color = Color::Rgb(24, 24, 32);
+const BOX: Color = Color::Rgb(40, 44, 60);
+const ACCENT: Color = Color::Rgb(255, 170, 60);
+
+/// The bytes that draw `menu` on a `cols` x `rows` terminal (0 means unknown: 80x24).
+pub fn render(menu: &Menu, ctx: &Context, cols: u16, rows: u16) -> Vec<u8> {
+    let cols = if cols == 0 { 80 } else { cols };
+    let rows = if rows == 0 { 24 } else { rows };
+    let sink = Sink::default();
+    let area = Rect::new(0, 0, cols, rows);
+    let mut out = b"\x1b[0m\x1b[H\x1b[2J".to_vec();
+    let Ok(mut term) = Terminal::with_options(
+        CrosstermBackend::new(sink.clone()),
+        TerminalOptions {
+            viewport: Viewport::Fixed(area),
+        },
+    ) else {
+        return out;
+    };
+    let drawn = term.draw(|f| {
+        let full = f.area();
+        f.render_widget(Block::default().style(Style::default().bg(BG)), full);
+        let lines = body(menu, ctx);
+        let width = (lines.iter().map(Line::width).max().unwrap_or(20) as u16 + 4)
+            .clamp(30.min(full.width), full.width);
+        let height = (lines.len() as u16 + 2).min(full.height);
+        let [_, mid, _] = Layout::vertical([
+            Constraint::Fill(1),
+            Constraint::Length(height),
+            Constraint::Fill(1),
+        ])
+        .areas(full);
+        let [_, boxed, _] = Layout::horizontal([
+            Constraint::Fill(1),
+            Constraint::Length(width),
+            Constraint::Fill(1),
+        ])
+        .areas(mid);
+        f.render_widget(Clear, boxed);
+        let title = format!(" hearth · {} · {} ", ctx.session, ctx.client);
+        let block = Block::default()
+            .borders(Borders::ALL)
+            .title(Span::styled(title, Style::default().fg(ACCENT)))
+            .style(Style::default().bg(BOX).fg(Color::White));
+        f.render_widget(Paragraph::new(lines).block(block), boxed);
+    });
+    if drawn.is_err() {
+        return out;
+    }
+    drop(term);
+    out.extend_from_slice(&sink.0.lock());
+    out
+}
+
+fn body(menu: &Menu, ctx: &Context) -> Vec<Line<'static>> {
+    let dim = Style::default().fg(Color::Gray);
+    let mut lines = Vec::new();
+    match &menu.page {
+        Page::Main => {
+            for (i, item) in ITEMS.iter().enumerate() {
+                let text = format!(" {} {:<22}", i + 1, item.label(ctx.read_only));
+                let style = if i == menu.selected {
+                    Style::default()
+                        .bg(ACCENT)
+                        .fg(Color::Black)
+                        .add_modifier(Modifier::BOLD)
+                } else {
+                    Style::default()
+                };
+                lines.push(Line::from(Span::styled(text, style)));
+            }
+            lines.push(Line::from(""));
+            if let Some(status) = &menu.status {
+                lines.push(Line::from(Span::styled(
+                    status.clone(),
+                    Style::default().fg(ACCENT),
+                )));
+            }
+            lines.push(Line::from(Span::styled(
+                format!("you are {} ({})", ctx.client, ctx.role),
+                dim,
+            )));
+            lines.push(Line::from(Span::styled(
+                "↑↓/jk move · Enter/1-6 select · Esc/q resume",
+                dim,
+            )));
+        }
+        Page::Peers => {
+            lines.push(Line::from(Span::styled(
+                format!(
+                    "{:<16} {:<12} {:>9} {:>6}  state",
+                    "client", "role", "size", "idle"
+                ),
+                dim,
+            )));
+            for p in &ctx.peers {
+                let mut state = Vec::new();
+                if p.in_menu {
+                    state.push("in menu");
+                }
+                if p.read_only {
+                    state.push("read-only");
+                }
+                if p.me {
+                    state.push("you");
+                }
+                lines.push(Line::from(format!(
+                    "{:<16} {:<12} {:>9} {:>6}  {}",
+                    truncate(&p.name, 16),
+                    p.role,
+                    format!("{}x{}", p.size.0, p.size.1),
+                    idle(p.idle_secs),
+                    state.join(", ")
+                )));
+            }
+            lines.push(Line::from(""));
+            lines.push(Line::from(Span::styled("Esc back", dim)));
+        }
+        Page::Message(text) => {
+            lines.push(Line::from("Message to everyone else:"));
+            lines.push(Line::from(vec![
+                Span::styled("> ", Style::default().fg(ACCENT)),
+                Span::raw(text.clone()),
+                Span::styled("█", Style::default().fg(ACCENT)),
+            ]));
+            lines.push(Line::from(""));
+            lines.push(Line::from(Span::styled("Enter send · Esc cancel", dim)));
+        }
+    }
+    lines
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+fn idle(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        _ => format!("{}h", secs / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> Context {
+        Context {
+            session: "1a2b3c4d".into(),
+            client: "alice-1".into(),
+            role: "owner".into(),
+            read_only: false,
+            peers: vec![PeerRow {
+                name: "bob-1".into(),
+                role: "collaborator".into(),
+                size: (80, 24),
+                idle_secs: 75,
+                in_menu: true,
+                read_only: false,
+                me: false,
+            }],
+            trigger: "!>".into(),
+        }
+    }
+
+    fn screen_of(bytes: &[u8], cols: u16, rows: u16) -> String {
+        let mut p = vt100::Parser::new(rows, cols, 0);
+        p.process(bytes);
+        p.screen().contents()
+    }
+
+    #[test]
+    fn the_menu_lists_its_items_at_the_clients_size() {
+        let m = Menu::default();
+        let text = screen_of(&render(&m, &ctx(), 60, 20), 60, 20);
+        for item in [
+            "1 Resume",
+            "2 Detach",
+            "3 Peers",
+            "4 Read-only: off",
+            "5 Send message",
+            "6 Redraw",
+        ] {
+            assert!(text.contains(item), "{item} missing from\n{text}");
+        }
+        // Tiny and unknown sizes do not panic.
+        let _ = render(&m, &ctx(), 5, 3);
+        let _ = render(&m, &ctx(), 0, 0);
+    }
+
+    #[test]
+    fn the_peers_page_shows_role_size_idle_and_menu_state() {
+        let m = Menu {
+            page: Page::Peers,
+            ..Menu::default()
+        };
+        let text = screen_of(&render(&m, &ctx(), 80, 24), 80, 24);
+        assert!(text.contains("bob-1"), "{text}");
+        assert!(text.contains("collaborator") && text.contains("80x24"));
+        assert!(text.contains("1m") && text.contains("in menu"), "{text}");
+    }
+
+    #[test]
+    fn every_cell_is_covered() {
+        let m = Menu::default();
+        let bytes = render(&m, &ctx(), 40, 10);
+        let mut p = vt100::Parser::new(10, 40, 0);
+        p.process(b"SECRET under the menu everywhere");
+        p.process(&bytes);
+        assert!(!p.screen().contents().contains("SECRET"));
+    }
+}
