@@ -83,6 +83,12 @@ pub struct CreateRequest {
     pub allow_keys: Vec<String>,
     /// The caller's `$SHELL`, used when `command` is empty.
     pub shell: Option<String>,
+    /// The pause menu's trigger (default `!>`).
+    pub menu_key: Option<String>,
+    /// How long the trigger's bytes may be apart, in ms (default 250).
+    pub menu_window_ms: Option<u64>,
+    /// Turn the pause menu off for this session.
+    pub no_menu: bool,
 }
 
 /// One attached SSH client.

@@ -95,6 +95,15 @@ pub struct ServerArgs {
     /// Also admit this public key (a key line, or a file of them; repeatable)
     #[arg(long = "allow-key", value_name = "KEY|FILE")]
     allow_keys: Vec<String>,
+    /// The pause-menu trigger typed by a client (default: the config file's, or '!>')
+    #[arg(long, value_name = "KEYS")]
+    menu_key: Option<String>,
+    /// Milliseconds allowed between the trigger's keys (default 250)
+    #[arg(long, value_name = "MS")]
+    menu_window: Option<u64>,
+    /// No pause menu in this session: every byte goes to the program
+    #[arg(long, conflicts_with_all = ["menu_key", "menu_window"])]
+    no_menu: bool,
     /// The command to run instead of $SHELL
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -217,6 +226,9 @@ fn server_request(args: ServerArgs) -> Result<CreateRequest, Failure> {
         command: args.command,
         allow_keys,
         shell: std::env::var("SHELL").ok(),
+        menu_key: args.menu_key,
+        menu_window_ms: args.menu_window,
+        no_menu: args.no_menu,
     })
 }
 

@@ -35,6 +35,8 @@ pub struct Config {
     /// Where `~/.ssh` (owner keys) is read.
     pub home: PathBuf,
     pub host_key: PathBuf,
+    /// Default pause-menu trigger and window.
+    pub menu: ssh::input::MenuConfig,
 }
 
 impl Default for Config {
@@ -45,6 +47,7 @@ impl Default for Config {
             max_sessions: 100,
             home: crate::paths::home_dir(),
             host_key: crate::paths::host_key(),
+            menu: ssh::input::MenuConfig::default(),
         }
     }
 }
@@ -205,6 +208,7 @@ impl Daemon {
             .map(PathBuf::from)
             .unwrap_or_else(|| self.config.home.clone());
 
+        let menu = menu_config(&req, &self.config.menu)?;
         // Bind first: a busy port fails the call before anything is spawned.
         let port = req.port.unwrap_or(0);
         let listener = ssh::bind(bind, port).await.map_err(|e| {
@@ -240,6 +244,7 @@ impl Daemon {
                 collaborators,
             },
             config: Arc::clone(&self.ssh_config),
+            menu,
             cancel: self.cancel.child_token(),
             tracker: self.tracker.clone(),
         });
@@ -355,6 +360,33 @@ async fn end_session(h: &Hosted, grace: Duration) -> SessionInfo {
     }
     h.shared.cancel.cancel();
     h.info()
+}
+
+/// The session's menu settings: the request's, else the daemon's defaults.
+fn menu_config(
+    req: &CreateRequest,
+    default: &ssh::input::MenuConfig,
+) -> Result<Option<ssh::input::MenuConfig>, ApiError> {
+    if req.no_menu {
+        return Ok(None);
+    }
+    let mut menu = default.clone();
+    if let Some(key) = &req.menu_key {
+        let bytes = key.as_bytes();
+        if bytes.is_empty() || bytes.len() > 8 || bytes.iter().any(|b| b.is_ascii_control()) {
+            return Err(ApiError::invalid(format!(
+                "--menu-key '{key}': use 1 to 8 printable characters (e.g. '!>')"
+            )));
+        }
+        menu.trigger = bytes.to_vec();
+    }
+    if let Some(ms) = req.menu_window_ms {
+        if !(10..=5000).contains(&ms) {
+            return Err(ApiError::invalid("--menu-window must be 10 to 5000 ms"));
+        }
+        menu.window = Duration::from_millis(ms);
+    }
+    Ok(Some(menu))
 }
 
 fn validate_name(name: &str) -> Result<(), ApiError> {

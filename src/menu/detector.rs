@@ -69,7 +69,7 @@ impl Detector {
         for (i, &b) in input.iter().enumerate() {
             self.track_paste(b);
             if self.in_paste {
-                out.extend(self.held.drain(..));
+                out.append(&mut self.held);
                 self.held_since = None;
                 out.push(b);
                 continue;
@@ -95,7 +95,7 @@ impl Detector {
                 continue;
             }
             // Not the trigger after all: release what was held, then look at `b` afresh.
-            out.extend(self.held.drain(..));
+            out.append(&mut self.held);
             self.held_since = None;
             if b == self.trigger[0] {
                 self.held.push(b);

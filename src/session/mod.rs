@@ -94,6 +94,10 @@ pub struct Peer {
     pub connected_at: SystemTime,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    pub in_menu: bool,
+    pub read_only: bool,
+    /// Time since this client last typed (or joined).
+    pub idle: Duration,
 }
 
 struct ClientEntry {
@@ -103,12 +107,32 @@ struct ClientEntry {
     connected_at: SystemTime,
     stats: Arc<Stats>,
     kick: CancellationToken,
+    /// In its pause menu: its size does not count.
+    in_menu: bool,
+    /// Read-only by its own choice: its input is dropped and its size does not count.
+    read_only: bool,
+}
+
+impl ClientEntry {
+    /// Whether this client constrains the PTY size.
+    fn counts_for_size(&self) -> bool {
+        self.spec.role.may_type() && !self.in_menu && !self.read_only
+    }
 }
 
 #[derive(Default)]
 pub struct Stats {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// Milliseconds since the session's epoch of the last input (0 = joined, never typed).
+    last_input_ms: AtomicU64,
+}
+
+/// A one-line message from one client to the others (never written to the PTY).
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub from: String,
+    pub text: String,
 }
 
 struct Output {
@@ -142,6 +166,9 @@ pub struct Session {
     /// Serialises size computation and its application (PTY, then screen).
     size: Mutex<(u16, u16)>,
     master: Mutex<Box<dyn MasterPty + Send>>,
+    notices: tokio::sync::broadcast::Sender<Notice>,
+    /// Monotonic origin for idle times.
+    epoch: std::time::Instant,
 }
 
 impl Session {
@@ -178,6 +205,8 @@ impl Session {
             next_client: AtomicU64::new(1),
             size: Mutex::new((cols, rows)),
             master: Mutex::new(master),
+            notices: tokio::sync::broadcast::channel(16).0,
+            epoch: std::time::Instant::now(),
             spec,
         });
         if let Err(e) = pty::start_threads(&session, reader, writer, input_rx) {
@@ -283,6 +312,9 @@ impl Session {
             let key = self.next_client.fetch_add(1, Ordering::Relaxed);
             let name = smallest_free_name(&spec.user, clients.values().map(|c| c.name.as_str()));
             let stats = Arc::new(Stats::default());
+            stats
+                .last_input_ms
+                .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
             let kick = CancellationToken::new();
             let size = size::clamp(spec.size.0 as u32, spec.size.1 as u32);
             clients.insert(
@@ -294,6 +326,8 @@ impl Session {
                     connected_at: SystemTime::now(),
                     stats: Arc::clone(&stats),
                     kick: kick.clone(),
+                    in_menu: false,
+                    read_only: false,
                 },
             );
             (key, name, stats, kick)
@@ -315,6 +349,7 @@ impl Session {
     }
 
     pub fn peers(&self) -> Vec<Peer> {
+        let now_ms = self.epoch.elapsed().as_millis() as u64;
         self.clients
             .lock()
             .values()
@@ -325,8 +360,32 @@ impl Session {
                 connected_at: c.connected_at,
                 bytes_in: c.stats.bytes_in.load(Ordering::Relaxed),
                 bytes_out: c.stats.bytes_out.load(Ordering::Relaxed),
+                in_menu: c.in_menu,
+                read_only: c.read_only,
+                idle: Duration::from_millis(
+                    now_ms.saturating_sub(c.stats.last_input_ms.load(Ordering::Relaxed)),
+                ),
             })
             .collect()
+    }
+
+    /// Show `text` to every client but `from` (the writer tasks draw it as a banner).
+    pub fn notify_others(&self, from: &str, text: &str) {
+        let _ = self.notices.send(Notice {
+            from: from.to_string(),
+            text: text.to_string(),
+        });
+    }
+
+    pub fn notices(&self) -> tokio::sync::broadcast::Receiver<Notice> {
+        self.notices.subscribe()
+    }
+
+    fn update_client(&self, key: u64, f: impl FnOnce(&mut ClientEntry)) {
+        if let Some(c) = self.clients.lock().get_mut(&key) {
+            f(c);
+        }
+        self.recompute_size();
     }
 
     /// Disconnect the named client. Returns its last state, or `None` if unknown.
@@ -346,10 +405,7 @@ impl Session {
     }
 
     fn set_client_size(&self, key: u64, cols: u32, rows: u32) {
-        if let Some(c) = self.clients.lock().get_mut(&key) {
-            c.size = size::clamp(cols, rows);
-        }
-        self.recompute_size();
+        self.update_client(key, |c| c.size = size::clamp(cols, rows));
     }
 
     fn recompute_size(&self) {
@@ -360,7 +416,7 @@ impl Session {
                 *current,
                 clients
                     .values()
-                    .filter(|c| c.spec.role.may_type())
+                    .filter(|c| c.counts_for_size())
                     .map(|c| c.size),
             )
         };
@@ -442,6 +498,50 @@ impl Attachment {
         }
     }
 
+    /// This client's (cols, rows) as it last reported them.
+    pub fn size(&self) -> (u16, u16) {
+        self.session
+            .clients
+            .lock()
+            .get(&self.key)
+            .map_or((0, 0), |c| c.size)
+    }
+
+    pub fn set_in_menu(&self, in_menu: bool) {
+        self.session
+            .update_client(self.key, |c| c.in_menu = in_menu);
+    }
+
+    pub fn set_read_only(&self, read_only: bool) {
+        self.session
+            .update_client(self.key, |c| c.read_only = read_only);
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.session
+            .clients
+            .lock()
+            .get(&self.key)
+            .is_some_and(|c| c.read_only)
+    }
+
+    pub fn role(&self) -> Role {
+        self.session
+            .clients
+            .lock()
+            .get(&self.key)
+            .map_or(Role::Viewer, |c| c.spec.role)
+    }
+
+    /// Whether this client's input reaches the PTY now.
+    pub fn may_type(&self) -> bool {
+        self.session
+            .clients
+            .lock()
+            .get(&self.key)
+            .is_some_and(|c| c.spec.role.may_type() && !c.read_only)
+    }
+
     pub fn is_detached(&self) -> bool {
         self.detached.load(Ordering::Acquire)
     }
@@ -453,13 +553,19 @@ impl Attachment {
         }
     }
 
+    /// Type into the PTY, if this client may type (role and read-only checked here, so no
+    /// adapter can forget).
     pub async fn input(&self, data: Bytes) {
-        if self.is_detached() {
+        if self.is_detached() || !self.may_type() {
             return;
         }
         self.stats
             .bytes_in
             .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.stats.last_input_ms.store(
+            self.session.epoch.elapsed().as_millis() as u64,
+            Ordering::Relaxed,
+        );
         self.session.input(data).await;
     }
 

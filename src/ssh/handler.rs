@@ -18,10 +18,12 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::input::{FromClient, InputTask};
 use super::keys::fingerprint_of;
 use super::stream::Cuttable;
 use super::{Access, Shared, writer};
 use crate::session::{Attachment, ClientSpec, Role};
+use tokio::sync::mpsc;
 
 /// Time allowed from connect to successful auth.
 const LOGIN_GRACE: Duration = Duration::from_secs(30);
@@ -41,6 +43,7 @@ pub async fn run_connection(shared: Arc<Shared>, stream: TcpStream, peer: Socket
         channel_used: false,
         pty: None,
         attachment: None,
+        input: None,
         stop: CancellationToken::new(),
         cut: cut.clone(),
         span: span.clone(),
@@ -89,6 +92,8 @@ pub struct Client {
     /// (cols, rows) from the pty-req, until attached.
     pty: Option<(u32, u32)>,
     attachment: Option<Arc<Attachment>>,
+    /// To this client's input task (menu detector, then the PTY).
+    input: Option<mpsc::Sender<FromClient>>,
     /// Stops this client's writer task.
     stop: CancellationToken,
     /// Cuts the TCP connection.
@@ -138,18 +143,25 @@ impl Client {
                 let att = Arc::new(att);
                 tracing::info!(parent: &self.span, client = %att.name, role = ?self.role, "attached");
                 let _ = session.channel_success(channel);
-                self.shared.tracker.spawn(
-                    writer::run(
-                        Arc::clone(&att),
-                        session.handle(),
-                        channel,
-                        self.stop.clone(),
-                        self.cut.clone(),
-                    )
-                    .instrument(
-                        tracing::info_span!(parent: &self.span, "writer", client = %att.name),
-                    ),
-                );
+                let span = tracing::info_span!(parent: &self.span, "client", client = %att.name);
+                let (to_writer, control) = mpsc::channel(16);
+                let writer = writer::Writer {
+                    att: Arc::clone(&att),
+                    handle: session.handle(),
+                    channel,
+                    control,
+                    stop: self.stop.clone(),
+                    cut: self.cut.clone(),
+                };
+                self.shared
+                    .tracker
+                    .spawn(writer.run().instrument(span.clone()));
+                let (to_input, from_client) = mpsc::channel(64);
+                let task = InputTask::new(Arc::clone(&att), to_writer, self.shared.menu.as_ref());
+                self.shared
+                    .tracker
+                    .spawn(task.run(from_client, self.stop.clone()).instrument(span));
+                self.input = Some(to_input);
                 if let Some(cmd) = exec.filter(|c| !c.is_empty())
                     && self.role.is_some_and(Role::may_type)
                 {
@@ -287,6 +299,9 @@ impl russh::server::Handler for Client {
     ) -> Result<(), Self::Error> {
         if let Some(att) = &self.attachment {
             att.resize(col_width, row_height);
+            if let Some(input) = &self.input {
+                let _ = input.send(FromClient::Resized).await;
+            }
         } else {
             self.pty = Some((col_width, row_height));
         }
@@ -310,10 +325,12 @@ impl russh::server::Handler for Client {
         data: &[u8],
         _session: &mut SshSession,
     ) -> Result<(), Self::Error> {
-        if let (Some(att), Some(role)) = (&self.attachment, self.role)
-            && role.may_type()
-        {
-            att.input(Bytes::copy_from_slice(data)).await;
+        // Everything goes to the input task, viewers' keys too: they may open the menu.
+        // The session itself drops input from clients that may not type.
+        if let Some(input) = &self.input {
+            let _ = input
+                .send(FromClient::Data(Bytes::copy_from_slice(data)))
+                .await;
         }
         Ok(())
     }
@@ -335,6 +352,7 @@ impl russh::server::Handler for Client {
         if Some(channel) == self.channel {
             self.stop.cancel();
             self.attachment = None;
+            self.input = None;
             self.channel = None;
         }
         Ok(())

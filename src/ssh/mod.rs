@@ -7,6 +7,7 @@
 //! state (sizes, logs, screens): it asks the session.
 
 pub mod handler;
+pub mod input;
 pub mod keys;
 pub mod stream;
 pub mod writer;
@@ -53,6 +54,8 @@ pub struct Shared {
     pub session: Arc<Session>,
     pub access: Access,
     pub config: Arc<russh::server::Config>,
+    /// The pause menu's trigger; `None` turns the menu off for this session.
+    pub menu: Option<input::MenuConfig>,
     /// Cancelled when the session is removed or the daemon stops.
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,

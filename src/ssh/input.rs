@@ -1,0 +1,199 @@
+//! One input task per client: what the client types goes through the menu trigger
+//! detector, then to the PTY (if the client may type) or, while its pause menu is open, to
+//! the menu. Menu frames and mode changes go to the client's writer task, which alone
+//! writes to the channel, so menu and live output never interleave.
+//!
+//! Owns the menu's state for this client; knows nothing of russh (the handler feeds it).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::menu::detector::{Detector, Event};
+use crate::menu::view::{self, PeerRow};
+use crate::menu::{Action, Menu, Page, parse_keys};
+use crate::session::Attachment;
+
+/// How a session's menu is opened; `None` in [`super::Shared`] turns it off.
+#[derive(Debug, Clone)]
+pub struct MenuConfig {
+    pub trigger: Vec<u8>,
+    pub window: Duration,
+}
+
+impl Default for MenuConfig {
+    fn default() -> Self {
+        MenuConfig {
+            trigger: b"!>".to_vec(),
+            window: Duration::from_millis(250),
+        }
+    }
+}
+
+/// From the SSH handler.
+#[derive(Debug)]
+pub enum FromClient {
+    Data(Bytes),
+    /// The client's window changed (its size is already recorded in the session).
+    Resized,
+}
+
+/// To the client's writer task.
+#[derive(Debug)]
+pub enum ToWriter {
+    /// Show this menu frame (entering the menu's alternate screen if needed).
+    Menu(Vec<u8>),
+    /// Leave the menu: repaint from the screen model and stream live again.
+    Live,
+    /// Say goodbye and close this client's channel (exit status 0).
+    Detach,
+}
+
+pub struct InputTask {
+    att: Arc<Attachment>,
+    writer: mpsc::Sender<ToWriter>,
+    detector: Option<Detector>,
+    trigger: String,
+    menu: Option<Menu>,
+}
+
+impl InputTask {
+    pub fn new(
+        att: Arc<Attachment>,
+        writer: mpsc::Sender<ToWriter>,
+        config: Option<&MenuConfig>,
+    ) -> Self {
+        InputTask {
+            att,
+            writer,
+            detector: config.map(|c| Detector::new(&c.trigger, c.window)),
+            trigger: config
+                .map(|c| String::from_utf8_lossy(&c.trigger).into_owned())
+                .unwrap_or_default(),
+            menu: None,
+        }
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::Receiver<FromClient>, stop: CancellationToken) {
+        let mut refresh = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            let deadline = self
+                .detector
+                .as_ref()
+                .and_then(Detector::deadline)
+                .map(Instant::from_std);
+            let peers_open = self.menu.as_ref().is_some_and(|m| m.page == Page::Peers);
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    None => break,
+                    Some(FromClient::Data(bytes)) => self.on_data(bytes).await,
+                    Some(FromClient::Resized) => {
+                        if self.menu.is_some() {
+                            self.draw().await;
+                        }
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    let released = self
+                        .detector
+                        .as_mut()
+                        .and_then(|d| d.expire(std::time::Instant::now()));
+                    if let Some(b) = released {
+                        self.att.input(Bytes::from(b)).await;
+                    }
+                }
+                _ = refresh.tick(), if peers_open => self.draw().await,
+                _ = stop.cancelled() => break,
+            }
+        }
+        if self.menu.is_some() {
+            self.att.set_in_menu(false);
+        }
+    }
+
+    async fn on_data(&mut self, bytes: Bytes) {
+        if self.menu.is_some() {
+            self.menu_keys(&bytes).await;
+            return;
+        }
+        let Some(detector) = self.detector.as_mut() else {
+            self.att.input(bytes).await;
+            return;
+        };
+        for event in detector.feed(std::time::Instant::now(), &bytes) {
+            match event {
+                Event::Forward(b) => self.att.input(Bytes::from(b)).await,
+                Event::Open => {
+                    tracing::debug!("menu opened");
+                    self.menu = Some(Menu::default());
+                    self.att.set_in_menu(true);
+                    self.draw().await;
+                }
+                Event::Menu(rest) => self.menu_keys(&rest).await,
+            }
+        }
+    }
+
+    async fn menu_keys(&mut self, bytes: &[u8]) {
+        for key in parse_keys(bytes) {
+            let Some(menu) = self.menu.as_mut() else {
+                return;
+            };
+            match menu.key(key) {
+                Action::Draw => self.draw().await,
+                Action::Resume => {
+                    self.menu = None;
+                    self.att.set_in_menu(false);
+                    let _ = self.writer.send(ToWriter::Live).await;
+                    return;
+                }
+                Action::Detach => {
+                    self.menu = None;
+                    let _ = self.writer.send(ToWriter::Detach).await;
+                    return;
+                }
+                Action::ToggleReadOnly => {
+                    let ro = !self.att.read_only();
+                    self.att.set_read_only(ro);
+                    self.draw().await;
+                }
+                Action::Send(text) => {
+                    self.att.session().notify_others(&self.att.name, &text);
+                    self.draw().await;
+                }
+            }
+        }
+    }
+
+    async fn draw(&self) {
+        let Some(menu) = &self.menu else { return };
+        let session = self.att.session();
+        let ctx = view::Context {
+            session: session.name.clone().unwrap_or_else(|| session.id.clone()),
+            client: self.att.name.clone(),
+            role: self.att.role().as_str().to_string(),
+            read_only: self.att.read_only(),
+            peers: session
+                .peers()
+                .into_iter()
+                .map(|p| PeerRow {
+                    me: p.name == self.att.name,
+                    name: p.name,
+                    role: p.spec.role.as_str().to_string(),
+                    size: p.size,
+                    idle_secs: p.idle.as_secs(),
+                    in_menu: p.in_menu,
+                    read_only: p.read_only,
+                })
+                .collect(),
+            trigger: self.trigger.clone(),
+        };
+        let (cols, rows) = self.att.size();
+        let frame = view::render(menu, &ctx, cols, rows);
+        let _ = self.writer.send(ToWriter::Menu(frame)).await;
+    }
+}

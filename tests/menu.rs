@@ -1,0 +1,214 @@
+//! The `!>` pause menu with two real clients: it is per-client, holds that client's output
+//! back, never disturbs the other, and swallows only the trigger.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn sh(d: &TestDaemon, extra: &[&str]) -> (String, u16) {
+    let s = d.session(extra, &["/bin/sh"]);
+    (id_of(&s), port_of(&s))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_menu_is_per_client_and_resume_shows_what_happened_meanwhile() {
+    let d = TestDaemon::start();
+    let (id, port) = sh(&d, &[]);
+    let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
+    let b = SshClient::connect(port, &d.owner, "b", 80, 24).await;
+    b.send("echo ready-$((1+1))\r").await;
+    a.wait_text("ready-2").await;
+    b.wait_text("ready-2").await;
+    let b_before = b.raw().len();
+
+    a.send("!").await;
+    a.send(">").await;
+    a.wait_screen("1 Resume").await;
+    assert!(a.screen().contains("Read-only: off"));
+    // B saw nothing of it.
+    assert_eq!(
+        b.raw().len(),
+        b_before,
+        "B received bytes when A opened the menu"
+    );
+    // B keeps typing into the shell; A's menu is unaffected and A's output is held back.
+    b.send("echo while-$((3*3))-away\r").await;
+    b.wait_text("while-9-away").await;
+    let peers = d.ok(&["peers", &id]);
+    assert_eq!(peers.as_array().unwrap().len(), 2);
+    assert!(
+        !a.raw_text().contains("while-9-away"),
+        "A got live output in the menu"
+    );
+    assert!(a.screen().contains("1 Resume"));
+
+    // Resume: A is repainted with the current screen, including what happened.
+    a.send("\x1b").await;
+    a.wait_screen("while-9-away").await;
+    assert!(!a.screen().contains("1 Resume"));
+    a.send("echo back-$((4*4))\r").await;
+    b.wait_text("back-16").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detach_ends_only_that_client_with_status_zero() {
+    let d = TestDaemon::start();
+    let (_, port) = sh(&d, &[]);
+    let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
+    let b = SshClient::connect(port, &d.owner, "b", 80, 24).await;
+    a.send("!>").await;
+    a.wait_screen("2 Detach").await;
+    a.send("2").await;
+    assert_eq!(a.wait_exit().await, 0);
+    assert!(a.raw_text().contains("detached"));
+    b.send("echo alive-$((2+5))\r").await;
+    b.wait_text("alive-7").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bang_not_followed_by_the_key_reaches_the_shell_in_order() {
+    let d = TestDaemon::start();
+    let (_, port) = sh(&d, &[]);
+    let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
+    a.send("echo $((2+3))!").await;
+    a.send("x\r").await;
+    a.wait_text("\n5!x").await;
+    // A lone `!` is released once the window passes.
+    a.send("echo $((3+4))!").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    a.send("\r").await;
+    a.wait_text("\n7!").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bracketed_paste_with_the_trigger_runs_literally() {
+    let d = TestDaemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let s = d.session(
+        &["--cwd", dir.path().to_str().unwrap()],
+        &["bash", "--norc", "--noprofile"],
+    );
+    let port = port_of(&s);
+    let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
+    a.send("set +H; bind 'set enable-bracketed-paste on'; echo set-$((1+1))\r")
+        .await;
+    a.wait_text("set-2").await;
+    a.send("\x1b[200~echo a!>b\x1b[201~\r").await;
+    let file = dir.path().join("b");
+    wait_until("the pasted command to write b", DEADLINE, || {
+        std::fs::read_to_string(&file)
+            .ok()
+            .filter(|t| !t.is_empty())
+    });
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "a!\n");
+    assert!(!a.screen().contains("1 Resume"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_reaches_the_others_as_a_banner_and_never_the_pty() {
+    let d = TestDaemon::start();
+    let (_, port) = sh(&d, &[]);
+    let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
+    let b = SshClient::connect(port, &d.owner, "b", 80, 24).await;
+    a.send("!>").await;
+    a.wait_screen("5 Send message").await;
+    a.send("5").await;
+    a.wait_screen("Message to everyone else").await;
+    a.send("hello-team").await;
+    a.send("\r").await;
+    b.wait_screen("[a-1] hello-team").await;
+    a.wait_screen("message sent").await;
+    // A joiner's screen comes from the screen model, i.e. from what the PTY printed.
+    let c = SshClient::connect(port, &d.owner, "c", 80, 24).await;
+    c.send("echo probe-$((8+8))\r").await;
+    c.wait_text("probe-16").await;
+    assert!(
+        !c.screen().contains("hello-team"),
+        "the message reached the PTY"
+    );
+    assert!(
+        !a.screen().contains("[a-1]"),
+        "the sender got its own banner"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_in_the_menu_does_not_constrain_the_size_and_relayouts_on_resize() {
+    let d = TestDaemon::start();
+    let (_, port) = sh(&d, &[]);
+    let mut a = SshClient::connect(port, &d.owner, "a", 60, 20).await;
+    let b = SshClient::connect(port, &d.owner, "b", 100, 40).await;
+    b.send("stty size\r").await;
+    b.wait_text("20 60").await;
+    a.send("!>").await;
+    a.wait_screen("1 Resume").await;
+    b.send("stty size\r").await;
+    b.wait_text("40 100").await;
+    let frames = a.raw_text().matches("Resume").count();
+    a.resize(90, 30).await;
+    a.wait_for("a new menu frame at the new size", move |c| {
+        c.raw_text().matches("Resume").count() > frames
+    })
+    .await;
+    assert!(a.screen().contains("1 Resume"));
+    a.send("q").await;
+    a.wait_for("the menu to close", |c| !c.screen().contains("1 Resume"))
+        .await;
+    b.send("stty size\r").await;
+    b.wait_text("30 90").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_drops_that_clients_input_until_toggled_back() {
+    let d = TestDaemon::start();
+    let (_, port) = sh(&d, &[]);
+    let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
+    let b = SshClient::connect(port, &d.owner, "b", 80, 24).await;
+    a.send("!>").await;
+    a.wait_screen("4 Read-only: off").await;
+    a.send("4").await;
+    a.wait_screen("4 Read-only: on").await;
+    a.send("\x1b").await;
+    a.wait_for("the menu to close", |c| !c.screen().contains("1 Resume"))
+        .await;
+    a.send("echo ignored-$((6*7))\r").await;
+    b.send("echo marker-$((1+2))\r").await;
+    b.wait_text("marker-3").await;
+    assert!(
+        !b.raw_text().contains("ignored"),
+        "read-only input reached the PTY"
+    );
+    a.send("!>").await;
+    a.wait_screen("4 Read-only: on").await;
+    a.send("4").await;
+    a.wait_screen("4 Read-only: off").await;
+    a.send("q").await;
+    a.send("echo typed-$((5+5))\r").await;
+    b.wait_text("typed-10").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trigger_is_configurable_and_the_menu_can_be_turned_off() {
+    let d = TestDaemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().to_str().unwrap();
+    let off = d.session(&["--no-menu", "--cwd", cwd], &["/bin/sh"]);
+    let a = SshClient::connect(port_of(&off), &d.owner, "a", 80, 24).await;
+    a.send("echo $((1+1))!>x; echo wrote-x\r").await;
+    a.wait_text("wrote-x").await;
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("x")).unwrap(),
+        "2!\n"
+    );
+
+    let custom = d.session(&["--menu-key", "~~"], &["/bin/sh"]);
+    let c = SshClient::connect(port_of(&custom), &d.owner, "c", 80, 24).await;
+    c.send("~~").await;
+    c.wait_screen("1 Resume").await;
+    d.err(
+        &["server", "--menu-key", "", "--", "true"],
+        "invalid_argument",
+    );
+}
