@@ -42,3 +42,8 @@ pub fn host_key() -> PathBuf {
 pub fn daemon_log() -> PathBuf {
     state_dir().join("daemon.log")
 }
+
+/// `$XDG_CONFIG_HOME/hearth/config.toml` (`~/.config/hearth/config.toml`).
+pub fn config_file() -> PathBuf {
+    xdg("XDG_CONFIG_HOME", ".config").join("config.toml")
+}

@@ -212,3 +212,16 @@ async fn the_trigger_is_configurable_and_the_menu_can_be_turned_off() {
         "invalid_argument",
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_config_file_sets_the_default_trigger() {
+    let env = Env::new();
+    let conf = env.home.join(".config/hearth");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(conf.join("config.toml"), "[menu]\nkey = \"@@\"\n").unwrap();
+    let d = env.start_daemon();
+    let (_, port) = sh(&d, &[]);
+    let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
+    a.send("@@").await;
+    a.wait_screen("1 Resume").await;
+}

@@ -274,6 +274,7 @@ async fn run_daemon(socket: PathBuf, kill_grace: f64) -> anyhow::Result<()> {
     });
     let config = crate::daemon::Config {
         kill_grace: Duration::from_secs_f64(kill_grace),
+        menu: crate::daemon::config_file::load_menu(&crate::paths::config_file())?,
         ..Default::default()
     };
     crate::daemon::Daemon::run(control, config, shutdown).await

@@ -6,6 +6,7 @@
 //! and one `TaskTracker` waits for every task. This module translates between the control
 //! API and the session/SSH layers; it must not do terminal work itself.
 
+pub mod config_file;
 pub mod registry;
 pub mod service;
 pub mod socket;
@@ -35,8 +36,8 @@ pub struct Config {
     /// Where `~/.ssh` (owner keys) is read.
     pub home: PathBuf,
     pub host_key: PathBuf,
-    /// Default pause-menu trigger and window.
-    pub menu: ssh::input::MenuConfig,
+    /// Default pause-menu trigger and window (`None`: sessions start without a menu).
+    pub menu: Option<ssh::input::MenuConfig>,
 }
 
 impl Default for Config {
@@ -47,7 +48,7 @@ impl Default for Config {
             max_sessions: 100,
             home: crate::paths::home_dir(),
             host_key: crate::paths::host_key(),
-            menu: ssh::input::MenuConfig::default(),
+            menu: Some(ssh::input::MenuConfig::default()),
         }
     }
 }
@@ -365,28 +366,44 @@ async fn end_session(h: &Hosted, grace: Duration) -> SessionInfo {
 /// The session's menu settings: the request's, else the daemon's defaults.
 fn menu_config(
     req: &CreateRequest,
-    default: &ssh::input::MenuConfig,
+    default: &Option<ssh::input::MenuConfig>,
 ) -> Result<Option<ssh::input::MenuConfig>, ApiError> {
     if req.no_menu {
         return Ok(None);
     }
-    let mut menu = default.clone();
+    let explicit = req.menu_key.is_some() || req.menu_window_ms.is_some();
+    let mut menu = match default {
+        Some(m) => m.clone(),
+        None if explicit => ssh::input::MenuConfig::default(),
+        None => return Ok(None),
+    };
     if let Some(key) = &req.menu_key {
-        let bytes = key.as_bytes();
-        if bytes.is_empty() || bytes.len() > 8 || bytes.iter().any(|b| b.is_ascii_control()) {
-            return Err(ApiError::invalid(format!(
-                "--menu-key '{key}': use 1 to 8 printable characters (e.g. '!>')"
-            )));
-        }
-        menu.trigger = bytes.to_vec();
+        check_menu_key(key).map_err(|e| ApiError::invalid(format!("--menu-key: {e}")))?;
+        menu.trigger = key.as_bytes().to_vec();
     }
     if let Some(ms) = req.menu_window_ms {
-        if !(10..=5000).contains(&ms) {
-            return Err(ApiError::invalid("--menu-window must be 10 to 5000 ms"));
-        }
+        check_menu_window(ms).map_err(|e| ApiError::invalid(format!("--menu-window: {e}")))?;
         menu.window = Duration::from_millis(ms);
     }
     Ok(Some(menu))
+}
+
+pub(crate) fn check_menu_key(key: &str) -> Result<(), String> {
+    let bytes = key.as_bytes();
+    if bytes.is_empty() || bytes.len() > 8 || bytes.iter().any(|b| b.is_ascii_control()) {
+        return Err(format!(
+            "'{key}': use 1 to 8 printable characters, e.g. '!>'"
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_menu_window(ms: u64) -> Result<(), String> {
+    if (10..=5000).contains(&ms) {
+        Ok(())
+    } else {
+        Err(format!("{ms} ms: use 10 to 5000"))
+    }
 }
 
 fn validate_name(name: &str) -> Result<(), ApiError> {

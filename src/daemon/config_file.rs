@@ -1,0 +1,88 @@
+//! The daemon's optional config file (`~/.config/hearth/config.toml`), read once at start.
+//! Unknown keys are errors, so a typo is not silently ignored:
+//!
+//! ```toml
+//! [menu]
+//! key = "!>"        # the pause-menu trigger
+//! window_ms = 250   # time allowed between its keys
+//! enabled = true    # false: sessions start without a menu
+//! ```
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::ssh::input::MenuConfig;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    menu: MenuSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MenuSection {
+    key: Option<String>,
+    window_ms: Option<u64>,
+    enabled: Option<bool>,
+}
+
+/// The menu defaults from `path` (missing file: built-in defaults). `None`: menu off.
+pub fn load_menu(path: &Path) -> anyhow::Result<Option<MenuConfig>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Some(MenuConfig::default()));
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let file: File =
+        toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
+    if file.menu.enabled == Some(false) {
+        return Ok(None);
+    }
+    let mut menu = MenuConfig::default();
+    if let Some(key) = file.menu.key {
+        super::check_menu_key(&key).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        menu.trigger = key.into_bytes();
+    }
+    if let Some(ms) = file.menu.window_ms {
+        super::check_menu_window(ms).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        menu.window = Duration::from_millis(ms);
+    }
+    Ok(Some(menu))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_means_defaults_and_values_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.toml");
+        assert_eq!(load_menu(&p).unwrap().unwrap().trigger, b"!>");
+        std::fs::write(&p, "[menu]\nkey = \"@@\"\nwindow_ms = 400\n").unwrap();
+        let m = load_menu(&p).unwrap().unwrap();
+        assert_eq!(
+            (m.trigger.as_slice(), m.window.as_millis()),
+            (b"@@".as_slice(), 400)
+        );
+        std::fs::write(&p, "[menu]\nenabled = false\n").unwrap();
+        assert!(load_menu(&p).unwrap().is_none());
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.toml");
+        std::fs::write(&p, "[menu]\nkee = \"x\"\n").unwrap();
+        assert!(format!("{:#}", load_menu(&p).unwrap_err()).contains("kee"));
+        std::fs::write(&p, "[menu]\nwindow_ms = 1\n").unwrap();
+        assert!(load_menu(&p).is_err());
+    }
+}
