@@ -49,6 +49,12 @@ pub trait Hearth {
     async fn peers(target: String) -> Result<Vec<PeerInfo>, ApiError>;
     /// Disconnect one client (by its name, e.g. `alice-1`).
     async fn kick(target: String, client: String) -> Result<PeerInfo, ApiError>;
+    /// Refuse new joins (owners still get in), or accept them again.
+    async fn lock(target: String, locked: bool) -> Result<SessionInfo, ApiError>;
+    /// Change a client's role live: `viewer` or `collaborator`.
+    async fn role(target: String, client: String, role: String) -> Result<PeerInfo, ApiError>;
+    /// Show a one-line message to every attached client (never written to the PTY).
+    async fn message(target: String, text: String) -> Result<(), ApiError>;
     /// Stop the daemon: every session is ended as by `kill --all`.
     async fn shutdown() -> Result<(), ApiError>;
 }

@@ -61,6 +61,13 @@ pub struct SessionInfo {
     pub created_unix: u64,
     /// The command line to type to join.
     pub join: String,
+    /// No new joins (except owners).
+    pub locked: bool,
+    /// Who may join: `keys` (owner and listed keys), or `open` (any client, as viewer),
+    /// or `open-collaborator` (any client, and it may type).
+    pub access: String,
+    /// Everyone but owners joins as a viewer.
+    pub viewers_only: bool,
 }
 
 /// `create`'s arguments. Empty `command` means the user's `$SHELL`.
@@ -81,6 +88,12 @@ pub struct CreateRequest {
     /// Extra public keys allowed to join: OpenSSH public-key lines or file paths
     /// (files are read by the CLI, so they resolve relative to the caller).
     pub allow_keys: Vec<String>,
+    /// Public keys that join as viewers (read-only), as for `allow_keys`.
+    pub viewer_keys: Vec<String>,
+    /// Everyone but owners joins as a viewer.
+    pub viewers_only: bool,
+    /// Admit any client: `viewer` or `collaborator`. `None`: keys only.
+    pub open: Option<String>,
     /// The caller's `$SHELL`, used when `command` is empty.
     pub shell: Option<String>,
     /// The pause menu's trigger (default `!>`).

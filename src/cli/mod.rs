@@ -66,6 +66,23 @@ pub enum Command {
     Peers { target: String },
     /// Disconnect one client from a session
     Kick { target: String, client: String },
+    /// Refuse new joins (owners still get in); attached clients stay
+    Lock { target: String },
+    /// Accept new joins again
+    Unlock { target: String },
+    /// Change a client's role live
+    Role {
+        target: String,
+        client: String,
+        #[arg(value_parser = ["viewer", "collaborator"])]
+        role: String,
+    },
+    /// Show a one-line message to everyone attached (never typed into the session)
+    Msg {
+        target: String,
+        #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
+        text: Vec<String>,
+    },
     /// Print the CLI's and the daemon's versions
     Version,
     /// Stop the daemon, ending every session
@@ -95,6 +112,16 @@ pub struct ServerArgs {
     /// Also admit this public key (a key line, or a file of them; repeatable)
     #[arg(long = "allow-key", value_name = "KEY|FILE")]
     allow_keys: Vec<String>,
+    /// Admit this public key read-only, as a viewer (a key line or a file; repeatable)
+    #[arg(long = "viewer-key", value_name = "KEY|FILE")]
+    viewer_keys: Vec<String>,
+    /// Everyone but the owner joins as a viewer
+    #[arg(long)]
+    viewers_only: bool,
+    /// DANGER: admit any client, with any key or none, as a viewer (or --open=collaborator)
+    #[arg(long, num_args = 0..=1, default_missing_value = "viewer", value_name = "ROLE",
+          value_parser = ["viewer", "collaborator"])]
+    open: Option<String>,
     /// The pause-menu trigger typed by a client (default: the config file's, or '!>')
     #[arg(long, value_name = "KEYS")]
     menu_key: Option<String>,
@@ -164,6 +191,18 @@ async fn run_client(
             let req = server_request(args)?;
             let s = client.create(ctx(), req).await.map_err(rpc_err)??;
             out.session_started(&s);
+            if s.access != "keys" {
+                let role = if s.access == "open" {
+                    "viewer"
+                } else {
+                    "collaborator who may type"
+                };
+                eprintln!(
+                    "\n  WARNING: session {} is OPEN. Anyone who can reach port {} joins,\n  \
+                     with any key or none, as a {role}. Use it for demos on trusted networks only.\n",
+                    s.id, s.port
+                );
+            }
             if !out.json && crate::ssh::keys::owner_key_files(&crate::paths::home_dir()).is_empty()
             {
                 eprintln!(
@@ -187,6 +226,33 @@ async fn run_client(
             target,
             client: name,
         } => out.kicked(&client.kick(ctx(), target, name).await.map_err(rpc_err)??),
+        Command::Lock { target } => {
+            out.session(&client.lock(ctx(), target, true).await.map_err(rpc_err)??)
+        }
+        Command::Unlock { target } => {
+            out.session(&client.lock(ctx(), target, false).await.map_err(rpc_err)??)
+        }
+        Command::Role {
+            target,
+            client: name,
+            role,
+        } => {
+            let p = client
+                .role(ctx(), target, name, role)
+                .await
+                .map_err(rpc_err)??;
+            out.value(serde_json::to_value(&p).unwrap_or_default(), || {
+                format!("{} is now {}", p.client, p.role)
+            });
+        }
+        Command::Msg { target, text } => {
+            let text = text.join(" ");
+            client
+                .message(ctx(), target, text.clone())
+                .await
+                .map_err(rpc_err)??;
+            out.value(json!({"sent": text}), String::new);
+        }
         Command::Version => out.version(&info),
         Command::Shutdown => {
             // The daemon may close the connection before the answer arrives: what counts
@@ -212,10 +278,16 @@ fn server_request(args: ServerArgs) -> Result<CreateRequest, Failure> {
         .map(|d| std::path::absolute(&d))
         .transpose()
         .context("cannot resolve --shadow-dir")?;
-    let mut allow_keys = Vec::new();
-    for key in args.allow_keys {
-        allow_keys.push(read_key_arg(&key)?);
-    }
+    let allow_keys = args
+        .allow_keys
+        .iter()
+        .map(|k| read_key_arg("--allow-key", k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let viewer_keys = args
+        .viewer_keys
+        .iter()
+        .map(|k| read_key_arg("--viewer-key", k))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(CreateRequest {
         port: args.port,
         bind: args.bind,
@@ -225,6 +297,9 @@ fn server_request(args: ServerArgs) -> Result<CreateRequest, Failure> {
         shadow_dir: shadow_dir.map(|d| d.display().to_string()),
         command: args.command,
         allow_keys,
+        viewer_keys,
+        viewers_only: args.viewers_only,
+        open: args.open,
         shell: std::env::var("SHELL").ok(),
         menu_key: args.menu_key,
         menu_window_ms: args.menu_window,
@@ -232,20 +307,21 @@ fn server_request(args: ServerArgs) -> Result<CreateRequest, Failure> {
     })
 }
 
-/// `--allow-key` takes a key line or a file; files are read here, relative to the caller.
-fn read_key_arg(arg: &str) -> Result<String, Failure> {
+/// Key arguments take a key line or a file; files are read here, relative to the caller,
+/// and refused when others could write them (OpenSSH's StrictModes).
+fn read_key_arg(flag: &str, arg: &str) -> Result<String, Failure> {
     let path = std::path::Path::new(arg);
     if path.is_file() {
         crate::ssh::keys::check_file_mode(path)
-            .map_err(|e| ApiError::invalid(format!("--allow-key: {e:#}")))?;
+            .map_err(|e| ApiError::invalid(format!("{flag}: {e:#}")))?;
         return std::fs::read_to_string(path)
-            .map_err(|e| ApiError::invalid(format!("--allow-key: cannot read {arg}: {e}")).into());
+            .map_err(|e| ApiError::invalid(format!("{flag}: cannot read {arg}: {e}")).into());
     }
     if arg.contains(' ') {
         return Ok(arg.to_string());
     }
     Err(ApiError::invalid(format!(
-        "--allow-key: '{arg}' is neither a file nor an OpenSSH public key line"
+        "{flag}: '{arg}' is neither a file nor an OpenSSH public key line"
     ))
     .into())
 }

@@ -22,7 +22,7 @@ use tarpc::server::{BaseChannel, Channel};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::session::{Limits, Session, Spec};
+use crate::session::{Limits, Role, Session, Spec};
 use crate::ssh;
 use registry::{Hosted, Registry};
 
@@ -33,6 +33,8 @@ pub struct Config {
     pub kill_grace: Duration,
     pub limits: Limits,
     pub max_sessions: usize,
+    /// Concurrent SSH connections that have not authenticated yet, daemon-wide.
+    pub max_unauthenticated: usize,
     /// Where `~/.ssh` (owner keys) is read.
     pub home: PathBuf,
     pub host_key: PathBuf,
@@ -46,6 +48,7 @@ impl Default for Config {
             kill_grace: Duration::from_secs(3),
             limits: Limits::default(),
             max_sessions: 100,
+            max_unauthenticated: 64,
             home: crate::paths::home_dir(),
             host_key: crate::paths::host_key(),
             menu: Some(ssh::input::MenuConfig::default()),
@@ -61,6 +64,7 @@ pub struct Daemon {
     started_at: SystemTime,
     cancel: CancellationToken,
     tracker: TaskTracker,
+    guard: Arc<ssh::guard::Guard>,
 }
 
 impl Daemon {
@@ -79,6 +83,7 @@ impl Daemon {
             started_at: SystemTime::now(),
             cancel: shutdown.clone(),
             tracker: TaskTracker::new(),
+            guard: Arc::new(ssh::guard::Guard::new(config.max_unauthenticated)),
             config,
         });
         // SAFETY: getuid has no preconditions.
@@ -176,15 +181,18 @@ impl Daemon {
                 .parse()
                 .map_err(|_| ApiError::invalid(format!("'{b}' is not an IP address to bind")))?,
         };
-        let mut collaborators = Vec::new();
-        for key in &req.allow_keys {
-            let keys = ssh::keys::parse_keys(key)
-                .map_err(|e| ApiError::invalid(format!("--allow-key: {e}")))?;
-            if keys.is_empty() {
-                return Err(ApiError::invalid("--allow-key: no key found"));
+        let collaborators = parse_key_args("--allow-key", &req.allow_keys)?;
+        let viewers = parse_key_args("--viewer-key", &req.viewer_keys)?;
+        let open = match req.open.as_deref() {
+            None => None,
+            Some("viewer") => Some(Role::Viewer),
+            Some("collaborator") => Some(Role::Collaborator),
+            Some(other) => {
+                return Err(ApiError::invalid(format!(
+                    "--open={other}: use viewer or collaborator"
+                )));
             }
-            collaborators.extend(keys);
-        }
+        };
         for (k, _) in &req.env {
             if k.is_empty() || k.contains('=') || k.contains('\0') {
                 return Err(ApiError::invalid(format!(
@@ -243,7 +251,11 @@ impl Daemon {
             access: ssh::Access {
                 home: self.config.home.clone(),
                 collaborators,
+                viewers,
+                viewers_only: req.viewers_only,
+                open,
             },
+            guard: Arc::clone(&self.guard),
             config: Arc::clone(&self.ssh_config),
             menu,
             cancel: self.cancel.child_token(),
@@ -278,6 +290,9 @@ impl Daemon {
         });
         let info = hosted.info();
         tracing::info!(session = %info.id, port, command = ?info.command, "session started");
+        if open.is_some() {
+            tracing::warn!(session = %info.id, port, access = %info.access, "OPEN session: any client that reaches the port joins, without a key");
+        }
         Ok(info)
     }
 
@@ -404,6 +419,20 @@ pub(crate) fn check_menu_window(ms: u64) -> Result<(), String> {
     } else {
         Err(format!("{ms} ms: use 10 to 5000"))
     }
+}
+
+/// Parse `--allow-key`/`--viewer-key` arguments (key lines; the CLI has read files).
+fn parse_key_args(flag: &str, args: &[String]) -> Result<Vec<ssh::keys::KeyData>, ApiError> {
+    let mut all = Vec::new();
+    for arg in args {
+        let keys =
+            ssh::keys::parse_keys(arg).map_err(|e| ApiError::invalid(format!("{flag}: {e}")))?;
+        if keys.is_empty() {
+            return Err(ApiError::invalid(format!("{flag}: no key found")));
+        }
+        all.extend(keys);
+    }
+    Ok(all)
 }
 
 fn validate_name(name: &str) -> Result<(), ApiError> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use hearth_rpc::{ApiError, ErrorKind, SessionInfo, SessionState};
 use parking_lot::Mutex;
 
-use crate::session::Session;
+use crate::session::{Role, Session};
 use crate::ssh;
 
 pub struct Hosted {
@@ -50,6 +50,14 @@ impl Hosted {
             created_at: humantime::format_rfc3339_seconds(s.created_at).to_string(),
             created_unix,
             join: join_command(self.bind, self.port),
+            locked: s.is_locked(),
+            access: match self.shared.access.open {
+                None => "keys",
+                Some(Role::Viewer) => "open",
+                Some(_) => "open-collaborator",
+            }
+            .to_string(),
+            viewers_only: self.shared.access.viewers_only,
         }
     }
 

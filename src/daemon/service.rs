@@ -11,6 +11,7 @@ use hearth_rpc::{
 use tarpc::context::Context;
 
 use super::Daemon;
+use crate::session::{Role, RoleError};
 
 #[derive(Clone)]
 pub struct Control {
@@ -122,6 +123,64 @@ impl Hearth for Control {
                 hosted.session.id, hosted.session.id
             ))
         })
+    }
+
+    async fn lock(self, _: Context, target: String, locked: bool) -> Result<SessionInfo, ApiError> {
+        self.check()?;
+        let hosted = self.daemon.registry.resolve(&target)?;
+        hosted.session.set_locked(locked);
+        Ok(hosted.info())
+    }
+
+    async fn role(
+        self,
+        _: Context,
+        target: String,
+        client: String,
+        role: String,
+    ) -> Result<PeerInfo, ApiError> {
+        self.check()?;
+        let hosted = self.daemon.registry.resolve(&target)?;
+        let role = match role.as_str() {
+            "viewer" => Role::Viewer,
+            "collaborator" => Role::Collaborator,
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "'{other}' is not a role to give: use viewer or collaborator"
+                )));
+            }
+        };
+        hosted
+            .session
+            .set_role(&client, role)
+            .map(peer_info)
+            .map_err(|e| match e {
+                RoleError::NoSuchClient(_) => ApiError::not_found(format!(
+                    "{e} in session {} (see `hearth peers`)",
+                    hosted.session.id
+                )),
+                _ => ApiError::invalid(e.to_string()),
+            })
+    }
+
+    async fn message(self, _: Context, target: String, text: String) -> Result<(), ApiError> {
+        self.check()?;
+        let hosted = self.daemon.registry.resolve(&target)?;
+        let text: String = text.chars().filter(|c| !c.is_control()).collect();
+        if text.trim().is_empty() {
+            return Err(ApiError::invalid("the message is empty"));
+        }
+        if text.chars().count() > crate::menu::MAX_MESSAGE {
+            return Err(ApiError::new(
+                ErrorKind::Limit,
+                format!(
+                    "messages are at most {} characters",
+                    crate::menu::MAX_MESSAGE
+                ),
+            ));
+        }
+        hosted.session.notify_others("owner", &text);
+        Ok(())
     }
 
     async fn shutdown(self, _: Context) -> Result<(), ApiError> {

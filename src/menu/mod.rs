@@ -64,9 +64,15 @@ pub enum Item {
     ReadOnly,
     Message,
     Redraw,
+    /// Owner only: pick a client to disconnect.
+    Kick,
+    /// Owner only: refuse or accept new joins.
+    Lock,
+    /// Owner only: pick a client to switch between viewer and collaborator.
+    Role,
 }
 
-pub const ITEMS: [Item; 6] = [
+const EVERYONE: [Item; 6] = [
     Item::Resume,
     Item::Detach,
     Item::Peers,
@@ -74,9 +80,19 @@ pub const ITEMS: [Item; 6] = [
     Item::Message,
     Item::Redraw,
 ];
+const OWNER: [Item; 3] = [Item::Kick, Item::Lock, Item::Role];
+
+/// The items a client sees.
+pub fn items(owner: bool) -> Vec<Item> {
+    let mut v = EVERYONE.to_vec();
+    if owner {
+        v.extend_from_slice(&OWNER);
+    }
+    v
+}
 
 impl Item {
-    pub fn label(self, read_only: bool) -> String {
+    pub fn label(self, read_only: bool, locked: bool) -> String {
         match self {
             Item::Resume => "Resume".into(),
             Item::Detach => "Detach".into(),
@@ -84,8 +100,23 @@ impl Item {
             Item::ReadOnly => format!("Read-only: {}", if read_only { "on" } else { "off" }),
             Item::Message => "Send message".into(),
             Item::Redraw => "Redraw".into(),
+            Item::Kick => "Kick a client".into(),
+            Item::Lock => if locked {
+                "Unlock session"
+            } else {
+                "Lock session"
+            }
+            .into(),
+            Item::Role => "Change a role".into(),
         }
     }
+}
+
+/// Why a client is being picked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    Kick,
+    Role,
 }
 
 /// What the menu shows.
@@ -95,6 +126,8 @@ pub enum Page {
     Peers,
     /// Typing a message; the text so far.
     Message(String),
+    /// Choosing a client (index into the peer list).
+    Pick(Pick, usize),
 }
 
 /// What the adapter must do after a key.
@@ -108,6 +141,12 @@ pub enum Action {
     ToggleReadOnly,
     /// Show this line to every other client; then draw.
     Send(String),
+    /// Owner: disconnect the client at this index of the peer list; then draw.
+    Kick(usize),
+    /// Owner: switch the client at this index between viewer and collaborator; then draw.
+    ToggleRole(usize),
+    /// Owner: lock or unlock the session; then draw.
+    ToggleLock,
 }
 
 /// Longest message, in characters.
@@ -117,22 +156,28 @@ pub const MAX_MESSAGE: usize = 200;
 pub struct Menu {
     pub page: Page,
     pub selected: usize,
+    /// Owners see the owner-only items.
+    pub owner: bool,
     /// A one-line status shown under the items (e.g. "message sent").
     pub status: Option<String>,
 }
 
-impl Default for Menu {
-    fn default() -> Self {
+impl Menu {
+    pub fn new(owner: bool) -> Menu {
         Menu {
             page: Page::Main,
             selected: 0,
+            owner,
             status: None,
         }
     }
-}
 
-impl Menu {
-    pub fn key(&mut self, key: Key) -> Action {
+    pub fn items(&self) -> Vec<Item> {
+        items(self.owner)
+    }
+
+    /// Handle a key; `peers` is the length of the peer list shown (for picking).
+    pub fn key(&mut self, key: Key, peers: usize) -> Action {
         match &mut self.page {
             Page::Main => self.main_key(key),
             Page::Peers => match key {
@@ -142,6 +187,32 @@ impl Menu {
                 }
                 _ => Action::Draw,
             },
+            Page::Pick(why, at) => {
+                let n = peers.max(1);
+                match key {
+                    Key::Up | Key::Char('k') => {
+                        *at = (*at + n - 1) % n;
+                        Action::Draw
+                    }
+                    Key::Down | Key::Char('j') => {
+                        *at = (*at + 1) % n;
+                        Action::Draw
+                    }
+                    Key::Enter if peers > 0 => {
+                        let (why, at) = (*why, *at);
+                        self.page = Page::Main;
+                        match why {
+                            Pick::Kick => Action::Kick(at),
+                            Pick::Role => Action::ToggleRole(at),
+                        }
+                    }
+                    Key::Esc | Key::Char('q') | Key::Backspace => {
+                        self.page = Page::Main;
+                        Action::Draw
+                    }
+                    _ => Action::Draw,
+                }
+            }
             Page::Message(text) => match key {
                 Key::Esc => {
                     self.page = Page::Main;
@@ -171,20 +242,22 @@ impl Menu {
     }
 
     fn main_key(&mut self, key: Key) -> Action {
+        let items = self.items();
+        let n = items.len();
         match key {
             Key::Up | Key::Char('k') => {
-                self.selected = (self.selected + ITEMS.len() - 1) % ITEMS.len();
+                self.selected = (self.selected + n - 1) % n;
                 Action::Draw
             }
             Key::Down | Key::Char('j') => {
-                self.selected = (self.selected + 1) % ITEMS.len();
+                self.selected = (self.selected + 1) % n;
                 Action::Draw
             }
             Key::Esc | Key::Char('q') => Action::Resume,
-            Key::Enter => self.activate(ITEMS[self.selected]),
+            Key::Enter => self.activate(items[self.selected.min(n - 1)]),
             Key::Char(c @ '1'..='9') => {
                 let i = c as usize - '1' as usize;
-                match ITEMS.get(i) {
+                match items.get(i) {
                     Some(&item) => {
                         self.selected = i;
                         self.activate(item)
@@ -210,6 +283,15 @@ impl Menu {
                 self.page = Page::Message(String::new());
                 Action::Draw
             }
+            Item::Kick => {
+                self.page = Page::Pick(Pick::Kick, 0);
+                Action::Draw
+            }
+            Item::Role => {
+                self.page = Page::Pick(Pick::Role, 0);
+                Action::Draw
+            }
+            Item::Lock => Action::ToggleLock,
         }
     }
 }
@@ -236,30 +318,51 @@ mod tests {
 
     #[test]
     fn navigation_wraps_and_digits_activate() {
-        let mut m = Menu::default();
-        assert_eq!(m.key(Key::Up), Action::Draw);
-        assert_eq!(ITEMS[m.selected], Item::Redraw);
-        assert_eq!(m.key(Key::Down), Action::Draw);
+        let mut m = Menu::new(false);
+        assert_eq!(m.key(Key::Up, 0), Action::Draw);
+        assert_eq!(m.items()[m.selected], Item::Redraw);
+        assert_eq!(m.key(Key::Down, 0), Action::Draw);
         assert_eq!(m.selected, 0);
-        assert_eq!(m.key(Key::Char('2')), Action::Detach);
-        assert_eq!(m.key(Key::Char('4')), Action::ToggleReadOnly);
-        assert_eq!(m.key(Key::Esc), Action::Resume);
-        assert_eq!(m.key(Key::Char('q')), Action::Resume);
+        assert_eq!(m.key(Key::Char('2'), 0), Action::Detach);
+        assert_eq!(m.key(Key::Char('4'), 0), Action::ToggleReadOnly);
+        assert_eq!(
+            m.key(Key::Char('7'), 0),
+            Action::Draw,
+            "owner item for a non-owner"
+        );
+        assert_eq!(m.key(Key::Esc, 0), Action::Resume);
+        assert_eq!(m.key(Key::Char('q'), 0), Action::Resume);
     }
 
     #[test]
     fn a_message_is_typed_edited_and_sent() {
-        let mut m = Menu::default();
-        m.key(Key::Char('5'));
+        let mut m = Menu::new(false);
+        m.key(Key::Char('5'), 0);
         for c in "hix".chars() {
-            m.key(Key::Char(c));
+            m.key(Key::Char(c), 0);
         }
-        m.key(Key::Backspace);
+        m.key(Key::Backspace, 0);
         assert_eq!(m.page, Page::Message("hi".into()));
-        assert_eq!(m.key(Key::Enter), Action::Send("hi".into()));
+        assert_eq!(m.key(Key::Enter, 0), Action::Send("hi".into()));
         assert_eq!(m.page, Page::Main);
-        m.key(Key::Char('5'));
-        assert_eq!(m.key(Key::Esc), Action::Draw);
+        m.key(Key::Char('5'), 0);
+        assert_eq!(m.key(Key::Esc, 0), Action::Draw);
         assert_eq!(m.page, Page::Main);
+    }
+
+    #[test]
+    fn owners_pick_a_client_to_kick_or_change() {
+        let mut m = Menu::new(true);
+        assert_eq!(m.items().len(), 9);
+        assert_eq!(m.key(Key::Char('8'), 3), Action::ToggleLock);
+        m.key(Key::Char('7'), 3);
+        assert_eq!(m.page, Page::Pick(Pick::Kick, 0));
+        m.key(Key::Up, 3);
+        assert_eq!(m.key(Key::Enter, 3), Action::Kick(2));
+        m.key(Key::Char('9'), 3);
+        m.key(Key::Char('j'), 3);
+        assert_eq!(m.key(Key::Enter, 3), Action::ToggleRole(1));
+        m.key(Key::Char('9'), 0);
+        assert_eq!(m.key(Key::Enter, 0), Action::Draw, "nobody to pick");
     }
 }

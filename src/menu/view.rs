@@ -14,7 +14,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 use ratatui::{Terminal, TerminalOptions, Viewport};
 
-use super::{ITEMS, Menu, Page};
+use super::{Menu, Page, Pick};
 
 /// One row of the Peers page.
 #[derive(Debug, Clone)]
@@ -35,6 +35,7 @@ pub struct Context {
     pub client: String,
     pub role: String,
     pub read_only: bool,
+    pub locked: bool,
     pub peers: Vec<PeerRow>,
     pub trigger: String,
 }
@@ -111,8 +112,9 @@ fn body(menu: &Menu, ctx: &Context) -> Vec<Line<'static>> {
     let mut lines = Vec::new();
     match &menu.page {
         Page::Main => {
-            for (i, item) in ITEMS.iter().enumerate() {
-                let text = format!(" {} {:<22}", i + 1, item.label(ctx.read_only));
+            let items = menu.items();
+            for (i, item) in items.iter().enumerate() {
+                let text = format!(" {} {:<22}", i + 1, item.label(ctx.read_only, ctx.locked));
                 let style = if i == menu.selected {
                     Style::default()
                         .bg(ACCENT)
@@ -135,7 +137,7 @@ fn body(menu: &Menu, ctx: &Context) -> Vec<Line<'static>> {
                 dim,
             )));
             lines.push(Line::from(Span::styled(
-                "↑↓/jk move · Enter/1-6 select · Esc/q resume",
+                format!("↑↓/jk move · Enter/1-{} select · Esc/q resume", items.len()),
                 dim,
             )));
         }
@@ -169,6 +171,28 @@ fn body(menu: &Menu, ctx: &Context) -> Vec<Line<'static>> {
             }
             lines.push(Line::from(""));
             lines.push(Line::from(Span::styled("Esc back", dim)));
+        }
+        Page::Pick(why, at) => {
+            lines.push(Line::from(match why {
+                Pick::Kick => "Disconnect which client?",
+                Pick::Role => "Switch which client (viewer <-> collaborator)?",
+            }));
+            for (i, p) in ctx.peers.iter().enumerate() {
+                let text = format!(
+                    " {:<16} {:<12}{}",
+                    truncate(&p.name, 16),
+                    p.role,
+                    if p.me { " (you)" } else { "" }
+                );
+                let style = if i == *at {
+                    Style::default().bg(ACCENT).fg(Color::Black)
+                } else {
+                    Style::default()
+                };
+                lines.push(Line::from(Span::styled(text, style)));
+            }
+            lines.push(Line::from(""));
+            lines.push(Line::from(Span::styled("Enter choose · Esc back", dim)));
         }
         Page::Message(text) => {
             lines.push(Line::from("Message to everyone else:"));
@@ -206,6 +230,7 @@ mod tests {
             client: "alice-1".into(),
             role: "owner".into(),
             read_only: false,
+            locked: false,
             peers: vec![PeerRow {
                 name: "bob-1".into(),
                 role: "collaborator".into(),
@@ -227,7 +252,7 @@ mod tests {
 
     #[test]
     fn the_menu_lists_its_items_at_the_clients_size() {
-        let m = Menu::default();
+        let m = Menu::new(false);
         let text = screen_of(&render(&m, &ctx(), 60, 20), 60, 20);
         for item in [
             "1 Resume",
@@ -248,7 +273,7 @@ mod tests {
     fn the_peers_page_shows_role_size_idle_and_menu_state() {
         let m = Menu {
             page: Page::Peers,
-            ..Menu::default()
+            ..Menu::new(false)
         };
         let text = screen_of(&render(&m, &ctx(), 80, 24), 80, 24);
         assert!(text.contains("bob-1"), "{text}");
@@ -258,7 +283,7 @@ mod tests {
 
     #[test]
     fn every_cell_is_covered() {
-        let m = Menu::default();
+        let m = Menu::new(false);
         let bytes = render(&m, &ctx(), 40, 10);
         let mut p = vt100::Parser::new(10, 40, 0);
         p.process(b"SECRET under the menu everywhere");

@@ -148,6 +148,19 @@ pub enum AttachError {
     Exited,
     #[error("the session is full ({0} clients)")]
     Full(usize),
+    #[error("the session is locked by its owner: no new joins")]
+    Locked,
+}
+
+/// Why a role change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RoleError {
+    #[error("no client named '{0}'")]
+    NoSuchClient(String),
+    #[error("'{0}' is an owner; owners keep their role")]
+    Owner(String),
+    #[error("a client's role can be changed to viewer or collaborator only")]
+    Invalid,
 }
 
 pub struct Session {
@@ -167,6 +180,8 @@ pub struct Session {
     size: Mutex<(u16, u16)>,
     master: Mutex<Box<dyn MasterPty + Send>>,
     notices: tokio::sync::broadcast::Sender<Notice>,
+    /// No new joins except owners.
+    locked: std::sync::atomic::AtomicBool,
     /// Monotonic origin for idle times.
     epoch: std::time::Instant,
 }
@@ -206,6 +221,7 @@ impl Session {
             size: Mutex::new((cols, rows)),
             master: Mutex::new(master),
             notices: tokio::sync::broadcast::channel(16).0,
+            locked: std::sync::atomic::AtomicBool::new(false),
             epoch: std::time::Instant::now(),
             spec,
         });
@@ -304,6 +320,9 @@ impl Session {
         if self.exit_code().is_some() {
             return Err(AttachError::Exited);
         }
+        if self.is_locked() && spec.role != Role::Owner {
+            return Err(AttachError::Locked);
+        }
         let (key, name, stats, kick) = {
             let mut clients = self.clients.lock();
             if clients.len() >= self.limits.max_clients {
@@ -367,6 +386,41 @@ impl Session {
                 ),
             })
             .collect()
+    }
+
+    pub fn is_locked(&self) -> bool {
+        self.locked.load(Ordering::Acquire)
+    }
+
+    /// Lock (no new joins but owners) or unlock the session.
+    pub fn set_locked(&self, locked: bool) {
+        self.locked.store(locked, Ordering::Release);
+        tracing::info!(session = %self.id, locked, "lock changed");
+    }
+
+    /// Change a client's role live (viewer <-> collaborator). The new role applies to its
+    /// next keystroke and to the size computation at once.
+    pub fn set_role(&self, name: &str, role: Role) -> Result<Peer, RoleError> {
+        if role == Role::Owner {
+            return Err(RoleError::Invalid);
+        }
+        {
+            let mut clients = self.clients.lock();
+            let c = clients
+                .values_mut()
+                .find(|c| c.name == name)
+                .ok_or_else(|| RoleError::NoSuchClient(name.to_string()))?;
+            if c.spec.role == Role::Owner {
+                return Err(RoleError::Owner(name.to_string()));
+            }
+            c.spec.role = role;
+        }
+        tracing::info!(session = %self.id, client = name, role = role.as_str(), "role changed");
+        self.recompute_size();
+        self.peers()
+            .into_iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| RoleError::NoSuchClient(name.to_string()))
     }
 
     /// Show `text` to every client but `from` (the writer tasks draw it as a banner).

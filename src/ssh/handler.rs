@@ -11,10 +11,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use bytes::Bytes;
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session as SshSession};
 use russh::{Channel, ChannelId, Pty};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -28,12 +31,19 @@ use tokio::sync::mpsc;
 /// Time allowed from connect to successful auth.
 const LOGIN_GRACE: Duration = Duration::from_secs(30);
 
-pub async fn run_connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+pub async fn run_connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+) {
     let span = tracing::info_span!("client", session = %shared.session.id, %peer);
     let cut = CancellationToken::new();
     let authed = CancellationToken::new();
     let client = Client {
         authed: authed.clone(),
+        permit: Some(permit),
+        rejections: Arc::new(AtomicUsize::new(0)),
         shared: Arc::clone(&shared),
         peer,
         user: String::new(),
@@ -48,6 +58,7 @@ pub async fn run_connection(shared: Arc<Shared>, stream: TcpStream, peer: Socket
         cut: cut.clone(),
         span: span.clone(),
     };
+    let rejections = Arc::clone(&client.rejections);
     let stream = Cuttable::new(stream, cut.clone());
     let running = match russh::server::run_stream(Arc::clone(&shared.config), stream, client).await
     {
@@ -78,6 +89,9 @@ pub async fn run_connection(shared: Arc<Shared>, stream: TcpStream, peer: Socket
     }
     cut.cancel();
     grace.abort();
+    if !authed.is_cancelled() && rejections.load(Ordering::Relaxed) > 0 {
+        shared.guard.failed(peer.ip());
+    }
     tracing::info!(parent: &span, "disconnected");
 }
 
@@ -100,6 +114,10 @@ pub struct Client {
     cut: CancellationToken,
     /// Cancelled once authenticated (ends the login grace timer).
     authed: CancellationToken,
+    /// Our slot among unauthenticated connections; released on success.
+    permit: Option<OwnedSemaphorePermit>,
+    /// Keys refused on this connection (a connection that ends with some is a failure).
+    rejections: Arc<AtomicUsize>,
     span: tracing::Span,
 }
 
@@ -112,6 +130,16 @@ impl Drop for Client {
 impl Client {
     fn access(&self) -> &Access {
         &self.shared.access
+    }
+
+    fn accepted(&mut self, user: &str, role: Role, fingerprint: String) {
+        self.user = sanitize_user(user);
+        tracing::info!(parent: &self.span, user = %self.user, %fingerprint, role = role.as_str(), "auth accepted");
+        self.role = Some(role);
+        self.fingerprint = fingerprint;
+        self.authed.cancel();
+        self.permit = None;
+        self.shared.guard.succeeded(self.peer.ip());
     }
 
     /// Join the session and start the writer; `exec` is typed into the shared shell.
@@ -186,6 +214,17 @@ impl Client {
 impl russh::server::Handler for Client {
     type Error = russh::Error;
 
+    async fn auth_none(&mut self, user: &str) -> Result<Auth, Self::Error> {
+        // Only an `--open` session admits clients without a key.
+        match self.access().role_without_key() {
+            Some(role) => {
+                self.accepted(user, role, "none".into());
+                Ok(Auth::Accept)
+            }
+            None => Ok(Auth::reject()),
+        }
+    }
+
     async fn auth_publickey_offered(
         &mut self,
         _user: &str,
@@ -194,7 +233,10 @@ impl russh::server::Handler for Client {
         // Only say "go on and sign" for keys we would accept; others fail fast.
         Ok(match self.access().role_of(offer.public_key.key_data()) {
             Some(_) => Auth::Accept,
-            None => Auth::reject(),
+            None => {
+                self.rejections.fetch_add(1, Ordering::Relaxed);
+                Auth::reject()
+            }
         })
     }
 
@@ -206,18 +248,49 @@ impl russh::server::Handler for Client {
         let fingerprint = fingerprint_of(key.public_key.key_data());
         match self.access().role_of(key.public_key.key_data()) {
             Some(role) => {
-                tracing::info!(parent: &self.span, user, %fingerprint, role = role.as_str(), "auth accepted");
-                self.user = sanitize_user(user);
-                self.role = Some(role);
-                self.fingerprint = fingerprint;
-                self.authed.cancel();
+                self.accepted(user, role, fingerprint);
                 Ok(Auth::Accept)
             }
             None => {
-                tracing::info!(parent: &self.span, user, %fingerprint, "auth refused: unknown key");
+                self.rejections.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(parent: &self.span, user = %sanitize_user(user), %fingerprint, "auth refused: unknown key");
                 Ok(Auth::reject())
             }
         }
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        tracing::info!(parent: &self.span, "refused X11 forwarding");
+        let _ = session.channel_failure(channel);
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        tracing::info!(parent: &self.span, subsystem = %name.chars().take(32).collect::<String>(), "refused subsystem");
+        let _ = session.channel_failure(channel);
+        Ok(())
+    }
+
+    async fn agent_request(
+        &mut self,
+        _channel: ChannelId,
+        _session: &mut SshSession,
+    ) -> Result<bool, Self::Error> {
+        tracing::info!(parent: &self.span, "refused agent forwarding");
+        Ok(false)
     }
 
     async fn channel_open_session(

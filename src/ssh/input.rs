@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::menu::detector::{Detector, Event};
 use crate::menu::view::{self, PeerRow};
 use crate::menu::{Action, Menu, Page, parse_keys};
-use crate::session::Attachment;
+use crate::session::{Attachment, Role};
 
 /// How a session's menu is opened; `None` in [`super::Shared`] turns it off.
 #[derive(Debug, Clone)]
@@ -129,7 +129,7 @@ impl InputTask {
                 Event::Forward(b) => self.att.input(Bytes::from(b)).await,
                 Event::Open => {
                     tracing::debug!("menu opened");
-                    self.menu = Some(Menu::default());
+                    self.menu = Some(Menu::new(self.att.role() == Role::Owner));
                     self.att.set_in_menu(true);
                     self.draw().await;
                 }
@@ -140,10 +140,13 @@ impl InputTask {
 
     async fn menu_keys(&mut self, bytes: &[u8]) {
         for key in parse_keys(bytes) {
+            let peers = self.att.session().peers();
             let Some(menu) = self.menu.as_mut() else {
                 return;
             };
-            match menu.key(key) {
+            // Owner powers are checked again here, not only by what the menu shows.
+            let owner = self.att.role() == Role::Owner;
+            match menu.key(key, peers.len()) {
                 Action::Draw => self.draw().await,
                 Action::Resume => {
                     self.menu = None;
@@ -165,7 +168,45 @@ impl InputTask {
                     self.att.session().notify_others(&self.att.name, &text);
                     self.draw().await;
                 }
+                Action::Kick(i) if owner => {
+                    if let Some(p) = peers.get(i) {
+                        let status = if p.name == self.att.name {
+                            "use Detach to leave".to_string()
+                        } else {
+                            self.att.session().kick(&p.name);
+                            format!("kicked {}", p.name)
+                        };
+                        self.set_status(status);
+                    }
+                    self.draw().await;
+                }
+                Action::ToggleRole(i) if owner => {
+                    if let Some(p) = peers.get(i) {
+                        let to = match p.spec.role {
+                            Role::Viewer => Role::Collaborator,
+                            _ => Role::Viewer,
+                        };
+                        let status = match self.att.session().set_role(&p.name, to) {
+                            Ok(p) => format!("{} is now {}", p.name, p.spec.role.as_str()),
+                            Err(e) => e.to_string(),
+                        };
+                        self.set_status(status);
+                    }
+                    self.draw().await;
+                }
+                Action::ToggleLock if owner => {
+                    let session = self.att.session();
+                    session.set_locked(!session.is_locked());
+                    self.draw().await;
+                }
+                Action::Kick(_) | Action::ToggleRole(_) | Action::ToggleLock => self.draw().await,
             }
+        }
+    }
+
+    fn set_status(&mut self, status: String) {
+        if let Some(m) = self.menu.as_mut() {
+            m.status = Some(status);
         }
     }
 
@@ -177,6 +218,7 @@ impl InputTask {
             client: self.att.name.clone(),
             role: self.att.role().as_str().to_string(),
             read_only: self.att.read_only(),
+            locked: session.is_locked(),
             peers: session
                 .peers()
                 .into_iter()

@@ -11,7 +11,8 @@ use std::str::FromStr;
 
 use anyhow::{Context, bail};
 use russh::keys::ssh_key::authorized_keys::Entry;
-use russh::keys::ssh_key::{HashAlg, LineEnding, public::KeyData};
+pub use russh::keys::ssh_key::public::KeyData;
+use russh::keys::ssh_key::{HashAlg, LineEnding};
 use russh::keys::{Algorithm, PrivateKey, PublicKey};
 
 /// Load the host key at `path`, creating it (ed25519, mode 0600) on first use.

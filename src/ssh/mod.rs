@@ -6,6 +6,7 @@
 //! It owns russh configuration, key checks and channel plumbing. It must not own session
 //! state (sizes, logs, screens): it asks the session.
 
+pub mod guard;
 pub mod handler;
 pub mod input;
 pub mod keys;
@@ -27,13 +28,19 @@ use tokio_util::task::TaskTracker;
 use crate::session::{Role, Session};
 
 /// Who may join a session, decided per key at auth time.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Access {
     /// The daemon user's home: owner keys are re-read from `~/.ssh` at every auth, so a
     /// key added there works at once and a removed one stops working.
     pub home: PathBuf,
     /// Keys given with `--allow-key`.
     pub collaborators: Vec<KeyData>,
+    /// Keys given with `--viewer-key`.
+    pub viewers: Vec<KeyData>,
+    /// Everyone but owners joins as a viewer.
+    pub viewers_only: bool,
+    /// `--open`: any client (any key, or none) joins with this role.
+    pub open: Option<Role>,
 }
 
 impl Access {
@@ -42,10 +49,27 @@ impl Access {
         if keys::owner_keys(&self.home).iter().any(|k| k == key) {
             return Some(Role::Owner);
         }
-        if self.collaborators.iter().any(|k| k == key) {
-            return Some(Role::Collaborator);
+        let role = if self.collaborators.iter().any(|k| k == key) {
+            Some(Role::Collaborator)
+        } else if self.viewers.iter().any(|k| k == key) {
+            Some(Role::Viewer)
+        } else {
+            self.open
+        };
+        role.map(|r| self.cap(r))
+    }
+
+    /// The role of a client without a key (`none` auth): only in open mode.
+    pub fn role_without_key(&self) -> Option<Role> {
+        self.open.map(|r| self.cap(r))
+    }
+
+    fn cap(&self, role: Role) -> Role {
+        if self.viewers_only {
+            Role::Viewer
+        } else {
+            role
         }
-        None
     }
 }
 
@@ -56,6 +80,8 @@ pub struct Shared {
     pub config: Arc<russh::server::Config>,
     /// The pause menu's trigger; `None` turns the menu off for this session.
     pub menu: Option<input::MenuConfig>,
+    /// Daemon-wide pre-auth limits.
+    pub guard: Arc<guard::Guard>,
     /// Cancelled when the session is removed or the daemon stops.
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,
@@ -125,11 +151,19 @@ pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<List
                     }
                 },
             };
+            if let Err(wait) = shared.guard.check(peer.ip()) {
+                tracing::debug!(%peer, ?wait, "refused: backing off after failed logins");
+                continue;
+            }
+            let Some(permit) = shared.guard.admit() else {
+                tracing::warn!(%peer, "refused: too many unauthenticated connections");
+                continue;
+            };
             let shared = Arc::clone(&shared);
             shared
                 .tracker
                 .clone()
-                .spawn(handler::run_connection(shared, stream, peer));
+                .spawn(handler::run_connection(shared, stream, peer, permit));
         }
         tracing::debug!(%addr, "listener closed");
     });
