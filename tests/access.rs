@@ -364,3 +364,41 @@ async fn an_unsafe_owner_key_file_admits_nobody() {
     );
     assert!(d.daemon_log().contains("writable by group or others"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_smaller_viewer_sees_a_clipped_view_and_a_larger_one_the_top_left() {
+    let d = TestDaemon::start();
+    let v = d.other_key("viewer");
+    let s = d.session(&["--viewer-key", &pubkey(&v)], &["/bin/sh"]);
+    let port = port_of(&s);
+    let owner = SshClient::connect(port, &d.owner, "own", 100, 30).await;
+    let small = SshClient::connect(port, &v, "small", 40, 10).await;
+    let large = SshClient::connect(port, &v, "large", 150, 50).await;
+    owner
+        .send(
+            "clear; printf '%0100d\\n' 0 | tr 0 A; printf '\\033[20;1Hlow-%d\\033[2;1H' $((1+1))\r",
+        )
+        .await;
+    owner.wait_screen("low-2").await;
+    large.wait_screen("low-2").await;
+    small
+        .wait_for("a clipped frame", |c| {
+            c.screen().starts_with(&"A".repeat(40))
+        })
+        .await;
+    let screen = small.screen();
+    let lines: Vec<&str> = screen.lines().collect();
+    assert_eq!(lines[0], "A".repeat(40), "{screen}");
+    assert!(
+        !lines.get(1).unwrap_or(&"").contains('A'),
+        "the long row wrapped:\n{screen}"
+    );
+    assert!(
+        !screen.contains("low-2"),
+        "rows below the viewer's height leaked:\n{screen}"
+    );
+    // The large viewer: the PTY's 100 columns, top-left, no wrap.
+    let big = large.screen();
+    assert!(big.lines().next().unwrap().starts_with(&"A".repeat(100)));
+    assert!(!big.lines().nth(1).unwrap_or("").contains('A'));
+}

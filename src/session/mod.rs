@@ -274,6 +274,11 @@ impl Session {
         self.exit.subscribe()
     }
 
+    /// The log's end offset now.
+    pub fn output_end(&self) -> u64 {
+        *self.output_end.borrow()
+    }
+
     /// Changes whenever output is appended; the value is the log's end offset.
     pub fn output_watch(&self) -> watch::Receiver<u64> {
         self.output_end.subscribe()
@@ -284,6 +289,13 @@ impl Session {
     pub fn snapshot(&self) -> (Vec<u8>, u64) {
         let out = self.output.lock();
         (out.screen.repaint(), out.log.end())
+    }
+
+    /// A frame of the current screen clipped to `cols` x `rows` (for clients smaller than
+    /// the PTY), and the log offset it shows.
+    pub fn clipped_snapshot(&self, cols: u16, rows: u16, fresh: bool) -> (Vec<u8>, u64) {
+        let out = self.output.lock();
+        (out.screen.clipped(cols, rows, fresh), out.log.end())
     }
 
     pub fn read(&self, from: u64, max: usize) -> Read {

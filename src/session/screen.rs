@@ -60,6 +60,43 @@ impl Screen {
         out
     }
 
+    /// A frame of the screen clipped to a smaller terminal (`cols` x `rows`): the top-left
+    /// part, row by row, without letting long rows wrap. `fresh` first selects the
+    /// program's screen (normal or alternate) and clears.
+    pub fn clipped(&self, cols: u16, rows: u16, fresh: bool) -> Vec<u8> {
+        use std::io::Write;
+        let screen = self.parser.screen();
+        let mut out = Vec::with_capacity(cols as usize * rows as usize + 256);
+        if fresh {
+            out.extend_from_slice(if screen.alternate_screen() {
+                b"\x1b[?1049h"
+            } else {
+                b"\x1b[?1049l"
+            });
+            out.extend_from_slice(b"\x1b[0m\x1b[r\x1b[H\x1b[2J");
+        }
+        out.extend_from_slice(b"\x1b[?25l");
+        for (i, row) in screen
+            .rows_formatted(0, cols)
+            .take(rows as usize)
+            .enumerate()
+        {
+            // Clear first: erasing after a full-width row would eat its last cell.
+            let _ = write!(out, "\x1b[{};1H\x1b[0m\x1b[2K", i + 1);
+            out.extend_from_slice(&row);
+        }
+        out.extend_from_slice(b"\x1b[0m");
+        out.extend_from_slice(&screen.input_mode_formatted());
+        let (r, c) = screen.cursor_position();
+        if r < rows && c < cols {
+            let _ = write!(out, "\x1b[{};{}H", r + 1, c + 1);
+            if !screen.hide_cursor() {
+                out.extend_from_slice(b"\x1b[?25h");
+            }
+        }
+        out
+    }
+
     /// The visible screen as plain text, one line per row, trailing blanks trimmed.
     pub fn text(&self) -> String {
         let screen = self.parser.screen();
@@ -88,6 +125,21 @@ mod tests {
         assert_eq!(fresh.text(), s.text());
         assert_eq!(fresh.cursor(), s.cursor());
         assert!(s.text().starts_with("hello\nred"));
+    }
+
+    #[test]
+    fn a_clipped_frame_shows_the_top_left_without_wrapping() {
+        let mut s = Screen::new(30, 100);
+        s.process(&[b'A'; 100]);
+        s.process(b"\x1b[3;1Hthird\x1b[25;1Hbelow");
+        let mut small = Screen::new(10, 40);
+        small.process(&s.clipped(40, 10, true));
+        let text = small.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "A".repeat(40));
+        assert_eq!(lines[1], "");
+        assert_eq!(lines[2], "third");
+        assert!(!text.contains("below"));
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub enum ToWriter {
     Live,
     /// Say goodbye and close this client's channel (exit status 0).
     Detach,
+    /// The client's window changed: re-check whether it needs clipped frames.
+    Resized,
 }
 
 pub struct InputTask {
@@ -94,6 +96,8 @@ impl InputTask {
                     Some(FromClient::Resized) => {
                         if self.menu.is_some() {
                             self.draw().await;
+                        } else {
+                            let _ = self.writer.send(ToWriter::Resized).await;
                         }
                     }
                 },

@@ -25,6 +25,19 @@ use crate::session::{Attachment, Notice, Read};
 /// Largest batch handed to russh at once.
 const MAX_BATCH: usize = 32 * 1024;
 
+/// Least time between two clipped frames (about 30 per second).
+const FRAME_INTERVAL: Duration = Duration::from_millis(33);
+
+/// Where a client's stream stands.
+struct State {
+    /// Log offset of what the client has (or is about to be) shown.
+    cursor: u64,
+    in_menu: bool,
+    /// `Some(size)` while the client gets clipped frames.
+    clip: Option<(u16, u16)>,
+    last_frame: Option<tokio::time::Instant>,
+}
+
 /// How the client's stream ended.
 #[derive(Debug)]
 enum End {
@@ -112,9 +125,13 @@ impl Writer {
         let mut output = session.output_watch();
         let mut exit = session.exit_watch();
         let mut notices = session.notices();
-        let (paint, mut cursor) = session.snapshot();
-        let mut pending = Some(Bytes::from(paint));
-        let mut in_menu = false;
+        let mut st = State {
+            cursor: 0,
+            in_menu: false,
+            clip: None,
+            last_frame: None,
+        };
+        let mut pending = Some(self.repaint(&mut st));
         let mut control_open = true;
         loop {
             if let Some(bytes) = pending.take()
@@ -127,8 +144,8 @@ impl Writer {
             if control_open {
                 match self.control.try_recv() {
                     Ok(cmd) => {
-                        match self.command(cmd, &mut in_menu, &mut cursor) {
-                            Ok(bytes) => pending = Some(bytes),
+                        match self.command(cmd, &mut st) {
+                            Ok(bytes) => pending = bytes,
                             Err(end) => return end,
                         }
                         continue;
@@ -139,7 +156,7 @@ impl Writer {
             }
             match notices.try_recv() {
                 Ok(n) => {
-                    if !in_menu && n.from != self.att.name {
+                    if !st.in_menu && n.from != self.att.name {
                         pending = Some(self.banner(&n));
                     }
                     continue;
@@ -147,21 +164,21 @@ impl Writer {
                 Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
                 Err(_) => {}
             }
-            if in_menu {
+            if st.in_menu {
                 // Live output is held back: the cursor stays; the log is bounded, and a
                 // cursor it left behind is repainted on return.
                 tokio::select! {
                     cmd = self.control.recv(), if control_open => match cmd {
-                        Some(cmd) => match self.command(cmd, &mut in_menu, &mut cursor) {
-                            Ok(bytes) => pending = Some(bytes),
+                        Some(cmd) => match self.command(cmd, &mut st) {
+                            Ok(bytes) => pending = bytes,
                             Err(end) => return end,
                         },
                         None => control_open = false,
                     },
                     _ = exit.wait_for(|c| c.is_some()) => {
                         // The program ended: leave the menu and deliver the end.
-                        match self.command(ToWriter::Live, &mut in_menu, &mut cursor) {
-                            Ok(bytes) => pending = Some(bytes),
+                        match self.command(ToWriter::Live, &mut st) {
+                            Ok(bytes) => pending = bytes,
                             Err(end) => return end,
                         }
                     }
@@ -171,68 +188,119 @@ impl Writer {
                 continue;
             }
             output.borrow_and_update();
-            match session.read(cursor, MAX_BATCH) {
-                Read::Data(bytes, next) => {
-                    cursor = next;
-                    pending = Some(bytes);
-                }
-                Read::Lagged(_) => {
-                    let (paint, at) = session.snapshot();
-                    tracing::debug!(skipped = at - cursor, "client fell behind; repainting");
-                    cursor = at;
-                    pending = Some(Bytes::from(paint));
-                }
-                Read::UpToDate => {
-                    if let Some(code) = *exit.borrow_and_update() {
-                        // The exit is reported only after the reader drained; one more read
-                        // makes sure nothing appended in between is skipped.
-                        if matches!(session.read(cursor, 1), Read::UpToDate) {
-                            return End::Exited(code);
+            // A client smaller than the PTY gets clipped frames instead of the raw stream
+            // (which would wrap on its terminal); switching modes repaints.
+            if self.clip_size() != st.clip {
+                pending = Some(self.repaint(&mut st));
+                continue;
+            }
+            if let Some((cols, rows)) = st.clip {
+                if st.cursor < session.output_end() {
+                    if let Some(t) = st.last_frame {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(t + FRAME_INTERVAL) => {}
+                            _ = self.att.kick.cancelled() => return End::Kicked,
+                            _ = self.stop.cancelled() => return End::Gone,
                         }
+                    }
+                    let (frame, at) = session.clipped_snapshot(cols, rows, false);
+                    st.cursor = at;
+                    st.last_frame = Some(tokio::time::Instant::now());
+                    pending = Some(Bytes::from(frame));
+                    continue;
+                }
+            } else {
+                match session.read(st.cursor, MAX_BATCH) {
+                    Read::Data(bytes, next) => {
+                        st.cursor = next;
+                        pending = Some(bytes);
                         continue;
                     }
-                    tokio::select! {
-                        _ = output.changed() => {}
-                        _ = exit.changed() => {}
-                        cmd = self.control.recv(), if control_open => match cmd {
-                            Some(cmd) => match self.command(cmd, &mut in_menu, &mut cursor) {
-                                Ok(bytes) => pending = Some(bytes),
-                                Err(end) => return end,
-                            },
-                            None => control_open = false,
-                        },
-                        n = notices.recv() => {
-                            if let Ok(n) = n && n.from != self.att.name {
-                                pending = Some(self.banner(&n));
-                            }
-                        }
-                        _ = self.att.kick.cancelled() => return End::Kicked,
-                        _ = self.stop.cancelled() => return End::Gone,
+                    Read::Lagged(_) => {
+                        tracing::debug!("client fell behind; repainting");
+                        pending = Some(self.repaint(&mut st));
+                        continue;
+                    }
+                    Read::UpToDate => {}
+                }
+            }
+            // Up to date.
+            if let Some(code) = *exit.borrow_and_update() {
+                // The exit is reported only after the reader drained; make sure nothing
+                // appended in between is skipped.
+                if st.cursor >= session.output_end() {
+                    return End::Exited(code);
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = output.changed() => {}
+                _ = exit.changed() => {}
+                cmd = self.control.recv(), if control_open => match cmd {
+                    Some(cmd) => match self.command(cmd, &mut st) {
+                        Ok(bytes) => pending = bytes,
+                        Err(end) => return end,
+                    },
+                    None => control_open = false,
+                },
+                n = notices.recv() => {
+                    if let Ok(n) = n && n.from != self.att.name {
+                        pending = Some(self.banner(&n));
                     }
                 }
+                _ = self.att.kick.cancelled() => return End::Kicked,
+                _ = self.stop.cancelled() => return End::Gone,
             }
         }
     }
 
-    /// Apply a menu command; the bytes to send.
-    fn command(&self, cmd: ToWriter, in_menu: &mut bool, cursor: &mut u64) -> Result<Bytes, End> {
+    /// `Some(size)` when this client is smaller than the PTY on an axis it reports.
+    fn clip_size(&self) -> Option<(u16, u16)> {
+        let (cols, rows) = self.att.size();
+        let (pcols, prows) = self.att.session().pty_size();
+        let smaller = (cols > 0 && cols < pcols) || (rows > 0 && rows < prows);
+        smaller.then(|| {
+            (
+                if cols == 0 { pcols } else { cols.min(pcols) },
+                if rows == 0 { prows } else { rows.min(prows) },
+            )
+        })
+    }
+
+    /// A full repaint for the client's current mode; resets the cursor to the log's end.
+    fn repaint(&self, st: &mut State) -> Bytes {
+        let session = self.att.session();
+        st.clip = self.clip_size();
+        let (bytes, at) = match st.clip {
+            Some((cols, rows)) => {
+                st.last_frame = Some(tokio::time::Instant::now());
+                session.clipped_snapshot(cols, rows, true)
+            }
+            None => session.snapshot(),
+        };
+        st.cursor = at;
+        Bytes::from(bytes)
+    }
+
+    /// Apply a command from the input task; the bytes to send, if any.
+    fn command(&self, cmd: ToWriter, st: &mut State) -> Result<Option<Bytes>, End> {
         match cmd {
             ToWriter::Menu(frame) => {
                 let mut bytes = Vec::with_capacity(frame.len() + 16);
-                if !*in_menu {
-                    *in_menu = true;
+                if !st.in_menu {
+                    st.in_menu = true;
                     bytes.extend_from_slice(b"\x1b[?1049h\x1b[?25l");
                 }
                 bytes.extend_from_slice(&frame);
-                Ok(Bytes::from(bytes))
+                Ok(Some(Bytes::from(bytes)))
             }
+            // The repaint itself selects the screen the program is on.
             ToWriter::Live => {
-                *in_menu = false;
-                let (paint, at) = self.att.session().snapshot();
-                *cursor = at;
-                // The repaint itself selects the screen the program is on.
-                Ok(Bytes::from(paint))
+                st.in_menu = false;
+                Ok(Some(self.repaint(st)))
             }
+            // The loop re-evaluates the client's mode on its next turn.
+            ToWriter::Resized => Ok(None),
             ToWriter::Detach => Err(End::Detached),
         }
     }
