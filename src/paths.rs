@@ -39,6 +39,11 @@ pub fn host_key() -> PathBuf {
     data_dir().join("host_ed25519_key")
 }
 
+/// Session recordings (`<id>.cast` and `<id>.input.jsonl`).
+pub fn recordings_dir() -> PathBuf {
+    state_dir().join("recordings")
+}
+
 pub fn daemon_log() -> PathBuf {
     state_dir().join("daemon.log")
 }

@@ -55,6 +55,16 @@ pub trait Hearth {
     async fn role(target: String, client: String, role: String) -> Result<PeerInfo, ApiError>;
     /// Show a one-line message to every attached client (never written to the PTY).
     async fn message(target: String, text: String) -> Result<(), ApiError>;
+    /// Read output from a cursor: a long poll that waits up to `wait_ms` (at most 30 000)
+    /// for output when there is none yet. `max` caps the bytes returned (at most 4 MiB).
+    async fn read(
+        target: String,
+        from: ReadFrom,
+        max: u32,
+        wait_ms: u32,
+    ) -> Result<OutputChunk, ApiError>;
+    /// The current screen: plain text, or with colours and cursor (`ansi`).
+    async fn screen(target: String, ansi: bool) -> Result<String, ApiError>;
     /// Stop the daemon: every session is ended as by `kill --all`.
     async fn shutdown() -> Result<(), ApiError>;
 }

@@ -68,6 +68,10 @@ pub struct SessionInfo {
     pub access: String,
     /// Everyone but owners joins as a viewer.
     pub viewers_only: bool,
+    /// The asciicast recording, when recording.
+    pub recording: Option<String>,
+    /// Why the session is not (or no longer) recording, when it was asked to.
+    pub recording_error: Option<String>,
 }
 
 /// `create`'s arguments. Empty `command` means the user's `$SHELL`.
@@ -102,6 +106,10 @@ pub struct CreateRequest {
     pub menu_window_ms: Option<u64>,
     /// Turn the pause menu off for this session.
     pub no_menu: bool,
+    /// Do not record this session.
+    pub no_record: bool,
+    /// Let viewers rewind the session's history (default: current screen only).
+    pub viewer_history: bool,
 }
 
 /// One attached SSH client.
@@ -119,4 +127,33 @@ pub struct PeerInfo {
     pub bytes_out: u64,
     /// SHA-256 fingerprint of the key the client authenticated with.
     pub key_fingerprint: String,
+}
+
+/// Where a `read` starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadFrom {
+    /// The oldest output still retained.
+    Start,
+    /// Only output produced from now on.
+    End,
+    /// A cursor returned by an earlier read.
+    Offset(u64),
+    /// The last n bytes.
+    Tail(u64),
+    /// Output produced within the last n seconds.
+    SinceSecs(u64),
+}
+
+/// A piece of a session's output. Continue with `Offset(next)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputChunk {
+    pub data: Vec<u8>,
+    pub next: u64,
+    /// Bytes the reader missed because they were no longer retained.
+    pub skipped: u64,
+    /// The session's child has exited (and everything it printed was delivered once
+    /// `data` comes back empty).
+    pub exited: bool,
+    pub exit_code: Option<i32>,
 }

@@ -4,6 +4,7 @@
 //! ([`connect`]). It must not reach into daemon or session internals.
 
 mod connect;
+mod dvr;
 mod output;
 
 use std::path::PathBuf;
@@ -83,6 +84,41 @@ pub enum Command {
         #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
         text: Vec<String>,
     },
+    /// Print the last output bytes of a session
+    Tail {
+        target: String,
+        /// How many bytes
+        #[arg(long, default_value_t = 4096)]
+        bytes: u64,
+    },
+    /// Print a session's output as plain text (also for exited sessions)
+    Logs {
+        target: String,
+        /// Keep streaming new output until the session exits
+        #[arg(long, short)]
+        follow: bool,
+        /// Only output from this long ago on (e.g. 30s, 5m, 1h)
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+    },
+    /// Print the current screen (exactly what an attached client sees)
+    Screen {
+        target: String,
+        /// With colours and cursor (escape sequences)
+        #[arg(long)]
+        ansi: bool,
+    },
+    /// Play a recording in this terminal with its timing (space pauses, q quits)
+    Replay {
+        /// A session (id, prefix or name) or a .cast file
+        source: String,
+        /// Playback speed
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Start this far into the recording (e.g. 90s, 2m)
+        #[arg(long, value_parser = humantime::parse_duration)]
+        from: Option<std::time::Duration>,
+    },
     /// Print the CLI's and the daemon's versions
     Version,
     /// Stop the daemon, ending every session
@@ -122,6 +158,12 @@ pub struct ServerArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "viewer", value_name = "ROLE",
           value_parser = ["viewer", "collaborator"])]
     open: Option<String>,
+    /// Do not record this session
+    #[arg(long)]
+    no_record: bool,
+    /// Let viewers rewind the session's history in the menu (default: current screen only)
+    #[arg(long)]
+    viewer_history: bool,
     /// The pause-menu trigger typed by a client (default: the config file's, or '!>')
     #[arg(long, value_name = "KEYS")]
     menu_key: Option<String>,
@@ -157,6 +199,23 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Daemon { kill_grace } => {
             run_daemon(socket, kill_grace).await.map_err(Failure::from)
         }
+        // A file needs no daemon.
+        Command::Replay {
+            source,
+            speed,
+            from,
+        } if std::path::Path::new(&source).is_file() => {
+            if json {
+                return Err(
+                    ApiError::invalid("replay plays in the terminal; it has no --json").into(),
+                );
+            }
+            dvr::replay(
+                std::path::Path::new(&source),
+                speed,
+                from.unwrap_or_default(),
+            )
+        }
         command => {
             let (client, info) = connect::connect_or_start(&socket).await?;
             let out = output::Out { json };
@@ -191,6 +250,9 @@ async fn run_client(
             let req = server_request(args)?;
             let s = client.create(ctx(), req).await.map_err(rpc_err)??;
             out.session_started(&s);
+            if let Some(e) = &s.recording_error {
+                eprintln!("warning: {e}");
+            }
             if s.access != "keys" {
                 let role = if s.access == "open" {
                     "viewer"
@@ -253,6 +315,26 @@ async fn run_client(
                 .map_err(rpc_err)??;
             out.value(json!({"sent": text}), String::new);
         }
+        Command::Tail { target, bytes } => dvr::tail(client, out, target, bytes).await?,
+        Command::Logs {
+            target,
+            follow,
+            since,
+        } => dvr::logs(client, out, target, follow, since).await?,
+        Command::Screen { target, ansi } => dvr::screen(client, out, target, ansi).await?,
+        Command::Replay {
+            source,
+            speed,
+            from,
+        } => {
+            if out.json {
+                return Err(
+                    ApiError::invalid("replay plays in the terminal; it has no --json").into(),
+                );
+            }
+            let path = dvr::recording_path(Some(client), &source).await?;
+            dvr::replay(&path, speed, from.unwrap_or_default())?
+        }
         Command::Version => out.version(&info),
         Command::Shutdown => {
             // The daemon may close the connection before the answer arrives: what counts
@@ -304,6 +386,8 @@ fn server_request(args: ServerArgs) -> Result<CreateRequest, Failure> {
         menu_key: args.menu_key,
         menu_window_ms: args.menu_window,
         no_menu: args.no_menu,
+        no_record: args.no_record,
+        viewer_history: args.viewer_history,
     })
 }
 
@@ -351,6 +435,10 @@ async fn run_daemon(socket: PathBuf, kill_grace: f64) -> anyhow::Result<()> {
     let config = crate::daemon::Config {
         kill_grace: Duration::from_secs_f64(kill_grace),
         menu: crate::daemon::config_file::load_menu(&crate::paths::config_file())?,
+        record: crate::daemon::config_file::load_recording(
+            &crate::paths::config_file(),
+            crate::session::record::RecordConfig::new(crate::paths::recordings_dir()),
+        )?,
         ..Default::default()
     };
     crate::daemon::Daemon::run(control, config, shutdown).await

@@ -6,6 +6,12 @@
 //! key = "!>"        # the pause-menu trigger
 //! window_ms = 250   # time allowed between its keys
 //! enabled = true    # false: sessions start without a menu
+//!
+//! [recording]
+//! enabled = true                 # false: no session records
+//! dir = "/path/to/recordings"    # default ~/.local/state/hearth/recordings
+//! max_bytes = 268435456          # per recording (then it stops with a marker)
+//! max_total_bytes = 2147483648   # all recordings; oldest ended ones go first
 //! ```
 
 use std::path::Path;
@@ -14,6 +20,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::session::record::RecordConfig;
 use crate::ssh::input::MenuConfig;
 
 #[derive(Debug, Default, Deserialize)]
@@ -21,6 +28,17 @@ use crate::ssh::input::MenuConfig;
 struct File {
     #[serde(default)]
     menu: MenuSection,
+    #[serde(default)]
+    recording: RecordingSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordingSection {
+    enabled: Option<bool>,
+    dir: Option<std::path::PathBuf>,
+    max_bytes: Option<u64>,
+    max_total_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -31,17 +49,37 @@ struct MenuSection {
     enabled: Option<bool>,
 }
 
-/// The menu defaults from `path` (missing file: built-in defaults). `None`: menu off.
-pub fn load_menu(path: &Path) -> anyhow::Result<Option<MenuConfig>> {
+fn read(path: &Path) -> anyhow::Result<File> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Some(MenuConfig::default()));
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(File::default()),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    let file: File =
-        toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))
+}
+
+/// Recording settings from `path`, over `default`. `None`: recording off.
+pub fn load_recording(path: &Path, default: RecordConfig) -> anyhow::Result<Option<RecordConfig>> {
+    let r = read(path)?.recording;
+    if r.enabled == Some(false) {
+        return Ok(None);
+    }
+    let mut config = default;
+    if let Some(dir) = r.dir {
+        config.dir = dir;
+    }
+    if let Some(n) = r.max_bytes {
+        config.max_bytes = n;
+    }
+    if let Some(n) = r.max_total_bytes {
+        config.max_total_bytes = n;
+    }
+    Ok(Some(config))
+}
+
+/// The menu defaults from `path` (missing file: built-in defaults). `None`: menu off.
+pub fn load_menu(path: &Path) -> anyhow::Result<Option<MenuConfig>> {
+    let file = read(path)?;
     if file.menu.enabled == Some(false) {
         return Ok(None);
     }

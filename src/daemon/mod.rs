@@ -38,6 +38,8 @@ pub struct Config {
     /// Where `~/.ssh` (owner keys) is read.
     pub home: PathBuf,
     pub host_key: PathBuf,
+    /// Where sessions record (`None`: no recording).
+    pub record: Option<crate::session::record::RecordConfig>,
     /// Default pause-menu trigger and window (`None`: sessions start without a menu).
     pub menu: Option<ssh::input::MenuConfig>,
 }
@@ -52,6 +54,9 @@ impl Default for Config {
             home: crate::paths::home_dir(),
             host_key: crate::paths::host_key(),
             menu: Some(ssh::input::MenuConfig::default()),
+            record: Some(crate::session::record::RecordConfig::new(
+                crate::paths::recordings_dir(),
+            )),
         }
     }
 }
@@ -239,11 +244,20 @@ impl Daemon {
             shadow_dir: req.shadow_dir.clone().map(PathBuf::from),
             size: (80, 24),
         };
+        let keep: std::collections::HashSet<String> = self
+            .registry
+            .all()
+            .iter()
+            .map(|h| h.session.id.clone())
+            .chain([id.clone()])
+            .collect();
+        let record = self.config.record.as_ref().filter(|_| !req.no_record);
         let session = Session::start(
             id.clone(),
             req.name.clone(),
             spec,
             self.config.limits.clone(),
+            record.map(|r| (r, &keep)),
         )
         .map_err(|e| ApiError::new(ErrorKind::Spawn, e.to_string()))?;
         let shared = Arc::new(ssh::Shared {

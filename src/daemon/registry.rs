@@ -58,6 +58,8 @@ impl Hosted {
             }
             .to_string(),
             viewers_only: self.shared.access.viewers_only,
+            recording: s.recording().map(|p| p.display().to_string()),
+            recording_error: s.recording_error(),
         }
     }
 

@@ -4,14 +4,16 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use std::time::Duration;
+
 use hearth_rpc::{
-    ApiError, CreateRequest, DaemonInfo, ErrorKind, Hearth, PROTOCOL_VERSION, PeerInfo,
-    SessionInfo, VERSION,
+    ApiError, CreateRequest, DaemonInfo, ErrorKind, Hearth, OutputChunk, PROTOCOL_VERSION,
+    PeerInfo, ReadFrom, SessionInfo, VERSION,
 };
 use tarpc::context::Context;
 
 use super::Daemon;
-use crate::session::{Role, RoleError};
+use crate::session::{self, Role, RoleError};
 
 #[derive(Clone)]
 pub struct Control {
@@ -181,6 +183,60 @@ impl Hearth for Control {
         }
         hosted.session.notify_others("owner", &text);
         Ok(())
+    }
+
+    async fn read(
+        self,
+        _: Context,
+        target: String,
+        from: ReadFrom,
+        max: u32,
+        wait_ms: u32,
+    ) -> Result<OutputChunk, ApiError> {
+        self.check()?;
+        let hosted = self.daemon.registry.resolve(&target)?;
+        let session = &hosted.session;
+        let max = (max as usize).clamp(1, 4 * 1024 * 1024);
+        let from = match from {
+            ReadFrom::Start => session::ReadFrom::Start,
+            ReadFrom::End => session::ReadFrom::End,
+            ReadFrom::Offset(o) => session::ReadFrom::Offset(o),
+            ReadFrom::Tail(n) => session::ReadFrom::Tail(n),
+            ReadFrom::SinceSecs(s) => session::ReadFrom::Since(Duration::from_secs(s)),
+        };
+        let mut output = session.output_watch();
+        let mut exit = session.exit_watch();
+        output.borrow_and_update();
+        let mut chunk = session.read_from(from, max);
+        if chunk.data.is_empty() && wait_ms > 0 && session.exit_code().is_none() {
+            let wait = Duration::from_millis(u64::from(wait_ms.min(30_000)));
+            let _ = tokio::time::timeout(wait, async {
+                tokio::select! {
+                    _ = output.changed() => {}
+                    _ = exit.wait_for(|c| c.is_some()) => {}
+                }
+            })
+            .await;
+            chunk = session.read_from(session::ReadFrom::Offset(chunk.next), max);
+        }
+        let exit_code = session.exit_code();
+        Ok(OutputChunk {
+            data: chunk.data.to_vec(),
+            next: chunk.next,
+            skipped: chunk.skipped,
+            exited: exit_code.is_some(),
+            exit_code,
+        })
+    }
+
+    async fn screen(self, _: Context, target: String, ansi: bool) -> Result<String, ApiError> {
+        self.check()?;
+        let hosted = self.daemon.registry.resolve(&target)?;
+        Ok(if ansi {
+            String::from_utf8_lossy(&hosted.session.screen_ansi()).into_owned()
+        } else {
+            hosted.session.screen_text()
+        })
     }
 
     async fn shutdown(self, _: Context) -> Result<(), ApiError> {

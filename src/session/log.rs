@@ -7,6 +7,7 @@
 //! offsets only: no parsing, no I/O, no locking (the caller holds the lock).
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
@@ -25,6 +26,8 @@ pub enum Read {
 pub struct OutputLog {
     /// Each chunk with the offset of its first byte.
     chunks: VecDeque<(u64, Bytes)>,
+    /// When each chunk arrived (parallel to `chunks`), for `--since`.
+    times: VecDeque<Instant>,
     start: u64,
     end: u64,
     retained: usize,
@@ -36,6 +39,7 @@ impl OutputLog {
     pub fn new(capacity: usize) -> Self {
         OutputLog {
             chunks: VecDeque::new(),
+            times: VecDeque::new(),
             start: 0,
             end: 0,
             retained: 0,
@@ -59,11 +63,13 @@ impl OutputLog {
         }
         let len = data.len();
         self.chunks.push_back((self.end, data));
+        self.times.push_back(Instant::now());
         self.end += len as u64;
         self.retained += len;
         while self.retained > self.capacity && self.chunks.len() > 1 {
             if let Some((_, old)) = self.chunks.pop_front() {
                 self.retained -= old.len();
+                self.times.pop_front();
             }
             self.start = self.chunks.front().map_or(self.end, |(off, _)| *off);
         }
@@ -99,6 +105,13 @@ impl OutputLog {
         }
         let next = from + buf.len() as u64;
         Read::Data(buf.freeze(), next)
+    }
+
+    /// The offset of the first retained output that arrived at or after `t` (the end if
+    /// none did).
+    pub fn offset_since(&self, t: Instant) -> u64 {
+        let i = self.times.partition_point(|&at| at < t);
+        self.chunks.get(i).map_or(self.end, |(off, _)| *off)
     }
 
     /// The last `n` retained bytes (fewer if less is retained).
@@ -143,6 +156,17 @@ mod tests {
         assert_eq!(log.read(4, 100), Read::Data(Bytes::from("bbbbcccc"), 12));
         assert_eq!(log.tail(6), b"bbcccc".to_vec());
         assert_eq!(log.tail(100), b"bbbbcccc".to_vec());
+    }
+
+    #[test]
+    fn offsets_by_arrival_time() {
+        let mut log = OutputLog::new(100);
+        log.append(Bytes::from("old"));
+        let mid = Instant::now();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        log.append(Bytes::from("new"));
+        assert_eq!(log.offset_since(mid), 3);
+        assert_eq!(log.offset_since(Instant::now()), 6);
     }
 
     #[test]

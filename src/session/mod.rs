@@ -13,10 +13,12 @@
 pub mod log;
 pub mod pty;
 pub mod query;
+pub mod record;
 pub mod screen;
 pub mod size;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -184,15 +186,21 @@ pub struct Session {
     locked: std::sync::atomic::AtomicBool,
     /// Monotonic origin for idle times.
     epoch: std::time::Instant,
+    /// `None` with `--no-record`, or when the recording could not start.
+    recorder: Option<record::Recorder>,
+    /// Why there is no recording although one was asked for.
+    record_error: Option<String>,
 }
 
 impl Session {
     /// Spawn `spec` in a PTY and start its threads.
+    /// `record`: where to record, and the ids whose recordings pruning must keep.
     pub fn start(
         id: String,
         name: Option<String>,
         spec: Spec,
         limits: Limits,
+        record: Option<(&record::RecordConfig, &std::collections::HashSet<String>)>,
     ) -> Result<Arc<Session>, SpawnError> {
         let Spawned {
             master,
@@ -202,6 +210,28 @@ impl Session {
         } = pty::spawn(&spec)?;
         let (input_tx, input_rx) = mpsc::channel(limits.input_queue.max(1));
         let (cols, rows) = spec.size;
+        let (recorder, record_error) = match record {
+            None => (None, None),
+            Some((config, keep)) => {
+                let header = record::Header {
+                    cols,
+                    rows,
+                    command: &spec.command,
+                    title: name.as_deref(),
+                };
+                match record::Recorder::start(config, &id, header, keep) {
+                    Ok(r) => (Some(r), None),
+                    Err(e) => {
+                        let why = format!(
+                            "recording disabled: cannot write {}: {e}",
+                            config.dir.display()
+                        );
+                        tracing::warn!(session = %id, "{why}");
+                        (None, Some(why))
+                    }
+                }
+            }
+        };
         let session = Arc::new(Session {
             id,
             name,
@@ -223,6 +253,8 @@ impl Session {
             notices: tokio::sync::broadcast::channel(16).0,
             locked: std::sync::atomic::AtomicBool::new(false),
             epoch: std::time::Instant::now(),
+            recorder,
+            record_error,
             spec,
         });
         if let Err(e) = pty::start_threads(&session, reader, writer, input_rx) {
@@ -241,6 +273,9 @@ impl Session {
             for piece in out.filter.feed(bytes) {
                 match piece {
                     Piece::Output(data) => {
+                        if let Some(r) = &self.recorder {
+                            r.output(std::time::Instant::now(), &data);
+                        }
                         out.screen.process(&data);
                         out.log.append(Bytes::from(data));
                     }
@@ -262,6 +297,11 @@ impl Session {
     /// Called by the waiter thread once the child is reaped and its output drained.
     fn on_exit(&self, code: i32) {
         tracing::info!(session = %self.id, code, "child exited");
+        // Flush the recording before anyone can see the exit: `kill` and shutdown wait for
+        // the exit, so they lose nothing.
+        if let Some(r) = &self.recorder {
+            r.finish();
+        }
         self.exit.send_replace(Some(code));
     }
 
@@ -300,6 +340,54 @@ impl Session {
 
     pub fn read(&self, from: u64, max: usize) -> Read {
         self.output.lock().log.read(from, max)
+    }
+
+    /// The recording's path, if recording.
+    pub fn recording(&self) -> Option<PathBuf> {
+        self.recorder.as_ref().map(|r| r.path.clone())
+    }
+
+    /// Why the recording is missing or stopped, if it is.
+    pub fn recording_error(&self) -> Option<String> {
+        self.recorder
+            .as_ref()
+            .and_then(|r| r.status())
+            .or_else(|| self.record_error.clone())
+    }
+
+    /// Output from `from` on (up to `max` bytes), for the control API's long polls. A
+    /// cursor older than what is retained skips to the oldest retained byte.
+    pub fn read_from(&self, from: ReadFrom, max: usize) -> Chunk {
+        let out = self.output.lock();
+        let log = &out.log;
+        let at = match from {
+            ReadFrom::Start => log.start(),
+            ReadFrom::End => log.end(),
+            ReadFrom::Offset(o) => o.min(log.end()),
+            ReadFrom::Tail(n) => log.end().saturating_sub(n).max(log.start()),
+            ReadFrom::Since(d) => std::time::Instant::now()
+                .checked_sub(d)
+                .map_or(log.start(), |t| log.offset_since(t)),
+        };
+        let skipped = log.start().saturating_sub(at);
+        let at = at.max(log.start());
+        match log.read(at, max) {
+            Read::Data(data, next) => Chunk {
+                data,
+                next,
+                skipped,
+            },
+            _ => Chunk {
+                data: Bytes::new(),
+                next: at,
+                skipped,
+            },
+        }
+    }
+
+    /// The current screen with colours and cursor (what `screen --ansi` prints).
+    pub fn screen_ansi(&self) -> Vec<u8> {
+        self.output.lock().screen.repaint()
     }
 
     /// The last `n` output bytes still retained.
@@ -501,6 +589,9 @@ impl Session {
         }
         self.output.lock().screen.resize(rows, cols);
         *current = (cols, rows);
+        if let Some(r) = &self.recorder {
+            r.resize(std::time::Instant::now(), cols, rows);
+        }
         tracing::debug!(session = %self.id, cols, rows, "pty resized");
     }
 
@@ -528,6 +619,28 @@ async fn wait_exit(exit: &mut watch::Receiver<Option<i32>>, limit: Duration) -> 
         Ok(Ok(code)) => *code,
         _ => None,
     }
+}
+
+/// Where a control-API read starts.
+#[derive(Debug, Clone, Copy)]
+pub enum ReadFrom {
+    Start,
+    End,
+    Offset(u64),
+    /// The last n bytes.
+    Tail(u64),
+    /// Output that arrived within this long ago.
+    Since(Duration),
+}
+
+/// What a control-API read returns.
+#[derive(Debug)]
+pub struct Chunk {
+    pub data: Bytes,
+    /// The cursor to continue from.
+    pub next: u64,
+    /// Bytes between the requested cursor and the oldest retained one (lost to the reader).
+    pub skipped: u64,
 }
 
 /// `<user>-<n>` with the smallest n ≥ 1 not in use.
@@ -632,6 +745,9 @@ impl Attachment {
             self.session.epoch.elapsed().as_millis() as u64,
             Ordering::Relaxed,
         );
+        if let Some(r) = &self.session.recorder {
+            r.input(std::time::Instant::now(), &self.name, &data);
+        }
         self.session.input(data).await;
     }
 

@@ -1,0 +1,316 @@
+//! The DVR commands: `tail`, `logs [--follow] [--since]`, `screen [--ansi]` (through the
+//! control API) and `replay` (reads an asciicast file and plays it with its timing; space
+//! pauses, q quits).
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hearth_rpc::{ApiError, HearthClient, OutputChunk, ReadFrom};
+use serde_json::json;
+
+use super::{Failure, ctx, output::Out, rpc_err};
+
+/// Longest pause `replay` keeps between two events (idle gaps are capped).
+const MAX_GAP: Duration = Duration::from_secs(2);
+
+async fn read(
+    client: &HearthClient,
+    target: &str,
+    from: ReadFrom,
+    wait_ms: u32,
+) -> Result<OutputChunk, Failure> {
+    Ok(client
+        .read(ctx(), target.to_string(), from, 1 << 20, wait_ms)
+        .await
+        .map_err(rpc_err)??)
+}
+
+pub async fn tail(
+    client: &HearthClient,
+    out: Out,
+    target: String,
+    bytes: u64,
+) -> Result<(), Failure> {
+    let chunk = read(client, &target, ReadFrom::Tail(bytes), 0).await?;
+    if out.json {
+        out.value(
+            json!({"data": String::from_utf8_lossy(&chunk.data), "next": chunk.next}),
+            String::new,
+        );
+    } else {
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(&chunk.data)
+            .context("cannot write to stdout")?;
+        stdout.flush().context("cannot write to stdout")?;
+    }
+    Ok(())
+}
+
+pub async fn logs(
+    client: &HearthClient,
+    out: Out,
+    target: String,
+    follow: bool,
+    since: Option<Duration>,
+) -> Result<(), Failure> {
+    if follow && out.json {
+        return Err(ApiError::invalid("--follow streams text; use it without --json").into());
+    }
+    let mut from = match since {
+        Some(d) => ReadFrom::SinceSecs(d.as_secs().max(1)),
+        None => ReadFrom::Start,
+    };
+    let mut strip = AnsiStrip::default();
+    let mut text = Vec::new();
+    let mut stdout = std::io::stdout().lock();
+    loop {
+        let chunk = read(client, &target, from, if follow { 10_000 } else { 0 }).await?;
+        if chunk.skipped > 0 && !out.json {
+            eprintln!(
+                "[hearth] {} bytes of output are no longer retained",
+                chunk.skipped
+            );
+        }
+        let plain = strip.feed(&chunk.data);
+        if out.json {
+            text.extend_from_slice(&plain);
+        } else {
+            stdout.write_all(&plain).context("cannot write to stdout")?;
+            stdout.flush().context("cannot write to stdout")?;
+        }
+        from = ReadFrom::Offset(chunk.next);
+        if chunk.data.is_empty() && (!follow || chunk.exited) {
+            if out.json {
+                out.value(
+                    json!({"text": String::from_utf8_lossy(&text), "next": chunk.next,
+                           "exited": chunk.exited, "exit_code": chunk.exit_code}),
+                    String::new,
+                );
+            }
+            return Ok(());
+        }
+    }
+}
+
+pub async fn screen(
+    client: &HearthClient,
+    out: Out,
+    target: String,
+    ansi: bool,
+) -> Result<(), Failure> {
+    let text = client
+        .screen(ctx(), target, ansi)
+        .await
+        .map_err(rpc_err)??;
+    if out.json {
+        out.value(json!({"screen": text}), String::new);
+    } else {
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(text.as_bytes())
+            .context("cannot write to stdout")?;
+        if !ansi {
+            stdout.write_all(b"\n").context("cannot write to stdout")?;
+        }
+    }
+    Ok(())
+}
+
+/// The recording to replay: a file, or a session's recording.
+pub async fn recording_path(client: Option<&HearthClient>, arg: &str) -> Result<PathBuf, Failure> {
+    let path = Path::new(arg);
+    if path.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let Some(client) = client else {
+        return Err(ApiError::not_found(format!("no file {arg}")).into());
+    };
+    let info = client
+        .get(ctx(), arg.to_string())
+        .await
+        .map_err(rpc_err)??;
+    match info.recording {
+        Some(p) => Ok(PathBuf::from(p)),
+        None => Err(ApiError::not_found(format!(
+            "session {} has no recording{}",
+            info.id,
+            info.recording_error
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        ))
+        .into()),
+    }
+}
+
+/// Play `path` on stdout with its timing at `speed`, starting at `from`.
+pub fn replay(path: &Path, speed: f64, from: Duration) -> Result<(), Failure> {
+    if !(speed > 0.0 && speed <= 1000.0) {
+        return Err(ApiError::invalid("--speed must be above 0 and at most 1000").into());
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut lines = text.lines();
+    let header: serde_json::Value = lines
+        .next()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .filter(|h: &serde_json::Value| h["version"] == 2)
+        .ok_or_else(|| {
+            ApiError::invalid(format!("{} is not an asciicast v2 file", path.display()))
+        })?;
+    let _ = header;
+    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let _raw = if interactive { RawMode::enable() } else { None };
+    let mut stdout = std::io::stdout().lock();
+    let mut prev = 0.0f64;
+    let mut paused = false;
+    for line in lines {
+        let Ok(serde_json::Value::Array(ev)) = serde_json::from_str::<serde_json::Value>(line)
+        else {
+            continue;
+        };
+        let (Some(t), Some(kind)) = (
+            ev.first().and_then(|t| t.as_f64()),
+            ev.get(1).and_then(|k| k.as_str()),
+        ) else {
+            continue;
+        };
+        if kind != "o" {
+            continue;
+        }
+        let data = ev.get(2).and_then(|d| d.as_str()).unwrap_or_default();
+        if t >= from.as_secs_f64() {
+            let gap =
+                Duration::from_secs_f64(((t - prev).max(0.0) / speed).min(MAX_GAP.as_secs_f64()));
+            let until = Instant::now() + gap;
+            loop {
+                if interactive {
+                    match poll_key(
+                        until
+                            .saturating_duration_since(Instant::now())
+                            .min(Duration::from_millis(50)),
+                    ) {
+                        Some(' ') => paused = !paused,
+                        Some('q') => return Ok(()),
+                        _ => {}
+                    }
+                } else {
+                    std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                }
+                if !paused && Instant::now() >= until {
+                    break;
+                }
+            }
+        }
+        prev = t.max(prev);
+        stdout
+            .write_all(data.as_bytes())
+            .context("cannot write to stdout")?;
+        stdout.flush().context("cannot write to stdout")?;
+    }
+    stdout
+        .write_all(b"\x1b[0m")
+        .context("cannot write to stdout")?;
+    Ok(())
+}
+
+fn poll_key(wait: Duration) -> Option<char> {
+    use ratatui::crossterm::event::{self, Event, KeyCode};
+    if event::poll(wait).ok()?
+        && let Ok(Event::Key(k)) = event::read()
+        && let KeyCode::Char(c) = k.code
+    {
+        return Some(c);
+    }
+    None
+}
+
+/// Raw terminal mode for `replay`'s keys; restored on drop (also on error paths).
+struct RawMode;
+
+impl RawMode {
+    fn enable() -> Option<RawMode> {
+        ratatui::crossterm::terminal::enable_raw_mode()
+            .ok()
+            .map(|()| RawMode)
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = ratatui::crossterm::terminal::disable_raw_mode();
+    }
+}
+
+/// Turns terminal output into plain text: escape sequences (CSI, OSC, two-byte ones) are
+/// dropped, `\r\n` becomes `\n`, other control characters but tab go. Streaming: a
+/// sequence split across reads is handled.
+#[derive(Debug, Default)]
+pub struct AnsiStrip {
+    state: StripState,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum StripState {
+    #[default]
+    Text,
+    Cr,
+    Esc,
+    Csi,
+    /// OSC/DCS/APC... string, until BEL or ST.
+    Str,
+    StrEsc,
+}
+
+impl AnsiStrip {
+    pub fn feed(&mut self, input: &[u8]) -> Vec<u8> {
+        use StripState::*;
+        let mut out = Vec::with_capacity(input.len());
+        for &b in input {
+            self.state = match (self.state, b) {
+                (Text | Cr, 0x1b) => Esc,
+                (Text | Cr, b'\r') => Cr,
+                (Text | Cr, b'\n') => {
+                    out.push(b'\n');
+                    Text
+                }
+                (Text | Cr, b'\t') => {
+                    out.push(b'\t');
+                    Text
+                }
+                (Text | Cr, b) if b < 0x20 || b == 0x7f => Text,
+                (Text | Cr, b) => {
+                    out.push(b);
+                    Text
+                }
+                (Esc, b'[') => Csi,
+                (Esc, b']' | b'P' | b'X' | b'^' | b'_') => Str,
+                (Esc, b'(' | b')' | b'*' | b'+' | b'#' | b'%') => Esc,
+                (Esc, _) => Text,
+                (Csi, 0x40..=0x7e) => Text,
+                (Csi, _) => Csi,
+                (Str, 0x07) => Text,
+                (Str, 0x1b) => StrEsc,
+                (Str, _) => Str,
+                (StrEsc, b'\\') => Text,
+                (StrEsc, _) => Str,
+            };
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_are_stripped_across_reads() {
+        let mut s = AnsiStrip::default();
+        let mut out = s.feed(b"\x1b[31mred\x1b[0m\r\nnext\x1b]0;ti");
+        out.extend(s.feed(b"tle\x07 line\x1b[?2004h\x1b>done\r\n"));
+        assert_eq!(String::from_utf8(out).unwrap(), "red\nnext line done\n");
+    }
+}

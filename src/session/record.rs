@@ -1,0 +1,478 @@
+//! The session recorder: asciicast v2 (`<id>.cast`, playable by `asciinema play`) with "o"
+//! events for output, "r" for resizes and "m" markers for gaps, plus a sidecar
+//! `<id>.input.jsonl` saying which client typed which bytes, when (`adr/0003`).
+//!
+//! Recording never blocks the session: events go through a bounded queue to a recorder
+//! thread; when the queue is full the bytes are counted and a marker says how many were not
+//! recorded; a disk error stops the recording with a visible status, never the session.
+//! A size cap per recording stops it with a marker; a total cap prunes the oldest
+//! recordings of ended sessions at start. Files are 0600 in a 0700 directory. `finish`
+//! flushes and syncs, so `kill` and shutdown lose nothing that was queued.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime};
+
+use parking_lot::Mutex;
+use serde_json::json;
+
+/// Where and how much to record.
+#[derive(Debug, Clone)]
+pub struct RecordConfig {
+    pub dir: PathBuf,
+    /// Bytes per recording (cast + sidecar) before it stops with a marker.
+    pub max_bytes: u64,
+    /// Bytes of all recordings; the oldest of ended sessions are removed first.
+    pub max_total_bytes: u64,
+}
+
+impl RecordConfig {
+    pub fn new(dir: PathBuf) -> Self {
+        RecordConfig {
+            dir,
+            max_bytes: 256 * 1024 * 1024,
+            max_total_bytes: 2 * 1024 * 1024 * 1024,
+        }
+    }
+
+    pub fn cast_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.cast"))
+    }
+
+    pub fn input_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.input.jsonl"))
+    }
+}
+
+/// Events queued before output is dropped (counted and marked) instead of waiting.
+const QUEUE: usize = 4096;
+
+/// Idle time after which buffered events are written out.
+const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
+
+enum Event {
+    Output(Instant, Vec<u8>),
+    Resize(Instant, u16, u16),
+    Input(Instant, String, Vec<u8>),
+    Finish,
+}
+
+/// What the header says.
+pub struct Header<'a> {
+    pub cols: u16,
+    pub rows: u16,
+    pub command: &'a [String],
+    pub title: Option<&'a str>,
+}
+
+pub struct Recorder {
+    tx: SyncSender<Event>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    dropped: Arc<AtomicU64>,
+    status: Arc<Mutex<Option<String>>>,
+    pub path: PathBuf,
+}
+
+impl Recorder {
+    /// Create the files and start the recorder thread. Fails (and the session runs without
+    /// a recording) when the directory or files cannot be written.
+    pub fn start(
+        config: &RecordConfig,
+        id: &str,
+        header: Header<'_>,
+        keep: &HashSet<String>,
+    ) -> std::io::Result<Recorder> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.dir)?;
+        prune(&config.dir, config.max_total_bytes, keep);
+        let path = config.cast_path(id);
+        let open = |p: &Path| {
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(p)
+        };
+        let mut cast = BufWriter::with_capacity(64 * 1024, open(&path)?);
+        let input = BufWriter::new(open(&config.input_path(id))?);
+        let timestamp = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut head = json!({
+            "version": 2,
+            "width": header.cols,
+            "height": header.rows,
+            "timestamp": timestamp,
+            "command": header.command.join(" "),
+            "env": {"TERM": "xterm-256color"},
+        });
+        if let Some(t) = header.title {
+            head["title"] = json!(t);
+        }
+        writeln!(cast, "{head}")?;
+        let (tx, rx) = sync_channel(QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let status = Arc::new(Mutex::new(None));
+        let mut w = Writer {
+            cast,
+            input,
+            start: Instant::now(),
+            written: 0,
+            max: config.max_bytes,
+            carry: Vec::new(),
+            dropped: Arc::clone(&dropped),
+            status: Arc::clone(&status),
+            stopped: false,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("record-{id}"))
+            .spawn(move || w.run(rx))?;
+        Ok(Recorder {
+            tx,
+            thread: Mutex::new(Some(thread)),
+            dropped,
+            status,
+            path,
+        })
+    }
+
+    fn send(&self, e: Event, len: usize) {
+        match self.tx.try_send(e) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.dropped.fetch_add(len as u64, Ordering::Relaxed);
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    pub fn output(&self, at: Instant, bytes: &[u8]) {
+        self.send(Event::Output(at, bytes.to_vec()), bytes.len());
+    }
+
+    pub fn resize(&self, at: Instant, cols: u16, rows: u16) {
+        self.send(Event::Resize(at, cols, rows), 0);
+    }
+
+    pub fn input(&self, at: Instant, client: &str, bytes: &[u8]) {
+        self.send(Event::Input(at, client.to_string(), bytes.to_vec()), 0);
+    }
+
+    /// `None` while recording fine; otherwise why it stopped.
+    pub fn status(&self) -> Option<String> {
+        self.status.lock().clone()
+    }
+
+    /// Flush everything queued and stop. Blocks until written (call off the runtime).
+    pub fn finish(&self) {
+        // A blocking send: everything queued before it is written first.
+        let _ = self.tx.send(Event::Finish);
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Writer {
+    cast: BufWriter<File>,
+    input: BufWriter<File>,
+    start: Instant,
+    written: u64,
+    max: u64,
+    carry: Vec<u8>,
+    dropped: Arc<AtomicU64>,
+    status: Arc<Mutex<Option<String>>>,
+    stopped: bool,
+}
+
+impl Writer {
+    fn run(&mut self, rx: Receiver<Event>) {
+        // Flushed when idle, so a live recording can be followed and a crash loses little.
+        let mut dirty = false;
+        loop {
+            let event = match rx.recv_timeout(FLUSH_AFTER) {
+                Ok(Event::Finish) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(e) => e,
+                Err(RecvTimeoutError::Timeout) => {
+                    if dirty && !self.stopped {
+                        dirty = false;
+                        if let Err(e) = self.cast.flush().and_then(|_| self.input.flush()) {
+                            self.stop(format!("recording stopped: write error: {e}"));
+                        }
+                    }
+                    continue;
+                }
+            };
+            if self.stopped {
+                continue;
+            }
+            dirty = true;
+            if let Err(e) = self.write(event) {
+                self.stop(format!("recording stopped: write error: {e}"));
+            }
+        }
+        if !self.stopped {
+            let flushed = self
+                .cast
+                .flush()
+                .and_then(|_| self.input.flush())
+                .and_then(|_| self.cast.get_ref().sync_all())
+                .and_then(|_| self.input.get_ref().sync_all());
+            if let Err(e) = flushed {
+                self.stop(format!("recording incomplete: flush failed: {e}"));
+            }
+        }
+    }
+
+    fn stop(&mut self, why: String) {
+        tracing::warn!("{why}");
+        *self.status.lock() = Some(why);
+        self.stopped = true;
+    }
+
+    fn t(&self, at: Instant) -> f64 {
+        (at.saturating_duration_since(self.start).as_micros() as f64) / 1e6
+    }
+
+    fn line(&mut self, v: serde_json::Value) -> std::io::Result<()> {
+        let text = v.to_string();
+        self.written += text.len() as u64 + 1;
+        writeln!(self.cast, "{text}")
+    }
+
+    fn write(&mut self, event: Event) -> std::io::Result<()> {
+        let lost = self.dropped.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            let at = match &event {
+                Event::Output(t, _) | Event::Resize(t, ..) | Event::Input(t, ..) => *t,
+                Event::Finish => Instant::now(),
+            };
+            let t = self.t(at);
+            tracing::warn!(lost, "recorder fell behind; output not recorded");
+            self.line(json!([
+                t,
+                "m",
+                format!("hearth: {lost} bytes of output not recorded (recorder fell behind)")
+            ]))?;
+        }
+        match event {
+            Event::Output(at, bytes) => {
+                let text = decode_utf8(&mut self.carry, &bytes);
+                if !text.is_empty() {
+                    let t = self.t(at);
+                    self.line(json!([t, "o", text]))?;
+                }
+            }
+            Event::Resize(at, cols, rows) => {
+                let t = self.t(at);
+                self.line(json!([t, "r", format!("{cols}x{rows}")]))?;
+            }
+            Event::Input(at, client, bytes) => {
+                let t = self.t(at);
+                let text = String::from_utf8_lossy(&bytes);
+                let line = json!({"t": t, "client": client, "data": text}).to_string();
+                self.written += line.len() as u64 + 1;
+                writeln!(self.input, "{line}")?;
+            }
+            Event::Finish => {}
+        }
+        if self.written > self.max {
+            let t = self.t(Instant::now());
+            self.line(json!([
+                t,
+                "m",
+                format!(
+                    "hearth: recording size cap ({} bytes) reached; recording stopped",
+                    self.max
+                )
+            ]))?;
+            self.cast.flush()?;
+            self.input.flush()?;
+            self.stop(format!(
+                "recording stopped at its size cap ({} bytes)",
+                self.max
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Decode a stream of bytes as UTF-8: an incomplete sequence at the end is carried to the
+/// next call; invalid bytes become U+FFFD.
+pub fn decode_utf8(carry: &mut Vec<u8>, input: &[u8]) -> String {
+    let mut buf = std::mem::take(carry);
+    buf.extend_from_slice(input);
+    let mut out = String::with_capacity(buf.len());
+    let mut rest: &[u8] = &buf;
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                out.push_str(s);
+                break;
+            }
+            Err(e) => {
+                let (ok, bad) = rest.split_at(e.valid_up_to());
+                // SAFETY-free: `ok` was just validated.
+                out.push_str(std::str::from_utf8(ok).unwrap_or_default());
+                match e.error_len() {
+                    None => {
+                        carry.extend_from_slice(bad);
+                        break;
+                    }
+                    Some(n) => {
+                        out.push('\u{fffd}');
+                        rest = &bad[n..];
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Remove the oldest recordings (cast + sidecar) of sessions not in `keep` until the
+/// directory holds at most `max_total` bytes.
+pub fn prune(dir: &Path, max_total: u64, keep: &HashSet<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(SystemTime, u64, PathBuf, String)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let path = e.path();
+            let name = path.file_name()?.to_str()?.to_string();
+            let id = name
+                .strip_suffix(".cast")
+                .or_else(|| name.strip_suffix(".input.jsonl"))?
+                .to_string();
+            let meta = e.metadata().ok()?;
+            Some((meta.modified().ok()?, meta.len(), path, id))
+        })
+        .collect();
+    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    files.sort_by_key(|f| f.0);
+    for (_, len, path, id) in files {
+        if total <= max_total {
+            break;
+        }
+        if keep.contains(&id) {
+            continue;
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            tracing::info!(path = %path.display(), "removed old recording (total size cap)");
+            total = total.saturating_sub(len);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_split_across_reads_is_joined_and_garbage_replaced() {
+        let mut carry = Vec::new();
+        let euro = "€".as_bytes();
+        assert_eq!(decode_utf8(&mut carry, &[b'a', euro[0], euro[1]]), "a");
+        assert_eq!(decode_utf8(&mut carry, &[euro[2], b'b']), "€b");
+        assert_eq!(decode_utf8(&mut carry, &[0xff, b'c']), "\u{fffd}c");
+        assert!(carry.is_empty());
+    }
+
+    fn read_cast(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_recording_is_valid_asciicast_with_provenance_and_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let config = RecordConfig::new(dir.path().join("rec"));
+        let cmd = vec!["sh".to_string()];
+        let header = Header {
+            cols: 80,
+            rows: 24,
+            command: &cmd,
+            title: Some("demo"),
+        };
+        let r = Recorder::start(&config, "abcd1234", header, &HashSet::new()).unwrap();
+        let t0 = Instant::now();
+        r.output(t0, b"hello ");
+        r.input(t0, "alice-1", b"ls\r");
+        r.resize(t0, 100, 30);
+        r.output(t0, b"world");
+        r.finish();
+        let lines = read_cast(&config.cast_path("abcd1234"));
+        assert_eq!(lines[0]["version"], 2);
+        assert_eq!(lines[0]["title"], "demo");
+        assert_eq!(lines[1][1], "o");
+        assert_eq!(lines[2], json!([lines[2][0], "r", "100x30"]));
+        let input = std::fs::read_to_string(config.input_path("abcd1234")).unwrap();
+        assert!(input.contains("\"client\":\"alice-1\""));
+        let mode = std::fs::metadata(config.cast_path("abcd1234"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(r.status().is_none());
+    }
+
+    #[test]
+    fn the_size_cap_stops_with_a_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = RecordConfig::new(dir.path().to_path_buf());
+        config.max_bytes = 1000;
+        let cmd = vec!["sh".to_string()];
+        let header = Header {
+            cols: 80,
+            rows: 24,
+            command: &cmd,
+            title: None,
+        };
+        let r = Recorder::start(&config, "cap", header, &HashSet::new()).unwrap();
+        for _ in 0..100 {
+            r.output(Instant::now(), &[b'x'; 100]);
+        }
+        r.finish();
+        let lines = read_cast(&config.cast_path("cap"));
+        let last = lines.last().unwrap();
+        assert_eq!(last[1], "m");
+        assert!(r.status().unwrap().contains("size cap"));
+        assert!(lines.len() < 20);
+    }
+
+    #[test]
+    fn pruning_removes_the_oldest_ended_recordings_first() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, id) in ["old", "mid", "live"].iter().enumerate() {
+            let p = dir.path().join(format!("{id}.cast"));
+            std::fs::write(&p, vec![b'x'; 1000]).unwrap();
+            let t = SystemTime::now() - std::time::Duration::from_secs(100 - i as u64 * 10);
+            File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        }
+        let keep: HashSet<String> = ["live".to_string()].into();
+        prune(dir.path(), 1500, &keep);
+        assert!(!dir.path().join("old.cast").exists());
+        assert!(!dir.path().join("mid.cast").exists());
+        assert!(dir.path().join("live.cast").exists());
+    }
+}

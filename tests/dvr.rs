@@ -1,0 +1,291 @@
+//! DVR: recordings (asciicast v2 + input provenance), tail, logs, screen, replay.
+
+mod common;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn cast_lines(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_is_valid_asciicast_plays_in_asciinema_and_names_typists() {
+    let d = TestDaemon::start();
+    let s = d.session(&["--name", "rec"], &["/bin/sh"]);
+    let path = PathBuf::from(s["recording"].as_str().unwrap());
+    assert!(path.starts_with(d.home.join(".local/state/hearth/recordings")));
+    assert!(s["recording_error"].is_null());
+    let a = SshClient::connect(port_of(&s), &d.owner, "alice", 80, 24).await;
+    a.send("echo known-$((2*21))\r").await;
+    a.wait_text("known-42").await;
+    let mut a = a;
+    a.resize(100, 30).await;
+    a.send("stty size\r").await;
+    a.wait_text("30 100").await;
+    d.ok(&["kill", "rec"]);
+
+    let lines = cast_lines(&path);
+    assert_eq!(lines[0]["version"], 2);
+    assert_eq!(lines[0]["title"], "rec");
+    let mut last = 0.0;
+    for ev in &lines[1..] {
+        let t = ev[0].as_f64().unwrap();
+        assert!(t >= last, "timestamps go backwards: {last} then {t}");
+        last = t;
+        assert!(["o", "r", "m"].contains(&ev[1].as_str().unwrap()), "{ev}");
+    }
+    assert!(lines.iter().any(|e| e[1] == "r" && e[2] == "100x30"));
+    // asciinema opens /dev/tty: give it one with script(1), its output goes to a file.
+    let played = d.dir.path().join("played.txt");
+    let cat = Command::new("script")
+        .args(["-q", "-e", "-c"])
+        .arg(format!(
+            "asciinema cat {} > {}",
+            path.display(),
+            played.display()
+        ))
+        .arg("/dev/null")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        cat.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cat.stderr)
+    );
+    assert!(
+        std::fs::read_to_string(&played)
+            .unwrap()
+            .contains("known-42")
+    );
+    let input = std::fs::read_to_string(path.with_extension("input.jsonl")).unwrap();
+    let typed: Vec<Value> = input
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        typed
+            .iter()
+            .any(|e| e["client"] == "alice-1" && e["data"].as_str().unwrap().contains("known")),
+        "{input}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn screen_equals_what_an_openssh_client_shows() {
+    let d = TestDaemon::start();
+    let s = d.session(&[], &["/bin/sh"]);
+    let id = id_of(&s);
+    let tmux = Tmux::new(d.dir.path());
+    let line = format!(
+        "ssh {} -tt 127.0.0.1",
+        ssh_args(&d.owner, port_of(&s)).join(" ")
+    );
+    tmux.run("c", 80, 24, &line);
+    tmux.type_text(
+        "c",
+        "printf '\\033[1;31mred\\033[0m plain\\n'; ls /; echo done-$((1+1))\r",
+    );
+    tmux.wait_for("c", "done-2");
+    let norm = |s: &str| {
+        let mut v: Vec<String> = s.lines().map(|l| l.trim_end().to_string()).collect();
+        while v.last().is_some_and(|l| l.is_empty()) {
+            v.pop();
+        }
+        v
+    };
+    let (screen, pane) = wait_until("screen and pane to agree", DEADLINE, || {
+        let out = d.cli(&["screen", &id]);
+        let screen = norm(&String::from_utf8_lossy(&out.stdout));
+        let pane = norm(&tmux.capture("c"));
+        (screen == pane).then_some((screen, pane))
+    });
+    assert!(screen.iter().any(|l| l.contains("done-2")));
+    assert_eq!(screen, pane);
+    let ansi = d.cli(&["screen", "--ansi", &id]);
+    assert!(
+        String::from_utf8_lossy(&ansi.stdout).contains("\x1b[31m")
+            || String::from_utf8_lossy(&ansi.stdout).contains(";31m")
+    );
+    assert_eq!(
+        d.ok(&["screen", &id])["screen"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .count(),
+        screen.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_follow_streams_new_output_and_ends_when_the_session_exits() {
+    let d = TestDaemon::start();
+    let s = d.session(
+        &["--name", "f"],
+        &[
+            "sh",
+            "-c",
+            "echo started; read x; echo got-$x; sleep 0.3; echo after; exit 4",
+        ],
+    );
+    let mut follow = d
+        .command(&["logs", "--follow", "f"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let a = SshClient::connect(port_of(&s), &d.owner, "a", 80, 24).await;
+    a.wait_text("started").await;
+    a.send("hi\r").await;
+    assert_eq!(a.wait_exit().await, 4);
+    let status = wait_until("logs --follow to end", DEADLINE, || {
+        follow.try_wait().unwrap()
+    });
+    assert!(status.success());
+    let mut out = String::new();
+    follow
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(out.contains("got-hi") && out.contains("after"), "{out}");
+    assert!(
+        !out.contains('\x1b') && !out.contains('\r'),
+        "logs is not plain text: {out:?}"
+    );
+    // Exited sessions keep their logs until killed.
+    let v = d.ok(&["logs", "f"]);
+    assert!(v["text"].as_str().unwrap().contains("got-hi"));
+    assert_eq!(v["exit_code"], 4);
+}
+
+#[test]
+fn tail_logs_since_and_replay() {
+    let d = TestDaemon::start();
+    d.session(
+        &["--name", "t"],
+        &[
+            "sh",
+            "-c",
+            "echo first-line; sleep 2; echo second-line; sleep 1000",
+        ],
+    );
+    wait_until("second-line", DEADLINE, || {
+        let out = d.cli(&["tail", "t"]);
+        String::from_utf8_lossy(&out.stdout)
+            .contains("second-line")
+            .then_some(())
+    });
+    let out = d.cli(&["tail", "--bytes", "13", "t"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "second-line\r\n");
+    let out = d.cli(&["logs", "--since", "1s", "t"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("second-line") && !text.contains("first-line"),
+        "{text}"
+    );
+    d.err(&["logs", "--follow", "t"], "invalid_argument");
+    let path = d.ok(&["ps"])[0]["recording"].as_str().unwrap().to_string();
+    // Recordings are flushed while the session runs.
+    wait_until("the recording to hold the output", DEADLINE, || {
+        // (The header names the command, which mentions it too: look at output events.)
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("\"o\",\"second-line")
+            .then_some(())
+    });
+    let out = d.cli(&["replay", "--speed", "1000", &path]);
+    assert!(out.status.success());
+    let played = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        played.contains("first-line") && played.contains("second-line"),
+        "{played:?} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = d.cli(&["replay", "--speed", "1000", "t"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("second-line"));
+    let out = d.cli(&["replay", "--speed", "0", &path]);
+    assert!(!out.status.success());
+}
+
+fn recorded_text(path: &std::path::Path) -> String {
+    cast_lines(path)
+        .iter()
+        .skip(1)
+        .filter(|e| e[1] == "o")
+        .map(|e| e[2].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn kill_and_shutdown_lose_no_recorded_byte() {
+    let mut d = TestDaemon::start();
+    let script = "seq 1 100000; echo END-OF-OUTPUT; sleep 1000";
+    let a = d.session(&["--name", "a"], &["sh", "-c", script]);
+    let b = d.session(&["--name", "b"], &["sh", "-c", script]);
+    for name in ["a", "b"] {
+        wait_until("the output to end", Duration::from_secs(60), || {
+            let out = d.cli(&["tail", "--bytes", "64", name]);
+            String::from_utf8_lossy(&out.stdout)
+                .contains("END-OF-OUTPUT")
+                .then_some(())
+        });
+    }
+    let expected: String =
+        (1..=100000).map(|i| format!("{i}\r\n")).collect::<String>() + "END-OF-OUTPUT\r\n";
+    d.ok(&["kill", "a"]);
+    let pa = PathBuf::from(a["recording"].as_str().unwrap());
+    assert_eq!(recorded_text(&pa), expected);
+    assert!(d.terminate());
+    let pb = PathBuf::from(b["recording"].as_str().unwrap());
+    assert_eq!(recorded_text(&pb), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_recording_dir_leaves_the_session_running_with_a_warning() {
+    let env = Env::new();
+    let conf = env.home.join(".config/hearth");
+    std::fs::create_dir_all(&conf).unwrap();
+    // A path under a regular file can never be created.
+    let blocker = env.dir.path().join("not-a-dir");
+    std::fs::write(&blocker, "").unwrap();
+    std::fs::write(
+        conf.join("config.toml"),
+        format!("[recording]\ndir = \"{}\"\n", blocker.join("rec").display()),
+    )
+    .unwrap();
+    let d = env.start_daemon();
+    let out = d.cli(&["server", "--bind", "127.0.0.1", "--", "/bin/sh"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning: recording disabled"));
+    let s = &d.ok(&["ps"])[0];
+    assert!(s["recording"].is_null());
+    assert!(
+        s["recording_error"]
+            .as_str()
+            .unwrap()
+            .contains("recording disabled")
+    );
+    let a = SshClient::connect(port_of(s), &d.owner, "a", 80, 24).await;
+    a.send("echo fine-$((1+1))\r").await;
+    a.wait_text("fine-2").await;
+    // And --no-record records nothing, quietly.
+    let n = d.session(&["--no-record"], &["/bin/sh"]);
+    assert!(n["recording"].is_null() && n["recording_error"].is_null());
+}
