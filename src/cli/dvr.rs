@@ -311,6 +311,6 @@ mod tests {
         let mut s = AnsiStrip::default();
         let mut out = s.feed(b"\x1b[31mred\x1b[0m\r\nnext\x1b]0;ti");
         out.extend(s.feed(b"tle\x07 line\x1b[?2004h\x1b>done\r\n"));
-        assert_eq!(String::from_utf8(out).unwrap(), "red\nnext line done\n");
+        assert_eq!(String::from_utf8(out).unwrap(), "red\nnext linedone\n");
     }
 }
