@@ -70,8 +70,8 @@ async fn roles_change_live_both_ways() {
     d.err(&["role", &id, "nobody-9", "viewer"], "not_found");
     // From the owner's menu: pick carol (second in the list) and switch her back.
     owner.send("!>").await;
-    owner.wait_screen("9 Change a role").await;
-    owner.send("9").await;
+    owner.wait_screen("0 Change a role").await;
+    owner.send("0").await;
     owner.wait_screen("Switch which client").await;
     owner.send("j\r").await;
     owner.wait_screen("carol-1 is now collaborator").await;

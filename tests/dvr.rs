@@ -289,3 +289,53 @@ async fn an_unwritable_recording_dir_leaves_the_session_running_with_a_warning()
     let n = d.session(&["--no-record"], &["/bin/sh"]);
     assert!(n["recording"].is_null() && n["recording_error"].is_null());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewind_scrolls_history_while_the_session_goes_on() {
+    let d = TestDaemon::start();
+    let v = d.other_key("viewer");
+    let s = d.session(
+        &["--viewer-key", v.pub_path().to_str().unwrap()],
+        &["/bin/sh"],
+    );
+    let port = port_of(&s);
+    let a = SshClient::connect(port, &d.owner, "a", 80, 12).await;
+    let b = SshClient::connect(port, &d.owner, "b", 80, 12).await;
+    a.send("for i in $(seq 1 60); do echo hist-$i; done\r")
+        .await;
+    a.wait_screen("hist-60").await;
+    a.send("!>").await;
+    a.wait_screen("7 Rewind").await;
+    a.send("7").await;
+    a.wait_screen("REWIND").await;
+    // Two pages back: lines long gone from the live screen.
+    a.send("\x1b[5~").await;
+    a.send("\x1b[5~").await;
+    a.wait_for("older history", |c| {
+        let s = c.screen();
+        s.contains("22 of") && s.contains("hist-30") && !s.contains("hist-60")
+    })
+    .await;
+    // The session carries on meanwhile.
+    b.send("echo meanwhile-$((3+4))\r").await;
+    b.wait_text("meanwhile-7").await;
+    a.send("\x1b").await;
+    a.wait_screen("meanwhile-7").await;
+    assert!(!a.screen().contains("REWIND"));
+    // Viewers see the current screen only, unless the owner allows history.
+    let viewer = SshClient::connect(port, &v, "v", 80, 12).await;
+    viewer.send("!>").await;
+    viewer.wait_screen("6 Redraw").await;
+    assert!(!viewer.screen().contains("Rewind"));
+    let s2 = d.session(
+        &[
+            "--viewer-history",
+            "--viewer-key",
+            v.pub_path().to_str().unwrap(),
+        ],
+        &["/bin/sh"],
+    );
+    let viewer = SshClient::connect(port_of(&s2), &v, "v", 80, 12).await;
+    viewer.send("!>").await;
+    viewer.wait_screen("7 Rewind").await;
+}

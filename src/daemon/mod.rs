@@ -272,6 +272,7 @@ impl Daemon {
             guard: Arc::clone(&self.guard),
             config: Arc::clone(&self.ssh_config),
             menu,
+            viewer_history: req.viewer_history,
             cancel: self.cancel.child_token(),
             tracker: self.tracker.clone(),
         });

@@ -14,6 +14,10 @@ pub mod view;
 pub enum Key {
     Up,
     Down,
+    PageUp,
+    PageDown,
+    Home,
+    End,
     Enter,
     Esc,
     Backspace,
@@ -30,17 +34,23 @@ pub fn parse_keys(bytes: &[u8]) -> Vec<Key> {
             '\x1b' => match chars.peek() {
                 Some('[') | Some('O') => {
                     chars.next();
-                    // Skip parameters up to the final byte.
+                    // Parameters up to the final byte.
                     let mut fin = None;
+                    let mut params = String::new();
                     for c in chars.by_ref() {
                         if c.is_ascii_alphabetic() || c == '~' {
                             fin = Some(c);
                             break;
                         }
+                        params.push(c);
                     }
-                    match fin {
-                        Some('A') => keys.push(Key::Up),
-                        Some('B') => keys.push(Key::Down),
+                    match (fin, params.as_str()) {
+                        (Some('A'), _) => keys.push(Key::Up),
+                        (Some('B'), _) => keys.push(Key::Down),
+                        (Some('H'), _) | (Some('~'), "1" | "7") => keys.push(Key::Home),
+                        (Some('F'), _) | (Some('~'), "4" | "8") => keys.push(Key::End),
+                        (Some('~'), "5") => keys.push(Key::PageUp),
+                        (Some('~'), "6") => keys.push(Key::PageDown),
                         _ => {}
                     }
                 }
@@ -64,6 +74,8 @@ pub enum Item {
     ReadOnly,
     Message,
     Redraw,
+    /// Scroll back through the session's history.
+    Rewind,
     /// Owner only: pick a client to disconnect.
     Kick,
     /// Owner only: refuse or accept new joins.
@@ -82,9 +94,13 @@ const EVERYONE: [Item; 6] = [
 ];
 const OWNER: [Item; 3] = [Item::Kick, Item::Lock, Item::Role];
 
-/// The items a client sees.
-pub fn items(owner: bool) -> Vec<Item> {
+/// The items a client sees: rewind where the session's policy allows it, owner powers
+/// for owners. Digits 1-9 and 0 pick the first ten.
+pub fn items(owner: bool, rewind: bool) -> Vec<Item> {
     let mut v = EVERYONE.to_vec();
+    if rewind {
+        v.push(Item::Rewind);
+    }
     if owner {
         v.extend_from_slice(&OWNER);
     }
@@ -100,6 +116,7 @@ impl Item {
             Item::ReadOnly => format!("Read-only: {}", if read_only { "on" } else { "off" }),
             Item::Message => "Send message".into(),
             Item::Redraw => "Redraw".into(),
+            Item::Rewind => "Rewind".into(),
             Item::Kick => "Kick a client".into(),
             Item::Lock => if locked {
                 "Unlock session"
@@ -128,6 +145,8 @@ pub enum Page {
     Message(String),
     /// Choosing a client (index into the peer list).
     Pick(Pick, usize),
+    /// Looking at history, this many rows back (0 = the live screen's top).
+    Rewind(usize),
 }
 
 /// What the adapter must do after a key.
@@ -158,27 +177,46 @@ pub struct Menu {
     pub selected: usize,
     /// Owners see the owner-only items.
     pub owner: bool,
+    /// The session lets this client rewind.
+    pub rewind: bool,
     /// A one-line status shown under the items (e.g. "message sent").
     pub status: Option<String>,
 }
 
 impl Menu {
-    pub fn new(owner: bool) -> Menu {
+    pub fn new(owner: bool, rewind: bool) -> Menu {
         Menu {
             page: Page::Main,
             selected: 0,
             owner,
+            rewind,
             status: None,
         }
     }
 
     pub fn items(&self) -> Vec<Item> {
-        items(self.owner)
+        items(self.owner, self.rewind)
     }
 
-    /// Handle a key; `peers` is the length of the peer list shown (for picking).
-    pub fn key(&mut self, key: Key, peers: usize) -> Action {
+    /// Handle a key; `peers` is the length of the peer list shown (for picking), `rows`
+    /// the client's height (a page, when rewinding).
+    pub fn key(&mut self, key: Key, peers: usize, rows: u16) -> Action {
         match &mut self.page {
+            Page::Rewind(back) => {
+                let page = usize::from(rows.max(2) - 1);
+                match key {
+                    Key::Up | Key::Char('k') => *back += 1,
+                    Key::Down | Key::Char('j') => *back = back.saturating_sub(1),
+                    Key::PageUp | Key::Char('b') => *back += page,
+                    Key::PageDown | Key::Char(' ') => *back = back.saturating_sub(page),
+                    Key::Home | Key::Char('g') => *back = usize::MAX / 2,
+                    Key::End | Key::Char('G') => *back = 0,
+                    // Esc goes straight back to live.
+                    Key::Esc | Key::Char('q') => return Action::Resume,
+                    _ => {}
+                }
+                Action::Draw
+            }
             Page::Main => self.main_key(key),
             Page::Peers => match key {
                 Key::Esc | Key::Enter | Key::Char('q') | Key::Backspace => {
@@ -255,8 +293,8 @@ impl Menu {
             }
             Key::Esc | Key::Char('q') => Action::Resume,
             Key::Enter => self.activate(items[self.selected.min(n - 1)]),
-            Key::Char(c @ '1'..='9') => {
-                let i = c as usize - '1' as usize;
+            Key::Char(c @ '0'..='9') => {
+                let i = (c as usize + 9 - '0' as usize) % 10;
                 match items.get(i) {
                     Some(&item) => {
                         self.selected = i;
@@ -292,6 +330,10 @@ impl Menu {
                 Action::Draw
             }
             Item::Lock => Action::ToggleLock,
+            Item::Rewind => {
+                self.page = Page::Rewind(0);
+                Action::Draw
+            }
         }
     }
 }
@@ -318,51 +360,69 @@ mod tests {
 
     #[test]
     fn navigation_wraps_and_digits_activate() {
-        let mut m = Menu::new(false);
-        assert_eq!(m.key(Key::Up, 0), Action::Draw);
+        let mut m = Menu::new(false, false);
+        assert_eq!(m.key(Key::Up, 0, 24), Action::Draw);
         assert_eq!(m.items()[m.selected], Item::Redraw);
-        assert_eq!(m.key(Key::Down, 0), Action::Draw);
+        assert_eq!(m.key(Key::Down, 0, 24), Action::Draw);
         assert_eq!(m.selected, 0);
-        assert_eq!(m.key(Key::Char('2'), 0), Action::Detach);
-        assert_eq!(m.key(Key::Char('4'), 0), Action::ToggleReadOnly);
+        assert_eq!(m.key(Key::Char('2'), 0, 24), Action::Detach);
+        assert_eq!(m.key(Key::Char('4'), 0, 24), Action::ToggleReadOnly);
         assert_eq!(
-            m.key(Key::Char('7'), 0),
+            m.key(Key::Char('7'), 0, 24),
             Action::Draw,
             "owner item for a non-owner"
         );
-        assert_eq!(m.key(Key::Esc, 0), Action::Resume);
-        assert_eq!(m.key(Key::Char('q'), 0), Action::Resume);
+        assert_eq!(m.key(Key::Esc, 0, 24), Action::Resume);
+        assert_eq!(m.key(Key::Char('q'), 0, 24), Action::Resume);
     }
 
     #[test]
     fn a_message_is_typed_edited_and_sent() {
-        let mut m = Menu::new(false);
-        m.key(Key::Char('5'), 0);
+        let mut m = Menu::new(false, false);
+        m.key(Key::Char('5'), 0, 24);
         for c in "hix".chars() {
-            m.key(Key::Char(c), 0);
+            m.key(Key::Char(c), 0, 24);
         }
-        m.key(Key::Backspace, 0);
+        m.key(Key::Backspace, 0, 24);
         assert_eq!(m.page, Page::Message("hi".into()));
-        assert_eq!(m.key(Key::Enter, 0), Action::Send("hi".into()));
+        assert_eq!(m.key(Key::Enter, 0, 24), Action::Send("hi".into()));
         assert_eq!(m.page, Page::Main);
-        m.key(Key::Char('5'), 0);
-        assert_eq!(m.key(Key::Esc, 0), Action::Draw);
+        m.key(Key::Char('5'), 0, 24);
+        assert_eq!(m.key(Key::Esc, 0, 24), Action::Draw);
         assert_eq!(m.page, Page::Main);
     }
 
     #[test]
+    fn rewind_scrolls_by_line_and_page_and_esc_is_live() {
+        let mut m = Menu::new(false, true);
+        assert_eq!(m.key(Key::Char('7'), 1, 11), Action::Draw);
+        assert_eq!(m.page, Page::Rewind(0));
+        m.key(Key::Up, 1, 11);
+        m.key(Key::PageUp, 1, 11);
+        assert_eq!(m.page, Page::Rewind(11));
+        m.key(Key::Down, 1, 11);
+        m.key(Key::End, 1, 11);
+        assert_eq!(m.page, Page::Rewind(0));
+        assert_eq!(m.key(Key::Esc, 1, 11), Action::Resume);
+        assert_eq!(
+            parse_keys(b"\x1b[5~\x1b[6~\x1b[H\x1b[4~"),
+            vec![Key::PageUp, Key::PageDown, Key::Home, Key::End]
+        );
+    }
+
+    #[test]
     fn owners_pick_a_client_to_kick_or_change() {
-        let mut m = Menu::new(true);
-        assert_eq!(m.items().len(), 9);
-        assert_eq!(m.key(Key::Char('8'), 3), Action::ToggleLock);
-        m.key(Key::Char('7'), 3);
+        let mut m = Menu::new(true, true);
+        assert_eq!(m.items().len(), 10);
+        assert_eq!(m.key(Key::Char('9'), 3, 24), Action::ToggleLock);
+        m.key(Key::Char('8'), 3, 24);
         assert_eq!(m.page, Page::Pick(Pick::Kick, 0));
-        m.key(Key::Up, 3);
-        assert_eq!(m.key(Key::Enter, 3), Action::Kick(2));
-        m.key(Key::Char('9'), 3);
-        m.key(Key::Char('j'), 3);
-        assert_eq!(m.key(Key::Enter, 3), Action::ToggleRole(1));
-        m.key(Key::Char('9'), 0);
-        assert_eq!(m.key(Key::Enter, 0), Action::Draw, "nobody to pick");
+        m.key(Key::Up, 3, 24);
+        assert_eq!(m.key(Key::Enter, 3, 24), Action::Kick(2));
+        m.key(Key::Char('0'), 3, 24);
+        m.key(Key::Char('j'), 3, 24);
+        assert_eq!(m.key(Key::Enter, 3, 24), Action::ToggleRole(1));
+        m.key(Key::Char('0'), 0, 24);
+        assert_eq!(m.key(Key::Enter, 0, 24), Action::Draw, "nobody to pick");
     }
 }

@@ -114,7 +114,12 @@ fn body(menu: &Menu, ctx: &Context) -> Vec<Line<'static>> {
         Page::Main => {
             let items = menu.items();
             for (i, item) in items.iter().enumerate() {
-                let text = format!(" {} {:<22}", i + 1, item.label(ctx.read_only, ctx.locked));
+                let digit = if i < 10 {
+                    ((i + 1) % 10).to_string()
+                } else {
+                    " ".into()
+                };
+                let text = format!(" {digit} {:<22}", item.label(ctx.read_only, ctx.locked));
                 let style = if i == menu.selected {
                     Style::default()
                         .bg(ACCENT)
@@ -137,7 +142,10 @@ fn body(menu: &Menu, ctx: &Context) -> Vec<Line<'static>> {
                 dim,
             )));
             lines.push(Line::from(Span::styled(
-                format!("↑↓/jk move · Enter/1-{} select · Esc/q resume", items.len()),
+                format!(
+                    "↑↓/jk move · Enter/1-{} select · Esc/q resume",
+                    items.len().min(10) % 10
+                ),
                 dim,
             )));
         }
@@ -194,6 +202,8 @@ fn body(menu: &Menu, ctx: &Context) -> Vec<Line<'static>> {
             lines.push(Line::from(""));
             lines.push(Line::from(Span::styled("Enter choose · Esc back", dim)));
         }
+        // Drawn full-screen by the adapter from the screen model, not in the box.
+        Page::Rewind(_) => {}
         Page::Message(text) => {
             lines.push(Line::from("Message to everyone else:"));
             lines.push(Line::from(vec![
@@ -252,7 +262,7 @@ mod tests {
 
     #[test]
     fn the_menu_lists_its_items_at_the_clients_size() {
-        let m = Menu::new(false);
+        let m = Menu::new(false, false);
         let text = screen_of(&render(&m, &ctx(), 60, 20), 60, 20);
         for item in [
             "1 Resume",
@@ -273,7 +283,7 @@ mod tests {
     fn the_peers_page_shows_role_size_idle_and_menu_state() {
         let m = Menu {
             page: Page::Peers,
-            ..Menu::new(false)
+            ..Menu::new(false, false)
         };
         let text = screen_of(&render(&m, &ctx(), 80, 24), 80, 24);
         assert!(text.contains("bob-1"), "{text}");
@@ -283,7 +293,7 @@ mod tests {
 
     #[test]
     fn every_cell_is_covered() {
-        let m = Menu::new(false);
+        let m = Menu::new(false, false);
         let bytes = render(&m, &ctx(), 40, 10);
         let mut p = vt100::Parser::new(10, 40, 0);
         p.process(b"SECRET under the menu everywhere");

@@ -385,6 +385,13 @@ impl Session {
         }
     }
 
+    /// A rewind frame `back` rows into the history, at a client's size; and the `back`
+    /// actually shown.
+    pub fn history_frame(&self, back: usize, cols: u16, rows: u16) -> (Vec<u8>, usize) {
+        let screen = self.output.lock().screen.snapshot_screen();
+        screen::history_frame(screen, back, cols, rows)
+    }
+
     /// The current screen with colours and cursor (what `screen --ansi` prints).
     pub fn screen_ansi(&self) -> Vec<u8> {
         self.output.lock().screen.repaint()

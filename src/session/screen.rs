@@ -97,6 +97,11 @@ impl Screen {
         out
     }
 
+    /// A copy of the emulator's screen (with its scrollback) for slow work off the lock.
+    pub fn snapshot_screen(&self) -> vt100::Screen {
+        self.parser.screen().clone()
+    }
+
     /// The visible screen as plain text, one line per row, trailing blanks trimmed.
     pub fn text(&self) -> String {
         let screen = self.parser.screen();
@@ -110,6 +115,40 @@ impl Screen {
         }
         lines.join("\n")
     }
+}
+
+/// A rewind frame: `screen` scrolled `back` rows into its history, clipped to `cols` x
+/// `rows`, with a status line at the bottom. Returns the frame and the `back` actually
+/// shown (clamped to the history there is).
+pub fn history_frame(
+    mut screen: vt100::Screen,
+    back: usize,
+    cols: u16,
+    rows: u16,
+) -> (Vec<u8>, usize) {
+    use std::io::Write;
+    let cols = if cols == 0 { 80 } else { cols };
+    let rows = if rows == 0 { 24 } else { rows };
+    screen.set_scrollback(back);
+    let back = screen.scrollback();
+    let available = screen.scrollback_len();
+    let mut out = Vec::with_capacity(cols as usize * rows as usize + 256);
+    out.extend_from_slice(b"\x1b[?25l\x1b[0m\x1b[H\x1b[2J");
+    let body = rows.saturating_sub(1).max(1);
+    for (i, row) in screen
+        .rows_formatted(0, cols)
+        .take(body as usize)
+        .enumerate()
+    {
+        let _ = write!(out, "\x1b[{};1H\x1b[0m\x1b[2K", i + 1);
+        out.extend_from_slice(&row);
+    }
+    let status = format!(
+        " REWIND  {back} of {available} rows back  ·  ↑↓ line  PgUp/PgDn page  Home/End  ·  Esc: live "
+    );
+    let status: String = status.chars().take(cols as usize).collect();
+    let _ = write!(out, "\x1b[{rows};1H\x1b[0;30;43m\x1b[2K{status}\x1b[0m");
+    (out, back)
 }
 
 #[cfg(test)]
@@ -140,6 +179,22 @@ mod tests {
         assert_eq!(lines[1], "");
         assert_eq!(lines[2], "third");
         assert!(!text.contains("below"));
+    }
+
+    #[test]
+    fn rewind_shows_rows_that_scrolled_away() {
+        let mut s = Screen::new(5, 20);
+        for i in 0..30 {
+            s.process(format!("line-{i}\r\n").as_bytes());
+        }
+        let (frame, back) = history_frame(s.snapshot_screen(), 10, 20, 5);
+        assert_eq!(back, 10);
+        let mut view = Screen::new(5, 20);
+        view.process(&frame);
+        assert!(view.text().starts_with("line-16"), "{}", view.text());
+        assert!(view.text().contains("REWIND"));
+        let (_, back) = history_frame(s.snapshot_screen(), usize::MAX / 2, 20, 5);
+        assert_eq!(back, 26);
     }
 
     #[test]

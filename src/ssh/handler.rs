@@ -185,7 +185,12 @@ impl Client {
                     .tracker
                     .spawn(writer.run().instrument(span.clone()));
                 let (to_input, from_client) = mpsc::channel(64);
-                let task = InputTask::new(Arc::clone(&att), to_writer, self.shared.menu.as_ref());
+                let task = InputTask::new(
+                    Arc::clone(&att),
+                    to_writer,
+                    self.shared.menu.as_ref(),
+                    self.shared.viewer_history,
+                );
                 self.shared
                     .tracker
                     .spawn(task.run(from_client, self.stop.clone()).instrument(span));

@@ -61,6 +61,8 @@ pub struct InputTask {
     detector: Option<Detector>,
     trigger: String,
     menu: Option<Menu>,
+    /// Viewers may rewind too (`server --viewer-history`).
+    viewer_history: bool,
 }
 
 impl InputTask {
@@ -68,6 +70,7 @@ impl InputTask {
         att: Arc<Attachment>,
         writer: mpsc::Sender<ToWriter>,
         config: Option<&MenuConfig>,
+        viewer_history: bool,
     ) -> Self {
         InputTask {
             att,
@@ -77,6 +80,7 @@ impl InputTask {
                 .map(|c| String::from_utf8_lossy(&c.trigger).into_owned())
                 .unwrap_or_default(),
             menu: None,
+            viewer_history,
         }
     }
 
@@ -133,7 +137,9 @@ impl InputTask {
                 Event::Forward(b) => self.att.input(Bytes::from(b)).await,
                 Event::Open => {
                     tracing::debug!("menu opened");
-                    self.menu = Some(Menu::new(self.att.role() == Role::Owner));
+                    let role = self.att.role();
+                    let rewind = role != Role::Viewer || self.viewer_history;
+                    self.menu = Some(Menu::new(role == Role::Owner, rewind));
                     self.att.set_in_menu(true);
                     self.draw().await;
                 }
@@ -150,7 +156,7 @@ impl InputTask {
             };
             // Owner powers are checked again here, not only by what the menu shows.
             let owner = self.att.role() == Role::Owner;
-            match menu.key(key, peers.len()) {
+            match menu.key(key, peers.len(), self.att.size().1) {
                 Action::Draw => self.draw().await,
                 Action::Resume => {
                     self.menu = None;
@@ -214,7 +220,18 @@ impl InputTask {
         }
     }
 
-    async fn draw(&self) {
+    async fn draw(&mut self) {
+        let (cols, rows) = self.att.size();
+        if let Some(Menu {
+            page: Page::Rewind(back),
+            ..
+        }) = self.menu.as_mut()
+        {
+            let (frame, shown) = self.att.session().history_frame(*back, cols, rows);
+            *back = shown;
+            let _ = self.writer.send(ToWriter::Menu(frame)).await;
+            return;
+        }
         let Some(menu) = &self.menu else { return };
         let session = self.att.session();
         let ctx = view::Context {
@@ -238,7 +255,6 @@ impl InputTask {
                 .collect(),
             trigger: self.trigger.clone(),
         };
-        let (cols, rows) = self.att.size();
         let frame = view::render(menu, &ctx, cols, rows);
         let _ = self.writer.send(ToWriter::Menu(frame)).await;
     }

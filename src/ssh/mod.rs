@@ -80,6 +80,8 @@ pub struct Shared {
     pub config: Arc<russh::server::Config>,
     /// The pause menu's trigger; `None` turns the menu off for this session.
     pub menu: Option<input::MenuConfig>,
+    /// Viewers may rewind history (otherwise they see the current screen only).
+    pub viewer_history: bool,
     /// Daemon-wide pre-auth limits.
     pub guard: Arc<guard::Guard>,
     /// Cancelled when the session is removed or the daemon stops.
