@@ -1,0 +1,436 @@
+//! `hearth-bench` (`just bench`): hearth side by side with OpenSSH sshd + tmux, measured in
+//! the same run with real OpenSSH `ssh -tt` clients on loopback:
+//! - keystroke echo latency (p50, p99) for one typist while N viewers read;
+//! - fan-out: time until the last viewer has seen the end marker of ~20 MB of output;
+//! - server memory (PSS) per viewer; join time (ssh start to the first byte of the screen);
+//! - isolation: one stalled viewer (a pipe nobody reads) during the flood;
+//! - 500 viewers on one hearth session.
+//!
+//! Prints a table with hearth/baseline ratios and writes JSON (`--out`). Not part of CI:
+//! speed is measured here, never asserted in tests.
+
+mod procs;
+mod systems;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use systems::System;
+
+struct Args {
+    viewers: Vec<usize>,
+    samples: usize,
+    flood_bytes: u64,
+    big: usize,
+    baseline: bool,
+    out: PathBuf,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        viewers: vec![1, 10, 50],
+        samples: 200,
+        flood_bytes: 20_000_000,
+        big: 500,
+        baseline: true,
+        out: PathBuf::from("target/bench.json"),
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut val = || it.next().context("missing value");
+        match arg.as_str() {
+            "--viewers" => {
+                a.viewers = val()?
+                    .split(',')
+                    .map(|n| n.parse().context("--viewers takes numbers"))
+                    .collect::<anyhow::Result<_>>()?
+            }
+            "--samples" => a.samples = val()?.parse()?,
+            "--flood-mb" => a.flood_bytes = val()?.parse::<u64>()? * 1_000_000,
+            "--big" => a.big = val()?.parse()?,
+            "--no-baseline" => a.baseline = false,
+            "--out" => a.out = PathBuf::from(val()?),
+            "-h" | "--help" => {
+                println!(
+                    "hearth-bench [--viewers 1,10,50] [--samples 200] [--flood-mb 20] [--big 500] [--no-baseline] [--out FILE]"
+                );
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    Ok(a)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let mut systems: Vec<Box<dyn System>> = vec![Box::new(systems::Hearth::start()?)];
+    if args.baseline {
+        systems.push(Box::new(systems::Sshd::start()?));
+    }
+    let mut results: Vec<Value> = Vec::new();
+    for &n in &args.viewers {
+        for sys in systems.iter_mut() {
+            let r = run_case(sys.as_mut(), n, args.samples, args.flood_bytes, false)?;
+            print_row(&r);
+            results.push(r);
+        }
+    }
+    // Isolation: the same 10-viewer case with one more viewer that never reads.
+    for sys in systems.iter_mut() {
+        let r = run_case(sys.as_mut(), 10, args.samples, args.flood_bytes, true)?;
+        print_row(&r);
+        results.push(r);
+    }
+    if args.big > 0 {
+        let r = run_case(
+            systems[0].as_mut(),
+            args.big,
+            args.samples.min(100),
+            2_000_000,
+            false,
+        )?;
+        print_row(&r);
+        results.push(r);
+    }
+    let ratios = ratios(&results, *args.viewers.iter().max().unwrap_or(&1));
+    let machine = machine_facts();
+    println!("\nratios (hearth / sshd+tmux, same run):");
+    for (k, v) in ratios.as_object().into_iter().flatten() {
+        println!("  {k:<34} {v}");
+    }
+    println!("machine: {machine}");
+    let doc = json!({"machine": machine, "flood_bytes": args.flood_bytes, "results": results, "ratios": ratios});
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&doc)?)?;
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn print_row(r: &Value) {
+    println!(
+        "{:<10} viewers={:<4}{:<8} echo p50={:>7.3} p99={:>7.3} ms  fan-out {:>6.2} s  mem/viewer {:>7.1} KiB  peak {:>7.1} MiB  join {:>6.1} ms  cpu server {:>5.1}s harness {:>5.1}s",
+        r["system"].as_str().unwrap_or(""),
+        r["viewers"],
+        if r["stalled_viewer"] == true {
+            " +stall"
+        } else {
+            ""
+        },
+        r["echo_p50_ms"].as_f64().unwrap_or(0.0),
+        r["echo_p99_ms"].as_f64().unwrap_or(0.0),
+        r["fanout_seconds"].as_f64().unwrap_or(0.0),
+        r["pss_kib_per_viewer"].as_f64().unwrap_or(0.0),
+        r["peak_server_pss_kib"].as_f64().unwrap_or(0.0) / 1024.0,
+        r["join_ms"].as_f64().unwrap_or(0.0),
+        r["server_cpu_s"].as_f64().unwrap_or(0.0),
+        r["harness_cpu_s"].as_f64().unwrap_or(0.0),
+    );
+}
+
+fn find<'a>(results: &'a [Value], system: &str, n: usize, stalled: bool) -> Option<&'a Value> {
+    results
+        .iter()
+        .find(|r| r["system"] == system && r["viewers"] == n && r["stalled_viewer"] == stalled)
+}
+
+fn ratios(results: &[Value], n: usize) -> Value {
+    let f = |r: Option<&Value>, k: &str| r.and_then(|r| r[k].as_f64());
+    let (h, b) = (
+        find(results, "hearth", n, false),
+        find(results, "sshd+tmux", n, false),
+    );
+    let div = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => json!((a / b * 1000.0).round() / 1000.0),
+        _ => Value::Null,
+    };
+    let hs = find(results, "hearth", 10, true);
+    let h10 = find(results, "hearth", 10, false);
+    json!({
+        format!("echo_p99_at_{n} (target <= 0.5)"): div(f(h, "echo_p99_ms"), f(b, "echo_p99_ms")),
+        format!("fanout_throughput_at_{n} (target >= 3)"): div(f(b, "fanout_seconds"), f(h, "fanout_seconds")),
+        format!("mem_per_viewer_at_{n} (target <= 0.25)"): div(f(h, "pss_kib_per_viewer"), f(b, "pss_kib_per_viewer")),
+        "join_time (target <= 1.0)": div(f(h, "join_ms"), f(b, "join_ms")),
+        "hearth_stall_p99_change (target < 1.2)": div(f(hs, "echo_p99_ms"), f(h10, "echo_p99_ms")),
+        "hearth_stall_fanout_change": div(f(hs, "fanout_seconds"), f(h10, "fanout_seconds")),
+    })
+}
+
+/// An `ssh -tt` client; a thread reads its stdout (or nobody does: `stalled`).
+struct Client {
+    child: Child,
+    stdin: ChildStdin,
+    chunks: Option<mpsc::Receiver<Vec<u8>>>,
+    saw_marker: Arc<AtomicBool>,
+    first_byte: Option<mpsc::Receiver<Instant>>,
+    started: Instant,
+}
+
+const MARKER: &[u8] = b"END-2";
+
+fn ssh(key: &Path, port: u16, keep_chunks: bool, stalled: bool) -> anyhow::Result<Client> {
+    let started = Instant::now();
+    let mut child = Command::new("ssh")
+        .args(["-F", "/dev/null", "-i"])
+        .arg(key)
+        .args([
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "BatchMode=yes",
+            "-tt",
+            "-p",
+        ])
+        .arg(port.to_string())
+        .arg("127.0.0.1")
+        .env("TERM", "xterm-256color")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("ssh")?;
+    let stdin = child.stdin.take().context("stdin")?;
+    let saw_marker = Arc::new(AtomicBool::new(false));
+    let mut client = Client {
+        stdin,
+        chunks: None,
+        saw_marker: Arc::clone(&saw_marker),
+        first_byte: None,
+        started,
+        child,
+    };
+    if stalled {
+        // Keep the pipe open and never read it.
+        std::mem::forget(client.child.stdout.take());
+        return Ok(client);
+    }
+    let mut stdout = client.child.stdout.take().context("stdout")?;
+    let (tx, rx) = mpsc::channel();
+    let (ftx, frx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut tail: Vec<u8> = Vec::new();
+        let mut first = true;
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if first {
+                let _ = ftx.send(Instant::now());
+                first = false;
+            }
+            tail.extend_from_slice(&buf[..n]);
+            if tail.windows(MARKER.len()).any(|w| w == MARKER) {
+                saw_marker.store(true, Ordering::Release);
+            }
+            let keep = tail.len().saturating_sub(MARKER.len());
+            tail.drain(..keep);
+            if keep_chunks && tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    client.chunks = keep_chunks.then_some(rx);
+    client.first_byte = Some(frx);
+    Ok(client)
+}
+
+impl Client {
+    fn join_ms(&self) -> anyhow::Result<f64> {
+        let t = self
+            .first_byte
+            .as_ref()
+            .context("no reader")?
+            .recv_timeout(Duration::from_secs(60))
+            .context("no first byte")?;
+        Ok((t - self.started).as_secs_f64() * 1000.0)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mem_kib(sys: &dyn System) -> u64 {
+    sys.server_pids().into_iter().map(procs::pss_kib).sum()
+}
+
+fn cpu(sys: &dyn System) -> f64 {
+    sys.server_pids().into_iter().map(procs::cpu_secs).sum()
+}
+
+fn run_case(
+    sys: &mut dyn System,
+    n: usize,
+    samples: usize,
+    flood_bytes: u64,
+    stalled: bool,
+) -> anyhow::Result<Value> {
+    let port = sys.fresh_session()?;
+    let key = sys.key().to_path_buf();
+    let (self0, children0) = procs::own_and_children_cpu();
+    let mut typist = ssh(&key, port, true, false)?;
+    typist.join_ms()?;
+    let chunks = typist.chunks.take().context("typist chunks")?;
+    std::thread::sleep(Duration::from_millis(300));
+    while chunks.try_recv().is_ok() {}
+    let mem_typist = mem_kib(sys);
+    let cpu0 = cpu(sys);
+    let mut viewers = Vec::with_capacity(n);
+    for _ in 0..n {
+        viewers.push(ssh(&key, port, false, false)?);
+    }
+    let mut joins = Vec::with_capacity(n);
+    for v in &viewers {
+        joins.push(v.join_ms()?);
+    }
+    joins.sort_by(|a, b| a.total_cmp(b));
+    let join_ms = joins[joins.len() / 2];
+    let _stall = if stalled {
+        Some(ssh(&key, port, false, true)?)
+    } else {
+        None
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let mem_viewers = mem_kib(sys);
+
+    // Fan-out: the flood, then a marker only the shell's arithmetic prints.
+    let t0 = Instant::now();
+    let cmd = format!(
+        "head -c {} /dev/urandom | base64 -w 100; echo END-$((1+1))\r",
+        flood_bytes * 3 / 4
+    );
+    typist.stdin.write_all(cmd.as_bytes())?;
+    let deadline = t0 + Duration::from_secs(900);
+    let mut peak = mem_viewers;
+    let mut last_poll = Instant::now();
+    while !viewers
+        .iter()
+        .chain(std::iter::once(&typist))
+        .all(|v| v.saw_marker.load(Ordering::Acquire))
+    {
+        if Instant::now() > deadline {
+            bail!("{}: flood did not finish with {n} viewers", sys.name());
+        }
+        while chunks.try_recv().is_ok() {}
+        if last_poll.elapsed() > Duration::from_millis(200) {
+            peak = peak.max(mem_kib(sys));
+            last_poll = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let fanout = t0.elapsed().as_secs_f64();
+    peak = peak.max(mem_kib(sys));
+    std::thread::sleep(Duration::from_millis(500));
+    while chunks.try_recv().is_ok() {}
+
+    // Echo latency after the flood (a stalled viewer, if any, is as stuck as it gets).
+    let mut lat = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let c = b'a' + (i % 26) as u8;
+        let t = Instant::now();
+        typist.stdin.write_all(&[c])?;
+        typist.stdin.flush()?;
+        loop {
+            let chunk = chunks
+                .recv_timeout(Duration::from_secs(10))
+                .context("echo never came")?;
+            if chunk.contains(&c) {
+                break;
+            }
+        }
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        if i % 40 == 39 {
+            typist.stdin.write_all(b"\x15")?; // ^U: clear the line
+            std::thread::sleep(Duration::from_millis(30));
+            while chunks.try_recv().is_ok() {}
+        }
+    }
+    typist.stdin.write_all(b"\x15")?;
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
+    let server_cpu = cpu(sys) - cpu0;
+    drop(viewers);
+    drop(typist);
+    drop(_stall);
+    let (self1, children1) = procs::own_and_children_cpu();
+    Ok(json!({
+        "system": sys.name(),
+        "viewers": n,
+        "stalled_viewer": stalled,
+        "echo_p50_ms": pct(0.5),
+        "echo_p99_ms": pct(0.99),
+        "fanout_seconds": fanout,
+        "fanout_mb_per_s": flood_bytes as f64 / 1e6 / fanout,
+        "pss_kib_per_viewer": mem_viewers.saturating_sub(mem_typist) as f64 / (n as f64 + if stalled { 1.0 } else { 0.0 }),
+        "server_pss_kib": mem_viewers,
+        "peak_server_pss_kib": peak,
+        "join_ms": join_ms,
+        "server_cpu_s": server_cpu,
+        "harness_cpu_s": (self1 - self0) + (children1 - children0),
+    }))
+}
+
+fn machine_facts() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown cpu".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<u64>().ok())
+        })
+        .map_or(0, |k| k / 1024 / 1024);
+    let version = |cmd: &str, arg: &str| {
+        Command::new(cmd)
+            .arg(arg)
+            .output()
+            .map(|o| {
+                let s = if o.stdout.is_empty() {
+                    o.stderr
+                } else {
+                    o.stdout
+                };
+                String::from_utf8_lossy(&s)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            })
+            .unwrap_or_default()
+    };
+    format!(
+        "{cpu}, {cores} cores, {mem} GiB RAM; {}; {}",
+        version("ssh", "-V"),
+        version("tmux", "-V")
+    )
+}

@@ -1,0 +1,269 @@
+//! The two systems under test, each started in its own temp dir on loopback:
+//! hearth (a daemon, one fresh session per case) and the baseline, OpenSSH sshd whose
+//! forced command attaches every connection to one shared tmux session.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::procs;
+
+pub trait System {
+    fn name(&self) -> &'static str;
+    /// Prepare a fresh shared session; returns the port to join.
+    fn fresh_session(&mut self) -> anyhow::Result<u16>;
+    /// Server-side processes whose memory and CPU count (not the shell in the session).
+    fn server_pids(&self) -> Vec<u32>;
+    fn key(&self) -> &Path;
+}
+
+fn keygen(path: &Path) -> anyhow::Result<()> {
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", ""])
+        .arg("-f")
+        .arg(path)
+        .status()
+        .context("ssh-keygen")?;
+    if !st.success() {
+        bail!("ssh-keygen failed");
+    }
+    Ok(())
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let end = Instant::now() + Duration::from_secs(20);
+    while !ok() {
+        if Instant::now() > end {
+            bail!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+pub struct Hearth {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    daemon: Child,
+    key: PathBuf,
+    session: Option<String>,
+}
+
+impl Hearth {
+    pub fn start() -> anyhow::Result<Hearth> {
+        let bin = std::env::current_exe()?
+            .parent()
+            .context("no exe dir")?
+            .join("hearth");
+        if !bin.exists() {
+            bail!(
+                "{} not found: build it first (cargo build --release)",
+                bin.display()
+            );
+        }
+        let dir = tempfile::tempdir()?;
+        let ssh = dir.path().join("home/.ssh");
+        std::fs::create_dir_all(&ssh)?;
+        let key = ssh.join("id_ed25519");
+        keygen(&key)?;
+        let log = std::fs::File::create(dir.path().join("daemon.log"))?;
+        let daemon = Command::new(&bin)
+            .arg("daemon")
+            .envs(Self::env_of(dir.path()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        let h = Hearth {
+            dir,
+            bin,
+            daemon,
+            key,
+            session: None,
+        };
+        wait_for("the hearth daemon", || {
+            h.cli(&["ps"]).map(|o| o.status.success()).unwrap_or(false)
+        })?;
+        Ok(h)
+    }
+
+    fn env_of(dir: &Path) -> Vec<(String, String)> {
+        vec![
+            ("HOME".into(), dir.join("home").display().to_string()),
+            (
+                "HEARTH_SOCKET".into(),
+                dir.join("hearth.sock").display().to_string(),
+            ),
+            ("HEARTH_LOG".into(), "warn".into()),
+        ]
+    }
+
+    fn cli(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        Ok(Command::new(&self.bin)
+            .args(args)
+            .envs(Self::env_of(self.dir.path()))
+            .output()?)
+    }
+}
+
+impl System for Hearth {
+    fn name(&self) -> &'static str {
+        "hearth"
+    }
+
+    fn fresh_session(&mut self) -> anyhow::Result<u16> {
+        if let Some(id) = self.session.take() {
+            let _ = self.cli(&["kill", &id]);
+        }
+        let out = self.cli(&[
+            "--json",
+            "server",
+            "--bind",
+            "127.0.0.1",
+            "--no-record",
+            "--",
+            "/bin/sh",
+        ])?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        self.session = Some(v["id"].as_str().context("id")?.to_string());
+        Ok(v["port"].as_u64().context("port")? as u16)
+    }
+
+    fn server_pids(&self) -> Vec<u32> {
+        vec![self.daemon.id()]
+    }
+
+    fn key(&self) -> &Path {
+        &self.key
+    }
+}
+
+impl Drop for Hearth {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.daemon.id() as i32, libc::SIGTERM) };
+        let _ = self.daemon.wait();
+    }
+}
+
+/// OpenSSH sshd + tmux: every connection runs `tmux new-session -A -s shared`.
+pub struct Sshd {
+    dir: tempfile::TempDir,
+    sshd: Child,
+    port: u16,
+    key: PathBuf,
+    tmux_sock: PathBuf,
+}
+
+impl Sshd {
+    pub fn start() -> anyhow::Result<Sshd> {
+        let sshd_bin = Path::new("/usr/sbin/sshd");
+        if !sshd_bin.exists() {
+            bail!(
+                "/usr/sbin/sshd not found: apt-get install openssh-server (or pass --no-baseline)"
+            );
+        }
+        let dir = tempfile::tempdir()?;
+        let d = dir.path();
+        let key = d.join("id_ed25519");
+        keygen(&key)?;
+        keygen(&d.join("host_ed25519"))?;
+        std::fs::copy(key.with_extension("pub"), d.join("authorized_keys"))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let tmux_sock = d.join("tmux.sock");
+        let tmux_conf = d.join("tmux.conf");
+        std::fs::write(
+            &tmux_conf,
+            "set -g status off\nset -g default-shell /bin/sh\n",
+        )?;
+        let config = d.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
+                 StrictModes no\nPermitRootLogin prohibit-password\nPidFile {pid}\nLogLevel ERROR\n\
+                 MaxStartups 1000\nMaxSessions 1000\n\
+                 ForceCommand tmux -S {sock} -f {conf} new-session -A -s shared\n",
+                hk = d.join("host_ed25519").display(),
+                ak = d.join("authorized_keys").display(),
+                pid = d.join("sshd.pid").display(),
+                sock = tmux_sock.display(),
+                conf = tmux_conf.display(),
+            ),
+        )?;
+        std::fs::create_dir_all("/run/sshd").ok();
+        let sshd = Command::new(sshd_bin)
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("sshd.log"))?)
+            .spawn()
+            .context("starting sshd")?;
+        wait_for("sshd to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })?;
+        Ok(Sshd {
+            dir,
+            sshd,
+            port,
+            key,
+            tmux_sock,
+        })
+    }
+
+    fn tmux_server_pid(&self) -> Option<u32> {
+        let out = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.tmux_sock)
+            .args(["display-message", "-p", "#{pid}"])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    }
+}
+
+impl System for Sshd {
+    fn name(&self) -> &'static str {
+        "sshd+tmux"
+    }
+
+    fn fresh_session(&mut self) -> anyhow::Result<u16> {
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.tmux_sock)
+            .arg("kill-server")
+            .stderr(Stdio::null())
+            .status();
+        let _ = &self.dir;
+        Ok(self.port)
+    }
+
+    fn server_pids(&self) -> Vec<u32> {
+        // Every sshd process (listener, per-connection monitors and sessions) and the tmux
+        // clients they run, plus the tmux server, but not the shell in the pane.
+        let mut pids: Vec<u32> = procs::tree(self.sshd.id())
+            .into_iter()
+            .filter(|p| matches!(procs::name(*p).as_str(), "sshd" | "tmux" | "tmux: client"))
+            .collect();
+        pids.extend(self.tmux_server_pid());
+        pids
+    }
+
+    fn key(&self) -> &Path {
+        &self.key
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.fresh_session();
+        let _ = self.sshd.kill();
+        let _ = self.sshd.wait();
+    }
+}
