@@ -190,6 +190,9 @@ pub struct Session {
     recorder: Option<record::Recorder>,
     /// Why there is no recording although one was asked for.
     record_error: Option<String>,
+    /// The writer wake-up of the client that typed last: woken before everyone else, so
+    /// the typist's echo does not queue behind N viewers' sends.
+    typist: Mutex<Option<Arc<tokio::sync::Notify>>>,
 }
 
 impl Session {
@@ -255,6 +258,7 @@ impl Session {
             epoch: std::time::Instant::now(),
             recorder,
             record_error,
+            typist: Mutex::new(None),
             spec,
         });
         if let Err(e) = pty::start_threads(&session, reader, writer, input_rx) {
@@ -284,6 +288,9 @@ impl Session {
             }
             out.log.end()
         };
+        if let Some(typist) = &*self.typist.lock() {
+            typist.notify_one();
+        }
         self.output_end.send_replace(end);
         for reply in replies {
             // Never block the reader on a full input queue: a reply dropped under an input
@@ -460,6 +467,7 @@ impl Session {
         };
         self.recompute_size();
         Ok(Attachment {
+            wake: Arc::new(tokio::sync::Notify::new()),
             session: Arc::clone(self),
             detached: std::sync::atomic::AtomicBool::new(false),
             key,
@@ -664,6 +672,8 @@ fn smallest_free_name<'a>(user: &str, taken: impl Iterator<Item = &'a str>) -> S
 /// A client's membership in a session. Dropping it detaches the client (synchronously).
 pub struct Attachment {
     session: Arc<Session>,
+    /// Woken first when output arrives while this client is the last typist.
+    pub wake: Arc<tokio::sync::Notify>,
     /// Set once detached: input and resizes are ignored from then on.
     detached: std::sync::atomic::AtomicBool,
     key: u64,
@@ -736,6 +746,10 @@ impl Attachment {
     pub fn detach(&self) {
         if !self.detached.swap(true, Ordering::AcqRel) {
             self.session.detach(self.key);
+            let mut typist = self.session.typist.lock();
+            if typist.as_ref().is_some_and(|t| Arc::ptr_eq(t, &self.wake)) {
+                *typist = None;
+            }
         }
     }
 
@@ -754,6 +768,12 @@ impl Attachment {
         );
         if let Some(r) = &self.session.recorder {
             r.input(std::time::Instant::now(), &self.name, &data);
+        }
+        {
+            let mut typist = self.session.typist.lock();
+            if !typist.as_ref().is_some_and(|t| Arc::ptr_eq(t, &self.wake)) {
+                *typist = Some(Arc::clone(&self.wake));
+            }
         }
         self.session.input(data).await;
     }

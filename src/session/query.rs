@@ -68,7 +68,22 @@ impl QueryFilter {
     pub fn feed(&mut self, input: &[u8]) -> Vec<Piece> {
         let mut pieces = Vec::new();
         let mut out: Vec<u8> = Vec::with_capacity(input.len());
-        for &b in input {
+        let mut i = 0;
+        while i < input.len() {
+            // Fast path: copy plain text up to the next ESC in one go.
+            if matches!(self.state, State::Ground) {
+                let run = input[i..]
+                    .iter()
+                    .position(|&b| b == 0x1b)
+                    .unwrap_or(input.len() - i);
+                out.extend_from_slice(&input[i..i + run]);
+                i += run;
+                if i == input.len() {
+                    break;
+                }
+            }
+            let b = input[i];
+            i += 1;
             match &mut self.state {
                 State::Ground => {
                     if b == 0x1b {

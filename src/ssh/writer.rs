@@ -235,6 +235,7 @@ impl Writer {
             }
             tokio::select! {
                 _ = output.changed() => {}
+                _ = self.att.wake.notified() => {}
                 _ = exit.changed() => {}
                 cmd = self.control.recv(), if control_open => match cmd {
                     Some(cmd) => match self.command(cmd, &mut st) {

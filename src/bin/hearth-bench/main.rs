@@ -83,11 +83,21 @@ fn main() -> anyhow::Result<()> {
             results.push(r);
         }
     }
-    // Isolation: the same 10-viewer case with one more viewer that never reads.
+    // Isolation: a 10-viewer case, then the same with one more viewer that never reads,
+    // back to back and with more samples (p99 of 200 samples is too noisy to compare).
+    let mut isolation: Vec<Value> = Vec::new();
     for sys in systems.iter_mut() {
-        let r = run_case(sys.as_mut(), 10, args.samples, args.flood_bytes, true)?;
-        print_row(&r);
-        results.push(r);
+        for stalled in [false, true] {
+            let r = run_case(
+                sys.as_mut(),
+                10,
+                args.samples * 5,
+                args.flood_bytes,
+                stalled,
+            )?;
+            print_row(&r);
+            isolation.push(r);
+        }
     }
     if args.big > 0 {
         let r = run_case(
@@ -100,14 +110,19 @@ fn main() -> anyhow::Result<()> {
         print_row(&r);
         results.push(r);
     }
-    let ratios = ratios(&results, *args.viewers.iter().max().unwrap_or(&1));
+    let ratios = ratios(
+        &results,
+        &isolation,
+        *args.viewers.iter().max().unwrap_or(&1),
+    );
     let machine = machine_facts();
     println!("\nratios (hearth / sshd+tmux, same run):");
     for (k, v) in ratios.as_object().into_iter().flatten() {
         println!("  {k:<34} {v}");
     }
     println!("machine: {machine}");
-    let doc = json!({"machine": machine, "flood_bytes": args.flood_bytes, "results": results, "ratios": ratios});
+    let doc = json!({"machine": machine, "flood_bytes": args.flood_bytes, "results": results,
+                     "isolation": isolation, "ratios": ratios});
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -143,7 +158,7 @@ fn find<'a>(results: &'a [Value], system: &str, n: usize, stalled: bool) -> Opti
         .find(|r| r["system"] == system && r["viewers"] == n && r["stalled_viewer"] == stalled)
 }
 
-fn ratios(results: &[Value], n: usize) -> Value {
+fn ratios(results: &[Value], isolation: &[Value], n: usize) -> Value {
     let f = |r: Option<&Value>, k: &str| r.and_then(|r| r[k].as_f64());
     let (h, b) = (
         find(results, "hearth", n, false),
@@ -153,8 +168,8 @@ fn ratios(results: &[Value], n: usize) -> Value {
         (Some(a), Some(b)) if b > 0.0 => json!((a / b * 1000.0).round() / 1000.0),
         _ => Value::Null,
     };
-    let hs = find(results, "hearth", 10, true);
-    let h10 = find(results, "hearth", 10, false);
+    let hs = find(isolation, "hearth", 10, true);
+    let h10 = find(isolation, "hearth", 10, false);
     json!({
         format!("echo_p99_at_{n} (target <= 0.5)"): div(f(h, "echo_p99_ms"), f(b, "echo_p99_ms")),
         format!("fanout_throughput_at_{n} (target >= 3)"): div(f(b, "fanout_seconds"), f(h, "fanout_seconds")),

@@ -68,14 +68,7 @@ impl Hearth {
         std::fs::create_dir_all(&ssh)?;
         let key = ssh.join("id_ed25519");
         keygen(&key)?;
-        let log = std::fs::File::create(dir.path().join("daemon.log"))?;
-        let daemon = Command::new(&bin)
-            .arg("daemon")
-            .envs(Self::env_of(dir.path()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
+        let daemon = Self::spawn(&bin, dir.path())?;
         let h = Hearth {
             dir,
             bin,
@@ -87,6 +80,20 @@ impl Hearth {
             h.cli(&["ps"]).map(|o| o.status.success()).unwrap_or(false)
         })?;
         Ok(h)
+    }
+
+    fn spawn(bin: &Path, dir: &Path) -> anyhow::Result<Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("daemon.log"))?;
+        Ok(Command::new(bin)
+            .arg("daemon")
+            .envs(Self::env_of(dir))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?)
     }
 
     fn env_of(dir: &Path) -> Vec<(String, String)> {
@@ -114,8 +121,17 @@ impl System for Hearth {
     }
 
     fn fresh_session(&mut self) -> anyhow::Result<u16> {
-        if let Some(id) = self.session.take() {
-            let _ = self.cli(&["kill", &id]);
+        // A fresh daemon per case, so memory figures do not reuse an earlier case's heap.
+        if self.session.take().is_some() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(self.daemon.id() as i32, libc::SIGTERM) };
+            let _ = self.daemon.wait();
+            self.daemon = Self::spawn(&self.bin, self.dir.path())?;
+            wait_for("the hearth daemon", || {
+                self.cli(&["ps"])
+                    .map(|o| o.status.success())
+                    .unwrap_or(false)
+            })?;
         }
         let out = self.cli(&[
             "--json",
