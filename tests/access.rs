@@ -402,3 +402,23 @@ async fn a_smaller_viewer_sees_a_clipped_view_and_a_larger_one_the_top_left() {
     assert!(big.lines().next().unwrap().starts_with(&"A".repeat(100)));
     assert!(!big.lines().nth(1).unwrap_or("").contains('A'));
 }
+
+#[test]
+fn a_connection_that_never_authenticates_is_cut_after_the_login_grace() {
+    let d = TestDaemon::start(); // --login-grace 2
+    let s = d.session(&[], &["/bin/sh"]);
+    let start = std::time::Instant::now();
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", port_of(&s))).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut buf = Vec::new();
+    // The server's banner, then EOF once the grace passes; never more.
+    let _ = silent.read_to_end(&mut buf);
+    assert!(String::from_utf8_lossy(&buf).starts_with("SSH-2.0-"));
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "not cut: {:?}",
+        start.elapsed()
+    );
+}

@@ -41,6 +41,10 @@ pub enum Command {
         /// Seconds between SIGHUP and SIGKILL when ending a session
         #[arg(long, default_value_t = 3.0, value_name = "SECS")]
         kill_grace: f64,
+        /// Seconds an SSH connection may take to authenticate
+        #[arg(long, default_value_t = 30, value_name = "SECS",
+              value_parser = clap::value_parser!(u64).range(1..=600))]
+        login_grace: u64,
     },
     /// Start a session: your $SHELL (or CMD) in a PTY, served over SSH on its own port
     Server(ServerArgs),
@@ -196,9 +200,12 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         .unwrap_or_else(hearth_rpc::socket::default_socket_path);
     let json = cli.json;
     match cli.command {
-        Command::Daemon { kill_grace } => {
-            run_daemon(socket, kill_grace).await.map_err(Failure::from)
-        }
+        Command::Daemon {
+            kill_grace,
+            login_grace,
+        } => run_daemon(socket, kill_grace, login_grace)
+            .await
+            .map_err(Failure::from),
         // A file needs no daemon.
         Command::Replay {
             source,
@@ -410,7 +417,7 @@ fn read_key_arg(flag: &str, arg: &str) -> Result<String, Failure> {
     .into())
 }
 
-async fn run_daemon(socket: PathBuf, kill_grace: f64) -> anyhow::Result<()> {
+async fn run_daemon(socket: PathBuf, kill_grace: f64, login_grace: u64) -> anyhow::Result<()> {
     if !(0.0..=3600.0).contains(&kill_grace) {
         anyhow::bail!("--kill-grace must be between 0 and 3600 seconds");
     }
@@ -434,6 +441,7 @@ async fn run_daemon(socket: PathBuf, kill_grace: f64) -> anyhow::Result<()> {
     });
     let config = crate::daemon::Config {
         kill_grace: Duration::from_secs_f64(kill_grace),
+        login_grace: Duration::from_secs(login_grace),
         menu: crate::daemon::config_file::load_menu(&crate::paths::config_file())?,
         record: crate::daemon::config_file::load_recording(
             &crate::paths::config_file(),

@@ -35,6 +35,8 @@ pub struct Config {
     pub max_sessions: usize,
     /// Concurrent SSH connections that have not authenticated yet, daemon-wide.
     pub max_unauthenticated: usize,
+    /// Time allowed from connect to successful auth.
+    pub login_grace: Duration,
     /// Where `~/.ssh` (owner keys) is read.
     pub home: PathBuf,
     pub host_key: PathBuf,
@@ -51,6 +53,7 @@ impl Default for Config {
             limits: Limits::default(),
             max_sessions: 100,
             max_unauthenticated: 64,
+            login_grace: Duration::from_secs(30),
             home: crate::paths::home_dir(),
             host_key: crate::paths::host_key(),
             menu: Some(ssh::input::MenuConfig::default()),
@@ -270,6 +273,7 @@ impl Daemon {
                 open,
             },
             guard: Arc::clone(&self.guard),
+            login_grace: self.config.login_grace,
             config: Arc::clone(&self.ssh_config),
             menu,
             viewer_history: req.viewer_history,

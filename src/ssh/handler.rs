@@ -9,7 +9,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -27,9 +26,6 @@ use super::stream::Cuttable;
 use super::{Access, Shared, writer};
 use crate::session::{Attachment, ClientSpec, Role};
 use tokio::sync::mpsc;
-
-/// Time allowed from connect to successful auth.
-const LOGIN_GRACE: Duration = Duration::from_secs(30);
 
 pub async fn run_connection(
     shared: Arc<Shared>,
@@ -60,24 +56,26 @@ pub async fn run_connection(
     };
     let rejections = Arc::clone(&client.rejections);
     let stream = Cuttable::new(stream, cut.clone());
+    // Login grace, armed before the version exchange: a connection that has not
+    // authenticated in time (or never even says hello) is cut, freeing its slot.
+    let grace = {
+        let (cut, authed, limit) = (cut.clone(), authed.clone(), shared.login_grace);
+        shared.tracker.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(limit) => cut.cancel(),
+                _ = authed.cancelled() => {}
+                _ = cut.cancelled() => {}
+            }
+        })
+    };
     let running = match russh::server::run_stream(Arc::clone(&shared.config), stream, client).await
     {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(parent: &span, error = %e, "ssh handshake failed");
+            grace.abort();
             return;
         }
-    };
-    // Login grace: a connection that has not authenticated in time is cut.
-    let grace = {
-        let (cut, authed) = (cut.clone(), authed.clone());
-        shared.tracker.spawn(async move {
-            tokio::select! {
-                _ = tokio::time::sleep(LOGIN_GRACE) => cut.cancel(),
-                _ = authed.cancelled() => {}
-                _ = cut.cancelled() => {}
-            }
-        })
     };
     tokio::select! {
         r = running => {

@@ -84,6 +84,8 @@ pub struct Shared {
     pub viewer_history: bool,
     /// Daemon-wide pre-auth limits.
     pub guard: Arc<guard::Guard>,
+    /// Time allowed from connect to successful auth.
+    pub login_grace: Duration,
     /// Cancelled when the session is removed or the daemon stops.
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,

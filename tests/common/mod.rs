@@ -153,7 +153,7 @@ impl Env {
 
     pub fn spawn_daemon(&self) -> Child {
         let log = std::fs::File::create(self.dir.path().join("daemon.log")).unwrap();
-        self.command(&["daemon", "--kill-grace", "1"])
+        self.command(&["daemon", "--kill-grace", "1", "--login-grace", "2"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
