@@ -275,7 +275,28 @@ async fn calls_before_hello_and_wrong_protocols_are_refused_plainly() {
 #[test]
 fn the_cli_starts_the_daemon_when_none_answers() {
     let env = Env::new();
-    let s = env.ok(&["server", "--bind", "127.0.0.1", "--", "sleep", "1000"]);
+    // With auto-start off, a clear error and no daemon.
+    let msg = env.err(&["ps"], "daemon");
+    assert!(msg.contains("HEARTH_NO_AUTOSTART"), "{msg}");
+    let out = env
+        .command(&[
+            "--json",
+            "server",
+            "--bind",
+            "127.0.0.1",
+            "--",
+            "sleep",
+            "1000",
+        ])
+        .env_remove("HEARTH_NO_AUTOSTART")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["state"], "up");
     let v = env.ok(&["version"]);
     let pid = v["daemon"]["pid"].as_u64().unwrap() as i32;

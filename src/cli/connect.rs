@@ -16,6 +16,10 @@ use super::Failure;
 
 const START_DEADLINE: Duration = Duration::from_secs(15);
 
+/// Set (to anything but `0`) to make every command fail instead of starting a daemon:
+/// for scripts and tests that manage the daemon themselves.
+pub const NO_AUTOSTART: &str = "HEARTH_NO_AUTOSTART";
+
 pub async fn connect_or_start(socket: &Path) -> Result<(HearthClient, DaemonInfo), Failure> {
     match connect(socket).await {
         Ok(c) => return Ok(c),
@@ -30,7 +34,15 @@ pub async fn connect_or_start(socket: &Path) -> Result<(HearthClient, DaemonInfo
             )
             .into());
         }
-        Err(_) => {}
+        Err(e) => {
+            if std::env::var_os(NO_AUTOSTART).is_some_and(|v| !v.is_empty() && v != "0") {
+                return Err(ApiError::new(
+                    ErrorKind::Daemon,
+                    format!("{e} (and {NO_AUTOSTART} is set, so none was started)"),
+                )
+                .into());
+            }
+        }
     }
     let mut child = spawn_daemon(socket)?;
     let deadline = Instant::now() + START_DEADLINE;

@@ -742,6 +742,15 @@ impl Attachment {
         self.detached.load(Ordering::Acquire)
     }
 
+    /// Whether this client typed last (its output is sent without coalescing).
+    pub fn is_last_typist(&self) -> bool {
+        self.session
+            .typist
+            .lock()
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(t, &self.wake))
+    }
+
     /// Leave the session now (idempotent; dropping the attachment does it too).
     pub fn detach(&self) {
         if !self.detached.swap(true, Ordering::AcqRel) {

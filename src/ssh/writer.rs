@@ -25,6 +25,16 @@ use crate::session::{Attachment, Notice, Read};
 /// Largest batch handed to russh at once.
 const MAX_BATCH: usize = 32 * 1024;
 
+/// A client this far behind the output skips to the current screen instead of being sent
+/// the backlog (nobody reads megabytes scrolling by; the log and recording keep them). Well
+/// above a screenful or a typical burst, well below the log's capacity.
+const SKIP_BEHIND: u64 = 1024 * 1024;
+
+/// How long a client that is not the last typist lets fresh output gather before sending
+/// it: a few keystrokes' echoes go out as one packet instead of one each, and the typist's
+/// own echo is not slowed by N viewers' sends. Far below what a watcher can perceive.
+const COALESCE: Duration = Duration::from_millis(4);
+
 /// Least time between two clipped frames (about 30 per second).
 const FRAME_INTERVAL: Duration = Duration::from_millis(33);
 
@@ -209,6 +219,10 @@ impl Writer {
                     pending = Some(Bytes::from(frame));
                     continue;
                 }
+            } else if session.output_end().saturating_sub(st.cursor) > SKIP_BEHIND {
+                tracing::debug!("client far behind; skipping to the current screen");
+                pending = Some(self.repaint(&mut st));
+                continue;
             } else {
                 match session.read(st.cursor, MAX_BATCH) {
                     Read::Data(bytes, next) => {
@@ -234,7 +248,16 @@ impl Writer {
                 continue;
             }
             tokio::select! {
-                _ = output.changed() => {}
+                _ = output.changed() => {
+                    if !self.att.is_last_typist() {
+                        tokio::select! {
+                            _ = tokio::time::sleep(COALESCE) => {}
+                            _ = self.att.wake.notified() => {}
+                            _ = self.att.kick.cancelled() => return End::Kicked,
+                            _ = self.stop.cancelled() => return End::Gone,
+                        }
+                    }
+                }
                 _ = self.att.wake.notified() => {}
                 _ = exit.changed() => {}
                 cmd = self.control.recv(), if control_open => match cmd {

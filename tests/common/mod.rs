@@ -101,6 +101,9 @@ impl Env {
             .env("SHELL", "/bin/sh")
             .env("HEARTH_SOCKET", &self.socket)
             .env("HEARTH_LOG", "hearth=debug,info")
+            // The harness starts daemons itself; a CLI call racing a starting daemon must
+            // not start (and leak) a second one.
+            .env("HEARTH_NO_AUTOSTART", "1")
             .current_dir(self.dir.path());
         c
     }
