@@ -76,15 +76,7 @@ impl Screen {
             out.extend_from_slice(b"\x1b[0m\x1b[r\x1b[H\x1b[2J");
         }
         out.extend_from_slice(b"\x1b[?25l");
-        for (i, row) in screen
-            .rows_formatted(0, cols)
-            .take(rows as usize)
-            .enumerate()
-        {
-            // Clear first: erasing after a full-width row would eat its last cell.
-            let _ = write!(out, "\x1b[{};1H\x1b[0m\x1b[2K", i + 1);
-            out.extend_from_slice(&row);
-        }
+        write_rows(&mut out, screen, cols, rows);
         out.extend_from_slice(b"\x1b[0m");
         out.extend_from_slice(&screen.input_mode_formatted());
         let (r, c) = screen.cursor_position();
@@ -117,6 +109,20 @@ impl Screen {
     }
 }
 
+/// The top-left `cols` x `rows` of `screen`, row by row, each positioned and cleared first
+/// (erasing after a full-width row would eat its last cell), so long rows never wrap.
+fn write_rows(out: &mut Vec<u8>, screen: &vt100::Screen, cols: u16, rows: u16) {
+    use std::io::Write;
+    for (i, row) in screen
+        .rows_formatted(0, cols)
+        .take(rows as usize)
+        .enumerate()
+    {
+        let _ = write!(out, "\x1b[{};1H\x1b[0m\x1b[2K", i + 1);
+        out.extend_from_slice(&row);
+    }
+}
+
 /// A rewind frame: `screen` scrolled `back` rows into its history, clipped to `cols` x
 /// `rows`, with a status line at the bottom. Returns the frame and the `back` actually
 /// shown (clamped to the history there is).
@@ -134,15 +140,7 @@ pub fn history_frame(
     let available = screen.scrollback_len();
     let mut out = Vec::with_capacity(cols as usize * rows as usize + 256);
     out.extend_from_slice(b"\x1b[?25l\x1b[0m\x1b[H\x1b[2J");
-    let body = rows.saturating_sub(1).max(1);
-    for (i, row) in screen
-        .rows_formatted(0, cols)
-        .take(body as usize)
-        .enumerate()
-    {
-        let _ = write!(out, "\x1b[{};1H\x1b[0m\x1b[2K", i + 1);
-        out.extend_from_slice(&row);
-    }
+    write_rows(&mut out, &screen, cols, rows.saturating_sub(1).max(1));
     let status = format!(
         " REWIND  {back} of {available} rows back  ·  ↑↓ line  PgUp/PgDn page  Home/End  ·  Esc: live "
     );
