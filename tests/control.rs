@@ -5,6 +5,7 @@ mod common;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -354,4 +355,51 @@ fn json_shapes_carry_every_documented_field() {
     assert_eq!(e["error"]["kind"], "invalid_argument", "{e}");
     let msg = d.err(&["kick", "shape", "nobody-1"], "not_found");
     assert!(msg.contains("nobody-1"));
+}
+
+/// Even if the socket's directory were opened up by mistake, another user's connection is
+/// refused by its peer uid. Needs root (to act as another user) and setpriv.
+#[test]
+fn another_users_control_connection_is_refused() {
+    if unsafe { libc::getuid() } != 0 || !std::path::Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipped: needs root and setpriv to connect as another user");
+        return;
+    }
+    let d = TestDaemon::start();
+    let dir = d.socket.parent().unwrap();
+    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&d.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(BIN)
+        .args(["--json", "--socket", d.socket.to_str().unwrap(), "ps"])
+        .env("HEARTH_NO_AUTOSTART", "1")
+        .env("HOME", "/tmp")
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "daemon", "{v}");
+    wait_until("the refusal in the log", DEADLINE, || {
+        d.daemon_log()
+            .contains("refused control connection from another user")
+            .then_some(())
+    });
+    d.ok(&["ps"]);
+}
+
+#[test]
+fn server_says_how_to_make_a_key_when_the_user_has_none() {
+    let env = Env::new();
+    std::fs::remove_file(env.home.join(".ssh/id_ed25519.pub")).unwrap();
+    let d = env.start_daemon();
+    let out = d.cli(&["server", "--bind", "127.0.0.1", "--", "sleep", "1000"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ssh-keygen -t ed25519"), "{err}");
 }
