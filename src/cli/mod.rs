@@ -1,7 +1,7 @@
 //! The command line: clap types, one function per command, and how results are shown
 //! (human tables on stdout, or one JSON document with `--json`). Every command but
 //! `daemon` talks to the daemon through `hearth-rpc`, starting it first if none answers
-//! ([`connect`]). It must not reach into daemon or session internals.
+//! (`connect.rs`). It must not reach into daemon or session internals.
 
 mod connect;
 mod dvr;

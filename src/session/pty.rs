@@ -1,5 +1,5 @@
 //! The PTY and the three threads around it (portable-pty is blocking):
-//! - the reader hands every read to the session ([`super::Session::on_output`]);
+//! - the reader hands every read to the session (`Session::on_output`);
 //! - the writer drains the bounded input channel, batching what is queued into one write;
 //! - the waiter reaps the child with `waitpid` and reports its exit status once the
 //!   reader has seen EOF (or shortly after, when a background job keeps the tty open).
