@@ -422,3 +422,30 @@ fn a_connection_that_never_authenticates_is_cut_after_the_login_grace() {
         start.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_from_the_config_file_are_enforced_with_a_message() {
+    let env = Env::new();
+    let conf = env.home.join(".config/hearth");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(
+        conf.join("config.toml"),
+        "[limits]\nmax_clients = 1\nmax_sessions = 1\n",
+    )
+    .unwrap();
+    let d = env.start_daemon();
+    let s = d.session(&[], &["/bin/sh"]);
+    let msg = d.err(&["server", "--", "/bin/sh"], "limit");
+    assert!(msg.contains("1 sessions"), "{msg}");
+    let _a = SshClient::connect(port_of(&s), &d.owner, "a", 80, 24).await;
+    let out = Command::new("ssh")
+        .args(ssh_args(&d.owner, port_of(&s)))
+        .args(["-tt", "127.0.0.1"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("full"), "{text}");
+}

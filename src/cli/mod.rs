@@ -439,7 +439,7 @@ async fn run_daemon(socket: PathBuf, kill_grace: f64, login_grace: u64) -> anyho
         }
         on_signal.cancel();
     });
-    let config = crate::daemon::Config {
+    let mut config = crate::daemon::Config {
         kill_grace: Duration::from_secs_f64(kill_grace),
         login_grace: Duration::from_secs(login_grace),
         menu: crate::daemon::config_file::load_menu(&crate::paths::config_file())?,
@@ -449,5 +449,6 @@ async fn run_daemon(socket: PathBuf, kill_grace: f64, login_grace: u64) -> anyho
         )?,
         ..Default::default()
     };
+    crate::daemon::config_file::apply_limits(&crate::paths::config_file(), &mut config)?;
     crate::daemon::Daemon::run(control, config, shutdown).await
 }

@@ -12,6 +12,12 @@
 //! dir = "/path/to/recordings"    # default ~/.local/state/hearth/recordings
 //! max_bytes = 268435456          # per recording (then it stops with a marker)
 //! max_total_bytes = 2147483648   # all recordings; oldest ended ones go first
+//!
+//! [limits]
+//! log_bytes = 8388608            # output retained per session for lagging readers
+//! max_clients = 1000             # per session
+//! max_sessions = 100             # per daemon
+//! max_unauthenticated = 64       # SSH connections not yet authenticated, daemon-wide
 //! ```
 
 use std::path::Path;
@@ -30,6 +36,17 @@ struct File {
     menu: MenuSection,
     #[serde(default)]
     recording: RecordingSection,
+    #[serde(default)]
+    limits: LimitsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsSection {
+    log_bytes: Option<usize>,
+    max_clients: Option<usize>,
+    max_sessions: Option<usize>,
+    max_unauthenticated: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,6 +92,30 @@ pub fn load_recording(path: &Path, default: RecordConfig) -> anyhow::Result<Opti
         config.max_total_bytes = n;
     }
     Ok(Some(config))
+}
+
+/// Apply the `[limits]` section to `config`. Zero or absurd values are refused.
+pub fn apply_limits(path: &Path, config: &mut super::Config) -> anyhow::Result<()> {
+    let l = read(path)?.limits;
+    let check = |name: &str, v: usize, max: usize| -> anyhow::Result<usize> {
+        if v == 0 || v > max {
+            anyhow::bail!("{}: limits.{name} = {v}: use 1 to {max}", path.display());
+        }
+        Ok(v)
+    };
+    if let Some(v) = l.log_bytes {
+        config.limits.log_bytes = check("log_bytes", v, 1 << 32)?;
+    }
+    if let Some(v) = l.max_clients {
+        config.limits.max_clients = check("max_clients", v, 100_000)?;
+    }
+    if let Some(v) = l.max_sessions {
+        config.max_sessions = check("max_sessions", v, 10_000)?;
+    }
+    if let Some(v) = l.max_unauthenticated {
+        config.max_unauthenticated = check("max_unauthenticated", v, 10_000)?;
+    }
+    Ok(())
 }
 
 /// The menu defaults from `path` (missing file: built-in defaults). `None`: menu off.

@@ -389,10 +389,7 @@ async fn end_session(h: &Hosted, grace: Duration) -> SessionInfo {
     h.close_listener();
     let code = h.session.terminate(grace).await;
     tracing::info!(session = %h.session.id, ?code, "session ended");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while h.session.client_count() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    h.session.wait_empty(Duration::from_secs(2)).await;
     h.shared.cancel.cancel();
     h.info()
 }

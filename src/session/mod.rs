@@ -99,6 +99,8 @@ pub struct Session {
     exit: watch::Sender<Option<i32>>,
     input: mpsc::Sender<Bytes>,
     clients: Mutex<BTreeMap<u64, ClientEntry>>,
+    /// How many clients are attached (for waiting until everyone has left).
+    client_count: watch::Sender<usize>,
     next_client: AtomicU64,
     /// Serialises size computation and its application (PTY, then screen).
     size: Mutex<(u16, u16)>,
@@ -172,6 +174,7 @@ impl Session {
             exit: watch::channel(None).0,
             input: input_tx,
             clients: Mutex::new(BTreeMap::new()),
+            client_count: watch::channel(0).0,
             next_client: AtomicU64::new(1),
             size: Mutex::new((cols, rows)),
             master: Mutex::new(master),
@@ -351,6 +354,14 @@ impl Session {
         self.clients.lock().len()
     }
 
+    /// Resolves once no client is attached (or after `limit`); true if none is.
+    pub async fn wait_empty(&self, limit: Duration) -> bool {
+        let mut count = self.client_count.subscribe();
+        tokio::time::timeout(limit, count.wait_for(|n| *n == 0))
+            .await
+            .is_ok()
+    }
+
     /// Register a client; the returned guard detaches it when dropped.
     pub fn attach(self: &Arc<Self>, spec: ClientSpec) -> Result<Attachment, AttachError> {
         if self.exit_code().is_some() {
@@ -385,6 +396,7 @@ impl Session {
                     read_only: false,
                 },
             );
+            self.client_count.send_replace(clients.len());
             (key, name, stats, kick)
         };
         self.recompute_size();
@@ -400,7 +412,12 @@ impl Session {
     }
 
     fn detach(&self, key: u64) {
-        self.clients.lock().remove(&key);
+        let left = {
+            let mut clients = self.clients.lock();
+            clients.remove(&key);
+            clients.len()
+        };
+        self.client_count.send_replace(left);
         self.recompute_size();
     }
 
