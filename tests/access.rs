@@ -134,6 +134,8 @@ async fn open_sessions_admit_any_key_as_viewer_or_collaborator_with_a_warning() 
     assert!(String::from_utf8_lossy(&out.stderr).contains("WARNING"));
     let list = d.ok(&["ps"]);
     assert_eq!(list[0]["access"], "open");
+    let table = String::from_utf8_lossy(&d.cli(&["ps"]).stdout).to_string();
+    assert!(table.contains("up,OPEN"), "{table}");
     let port = port_of(&list[0]);
     let owner = SshClient::connect(port, &d.owner, "own", 80, 24).await;
     let s = SshClient::connect(port, &stranger, "anyone", 80, 24).await;

@@ -184,10 +184,17 @@ fn table(list: &[SessionInfo]) -> String {
         .to_vec(),
     ];
     for s in list {
-        let state = match (s.state.as_str(), s.exit_code) {
+        let mut state = match (s.state.as_str(), s.exit_code) {
             ("exited", Some(c)) => format!("exited({c})"),
             (st, _) => st.to_string(),
         };
+        // What a glance at `ps` must not miss: who may join.
+        if s.access != "keys" {
+            state.push_str(",OPEN");
+        }
+        if s.locked {
+            state.push_str(",locked");
+        }
         let mut command = s.command.join(" ");
         if command.chars().count() > 40 {
             command = command.chars().take(39).collect::<String>() + "…";
