@@ -208,7 +208,12 @@ impl Session {
                         out.screen.process(&data);
                         out.log.append(Bytes::from(data));
                     }
-                    Piece::Query(q) => replies.push(q.reply(out.screen.cursor())),
+                    Piece::Query(q) => {
+                        let reply = q.reply(out.screen.cursor());
+                        if !reply.is_empty() {
+                            replies.push(reply);
+                        }
+                    }
                 }
             }
             out.log.end()

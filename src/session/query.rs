@@ -21,6 +21,12 @@ pub enum Query {
     CursorPosition,
     /// `ESC[?6n`: extended cursor position (DECXCPR).
     ExtendedCursorPosition,
+    /// `ESC[>q` / `ESC[>0q`: terminal name and version (XTVERSION).
+    Version,
+    /// `ESC[?u`: kitty keyboard protocol flags. Not supported, so no reply (as any terminal
+    /// without it): otherwise each attached terminal that supports it would answer, and the
+    /// program would switch keyboard encodings that only some clients speak.
+    KeyboardFlags,
 }
 
 impl Query {
@@ -35,6 +41,10 @@ impl Query {
             Query::Status => b"\x1b[0n".to_vec(),
             Query::CursorPosition => format!("\x1b[{row};{col}R").into_bytes(),
             Query::ExtendedCursorPosition => format!("\x1b[?{row};{col};1R").into_bytes(),
+            Query::Version => {
+                format!("\x1bP>|hearth({})\x1b\\", env!("CARGO_PKG_VERSION")).into_bytes()
+            }
+            Query::KeyboardFlags => Vec::new(),
         }
     }
 }
@@ -145,6 +155,8 @@ fn classify(params: &[u8], fin: u8) -> Option<Query> {
         (b"5", b'n') => Some(Query::Status),
         (b"6", b'n') => Some(Query::CursorPosition),
         (b"?6", b'n') => Some(Query::ExtendedCursorPosition),
+        (b">" | b">0", b'q') => Some(Query::Version),
+        (b"?", b'u') => Some(Query::KeyboardFlags),
         _ => None,
     }
 }
@@ -202,6 +214,17 @@ mod tests {
         assert!(qs.is_empty());
         let (out, _) = flatten(f.feed(b"\x1b[1\x1b[6n"));
         assert_eq!(out, b"\x1b[1".to_vec());
+    }
+
+    #[test]
+    fn keyboard_flags_are_swallowed_and_version_answered() {
+        let mut f = QueryFilter::default();
+        let (out, qs) = flatten(f.feed(b"a\x1b[?ub\x1b[>qc\x1b[>1u"));
+        // Setting flags (`ESC[>1u`) is not a query: it passes through.
+        assert_eq!(out, b"abc\x1b[>1u".to_vec());
+        assert_eq!(qs, vec![Query::KeyboardFlags, Query::Version]);
+        assert!(Query::KeyboardFlags.reply((0, 0)).is_empty());
+        assert!(Query::Version.reply((0, 0)).starts_with(b"\x1bP>|hearth("));
     }
 
     #[test]
