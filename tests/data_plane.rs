@@ -345,3 +345,20 @@ async fn a_stalled_client_never_slows_the_others() {
     let _ = stalled.kill();
     let _ = stalled.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_during_a_full_screen_program_sees_the_shell_again_when_it_quits() {
+    let d = TestDaemon::start();
+    let (_, port) = shell(&d, &[]);
+    let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
+    a.send("echo before-$((2+2)); printf '\\033[?1049h\\033[Hin-alt-screen'; read x; printf '\\033[?1049l'; echo after-$((3+3))\r")
+        .await;
+    a.wait_screen("in-alt-screen").await;
+    let late = SshClient::connect(port, &d.owner, "late", 80, 24).await;
+    late.wait_screen("in-alt-screen").await;
+    a.send("\r").await;
+    a.wait_screen("after-6").await;
+    late.wait_screen("after-6").await;
+    assert!(late.screen().contains("before-4"), "{}", late.screen());
+    assert_eq!(late.screen(), a.screen());
+}

@@ -10,23 +10,59 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 /// Rows of scrollback kept in the model (used by rewind views, not by repaints).
 const SCROLLBACK: usize = 1000;
 
+/// Sequences that switch to the alternate screen (xterm's three flavours).
+const ENTER_ALT: [&[u8]; 3] = [b"\x1b[?1049h", b"\x1b[?1047h", b"\x1b[?47h"];
+
 pub struct Screen {
     parser: vt100::Parser,
+    /// The main screen as it was when the program switched to the alternate one (it cannot
+    /// change meanwhile). A late joiner gets it painted first, so when the program leaves
+    /// the alternate screen, the joiner's terminal shows what everyone else's does.
+    main_before_alt: Option<Vec<u8>>,
 }
 
 impl Screen {
     pub fn new(rows: u16, cols: u16) -> Self {
         Screen {
             parser: vt100::Parser::new(rows.max(1), cols.max(1), SCROLLBACK),
+            main_before_alt: None,
         }
     }
 
+    /// Feed program output. (The query filter upstream never splits a CSI sequence
+    /// across calls, so a switch to the alternate screen is always seen whole.)
     pub fn process(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        while let Some(at) = find_enter_alt(rest) {
+            let (before, after) = rest.split_at(at);
+            self.feed(before);
+            if !self.parser.screen().alternate_screen() {
+                self.main_before_alt = Some(self.parser.screen().state_formatted());
+            }
+            // Feed the switch itself, then go on after it.
+            let len = ENTER_ALT
+                .iter()
+                .find(|s| after.starts_with(s))
+                .map_or(1, |s| s.len());
+            self.feed(&after[..len]);
+            rest = &after[len..];
+        }
+        self.feed(rest);
+        if !self.parser.screen().alternate_screen() {
+            self.main_before_alt = None;
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
         let parser = &mut self.parser;
         if catch_unwind(AssertUnwindSafe(|| parser.process(bytes))).is_err() {
             let (rows, cols) = self.parser.screen().size();
             tracing::warn!("terminal emulator panicked on program output; screen model reset");
             self.parser = vt100::Parser::new(rows, cols, SCROLLBACK);
+            self.main_before_alt = None;
         }
     }
 
@@ -50,6 +86,11 @@ impl Screen {
     pub fn repaint(&self) -> Vec<u8> {
         let screen = self.parser.screen();
         let mut out = Vec::with_capacity(8 * 1024);
+        if let (true, Some(main)) = (screen.alternate_screen(), &self.main_before_alt) {
+            // The main screen first, so leaving the alternate one later shows it.
+            out.extend_from_slice(b"\x1b[?1049l\x1b[0m\x1b[r\x1b[H\x1b[2J");
+            out.extend_from_slice(main);
+        }
         out.extend_from_slice(if screen.alternate_screen() {
             b"\x1b[?1049h"
         } else {
@@ -107,6 +148,18 @@ impl Screen {
         }
         lines.join("\n")
     }
+}
+
+fn find_enter_alt(bytes: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = bytes[from..].iter().position(|&b| b == 0x1b) {
+        let at = from + i;
+        if ENTER_ALT.iter().any(|s| bytes[at..].starts_with(s)) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// The top-left `cols` x `rows` of `screen`, row by row, each positioned and cleared first
@@ -193,6 +246,21 @@ mod tests {
         assert!(view.text().contains("REWIND"));
         let (_, back) = history_frame(s.snapshot_screen(), usize::MAX / 2, 20, 5);
         assert_eq!(back, 26);
+    }
+
+    #[test]
+    fn a_joiner_during_a_full_screen_program_returns_to_the_same_main_screen() {
+        let mut s = Screen::new(5, 20);
+        s.process(b"$ ls\r\nfile-a\r\n$ vim\x1b[?1049h\x1b[H\x1b[2Jvim-buffer");
+        // A late joiner: a fresh terminal that gets only the repaint...
+        let mut joiner = vt100::Parser::new(5, 20, 0);
+        joiner.process(&s.repaint());
+        assert!(joiner.screen().contents().contains("vim-buffer"));
+        // ...then the program quits the alternate screen.
+        s.process(b"\x1b[?1049l");
+        joiner.process(b"\x1b[?1049l");
+        assert_eq!(joiner.screen().contents(), s.text());
+        assert!(s.text().contains("file-a"));
     }
 
     #[test]
