@@ -202,11 +202,12 @@ impl Session {
             for piece in out.filter.feed(bytes) {
                 match piece {
                     Piece::Output(data) => {
+                        let data = Bytes::from(data);
                         if let Some(r) = &self.recorder {
-                            r.output(std::time::Instant::now(), &data);
+                            r.output(std::time::Instant::now(), data.clone());
                         }
                         out.screen.process(&data);
-                        out.log.append(Bytes::from(data));
+                        out.log.append(data);
                     }
                     Piece::Query(q) => {
                         let reply = q.reply(out.screen.cursor());

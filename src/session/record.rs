@@ -54,11 +54,15 @@ impl RecordConfig {
 /// Events queued before output is dropped (counted and marked) instead of waiting.
 const QUEUE: usize = 4096;
 
+/// Output bytes queued before more is dropped (counted and marked): bounds the memory a
+/// slow disk can pin, whatever the size of each read.
+const QUEUE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Idle time after which buffered events are written out.
 const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 
 enum Event {
-    Output(Instant, Vec<u8>),
+    Output(Instant, bytes::Bytes),
     Resize(Instant, u16, u16),
     Input(Instant, String, Vec<u8>),
     Finish,
@@ -74,6 +78,8 @@ pub struct Header<'a> {
 
 pub struct Recorder {
     tx: SyncSender<Event>,
+    /// Output bytes sent and not yet written.
+    queued: Arc<AtomicU64>,
     thread: Mutex<Option<JoinHandle<()>>>,
     dropped: Arc<AtomicU64>,
     status: Arc<Mutex<Option<String>>>,
@@ -122,6 +128,7 @@ impl Recorder {
         writeln!(cast, "{head}")?;
         let (tx, rx) = sync_channel(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
+        let queued = Arc::new(AtomicU64::new(0));
         let status = Arc::new(Mutex::new(None));
         let mut w = Writer {
             cast,
@@ -131,6 +138,7 @@ impl Recorder {
             max: config.max_bytes,
             carry: Vec::new(),
             dropped: Arc::clone(&dropped),
+            queued: Arc::clone(&queued),
             status: Arc::clone(&status),
             stopped: false,
         };
@@ -139,6 +147,7 @@ impl Recorder {
             .spawn(move || w.run(rx))?;
         Ok(Recorder {
             tx,
+            queued,
             thread: Mutex::new(Some(thread)),
             dropped,
             status,
@@ -156,8 +165,18 @@ impl Recorder {
         }
     }
 
-    pub fn output(&self, at: Instant, bytes: &[u8]) {
-        self.send(Event::Output(at, bytes.to_vec()), bytes.len());
+    /// Record output (a cheap clone of the log's own bytes).
+    pub fn output(&self, at: Instant, bytes: bytes::Bytes) {
+        let len = bytes.len() as u64;
+        if self.queued.load(Ordering::Relaxed) + len > QUEUE_BYTES {
+            self.dropped.fetch_add(len, Ordering::Relaxed);
+            return;
+        }
+        self.queued.fetch_add(len, Ordering::Relaxed);
+        if self.tx.try_send(Event::Output(at, bytes)).is_err() {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+            self.dropped.fetch_add(len, Ordering::Relaxed);
+        }
     }
 
     pub fn resize(&self, at: Instant, cols: u16, rows: u16) {
@@ -191,6 +210,7 @@ struct Writer {
     max: u64,
     carry: Vec<u8>,
     dropped: Arc<AtomicU64>,
+    queued: Arc<AtomicU64>,
     status: Arc<Mutex<Option<String>>>,
     stopped: bool,
 }
@@ -213,6 +233,9 @@ impl Writer {
                     continue;
                 }
             };
+            if let Event::Output(_, b) = &event {
+                self.queued.fetch_sub(b.len() as u64, Ordering::Relaxed);
+            }
             if self.stopped {
                 continue;
             }
@@ -411,10 +434,10 @@ mod tests {
         };
         let r = Recorder::start(&config, "abcd1234", header, &HashSet::new()).unwrap();
         let t0 = Instant::now();
-        r.output(t0, b"hello ");
+        r.output(t0, bytes::Bytes::from_static(b"hello "));
         r.input(t0, "alice-1", b"ls\r");
         r.resize(t0, 100, 30);
-        r.output(t0, b"world");
+        r.output(t0, bytes::Bytes::from_static(b"world"));
         r.finish();
         let lines = read_cast(&config.cast_path("abcd1234"));
         assert_eq!(lines[0]["version"], 2);
@@ -445,7 +468,7 @@ mod tests {
         };
         let r = Recorder::start(&config, "cap", header, &HashSet::new()).unwrap();
         for _ in 0..100 {
-            r.output(Instant::now(), &[b'x'; 100]);
+            r.output(Instant::now(), bytes::Bytes::from(vec![b'x'; 100]));
         }
         r.finish();
         let lines = read_cast(&config.cast_path("cap"));
