@@ -362,3 +362,51 @@ async fn a_joiner_during_a_full_screen_program_sees_the_shell_again_when_it_quit
     assert!(late.screen().contains("before-4"), "{}", late.screen());
     assert_eq!(late.screen(), a.screen());
 }
+
+/// A client that vanishes mid-write (killed while output floods to it) costs the others
+/// nothing and leaves the session's client table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_vanishing_mid_write_disturbs_nobody() {
+    let d = TestDaemon::start();
+    let (id, port) = shell(&d, &[]);
+    let mut doomed = Command::new("ssh")
+        .args(ssh_args(&d.owner, port))
+        .args(["-tt", "127.0.0.1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = doomed.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<usize>();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 || tx.send(n).is_err() {
+                break;
+            }
+        }
+    });
+    let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
+    wait_until("both attached", DEADLINE, || {
+        (d.ok(&["peers", &id]).as_array().unwrap().len() == 2).then_some(())
+    });
+    a.send("head -c 7500000 /dev/zero | base64 -w 100; echo done-$((6+6))\r")
+        .await;
+    // Kill the other client once output is flowing to it.
+    let mut seen = 0;
+    wait_until("output reaching the doomed client", DEADLINE, || {
+        while let Ok(n) = rx.try_recv() {
+            seen += n;
+        }
+        (seen > 100_000).then_some(())
+    });
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    a.wait_text("done-12").await;
+    a.send("echo after-$((1+2))\r").await;
+    a.wait_text("after-3").await;
+    wait_until("the vanished client to leave", DEADLINE, || {
+        (d.ok(&["peers", &id]).as_array().unwrap().len() == 1).then_some(())
+    });
+}

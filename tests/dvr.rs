@@ -339,3 +339,25 @@ async fn rewind_scrolls_history_while_the_session_goes_on() {
     viewer.send("!>").await;
     viewer.wait_screen("7 Rewind").await;
 }
+
+#[test]
+fn a_follower_killed_mid_stream_leaves_the_daemon_fine() {
+    let d = TestDaemon::start();
+    d.session(
+        &["--name", "k"],
+        &["sh", "-c", "while :; do echo tick; sleep 0.05; done"],
+    );
+    let mut follow = d
+        .command(&["logs", "--follow", "k"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = follow.stdout.as_mut().unwrap().read(&mut buf).unwrap();
+    assert!(n > 0);
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+    let out = d.cli(&["tail", "--bytes", "6", "k"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "tick\r\n");
+    assert_eq!(d.ok(&["ps"])[0]["state"], "up");
+}
