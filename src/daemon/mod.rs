@@ -254,24 +254,24 @@ impl Daemon {
             .map(|h| h.session.id.clone())
             .chain([id.clone()])
             .collect();
-        let record = self.config.record.as_ref().filter(|_| !req.no_record);
-        let session = Session::start(
-            id.clone(),
-            req.name.clone(),
-            spec,
-            self.config.limits.clone(),
-            record.map(|r| (r, &keep)),
-        )
+        let record = self.config.record.clone().filter(|_| !req.no_record);
+        let (sid, name, limits) = (id.clone(), req.name.clone(), self.config.limits.clone());
+        // fork/exec and the recording's files: blocking work, off the runtime.
+        let session = tokio::task::spawn_blocking(move || {
+            Session::start(sid, name, spec, limits, record.as_ref().map(|r| (r, &keep)))
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("session start panicked: {e}")))?
         .map_err(|e| ApiError::new(ErrorKind::Spawn, e.to_string()))?;
         let shared = Arc::new(ssh::Shared {
             session: Arc::clone(&session),
-            access: ssh::Access {
+            access: Arc::new(ssh::Access {
                 home: self.config.home.clone(),
                 collaborators,
                 viewers,
                 viewers_only: req.viewers_only,
                 open,
-            },
+            }),
             guard: Arc::clone(&self.guard),
             login_grace: self.config.login_grace,
             config: Arc::clone(&self.ssh_config),

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::input::{FromClient, InputTask};
-use super::keys::fingerprint_of;
+use super::keys::{KeyData, fingerprint_of};
 use super::stream::Cuttable;
 use super::{Access, Shared, writer};
 use crate::session::{Attachment, ClientSpec, Role};
@@ -130,6 +130,17 @@ impl Client {
         &self.shared.access
     }
 
+    /// The role a key grants. Owner keys are read from `~/.ssh` at every attempt: file
+    /// I/O, so off the runtime.
+    async fn role_of(&self, key: &KeyData) -> Option<Role> {
+        let access = Arc::clone(&self.shared.access);
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || access.role_of(&key))
+            .await
+            .ok()
+            .flatten()
+    }
+
     fn accepted(&mut self, user: &str, role: Role, fingerprint: String) {
         self.user = sanitize_user(user);
         tracing::info!(parent: &self.span, user = %self.user, %fingerprint, role = role.as_str(), "auth accepted");
@@ -234,7 +245,7 @@ impl russh::server::Handler for Client {
         offer: russh::server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
         // Only say "go on and sign" for keys we would accept; others fail fast.
-        Ok(match self.access().role_of(offer.public_key.key_data()) {
+        Ok(match self.role_of(offer.public_key.key_data()).await {
             Some(_) => Auth::Accept,
             None => {
                 self.rejections.fetch_add(1, Ordering::Relaxed);
@@ -249,7 +260,7 @@ impl russh::server::Handler for Client {
         key: russh::server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         let fingerprint = fingerprint_of(key.public_key.key_data());
-        match self.access().role_of(key.public_key.key_data()) {
+        match self.role_of(key.public_key.key_data()).await {
             Some(role) => {
                 self.accepted(user, role, fingerprint);
                 Ok(Auth::Accept)

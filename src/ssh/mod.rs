@@ -76,7 +76,7 @@ impl Access {
 /// What every connection of one session shares.
 pub struct Shared {
     pub session: Arc<Session>,
-    pub access: Access,
+    pub access: Arc<Access>,
     pub config: Arc<russh::server::Config>,
     /// The pause menu's trigger; `None` turns the menu off for this session.
     pub menu: Option<input::MenuConfig>,
