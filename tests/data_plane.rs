@@ -410,3 +410,30 @@ async fn a_client_vanishing_mid_write_disturbs_nobody() {
         (d.ok(&["peers", &id]).as_array().unwrap().len() == 1).then_some(())
     });
 }
+
+/// A colour query (OSC 11) goes to one terminal only - the typist's - so the program gets
+/// one answer, not one per attached terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_colour_query_is_asked_of_the_typist_only() {
+    let d = TestDaemon::start();
+    let script = "echo ready; read -r go; printf '\\033]11;?\\007'; \
+                  IFS= read -rs -d $(printf '\\a') r; echo \"got ${r#*;}\"; sleep 1000";
+    let s = d.session(&[], &["bash", "-c", script]);
+    let port = port_of(&s);
+    let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
+    let b = SshClient::connect(port, &d.owner, "b", 80, 24).await;
+    a.wait_text("ready").await;
+    b.wait_text("ready").await;
+    b.send("go\r").await;
+    b.wait_for("the colour query", |c| {
+        c.raw_text().contains("\x1b]11;?\x07")
+    })
+    .await;
+    // B's terminal answers, as a real one would.
+    b.send("\x1b]11;rgb:1111/2222/3333\x07").await;
+    a.wait_text("got rgb:1111/2222/3333").await;
+    assert!(
+        !a.raw_text().contains("\x1b]11;?"),
+        "the query reached a second terminal"
+    );
+}

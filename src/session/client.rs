@@ -70,7 +70,14 @@ pub(super) struct ClientEntry {
     pub(super) in_menu: bool,
     /// Read-only by its own choice: its input is dropped and its size does not count.
     pub(super) read_only: bool,
+    /// Its writer's wake-up (identifies the client as the last typist).
+    pub(super) wake: Arc<tokio::sync::Notify>,
+    /// Bytes for this client only (colour queries its terminal should answer).
+    pub(super) direct: Direct,
 }
+
+/// Where bytes for one client only go: its writer registers the sending end.
+pub type Direct = Arc<parking_lot::Mutex<Option<tokio::sync::mpsc::Sender<Bytes>>>>;
 
 impl ClientEntry {
     /// Whether this client constrains the PTY size.
@@ -110,6 +117,8 @@ pub struct Attachment {
     pub(super) session: Arc<Session>,
     /// Woken first when output arrives while this client is the last typist.
     pub wake: Arc<tokio::sync::Notify>,
+    /// The writer registers here to receive bytes meant for this client only.
+    pub direct: Direct,
     /// Set once detached: input and resizes are ignored from then on.
     pub(super) detached: std::sync::atomic::AtomicBool,
     pub(super) key: u64,

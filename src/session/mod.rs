@@ -196,6 +196,7 @@ impl Session {
     /// Called by the PTY reader thread with every read.
     fn on_output(&self, bytes: &[u8]) {
         let mut replies = Vec::new();
+        let mut asks = Vec::new();
         let end = {
             let mut out = self.output.lock();
             let out = &mut *out;
@@ -215,6 +216,7 @@ impl Session {
                             replies.push(reply);
                         }
                     }
+                    Piece::Ask(query) => asks.push(query),
                 }
             }
             out.log.end()
@@ -223,12 +225,39 @@ impl Session {
             typist.notify_one();
         }
         self.output_end.send_replace(end);
+        for query in asks {
+            self.ask_one_client(Bytes::from(query));
+        }
         for reply in replies {
             // Never block the reader on a full input queue: a reply dropped under an input
             // flood is logged, the output keeps flowing.
             if self.input.try_send(Bytes::from(reply)).is_err() {
                 tracing::warn!(session = %self.id, "input queue full; terminal query reply dropped");
             }
+        }
+    }
+
+    /// Send a query only a real terminal can answer to one client: the last typist if it
+    /// may type now, else the first client that may. Nobody suitable: nobody answers, as
+    /// with no terminal at all (programs time out and use their defaults).
+    fn ask_one_client(&self, query: Bytes) {
+        let typist = self.typist.lock().clone();
+        let direct = {
+            let clients = self.clients.lock();
+            let eligible = || clients.values().filter(|c| c.counts_for_size());
+            eligible()
+                .find(|c| typist.as_ref().is_some_and(|t| Arc::ptr_eq(t, &c.wake)))
+                .or_else(|| eligible().next())
+                .map(|c| Arc::clone(&c.direct))
+        };
+        let sender = direct.and_then(|d| d.lock().clone());
+        match sender {
+            Some(tx) => {
+                if tx.try_send(query).is_err() {
+                    tracing::debug!(session = %self.id, "terminal query not delivered (client busy)");
+                }
+            }
+            None => tracing::debug!(session = %self.id, "terminal query with nobody to answer it"),
         }
     }
 
@@ -376,7 +405,7 @@ impl Session {
         if self.is_locked() && spec.role != Role::Owner {
             return Err(AttachError::Locked);
         }
-        let (key, name, stats, kick) = {
+        let (key, name, stats, kick, wake, direct) = {
             let mut clients = self.clients.lock();
             if clients.len() >= self.limits.max_clients {
                 return Err(AttachError::Full(self.limits.max_clients));
@@ -388,6 +417,8 @@ impl Session {
                 .last_input_ms
                 .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
             let kick = CancellationToken::new();
+            let wake = Arc::new(tokio::sync::Notify::new());
+            let direct = client::Direct::default();
             let size = size::clamp(spec.size.0 as u32, spec.size.1 as u32);
             clients.insert(
                 key,
@@ -400,14 +431,17 @@ impl Session {
                     kick: kick.clone(),
                     in_menu: false,
                     read_only: false,
+                    wake: Arc::clone(&wake),
+                    direct: Arc::clone(&direct),
                 },
             );
             self.client_count.send_replace(clients.len());
-            (key, name, stats, kick)
+            (key, name, stats, kick, wake, direct)
         };
         self.recompute_size();
         Ok(Attachment {
-            wake: Arc::new(tokio::sync::Notify::new()),
+            wake,
+            direct,
             session: Arc::clone(self),
             detached: std::sync::atomic::AtomicBool::new(false),
             key,

@@ -54,7 +54,13 @@ impl Query {
 pub enum Piece {
     Output(Vec<u8>),
     Query(Query),
+    /// A query only a real terminal can answer (OSC 10/11/12: colours): sent to one client,
+    /// whose terminal's answer goes to the program, instead of to everyone.
+    Ask(Vec<u8>),
 }
+
+/// Longest OSC string held back to see whether it is a colour query.
+pub const MAX_OSC: usize = 64;
 
 /// Longest CSI sequence held back while waiting for its final byte.
 pub const MAX_CSI: usize = 64;
@@ -66,6 +72,13 @@ enum State {
     Escape,
     /// Inside `ESC [`, with the bytes after `[` so far.
     Csi(Vec<u8>),
+    /// Inside `ESC ]`, with the bytes after `]` so far (held back while short).
+    Osc(Vec<u8>),
+    /// Inside `ESC ]` ... with `ESC` just seen (maybe the `ESC \` terminator).
+    OscEsc(Vec<u8>),
+    /// Inside a long OSC string, passed through until its terminator.
+    OscPass,
+    OscPassEsc,
 }
 
 /// Streaming filter; feed it reads in order.
@@ -105,12 +118,65 @@ impl QueryFilter {
                 State::Escape => {
                     if b == b'[' {
                         self.state = State::Csi(Vec::new());
+                    } else if b == b']' {
+                        self.state = State::Osc(Vec::new());
                     } else if b == 0x1b {
                         out.push(0x1b);
                     } else {
                         out.extend_from_slice(&[0x1b, b]);
                         self.state = State::Ground;
                     }
+                }
+                State::Osc(body) => match b {
+                    0x07 => {
+                        let body = std::mem::take(body);
+                        self.state = State::Ground;
+                        Self::end_osc(&mut pieces, &mut out, body, b"\x07");
+                    }
+                    0x1b => self.state = State::OscEsc(std::mem::take(body)),
+                    _ if body.len() >= MAX_OSC => {
+                        out.extend_from_slice(b"\x1b]");
+                        out.extend_from_slice(body);
+                        out.push(b);
+                        self.state = State::OscPass;
+                    }
+                    _ => body.push(b),
+                },
+                State::OscEsc(body) => {
+                    let body = std::mem::take(body);
+                    if b == b'\\' {
+                        self.state = State::Ground;
+                        Self::end_osc(&mut pieces, &mut out, body, b"\x1b\\");
+                    } else {
+                        // ESC inside OSC that is not ST: the string ended abnormally;
+                        // pass it through and treat this byte afresh after ESC.
+                        out.extend_from_slice(b"\x1b]");
+                        out.extend_from_slice(&body);
+                        out.push(0x1b);
+                        self.state = State::Ground;
+                        if b == b'[' {
+                            out.pop();
+                            self.state = State::Csi(Vec::new());
+                        } else {
+                            out.push(b);
+                        }
+                    }
+                }
+                State::OscPass => {
+                    out.push(b);
+                    match b {
+                        0x07 => self.state = State::Ground,
+                        0x1b => self.state = State::OscPassEsc,
+                        _ => {}
+                    }
+                }
+                State::OscPassEsc => {
+                    out.push(b);
+                    self.state = if b == b'\\' {
+                        State::Ground
+                    } else {
+                        State::OscPass
+                    };
                 }
                 State::Csi(params) => {
                     if (0x40..=0x7e).contains(&b) {
@@ -148,6 +214,24 @@ impl QueryFilter {
     }
 }
 
+impl QueryFilter {
+    /// A complete short OSC string: a colour query goes to one client, anything else
+    /// passes through unchanged.
+    fn end_osc(pieces: &mut Vec<Piece>, out: &mut Vec<u8>, body: Vec<u8>, terminator: &[u8]) {
+        let mut whole = b"\x1b]".to_vec();
+        whole.extend_from_slice(&body);
+        whole.extend_from_slice(terminator);
+        if matches!(body.as_slice(), b"10;?" | b"11;?" | b"12;?") {
+            if !out.is_empty() {
+                pieces.push(Piece::Output(std::mem::take(out)));
+            }
+            pieces.push(Piece::Ask(whole));
+        } else {
+            out.extend_from_slice(&whole);
+        }
+    }
+}
+
 fn classify(params: &[u8], fin: u8) -> Option<Query> {
     match (params, fin) {
         (b"" | b"0", b'c') => Some(Query::PrimaryAttributes),
@@ -172,6 +256,7 @@ mod tests {
             match p {
                 Piece::Output(o) => out.extend(o),
                 Piece::Query(q) => qs.push(q),
+                Piece::Ask(a) => out.extend(a),
             }
         }
         (out, qs)
@@ -225,6 +310,39 @@ mod tests {
         assert_eq!(qs, vec![Query::KeyboardFlags, Query::Version]);
         assert!(Query::KeyboardFlags.reply((0, 0)).is_empty());
         assert!(Query::Version.reply((0, 0)).starts_with(b"\x1bP>|hearth("));
+    }
+
+    #[test]
+    fn colour_queries_are_asked_of_one_client_and_other_osc_passes() {
+        let mut f = QueryFilter::default();
+        let mut pieces = Vec::new();
+        for b in b"a\x1b]11;?\x07b\x1b]0;title\x07c\x1b]10;?\x1b\\d".iter() {
+            pieces.extend(f.feed(std::slice::from_ref(b)));
+        }
+        let asks: Vec<&Vec<u8>> = pieces
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Ask(a) => Some(a),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            asks,
+            vec![&b"\x1b]11;?\x07".to_vec(), &b"\x1b]10;?\x1b\\".to_vec()]
+        );
+        let out: Vec<u8> = pieces
+            .into_iter()
+            .flat_map(|p| match p {
+                Piece::Output(o) => o,
+                _ => Vec::new(),
+            })
+            .collect();
+        assert_eq!(out, b"ab\x1b]0;title\x07cd".to_vec());
+        // A long OSC (a hyperlink, a clipboard write) passes through whole.
+        let long = [b"\x1b]8;;".as_slice(), &[b'x'; 200], b"\x07after"].concat();
+        let (out, qs) = flatten(f.feed(&long));
+        assert_eq!(out, long);
+        assert!(qs.is_empty());
     }
 
     #[test]

@@ -143,6 +143,9 @@ impl Writer {
         };
         let mut pending = Some(self.repaint(&mut st));
         let mut control_open = true;
+        // Bytes for this client only (a colour query for its terminal to answer).
+        let (direct_tx, mut direct) = mpsc::channel::<Bytes>(8);
+        *self.att.direct.lock() = Some(direct_tx);
         loop {
             if let Some(bytes) = pending.take()
                 && let Err(end) = self.send(bytes).await
@@ -163,6 +166,10 @@ impl Writer {
                     Err(mpsc::error::TryRecvError::Disconnected) => control_open = false,
                     Err(mpsc::error::TryRecvError::Empty) => {}
                 }
+            }
+            if let Ok(bytes) = direct.try_recv() {
+                pending = Some(bytes);
+                continue;
             }
             match notices.try_recv() {
                 Ok(n) => {
@@ -272,6 +279,7 @@ impl Writer {
                         pending = Some(self.banner(&n));
                     }
                 }
+                bytes = direct.recv() => pending = bytes,
                 _ = self.att.kick.cancelled() => return End::Kicked,
                 _ = self.stop.cancelled() => return End::Gone,
             }
