@@ -120,14 +120,11 @@ pub async fn screen(
 }
 
 /// The recording to replay: a file, or a session's recording.
-pub async fn recording_path(client: Option<&HearthClient>, arg: &str) -> Result<PathBuf, Failure> {
+pub async fn recording_path(client: &HearthClient, arg: &str) -> Result<PathBuf, Failure> {
     let path = Path::new(arg);
     if path.is_file() {
         return Ok(path.to_path_buf());
     }
-    let Some(client) = client else {
-        return Err(ApiError::not_found(format!("no file {arg}")).into());
-    };
     let info = client
         .get(ctx(), arg.to_string())
         .await

@@ -339,7 +339,7 @@ async fn run_client(
                     ApiError::invalid("replay plays in the terminal; it has no --json").into(),
                 );
             }
-            let path = dvr::recording_path(Some(client), &source).await?;
+            let path = dvr::recording_path(client, &source).await?;
             dvr::replay(&path, speed, from.unwrap_or_default())?
         }
         Command::Version => out.version(&info),

@@ -113,18 +113,6 @@ impl OutputLog {
         let i = self.times.partition_point(|&at| at < t);
         self.chunks.get(i).map_or(self.end, |(off, _)| *off)
     }
-
-    /// The last `n` retained bytes (fewer if less is retained).
-    pub fn tail(&self, n: usize) -> Vec<u8> {
-        let from = self.end.saturating_sub(n as u64).max(self.start);
-        let mut out = Vec::with_capacity((self.end - from) as usize);
-        let mut at = from;
-        while let Read::Data(b, next) = self.read(at, usize::MAX) {
-            out.extend_from_slice(&b);
-            at = next;
-        }
-        out
-    }
 }
 
 #[cfg(test)]
@@ -154,8 +142,6 @@ mod tests {
         assert_eq!(log.start(), 4);
         assert_eq!(log.read(0, 100), Read::Lagged(4));
         assert_eq!(log.read(4, 100), Read::Data(Bytes::from("bbbbcccc"), 12));
-        assert_eq!(log.tail(6), b"bbcccc".to_vec());
-        assert_eq!(log.tail(100), b"bbbbcccc".to_vec());
     }
 
     #[test]

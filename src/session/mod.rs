@@ -364,11 +364,6 @@ impl Session {
         self.output.lock().screen.repaint()
     }
 
-    /// The last `n` output bytes still retained.
-    pub fn tail(&self, n: usize) -> Vec<u8> {
-        self.output.lock().log.tail(n)
-    }
-
     /// The current screen as text.
     pub fn screen_text(&self) -> String {
         self.output.lock().screen.text()
