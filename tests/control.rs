@@ -71,6 +71,10 @@ fn human_output_has_the_table_and_join_line() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("join with: ssh -p "), "{text}");
+    assert!(
+        text.contains("recording: ") && text.contains(".cast"),
+        "{text}"
+    );
     let ps = d.cli(&["ps"]);
     let table = String::from_utf8_lossy(&ps.stdout);
     let header = table.lines().next().unwrap();

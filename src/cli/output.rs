@@ -86,8 +86,13 @@ impl Out {
                 .as_deref()
                 .map(|n| format!(" ({n})"))
                 .unwrap_or_default();
+            let recording = s
+                .recording
+                .as_deref()
+                .map(|r| format!("\nrecording: {r}"))
+                .unwrap_or_default();
             format!(
-                "session {}{name} started: {}\njoin with: {}",
+                "session {}{name} started: {}\njoin with: {}{recording}",
                 s.id,
                 s.command.join(" "),
                 s.join
