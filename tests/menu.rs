@@ -225,3 +225,18 @@ async fn the_config_file_sets_the_default_trigger() {
     a.send("@@").await;
     a.wait_screen("1 Resume").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_menu_opens_while_the_program_is_not_reading_its_input() {
+    let d = TestDaemon::start();
+    // Raw mode and never read: the tty's input buffer fills and PTY writes block.
+    let s = d.session(&[], &["sh", "-c", "stty raw -echo; echo stuck; sleep 1000"]);
+    let a = SshClient::connect(port_of(&s), &d.owner, "a", 80, 24).await;
+    a.wait_text("stuck").await;
+    // More keystroke messages than the session's input queue holds.
+    for _ in 0..400 {
+        a.send(&"x".repeat(1000)).await;
+    }
+    a.send("!>").await;
+    a.wait_screen("1 Resume").await;
+}

@@ -18,6 +18,13 @@ use crate::menu::view::{self, PeerRow};
 use crate::menu::{Action, Menu, Page, parse_keys};
 use crate::session::{Attachment, Role};
 
+/// Keystroke messages queued per client for the PTY (each at most one SSH packet)...
+const PTY_QUEUE: usize = 4096;
+/// ...and bytes: memory per client stays bounded whatever the packet sizes.
+const PTY_QUEUE_BYTES: usize = 1 << 20;
+
+type Queued = (Bytes, tokio::sync::OwnedSemaphorePermit);
+
 /// How a session's menu is opened; `None` in [`super::Shared`] turns it off.
 #[derive(Debug, Clone)]
 pub struct MenuConfig {
@@ -55,6 +62,12 @@ pub enum ToWriter {
     Resized,
 }
 
+/// The per-client queue to the PTY, bounded in messages and in bytes.
+struct PtyQueue {
+    tx: mpsc::Sender<Queued>,
+    budget: Arc<tokio::sync::Semaphore>,
+}
+
 pub struct InputTask {
     att: Arc<Attachment>,
     writer: mpsc::Sender<ToWriter>,
@@ -84,7 +97,32 @@ impl InputTask {
         }
     }
 
-    pub async fn run(mut self, mut rx: mpsc::Receiver<FromClient>, stop: CancellationToken) {
+    /// Run until the client's channel closes. Keystrokes for the PTY go through a per-client
+    /// queue drained by a second future, so a program that stops reading its input does
+    /// not also freeze this loop: `!>` still opens the menu while the queue is not full.
+    pub async fn run(self, rx: mpsc::Receiver<FromClient>, stop: CancellationToken) {
+        let (to_pty, mut pty_rx) = mpsc::channel::<Queued>(PTY_QUEUE);
+        let att = Arc::clone(&self.att);
+        let halt = stop.clone();
+        let forwarder = async move {
+            while let Some((bytes, _permit)) = pty_rx.recv().await {
+                tokio::select! {
+                    _ = att.input(bytes) => {}
+                    _ = halt.cancelled() => break,
+                }
+            }
+        };
+        let budget = Arc::new(tokio::sync::Semaphore::new(PTY_QUEUE_BYTES));
+        let to_pty = PtyQueue { tx: to_pty, budget };
+        tokio::join!(self.main(rx, stop, to_pty), forwarder);
+    }
+
+    async fn main(
+        mut self,
+        mut rx: mpsc::Receiver<FromClient>,
+        stop: CancellationToken,
+        to_pty: PtyQueue,
+    ) {
         let mut refresh = tokio::time::interval(Duration::from_secs(1));
         loop {
             let deadline = self
@@ -96,7 +134,7 @@ impl InputTask {
             tokio::select! {
                 msg = rx.recv() => match msg {
                     None => break,
-                    Some(FromClient::Data(bytes)) => self.on_data(bytes).await,
+                    Some(FromClient::Data(bytes)) => self.on_data(bytes, &to_pty).await,
                     Some(FromClient::Resized) => {
                         if self.menu.is_some() {
                             self.draw().await;
@@ -111,7 +149,7 @@ impl InputTask {
                         .as_mut()
                         .and_then(|d| d.expire(std::time::Instant::now()));
                     if let Some(b) = released {
-                        self.att.input(Bytes::from(b)).await;
+                        self.forward(Bytes::from(b), &to_pty).await;
                     }
                 }
                 _ = refresh.tick(), if peers_open => self.draw().await,
@@ -123,18 +161,26 @@ impl InputTask {
         }
     }
 
-    async fn on_data(&mut self, bytes: Bytes) {
+    async fn forward(&self, bytes: Bytes, to_pty: &PtyQueue) {
+        let need = bytes.len().clamp(1, PTY_QUEUE_BYTES) as u32;
+        let Ok(permit) = Arc::clone(&to_pty.budget).acquire_many_owned(need).await else {
+            return;
+        };
+        let _ = to_pty.tx.send((bytes, permit)).await;
+    }
+
+    async fn on_data(&mut self, bytes: Bytes, to_pty: &PtyQueue) {
         if self.menu.is_some() {
             self.menu_keys(&bytes).await;
             return;
         }
         let Some(detector) = self.detector.as_mut() else {
-            self.att.input(bytes).await;
+            self.forward(bytes, to_pty).await;
             return;
         };
         for event in detector.feed(std::time::Instant::now(), &bytes) {
             match event {
-                Event::Forward(b) => self.att.input(Bytes::from(b)).await,
+                Event::Forward(b) => self.forward(Bytes::from(b), to_pty).await,
                 Event::Open => {
                     tracing::debug!("menu opened");
                     let role = self.att.role();
