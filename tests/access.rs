@@ -275,7 +275,7 @@ fn forwarding_agent_x11_and_sftp_are_refused() {
     let _ = agent_proc.wait();
     // The session went on undisturbed.
     assert_eq!(d.ok(&["ps"])[0]["state"], "up");
-    assert_eq!(d.ok(&["peers", &id]).as_array().unwrap().len(), 1);
+    assert_eq!(d.peer_count(&id), 1);
 }
 
 fn fd_count(pid: u32) -> usize {

@@ -9,16 +9,10 @@ use std::time::Duration;
 
 use common::*;
 
-/// A session running a plain shell without rc files or a fancy prompt.
-fn shell(d: &TestDaemon, extra: &[&str]) -> (String, u16) {
-    let s = d.session(extra, &["/bin/sh"]);
-    (id_of(&s), port_of(&s))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clients_both_see_what_either_types() {
     let d = TestDaemon::start();
-    let (_, port) = shell(&d, &[]);
+    let (_, port) = d.shell(&[]);
     let a = SshClient::connect(port, &d.owner, "alice", 80, 24).await;
     let b = SshClient::connect(port, &d.owner, "bob", 80, 24).await;
     a.send("echo from-$((40+2))-alice\r").await;
@@ -30,7 +24,7 @@ async fn two_clients_both_see_what_either_types() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pty_size_is_the_per_axis_minimum_of_writers_and_is_recomputed_on_leave() {
     let d = TestDaemon::start();
-    let (id, port) = shell(&d, &[]);
+    let (id, port) = d.shell(&[]);
     let a = SshClient::connect(port, &d.owner, "a", 100, 30).await;
     let b = SshClient::connect(port, &d.owner, "b", 80, 40).await;
     a.send("stty size\r").await;
@@ -45,7 +39,7 @@ async fn pty_size_is_the_per_axis_minimum_of_writers_and_is_recomputed_on_leave(
     assert_eq!(names, ["a-1", "b-1"]);
     drop(a);
     wait_until("a to leave", DEADLINE, || {
-        (d.ok(&["peers", &id]).as_array().unwrap().len() == 1).then_some(())
+        (d.peer_count(&id) == 1).then_some(())
     });
     b.send("stty size\r").await;
     b.wait_text("40 80").await;
@@ -83,7 +77,7 @@ async fn a_late_joiner_sees_the_current_screen_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_code_reaches_every_client() {
     let d = TestDaemon::start();
-    let (_, port) = shell(&d, &[]);
+    let (_, port) = d.shell(&[]);
     let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
     let b = SshClient::connect(port, &d.owner, "b", 80, 24).await;
     a.send("echo last-words; exit 7\r").await;
@@ -95,7 +89,7 @@ async fn exit_code_reaches_every_client() {
 #[test]
 fn openssh_exits_with_the_child_code_and_eof_does_not_close_the_channel() {
     let d = TestDaemon::start();
-    let (id, port) = shell(&d, &[]);
+    let (id, port) = d.shell(&[]);
     // `ssh -tt host <<< cmds` sends EOF at once: output must still arrive.
     let mut child = Command::new("ssh")
         .args(ssh_args(&d.owner, port))
@@ -123,7 +117,7 @@ fn openssh_exits_with_the_child_code_and_eof_does_not_close_the_channel() {
 #[test]
 fn a_client_without_a_pty_is_told_and_exits_non_zero() {
     let d = TestDaemon::start();
-    let (_, port) = shell(&d, &[]);
+    let (_, port) = d.shell(&[]);
     let out = Command::new("ssh")
         .args(ssh_args(&d.owner, port))
         .args(["-T", "127.0.0.1", "true"])
@@ -173,7 +167,7 @@ async fn wrong_keys_are_refused_and_allowed_keys_admitted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kick_ends_one_client_only() {
     let d = TestDaemon::start();
-    let (id, port) = shell(&d, &[]);
+    let (id, port) = d.shell(&[]);
     let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
     let b = SshClient::connect(port, &d.owner, "b", 80, 24).await;
     a.wait_for("the first paint", |c| !c.raw().is_empty()).await;
@@ -184,14 +178,14 @@ async fn kick_ends_one_client_only() {
     b.send("echo still-$((2*4))\r").await;
     b.wait_text("still-8").await;
     wait_until("a to be gone from peers", DEADLINE, || {
-        (d.ok(&["peers", &id]).as_array().unwrap().len() == 1).then_some(())
+        (d.peer_count(&id) == 1).then_some(())
     });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn down_keeps_attached_clients_refuses_new_ones_and_up_reopens() {
     let d = TestDaemon::start();
-    let (id, port) = shell(&d, &[]);
+    let (id, port) = d.shell(&[]);
     let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
     d.ok(&["down", &id]);
     assert!(try_connect(port, &d.owner, "b").await.is_err());
@@ -209,7 +203,7 @@ async fn down_keeps_attached_clients_refuses_new_ones_and_up_reopens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zero_by_zero_pty_request_does_not_shrink_the_terminal() {
     let d = TestDaemon::start();
-    let (_, port) = shell(&d, &[]);
+    let (_, port) = d.shell(&[]);
     let a = SshClient::connect(port, &d.owner, "a", 90, 33).await;
     let _zero = SshClient::connect(port, &d.owner, "script", 0, 0).await;
     a.send("stty size\r").await;
@@ -219,7 +213,7 @@ async fn a_zero_by_zero_pty_request_does_not_shrink_the_terminal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_window_sizes_are_clamped() {
     let d = TestDaemon::start();
-    let (_, port) = shell(&d, &[]);
+    let (_, port) = d.shell(&[]);
     let mut a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
     a.write
         .window_change(u32::MAX, u32::MAX, 0, 0)
@@ -256,7 +250,7 @@ fn a_terminal_query_is_answered_once_with_two_terminals_attached() {
 #[test]
 fn openssh_clients_in_tmux_share_one_screen() {
     let d = TestDaemon::start();
-    let (_, port) = shell(&d, &[]);
+    let (_, port) = d.shell(&[]);
     let tmux = Tmux::new(d.dir.path());
     let line = format!("ssh {} -tt 127.0.0.1", ssh_args(&d.owner, port).join(" "));
     tmux.run("a", 80, 24, &line);
@@ -275,7 +269,7 @@ fn openssh_clients_in_tmux_share_one_screen() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_client_never_slows_the_others() {
     let d = TestDaemon::start();
-    let (id, port) = shell(&d, &[]);
+    let (id, port) = d.shell(&[]);
     // The stalled client: OpenSSH writing into a pipe nobody reads.
     let mut stalled = Command::new("ssh")
         .args(ssh_args(&d.owner, port))
@@ -286,7 +280,7 @@ async fn a_stalled_client_never_slows_the_others() {
         .spawn()
         .unwrap();
     wait_until("the stalled client to attach", DEADLINE, || {
-        (d.ok(&["peers", &id]).as_array().unwrap().len() == 1).then_some(())
+        (d.peer_count(&id) == 1).then_some(())
     });
     let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
     let rss_before = d.rss_kib();
@@ -349,7 +343,7 @@ async fn a_stalled_client_never_slows_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joiner_during_a_full_screen_program_sees_the_shell_again_when_it_quits() {
     let d = TestDaemon::start();
-    let (_, port) = shell(&d, &[]);
+    let (_, port) = d.shell(&[]);
     let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
     a.send("echo before-$((2+2)); printf '\\033[?1049h\\033[Hin-alt-screen'; read x; printf '\\033[?1049l'; echo after-$((3+3))\r")
         .await;
@@ -368,7 +362,7 @@ async fn a_joiner_during_a_full_screen_program_sees_the_shell_again_when_it_quit
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_vanishing_mid_write_disturbs_nobody() {
     let d = TestDaemon::start();
-    let (id, port) = shell(&d, &[]);
+    let (id, port) = d.shell(&[]);
     let mut doomed = Command::new("ssh")
         .args(ssh_args(&d.owner, port))
         .args(["-tt", "127.0.0.1"])
@@ -389,7 +383,7 @@ async fn a_client_vanishing_mid_write_disturbs_nobody() {
     });
     let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
     wait_until("both attached", DEADLINE, || {
-        (d.ok(&["peers", &id]).as_array().unwrap().len() == 2).then_some(())
+        (d.peer_count(&id) == 2).then_some(())
     });
     a.send("head -c 7500000 /dev/zero | base64 -w 100; echo done-$((6+6))\r")
         .await;
@@ -407,7 +401,7 @@ async fn a_client_vanishing_mid_write_disturbs_nobody() {
     a.send("echo after-$((1+2))\r").await;
     a.wait_text("after-3").await;
     wait_until("the vanished client to leave", DEADLINE, || {
-        (d.ok(&["peers", &id]).as_array().unwrap().len() == 1).then_some(())
+        (d.peer_count(&id) == 1).then_some(())
     });
 }
 

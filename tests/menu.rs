@@ -7,15 +7,10 @@ use std::time::Duration;
 
 use common::*;
 
-fn sh(d: &TestDaemon, extra: &[&str]) -> (String, u16) {
-    let s = d.session(extra, &["/bin/sh"]);
-    (id_of(&s), port_of(&s))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_menu_is_per_client_and_resume_shows_what_happened_meanwhile() {
     let d = TestDaemon::start();
-    let (id, port) = sh(&d, &[]);
+    let (id, port) = d.shell(&[]);
     let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
     let b = SshClient::connect(port, &d.owner, "b", 80, 24).await;
     b.send("echo ready-$((1+1))\r").await;
@@ -55,7 +50,7 @@ async fn the_menu_is_per_client_and_resume_shows_what_happened_meanwhile() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn detach_ends_only_that_client_with_status_zero() {
     let d = TestDaemon::start();
-    let (_, port) = sh(&d, &[]);
+    let (_, port) = d.shell(&[]);
     let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
     let b = SshClient::connect(port, &d.owner, "b", 80, 24).await;
     a.send("!>").await;
@@ -70,7 +65,7 @@ async fn detach_ends_only_that_client_with_status_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bang_not_followed_by_the_key_reaches_the_shell_in_order() {
     let d = TestDaemon::start();
-    let (_, port) = sh(&d, &[]);
+    let (_, port) = d.shell(&[]);
     let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
     a.send("echo $((2+3))!").await;
     a.send("x\r").await;
@@ -109,7 +104,7 @@ async fn a_bracketed_paste_with_the_trigger_runs_literally() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_reaches_the_others_as_a_banner_and_never_the_pty() {
     let d = TestDaemon::start();
-    let (_, port) = sh(&d, &[]);
+    let (_, port) = d.shell(&[]);
     let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
     let b = SshClient::connect(port, &d.owner, "b", 80, 24).await;
     a.send("!>").await;
@@ -137,7 +132,7 @@ async fn a_message_reaches_the_others_as_a_banner_and_never_the_pty() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_in_the_menu_does_not_constrain_the_size_and_relayouts_on_resize() {
     let d = TestDaemon::start();
-    let (_, port) = sh(&d, &[]);
+    let (_, port) = d.shell(&[]);
     let mut a = SshClient::connect(port, &d.owner, "a", 60, 20).await;
     let b = SshClient::connect(port, &d.owner, "b", 100, 40).await;
     b.send("stty size\r").await;
@@ -163,7 +158,7 @@ async fn a_client_in_the_menu_does_not_constrain_the_size_and_relayouts_on_resiz
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_drops_that_clients_input_until_toggled_back() {
     let d = TestDaemon::start();
-    let (_, port) = sh(&d, &[]);
+    let (_, port) = d.shell(&[]);
     let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
     let b = SshClient::connect(port, &d.owner, "b", 80, 24).await;
     a.send("!>").await;
@@ -220,7 +215,7 @@ async fn the_config_file_sets_the_default_trigger() {
     std::fs::create_dir_all(&conf).unwrap();
     std::fs::write(conf.join("config.toml"), "[menu]\nkey = \"@@\"\n").unwrap();
     let d = env.start_daemon();
-    let (_, port) = sh(&d, &[]);
+    let (_, port) = d.shell(&[]);
     let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
     a.send("@@").await;
     a.wait_screen("1 Resume").await;

@@ -193,13 +193,9 @@ impl Daemon {
         let viewers = parse_key_args("--viewer-key", &req.viewer_keys)?;
         let open = match req.open.as_deref() {
             None => None,
-            Some("viewer") => Some(Role::Viewer),
-            Some("collaborator") => Some(Role::Collaborator),
-            Some(other) => {
-                return Err(ApiError::invalid(format!(
-                    "--open={other}: use viewer or collaborator"
-                )));
-            }
+            Some(name) => Some(Role::grantable(name).ok_or_else(|| {
+                ApiError::invalid(format!("--open={name}: use viewer or collaborator"))
+            })?),
         };
         for (k, _) in &req.env {
             if k.is_empty() || k.contains('=') || k.contains('\0') {

@@ -143,15 +143,11 @@ impl Hearth for Control {
     ) -> Result<PeerInfo, ApiError> {
         self.check()?;
         let hosted = self.daemon.registry.resolve(&target)?;
-        let role = match role.as_str() {
-            "viewer" => Role::Viewer,
-            "collaborator" => Role::Collaborator,
-            other => {
-                return Err(ApiError::invalid(format!(
-                    "'{other}' is not a role to give: use viewer or collaborator"
-                )));
-            }
-        };
+        let role = Role::grantable(&role).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "'{role}' is not a role to give: use viewer or collaborator"
+            ))
+        })?;
         hosted
             .session
             .set_role(&client, role)

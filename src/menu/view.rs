@@ -37,7 +37,6 @@ pub struct Context {
     pub read_only: bool,
     pub locked: bool,
     pub peers: Vec<PeerRow>,
-    pub trigger: String,
 }
 
 #[derive(Clone, Default)]
@@ -250,7 +249,6 @@ mod tests {
                 read_only: false,
                 me: false,
             }],
-            trigger: "!>".into(),
         }
     }
 

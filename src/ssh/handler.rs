@@ -141,6 +141,21 @@ impl Client {
             .flatten()
     }
 
+    /// Refuse a channel we never serve, saying so in the log.
+    async fn refuse_channel(
+        &self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        what: &str,
+    ) -> Result<(), russh::Error> {
+        drop(channel);
+        tracing::info!(parent: &self.span, "refused {what}");
+        reply
+            .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
     fn accepted(&mut self, user: &str, role: Role, fingerprint: String) {
         self.user = sanitize_user(user);
         tracing::info!(parent: &self.span, user = %self.user, %fingerprint, role = role.as_str(), "auth accepted");
@@ -284,12 +299,8 @@ impl russh::server::Handler for Client {
         reply: ChannelOpenHandle,
         _session: &mut SshSession,
     ) -> Result<(), Self::Error> {
-        drop(channel);
-        tracing::info!(parent: &self.span, "refused port forwarding (direct-tcpip)");
-        reply
-            .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
-            .await;
-        Ok(())
+        self.refuse_channel(channel, reply, "port forwarding (direct-tcpip)")
+            .await
     }
 
     async fn channel_open_direct_streamlocal(
@@ -299,12 +310,8 @@ impl russh::server::Handler for Client {
         reply: ChannelOpenHandle,
         _session: &mut SshSession,
     ) -> Result<(), Self::Error> {
-        drop(channel);
-        tracing::info!(parent: &self.span, "refused socket forwarding");
-        reply
-            .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
-            .await;
-        Ok(())
+        self.refuse_channel(channel, reply, "socket forwarding")
+            .await
     }
 
     async fn tcpip_forward(

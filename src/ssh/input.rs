@@ -72,7 +72,6 @@ pub struct InputTask {
     att: Arc<Attachment>,
     writer: mpsc::Sender<ToWriter>,
     detector: Option<Detector>,
-    trigger: String,
     menu: Option<Menu>,
     /// Viewers may rewind too (`server --viewer-history`).
     viewer_history: bool,
@@ -89,9 +88,6 @@ impl InputTask {
             att,
             writer,
             detector: config.map(|c| Detector::new(&c.trigger, c.window)),
-            trigger: config
-                .map(|c| String::from_utf8_lossy(&c.trigger).into_owned())
-                .unwrap_or_default(),
             menu: None,
             viewer_history,
         }
@@ -299,7 +295,6 @@ impl InputTask {
                     read_only: p.read_only,
                 })
                 .collect(),
-            trigger: self.trigger.clone(),
         };
         let frame = view::render(menu, &ctx, cols, rows);
         let _ = self.writer.send(ToWriter::Menu(frame)).await;

@@ -185,13 +185,12 @@ impl Writer {
                 // Live output is held back: the cursor stays; the log is bounded, and a
                 // cursor it left behind is repainted on return.
                 tokio::select! {
-                    cmd = self.control.recv(), if control_open => match cmd {
-                        Some(cmd) => match self.command(cmd, &mut st) {
+                    cmd = self.control.recv(), if control_open => {
+                        match self.on_control(cmd, &mut st, &mut control_open) {
                             Ok(bytes) => pending = bytes,
                             Err(end) => return end,
-                        },
-                        None => control_open = false,
-                    },
+                        }
+                    }
                     _ = exit.wait_for(|c| c.is_some()) => {
                         // The program ended: leave the menu and deliver the end.
                         match self.command(ToWriter::Live, &mut st) {
@@ -267,13 +266,12 @@ impl Writer {
                 }
                 _ = self.att.wake.notified() => {}
                 _ = exit.changed() => {}
-                cmd = self.control.recv(), if control_open => match cmd {
-                    Some(cmd) => match self.command(cmd, &mut st) {
+                cmd = self.control.recv(), if control_open => {
+                    match self.on_control(cmd, &mut st, &mut control_open) {
                         Ok(bytes) => pending = bytes,
                         Err(end) => return end,
-                    },
-                    None => control_open = false,
-                },
+                    }
+                }
                 n = notices.recv() => {
                     if let Ok(n) = n && n.from != self.att.name {
                         pending = Some(self.banner(&n));
@@ -312,6 +310,22 @@ impl Writer {
         };
         st.cursor = at;
         Bytes::from(bytes)
+    }
+
+    /// A message (or the end) of the input task's channel; the bytes to send, if any.
+    fn on_control(
+        &self,
+        cmd: Option<ToWriter>,
+        st: &mut State,
+        open: &mut bool,
+    ) -> Result<Option<Bytes>, End> {
+        match cmd {
+            Some(cmd) => self.command(cmd, st),
+            None => {
+                *open = false;
+                Ok(None)
+            }
+        }
     }
 
     /// Apply a command from the input task; the bytes to send, if any.

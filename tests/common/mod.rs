@@ -206,6 +206,17 @@ impl TestDaemon {
         self.ok(&args)
     }
 
+    /// A session running a plain `/bin/sh`; (id, port).
+    pub fn shell(&self, extra: &[&str]) -> (String, u16) {
+        let s = self.session(extra, &["/bin/sh"]);
+        (id_of(&s), port_of(&s))
+    }
+
+    /// How many clients `peers` lists.
+    pub fn peer_count(&self, id: &str) -> usize {
+        self.ok(&["peers", id]).as_array().unwrap().len()
+    }
+
     /// SIGTERM and wait for exit; returns whether it exited in time.
     pub fn terminate(&mut self) -> bool {
         let Some(mut child) = self.child.take() else {
