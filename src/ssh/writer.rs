@@ -167,7 +167,11 @@ impl Writer {
                     Err(mpsc::error::TryRecvError::Empty) => {}
                 }
             }
-            if let Ok(bytes) = direct.try_recv() {
+            // A query for this client's terminal waits while the menu is open: its answer
+            // would reach the menu as keys instead of the program.
+            if !st.in_menu
+                && let Ok(bytes) = direct.try_recv()
+            {
                 pending = Some(bytes);
                 continue;
             }
