@@ -7,12 +7,15 @@
 //! - [`ssh`]: one SSH listener per session; auth; a handler per connection and a writer
 //!   task per client.
 //! - [`session`]: transport-free core: PTY threads, output log, screen model, sizing.
+//! - [`menu`]: the `!>` pause menu: trigger detector, state machine, ratatui view.
+//! - [`logging`]: bounded log writers (capped lines, a rotated file).
 //! - [`paths`]: XDG locations.
 //!
 //! See `docs/architecture.md` for the invariants.
 
 pub mod cli;
 pub mod daemon;
+pub mod logging;
 pub mod menu;
 pub mod paths;
 pub mod session;

@@ -11,17 +11,7 @@ fn main() -> std::process::ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    let default = if matches!(cli.command, Command::Daemon { .. }) {
-        "info"
-    } else {
-        "warn"
-    };
-    let filter = EnvFilter::try_from_env("HEARTH_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_tracing(&cli.command);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -33,12 +23,54 @@ fn main() -> std::process::ExitCode {
         }
     };
     let json = cli.json;
+    let daemon = matches!(cli.command, Command::Daemon { .. });
     match runtime.block_on(hearth::cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(failure) => {
+            if daemon {
+                // A background daemon's stderr goes nowhere: say it in its log.
+                tracing::error!("daemon failed: {}", failure.message());
+            }
             failure.report(json);
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Tracing on stderr (lines capped), or for `daemon --log-file` in a size-capped, rotated
+/// file. `HEARTH_LOG` overrides the filter.
+fn init_tracing(command: &Command) {
+    let (default, log_file) = match command {
+        Command::Daemon { log_file, .. } => ("info", log_file.clone()),
+        _ => ("warn", None),
+    };
+    let filter = EnvFilter::try_from_env("HEARTH_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let file = log_file.and_then(|path| {
+        // A bad config file is reported by the daemon itself, in this log.
+        let rotation = hearth::daemon::config_file::load_log(&hearth::paths::config_file())
+            .unwrap_or_default();
+        match hearth::logging::RotatingFile::open(path.clone(), rotation) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("hearth: cannot open the log file {}: {e}", path.display());
+                None
+            }
+        }
+    });
+    match file {
+        Some(f) => builder.with_writer(f).with_ansi(false).init(),
+        None => builder
+            .with_writer(hearth::logging::CappedStderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+    if matches!(command, Command::Daemon { .. }) {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            tracing::error!("panic: {info}");
+            previous(info);
+        }));
     }
 }
 

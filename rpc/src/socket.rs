@@ -32,11 +32,11 @@ pub fn default_socket_path() -> PathBuf {
     PathBuf::from(format!("/tmp/hearth-{uid}")).join("hearth.sock")
 }
 
-/// The JSON transport over one Unix stream, for either side.
-pub fn transport<Item, SinkItem>(
-    stream: UnixStream,
-) -> Transport<UnixStream, Item, SinkItem, Json<Item, SinkItem>>
+/// The JSON transport over one stream (a Unix stream, or one wrapped by a guard), for
+/// either side.
+pub fn transport<S, Item, SinkItem>(stream: S) -> Transport<S, Item, SinkItem, Json<Item, SinkItem>>
 where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite,
     Item: for<'de> serde::Deserialize<'de>,
     SinkItem: serde::Serialize,
 {

@@ -2,7 +2,7 @@
 //! its own session, logging to the XDG state dir) and wait, with a deadline, until it
 //! answers.
 
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Stdio;
@@ -89,22 +89,20 @@ fn spawn_daemon(socket: &Path) -> anyhow::Result<std::process::Child> {
     if let Some(dir) = log_path.parent() {
         std::fs::DirBuilder::new()
             .recursive(true)
+            .mode(0o700)
             .create(dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&log_path)
-        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    // The daemon writes its own log (size-capped and rotated); its stdio goes nowhere.
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("daemon")
         .arg("--socket")
         .arg(socket)
+        .arg("--log-file")
+        .arg(&log_path)
         .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .current_dir("/");
     // SAFETY: setsid is async-signal-safe; it detaches the daemon from our terminal and
     // process group so it outlives this command and ignores our Ctrl-C.

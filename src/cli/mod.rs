@@ -45,6 +45,10 @@ pub enum Command {
         #[arg(long, default_value_t = 30, value_name = "SECS",
               value_parser = clap::value_parser!(u64).range(1..=600))]
         login_grace: u64,
+        /// Log to this file, size-capped and rotated ([log] in the config file), instead
+        /// of stderr (the CLI starts background daemons with this)
+        #[arg(long, value_name = "PATH")]
+        log_file: Option<PathBuf>,
     },
     /// Start a session: your $SHELL (or CMD) in a PTY, served over SSH on its own port
     Server(ServerArgs),
@@ -203,6 +207,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Daemon {
             kill_grace,
             login_grace,
+            ..
         } => run_daemon(socket, kill_grace, login_grace)
             .await
             .map_err(Failure::from),
@@ -405,8 +410,12 @@ fn read_key_arg(flag: &str, arg: &str) -> Result<String, Failure> {
     if path.is_file() {
         crate::ssh::keys::check_file_mode(path)
             .map_err(|e| ApiError::invalid(format!("{flag}: {e:#}")))?;
-        return std::fs::read_to_string(path)
-            .map_err(|e| ApiError::invalid(format!("{flag}: cannot read {arg}: {e}")).into());
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ApiError::invalid(format!("{flag}: cannot read {arg}: {e}")))?;
+        // Checked here too, so the message names the file.
+        crate::ssh::keys::parse_key_arg(&format!("{flag} {arg}"), &text)
+            .map_err(ApiError::invalid)?;
+        return Ok(text);
     }
     if arg.contains(' ') {
         return Ok(arg.to_string());

@@ -13,11 +13,16 @@
 //! max_bytes = 268435456          # per recording (then it stops with a marker)
 //! max_total_bytes = 2147483648   # all recordings; oldest ended ones go first
 //!
+//! [log]                          # the background daemon's log file (--log-file)
+//! max_bytes = 10485760           # per file, then it is rotated
+//! files = 3                      # files kept: daemon.log, daemon.log.1, daemon.log.2
+//!
 //! [limits]
 //! log_bytes = 8388608            # output retained per session for lagging readers
 //! max_clients = 1000             # per session
 //! max_sessions = 100             # per daemon
 //! max_unauthenticated = 64       # SSH connections not yet authenticated, daemon-wide
+//! max_unauthenticated_per_source = 10  # ...from one IPv4 address or IPv6 /64
 //! ```
 
 use std::path::Path;
@@ -38,6 +43,15 @@ struct File {
     recording: RecordingSection,
     #[serde(default)]
     limits: LimitsSection,
+    #[serde(default)]
+    log: LogSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    max_bytes: Option<u64>,
+    files: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -47,6 +61,7 @@ struct LimitsSection {
     max_clients: Option<usize>,
     max_sessions: Option<usize>,
     max_unauthenticated: Option<usize>,
+    max_unauthenticated_per_source: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,7 +130,29 @@ pub fn apply_limits(path: &Path, config: &mut super::Config) -> anyhow::Result<(
     if let Some(v) = l.max_unauthenticated {
         config.max_unauthenticated = check("max_unauthenticated", v, 10_000)?;
     }
+    if let Some(v) = l.max_unauthenticated_per_source {
+        config.max_unauthenticated_per_source = check("max_unauthenticated_per_source", v, 10_000)?;
+    }
     Ok(())
+}
+
+/// The log file's size cap and rotation from `path`.
+pub fn load_log(path: &Path) -> anyhow::Result<crate::logging::Rotation> {
+    let l = read(path)?.log;
+    let mut r = crate::logging::Rotation::default();
+    if let Some(n) = l.max_bytes {
+        if !(4096..=1 << 40).contains(&n) {
+            anyhow::bail!("{}: log.max_bytes = {n}: use 4096 or more", path.display());
+        }
+        r.max_bytes = n;
+    }
+    if let Some(n) = l.files {
+        if !(1..=100).contains(&n) {
+            anyhow::bail!("{}: log.files = {n}: use 1 to 100", path.display());
+        }
+        r.files = n;
+    }
+    Ok(r)
 }
 
 /// The menu defaults from `path` (missing file: built-in defaults). `None`: menu off.

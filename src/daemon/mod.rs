@@ -7,6 +7,7 @@
 //! API and the session/SSH layers; it must not do terminal work itself.
 
 pub mod config_file;
+pub mod frames;
 pub mod registry;
 pub mod service;
 pub mod socket;
@@ -26,6 +27,9 @@ use crate::session::{Limits, Role, Session, Spec};
 use crate::ssh;
 use registry::{Hosted, Registry};
 
+/// Calls one control connection may have in flight at once.
+const MAX_REQUESTS_PER_CONNECTION: usize = 64;
+
 /// Daemon-wide settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -33,8 +37,10 @@ pub struct Config {
     pub kill_grace: Duration,
     pub limits: Limits,
     pub max_sessions: usize,
-    /// Concurrent SSH connections that have not authenticated yet, daemon-wide.
+    /// Concurrent SSH connections that have not authenticated yet, daemon-wide...
     pub max_unauthenticated: usize,
+    /// ...and from one source (an IPv4 address or an IPv6 /64).
+    pub max_unauthenticated_per_source: usize,
     /// Time allowed from connect to successful auth.
     pub login_grace: Duration,
     /// Where `~/.ssh` (owner keys) is read.
@@ -53,6 +59,7 @@ impl Default for Config {
             limits: Limits::default(),
             max_sessions: 100,
             max_unauthenticated: 64,
+            max_unauthenticated_per_source: 10,
             login_grace: Duration::from_secs(30),
             home: crate::paths::home_dir(),
             host_key: crate::paths::host_key(),
@@ -91,7 +98,10 @@ impl Daemon {
             started_at: SystemTime::now(),
             cancel: shutdown.clone(),
             tracker: TaskTracker::new(),
-            guard: Arc::new(ssh::guard::Guard::new(config.max_unauthenticated)),
+            guard: Arc::new(ssh::guard::Guard::new(
+                config.max_unauthenticated,
+                config.max_unauthenticated_per_source,
+            )),
             config,
         });
         // SAFETY: getuid has no preconditions.
@@ -124,7 +134,10 @@ impl Daemon {
                 }
             }
             let server = service::Control::new(Arc::clone(&daemon));
-            let channel = BaseChannel::with_defaults(hearth_rpc::socket::transport(stream));
+            let transport = hearth_rpc::socket::transport(frames::Guarded::new(stream));
+            // A bound on what one connection may hold: requests beyond it are refused.
+            let channel = BaseChannel::with_defaults(transport)
+                .max_concurrent_requests(MAX_REQUESTS_PER_CONNECTION);
             let stop = shutdown.clone();
             daemon.tracker.spawn(async move {
                 let serve = channel.execute(hearth_rpc::Hearth::serve(server)).for_each(
@@ -262,7 +275,7 @@ impl Daemon {
         let shared = Arc::new(ssh::Shared {
             session: Arc::clone(&session),
             access: Arc::new(ssh::Access {
-                home: self.config.home.clone(),
+                owners: ssh::keys::OwnerKeys::new(self.config.home.clone()),
                 collaborators,
                 viewers,
                 viewers_only: req.viewers_only,
@@ -433,16 +446,12 @@ pub(crate) fn check_menu_window(ms: u64) -> Result<(), String> {
     }
 }
 
-/// Parse `--allow-key`/`--viewer-key` arguments (key lines; the CLI has read files).
-fn parse_key_args(flag: &str, args: &[String]) -> Result<Vec<ssh::keys::KeyData>, ApiError> {
+/// Parse `--allow-key`/`--viewer-key` arguments (key lines; the CLI has read files). A
+/// line that does not parse or restricts its key fails the call.
+fn parse_key_args(flag: &str, args: &[String]) -> Result<Vec<ssh::authorized::Entry>, ApiError> {
     let mut all = Vec::new();
     for arg in args {
-        let keys =
-            ssh::keys::parse_keys(arg).map_err(|e| ApiError::invalid(format!("{flag}: {e}")))?;
-        if keys.is_empty() {
-            return Err(ApiError::invalid(format!("{flag}: no key found")));
-        }
-        all.extend(keys);
+        all.extend(ssh::keys::parse_key_arg(flag, arg).map_err(ApiError::invalid)?);
     }
     Ok(all)
 }

@@ -1,23 +1,62 @@
-//! Pre-auth defences shared by every listener of the daemon, in the manner of OpenSSH's
-//! MaxStartups and of fail2ban: a cap on concurrent unauthenticated connections, and a
-//! growing back-off per source address after repeated failed logins (connections from it
-//! are closed at once, before the SSH banner, until the back-off passes). A successful
-//! login from an address clears its record. Memory is bounded: old records are pruned.
+//! Pre-auth defences shared by every listener of the daemon, modelled on OpenSSH's
+//! `MaxStartups`, `PerSourceMaxStartups` and `PerSourcePenalties`:
+//!
+//! - a daemon-wide cap on unauthenticated connections, and a smaller cap per source (an
+//!   IPv4 address, or an IPv6 /64), so one source cannot take every slot;
+//! - penalties per source: connections that fail to log in (keys refused, or the login
+//!   grace reached without authenticating) earn a back-off that doubles from 1 s to 60 s,
+//!   during which the source's connections are closed before the SSH banner. A successful
+//!   login clears the source's record;
+//! - a log gate: lines about unauthenticated connections and refusals are written at most
+//!   once per source per minute (with a count of what was left out), and at most
+//!   [`LOG_LINES_PER_MINUTE`] such lines a minute in all, so a stranger cannot grow the log.
+//!
+//! Every table is bounded: penalty records by evicting the oldest, never by clearing.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Failed connections from one address before the back-off starts.
+/// Failed connections from one source before the back-off starts.
 pub const FREE_FAILURES: u32 = 5;
 /// Longest back-off.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
-/// Records kept before old ones are pruned.
+/// Penalty records kept; past this the oldest are evicted.
 const MAX_RECORDS: usize = 10_000;
+/// Sources the log gate remembers.
+const MAX_LOG_SOURCES: usize = 4096;
+/// The log gate's period per source.
+pub const LOG_PERIOD: Duration = Duration::from_secs(60);
+/// Gated lines per minute over all sources.
+pub const LOG_LINES_PER_MINUTE: u32 = 120;
+
+/// What limits apply to: an IPv4 address, or an IPv6 /64 (one host's usual allocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Source(IpAddr);
+
+impl Source {
+    pub fn of(ip: IpAddr) -> Source {
+        match ip.to_canonical() {
+            IpAddr::V4(a) => Source(IpAddr::V4(a)),
+            IpAddr::V6(a) => Source(IpAddr::V6(Ipv6Addr::from(
+                u128::from(a) & !((1u128 << 64) - 1),
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V4(a) => write!(f, "{a}"),
+            IpAddr::V6(a) => write!(f, "{a}/64"),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Record {
@@ -25,16 +64,68 @@ struct Record {
     last: Instant,
 }
 
+/// Why a connection was closed before the banner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The source is backing off after failed logins.
+    Penalty(Duration),
+    /// The source holds its share of unauthenticated connections.
+    SourceFull,
+    /// Every unauthenticated slot is taken.
+    Full,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Penalty(d) => write!(
+                f,
+                "backing off after failed logins ({}s left)",
+                d.as_secs() + 1
+            ),
+            Refused::SourceFull => f.write_str("too many unauthenticated connections from it"),
+            Refused::Full => f.write_str("too many unauthenticated connections (daemon-wide)"),
+        }
+    }
+}
+
+/// One unauthenticated connection's place; dropping it frees the place.
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    source: Source,
+    starts: Arc<Mutex<HashMap<Source, usize>>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut starts = self.starts.lock();
+        if let Some(n) = starts.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                starts.remove(&self.source);
+            }
+        }
+    }
+}
+
 pub struct Guard {
     unauthenticated: Arc<Semaphore>,
-    records: Mutex<HashMap<IpAddr, Record>>,
+    per_source: usize,
+    /// Unauthenticated connections per source (entries only while some are open, so at
+    /// most as many as the daemon-wide cap).
+    starts: Arc<Mutex<HashMap<Source, usize>>>,
+    records: Mutex<HashMap<Source, Record>>,
+    log: Mutex<LogGate>,
 }
 
 impl Guard {
-    pub fn new(max_unauthenticated: usize) -> Guard {
+    pub fn new(max_unauthenticated: usize, per_source: usize) -> Guard {
         Guard {
             unauthenticated: Arc::new(Semaphore::new(max_unauthenticated.max(1))),
+            per_source: per_source.max(1),
+            starts: Arc::default(),
             records: Mutex::new(HashMap::new()),
+            log: Mutex::new(LogGate::default()),
         }
     }
 
@@ -47,54 +138,137 @@ impl Guard {
         (Duration::from_secs(1) * 2u32.pow(exp)).min(MAX_BACKOFF)
     }
 
-    /// `Err(remaining)` while `ip` is backing off.
-    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+    fn penalty(&self, source: Source) -> Option<Duration> {
         let records = self.records.lock();
-        let Some(r) = records.get(&ip) else {
-            return Ok(());
-        };
+        let r = records.get(&source)?;
         let until = r.last + Self::backoff(r.failures);
-        let now = Instant::now();
-        if now < until {
-            Err(until - now)
-        } else {
-            Ok(())
+        until.checked_duration_since(Instant::now())
+    }
+
+    /// A place for one unauthenticated connection from `ip`, or why not.
+    pub fn admit(&self, ip: IpAddr) -> Result<Slot, Refused> {
+        let source = Source::of(ip);
+        if let Some(wait) = self.penalty(source) {
+            return Err(Refused::Penalty(wait));
         }
+        let mut starts = self.starts.lock();
+        let n = starts.get(&source).copied().unwrap_or(0);
+        if n >= self.per_source {
+            return Err(Refused::SourceFull);
+        }
+        let permit = Arc::clone(&self.unauthenticated)
+            .try_acquire_owned()
+            .map_err(|_| Refused::Full)?;
+        starts.insert(source, n + 1);
+        Ok(Slot {
+            _permit: permit,
+            source,
+            starts: Arc::clone(&self.starts),
+        })
     }
 
-    /// A slot for one unauthenticated connection, or `None` when all are taken.
-    pub fn admit(&self) -> Option<OwnedSemaphorePermit> {
-        Arc::clone(&self.unauthenticated).try_acquire_owned().ok()
-    }
-
+    /// A connection from `ip` ended without logging in after trying (or holding its place
+    /// until the login grace).
     pub fn failed(&self, ip: IpAddr) {
-        let mut records = self.records.lock();
-        if records.len() >= MAX_RECORDS {
-            let stale = Instant::now() - MAX_BACKOFF * 10;
-            records.retain(|_, r| r.last > stale);
-            if records.len() >= MAX_RECORDS {
-                records.clear();
+        let source = Source::of(ip);
+        let now = Instant::now();
+        let failures = {
+            let mut records = self.records.lock();
+            if records.len() >= MAX_RECORDS && !records.contains_key(&source) {
+                evict_oldest(&mut records, now);
             }
-        }
-        let r = records.entry(ip).or_insert(Record {
-            failures: 0,
-            last: Instant::now(),
-        });
-        r.failures = r.failures.saturating_add(1);
-        r.last = Instant::now();
-        if r.failures >= FREE_FAILURES {
-            tracing::warn!(%ip, failures = r.failures, backoff = ?Self::backoff(r.failures), "repeated failed logins; backing off");
+            let r = records.entry(source).or_insert(Record {
+                failures: 0,
+                last: now,
+            });
+            r.failures = r.failures.saturating_add(1);
+            r.last = now;
+            r.failures
+        };
+        if failures >= FREE_FAILURES
+            && let Some(left_out) = self.log_gate(source)
+        {
+            tracing::warn!(%source, failures, backoff = ?Self::backoff(failures), left_out, "repeated failed logins; backing off");
         }
     }
 
     pub fn succeeded(&self, ip: IpAddr) {
-        self.records.lock().remove(&ip);
+        self.records.lock().remove(&Source::of(ip));
+    }
+
+    /// Whether a line about `source` may be logged now: `Some(n)` with the number of lines
+    /// left out for it since its last one; `None`: leave this one out.
+    pub fn log_gate(&self, source: Source) -> Option<u64> {
+        self.log.lock().pass(source, Instant::now())
+    }
+
+    #[cfg(test)]
+    fn records(&self) -> usize {
+        self.records.lock().len()
+    }
+}
+
+/// Make room: first forget records whose back-off is long over, then (still full) the
+/// oldest eighth. Records that matter most (recent failures) are kept.
+fn evict_oldest(records: &mut HashMap<Source, Record>, now: Instant) {
+    records.retain(|_, r| now.duration_since(r.last) < MAX_BACKOFF * 10);
+    if records.len() < MAX_RECORDS {
+        return;
+    }
+    let mut ages: Vec<Instant> = records.values().map(|r| r.last).collect();
+    let cut = ages.len() / 8;
+    let (_, nth, _) = ages.select_nth_unstable(cut);
+    let nth = *nth;
+    records.retain(|_, r| r.last > nth);
+}
+
+/// At most one line per source per [`LOG_PERIOD`], and [`LOG_LINES_PER_MINUTE`] in all.
+#[derive(Default)]
+struct LogGate {
+    sources: HashMap<Source, (Instant, u64)>,
+    minute: Option<Instant>,
+    lines: u32,
+}
+
+impl LogGate {
+    fn pass(&mut self, source: Source, now: Instant) -> Option<u64> {
+        if self
+            .minute
+            .is_none_or(|m| now.duration_since(m) >= LOG_PERIOD)
+        {
+            self.minute = Some(now);
+            self.lines = 0;
+        }
+        if let Some((since, left_out)) = self.sources.get_mut(&source) {
+            if now.duration_since(*since) < LOG_PERIOD || self.lines >= LOG_LINES_PER_MINUTE {
+                *left_out += 1;
+                return None;
+            }
+            let n = std::mem::take(left_out);
+            *since = now;
+            self.lines += 1;
+            return Some(n);
+        }
+        if self.sources.len() >= MAX_LOG_SOURCES {
+            self.sources
+                .retain(|_, (since, _)| now.duration_since(*since) < LOG_PERIOD);
+        }
+        if self.sources.len() >= MAX_LOG_SOURCES || self.lines >= LOG_LINES_PER_MINUTE {
+            return None;
+        }
+        self.sources.insert(source, (now, 0));
+        self.lines += 1;
+        Some(0)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn v4(last: u8) -> IpAddr {
+        [10, 0, 0, last].into()
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {
@@ -107,20 +281,83 @@ mod tests {
 
     #[test]
     fn failures_back_off_and_success_clears() {
-        let g = Guard::new(2);
-        let ip: IpAddr = [10, 0, 0, 1].into();
+        let g = Guard::new(10, 10);
+        let ip = v4(1);
         for _ in 0..FREE_FAILURES {
-            assert!(g.check(ip).is_ok());
+            assert!(g.admit(ip).is_ok());
             g.failed(ip);
         }
-        assert!(g.check(ip).is_err());
-        assert!(g.check([10, 0, 0, 2].into()).is_ok());
+        assert!(matches!(g.admit(ip), Err(Refused::Penalty(_))));
+        assert!(g.admit(v4(2)).is_ok());
         g.succeeded(ip);
-        assert!(g.check(ip).is_ok());
-        let a = g.admit();
-        let b = g.admit();
-        assert!(a.is_some() && b.is_some() && g.admit().is_none());
+        assert!(g.admit(ip).is_ok());
+    }
+
+    #[test]
+    fn one_source_gets_its_share_and_others_still_get_in() {
+        let g = Guard::new(6, 2);
+        let a = [g.admit(v4(1)).unwrap(), g.admit(v4(1)).unwrap()];
+        assert_eq!(g.admit(v4(1)).err(), Some(Refused::SourceFull));
+        let b: Vec<Slot> = (2..6).map(|i| g.admit(v4(i)).unwrap()).collect();
+        assert_eq!(g.admit(v4(9)).err(), Some(Refused::Full));
         drop(a);
-        assert!(g.admit().is_some());
+        assert!(g.admit(v4(1)).is_ok());
+        drop(b);
+        assert!(g.starts.lock().len() <= 1, "empty sources are forgotten");
+    }
+
+    #[test]
+    fn ipv6_sources_are_slash_64s_and_mapped_v4_is_v4() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(Source::of(a), Source::of(b));
+        assert_ne!(Source::of(a), Source::of(c));
+        assert_eq!(Source::of(a).to_string(), "2001:db8:1:2::/64");
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(Source::of(mapped), Source::of(v4(1)));
+    }
+
+    #[test]
+    fn the_penalty_table_evicts_the_oldest_and_never_forgets_everyone() {
+        let g = Guard::new(10, 10);
+        let bad = v4(7);
+        for _ in 0..FREE_FAILURES + 3 {
+            g.failed(bad);
+        }
+        // Many other sources fail once each, after `bad`: the table stays bounded...
+        for i in 0..(MAX_RECORDS as u32 + 500) {
+            g.failed(IpAddr::V4((0x0b00_0000 + i).into()));
+        }
+        assert!(g.records() <= MAX_RECORDS);
+        // ...by evicting the oldest (here `bad`, the first), never by clearing.
+        assert!(g.records() > MAX_RECORDS / 2);
+        let newest = IpAddr::V4((0x0b00_0000 + MAX_RECORDS as u32 + 499).into());
+        assert!(g.records.lock().contains_key(&Source::of(newest)));
+    }
+
+    #[test]
+    fn the_log_gate_passes_one_line_per_source_per_period_with_a_count() {
+        let mut gate = LogGate::default();
+        let t0 = Instant::now();
+        let s = Source::of(v4(1));
+        assert_eq!(gate.pass(s, t0), Some(0));
+        for _ in 0..1000 {
+            assert_eq!(gate.pass(s, t0 + Duration::from_secs(1)), None);
+        }
+        assert_eq!(gate.pass(Source::of(v4(2)), t0), Some(0), "other sources");
+        assert_eq!(gate.pass(s, t0 + LOG_PERIOD), Some(1000));
+        // Many sources: bounded lines per minute.
+        let mut passed = 0;
+        for i in 0..10_000u32 {
+            if gate
+                .pass(Source::of(IpAddr::V4(i.into())), t0 + LOG_PERIOD)
+                .is_some()
+            {
+                passed += 1;
+            }
+        }
+        assert!(passed < LOG_LINES_PER_MINUTE, "{passed}");
+        assert!(gate.sources.len() <= MAX_LOG_SOURCES);
     }
 }

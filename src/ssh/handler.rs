@@ -1,11 +1,15 @@
 //! One [`Client`] per SSH connection: public-key auth against the session's [`Access`],
 //! one session channel with a pty, input into the session, window changes into the size
-//! computation. Everything else (port forwarding, agent and X11 forwarding, subsystems,
-//! other channel types) is refused by russh's defaults, which reject.
+//! computation. Port, socket, agent and X11 forwarding and subsystems are refused
+//! explicitly (and logged); other channel types and global requests are rejected by
+//! russh's `Handler` defaults.
 //!
 //! The channel object russh hands to `channel_open_session` is dropped at once: keeping it
-//! unread stalls the whole connection once its buffer fills (STACK-NOTES). We use the
-//! callbacks instead.
+//! unread stalls the whole connection once its 100-message buffer fills (seen after ~97
+//! keystrokes). We use the callbacks instead.
+//!
+//! Log lines about connections that have not authenticated (and about refused keys) go
+//! through the guard's per-source gate: a stranger cannot grow the log.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,14 +20,13 @@ use bytes::Bytes;
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session as SshSession};
 use russh::{Channel, ChannelId, Pty};
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::input::{FromClient, InputTask};
 use super::keys::{KeyData, fingerprint_of};
 use super::stream::Cuttable;
-use super::{Access, Shared, writer};
+use super::{Access, Refusal, Shared, writer};
 use crate::session::{Attachment, ClientSpec, Role};
 use tokio::sync::mpsc;
 
@@ -31,14 +34,14 @@ pub async fn run_connection(
     shared: Arc<Shared>,
     stream: TcpStream,
     peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    slot: super::guard::Slot,
 ) {
     let span = tracing::info_span!("client", session = %shared.session.id, %peer);
     let cut = CancellationToken::new();
     let authed = CancellationToken::new();
     let client = Client {
         authed: authed.clone(),
-        permit: Some(permit),
+        slot: Some(slot),
         rejections: Arc::new(AtomicUsize::new(0)),
         shared: Arc::clone(&shared),
         peer,
@@ -58,39 +61,51 @@ pub async fn run_connection(
     let stream = Cuttable::new(stream, cut.clone());
     // Login grace, armed before the version exchange: a connection that has not
     // authenticated in time (or never even says hello) is cut, freeing its slot.
+    let grace_over = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let grace = {
         let (cut, authed, limit) = (cut.clone(), authed.clone(), shared.login_grace);
+        let over = Arc::clone(&grace_over);
         shared.tracker.spawn(async move {
             tokio::select! {
-                _ = tokio::time::sleep(limit) => cut.cancel(),
+                _ = tokio::time::sleep(limit) => {
+                    over.store(true, Ordering::Relaxed);
+                    cut.cancel();
+                }
                 _ = authed.cancelled() => {}
                 _ = cut.cancelled() => {}
             }
         })
     };
-    let running = match russh::server::run_stream(Arc::clone(&shared.config), stream, client).await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::debug!(parent: &span, error = %e, "ssh handshake failed");
-            grace.abort();
-            return;
-        }
-    };
-    tokio::select! {
-        r = running => {
-            if let Err(e) = r {
-                tracing::debug!(parent: &span, error = %e, "connection ended with error");
+    match russh::server::run_stream(Arc::clone(&shared.config), stream, client).await {
+        Ok(running) => tokio::select! {
+            r = running => {
+                if let Err(e) = r {
+                    tracing::debug!(parent: &span, error = %e, "connection ended with error");
+                }
             }
-        }
-        _ = shared.cancel.cancelled() => cut.cancel(),
+            _ = shared.cancel.cancelled() => cut.cancel(),
+        },
+        Err(e) => tracing::debug!(parent: &span, error = %e, "ssh handshake failed"),
     }
     cut.cancel();
     grace.abort();
-    if !authed.is_cancelled() && rejections.load(Ordering::Relaxed) > 0 {
+    let source = super::guard::Source::of(peer.ip());
+    if authed.is_cancelled() {
+        // Anyone may connect to an open session: its lines go through the gate too.
+        if shared.access.open.is_none() || shared.guard.log_gate(source).is_some() {
+            tracing::info!(parent: &span, "disconnected");
+        }
+        return;
+    }
+    // Refused keys, or a place held until the login grace: a penalty for the source.
+    let tried = rejections.load(Ordering::Relaxed);
+    let held = grace_over.load(Ordering::Relaxed);
+    if tried > 0 || held {
         shared.guard.failed(peer.ip());
     }
-    tracing::info!(parent: &span, "disconnected");
+    if let Some(left_out) = shared.guard.log_gate(source) {
+        tracing::info!(parent: &span, keys_refused = tried, login_grace_reached = held, left_out, "unauthenticated connection closed");
+    }
 }
 
 pub struct Client {
@@ -112,8 +127,8 @@ pub struct Client {
     cut: CancellationToken,
     /// Cancelled once authenticated (ends the login grace timer).
     authed: CancellationToken,
-    /// Our slot among unauthenticated connections; released on success.
-    permit: Option<OwnedSemaphorePermit>,
+    /// Our place among unauthenticated connections; released on success.
+    slot: Option<super::guard::Slot>,
     /// Keys refused on this connection (a connection that ends with some is a failure).
     rejections: Arc<AtomicUsize>,
     span: tracing::Span,
@@ -130,15 +145,35 @@ impl Client {
         &self.shared.access
     }
 
-    /// The role a key grants. Owner keys are read from `~/.ssh` at every attempt: file
-    /// I/O, so off the runtime.
-    async fn role_of(&self, key: &KeyData) -> Option<Role> {
+    /// The role a key grants, or why not. Owner keys are checked in `~/.ssh` at every
+    /// attempt: file I/O, so off the runtime.
+    async fn role_of(&self, key: &KeyData) -> Result<Role, Refusal> {
         let access = Arc::clone(&self.shared.access);
-        let key = key.clone();
-        tokio::task::spawn_blocking(move || access.role_of(&key))
+        let (key, addr) = (key.clone(), self.peer.ip());
+        tokio::task::spawn_blocking(move || access.role_of(&key, addr))
             .await
-            .ok()
-            .flatten()
+            .unwrap_or(Err(Refusal::Unknown))
+    }
+
+    /// Whether a line about this admitted client goes to the log: always, unless the
+    /// session is open to anyone (then at most once per source per minute).
+    fn loud(&self) -> bool {
+        self.access().open.is_none()
+            || self
+                .shared
+                .guard
+                .log_gate(super::guard::Source::of(self.peer.ip()))
+                .is_some()
+    }
+
+    /// A refused key: counted (a connection that ends with some is a failure) and logged
+    /// through the per-source gate.
+    fn refused(&self, user: &str, key: &KeyData, why: &Refusal) {
+        self.rejections.fetch_add(1, Ordering::Relaxed);
+        let source = super::guard::Source::of(self.peer.ip());
+        if let Some(left_out) = self.shared.guard.log_gate(source) {
+            tracing::info!(parent: &self.span, user = %sanitize_user(user), fingerprint = %fingerprint_of(key), left_out, "auth refused: {why}");
+        }
     }
 
     /// Refuse a channel we never serve, saying so in the log.
@@ -158,11 +193,13 @@ impl Client {
 
     fn accepted(&mut self, user: &str, role: Role, fingerprint: String) {
         self.user = sanitize_user(user);
-        tracing::info!(parent: &self.span, user = %self.user, %fingerprint, role = role.as_str(), "auth accepted");
+        if self.loud() {
+            tracing::info!(parent: &self.span, user = %self.user, %fingerprint, role = role.as_str(), "auth accepted");
+        }
         self.role = Some(role);
         self.fingerprint = fingerprint;
         self.authed.cancel();
-        self.permit = None;
+        self.slot = None;
         self.shared.guard.succeeded(self.peer.ip());
     }
 
@@ -193,7 +230,9 @@ impl Client {
         match self.shared.session.attach(spec) {
             Ok(att) => {
                 let att = Arc::new(att);
-                tracing::info!(parent: &self.span, client = %att.name, role = ?self.role, "attached");
+                if self.loud() {
+                    tracing::info!(parent: &self.span, client = %att.name, role = ?self.role, "attached");
+                }
                 let _ = session.channel_success(channel);
                 let span = tracing::info_span!(parent: &self.span, "client", client = %att.name);
                 let (to_writer, control) = mpsc::channel(16);
@@ -256,14 +295,15 @@ impl russh::server::Handler for Client {
 
     async fn auth_publickey_offered(
         &mut self,
-        _user: &str,
+        user: &str,
         offer: russh::server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
         // Only say "go on and sign" for keys we would accept; others fail fast.
-        Ok(match self.role_of(offer.public_key.key_data()).await {
-            Some(_) => Auth::Accept,
-            None => {
-                self.rejections.fetch_add(1, Ordering::Relaxed);
+        let key = offer.public_key.key_data();
+        Ok(match self.role_of(key).await {
+            Ok(_) => Auth::Accept,
+            Err(why) => {
+                self.refused(user, key, &why);
                 Auth::reject()
             }
         })
@@ -274,15 +314,14 @@ impl russh::server::Handler for Client {
         user: &str,
         key: russh::server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        let fingerprint = fingerprint_of(key.public_key.key_data());
-        match self.role_of(key.public_key.key_data()).await {
-            Some(role) => {
-                self.accepted(user, role, fingerprint);
+        let key = key.public_key.key_data();
+        match self.role_of(key).await {
+            Ok(role) => {
+                self.accepted(user, role, fingerprint_of(key));
                 Ok(Auth::Accept)
             }
-            None => {
-                self.rejections.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(parent: &self.span, user = %sanitize_user(user), %fingerprint, "auth refused: unknown key");
+            Err(why) => {
+                self.refused(user, key, &why);
                 Ok(Auth::reject())
             }
         }

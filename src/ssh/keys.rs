@@ -1,19 +1,23 @@
 //! Keys: the daemon's host key (created once, 0600, reused across sessions and restarts)
-//! and the public keys that may join, read with OpenSSH semantics (`authorized_keys`
-//! lines with options and comments, `.pub` files). Files writable by group or others are
-//! refused, as OpenSSH's StrictModes does. Key material never reaches the logs: only
-//! SHA-256 fingerprints.
+//! and the public keys that may join: the owner's files in `~/.ssh` ([`OwnerKeys`]) and the
+//! key lines given to `server --allow-key`/`--viewer-key` ([`parse_key_arg`]), parsed with
+//! OpenSSH semantics by [`super::authorized`]. Files are checked as OpenSSH's StrictModes
+//! does (the file and the directories above it: owned by the user or root, not writable
+//! by group or others). Key material never reaches the logs: only SHA-256 fingerprints.
 
+use std::collections::HashMap;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use russh::keys::ssh_key::authorized_keys::Entry;
+use parking_lot::Mutex;
 pub use russh::keys::ssh_key::public::KeyData;
 use russh::keys::ssh_key::{HashAlg, LineEnding};
-use russh::keys::{Algorithm, PrivateKey, PublicKey};
+use russh::keys::{Algorithm, PrivateKey};
+
+use super::authorized::{self, Entry, Rule};
 
 /// Load the host key at `path`, creating it (ed25519, mode 0600) on first use.
 pub fn load_or_create_host_key(path: &Path) -> anyhow::Result<PrivateKey> {
@@ -46,45 +50,102 @@ pub fn fingerprint_of(key: &KeyData) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
 }
 
-/// Parse public keys from text: `authorized_keys` lines (options allowed), `.pub` lines,
-/// comments and blank lines. Fails on the first line that is not a key.
-pub fn parse_keys(text: &str) -> Result<Vec<KeyData>, String> {
-    let mut keys = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let entry = Entry::from_str(line)
-            .or_else(|_| PublicKey::from_openssh(line).map(Entry::from))
-            .map_err(|e| format!("line {}: not an OpenSSH public key ({e})", n + 1))?;
-        keys.push(entry.public_key().key_data().clone());
+/// Parse the key lines given to `--allow-key`/`--viewer-key` (`label` names where they came
+/// from). Unlike owner files, where a bad line is skipped, any line that does not parse
+/// or that restricts its key is an error: the person starting the session is right there
+/// to fix it.
+pub fn parse_key_arg(label: &str, text: &str) -> Result<Vec<Entry>, String> {
+    let (entries, errors) = authorized::parse_text(text);
+    if let Some((line, why)) = errors.first() {
+        return Err(format!("{label} line {line}: {why}"));
     }
-    Ok(keys)
+    let now = std::time::SystemTime::now();
+    for (line, e) in &entries {
+        match &e.rule {
+            Rule::Refuse(option) => {
+                return Err(format!(
+                    "{label} line {line}: key {} has option {option}, which hearth cannot \
+                     honour (a restricted key is never admitted); remove the option or use \
+                     another key",
+                    fingerprint_of(&e.key)
+                ));
+            }
+            Rule::Allow {
+                expires: Some(t), ..
+            } if *t < now => {
+                return Err(format!(
+                    "{label} line {line}: key {} has expired (expiry-time)",
+                    fingerprint_of(&e.key)
+                ));
+            }
+            Rule::Allow { .. } => {}
+        }
+    }
+    if entries.is_empty() {
+        return Err(format!("{label}: no key found"));
+    }
+    Ok(entries.into_iter().map(|(_, e)| e).collect())
 }
 
-/// Refuse a key file that others could have written (OpenSSH StrictModes).
-pub fn check_file_mode(path: &Path) -> anyhow::Result<()> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mode = meta.permissions().mode();
-    if mode & 0o022 != 0 {
-        bail!(
-            "{} is writable by group or others (mode {:o}); refusing it as OpenSSH would: chmod go-w {}",
+/// Why a path fails StrictModes, or `Ok`: owned by `uid` or root, and not writable by group
+/// or others. Pure, so every branch is tested whoever runs the tests.
+pub fn strict_mode_problem(path: &Path, owner: u32, mode: u32, uid: u32) -> Result<(), String> {
+    if owner != uid && owner != 0 {
+        return Err(format!(
+            "{} is owned by uid {owner}, not by you (uid {uid}) or root; refusing it as \
+             OpenSSH's StrictModes would: chown {uid} {}",
             path.display(),
-            mode & 0o777,
             path.display()
-        );
+        ));
+    }
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "{} is writable by group or others (mode {:o}); refusing it as OpenSSH's \
+             StrictModes would: chmod go-w {}",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        ));
     }
     Ok(())
 }
 
-/// Read keys from a file, checking its mode first.
-pub fn read_key_file(path: &Path) -> anyhow::Result<Vec<KeyData>> {
-    check_file_mode(path)?;
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    parse_keys(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+fn check_one(path: &Path) -> anyhow::Result<std::fs::Metadata> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    strict_mode_problem(path, meta.uid(), meta.permissions().mode(), current_uid())
+        .map_err(anyhow::Error::msg)?;
+    Ok(meta)
+}
+
+fn current_uid() -> u32 {
+    // SAFETY: getuid has no preconditions.
+    unsafe { libc::getuid() }
+}
+
+/// Refuse a key file that others could have written: the file alone (for files named on
+/// the command line by the person starting the session).
+pub fn check_file_mode(path: &Path) -> anyhow::Result<()> {
+    check_one(path).map(|_| ())
+}
+
+/// StrictModes as sshd does it for `authorized_keys`: the file and every directory above it
+/// up to and including `home` (or up to `/` for a file outside `home`).
+pub fn check_path_strict(path: &Path, home: &Path) -> anyhow::Result<std::fs::Metadata> {
+    let meta = check_one(path)?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    let inside_home = path.starts_with(home);
+    let mut dir = path.parent();
+    while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
+        check_one(d)?;
+        if inside_home && d == home {
+            break;
+        }
+        dir = d.parent();
+    }
+    Ok(meta)
 }
 
 /// The files holding the daemon user's own keys: `~/.ssh/authorized_keys` and
@@ -108,17 +169,100 @@ pub fn owner_key_files(home: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The owner's keys. Unreadable or unsafe files are skipped with a warning (fail closed:
-/// a skipped file admits nobody).
-pub fn owner_keys(home: &Path) -> Vec<KeyData> {
-    let mut keys = Vec::new();
-    for file in owner_key_files(home) {
-        match read_key_file(&file) {
-            Ok(k) => keys.extend(k),
-            Err(e) => tracing::warn!(error = %e, "ignoring key file"),
+/// What identifies one version of a file: re-read only when it changes.
+type Stamp = (u64, u64, i64, i64, u64);
+
+fn stamp(meta: &std::fs::Metadata) -> Stamp {
+    (
+        meta.dev(),
+        meta.ino(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.len(),
+    )
+}
+
+/// The owner's keys (`~/.ssh`), re-checked at every auth (so a key added there works at
+/// once and a removed one stops) but parsed only when a file changes. Problems (unsafe
+/// modes, lines that do not parse, restricted keys) are logged once per change of the
+/// file, not once per connection: a stranger's attempts must not grow the log.
+#[derive(Debug, Default)]
+pub struct OwnerKeys {
+    home: PathBuf,
+    cache: Mutex<OwnerCache>,
+}
+
+#[derive(Debug, Default)]
+struct OwnerCache {
+    files: HashMap<PathBuf, (Stamp, Arc<Vec<Entry>>)>,
+    /// The last problem logged per file (logged again only when it changes).
+    warned: HashMap<PathBuf, String>,
+}
+
+impl OwnerKeys {
+    pub fn new(home: PathBuf) -> OwnerKeys {
+        OwnerKeys {
+            home,
+            cache: Mutex::new(OwnerCache::default()),
         }
     }
-    keys
+
+    /// Every usable owner key line now. Blocking file I/O: call off the runtime.
+    pub fn entries(&self) -> Vec<Arc<Vec<Entry>>> {
+        let files = owner_key_files(&self.home);
+        let mut cache = self.cache.lock();
+        cache.files.retain(|p, _| files.contains(p));
+        let mut out = Vec::with_capacity(files.len());
+        for file in files {
+            match self.load(&mut cache, &file) {
+                Ok(entries) => {
+                    cache.warned.remove(&file);
+                    out.push(entries);
+                }
+                Err(e) => {
+                    let msg = format!("{e:#}");
+                    cache.files.remove(&file);
+                    if cache.warned.get(&file) != Some(&msg) {
+                        tracing::warn!(error = %msg, "ignoring owner key file");
+                        cache.warned.insert(file, msg);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn load(&self, cache: &mut OwnerCache, file: &Path) -> anyhow::Result<Arc<Vec<Entry>>> {
+        let meta = check_path_strict(file, &self.home)?;
+        let st = stamp(&meta);
+        if let Some((s, entries)) = cache.files.get(file)
+            && *s == st
+        {
+            return Ok(Arc::clone(entries));
+        }
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let (entries, errors) = authorized::parse_text(&text);
+        for (line, why) in errors {
+            tracing::warn!(file = %file.display(), line, "skipping a line that is not a key: {why}");
+        }
+        for (line, e) in &entries {
+            if let Rule::Refuse(option) = &e.rule {
+                tracing::warn!(
+                    file = %file.display(),
+                    line,
+                    fingerprint = %fingerprint_of(&e.key),
+                    option = %option,
+                    "this key is not admitted to hearth: its option restricts what it may do"
+                );
+            }
+        }
+        let entries = Arc::new(entries.into_iter().map(|(_, e)| e).collect::<Vec<_>>());
+        cache
+            .files
+            .insert(file.to_path_buf(), (st, Arc::clone(&entries)));
+        Ok(entries)
+    }
 }
 
 #[cfg(test)]
@@ -128,29 +272,92 @@ mod tests {
     const ED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test@host";
 
     #[test]
-    fn parses_authorized_keys_with_options_comments_and_blanks() {
-        let text = format!("# comment\n\n{ED}\nrestrict,pty {ED}\n");
-        let keys = parse_keys(&text).unwrap();
-        assert_eq!(keys.len(), 2);
-        assert_eq!(keys[0], keys[1]);
+    fn key_arguments_refuse_restricted_broken_and_expired_lines() {
+        let ok = parse_key_arg(
+            "--allow-key",
+            &format!("# c\n\n{ED}\nfrom=\"10.0.0.1\" {ED}\n"),
+        );
+        assert_eq!(ok.unwrap().len(), 2);
+        let err = parse_key_arg("--allow-key", &format!("{ED}\nrestrict,pty {ED}\n")).unwrap_err();
+        assert!(
+            err.contains("line 2") && err.contains("restrict") && err.contains("SHA256:"),
+            "{err}"
+        );
+        let err = parse_key_arg("--viewer-key", "not a key").unwrap_err();
+        assert!(err.contains("--viewer-key line 1"), "{err}");
+        let err =
+            parse_key_arg("--allow-key", &format!("expiry-time=\"20200101\" {ED}")).unwrap_err();
+        assert!(err.contains("expired"), "{err}");
+        assert!(parse_key_arg("--allow-key", "# only a comment").is_err());
     }
 
     #[test]
-    fn garbage_is_a_clear_error() {
-        let err = parse_keys("not a key").unwrap_err();
-        assert!(err.contains("line 1"), "{err}");
+    fn strict_modes_check_owner_and_write_bits() {
+        let p = Path::new("/h/.ssh/authorized_keys");
+        assert!(strict_mode_problem(p, 1000, 0o100600, 1000).is_ok());
+        assert!(
+            strict_mode_problem(p, 0, 0o40755, 1000).is_ok(),
+            "root-owned is fine"
+        );
+        let e = strict_mode_problem(p, 1001, 0o100600, 1000).unwrap_err();
+        assert!(
+            e.contains("owned by uid 1001") && e.contains("chown"),
+            "{e}"
+        );
+        let e = strict_mode_problem(p, 1000, 0o100620, 1000).unwrap_err();
+        assert!(e.contains("mode 620") && e.contains("chmod go-w"), "{e}");
+        assert!(strict_mode_problem(p, 1000, 0o40702, 1000).is_err());
     }
 
     #[test]
-    fn group_writable_files_are_refused() {
+    fn unsafe_directories_above_an_owner_file_refuse_it() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("k.pub");
-        std::fs::write(&p, ED).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o664)).unwrap();
-        let err = read_key_file(&p).unwrap_err().to_string();
-        assert!(err.contains("writable by group or others"), "{err}");
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert_eq!(read_key_file(&p).unwrap().len(), 1);
+        let home = dir.path().join("home");
+        let ssh = home.join(".ssh");
+        std::fs::create_dir_all(&ssh).unwrap();
+        let set =
+            |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        set(&home, 0o755);
+        set(&ssh, 0o700);
+        let file = ssh.join("authorized_keys");
+        std::fs::write(&file, format!("{ED}\n")).unwrap();
+        set(&file, 0o600);
+        let keys = OwnerKeys::new(home.clone());
+        assert_eq!(keys.entries().len(), 1);
+        for (path, bad) in [(&file, 0o664), (&ssh, 0o770), (&home, 0o777)] {
+            set(path, bad);
+            assert!(
+                keys.entries().is_empty(),
+                "{} at {bad:o} admitted",
+                path.display()
+            );
+            let err = check_path_strict(&file, &home).unwrap_err().to_string();
+            assert!(err.contains(&path.display().to_string()), "{err}");
+            set(path, if path == &file { 0o600 } else { 0o755 });
+        }
+        assert_eq!(keys.entries().len(), 1);
+    }
+
+    #[test]
+    fn a_bad_line_in_an_owner_file_skips_that_line_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let ssh = dir.path().join(".ssh");
+        std::fs::create_dir_all(&ssh).unwrap();
+        let file = ssh.join("authorized_keys");
+        std::fs::write(
+            &file,
+            format!("command=\"echo hi\" {ED}\nthis is garbage\n{ED}\n"),
+        )
+        .unwrap();
+        let keys = OwnerKeys::new(dir.path().to_path_buf());
+        let entries: Vec<Entry> = keys
+            .entries()
+            .iter()
+            .flat_map(|v| v.iter().cloned())
+            .collect();
+        assert_eq!(entries.len(), 2);
+        assert!(matches!(entries[0].rule, Rule::Refuse(_)));
+        assert!(matches!(entries[1].rule, Rule::Allow { .. }));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! It owns russh configuration, key checks and channel plumbing. It must not own session
 //! state (sizes, logs, screens): it asks the session.
 
+pub mod authorized;
 pub mod guard;
 pub mod handler;
 pub mod input;
@@ -14,7 +15,6 @@ pub mod stream;
 pub mod writer;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,36 +27,72 @@ use tokio_util::task::TaskTracker;
 
 use crate::session::{Role, Session};
 
-/// Who may join a session, decided per key at auth time.
-#[derive(Debug, Clone, Default)]
+/// Who may join a session, decided per key (and client address) at auth time.
+#[derive(Debug, Default)]
 pub struct Access {
-    /// The daemon user's home: owner keys are re-read from `~/.ssh` at every auth, so a
-    /// key added there works at once and a removed one stops working.
-    pub home: PathBuf,
-    /// Keys given with `--allow-key`.
-    pub collaborators: Vec<KeyData>,
-    /// Keys given with `--viewer-key`.
-    pub viewers: Vec<KeyData>,
+    /// The daemon user's keys in `~/.ssh`, checked again at every auth, so a key added
+    /// there works at once and a removed one stops working.
+    pub owners: keys::OwnerKeys,
+    /// Key lines given with `--allow-key`.
+    pub collaborators: Vec<authorized::Entry>,
+    /// Key lines given with `--viewer-key`.
+    pub viewers: Vec<authorized::Entry>,
     /// Everyone but owners joins as a viewer.
     pub viewers_only: bool,
     /// `--open`: any client (any key, or none) joins with this role.
     pub open: Option<Role>,
 }
 
-impl Access {
-    /// The role a key grants, or `None`: refused.
-    pub fn role_of(&self, key: &KeyData) -> Option<Role> {
-        if keys::owner_keys(&self.home).iter().any(|k| k == key) {
-            return Some(Role::Owner);
+/// Why a key was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No list names the key (and the session is not open).
+    Unknown,
+    /// A list names the key, but a line of it does not admit this client.
+    Denied(&'static str, authorized::Denied),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Unknown => f.write_str("unknown key"),
+            Refusal::Denied(list, why) => write!(f, "{list} key refused: {why}"),
         }
-        let role = if self.collaborators.iter().any(|k| k == key) {
-            Some(Role::Collaborator)
-        } else if self.viewers.iter().any(|k| k == key) {
-            Some(Role::Viewer)
-        } else {
-            self.open
-        };
-        role.map(|r| self.cap(r))
+    }
+}
+
+impl Access {
+    /// The role a key grants a client at `addr`. A key that a list names but does not
+    /// admit (restricted, wrong `from=`, expired) is refused outright: it never falls
+    /// through to a weaker role or to `--open`. Blocking (owner files): off the runtime.
+    pub fn role_of(&self, key: &KeyData, addr: IpAddr) -> Result<Role, Refusal> {
+        let now = std::time::SystemTime::now();
+        let owners = self.owners.entries();
+        let lists = [
+            (
+                "owner",
+                Role::Owner,
+                authorized::verdict(owners.iter().flat_map(|v| v.iter()), key, addr, now),
+            ),
+            (
+                "--allow-key",
+                Role::Collaborator,
+                authorized::verdict(&self.collaborators, key, addr, now),
+            ),
+            (
+                "--viewer-key",
+                Role::Viewer,
+                authorized::verdict(&self.viewers, key, addr, now),
+            ),
+        ];
+        for (list, role, verdict) in lists {
+            match verdict {
+                Some(Ok(())) => return Ok(self.cap(role)),
+                Some(Err(why)) => return Err(Refusal::Denied(list, why)),
+                None => {}
+            }
+        }
+        self.open.map(|r| self.cap(r)).ok_or(Refusal::Unknown)
     }
 
     /// The role of a client without a key (`none` auth): only in open mode.
@@ -65,7 +101,7 @@ impl Access {
     }
 
     fn cap(&self, role: Role) -> Role {
-        if self.viewers_only {
+        if self.viewers_only && role != Role::Owner {
             Role::Viewer
         } else {
             role
@@ -91,12 +127,12 @@ pub struct Shared {
     pub tracker: TaskTracker,
 }
 
-/// russh settings for every session (see `../shared/STACK-NOTES.md`).
+/// russh settings for every session (the reasons are in `docs/architecture.md`, "SSH").
 pub fn server_config(host_key: PrivateKey) -> russh::server::Config {
     russh::server::Config {
         methods: russh::MethodSet::from(&[MethodKind::PublicKey][..]),
-        // Constant-time rejections, but OpenSSH probes `none` first: do not make every
-        // login wait for that.
+        // A pause per rejected key slows guessing; OpenSSH probes `none` first, so that
+        // first rejection is immediate or every login would wait.
         auth_rejection_time: Duration::from_millis(300),
         auth_rejection_time_initial: Some(Duration::ZERO),
         max_auth_attempts: 6,
@@ -155,19 +191,21 @@ pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<List
                     }
                 },
             };
-            if let Err(wait) = shared.guard.check(peer.ip()) {
-                tracing::debug!(%peer, ?wait, "refused: backing off after failed logins");
-                continue;
-            }
-            let Some(permit) = shared.guard.admit() else {
-                tracing::warn!(%peer, "refused: too many unauthenticated connections");
-                continue;
+            let slot = match shared.guard.admit(peer.ip()) {
+                Ok(slot) => slot,
+                Err(why) => {
+                    let source = guard::Source::of(peer.ip());
+                    if let Some(left_out) = shared.guard.log_gate(source) {
+                        tracing::warn!(%source, left_out, "refused a connection: {why}");
+                    }
+                    continue;
+                }
             };
             let shared = Arc::clone(&shared);
             shared
                 .tracker
                 .clone()
-                .spawn(handler::run_connection(shared, stream, peer, permit));
+                .spawn(handler::run_connection(shared, stream, peer, slot));
         }
         tracing::debug!(%addr, "listener closed");
     });

@@ -1,0 +1,218 @@
+//! Where tracing output goes, bounded: every line is capped at [`MAX_LINE`] bytes (so no
+//! peer-supplied text, such as a bad control frame echoed in a decode error, can make one
+//! huge line), and the background daemon's log file is size-capped and rotated
+//! (`daemon.log`, `daemon.log.1`, ...), so nothing a stranger sends grows the disk without
+//! bound.
+//!
+//! Owns the writers only; what is logged, and how often, is the callers' business (see
+//! `ssh::guard` for the per-source gate).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Longest line written, in bytes (longer ones are cut, with a note).
+pub const MAX_LINE: usize = 1024;
+
+/// Size cap and rotation of a log file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    /// Bytes per file before it is rotated.
+    pub max_bytes: u64,
+    /// Files kept in all, the live one included.
+    pub files: usize,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Rotation {
+            max_bytes: 10 * 1024 * 1024,
+            files: 3,
+        }
+    }
+}
+
+/// `line`, cut to [`MAX_LINE`] bytes on a character boundary, newline kept.
+pub fn cap_line(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if line.len() <= MAX_LINE {
+        return line.into();
+    }
+    let note = format!(" [... {} bytes cut]\n", line.len() - MAX_LINE);
+    let mut end = MAX_LINE - note.len();
+    // Back up to a UTF-8 character boundary.
+    while end > 0 && (line[end] & 0xC0) == 0x80 {
+        end -= 1;
+    }
+    let mut out = line[..end].to_vec();
+    out.extend_from_slice(note.as_bytes());
+    out.into()
+}
+
+/// Standard error, one capped line per write (tracing writes each event whole).
+pub struct CappedStderr;
+
+impl Write for CappedStderr {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        io::stderr().write_all(&cap_line(buf))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+}
+
+impl<'a> MakeWriter<'a> for CappedStderr {
+    type Writer = CappedStderr;
+    fn make_writer(&'a self) -> CappedStderr {
+        CappedStderr
+    }
+}
+
+/// A log file that rotates when it reaches its cap: `path` -> `path.1` -> ... and the
+/// oldest is removed. Files are 0600.
+#[derive(Clone)]
+pub struct RotatingFile {
+    inner: Arc<Mutex<Inner>>,
+}
+
+struct Inner {
+    path: PathBuf,
+    rotation: Rotation,
+    file: Option<File>,
+    size: u64,
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
+impl RotatingFile {
+    pub fn open(path: PathBuf, rotation: Rotation) -> io::Result<RotatingFile> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = open_append(&path)?;
+        let size = file.metadata()?.len();
+        Ok(RotatingFile {
+            inner: Arc::new(Mutex::new(Inner {
+                path,
+                rotation,
+                file: Some(file),
+                size,
+            })),
+        })
+    }
+}
+
+impl Inner {
+    fn rotated(&self, n: usize) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(format!(".{n}"));
+        PathBuf::from(p)
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        self.file = None;
+        let keep = self.rotation.files.max(1);
+        let _ = std::fs::remove_file(self.rotated(keep - 1));
+        for n in (1..keep.saturating_sub(1)).rev() {
+            let _ = std::fs::rename(self.rotated(n), self.rotated(n + 1));
+        }
+        if keep > 1 {
+            std::fs::rename(&self.path, self.rotated(1))?;
+        } else {
+            std::fs::remove_file(&self.path)?;
+        }
+        self.file = Some(open_append(&self.path)?);
+        self.size = 0;
+        Ok(())
+    }
+
+    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        if self.size > 0 && self.size + line.len() as u64 > self.rotation.max_bytes {
+            self.rotate()?;
+        }
+        if self.file.is_none() {
+            self.file = Some(open_append(&self.path)?);
+        }
+        if let Some(f) = self.file.as_mut() {
+            f.write_all(line)?;
+            self.size += line.len() as u64;
+        }
+        Ok(())
+    }
+}
+
+/// One event's writer: writes the capped line under the file's lock.
+pub struct RotatingWriter(Arc<Mutex<Inner>>);
+
+impl Write for RotatingWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().write_line(&cap_line(buf))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for RotatingFile {
+    type Writer = RotatingWriter;
+    fn make_writer(&'a self) -> RotatingWriter {
+        RotatingWriter(Arc::clone(&self.inner))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_are_cut_on_a_character_boundary_with_a_note() {
+        assert_eq!(&*cap_line(b"short\n"), b"short\n");
+        let long = "é".repeat(5000) + "\n";
+        let cut = cap_line(long.as_bytes());
+        assert!(cut.len() <= MAX_LINE);
+        let text = std::str::from_utf8(&cut).expect("valid UTF-8");
+        assert!(text.ends_with("bytes cut]\n"), "{text}");
+    }
+
+    #[test]
+    fn the_file_rotates_at_its_cap_and_keeps_n_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("daemon.log");
+        let log = RotatingFile::open(
+            path.clone(),
+            Rotation {
+                max_bytes: 1000,
+                files: 3,
+            },
+        )
+        .unwrap();
+        let line = [b'x'; 99].iter().chain(b"\n").copied().collect::<Vec<u8>>();
+        for _ in 0..1000 {
+            log.make_writer().write_all(&line).unwrap();
+        }
+        let mut total = 0;
+        for name in ["daemon.log", "daemon.log.1", "daemon.log.2"] {
+            let len = std::fs::metadata(dir.path().join(name)).unwrap().len();
+            assert!(len <= 1000, "{name}: {len}");
+            total += len;
+        }
+        assert!(total >= 2000);
+        assert!(!dir.path().join("daemon.log.3").exists());
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
