@@ -1,0 +1,316 @@
+//! Security, as a hostile peer or a careless owner would try it: `authorized_keys` lines
+//! with options (restricted keys are never admitted, `from=` and `expiry-time=` are
+//! honoured, one odd line locks nobody out), per-source pre-auth limits and penalties, logs
+//! that a stranger cannot grow, and a control socket that cuts half-sent frames.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use tokio::io::AsyncReadExt;
+
+/// Write `~/.ssh/authorized_keys` (0600).
+fn authorized_keys(env: &Env, text: &str) {
+    let p = env.home.join(".ssh/authorized_keys");
+    std::fs::write(&p, text).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+fn fingerprint(k: &Key) -> String {
+    k.key
+        .public_key()
+        .fingerprint(russh::keys::HashAlg::Sha256)
+        .to_string()
+}
+
+/// Lines of the daemon log at INFO or above that mention `needle`.
+fn loud_lines(d: &TestDaemon, needle: &str) -> Vec<String> {
+    d.daemon_log()
+        .lines()
+        .filter(|l| (l.contains(" INFO ") || l.contains(" WARN ")) && l.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restricted_keys_are_never_admitted_and_an_odd_line_locks_nobody_out() {
+    let env = Env::new();
+    let borg = env.other_key("borg");
+    let quoted = env.other_key("quoted");
+    let plain = env.other_key("plain");
+    let elsewhere = env.other_key("elsewhere");
+    let here = env.other_key("here");
+    let expired = env.other_key("expired");
+    authorized_keys(
+        &env,
+        &format!(
+            "restrict,command=\"borg serve --append-only\" {}\n\
+             command=\"echo \\\"hi there\\\"\",no-pty {}\n\
+             this line is not a key at all\n\
+             {}\n\
+             from=\"10.9.9.9,192.168.0.0/16\" {}\n\
+             from=\"127.0.0.0/8,!127.0.0.2\",no-agent-forwarding {}\n\
+             expiry-time=\"20200101\" {}\n",
+            borg.public_line(),
+            quoted.public_line(),
+            plain.public_line(),
+            elsewhere.public_line(),
+            here.public_line(),
+            expired.public_line(),
+        ),
+    );
+    let d = env.start_daemon();
+    let port = port_of(&d.session(&[], &["/bin/sh"]));
+    let refused = |k: &Key| {
+        let k = Key {
+            path: k.path.clone(),
+            key: k.key.clone(),
+        };
+        async move { try_connect(port, &k, "u").await.err() }
+    };
+    assert_eq!(refused(&borg).await.as_deref(), Some("auth refused"));
+    assert_eq!(refused(&quoted).await.as_deref(), Some("auth refused"));
+    assert_eq!(refused(&elsewhere).await.as_deref(), Some("auth refused"));
+    assert_eq!(refused(&expired).await.as_deref(), Some("auth refused"));
+    // The lines after the odd ones still work, `from=` that matches included.
+    let mut owner = SshClient::connect(port, &plain, "plain", 80, 24).await;
+    owner.send("echo in-$((40+2))\r").await;
+    owner.wait_text("in-42").await;
+    assert_eq!(refused(&here).await, None);
+    owner.resize(81, 24).await;
+    // A real OpenSSH client with the restricted key gets no shell either.
+    let out = Command::new("ssh")
+        .args(ssh_args(&borg, port))
+        .args(["127.0.0.1", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
+    // One clear line per restricted key: fingerprint, file, line, option; and the odd
+    // line is named by file and line.
+    let log = d.daemon_log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&fingerprint(&borg)) && l.contains("not admitted"))
+        .unwrap_or_else(|| panic!("no line for the restricted key:\n{log}"));
+    assert!(
+        line.contains("authorized_keys") && line.contains("line=1") && line.contains("restrict"),
+        "{line}"
+    );
+    assert!(log.contains("line=2") && log.contains("command="), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("line=3") && l.contains("not a key")),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_key_files_with_restrictions_fail_at_once_and_from_is_honoured() {
+    let d = TestDaemon::start();
+    let friend = d.other_key("friend");
+    let file = d.dir.path().join("friend.keys");
+    std::fs::write(
+        &file,
+        format!("# friend\ncommand=\"true\" {}\n", friend.public_line()),
+    )
+    .unwrap();
+    let msg = d.err(
+        &[
+            "server",
+            "--allow-key",
+            file.to_str().unwrap(),
+            "--",
+            "/bin/sh",
+        ],
+        "invalid_argument",
+    );
+    assert!(
+        msg.contains("friend.keys line 2")
+            && msg.contains("command=")
+            && msg.contains(&fingerprint(&friend)),
+        "{msg}"
+    );
+    assert!(d.ok(&["ps"]).as_array().unwrap().is_empty());
+    // from= on a collaborator key: honoured at auth.
+    let away = format!("from=\"10.0.0.0/8\" {}", friend.public_line());
+    let port = port_of(&d.session(&["--allow-key", &away], &["/bin/sh"]));
+    assert_eq!(
+        try_connect(port, &friend, "f").await.err().as_deref(),
+        Some("auth refused")
+    );
+    let near = format!("from=\"127.0.0.1\" {}", friend.public_line());
+    let port = port_of(&d.session(&["--allow-key", &near], &["/bin/sh"]));
+    let c = SshClient::connect(port, &friend, "f", 80, 24).await;
+    c.send("echo friend-$((3*3))\r").await;
+    c.wait_text("friend-9").await;
+}
+
+async fn connect_from(src: &str, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(format!("{src}:0").parse().unwrap())?;
+    socket.connect(([127, 0, 0, 1], port).into()).await
+}
+
+/// Read until EOF (bounded by the deadline); what arrived.
+async fn drain(s: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(DEADLINE, s.read_to_end(&mut buf)).await;
+    buf
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holding_200_silent_connections_locks_nobody_else_out() {
+    let d = TestDaemon::start(); // --login-grace 2
+    let port = port_of(&d.session(&[], &["/bin/sh"]));
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        held.push(connect_from("127.0.0.2", port).await.unwrap());
+    }
+    // The owner, from another address, gets in while they are held.
+    let owner = SshClient::connect(port, &d.owner, "own", 80, 24).await;
+    owner.send("echo owner-in-$((5*5))\r").await;
+    owner.wait_text("owner-in-25").await;
+    // Only the per-source share got a banner; the grace cut those.
+    let mut bannered = 0;
+    for s in &mut held {
+        if drain(s).await.starts_with(b"SSH-2.0-") {
+            bannered += 1;
+        }
+    }
+    assert_eq!(bannered, 10, "the per-source cap (default 10)");
+    // Holding places until the grace is a penalty: the source now backs off, closed
+    // before the banner, while others are unaffected.
+    let mut s = connect_from("127.0.0.2", port).await.unwrap();
+    assert_eq!(drain(&mut s).await, b"", "a penalised source got a banner");
+    let mut s = connect_from("127.0.0.4", port).await.unwrap();
+    let mut banner = [0u8; 8];
+    tokio::time::timeout(DEADLINE, s.read_exact(&mut banner))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&banner, b"SSH-2.0-");
+    // All of it left a line or two about that source in the log, not hundreds.
+    let lines = loud_lines(&d, "127.0.0.2");
+    assert!(
+        !lines.is_empty() && lines.len() <= 3,
+        "{} lines:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_does_not_grow_the_log() {
+    let d = TestDaemon::start();
+    let port = port_of(&d.session(&[], &["/bin/sh"]));
+    let before = d.daemon_log().len();
+    for _ in 0..300 {
+        let Ok(mut s) = connect_from("127.0.0.3", port).await else {
+            continue;
+        };
+        use tokio::io::AsyncWriteExt;
+        let _ = s.write_all(b"SSH-2.0-flood\r\n").await;
+        drop(s);
+    }
+    // Every connection is over once the daemon answers again.
+    let c = SshClient::connect(port, &d.owner, "own", 80, 24).await;
+    c.send("echo done-$((1+6))\r").await;
+    c.wait_text("done-7").await;
+    let lines = loud_lines(&d, "127.0.0.3");
+    assert!(
+        !lines.is_empty() && lines.len() <= 3,
+        "{} lines:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+    let grown = d
+        .daemon_log()
+        .lines()
+        .filter(|l| !l.contains("DEBUG"))
+        .map(|l| l.len() + 1)
+        .sum::<usize>();
+    assert!(
+        grown < before + 20_000,
+        "the log grew by {}",
+        grown - before
+    );
+}
+
+#[test]
+fn the_control_socket_cuts_half_sent_and_oversized_frames() {
+    let d = TestDaemon::start();
+    // A frame header and a bit of body, then silence: cut after the frame timeout.
+    let mut half = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    half.write_all(&[0, 0, 0, 100, b'{']).unwrap();
+    half.set_read_timeout(Some(DEADLINE)).unwrap();
+    let start = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = half.read_to_end(&mut buf);
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "not cut: {:?}",
+        start.elapsed()
+    );
+    // A declared length past the request limit: closed at once, nothing buffered.
+    let mut big = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    big.write_all(&(200u32 << 20).to_be_bytes()).unwrap();
+    big.set_read_timeout(Some(DEADLINE)).unwrap();
+    let start = std::time::Instant::now();
+    let _ = big.read_to_end(&mut buf);
+    assert!(start.elapsed() < Duration::from_secs(4));
+    // A whole frame of garbage that the decoder echoes in its error: the log line is
+    // capped.
+    let mut junk = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    // (An unknown variant: serde quotes it whole in the error.)
+    let body = format!("{{\"{}\":1}}", "A".repeat(900_000));
+    junk.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
+    junk.write_all(body.as_bytes()).unwrap();
+    junk.set_read_timeout(Some(DEADLINE)).unwrap();
+    let _ = junk.read_to_end(&mut buf);
+    // The daemon answers on.
+    assert!(d.cli(&["version"]).status.success());
+    let longest = d.daemon_log().lines().map(str::len).max().unwrap_or(0);
+    assert!(longest <= 1024, "a log line of {longest} bytes");
+}
+
+#[test]
+fn the_background_daemon_log_is_size_capped_and_rotated() {
+    let env = Env::new();
+    let conf = env.home.join(".config/hearth");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(
+        conf.join("config.toml"),
+        "[log]\nmax_bytes = 4096\nfiles = 2\n",
+    )
+    .unwrap();
+    let log = env.dir.path().join("state/daemon.log");
+    let mut child = env
+        .command(&["daemon", "--log-file", log.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the daemon to answer", DEADLINE, || {
+        env.cli(&["version"]).status.success().then_some(())
+    });
+    for _ in 0..15 {
+        let s = env.ok(&["server", "--bind", "127.0.0.1", "--", "/bin/sh"]);
+        env.ok(&["kill", &id_of(&s)]);
+    }
+    let rotated = log.with_extension("log.1");
+    assert!(rotated.exists(), "no rotation");
+    for p in [&log, &rotated] {
+        let len = std::fs::metadata(p).unwrap().len();
+        assert!(len <= 4096, "{}: {len} bytes", p.display());
+    }
+    assert!(!log.with_extension("log.2").exists(), "files = 2");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+}
