@@ -68,15 +68,21 @@ async fn a_recording_is_valid_asciicast_plays_in_asciinema_and_names_typists() {
             .unwrap()
             .contains("known-42")
     );
-    let input = std::fs::read_to_string(path.with_extension("input.jsonl")).unwrap();
+    let input = std::fs::read_to_string(path.with_extension("audit.jsonl")).unwrap();
     let typed: Vec<Value> = input
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert!(
+        typed.iter().any(|e| e["event"] == "input"
+            && e["client"] == "alice-1"
+            && e["data"].as_str().unwrap().contains("known")),
+        "{input}"
+    );
+    assert!(
         typed
             .iter()
-            .any(|e| e["client"] == "alice-1" && e["data"].as_str().unwrap().contains("known")),
+            .any(|e| e["event"] == "joined" && e["client"] == "alice-1" && e["role"] == "owner"),
         "{input}"
     );
     use std::os::unix::fs::PermissionsExt;

@@ -10,7 +10,8 @@
 //! [recording]
 //! enabled = true                 # false: no session records
 //! dir = "/path/to/recordings"    # default ~/.local/state/hearth/recordings
-//! max_bytes = 268435456          # per recording (then it stops with a marker)
+//! max_bytes = 268435456          # per recording's cast (then it stops with a marker)
+//! max_audit_bytes = 67108864     # per audit trail (then typed input stops being recorded)
 //! max_total_bytes = 2147483648   # all recordings; oldest ended ones go first
 //!
 //! [log]                          # the background daemon's log file (--log-file)
@@ -70,6 +71,7 @@ struct RecordingSection {
     enabled: Option<bool>,
     dir: Option<std::path::PathBuf>,
     max_bytes: Option<u64>,
+    max_audit_bytes: Option<u64>,
     max_total_bytes: Option<u64>,
 }
 
@@ -102,6 +104,9 @@ pub fn load_recording(path: &Path, default: RecordConfig) -> anyhow::Result<Opti
     }
     if let Some(n) = r.max_bytes {
         config.max_bytes = n;
+    }
+    if let Some(n) = r.max_audit_bytes {
+        config.max_audit_bytes = n;
     }
     if let Some(n) = r.max_total_bytes {
         config.max_total_bytes = n;

@@ -357,7 +357,7 @@ impl Daemon {
         let hosted = self.registry.resolve(target)?;
         hosted.close_listener();
         if kick {
-            hosted.session.kick_all();
+            hosted.session.kick_all(service::BY_CLI);
         }
         Ok(hosted.info())
     }

@@ -13,7 +13,10 @@ use hearth_rpc::{
 use tarpc::context::Context;
 
 use super::Daemon;
-use crate::session::{self, Role, RoleError};
+use crate::session::{self, Role, RoleError, Who};
+
+/// Who acts, in logs and the audit trail, when the owner acts through the control socket.
+pub const BY_CLI: &str = "cli";
 
 #[derive(Clone)]
 pub struct Control {
@@ -119,18 +122,22 @@ impl Hearth for Control {
     async fn kick(self, _: Context, target: String, client: String) -> Result<PeerInfo, ApiError> {
         self.check()?;
         let hosted = self.daemon.registry.resolve(&target)?;
-        hosted.session.kick(&client).map(peer_info).ok_or_else(|| {
-            ApiError::not_found(format!(
-                "no client '{client}' in session {} (see `hearth peers {}`)",
-                hosted.session.id, hosted.session.id
-            ))
-        })
+        hosted
+            .session
+            .kick(Who::Name(&client), BY_CLI)
+            .map(peer_info)
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "no client '{client}' in session {} (see `hearth peers {}`)",
+                    hosted.session.id, hosted.session.id
+                ))
+            })
     }
 
     async fn lock(self, _: Context, target: String, locked: bool) -> Result<SessionInfo, ApiError> {
         self.check()?;
         let hosted = self.daemon.registry.resolve(&target)?;
-        hosted.session.set_locked(locked);
+        hosted.session.set_locked(locked, BY_CLI);
         Ok(hosted.info())
     }
 
@@ -150,7 +157,7 @@ impl Hearth for Control {
         })?;
         hosted
             .session
-            .set_role(&client, role)
+            .set_role(Who::Name(&client), role, BY_CLI)
             .map(peer_info)
             .map_err(|e| match e {
                 RoleError::NoSuchClient(_) => ApiError::not_found(format!(

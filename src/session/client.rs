@@ -56,6 +56,8 @@ pub struct ClientSpec {
 /// A row of `peers`.
 #[derive(Debug, Clone)]
 pub struct Peer {
+    /// Unique for the session's life (names are reused once a client leaves).
+    pub id: u64,
     pub name: String,
     pub spec: ClientSpec,
     pub size: (u16, u16),
@@ -140,6 +142,11 @@ pub struct Attachment {
 impl Attachment {
     pub fn session(&self) -> &Arc<Session> {
         &self.session
+    }
+
+    /// This client's id (as in [`Peer::id`]).
+    pub fn id(&self) -> u64 {
+        self.key
     }
 
     pub fn resize(&self, cols: u32, rows: u32) {
@@ -230,7 +237,7 @@ impl Attachment {
             Ordering::Relaxed,
         );
         if let Some(r) = &self.session.recorder {
-            r.input(std::time::Instant::now(), &self.name, &data);
+            r.audit.input(std::time::Instant::now(), &self.name, &data);
         }
         {
             let mut typist = self.session.typist.lock();

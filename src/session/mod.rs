@@ -10,6 +10,7 @@
 //! it, never the reverse. Locks here are std/parking_lot locks held for short, synchronous
 //! sections and never across `.await`.
 
+pub mod audit;
 mod client;
 pub mod log;
 pub mod pty;
@@ -352,11 +353,10 @@ impl Session {
         }
     }
 
-    /// A rewind frame `back` rows into the history, at a client's size; and the `back`
-    /// actually shown.
-    pub fn history_frame(&self, back: usize, cols: u16, rows: u16) -> (Vec<u8>, usize) {
-        let screen = self.output.lock().screen.snapshot_screen();
-        screen::history_frame(screen, back, cols, rows)
+    /// A still copy of the screen and its history, for a client's Rewind view: one copy
+    /// under the output lock when Rewind opens; scrolling it never takes the lock.
+    pub fn history(&self) -> screen::History {
+        screen::History::new(self.output.lock().screen.snapshot_screen())
     }
 
     /// The current screen with colours and cursor (what `screen --ansi` prints).
@@ -431,6 +431,14 @@ impl Session {
                 },
             );
             self.client_count.send_replace(clients.len());
+            if let Some(e) = clients.get(&key) {
+                self.audit(audit::AuditEvent::Joined {
+                    client: name.clone(),
+                    role: e.spec.role.as_str(),
+                    addr: e.spec.address.clone(),
+                    fingerprint: e.spec.key_fingerprint.clone(),
+                });
+            }
             (key, name, stats, kick, wake, direct)
         };
         self.recompute_size();
@@ -449,7 +457,9 @@ impl Session {
     fn detach(&self, key: u64) {
         let left = {
             let mut clients = self.clients.lock();
-            clients.remove(&key);
+            if let Some(c) = clients.remove(&key) {
+                self.audit(audit::AuditEvent::Left { client: c.name });
+            }
             clients.len()
         };
         self.client_count.send_replace(left);
@@ -460,8 +470,9 @@ impl Session {
         let now_ms = self.epoch.elapsed().as_millis() as u64;
         self.clients
             .lock()
-            .values()
-            .map(|c| Peer {
+            .iter()
+            .map(|(id, c)| Peer {
+                id: *id,
                 name: c.name.clone(),
                 spec: c.spec.clone(),
                 size: c.size,
@@ -481,35 +492,53 @@ impl Session {
         self.locked.load(Ordering::Acquire)
     }
 
-    /// Lock (no new joins but owners) or unlock the session.
-    pub fn set_locked(&self, locked: bool) {
+    /// Lock (no new joins but owners) or unlock the session; `by` says who (a client's
+    /// name, or `cli`), for the log and the audit trail.
+    pub fn set_locked(&self, locked: bool, by: &str) {
         self.locked.store(locked, Ordering::Release);
-        tracing::info!(session = %self.id, locked, "lock changed");
+        tracing::info!(session = %self.id, locked, by, "lock changed");
+        self.audit(audit::AuditEvent::Lock {
+            locked,
+            by: by.to_string(),
+        });
     }
 
     /// Change a client's role live (viewer <-> collaborator). The new role applies to its
     /// next keystroke and to the size computation at once.
-    pub fn set_role(&self, name: &str, role: Role) -> Result<Peer, RoleError> {
+    pub fn set_role(&self, who: Who<'_>, role: Role, by: &str) -> Result<Peer, RoleError> {
         if role == Role::Owner {
             return Err(RoleError::Invalid);
         }
-        {
+        let (id, name) = {
             let mut clients = self.clients.lock();
-            let c = clients
-                .values_mut()
-                .find(|c| c.name == name)
-                .ok_or_else(|| RoleError::NoSuchClient(name.to_string()))?;
+            let (id, c) = clients
+                .iter_mut()
+                .find(|(id, c)| who.is(**id, &c.name))
+                .ok_or_else(|| RoleError::NoSuchClient(who.to_string()))?;
             if c.spec.role == Role::Owner {
-                return Err(RoleError::Owner(name.to_string()));
+                return Err(RoleError::Owner(c.name.clone()));
             }
             c.spec.role = role;
-        }
-        tracing::info!(session = %self.id, client = name, role = role.as_str(), "role changed");
+            (*id, c.name.clone())
+        };
+        tracing::info!(session = %self.id, client = %name, role = role.as_str(), by, "role changed");
+        self.audit(audit::AuditEvent::Role {
+            client: name.clone(),
+            role: role.as_str(),
+            by: by.to_string(),
+        });
         self.recompute_size();
         self.peers()
             .into_iter()
-            .find(|p| p.name == name)
-            .ok_or_else(|| RoleError::NoSuchClient(name.to_string()))
+            .find(|p| p.id == id)
+            .ok_or(RoleError::NoSuchClient(name))
+    }
+
+    /// Record an event in the audit trail (if recording).
+    fn audit(&self, event: audit::AuditEvent) {
+        if let Some(r) = &self.recorder {
+            r.audit.event(std::time::Instant::now(), event);
+        }
     }
 
     /// Show `text` to every client but `from` (the writer tasks draw it as a banner).
@@ -531,19 +560,41 @@ impl Session {
         self.recompute_size();
     }
 
-    /// Disconnect the named client. Returns its last state, or `None` if unknown.
-    pub fn kick(&self, name: &str) -> Option<Peer> {
-        let peer = self.peers().into_iter().find(|p| p.name == name)?;
-        if let Some(c) = self.clients.lock().values().find(|c| c.name == name) {
-            c.kick.cancel();
-        }
+    /// Disconnect a client. Returns its last state, or `None` if it is not (or no
+    /// longer) attached.
+    pub fn kick(&self, who: Who<'_>, by: &str) -> Option<Peer> {
+        let peer = self.peers().into_iter().find(|p| who.is(p.id, &p.name))?;
+        let found = self.clients.lock().get(&peer.id).map(|c| c.kick.clone());
+        let kick = found?;
+        kick.cancel();
+        tracing::info!(session = %self.id, client = %peer.name, by, "kicked");
+        self.audit(audit::AuditEvent::Kicked {
+            client: peer.name.clone(),
+            by: by.to_string(),
+        });
         Some(peer)
     }
 
     /// Disconnect every client.
-    pub fn kick_all(&self) {
-        for c in self.clients.lock().values() {
-            c.kick.cancel();
+    pub fn kick_all(&self, by: &str) {
+        let names: Vec<String> = {
+            let clients = self.clients.lock();
+            clients
+                .values()
+                .map(|c| {
+                    c.kick.cancel();
+                    c.name.clone()
+                })
+                .collect()
+        };
+        if !names.is_empty() {
+            tracing::info!(session = %self.id, clients = names.len(), by, "kicked every client");
+        }
+        for client in names {
+            self.audit(audit::AuditEvent::Kicked {
+                client,
+                by: by.to_string(),
+            });
         }
     }
 
@@ -607,6 +658,32 @@ async fn wait_exit(exit: &mut watch::Receiver<Option<i32>>, limit: Duration) -> 
     match tokio::time::timeout(limit, exit.wait_for(|c| c.is_some())).await {
         Ok(Ok(code)) => *code,
         _ => None,
+    }
+}
+
+/// A client, by name (the CLI) or by id (a menu acting on the row it drew: a name can be
+/// reused by a newcomer once its client leaves, an id never is).
+#[derive(Debug, Clone, Copy)]
+pub enum Who<'a> {
+    Name(&'a str),
+    Id(u64),
+}
+
+impl Who<'_> {
+    fn is(&self, id: u64, name: &str) -> bool {
+        match self {
+            Who::Name(n) => *n == name,
+            Who::Id(i) => *i == id,
+        }
+    }
+}
+
+impl std::fmt::Display for Who<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Who::Name(n) => f.write_str(n),
+            Who::Id(i) => write!(f, "client #{i}"),
+        }
     }
 }
 

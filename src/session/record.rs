@@ -1,13 +1,16 @@
 //! The session recorder: asciicast v2 (`<id>.cast`, playable by `asciinema play`) with "o"
-//! events for output, "r" for resizes and "m" markers for gaps, plus a sidecar
-//! `<id>.input.jsonl` saying which client typed which bytes, when (`adr/0003`).
+//! events for output, "r" for resizes and "m" markers for gaps, plus the audit trail
+//! ([`super::audit`], `<id>.audit.jsonl`: who typed what, who joined, left, was kicked or
+//! changed roles; `adr/0003`, `adr/0004`), which has its own queue, thread and cap.
 //!
 //! Recording never blocks the session: events go through a bounded queue to a recorder
 //! thread; when the queue is full the bytes are counted and a marker says how many were not
 //! recorded; a disk error stops the recording with a visible status, never the session.
-//! A size cap per recording stops it with a marker; a total cap prunes the oldest
-//! recordings of ended sessions at start. Files are 0600 in a 0700 directory. `finish`
-//! flushes and syncs, so `kill` and shutdown lose nothing that was queued.
+//! A size cap per recording stops the cast with a marker (the audit goes on); a total cap
+//! prunes the oldest recordings of ended sessions at start. Resizes are recorded when the
+//! size really changes, at most every [`RESIZE_EVERY`] (the latest wins). The cast is
+//! written out at least every second while output flows. Files are 0600 in a 0700
+//! directory. `finish` flushes and syncs, so `kill` and shutdown lose nothing queued.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -16,7 +19,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime};
 
@@ -27,8 +30,10 @@ use serde_json::json;
 #[derive(Debug, Clone)]
 pub struct RecordConfig {
     pub dir: PathBuf,
-    /// Bytes per recording (cast + sidecar) before it stops with a marker.
+    /// Bytes of the cast before it stops with a marker.
     pub max_bytes: u64,
+    /// Bytes of the audit trail before typed input stops being recorded in it.
+    pub max_audit_bytes: u64,
     /// Bytes of all recordings; the oldest of ended sessions are removed first.
     pub max_total_bytes: u64,
 }
@@ -38,6 +43,7 @@ impl RecordConfig {
         RecordConfig {
             dir,
             max_bytes: 256 * 1024 * 1024,
+            max_audit_bytes: 64 * 1024 * 1024,
             max_total_bytes: 2 * 1024 * 1024 * 1024,
         }
     }
@@ -46,8 +52,8 @@ impl RecordConfig {
         self.dir.join(format!("{id}.cast"))
     }
 
-    pub fn input_path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{id}.input.jsonl"))
+    pub fn audit_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.audit.jsonl"))
     }
 }
 
@@ -58,14 +64,27 @@ const QUEUE: usize = 4096;
 /// slow disk can pin, whatever the size of each read.
 const QUEUE_BYTES: u64 = 16 * 1024 * 1024;
 
-/// Idle time after which buffered events are written out.
+/// Idle time after which buffered events are written out...
 const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
+/// ...and the longest they stay buffered while output keeps flowing.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Shortest time between two recorded resizes (a window-change storm is one event).
+pub const RESIZE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 enum Event {
     Output(Instant, bytes::Bytes),
-    Resize(Instant, u16, u16),
-    Input(Instant, String, Vec<u8>),
+    /// The size changed: see the shared latest-size slot.
+    Resize,
     Finish,
+}
+
+/// The latest size not yet recorded: a resize storm overwrites one slot instead of
+/// filling the queue, and one [`Event::Resize`] at most is queued for it (in order with
+/// the output around it).
+#[derive(Default)]
+struct SizeSlot {
+    latest: Mutex<Option<(Instant, u16, u16)>>,
+    queued: std::sync::atomic::AtomicBool,
 }
 
 /// What the header says.
@@ -83,6 +102,9 @@ pub struct Recorder {
     thread: Mutex<Option<JoinHandle<()>>>,
     dropped: Arc<AtomicU64>,
     status: Arc<Mutex<Option<String>>>,
+    /// The audit trail, beside the cast.
+    pub audit: super::audit::Audit,
+    size: Arc<SizeSlot>,
     pub path: PathBuf,
 }
 
@@ -110,7 +132,14 @@ impl Recorder {
                 .open(p)
         };
         let mut cast = BufWriter::with_capacity(64 * 1024, open(&path)?);
-        let input = BufWriter::new(open(&config.input_path(id))?);
+        let start = Instant::now();
+        let audit_path = config.audit_path(id);
+        let audit = super::audit::Audit::start(
+            &audit_path,
+            open(&audit_path)?,
+            start,
+            config.max_audit_bytes,
+        )?;
         let timestamp = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -130,10 +159,14 @@ impl Recorder {
         let dropped = Arc::new(AtomicU64::new(0));
         let queued = Arc::new(AtomicU64::new(0));
         let status = Arc::new(Mutex::new(None));
+        let size_slot = Arc::new(SizeSlot::default());
         let mut w = Writer {
             cast,
-            input,
-            start: Instant::now(),
+            start,
+            size: (header.cols, header.rows),
+            slot: Arc::clone(&size_slot),
+            pending_resize: None,
+            last_resize: None,
             written: 0,
             max: config.max_bytes,
             carry: Vec::new(),
@@ -151,18 +184,10 @@ impl Recorder {
             thread: Mutex::new(Some(thread)),
             dropped,
             status,
+            audit,
+            size: size_slot,
             path,
         })
-    }
-
-    fn send(&self, e: Event, len: usize) {
-        match self.tx.try_send(e) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.dropped.fetch_add(len as u64, Ordering::Relaxed);
-            }
-            Err(TrySendError::Disconnected(_)) => {}
-        }
     }
 
     /// Record output (a cheap clone of the log's own bytes).
@@ -180,20 +205,23 @@ impl Recorder {
     }
 
     pub fn resize(&self, at: Instant, cols: u16, rows: u16) {
-        self.send(Event::Resize(at, cols, rows), 0);
+        *self.size.latest.lock() = Some((at, cols, rows));
+        // One wake-up in the queue is enough: the writer reads the latest size.
+        if !self.size.queued.swap(true, Ordering::AcqRel)
+            && self.tx.try_send(Event::Resize).is_err()
+        {
+            self.size.queued.store(false, Ordering::Release);
+        }
     }
 
-    pub fn input(&self, at: Instant, client: &str, bytes: &[u8]) {
-        self.send(Event::Input(at, client.to_string(), bytes.to_vec()), 0);
-    }
-
-    /// `None` while recording fine; otherwise why it stopped.
+    /// `None` while recording fine; otherwise why the cast or the audit stopped.
     pub fn status(&self) -> Option<String> {
-        self.status.lock().clone()
+        self.status.lock().clone().or_else(|| self.audit.status())
     }
 
     /// Flush everything queued and stop. Blocks until written (call off the runtime).
     pub fn finish(&self) {
+        self.audit.finish();
         // A blocking send: everything queued before it is written first.
         let _ = self.tx.send(Event::Finish);
         if let Some(t) = self.thread.lock().take() {
@@ -204,8 +232,14 @@ impl Recorder {
 
 struct Writer {
     cast: BufWriter<File>,
-    input: BufWriter<File>,
     start: Instant,
+    /// The size last recorded.
+    size: (u16, u16),
+    slot: Arc<SizeSlot>,
+    /// A resize taken from the slot and held back by the rate limit (written before the
+    /// next output, or once the limit allows).
+    pending_resize: Option<(Instant, u16, u16)>,
+    last_resize: Option<Instant>,
     written: u64,
     max: u64,
     carry: Vec<u8>,
@@ -217,40 +251,46 @@ struct Writer {
 
 impl Writer {
     fn run(&mut self, rx: Receiver<Event>) {
-        // Flushed when idle, so a live recording can be followed and a crash loses little.
+        // Written out when idle, and at least every second while output flows, so a live
+        // recording can be followed and a crash loses little.
         let mut dirty = false;
+        let mut flushed_at = Instant::now();
         loop {
             let event = match rx.recv_timeout(FLUSH_AFTER) {
                 Ok(Event::Finish) | Err(RecvTimeoutError::Disconnected) => break,
-                Ok(e) => e,
-                Err(RecvTimeoutError::Timeout) => {
-                    if dirty && !self.stopped {
-                        dirty = false;
-                        if let Err(e) = self.cast.flush().and_then(|_| self.input.flush()) {
-                            self.stop(format!("recording stopped: write error: {e}"));
-                        }
-                    }
-                    continue;
-                }
+                Ok(e) => Some(e),
+                Err(RecvTimeoutError::Timeout) => None,
             };
-            if let Event::Output(_, b) = &event {
+            if let Some(Event::Output(_, b)) = &event {
                 self.queued.fetch_sub(b.len() as u64, Ordering::Relaxed);
             }
             if self.stopped {
                 continue;
             }
-            dirty = true;
-            if let Err(e) = self.write(event) {
+            let timed_out = event.is_none();
+            let before = self.written;
+            let result = match event {
+                Some(e) => self.write(e),
+                None => self.write_pending_resize(),
+            };
+            dirty |= self.written != before;
+            if let Err(e) = result {
                 self.stop(format!("recording stopped: write error: {e}"));
+                continue;
+            }
+            if dirty && (timed_out || flushed_at.elapsed() >= FLUSH_EVERY) {
+                dirty = false;
+                flushed_at = Instant::now();
+                if let Err(e) = self.cast.flush() {
+                    self.stop(format!("recording stopped: write error: {e}"));
+                }
             }
         }
         if !self.stopped {
             let flushed = self
-                .cast
-                .flush()
-                .and_then(|_| self.input.flush())
-                .and_then(|_| self.cast.get_ref().sync_all())
-                .and_then(|_| self.input.get_ref().sync_all());
+                .write_pending_resize()
+                .and_then(|_| self.cast.flush())
+                .and_then(|_| self.cast.get_ref().sync_all());
             if let Err(e) = flushed {
                 self.stop(format!("recording incomplete: flush failed: {e}"));
             }
@@ -273,12 +313,25 @@ impl Writer {
         writeln!(self.cast, "{text}")
     }
 
+    /// Write the resize held back by the rate limit, if the size really changed.
+    fn write_pending_resize(&mut self) -> std::io::Result<()> {
+        if let Some((at, cols, rows)) = self.pending_resize.take()
+            && (cols, rows) != self.size
+        {
+            let t = self.t(at);
+            self.line(json!([t, "r", format!("{cols}x{rows}")]))?;
+            self.size = (cols, rows);
+            self.last_resize = Some(at);
+        }
+        Ok(())
+    }
+
     fn write(&mut self, event: Event) -> std::io::Result<()> {
         let lost = self.dropped.swap(0, Ordering::Relaxed);
         if lost > 0 {
             let at = match &event {
-                Event::Output(t, _) | Event::Resize(t, ..) | Event::Input(t, ..) => *t,
-                Event::Finish => Instant::now(),
+                Event::Output(t, _) => *t,
+                Event::Resize | Event::Finish => Instant::now(),
             };
             let t = self.t(at);
             tracing::warn!(lost, "recorder fell behind; output not recorded");
@@ -290,22 +343,22 @@ impl Writer {
         }
         match event {
             Event::Output(at, bytes) => {
+                self.write_pending_resize()?;
                 let text = decode_utf8(&mut self.carry, &bytes);
                 if !text.is_empty() {
                     let t = self.t(at);
                     self.line(json!([t, "o", text]))?;
                 }
             }
-            Event::Resize(at, cols, rows) => {
-                let t = self.t(at);
-                self.line(json!([t, "r", format!("{cols}x{rows}")]))?;
-            }
-            Event::Input(at, client, bytes) => {
-                let t = self.t(at);
-                let text = String::from_utf8_lossy(&bytes);
-                let line = json!({"t": t, "client": client, "data": text}).to_string();
-                self.written += line.len() as u64 + 1;
-                writeln!(self.input, "{line}")?;
+            Event::Resize => {
+                self.slot.queued.store(false, Ordering::Release);
+                if let Some(latest) = self.slot.latest.lock().take() {
+                    self.pending_resize = Some(latest);
+                }
+                let due = self.last_resize.is_none_or(|l| l.elapsed() >= RESIZE_EVERY);
+                if due {
+                    self.write_pending_resize()?;
+                }
             }
             Event::Finish => {}
         }
@@ -320,9 +373,8 @@ impl Writer {
                 )
             ]))?;
             self.cast.flush()?;
-            self.input.flush()?;
             self.stop(format!(
-                "recording stopped at its size cap ({} bytes)",
+                "recording stopped at its size cap ({} bytes); the audit trail goes on",
                 self.max
             ));
         }
@@ -376,7 +428,7 @@ pub fn prune(dir: &Path, max_total: u64, keep: &HashSet<String>) {
             let name = path.file_name()?.to_str()?.to_string();
             let id = name
                 .strip_suffix(".cast")
-                .or_else(|| name.strip_suffix(".input.jsonl"))?
+                .or_else(|| name.strip_suffix(".audit.jsonl"))?
                 .to_string();
             let meta = e.metadata().ok()?;
             Some((meta.modified().ok()?, meta.len(), path, id))
@@ -435,7 +487,7 @@ mod tests {
         let r = Recorder::start(&config, "abcd1234", header, &HashSet::new()).unwrap();
         let t0 = Instant::now();
         r.output(t0, bytes::Bytes::from_static(b"hello "));
-        r.input(t0, "alice-1", b"ls\r");
+        r.audit.input(t0, "alice-1", b"ls\r");
         r.resize(t0, 100, 30);
         r.output(t0, bytes::Bytes::from_static(b"world"));
         r.finish();
@@ -444,8 +496,9 @@ mod tests {
         assert_eq!(lines[0]["title"], "demo");
         assert_eq!(lines[1][1], "o");
         assert_eq!(lines[2], json!([lines[2][0], "r", "100x30"]));
-        let input = std::fs::read_to_string(config.input_path("abcd1234")).unwrap();
-        assert!(input.contains("\"client\":\"alice-1\""));
+        let audit = std::fs::read_to_string(config.audit_path("abcd1234")).unwrap();
+        assert!(audit.contains("\"client\":\"alice-1\""), "{audit}");
+        assert!(audit.contains("\"event\":\"input\""), "{audit}");
         let mode = std::fs::metadata(config.cast_path("abcd1234"))
             .unwrap()
             .permissions()
@@ -476,6 +529,115 @@ mod tests {
         assert_eq!(last[1], "m");
         assert!(r.status().unwrap().contains("size cap"));
         assert!(lines.len() < 20);
+    }
+
+    fn start(config: &RecordConfig, id: &str) -> Recorder {
+        let cmd = vec!["sh".to_string()];
+        let header = Header {
+            cols: 80,
+            rows: 24,
+            command: &cmd,
+            title: None,
+        };
+        Recorder::start(config, id, header, &HashSet::new()).unwrap()
+    }
+
+    fn audit_lines(config: &RecordConfig, id: &str) -> Vec<serde_json::Value> {
+        read_cast(&config.audit_path(id))
+    }
+
+    #[test]
+    fn output_at_its_cap_does_not_stop_the_audit() {
+        use crate::session::audit::AuditEvent;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = RecordConfig::new(dir.path().to_path_buf());
+        config.max_bytes = 1000;
+        let r = start(&config, "flood");
+        for _ in 0..100 {
+            r.output(Instant::now(), bytes::Bytes::from(vec![b'x'; 100]));
+        }
+        // Wait until the cast stopped, then type and change a role.
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while r.status().is_none() && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        r.audit
+            .input(Instant::now(), "mallory-1", b"rm -rf ~/work\r");
+        r.audit.event(
+            Instant::now(),
+            AuditEvent::Role {
+                client: "bob-1".into(),
+                role: "viewer",
+                by: "alice-1".into(),
+            },
+        );
+        r.finish();
+        let cast = read_cast(&config.cast_path("flood"));
+        assert!(
+            cast.last().unwrap()[2]
+                .as_str()
+                .unwrap()
+                .contains("size cap")
+        );
+        let audit = audit_lines(&config, "flood");
+        assert!(
+            audit
+                .iter()
+                .any(|l| l["data"] == "rm -rf ~/work\r" && l["client"] == "mallory-1"),
+            "{audit:?}"
+        );
+        assert!(
+            audit
+                .iter()
+                .any(|l| l["event"] == "role" && l["by"] == "alice-1")
+        );
+    }
+
+    #[test]
+    fn the_audit_cap_keeps_joins_and_roles_but_not_more_input() {
+        use crate::session::audit::AuditEvent;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = RecordConfig::new(dir.path().to_path_buf());
+        config.max_audit_bytes = 1000;
+        let r = start(&config, "acap");
+        for _ in 0..50 {
+            r.audit.input(Instant::now(), "a-1", &[b'y'; 100]);
+        }
+        r.audit.event(
+            Instant::now(),
+            AuditEvent::Left {
+                client: "a-1".into(),
+            },
+        );
+        r.finish();
+        let audit = audit_lines(&config, "acap");
+        let cap = audit
+            .iter()
+            .position(|l| l["event"] == "audit_cap")
+            .unwrap();
+        assert!(audit[cap + 1..].iter().all(|l| l["event"] != "input"));
+        assert_eq!(audit.last().unwrap()["event"], "left");
+        assert!(r.status().unwrap().contains("audit"));
+    }
+
+    #[test]
+    fn a_resize_storm_records_few_resizes_and_the_last_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = RecordConfig::new(dir.path().to_path_buf());
+        let r = start(&config, "storm");
+        for i in 0..20_000u16 {
+            r.resize(Instant::now(), 80 + i % 2, 24);
+        }
+        r.resize(Instant::now(), 99, 30);
+        r.output(Instant::now(), bytes::Bytes::from_static(b"after"));
+        r.finish();
+        let cast = read_cast(&config.cast_path("storm"));
+        let resizes: Vec<&serde_json::Value> = cast.iter().filter(|l| l[1] == "r").collect();
+        assert!(resizes.len() < 50, "{} resize lines", resizes.len());
+        assert_eq!(resizes.last().unwrap()[2], "99x30");
+        let o = cast.iter().position(|l| l[1] == "o").unwrap();
+        let last_r = cast.iter().rposition(|l| l[1] == "r").unwrap();
+        assert!(last_r < o, "the size comes before the output drawn at it");
     }
 
     #[test]

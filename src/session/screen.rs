@@ -176,11 +176,27 @@ fn write_rows(out: &mut Vec<u8>, screen: &vt100::Screen, cols: u16, rows: u16) {
     }
 }
 
+/// A still copy of the screen and its scrollback, taken once when a client opens Rewind,
+/// then scrolled and drawn as often as it likes without touching the session's lock.
+pub struct History(vt100::Screen);
+
+impl History {
+    pub fn new(screen: vt100::Screen) -> History {
+        History(screen)
+    }
+
+    /// A rewind frame `back` rows into the history at `cols` x `rows`, and the `back`
+    /// actually shown.
+    pub fn frame(&mut self, back: usize, cols: u16, rows: u16) -> (Vec<u8>, usize) {
+        history_frame(&mut self.0, back, cols, rows)
+    }
+}
+
 /// A rewind frame: `screen` scrolled `back` rows into its history, clipped to `cols` x
 /// `rows`, with a status line at the bottom. Returns the frame and the `back` actually
 /// shown (clamped to the history there is).
-pub fn history_frame(
-    mut screen: vt100::Screen,
+fn history_frame(
+    screen: &mut vt100::Screen,
     back: usize,
     cols: u16,
     rows: u16,
@@ -193,7 +209,7 @@ pub fn history_frame(
     let available = screen.scrollback_len();
     let mut out = Vec::with_capacity(cols as usize * rows as usize + 256);
     out.extend_from_slice(b"\x1b[?25l\x1b[0m\x1b[H\x1b[2J");
-    write_rows(&mut out, &screen, cols, rows.saturating_sub(1).max(1));
+    write_rows(&mut out, screen, cols, rows.saturating_sub(1).max(1));
     let status = format!(
         " REWIND  {back} of {available} rows back  ·  ↑↓ line  PgUp/PgDn page  Home/End  ·  Esc: live "
     );
@@ -238,13 +254,13 @@ mod tests {
         for i in 0..30 {
             s.process(format!("line-{i}\r\n").as_bytes());
         }
-        let (frame, back) = history_frame(s.snapshot_screen(), 10, 20, 5);
+        let (frame, back) = History::new(s.snapshot_screen()).frame(10, 20, 5);
         assert_eq!(back, 10);
         let mut view = Screen::new(5, 20);
         view.process(&frame);
         assert!(view.text().starts_with("line-16"), "{}", view.text());
         assert!(view.text().contains("REWIND"));
-        let (_, back) = history_frame(s.snapshot_screen(), usize::MAX / 2, 20, 5);
+        let (_, back) = History::new(s.snapshot_screen()).frame(usize::MAX / 2, 20, 5);
         assert_eq!(back, 26);
     }
 

@@ -1,6 +1,11 @@
 //! The PTY size: per-axis minimum over the clients that count (writers not in the menu).
 //! A zero on an axis (`ssh -tt` without a local terminal sends 0x0) does not count on that
-//! axis; absurd sizes are clamped. Pure.
+//! axis, nor does an axis below [`MIN_COLS`] x [`MIN_ROWS`] (a client that small gets the
+//! clipped view instead of shrinking everyone's terminal); absurd sizes are clamped. Pure.
+
+/// Smallest size on each axis that counts for the PTY.
+pub const MIN_COLS: u16 = 20;
+pub const MIN_ROWS: u16 = 5;
 
 /// Largest size we let any client ask for.
 pub const MAX_COLS: u16 = 1000;
@@ -21,10 +26,10 @@ pub fn pty_size(current: (u16, u16), clients: impl IntoIterator<Item = (u16, u16
     let mut cols: Option<u16> = None;
     let mut rows: Option<u16> = None;
     for (c, r) in clients {
-        if c > 0 {
+        if c >= MIN_COLS {
             cols = Some(cols.map_or(c, |m| m.min(c)));
         }
-        if r > 0 {
+        if r >= MIN_ROWS {
             rows = Some(rows.map_or(r, |m| m.min(r)));
         }
     }
@@ -48,6 +53,15 @@ mod tests {
         assert_eq!(pty_size(cur, []), cur);
         assert_eq!(pty_size(cur, [(0, 30)]), (90, 30));
         assert_eq!(pty_size(cur, [(120, 0), (100, 0)]), (100, 33));
+    }
+
+    #[test]
+    fn tiny_axes_do_not_shrink_the_terminal() {
+        let cur = (80, 24);
+        assert_eq!(pty_size(cur, [(5, 2), (120, 40)]), (120, 40));
+        assert_eq!(pty_size(cur, [(19, 30)]), (80, 30));
+        assert_eq!(pty_size(cur, [(100, 4)]), (100, 24));
+        assert_eq!(pty_size(cur, [(20, 5)]), (20, 5));
     }
 
     #[test]

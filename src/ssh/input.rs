@@ -4,6 +4,10 @@
 //! writes to the channel, so menu and live output never interleave.
 //!
 //! Owns the menu's state for this client; knows nothing of russh (the handler feeds it).
+//! A client's keys cost the daemon little: all keys of one packet are handled before one
+//! redraw, redraws come at most every [`DRAW_EVERY`], owner actions name the client by the
+//! id of the row that was drawn (never a re-fetched index), and Rewind scrolls one copy
+//! of the history taken when it opened.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 use crate::menu::detector::{Detector, Event};
 use crate::menu::view::{self, PeerRow};
 use crate::menu::{Action, Menu, Page, parse_keys};
-use crate::session::{Attachment, Role};
+use crate::session::screen::History;
+use crate::session::{Attachment, Role, Who};
 
 /// Keystroke messages queued per client for the PTY (each at most one SSH packet)...
 const PTY_QUEUE: usize = 4096;
@@ -24,6 +29,9 @@ const PTY_QUEUE: usize = 4096;
 const PTY_QUEUE_BYTES: usize = 1 << 20;
 
 type Queued = (Bytes, tokio::sync::OwnedSemaphorePermit);
+
+/// Shortest time between two menu frames for one client (~60 a second).
+pub const DRAW_EVERY: Duration = Duration::from_millis(16);
 
 /// How a session's menu is opened; `None` in [`super::Shared`] turns it off.
 #[derive(Debug, Clone)]
@@ -75,6 +83,13 @@ pub struct InputTask {
     menu: Option<Menu>,
     /// Viewers may rewind too (`server --viewer-history`).
     viewer_history: bool,
+    /// The ids of the peer rows as last drawn: what a pick refers to.
+    drawn: Vec<u64>,
+    /// The history being rewound (taken when Rewind opened).
+    history: Option<History>,
+    /// A frame is owed (keys changed the menu, or a draw was held back by the rate limit).
+    dirty: bool,
+    last_draw: Option<Instant>,
 }
 
 impl InputTask {
@@ -90,6 +105,10 @@ impl InputTask {
             detector: config.map(|c| Detector::new(&c.trigger, c.window)),
             menu: None,
             viewer_history,
+            drawn: Vec::new(),
+            history: None,
+            dirty: false,
+            last_draw: None,
         }
     }
 
@@ -127,13 +146,14 @@ impl InputTask {
                 .and_then(Detector::deadline)
                 .map(Instant::from_std);
             let peers_open = self.menu.as_ref().is_some_and(|m| m.page == Page::Peers);
+            let draw_at = self.last_draw.map_or_else(Instant::now, |t| t + DRAW_EVERY);
             tokio::select! {
                 msg = rx.recv() => match msg {
                     None => break,
                     Some(FromClient::Data(bytes)) => self.on_data(bytes, &to_pty).await,
                     Some(FromClient::Resized) => {
                         if self.menu.is_some() {
-                            self.draw().await;
+                            self.request_draw().await;
                         } else {
                             let _ = self.writer.send(ToWriter::Resized).await;
                         }
@@ -148,12 +168,15 @@ impl InputTask {
                         self.forward(Bytes::from(b), &to_pty).await;
                     }
                 }
-                _ = refresh.tick(), if peers_open => self.draw().await,
+                _ = refresh.tick(), if peers_open => self.request_draw().await,
+                _ = tokio::time::sleep_until(draw_at), if self.dirty && self.menu.is_some() => {
+                    self.draw().await;
+                }
                 _ = stop.cancelled() => break,
             }
         }
         if self.menu.is_some() {
-            self.att.set_in_menu(false);
+            self.close_menu();
         }
     }
 
@@ -183,76 +206,101 @@ impl InputTask {
                     let rewind = role != Role::Viewer || self.viewer_history;
                     self.menu = Some(Menu::new(role == Role::Owner, rewind));
                     self.att.set_in_menu(true);
-                    self.draw().await;
+                    self.request_draw().await;
                 }
                 Event::Menu(rest) => self.menu_keys(&rest).await,
             }
         }
     }
 
+    /// Handle every key of one packet, then draw once.
     async fn menu_keys(&mut self, bytes: &[u8]) {
         for key in parse_keys(bytes) {
-            let peers = self.att.session().peers();
             let Some(menu) = self.menu.as_mut() else {
                 return;
             };
+            let action = menu.key(key, self.drawn.len(), self.att.size().1);
+            let rewinding = matches!(menu.page, Page::Rewind(_));
+            if !rewinding {
+                self.history = None;
+            } else if self.history.is_none() {
+                self.history = Some(self.att.session().history());
+            }
             // Owner powers are checked again here, not only by what the menu shows.
             let owner = self.att.role() == Role::Owner;
-            match menu.key(key, peers.len(), self.att.size().1) {
-                Action::Draw => self.draw().await,
+            match action {
+                Action::Draw => {}
                 Action::Resume => {
-                    self.menu = None;
-                    self.att.set_in_menu(false);
+                    self.close_menu();
                     let _ = self.writer.send(ToWriter::Live).await;
                     return;
                 }
                 Action::Detach => {
-                    self.menu = None;
+                    self.close_menu();
                     let _ = self.writer.send(ToWriter::Detach).await;
                     return;
                 }
                 Action::ToggleReadOnly => {
                     let ro = !self.att.read_only();
                     self.att.set_read_only(ro);
-                    self.draw().await;
                 }
                 Action::Send(text) => {
                     self.att.session().notify_others(&self.att.name, &text);
-                    self.draw().await;
                 }
                 Action::Kick(i) if owner => {
-                    if let Some(p) = peers.get(i) {
-                        let status = if p.name == self.att.name {
-                            "use Detach to leave".to_string()
-                        } else {
-                            self.att.session().kick(&p.name);
-                            format!("kicked {}", p.name)
-                        };
-                        self.set_status(status);
-                    }
-                    self.draw().await;
+                    let status = match self.drawn.get(i).copied() {
+                        Some(id) if id == self.att.id() => "use Detach to leave".to_string(),
+                        Some(id) => match self.att.session().kick(Who::Id(id), &self.att.name) {
+                            Some(p) => format!("kicked {}", p.name),
+                            None => "that client has already left".to_string(),
+                        },
+                        None => "nobody to kick".to_string(),
+                    };
+                    self.set_status(status);
                 }
                 Action::ToggleRole(i) if owner => {
-                    if let Some(p) = peers.get(i) {
-                        let to = match p.spec.role {
-                            Role::Viewer => Role::Collaborator,
-                            _ => Role::Viewer,
-                        };
-                        let status = match self.att.session().set_role(&p.name, to) {
-                            Ok(p) => format!("{} is now {}", p.name, p.spec.role.as_str()),
-                            Err(e) => e.to_string(),
-                        };
-                        self.set_status(status);
-                    }
-                    self.draw().await;
+                    let session = self.att.session();
+                    let peer = self
+                        .drawn
+                        .get(i)
+                        .and_then(|id| session.peers().into_iter().find(|p| p.id == *id));
+                    let status = match peer {
+                        None => "that client has already left".to_string(),
+                        Some(p) => {
+                            let to = match p.spec.role {
+                                Role::Viewer => Role::Collaborator,
+                                _ => Role::Viewer,
+                            };
+                            match session.set_role(Who::Id(p.id), to, &self.att.name) {
+                                Ok(p) => format!("{} is now {}", p.name, p.spec.role.as_str()),
+                                Err(e) => e.to_string(),
+                            }
+                        }
+                    };
+                    self.set_status(status);
                 }
                 Action::ToggleLock if owner => {
                     let session = self.att.session();
-                    session.set_locked(!session.is_locked());
-                    self.draw().await;
+                    session.set_locked(!session.is_locked(), &self.att.name);
                 }
-                Action::Kick(_) | Action::ToggleRole(_) | Action::ToggleLock => self.draw().await,
+                Action::Kick(_) | Action::ToggleRole(_) | Action::ToggleLock => {}
             }
+        }
+        self.request_draw().await;
+    }
+
+    fn close_menu(&mut self) {
+        self.menu = None;
+        self.history = None;
+        self.dirty = false;
+        self.att.set_in_menu(false);
+    }
+
+    /// Draw now, or once [`DRAW_EVERY`] has passed since the last frame.
+    async fn request_draw(&mut self) {
+        self.dirty = true;
+        if self.last_draw.is_none_or(|t| t.elapsed() >= DRAW_EVERY) {
+            self.draw().await;
         }
     }
 
@@ -263,30 +311,36 @@ impl InputTask {
     }
 
     async fn draw(&mut self) {
+        self.dirty = false;
+        self.last_draw = Some(Instant::now());
         let (cols, rows) = self.att.size();
         if let Some(Menu {
             page: Page::Rewind(back),
             ..
         }) = self.menu.as_mut()
         {
-            let (frame, shown) = self.att.session().history_frame(*back, cols, rows);
+            let history = self
+                .history
+                .get_or_insert_with(|| self.att.session().history());
+            let (frame, shown) = history.frame(*back, cols, rows);
             *back = shown;
             let _ = self.writer.send(ToWriter::Menu(frame)).await;
             return;
         }
         let Some(menu) = &self.menu else { return };
         let session = self.att.session();
+        let peers = session.peers();
+        self.drawn = peers.iter().map(|p| p.id).collect();
         let ctx = view::Context {
             session: session.name.clone().unwrap_or_else(|| session.id.clone()),
             client: self.att.name.clone(),
             role: self.att.role().as_str().to_string(),
             read_only: self.att.read_only(),
             locked: session.is_locked(),
-            peers: session
-                .peers()
+            peers: peers
                 .into_iter()
                 .map(|p| PeerRow {
-                    me: p.name == self.att.name,
+                    me: p.id == self.att.id(),
                     name: p.name,
                     role: p.spec.role.as_str().to_string(),
                     size: p.size,
