@@ -314,3 +314,171 @@ fn the_background_daemon_log_is_size_capped_and_rotated() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let _ = child.wait();
 }
+
+fn cast_lines(path: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn config(env: &Env, text: &str) {
+    let conf = env.home.join(".config/hearth");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(conf.join("config.toml"), text).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_flood_past_the_recording_cap_does_not_hide_what_is_typed_next() {
+    let env = Env::new();
+    config(&env, "[recording]\nmax_bytes = 65536\n");
+    let d = env.start_daemon();
+    let s = d.session(&[], &["/bin/sh"]);
+    let (id, port) = (id_of(&s), port_of(&s));
+    let cast = s["recording"].as_str().unwrap().to_string();
+    let c = SshClient::connect(port, &d.owner, "mallory", 80, 24).await;
+    c.send("seq 1 200000; echo flood-$((2*5))\r").await;
+    c.wait_text("flood-10").await;
+    wait_until("the cast to reach its cap", DEADLINE, || {
+        let ps = d.ok(&["ps"]);
+        let e = ps[0]["recording_error"].as_str().unwrap_or("").to_string();
+        e.contains("size cap").then_some(())
+    });
+    c.send("echo typed-after-$((6*7))\r").await;
+    c.wait_text("typed-after-42").await;
+    d.ok(&["kill", &id]);
+    let audit = cast_lines(&cast.replace(".cast", ".audit.jsonl"));
+    assert!(
+        audit.iter().any(|e| e["event"] == "input"
+            && e["client"] == "mallory-1"
+            && e["data"].as_str().unwrap_or("").contains("typed-after")),
+        "the command after the flood is not in the audit"
+    );
+    assert!(audit.iter().any(|e| e["event"] == "joined"));
+    assert!(audit.iter().any(|e| e["event"] == "left"));
+    let lines = cast_lines(&cast);
+    assert!(
+        lines
+            .iter()
+            .any(|e| e[1] == "m" && e[2].as_str().unwrap().contains("size cap")),
+        "no marker where output stopped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_change_storm_records_a_few_resizes_not_one_per_request() {
+    let d = TestDaemon::start();
+    let s = d.session(&[], &["/bin/sh"]);
+    let (id, port) = (id_of(&s), port_of(&s));
+    let mut c = SshClient::connect(port, &d.owner, "own", 80, 24).await;
+    for i in 0..5000u16 {
+        c.resize(80 + i % 2, 24 + i % 3).await;
+    }
+    c.resize(100, 30).await;
+    c.send("stty size\r").await;
+    c.wait_text("30 100").await;
+    d.ok(&["kill", &id]);
+    let lines = cast_lines(s["recording"].as_str().unwrap());
+    let resizes: Vec<_> = lines.iter().filter(|e| e[1] == "r").collect();
+    assert!(
+        resizes.len() < 200,
+        "{} resize events for 5000 requests",
+        resizes.len()
+    );
+    assert_eq!(resizes.last().unwrap()[2], "100x30");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_menu_keys_cost_a_few_frames() {
+    let d = TestDaemon::start();
+    let port = port_of(&d.session(&[], &["/bin/sh"]));
+    let c = SshClient::connect(port, &d.owner, "own", 80, 24).await;
+    c.send("!>").await;
+    c.wait_screen("Resume").await;
+    let before = c.raw().len();
+    c.send(&"j".repeat(100_000)).await;
+    c.send("\x1b").await; // Esc: resume
+    c.send("echo back-$((9*9))\r").await;
+    c.wait_text("back-81").await;
+    let sent = c.raw().len() - before;
+    // One frame is ~2-4 KB; one per key would be hundreds of MB.
+    assert!(sent < 2_000_000, "{sent} bytes of menu frames");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_menu_kick_acts_on_the_client_drawn_never_on_a_newcomer() {
+    let d = TestDaemon::start();
+    let friend = d.other_key("friend");
+    let s = d.session(&["--allow-key", &friend.public_line()], &["/bin/sh"]);
+    let (id, port) = (id_of(&s), port_of(&s));
+    let owner = SshClient::connect(port, &d.owner, "own", 80, 24).await;
+    let first = SshClient::connect(port, &friend, "bob", 80, 24).await;
+    owner.send("!>").await;
+    owner.wait_screen("8 Kick a client").await;
+    owner.send("8").await;
+    owner.wait_screen("bob-1").await;
+    let shown = owner.raw().len();
+    owner.send("j").await;
+    owner
+        .wait_for("the frame with bob-1 selected", |c| c.raw().len() > shown)
+        .await;
+    // bob-1 leaves; a newcomer takes the same name before the owner presses Enter.
+    drop(first);
+    wait_until("bob to leave", DEADLINE, || {
+        (d.peer_count(&id) == 1).then_some(())
+    });
+    let newcomer = SshClient::connect(port, &friend, "bob", 80, 24).await;
+    wait_until("the newcomer", DEADLINE, || {
+        (d.peer_count(&id) == 2).then_some(())
+    });
+    owner.send("\r").await;
+    owner.wait_screen("already left").await;
+    newcomer.send("echo still-here-$((1+1))\r").await;
+    newcomer.wait_text("still-here-2").await;
+    assert_eq!(d.peer_count(&id), 2);
+    // Kicks from the CLI and the menu name who did them, in the log and the audit.
+    d.ok(&["kick", &id, "bob-1"]);
+    newcomer.wait_closed().await;
+    d.ok(&["lock", &id]);
+    let log = d.daemon_log();
+    assert!(
+        log.lines().any(|l| l.contains("kicked")
+            && l.contains("bob-1")
+            && l.contains("by=\"cli\"")
+            || l.contains("kicked") && l.contains("bob-1") && l.contains("by=cli")),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("lock changed") && l.contains("cli")),
+        "{log}"
+    );
+    d.ok(&["kill", &id]);
+    let audit = cast_lines(
+        &s["recording"]
+            .as_str()
+            .unwrap()
+            .replace(".cast", ".audit.jsonl"),
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|e| e["event"] == "kicked" && e["client"] == "bob-1" && e["by"] == "cli")
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|e| e["event"] == "locked" && e["by"] == "cli")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_client_does_not_shrink_the_terminal() {
+    let d = TestDaemon::start();
+    let port = port_of(&d.session(&[], &["/bin/sh"]));
+    let big = SshClient::connect(port, &d.owner, "big", 80, 24).await;
+    let _tiny = SshClient::connect(port, &d.owner, "tiny", 10, 3).await;
+    big.send("stty size\r").await;
+    big.wait_text("24 80").await;
+}

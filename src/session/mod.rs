@@ -265,6 +265,16 @@ impl Session {
     /// Called by the waiter thread once the child is reaped and its output drained.
     fn on_exit(&self, code: i32) {
         tracing::info!(session = %self.id, code, "child exited");
+        // Clients still attached leave with the session: say so before the audit closes.
+        let attached: Vec<String> = self
+            .clients
+            .lock()
+            .values()
+            .map(|c| c.name.clone())
+            .collect();
+        for client in attached {
+            self.audit(audit::AuditEvent::Left { client });
+        }
         // Flush the recording before anyone can see the exit: `kill` and shutdown wait for
         // the exit, so they lose nothing.
         if let Some(r) = &self.recorder {
