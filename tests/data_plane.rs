@@ -72,6 +72,12 @@ async fn a_late_joiner_sees_the_current_screen_at_once() {
     assert_eq!(screen.contents_between(0, 0, 0, 8), "top-left");
     assert_eq!(screen.cell(0, 9).unwrap().fgcolor(), vt100::Color::Idx(1));
     assert!(!screen.contents().contains("scrolled-away"));
+    // Painted from the screen model, not by replaying the log: what the program printed
+    // before clearing the screen never reaches the joiner at all.
+    assert!(
+        !late.raw_text().contains("scrolled-away"),
+        "the late joiner was sent the old output"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -367,3 +367,57 @@ fn a_follower_killed_mid_stream_leaves_the_daemon_fine() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "tick\r\n");
     assert_eq!(d.ok(&["ps"])[0]["state"], "up");
 }
+
+/// `kill` while the program is still printing as fast as it can: the recording is valid
+/// asciicast, and what it holds is the output in order, without holes (a gap the recorder
+/// could not keep up with would be marked, and only then may numbers jump).
+#[test]
+fn kill_while_output_is_in_flight_leaves_a_valid_gapless_recording() {
+    let d = TestDaemon::start();
+    let s = d.session(&["--name", "flood"], &["seq", "1", "100000000"]);
+    wait_until("output to flow", DEADLINE, || {
+        let out = d.cli(&["tail", "--bytes", "64", "flood"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let last: u64 = text
+            .split_whitespace()
+            .rev()
+            .find_map(|w| w.parse().ok())
+            .unwrap_or(0);
+        (last > 200_000).then_some(())
+    });
+    let killed = d.ok(&["kill", "flood"]);
+    assert_eq!(killed[0]["state"], "exited", "{killed}");
+    let path = PathBuf::from(s["recording"].as_str().unwrap());
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut expected = 1u64;
+    let mut pending = String::new();
+    let mut gap = false;
+    for (i, line) in text.lines().enumerate() {
+        let event: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("line {} is not JSON ({e}): {line:.80}", i + 1));
+        if i == 0 {
+            assert_eq!(event["version"], 2);
+            continue;
+        }
+        match event[1].as_str().unwrap() {
+            "o" => pending.push_str(event[2].as_str().unwrap()),
+            "m" => gap = true,
+            _ => continue,
+        }
+        // Whole lines so far must count up by one (or jump forward once after a marker).
+        while let Some(at) = pending.find("\r\n") {
+            let n: u64 = pending[..at].parse().unwrap_or_else(|_| {
+                panic!("not a number: {:?}", &pending[..at.min(40)]);
+            });
+            if gap && n > expected {
+                expected = n;
+            }
+            gap = false;
+            assert_eq!(n, expected, "a hole in the recording");
+            expected += 1;
+            pending.drain(..at + 2);
+        }
+    }
+    assert!(expected > 200_000, "recorded only up to {expected}");
+    assert!(expected < 100_000_000, "the kill came after the end");
+}

@@ -292,10 +292,22 @@ mod tests {
     #[test]
     fn every_cell_is_covered() {
         let m = Menu::new(false, false);
-        let bytes = render(&m, &ctx(), 40, 10);
-        let mut p = vt100::Parser::new(10, 40, 0);
-        p.process(b"SECRET under the menu everywhere");
-        p.process(&bytes);
-        assert!(!p.screen().contents().contains("SECRET"));
+        let bytes = render(&m, &ctx(), 80, 24);
+        // At 80x24 the box leaves a margin the background must cover. Without the frame's leading clear-screen, every cell must still be drawn over:
+        // the clear alone would hide a frame that leaves cells untouched.
+        let clear = b"\x1b[2J";
+        let at = bytes
+            .windows(clear.len())
+            .position(|w| w == clear)
+            .expect("the frame clears the screen first");
+        let mut frame = bytes[..at].to_vec();
+        frame.extend_from_slice(&bytes[at + clear.len()..]);
+        let mut p = vt100::Parser::new(24, 80, 0);
+        for row in 1..=24 {
+            p.process(format!("\x1b[{row};1H{}", "X".repeat(80)).as_bytes());
+        }
+        p.process(&frame);
+        let left = p.screen().contents();
+        assert!(!left.contains('X'), "cells not covered:\n{left}");
     }
 }

@@ -19,6 +19,8 @@ pub struct Screen {
     /// change meanwhile). A late joiner gets it painted first, so when the program leaves
     /// the alternate screen, the joiner's terminal shows what everyone else's does.
     main_before_alt: Option<Vec<u8>>,
+    /// Times the emulator panicked and the model was reset (tests assert zero).
+    resets: u64,
 }
 
 impl Screen {
@@ -26,6 +28,7 @@ impl Screen {
         Screen {
             parser: vt100::Parser::new(rows.max(1), cols.max(1), SCROLLBACK),
             main_before_alt: None,
+            resets: 0,
         }
     }
 
@@ -63,6 +66,7 @@ impl Screen {
             tracing::warn!("terminal emulator panicked on program output; screen model reset");
             self.parser = vt100::Parser::new(rows, cols, SCROLLBACK);
             self.main_before_alt = None;
+            self.resets += 1;
         }
     }
 
@@ -295,5 +299,9 @@ mod tests {
         s.resize(0, 0);
         s.process(&bytes);
         let _ = s.repaint();
+        let _ = s.clipped(3, 2, true);
+        let _ = History::new(s.snapshot_screen()).frame(5, 3, 2);
+        // The panic guard must not be what saved us: the emulator itself never panicked.
+        assert_eq!(s.resets, 0, "the terminal emulator panicked on garbage");
     }
 }

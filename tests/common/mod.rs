@@ -274,6 +274,8 @@ impl russh::client::Handler for Accept {
 #[derive(Default)]
 pub struct Received {
     pub raw: Vec<u8>,
+    /// Replies (success or failure) to our channel requests: pty-req, then shell/exec.
+    pub replies: usize,
     pub exit: Option<u32>,
     pub closed: bool,
 }
@@ -338,6 +340,7 @@ impl SshClient {
                 match msg {
                     ChannelMsg::Data { data } => r.lock().raw.extend_from_slice(&data),
                     ChannelMsg::ExitStatus { exit_status } => r.lock().exit = Some(exit_status),
+                    ChannelMsg::Success | ChannelMsg::Failure => r.lock().replies += 1,
                     ChannelMsg::Close => break,
                     _ => {}
                 }
@@ -346,13 +349,22 @@ impl SshClient {
             r.lock().closed = true;
             n.notify_waiters();
         });
-        SshClient {
+        let client = SshClient {
             handle,
             write,
             received,
             notify,
             size: (cols, rows),
-        }
+        };
+        // russh returns from `request_shell` before the server answers: wait for the
+        // answer (the server attaches before it says yes), or for a refusal.
+        client
+            .wait_for("the server to answer pty-req and shell", |c| {
+                let r = c.received.lock();
+                r.replies >= 2 || r.closed || r.exit.is_some()
+            })
+            .await;
+        client
     }
 
     pub async fn send(&self, text: &str) {
