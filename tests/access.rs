@@ -428,13 +428,7 @@ fn a_connection_that_never_authenticates_is_cut_after_the_login_grace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_from_the_config_file_are_enforced_with_a_message() {
     let env = Env::new();
-    let conf = env.home.join(".config/hearth");
-    std::fs::create_dir_all(&conf).unwrap();
-    std::fs::write(
-        conf.join("config.toml"),
-        "[limits]\nmax_clients = 1\nmax_sessions = 1\n",
-    )
-    .unwrap();
+    env.write_config("[limits]\nmax_clients = 1\nmax_sessions = 1\n");
     let d = env.start_daemon();
     let s = d.session(&[], &["/bin/sh"]);
     let msg = d.err(&["server", "--", "/bin/sh"], "limit");

@@ -266,16 +266,13 @@ fn kill_and_shutdown_lose_no_recorded_byte() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unwritable_recording_dir_leaves_the_session_running_with_a_warning() {
     let env = Env::new();
-    let conf = env.home.join(".config/hearth");
-    std::fs::create_dir_all(&conf).unwrap();
     // A path under a regular file can never be created.
     let blocker = env.dir.path().join("not-a-dir");
     std::fs::write(&blocker, "").unwrap();
-    std::fs::write(
-        conf.join("config.toml"),
-        format!("[recording]\ndir = \"{}\"\n", blocker.join("rec").display()),
-    )
-    .unwrap();
+    env.write_config(&format!(
+        "[recording]\ndir = \"{}\"\n",
+        blocker.join("rec").display()
+    ));
     let d = env.start_daemon();
     let out = d.cli(&["server", "--bind", "127.0.0.1", "--", "/bin/sh"]);
     assert!(out.status.success());

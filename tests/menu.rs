@@ -211,9 +211,7 @@ async fn the_trigger_is_configurable_and_the_menu_can_be_turned_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_config_file_sets_the_default_trigger() {
     let env = Env::new();
-    let conf = env.home.join(".config/hearth");
-    std::fs::create_dir_all(&conf).unwrap();
-    std::fs::write(conf.join("config.toml"), "[menu]\nkey = \"@@\"\n").unwrap();
+    env.write_config("[menu]\nkey = \"@@\"\n");
     let d = env.start_daemon();
     let (_, port) = d.shell(&[]);
     let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;

@@ -282,13 +282,7 @@ fn the_control_socket_cuts_half_sent_and_oversized_frames() {
 #[test]
 fn the_background_daemon_log_is_size_capped_and_rotated() {
     let env = Env::new();
-    let conf = env.home.join(".config/hearth");
-    std::fs::create_dir_all(&conf).unwrap();
-    std::fs::write(
-        conf.join("config.toml"),
-        "[log]\nmax_bytes = 4096\nfiles = 2\n",
-    )
-    .unwrap();
+    env.write_config("[log]\nmax_bytes = 4096\nfiles = 2\n");
     let log = env.dir.path().join("state/daemon.log");
     let mut child = env
         .command(&["daemon", "--log-file", log.to_str().unwrap()])
@@ -323,16 +317,10 @@ fn cast_lines(path: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn config(env: &Env, text: &str) {
-    let conf = env.home.join(".config/hearth");
-    std::fs::create_dir_all(&conf).unwrap();
-    std::fs::write(conf.join("config.toml"), text).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_output_flood_past_the_recording_cap_does_not_hide_what_is_typed_next() {
     let env = Env::new();
-    config(&env, "[recording]\nmax_bytes = 65536\n");
+    env.write_config("[recording]\nmax_bytes = 65536\n");
     let d = env.start_daemon();
     let s = d.session(&[], &["/bin/sh"]);
     let (id, port) = (id_of(&s), port_of(&s));

@@ -45,7 +45,7 @@ pub enum Command {
         #[arg(long, default_value_t = 30, value_name = "SECS",
               value_parser = clap::value_parser!(u64).range(1..=600))]
         login_grace: u64,
-        /// Log to this file, size-capped and rotated ([log] in the config file), instead
+        /// Log to this file, size-capped and rotated (`[log]` in the config file), instead
         /// of stderr (the CLI starts background daemons with this)
         #[arg(long, value_name = "PATH")]
         log_file: Option<PathBuf>,

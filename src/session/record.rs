@@ -512,14 +512,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config = RecordConfig::new(dir.path().to_path_buf());
         config.max_bytes = 1000;
-        let cmd = vec!["sh".to_string()];
-        let header = Header {
-            cols: 80,
-            rows: 24,
-            command: &cmd,
-            title: None,
-        };
-        let r = Recorder::start(&config, "cap", header, &HashSet::new()).unwrap();
+        let r = start(&config, "cap");
         for _ in 0..100 {
             r.output(Instant::now(), bytes::Bytes::from(vec![b'x'; 100]));
         }

@@ -92,6 +92,13 @@ impl Env {
         Key::generate(&self.dir.path().join(name))
     }
 
+    /// Write `~/.config/hearth/config.toml`.
+    pub fn write_config(&self, text: &str) {
+        let conf = self.home.join(".config/hearth");
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(conf.join("config.toml"), text).unwrap();
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.args(args)
