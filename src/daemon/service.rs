@@ -13,6 +13,7 @@ use hearth_rpc::{
 use tarpc::context::Context;
 
 use super::Daemon;
+use crate::session::reader::Next;
 use crate::session::{self, Role, RoleError, Who};
 
 /// Who acts, in logs and the audit trail, when the owner acts through the control socket.
@@ -207,26 +208,26 @@ impl Hearth for Control {
             ReadFrom::Tail(n) => session::ReadFrom::Tail(n),
             ReadFrom::SinceSecs(s) => session::ReadFrom::Since(Duration::from_secs(s)),
         };
-        let mut output = session.output_watch();
-        let mut exit = session.exit_watch();
-        output.borrow_and_update();
-        let mut chunk = session.read_from(from, max);
-        if chunk.data.is_empty() && wait_ms > 0 && session.exit_code().is_none() {
-            let wait = Duration::from_millis(u64::from(wait_ms.min(30_000)));
-            let _ = tokio::time::timeout(wait, async {
-                tokio::select! {
-                    _ = output.changed() => {}
-                    _ = exit.wait_for(|c| c.is_some()) => {}
+        let (mut reader, mut skipped) = session::reader::Reader::bytes(session, from);
+        let mut waited = wait_ms == 0;
+        let data = loop {
+            match reader.read(max) {
+                Next::Data(bytes) => break bytes.to_vec(),
+                // The log moved on under us: count the loss and read from its start.
+                Next::Behind(lost) => skipped += lost,
+                Next::UpToDate if !waited => {
+                    waited = true;
+                    let wait = Duration::from_millis(u64::from(wait_ms.min(30_000)));
+                    let _ = tokio::time::timeout(wait, reader.changed()).await;
                 }
-            })
-            .await;
-            chunk = session.read_from(session::ReadFrom::Offset(chunk.next), max);
-        }
+                Next::UpToDate | Next::Exited(_) => break Vec::new(),
+            }
+        };
         let exit_code = session.exit_code();
         Ok(OutputChunk {
-            data: chunk.data.to_vec(),
-            next: chunk.next,
-            skipped: chunk.skipped,
+            data,
+            next: reader.cursor(),
+            skipped,
             exited: exit_code.is_some(),
             exit_code,
         })

@@ -15,6 +15,7 @@ mod client;
 pub mod log;
 pub mod pty;
 pub mod query;
+pub mod reader;
 pub mod record;
 pub mod screen;
 pub mod size;
@@ -316,7 +317,7 @@ impl Session {
         (out.screen.clipped(cols, rows, fresh), out.log.end())
     }
 
-    pub fn read(&self, from: u64, max: usize) -> Read {
+    fn read(&self, from: u64, max: usize) -> Read {
         self.output.lock().log.read(from, max)
     }
 
@@ -333,9 +334,9 @@ impl Session {
             .or_else(|| self.record_error.clone())
     }
 
-    /// Output from `from` on (up to `max` bytes), for the control API's long polls. A
-    /// cursor older than what is retained skips to the oldest retained byte.
-    pub fn read_from(&self, from: ReadFrom, max: usize) -> Chunk {
+    /// Where a read from `from` starts, and how many bytes before it are no longer
+    /// retained (an offset older than the log skips to its oldest byte).
+    fn start_offset(&self, from: ReadFrom) -> (u64, u64) {
         let out = self.output.lock();
         let log = &out.log;
         let at = match from {
@@ -347,20 +348,7 @@ impl Session {
                 .checked_sub(d)
                 .map_or(log.start(), |t| log.offset_since(t)),
         };
-        let skipped = log.start().saturating_sub(at);
-        let at = at.max(log.start());
-        match log.read(at, max) {
-            Read::Data(data, next) => Chunk {
-                data,
-                next,
-                skipped,
-            },
-            _ => Chunk {
-                data: Bytes::new(),
-                next: at,
-                skipped,
-            },
-        }
+        (at.max(log.start()), log.start().saturating_sub(at))
     }
 
     /// A still copy of the screen and its history, for a client's Rewind view: one copy
@@ -707,14 +695,4 @@ pub enum ReadFrom {
     Tail(u64),
     /// Output that arrived within this long ago.
     Since(Duration),
-}
-
-/// What a control-API read returns.
-#[derive(Debug)]
-pub struct Chunk {
-    pub data: Bytes,
-    /// The cursor to continue from.
-    pub next: u64,
-    /// Bytes between the requested cursor and the oldest retained one (lost to the reader).
-    pub skipped: u64,
 }

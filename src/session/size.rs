@@ -36,6 +36,19 @@ pub fn pty_size(current: (u16, u16), clients: impl IntoIterator<Item = (u16, u16
     (cols.unwrap_or(current.0), rows.unwrap_or(current.1))
 }
 
+/// The view a client gets when it is smaller than the PTY on an axis it reports: the
+/// top-left (cols, rows) of the screen; `None` when it can show the whole screen.
+pub fn clip(client: (u16, u16), pty: (u16, u16)) -> Option<(u16, u16)> {
+    let ((cols, rows), (pcols, prows)) = (client, pty);
+    let smaller = (cols > 0 && cols < pcols) || (rows > 0 && rows < prows);
+    smaller.then(|| {
+        (
+            if cols == 0 { pcols } else { cols.min(pcols) },
+            if rows == 0 { prows } else { rows.min(prows) },
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +75,15 @@ mod tests {
         assert_eq!(pty_size(cur, [(19, 30)]), (80, 30));
         assert_eq!(pty_size(cur, [(100, 4)]), (100, 24));
         assert_eq!(pty_size(cur, [(20, 5)]), (20, 5));
+    }
+
+    #[test]
+    fn smaller_clients_get_the_top_left_and_others_the_stream() {
+        assert_eq!(clip((80, 24), (80, 24)), None);
+        assert_eq!(clip((100, 30), (80, 24)), None);
+        assert_eq!(clip((40, 24), (80, 24)), Some((40, 24)));
+        assert_eq!(clip((0, 10), (80, 24)), Some((80, 10)));
+        assert_eq!(clip((10, 3), (80, 24)), Some((10, 3)));
     }
 
     #[test]

@@ -9,6 +9,12 @@
 //! banners (messages from other clients) go through it too. While the menu is open, live
 //! output is held back (the cursor simply stops); on leaving, the client is repainted.
 //! When the child exits, the client gets the rest of the output, then the exit status.
+//!
+//! Shaped as one event loop: [`Event`] is everything that can happen to the client,
+//! `next_event` waits for the next one (work already available first, in priority order:
+//! stop, kick, menu commands, bytes for this terminal, banners, then output), and `handle`
+//! applies it. The reading policy (lag, skip-ahead, clipping, pacing) is the session's
+//! [`Reader`]; this module only moves bytes into one channel.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,36 +23,15 @@ use bytes::Bytes;
 use russh::ChannelId;
 use russh::server::Handle;
 use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::input::ToWriter;
-use crate::session::{Attachment, Notice, Read};
+use crate::session::reader::{COALESCE, FRAME_INTERVAL, Next, Reader};
+use crate::session::{Attachment, Notice, size};
 
 /// Largest batch handed to russh at once.
 const MAX_BATCH: usize = 32 * 1024;
-
-/// A client this far behind the output skips to the current screen instead of being sent
-/// the backlog (nobody reads megabytes scrolling by; the log and recording keep them). Well
-/// above a screenful or a typical burst, well below the log's capacity.
-const SKIP_BEHIND: u64 = 1024 * 1024;
-
-/// How long a client that is not the last typist lets fresh output gather before sending
-/// it: a few keystrokes' echoes go out as one packet instead of one each, and the typist's
-/// own echo is not slowed by N viewers' sends. Far below what a watcher can perceive.
-const COALESCE: Duration = Duration::from_millis(4);
-
-/// Least time between two clipped frames (about 30 per second).
-const FRAME_INTERVAL: Duration = Duration::from_millis(33);
-
-/// Where a client's stream stands.
-struct State {
-    /// Log offset of what the client has (or is about to be) shown.
-    cursor: u64,
-    in_menu: bool,
-    /// `Some(size)` while the client gets clipped frames.
-    clip: Option<(u16, u16)>,
-    last_frame: Option<tokio::time::Instant>,
-}
 
 /// How the client's stream ended.
 #[derive(Debug)]
@@ -58,6 +43,24 @@ enum End {
     Gone,
 }
 
+/// Everything that can happen to one client's stream.
+enum Event {
+    Stop,
+    Kicked,
+    /// A menu command from the input task (`None`: the input task ended).
+    Control(Option<ToWriter>),
+    /// Bytes for this terminal only (a colour query it should answer).
+    Direct(Bytes),
+    /// A message from another client.
+    Notice(Notice),
+    /// Output (or a mode change, or the exit) is ready to be streamed.
+    Output,
+    /// Something changed upstream (output, exit, the typist's wake-up); look again.
+    Poke,
+    /// The program exited while this client was in its menu.
+    ExitInMenu,
+}
+
 pub struct Writer {
     pub att: Arc<Attachment>,
     pub handle: Handle,
@@ -67,6 +70,21 @@ pub struct Writer {
     pub cut: CancellationToken,
 }
 
+/// The stream's state; owned by the loop.
+struct Stream {
+    reader: Reader,
+    notices: broadcast::Receiver<Notice>,
+    direct: mpsc::Receiver<Bytes>,
+    control_open: bool,
+    in_menu: bool,
+    /// `Some(size)` while the client gets clipped frames.
+    clip: Option<(u16, u16)>,
+    /// No clipped frame before this.
+    next_frame: Option<Instant>,
+    /// Output is gathering for [`COALESCE`] before it is sent (not the last typist).
+    hold_until: Option<Instant>,
+}
+
 impl Writer {
     pub async fn run(mut self) {
         let end = self.stream().await;
@@ -74,27 +92,26 @@ impl Writer {
         // `peers`, and its input goes nowhere.
         self.att.detach();
         tracing::debug!(?end, "client stream ended");
+        self.goodbye(end).await;
+    }
+
+    /// Say why the stream ended and close the channel; cut a client that cannot take it.
+    async fn goodbye(&self, end: End) {
         let (message, status): (Option<&str>, Option<i32>) = match end {
             End::Exited(code) => (None, Some(code)),
             End::Kicked => (
                 Some("\r\n[hearth] you were disconnected from this session\r\n"),
                 Some(0),
             ),
-            End::Detached => (Some("[hearth] detached\r\n"), Some(0)),
+            // Back from the menu's alternate screen to the normal one first.
+            End::Detached => (Some("\x1b[?1049l\x1b[0m\r\n[hearth] detached\r\n"), Some(0)),
             End::Gone => return,
-        };
-        let leave = if matches!(end, End::Detached) {
-            // Back from the menu's alternate screen to the normal one.
-            "\x1b[?1049l\x1b[0m\r\n"
-        } else {
-            ""
         };
         let (handle, channel) = (&self.handle, self.channel);
         // Best effort: a stalled client cannot take its goodbye, then it is cut.
         let polite = tokio::time::timeout(Duration::from_secs(2), async {
             if let Some(m) = message {
-                let text = format!("{leave}{m}");
-                handle.data(channel, Bytes::from(text)).await.ok()?;
+                handle.data(channel, Bytes::from(m)).await.ok()?;
             }
             if let Some(code) = status {
                 handle
@@ -132,208 +149,181 @@ impl Writer {
 
     async fn stream(&mut self) -> End {
         let session = Arc::clone(self.att.session());
-        let mut output = session.output_watch();
-        let mut exit = session.exit_watch();
-        let mut notices = session.notices();
-        let mut st = State {
-            cursor: 0,
+        // Bytes for this client only (a colour query for its terminal to answer).
+        let (direct_tx, direct) = mpsc::channel::<Bytes>(8);
+        *self.att.direct.lock() = Some(direct_tx);
+        let mut st = Stream {
+            reader: Reader::terminal(&session),
+            notices: session.notices(),
+            direct,
+            control_open: true,
             in_menu: false,
             clip: None,
-            last_frame: None,
+            next_frame: None,
+            hold_until: None,
         };
         let mut pending = Some(self.repaint(&mut st));
-        let mut control_open = true;
-        // Bytes for this client only (a colour query for its terminal to answer).
-        let (direct_tx, mut direct) = mpsc::channel::<Bytes>(8);
-        *self.att.direct.lock() = Some(direct_tx);
         loop {
             if let Some(bytes) = pending.take()
                 && let Err(end) = self.send(bytes).await
             {
                 return end;
             }
-            // Menu commands and banners are looked at between batches, even while output
-            // streams without pause.
-            if control_open {
-                match self.control.try_recv() {
-                    Ok(cmd) => {
-                        match self.command(cmd, &mut st) {
-                            Ok(bytes) => pending = bytes,
-                            Err(end) => return end,
-                        }
-                        continue;
-                    }
-                    Err(mpsc::error::TryRecvError::Disconnected) => control_open = false,
-                    Err(mpsc::error::TryRecvError::Empty) => {}
-                }
+            let event = self.next_event(&mut st).await;
+            match self.handle(event, &mut st) {
+                Ok(bytes) => pending = bytes,
+                Err(end) => return end,
             }
-            // A query for this client's terminal waits while the menu is open: its answer
-            // would reach the menu as keys instead of the program.
-            if !st.in_menu
-                && let Ok(bytes) = direct.try_recv()
-            {
-                pending = Some(bytes);
-                continue;
+        }
+    }
+
+    /// The next thing to do: work already available first, in priority order, so menu
+    /// commands and banners are seen between batches even while output streams without
+    /// pause; otherwise wait for any of it.
+    async fn next_event(&mut self, st: &mut Stream) -> Event {
+        if self.stop.is_cancelled() {
+            return Event::Stop;
+        }
+        if self.att.kick.is_cancelled() {
+            return Event::Kicked;
+        }
+        if st.control_open {
+            match self.control.try_recv() {
+                Ok(cmd) => return Event::Control(Some(cmd)),
+                Err(mpsc::error::TryRecvError::Disconnected) => return Event::Control(None),
+                Err(mpsc::error::TryRecvError::Empty) => {}
             }
-            match notices.try_recv() {
-                Ok(n) => {
-                    if !st.in_menu && n.from != self.att.name {
-                        pending = Some(self.banner(&n));
-                    }
-                    continue;
-                }
+        }
+        // A query for this client's terminal waits while the menu is open: its answer
+        // would reach the menu as keys instead of the program.
+        if !st.in_menu
+            && let Ok(bytes) = st.direct.try_recv()
+        {
+            return Event::Direct(bytes);
+        }
+        loop {
+            match st.notices.try_recv() {
+                Ok(n) => return Event::Notice(n),
                 Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
-                Err(_) => {}
+                Err(_) => break,
             }
-            if st.in_menu {
-                // Live output is held back: the cursor stays; the log is bounded, and a
-                // cursor it left behind is repainted on return.
-                tokio::select! {
-                    cmd = self.control.recv(), if control_open => {
-                        match self.on_control(cmd, &mut st, &mut control_open) {
-                            Ok(bytes) => pending = bytes,
-                            Err(end) => return end,
-                        }
-                    }
-                    _ = exit.wait_for(|c| c.is_some()) => {
-                        // The program ended: leave the menu and deliver the end.
-                        match self.command(ToWriter::Live, &mut st) {
-                            Ok(bytes) => pending = bytes,
-                            Err(end) => return end,
-                        }
-                    }
-                    _ = self.att.kick.cancelled() => return End::Kicked,
-                    _ = self.stop.cancelled() => return End::Gone,
-                }
-                continue;
+        }
+        let now = Instant::now();
+        let held = st.hold_until.is_some_and(|t| now < t);
+        let paced = st.clip.is_some() && st.next_frame.is_some_and(|t| now < t);
+        if !st.in_menu && !held && !paced && self.output_ready(st) {
+            return Event::Output;
+        }
+        let exited = st.reader.session().exit_code().is_some();
+        let wake_at = st
+            .hold_until
+            .filter(|_| held)
+            .or(st.next_frame.filter(|_| paced));
+        let (att, control_open, in_menu) = (Arc::clone(&self.att), st.control_open, st.in_menu);
+        tokio::select! {
+            biased;
+            _ = self.stop.cancelled() => Event::Stop,
+            _ = att.kick.cancelled() => Event::Kicked,
+            cmd = self.control.recv(), if control_open => Event::Control(cmd),
+            Some(bytes) = st.direct.recv(), if !in_menu => Event::Direct(bytes),
+            n = st.notices.recv() => match n {
+                Ok(n) => Event::Notice(n),
+                Err(_) => Event::Poke,
+            },
+            _ = std::future::ready(()), if in_menu && exited => Event::ExitInMenu,
+            _ = tokio::time::sleep_until(wake_at.unwrap_or(now)), if wake_at.is_some() => {
+                st.hold_until = None;
+                Event::Poke
             }
-            output.borrow_and_update();
-            // A client smaller than the PTY gets clipped frames instead of the raw stream
-            // (which would wrap on its terminal); switching modes repaints.
-            if self.clip_size() != st.clip {
-                pending = Some(self.repaint(&mut st));
-                continue;
+            _ = att.wake.notified() => {
+                st.hold_until = None;
+                Event::Poke
             }
-            if let Some((cols, rows)) = st.clip {
-                if st.cursor < session.output_end() {
-                    if let Some(t) = st.last_frame {
-                        tokio::select! {
-                            _ = tokio::time::sleep_until(t + FRAME_INTERVAL) => {}
-                            _ = self.att.kick.cancelled() => return End::Kicked,
-                            _ = self.stop.cancelled() => return End::Gone,
-                        }
-                    }
-                    let (frame, at) = session.clipped_snapshot(cols, rows, false);
-                    st.cursor = at;
-                    st.last_frame = Some(tokio::time::Instant::now());
-                    pending = Some(Bytes::from(frame));
-                    continue;
+            _ = st.reader.changed(), if !held => {
+                // Fresh output: a client that did not type last lets it gather briefly.
+                if !att.is_last_typist() {
+                    st.hold_until = Some(Instant::now() + COALESCE);
                 }
-            } else if session.output_end().saturating_sub(st.cursor) > SKIP_BEHIND {
-                tracing::debug!("client far behind; skipping to the current screen");
-                pending = Some(self.repaint(&mut st));
-                continue;
-            } else {
-                match session.read(st.cursor, MAX_BATCH) {
-                    Read::Data(bytes, next) => {
-                        st.cursor = next;
-                        pending = Some(bytes);
-                        continue;
-                    }
-                    Read::Lagged(_) => {
-                        tracing::debug!("client fell behind; repainting");
-                        pending = Some(self.repaint(&mut st));
-                        continue;
-                    }
-                    Read::UpToDate => {}
-                }
+                Event::Poke
             }
-            // Up to date.
-            if let Some(code) = *exit.borrow_and_update() {
-                // The exit is reported only after the reader drained; make sure nothing
-                // appended in between is skipped.
-                if st.cursor >= session.output_end() {
-                    return End::Exited(code);
-                }
-                continue;
+        }
+    }
+
+    /// Whether streaming has something to do: a mode change, output, or the end.
+    fn output_ready(&self, st: &Stream) -> bool {
+        self.clip_size() != st.clip
+            || st.reader.has_more()
+            || st.reader.session().exit_code().is_some()
+    }
+
+    /// Apply one event; the bytes to send, if any.
+    fn handle(&mut self, event: Event, st: &mut Stream) -> Result<Option<Bytes>, End> {
+        match event {
+            Event::Stop => Err(End::Gone),
+            Event::Kicked => Err(End::Kicked),
+            Event::Control(None) => {
+                st.control_open = false;
+                Ok(None)
             }
-            tokio::select! {
-                _ = output.changed() => {
-                    if !self.att.is_last_typist() {
-                        tokio::select! {
-                            _ = tokio::time::sleep(COALESCE) => {}
-                            _ = self.att.wake.notified() => {}
-                            _ = self.att.kick.cancelled() => return End::Kicked,
-                            _ = self.stop.cancelled() => return End::Gone,
-                        }
-                    }
-                }
-                _ = self.att.wake.notified() => {}
-                _ = exit.changed() => {}
-                cmd = self.control.recv(), if control_open => {
-                    match self.on_control(cmd, &mut st, &mut control_open) {
-                        Ok(bytes) => pending = bytes,
-                        Err(end) => return end,
-                    }
-                }
-                n = notices.recv() => {
-                    if let Ok(n) = n && n.from != self.att.name {
-                        pending = Some(self.banner(&n));
-                    }
-                }
-                bytes = direct.recv() => pending = bytes,
-                _ = self.att.kick.cancelled() => return End::Kicked,
-                _ = self.stop.cancelled() => return End::Gone,
+            Event::Control(Some(cmd)) => self.command(cmd, st),
+            Event::Direct(bytes) => Ok(Some(bytes)),
+            Event::Notice(n) => {
+                Ok((!st.in_menu && n.from != self.att.name).then(|| banner(&n, self.att.size().0)))
             }
+            // The program ended: leave the menu and deliver the end.
+            Event::ExitInMenu => self.command(ToWriter::Live, st),
+            Event::Poke => Ok(None),
+            Event::Output => self.output(st),
+        }
+    }
+
+    /// The next piece of the live stream.
+    fn output(&mut self, st: &mut Stream) -> Result<Option<Bytes>, End> {
+        // A client smaller than the PTY gets clipped frames instead of the raw stream
+        // (which would wrap on its terminal); switching modes repaints.
+        if self.clip_size() != st.clip {
+            return Ok(Some(self.repaint(st)));
+        }
+        if let Some((cols, rows)) = st.clip {
+            if st.reader.has_more() {
+                st.next_frame = Some(Instant::now() + FRAME_INTERVAL);
+                return Ok(Some(st.reader.clipped(cols, rows, false)));
+            }
+            return match st.reader.read(0) {
+                Next::Exited(code) => Err(End::Exited(code)),
+                _ => Ok(None),
+            };
+        }
+        match st.reader.read(MAX_BATCH) {
+            Next::Data(bytes) => Ok(Some(bytes)),
+            Next::Behind(_) => {
+                tracing::debug!("client fell behind; repainting");
+                Ok(Some(self.repaint(st)))
+            }
+            Next::UpToDate => Ok(None),
+            Next::Exited(code) => Err(End::Exited(code)),
         }
     }
 
     /// `Some(size)` when this client is smaller than the PTY on an axis it reports.
     fn clip_size(&self) -> Option<(u16, u16)> {
-        let (cols, rows) = self.att.size();
-        let (pcols, prows) = self.att.session().pty_size();
-        let smaller = (cols > 0 && cols < pcols) || (rows > 0 && rows < prows);
-        smaller.then(|| {
-            (
-                if cols == 0 { pcols } else { cols.min(pcols) },
-                if rows == 0 { prows } else { rows.min(prows) },
-            )
-        })
+        size::clip(self.att.size(), self.att.session().pty_size())
     }
 
-    /// A full repaint for the client's current mode; resets the cursor to the log's end.
-    fn repaint(&self, st: &mut State) -> Bytes {
-        let session = self.att.session();
+    /// A full repaint for the client's current mode.
+    fn repaint(&self, st: &mut Stream) -> Bytes {
         st.clip = self.clip_size();
-        let (bytes, at) = match st.clip {
+        match st.clip {
             Some((cols, rows)) => {
-                st.last_frame = Some(tokio::time::Instant::now());
-                session.clipped_snapshot(cols, rows, true)
+                st.next_frame = Some(Instant::now() + FRAME_INTERVAL);
+                st.reader.clipped(cols, rows, true)
             }
-            None => session.snapshot(),
-        };
-        st.cursor = at;
-        Bytes::from(bytes)
-    }
-
-    /// A message (or the end) of the input task's channel; the bytes to send, if any.
-    fn on_control(
-        &self,
-        cmd: Option<ToWriter>,
-        st: &mut State,
-        open: &mut bool,
-    ) -> Result<Option<Bytes>, End> {
-        match cmd {
-            Some(cmd) => self.command(cmd, st),
-            None => {
-                *open = false;
-                Ok(None)
-            }
+            None => st.reader.repaint(),
         }
     }
 
     /// Apply a command from the input task; the bytes to send, if any.
-    fn command(&self, cmd: ToWriter, st: &mut State) -> Result<Option<Bytes>, End> {
+    fn command(&self, cmd: ToWriter, st: &mut Stream) -> Result<Option<Bytes>, End> {
         match cmd {
             ToWriter::Menu(frame) => {
                 let mut bytes = Vec::with_capacity(frame.len() + 16);
@@ -354,21 +344,18 @@ impl Writer {
             ToWriter::Detach => Err(End::Detached),
         }
     }
+}
 
-    /// A one-line banner over the top row; the cursor and attributes are restored, and the
-    /// next repaint (or the program's own redraw) removes it.
-    fn banner(&self, n: &Notice) -> Bytes {
-        let cols = match self.att.size().0 {
-            0 => 80,
-            c => c as usize,
-        };
-        let clean: String = n.text.chars().filter(|c| !c.is_control()).collect();
-        let mut line: String = format!(" [{}] {} ", n.from, clean)
-            .chars()
-            .take(cols)
-            .collect();
-        let pad = cols.saturating_sub(line.chars().count());
-        line.extend(std::iter::repeat_n(' ', pad));
-        Bytes::from(format!("\x1b7\x1b[1;1H\x1b[0;30;43m{line}\x1b[0m\x1b8"))
-    }
+/// A one-line banner over the top row of a `cols`-wide terminal; the cursor and attributes
+/// are restored, and the next repaint (or the program's own redraw) removes it.
+fn banner(n: &Notice, cols: u16) -> Bytes {
+    let cols = if cols == 0 { 80 } else { cols as usize };
+    let clean: String = n.text.chars().filter(|c| !c.is_control()).collect();
+    let mut line: String = format!(" [{}] {} ", n.from, clean)
+        .chars()
+        .take(cols)
+        .collect();
+    let pad = cols.saturating_sub(line.chars().count());
+    line.extend(std::iter::repeat_n(' ', pad));
+    Bytes::from(format!("\x1b7\x1b[1;1H\x1b[0;30;43m{line}\x1b[0m\x1b8"))
 }
