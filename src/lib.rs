@@ -9,10 +9,12 @@
 //! - [`session`]: transport-free core: PTY threads, output log, screen model, sizing.
 //! - [`menu`]: the `!>` pause menu: trigger detector, state machine, ratatui view.
 //! - [`logging`]: bounded log writers (capped lines, a rotated file).
+//! - [`authorized_keys`]: `authorized_keys` lines and key-file rules (shared by `ssh` and `cli`).
 //! - [`paths`]: XDG locations.
 //!
 //! See `docs/architecture.md` for the invariants.
 
+pub mod authorized_keys;
 pub mod cli;
 pub mod daemon;
 pub mod logging;

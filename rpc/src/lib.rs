@@ -52,7 +52,7 @@ pub trait Hearth {
     /// Refuse new joins (owners still get in), or accept them again.
     async fn lock(target: String, locked: bool) -> Result<SessionInfo, ApiError>;
     /// Change a client's role live: `viewer` or `collaborator`.
-    async fn role(target: String, client: String, role: String) -> Result<PeerInfo, ApiError>;
+    async fn role(target: String, client: String, role: Grant) -> Result<PeerInfo, ApiError>;
     /// Show a one-line message to every attached client (never written to the PTY).
     async fn message(target: String, text: String) -> Result<(), ApiError>;
     /// Read output from a cursor: a long poll that waits up to `wait_ms` (at most 30 000)

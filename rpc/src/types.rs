@@ -63,9 +63,8 @@ pub struct SessionInfo {
     pub join: String,
     /// No new joins (except owners).
     pub locked: bool,
-    /// Who may join: `keys` (owner and listed keys), or `open` (any client, as viewer),
-    /// or `open-collaborator` (any client, and it may type).
-    pub access: String,
+    /// Who may join.
+    pub access: Access,
     /// Everyone but owners joins as a viewer.
     pub viewers_only: bool,
     /// The asciicast recording, when recording.
@@ -96,8 +95,8 @@ pub struct CreateRequest {
     pub viewer_keys: Vec<String>,
     /// Everyone but owners joins as a viewer.
     pub viewers_only: bool,
-    /// Admit any client: `viewer` or `collaborator`. `None`: keys only.
-    pub open: Option<String>,
+    /// Admit any client with this role. `None`: keys only.
+    pub open: Option<Grant>,
     /// The caller's `$SHELL`, used when `command` is empty.
     pub shell: Option<String>,
     /// The pause menu's trigger (default `!>`).
@@ -112,13 +111,70 @@ pub struct CreateRequest {
     pub viewer_history: bool,
 }
 
+/// Who may join a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    /// The owner's keys and the keys listed for the session.
+    Keys,
+    /// Any client, as a viewer.
+    Open,
+    /// Any client, and it may type.
+    OpenCollaborator,
+}
+
+/// What an attached client may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerRole {
+    Owner,
+    Collaborator,
+    Viewer,
+}
+
+/// The roles an owner can give (owners come from keys only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    Viewer,
+    Collaborator,
+}
+
+macro_rules! names {
+    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
+        impl $t {
+            /// The name on the wire and in the CLI.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$v => $s),* }
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl std::str::FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($s => Ok(Self::$v),)*
+                    _ => Err(format!("'{s}': use one of {}", [$($s),*].join(", "))),
+                }
+            }
+        }
+    };
+}
+names!(Access { Keys => "keys", Open => "open", OpenCollaborator => "open-collaborator" });
+names!(PeerRole { Owner => "owner", Collaborator => "collaborator", Viewer => "viewer" });
+names!(Grant { Viewer => "viewer", Collaborator => "collaborator" });
+
 /// One attached SSH client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerInfo {
     /// `<ssh-user>-<n>`, unique within the session.
     pub client: String,
     pub user: String,
-    pub role: String,
+    pub role: PeerRole,
     pub cols: u16,
     pub rows: u16,
     pub address: String,

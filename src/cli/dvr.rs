@@ -10,7 +10,7 @@ use anyhow::Context;
 use hearth_rpc::{ApiError, HearthClient, OutputChunk, ReadFrom};
 use serde_json::json;
 
-use super::{Failure, ctx, output::Out, rpc_err};
+use super::{Failure, call, ctx, output::Out};
 
 /// Longest pause `replay` keeps between two events (idle gaps are capped).
 const MAX_GAP: Duration = Duration::from_secs(2);
@@ -21,10 +21,7 @@ async fn read(
     from: ReadFrom,
     wait_ms: u32,
 ) -> Result<OutputChunk, Failure> {
-    Ok(client
-        .read(ctx(), target.to_string(), from, 1 << 20, wait_ms)
-        .await
-        .map_err(rpc_err)??)
+    call(client.read(ctx(), target.to_string(), from, 1 << 20, wait_ms)).await
 }
 
 pub async fn tail(
@@ -101,10 +98,7 @@ pub async fn screen(
     target: String,
     ansi: bool,
 ) -> Result<(), Failure> {
-    let text = client
-        .screen(ctx(), target, ansi)
-        .await
-        .map_err(rpc_err)??;
+    let text = call(client.screen(ctx(), target, ansi)).await?;
     if out.json {
         out.value(json!({"screen": text}), String::new);
     } else {
@@ -125,10 +119,7 @@ pub async fn recording_path(client: &HearthClient, arg: &str) -> Result<PathBuf,
     if path.is_file() {
         return Ok(path.to_path_buf());
     }
-    let info = client
-        .get(ctx(), arg.to_string())
-        .await
-        .map_err(rpc_err)??;
+    let info = call(client.get(ctx(), arg.to_string())).await?;
     match info.recording {
         Some(p) => Ok(PathBuf::from(p)),
         None => Err(ApiError::not_found(format!(

@@ -1,7 +1,9 @@
 //! The command line: clap types, one function per command, and how results are shown
 //! (human tables on stdout, or one JSON document with `--json`). Every command but
 //! `daemon` talks to the daemon through `hearth-rpc`, starting it first if none answers
-//! (`connect.rs`). It must not reach into daemon or session internals.
+//! (`connect.rs`); `daemon` hands over to [`crate::daemon::main`]. It must not reach into
+//! daemon, SSH or session internals (key files are checked with the shared
+//! [`crate::authorized_keys`] rules).
 
 mod connect;
 mod dvr;
@@ -12,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use hearth_rpc::{ApiError, CreateRequest, ErrorKind, HearthClient};
+use hearth_rpc::{Access, ApiError, CreateRequest, ErrorKind, Grant, HearthClient};
 use serde_json::json;
 
 pub use output::Failure;
@@ -83,8 +85,9 @@ pub enum Command {
     Role {
         target: String,
         client: String,
-        #[arg(value_parser = ["viewer", "collaborator"])]
-        role: String,
+        /// viewer or collaborator
+        #[arg(value_parser = parse_grant)]
+        role: Grant,
     },
     /// Show a one-line message to everyone attached (never typed into the session)
     Msg {
@@ -164,8 +167,8 @@ pub struct ServerArgs {
     viewers_only: bool,
     /// DANGER: admit any client, with any key or none, as a viewer (or --open=collaborator)
     #[arg(long, num_args = 0..=1, default_missing_value = "viewer", value_name = "ROLE",
-          value_parser = ["viewer", "collaborator"])]
-    open: Option<String>,
+          value_parser = parse_grant)]
+    open: Option<Grant>,
     /// Do not record this session
     #[arg(long)]
     no_record: bool,
@@ -208,7 +211,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             kill_grace,
             login_grace,
             ..
-        } => run_daemon(socket, kill_grace, login_grace)
+        } => crate::daemon::main(socket, kill_grace, login_grace)
             .await
             .map_err(Failure::from),
         // A file needs no daemon.
@@ -243,6 +246,17 @@ fn ctx() -> tarpc::context::Context {
     c
 }
 
+fn parse_grant(s: &str) -> Result<Grant, String> {
+    s.parse()
+}
+
+/// One call to the daemon: a transport failure or the daemon's own error, as a [`Failure`].
+async fn call<T>(
+    f: impl std::future::Future<Output = Result<Result<T, ApiError>, tarpc::client::RpcError>>,
+) -> Result<T, Failure> {
+    Ok(f.await.map_err(rpc_err)??)
+}
+
 fn rpc_err(e: tarpc::client::RpcError) -> Failure {
     Failure::Api(ApiError::new(
         ErrorKind::Daemon,
@@ -260,13 +274,13 @@ async fn run_client(
         Command::Daemon { .. } => unreachable!("handled by run"),
         Command::Server(args) => {
             let req = server_request(args)?;
-            let s = client.create(ctx(), req).await.map_err(rpc_err)??;
+            let s = call(client.create(ctx(), req)).await?;
             out.session_started(&s);
             if let Some(e) = &s.recording_error {
                 eprintln!("warning: {e}");
             }
-            if s.access != "keys" {
-                let role = if s.access == "open" {
+            if s.access != Access::Keys {
+                let role = if s.access == Access::Open {
                     "viewer"
                 } else {
                     "collaborator who may type"
@@ -277,7 +291,8 @@ async fn run_client(
                     s.id, s.port
                 );
             }
-            if !out.json && crate::ssh::keys::owner_key_files(&crate::paths::home_dir()).is_empty()
+            if !out.json
+                && crate::authorized_keys::owner_key_files(&crate::paths::home_dir()).is_empty()
             {
                 eprintln!(
                     "note: you have no SSH key in ~/.ssh, so nobody can join yet.\n      \
@@ -285,46 +300,34 @@ async fn run_client(
                 );
             }
         }
-        Command::Ps => out.sessions(&client.list(ctx()).await.map_err(rpc_err)??),
-        Command::Up { target } => out.session(&client.up(ctx(), target).await.map_err(rpc_err)??),
+        Command::Ps => out.sessions(&call(client.list(ctx())).await?),
+        Command::Up { target } => out.session(&call(client.up(ctx(), target)).await?),
         Command::Down { target, kick } => {
-            out.session(&client.down(ctx(), target, kick).await.map_err(rpc_err)??)
+            out.session(&call(client.down(ctx(), target, kick)).await?)
         }
         Command::Kill { targets, all } => {
-            out.killed(&client.kill(ctx(), targets, all).await.map_err(rpc_err)??)
+            out.killed(&call(client.kill(ctx(), targets, all)).await?)
         }
-        Command::Peers { target } => {
-            out.peers(&client.peers(ctx(), target).await.map_err(rpc_err)??)
-        }
+        Command::Peers { target } => out.peers(&call(client.peers(ctx(), target)).await?),
         Command::Kick {
             target,
             client: name,
-        } => out.kicked(&client.kick(ctx(), target, name).await.map_err(rpc_err)??),
-        Command::Lock { target } => {
-            out.session(&client.lock(ctx(), target, true).await.map_err(rpc_err)??)
-        }
-        Command::Unlock { target } => {
-            out.session(&client.lock(ctx(), target, false).await.map_err(rpc_err)??)
-        }
+        } => out.kicked(&call(client.kick(ctx(), target, name)).await?),
+        Command::Lock { target } => out.session(&call(client.lock(ctx(), target, true)).await?),
+        Command::Unlock { target } => out.session(&call(client.lock(ctx(), target, false)).await?),
         Command::Role {
             target,
             client: name,
             role,
         } => {
-            let p = client
-                .role(ctx(), target, name, role)
-                .await
-                .map_err(rpc_err)??;
+            let p = call(client.role(ctx(), target, name, role)).await?;
             out.value(serde_json::to_value(&p).unwrap_or_default(), || {
                 format!("{} is now {}", p.client, p.role)
             });
         }
         Command::Msg { target, text } => {
             let text = text.join(" ");
-            client
-                .message(ctx(), target, text.clone())
-                .await
-                .map_err(rpc_err)??;
+            call(client.message(ctx(), target, text.clone())).await?;
             out.value(json!({"sent": text}), String::new);
         }
         Command::Tail { target, bytes } => dvr::tail(client, out, target, bytes).await?,
@@ -408,12 +411,12 @@ fn server_request(args: ServerArgs) -> Result<CreateRequest, Failure> {
 fn read_key_arg(flag: &str, arg: &str) -> Result<String, Failure> {
     let path = std::path::Path::new(arg);
     if path.is_file() {
-        crate::ssh::keys::check_file_mode(path)
+        crate::authorized_keys::check_file_mode(path)
             .map_err(|e| ApiError::invalid(format!("{flag}: {e:#}")))?;
         let text = std::fs::read_to_string(path)
             .map_err(|e| ApiError::invalid(format!("{flag}: cannot read {arg}: {e}")))?;
         // Checked here too, so the message names the file.
-        crate::ssh::keys::parse_key_arg(&format!("{flag} {arg}"), &text)
+        crate::authorized_keys::parse_key_arg(&format!("{flag} {arg}"), &text)
             .map_err(ApiError::invalid)?;
         return Ok(text);
     }
@@ -424,40 +427,4 @@ fn read_key_arg(flag: &str, arg: &str) -> Result<String, Failure> {
         "{flag}: '{arg}' is neither a file nor an OpenSSH public key line"
     ))
     .into())
-}
-
-async fn run_daemon(socket: PathBuf, kill_grace: f64, login_grace: u64) -> anyhow::Result<()> {
-    if !(0.0..=3600.0).contains(&kill_grace) {
-        anyhow::bail!("--kill-grace must be between 0 and 3600 seconds");
-    }
-    let control = crate::daemon::socket::bind(&socket).await?;
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let on_signal = shutdown.clone();
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            tracing::error!("cannot install signal handlers");
-            return;
-        };
-        tokio::select! {
-            _ = int.recv() => tracing::info!("SIGINT"),
-            _ = term.recv() => tracing::info!("SIGTERM"),
-        }
-        on_signal.cancel();
-    });
-    let mut config = crate::daemon::Config {
-        kill_grace: Duration::from_secs_f64(kill_grace),
-        login_grace: Duration::from_secs(login_grace),
-        menu: crate::daemon::config_file::load_menu(&crate::paths::config_file())?,
-        record: crate::daemon::config_file::load_recording(
-            &crate::paths::config_file(),
-            crate::session::record::RecordConfig::new(crate::paths::recordings_dir()),
-        )?,
-        ..Default::default()
-    };
-    crate::daemon::config_file::apply_limits(&crate::paths::config_file(), &mut config)?;
-    crate::daemon::Daemon::run(control, config, shutdown).await
 }

@@ -147,7 +147,7 @@ impl Out {
             for p in list {
                 rows.push(vec![
                     p.client.clone(),
-                    p.role.clone(),
+                    p.role.to_string(),
                     format!("{}x{}", p.cols, p.rows),
                     p.address.clone(),
                     p.connected_at.clone(),
@@ -194,7 +194,7 @@ fn table(list: &[SessionInfo]) -> String {
             (st, _) => st.to_string(),
         };
         // What a glance at `ps` must not miss: who may join.
-        if s.access != "keys" {
+        if s.access != hearth_rpc::Access::Keys {
             state.push_str(",OPEN");
         }
         if s.locked {

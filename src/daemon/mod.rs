@@ -23,7 +23,7 @@ use tarpc::server::{BaseChannel, Channel};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::session::{Limits, Role, Session, Spec};
+use crate::session::{Limits, Session, Spec};
 use crate::ssh;
 use registry::{Hosted, Registry};
 
@@ -69,6 +69,49 @@ impl Default for Config {
             )),
         }
     }
+}
+
+/// `hearth daemon`: load the config file, bind the control socket, run until a signal or
+/// the `shutdown` call.
+pub async fn main(socket: PathBuf, kill_grace: f64, login_grace: u64) -> anyhow::Result<()> {
+    if !(0.0..=3600.0).contains(&kill_grace) {
+        anyhow::bail!("--kill-grace must be between 0 and 3600 seconds");
+    }
+    let control = socket::bind(&socket).await?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    // The root of the cancellation tree: a signal cancels it; the task ends with it.
+    let on_signal = shutdown.clone();
+    let signals = tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => tracing::info!("SIGINT"),
+            _ = term.recv() => tracing::info!("SIGTERM"),
+            _ = on_signal.cancelled() => return,
+        }
+        on_signal.cancel();
+    });
+    let mut config = Config {
+        kill_grace: Duration::from_secs_f64(kill_grace),
+        login_grace: Duration::from_secs(login_grace),
+        menu: config_file::load_menu(&crate::paths::config_file())?,
+        record: config_file::load_recording(
+            &crate::paths::config_file(),
+            crate::session::record::RecordConfig::new(crate::paths::recordings_dir()),
+        )?,
+        ..Default::default()
+    };
+    config_file::apply_limits(&crate::paths::config_file(), &mut config)?;
+    let result = Daemon::run(control, config, shutdown.clone()).await;
+    shutdown.cancel();
+    let _ = signals.await;
+    result
 }
 
 pub struct Daemon {
@@ -139,12 +182,21 @@ impl Daemon {
             let channel = BaseChannel::with_defaults(transport)
                 .max_concurrent_requests(MAX_REQUESTS_PER_CONNECTION);
             let stop = shutdown.clone();
+            let tracker = daemon.tracker.clone();
             daemon.tracker.spawn(async move {
-                let serve = channel.execute(hearth_rpc::Hearth::serve(server)).for_each(
-                    |call| async move {
-                        tokio::spawn(call);
-                    },
-                );
+                // Every call is a task of the tree too; a long poll ends with the daemon.
+                let serve = channel
+                    .execute(hearth_rpc::Hearth::serve(server))
+                    .for_each(|call| {
+                        let stop = stop.clone();
+                        tracker.spawn(async move {
+                            tokio::select! {
+                                _ = call => {}
+                                _ = stop.cancelled() => {}
+                            }
+                        });
+                        std::future::ready(())
+                    });
                 tokio::select! {
                     _ = serve => {}
                     _ = stop.cancelled() => {}
@@ -204,12 +256,7 @@ impl Daemon {
         };
         let collaborators = parse_key_args("--allow-key", &req.allow_keys)?;
         let viewers = parse_key_args("--viewer-key", &req.viewer_keys)?;
-        let open = match req.open.as_deref() {
-            None => None,
-            Some(name) => Some(Role::grantable(name).ok_or_else(|| {
-                ApiError::invalid(format!("--open={name}: use viewer or collaborator"))
-            })?),
-        };
+        let open = req.open.map(service::granted);
         for (k, _) in &req.env {
             if k.is_empty() || k.contains('=') || k.contains('\0') {
                 return Err(ApiError::invalid(format!(
@@ -271,7 +318,7 @@ impl Daemon {
         })
         .await
         .map_err(|e| ApiError::internal(format!("session start panicked: {e}")))?
-        .map_err(|e| ApiError::new(ErrorKind::Spawn, e.to_string()))?;
+        .map_err(ApiError::from)?;
         let shared = Arc::new(ssh::Shared {
             session: Arc::clone(&session),
             access: Arc::new(ssh::Access {
@@ -448,10 +495,13 @@ pub(crate) fn check_menu_window(ms: u64) -> Result<(), String> {
 
 /// Parse `--allow-key`/`--viewer-key` arguments (key lines; the CLI has read files). A
 /// line that does not parse or restricts its key fails the call.
-fn parse_key_args(flag: &str, args: &[String]) -> Result<Vec<ssh::authorized::Entry>, ApiError> {
+fn parse_key_args(
+    flag: &str,
+    args: &[String],
+) -> Result<Vec<crate::authorized_keys::Entry>, ApiError> {
     let mut all = Vec::new();
     for arg in args {
-        all.extend(ssh::keys::parse_key_arg(flag, arg).map_err(ApiError::invalid)?);
+        all.extend(crate::authorized_keys::parse_key_arg(flag, arg).map_err(ApiError::invalid)?);
     }
     Ok(all)
 }

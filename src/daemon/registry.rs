@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use hearth_rpc::{ApiError, ErrorKind, SessionInfo, SessionState};
+use hearth_rpc::{Access, ApiError, ErrorKind, SessionInfo, SessionState};
 use parking_lot::Mutex;
 
 use crate::session::{Role, Session};
@@ -52,11 +52,10 @@ impl Hosted {
             join: join_command(self.bind, self.port),
             locked: s.is_locked(),
             access: match self.shared.access.open {
-                None => "keys",
-                Some(Role::Viewer) => "open",
-                Some(_) => "open-collaborator",
-            }
-            .to_string(),
+                None => Access::Keys,
+                Some(Role::Viewer) => Access::Open,
+                Some(_) => Access::OpenCollaborator,
+            },
             viewers_only: self.shared.access.viewers_only,
             recording: s.recording().map(|p| p.display().to_string()),
             recording_error: s.recording_error(),

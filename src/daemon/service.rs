@@ -7,14 +7,41 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hearth_rpc::{
-    ApiError, CreateRequest, DaemonInfo, ErrorKind, Hearth, OutputChunk, PROTOCOL_VERSION,
-    PeerInfo, ReadFrom, SessionInfo, VERSION,
+    ApiError, CreateRequest, DaemonInfo, ErrorKind, Grant, Hearth, OutputChunk, PROTOCOL_VERSION,
+    PeerInfo, PeerRole, ReadFrom, SessionInfo, VERSION,
 };
 use tarpc::context::Context;
 
 use super::Daemon;
 use crate::session::reader::Next;
 use crate::session::{self, Role, RoleError, Who};
+
+// Session errors become the socket's error here, at the adapter's edge.
+
+impl From<RoleError> for ApiError {
+    fn from(e: RoleError) -> ApiError {
+        match e {
+            RoleError::NoSuchClient(_) => {
+                ApiError::not_found(format!("{e} in the session (see `hearth peers`)"))
+            }
+            RoleError::Owner(_) | RoleError::Invalid => ApiError::invalid(e.to_string()),
+        }
+    }
+}
+
+impl From<session::SpawnError> for ApiError {
+    fn from(e: session::SpawnError) -> ApiError {
+        ApiError::new(ErrorKind::Spawn, e.to_string())
+    }
+}
+
+/// The session's role for a role given over the wire.
+pub fn granted(g: Grant) -> Role {
+    match g {
+        Grant::Viewer => Role::Viewer,
+        Grant::Collaborator => Role::Collaborator,
+    }
+}
 
 /// Who acts, in logs and the audit trail, when the owner acts through the control socket.
 pub const BY_CLI: &str = "cli";
@@ -147,26 +174,15 @@ impl Hearth for Control {
         _: Context,
         target: String,
         client: String,
-        role: String,
+        role: Grant,
     ) -> Result<PeerInfo, ApiError> {
         self.check()?;
         let hosted = self.daemon.registry.resolve(&target)?;
-        let role = Role::grantable(&role).ok_or_else(|| {
-            ApiError::invalid(format!(
-                "'{role}' is not a role to give: use viewer or collaborator"
-            ))
-        })?;
         hosted
             .session
-            .set_role(Who::Name(&client), role, BY_CLI)
+            .set_role(Who::Name(&client), granted(role), BY_CLI)
             .map(peer_info)
-            .map_err(|e| match e {
-                RoleError::NoSuchClient(_) => ApiError::not_found(format!(
-                    "{e} in session {} (see `hearth peers`)",
-                    hosted.session.id
-                )),
-                _ => ApiError::invalid(e.to_string()),
-            })
+            .map_err(ApiError::from)
     }
 
     async fn message(self, _: Context, target: String, text: String) -> Result<(), ApiError> {
@@ -255,7 +271,11 @@ fn peer_info(p: crate::session::Peer) -> PeerInfo {
     PeerInfo {
         client: p.name,
         user: p.spec.user,
-        role: p.spec.role.as_str().to_string(),
+        role: match p.spec.role {
+            Role::Owner => PeerRole::Owner,
+            Role::Collaborator => PeerRole::Collaborator,
+            Role::Viewer => PeerRole::Viewer,
+        },
         cols: p.size.0,
         rows: p.size.1,
         address: p.spec.address,

@@ -28,15 +28,6 @@ impl Role {
             Role::Viewer => "viewer",
         }
     }
-    /// The roles an owner can give (`viewer`, `collaborator`); owners come from keys only.
-    pub fn grantable(name: &str) -> Option<Role> {
-        match name {
-            "viewer" => Some(Role::Viewer),
-            "collaborator" => Some(Role::Collaborator),
-            _ => None,
-        }
-    }
-
     pub fn may_type(self) -> bool {
         !matches!(self, Role::Viewer)
     }

@@ -37,7 +37,9 @@ pub async fn run_connection(
     slot: super::guard::Slot,
 ) {
     let span = tracing::info_span!("client", session = %shared.session.id, %peer);
-    let cut = CancellationToken::new();
+    // One cancellation tree: the session's token cuts the connection, which stops the
+    // client's tasks.
+    let cut = shared.cancel.child_token();
     let authed = CancellationToken::new();
     let client = Client {
         authed: authed.clone(),
@@ -53,7 +55,7 @@ pub async fn run_connection(
         pty: None,
         attachment: None,
         input: None,
-        stop: CancellationToken::new(),
+        stop: cut.child_token(),
         cut: cut.clone(),
         span: span.clone(),
     };
@@ -263,8 +265,13 @@ impl Client {
                 {
                     let mut line = cmd.to_vec();
                     line.push(b'\r');
-                    let att = Arc::clone(&att);
-                    tokio::spawn(async move { att.input(Bytes::from(line)).await });
+                    let (att, stop) = (Arc::clone(&att), self.stop.clone());
+                    self.shared.tracker.spawn(async move {
+                        tokio::select! {
+                            _ = att.input(Bytes::from(line)) => {}
+                            _ = stop.cancelled() => {}
+                        }
+                    });
                 }
                 self.attachment = Some(att);
             }

@@ -7,17 +7,17 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use parking_lot::Mutex;
+use russh::keys::ssh_key::LineEnding;
 pub use russh::keys::ssh_key::public::KeyData;
-use russh::keys::ssh_key::{HashAlg, LineEnding};
 use russh::keys::{Algorithm, PrivateKey};
 
-use super::authorized::{self, Entry, Rule};
+use crate::authorized_keys::{self as authorized, Entry, Rule, check_path_strict, owner_key_files};
 
 /// Load the host key at `path`, creating it (ed25519, mode 0600) on first use.
 pub fn load_or_create_host_key(path: &Path) -> anyhow::Result<PrivateKey> {
@@ -47,126 +47,7 @@ pub fn load_or_create_host_key(path: &Path) -> anyhow::Result<PrivateKey> {
 }
 
 pub fn fingerprint_of(key: &KeyData) -> String {
-    key.fingerprint(HashAlg::Sha256).to_string()
-}
-
-/// Parse the key lines given to `--allow-key`/`--viewer-key` (`label` names where they came
-/// from). Unlike owner files, where a bad line is skipped, any line that does not parse
-/// or that restricts its key is an error: the person starting the session is right there
-/// to fix it.
-pub fn parse_key_arg(label: &str, text: &str) -> Result<Vec<Entry>, String> {
-    let (entries, errors) = authorized::parse_text(text);
-    if let Some((line, why)) = errors.first() {
-        return Err(format!("{label} line {line}: {why}"));
-    }
-    let now = std::time::SystemTime::now();
-    for (line, e) in &entries {
-        match &e.rule {
-            Rule::Refuse(option) => {
-                return Err(format!(
-                    "{label} line {line}: key {} has option {option}, which hearth cannot \
-                     honour (a restricted key is never admitted); remove the option or use \
-                     another key",
-                    fingerprint_of(&e.key)
-                ));
-            }
-            Rule::Allow {
-                expires: Some(t), ..
-            } if *t < now => {
-                return Err(format!(
-                    "{label} line {line}: key {} has expired (expiry-time)",
-                    fingerprint_of(&e.key)
-                ));
-            }
-            Rule::Allow { .. } => {}
-        }
-    }
-    if entries.is_empty() {
-        return Err(format!("{label}: no key found"));
-    }
-    Ok(entries.into_iter().map(|(_, e)| e).collect())
-}
-
-/// Why a path fails StrictModes, or `Ok`: owned by `uid` or root, and not writable by group
-/// or others. Pure, so every branch is tested whoever runs the tests.
-pub fn strict_mode_problem(path: &Path, owner: u32, mode: u32, uid: u32) -> Result<(), String> {
-    if owner != uid && owner != 0 {
-        return Err(format!(
-            "{} is owned by uid {owner}, not by you (uid {uid}) or root; refusing it as \
-             OpenSSH's StrictModes would: chown {uid} {}",
-            path.display(),
-            path.display()
-        ));
-    }
-    if mode & 0o022 != 0 {
-        return Err(format!(
-            "{} is writable by group or others (mode {:o}); refusing it as OpenSSH's \
-             StrictModes would: chmod go-w {}",
-            path.display(),
-            mode & 0o7777,
-            path.display()
-        ));
-    }
-    Ok(())
-}
-
-fn check_one(path: &Path) -> anyhow::Result<std::fs::Metadata> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    strict_mode_problem(path, meta.uid(), meta.permissions().mode(), current_uid())
-        .map_err(anyhow::Error::msg)?;
-    Ok(meta)
-}
-
-fn current_uid() -> u32 {
-    // SAFETY: getuid has no preconditions.
-    unsafe { libc::getuid() }
-}
-
-/// Refuse a key file that others could have written: the file alone (for files named on
-/// the command line by the person starting the session).
-pub fn check_file_mode(path: &Path) -> anyhow::Result<()> {
-    check_one(path).map(|_| ())
-}
-
-/// StrictModes as sshd does it for `authorized_keys`: the file and every directory above it
-/// up to and including `home` (or up to `/` for a file outside `home`).
-pub fn check_path_strict(path: &Path, home: &Path) -> anyhow::Result<std::fs::Metadata> {
-    let meta = check_one(path)?;
-    if !meta.is_file() {
-        bail!("{} is not a regular file", path.display());
-    }
-    let inside_home = path.starts_with(home);
-    let mut dir = path.parent();
-    while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
-        check_one(d)?;
-        if inside_home && d == home {
-            break;
-        }
-        dir = d.parent();
-    }
-    Ok(meta)
-}
-
-/// The files holding the daemon user's own keys: `~/.ssh/authorized_keys` and
-/// `~/.ssh/id_*.pub`.
-pub fn owner_key_files(home: &Path) -> Vec<PathBuf> {
-    let ssh = home.join(".ssh");
-    let mut files = vec![ssh.join("authorized_keys")];
-    if let Ok(dir) = std::fs::read_dir(&ssh) {
-        let mut ids: Vec<PathBuf> = dir
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("id_") && n.ends_with(".pub"))
-            })
-            .collect();
-        ids.sort();
-        files.extend(ids);
-    }
-    files.retain(|p| p.is_file());
-    files
+    authorized::fingerprint(key)
 }
 
 /// What identifies one version of a file: re-read only when it changes.
@@ -268,46 +149,9 @@ impl OwnerKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     const ED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test@host";
-
-    #[test]
-    fn key_arguments_refuse_restricted_broken_and_expired_lines() {
-        let ok = parse_key_arg(
-            "--allow-key",
-            &format!("# c\n\n{ED}\nfrom=\"10.0.0.1\" {ED}\n"),
-        );
-        assert_eq!(ok.unwrap().len(), 2);
-        let err = parse_key_arg("--allow-key", &format!("{ED}\nrestrict,pty {ED}\n")).unwrap_err();
-        assert!(
-            err.contains("line 2") && err.contains("restrict") && err.contains("SHA256:"),
-            "{err}"
-        );
-        let err = parse_key_arg("--viewer-key", "not a key").unwrap_err();
-        assert!(err.contains("--viewer-key line 1"), "{err}");
-        let err =
-            parse_key_arg("--allow-key", &format!("expiry-time=\"20200101\" {ED}")).unwrap_err();
-        assert!(err.contains("expired"), "{err}");
-        assert!(parse_key_arg("--allow-key", "# only a comment").is_err());
-    }
-
-    #[test]
-    fn strict_modes_check_owner_and_write_bits() {
-        let p = Path::new("/h/.ssh/authorized_keys");
-        assert!(strict_mode_problem(p, 1000, 0o100600, 1000).is_ok());
-        assert!(
-            strict_mode_problem(p, 0, 0o40755, 1000).is_ok(),
-            "root-owned is fine"
-        );
-        let e = strict_mode_problem(p, 1001, 0o100600, 1000).unwrap_err();
-        assert!(
-            e.contains("owned by uid 1001") && e.contains("chown"),
-            "{e}"
-        );
-        let e = strict_mode_problem(p, 1000, 0o100620, 1000).unwrap_err();
-        assert!(e.contains("mode 620") && e.contains("chmod go-w"), "{e}");
-        assert!(strict_mode_problem(p, 1000, 0o40702, 1000).is_err());
-    }
 
     #[test]
     fn unsafe_directories_above_an_owner_file_refuse_it() {

@@ -6,7 +6,6 @@
 //! It owns russh configuration, key checks and channel plumbing. It must not own session
 //! state (sizes, logs, screens): it asks the session.
 
-pub mod authorized;
 pub mod guard;
 pub mod handler;
 pub mod input;
@@ -25,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::authorized_keys as authorized;
 use crate::session::{Role, Session};
 
 /// Who may join a session, decided per key (and client address) at auth time.
