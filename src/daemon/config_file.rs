@@ -32,8 +32,8 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::menu::{MenuConfig, check_trigger, check_window};
 use crate::session::record::RecordConfig;
-use crate::ssh::input::MenuConfig;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -168,11 +168,11 @@ pub fn load_menu(path: &Path) -> anyhow::Result<Option<MenuConfig>> {
     }
     let mut menu = MenuConfig::default();
     if let Some(key) = file.menu.key {
-        super::check_menu_key(&key).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        check_trigger(&key).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         menu.trigger = key.into_bytes();
     }
     if let Some(ms) = file.menu.window_ms {
-        super::check_menu_window(ms).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        check_window(ms).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         menu.window = Duration::from_millis(ms);
     }
     Ok(Some(menu))

@@ -8,11 +8,11 @@
 
 pub mod config_file;
 pub mod frames;
+pub mod plan;
 pub mod registry;
 pub mod service;
 pub mod socket;
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -23,7 +23,7 @@ use tarpc::server::{BaseChannel, Channel};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::session::{Limits, Session, Spec};
+use crate::session::{Limits, Session};
 use crate::ssh;
 use registry::{Hosted, Registry};
 
@@ -43,13 +43,15 @@ pub struct Config {
     pub max_unauthenticated_per_source: usize,
     /// Time allowed from connect to successful auth.
     pub login_grace: Duration,
-    /// Where `~/.ssh` (owner keys) is read.
+    /// Where `~/.ssh` (owner keys) is read, and sessions start by default.
     pub home: PathBuf,
+    /// The command when a request names none and gives no shell: the daemon's `$SHELL`.
+    pub shell: String,
     pub host_key: PathBuf,
     /// Where sessions record (`None`: no recording).
     pub record: Option<crate::session::record::RecordConfig>,
     /// Default pause-menu trigger and window (`None`: sessions start without a menu).
-    pub menu: Option<ssh::input::MenuConfig>,
+    pub menu: Option<crate::menu::MenuConfig>,
 }
 
 impl Default for Config {
@@ -62,8 +64,12 @@ impl Default for Config {
             max_unauthenticated_per_source: 10,
             login_grace: Duration::from_secs(30),
             home: crate::paths::home_dir(),
+            shell: std::env::var("SHELL")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "/bin/sh".into()),
             host_key: crate::paths::host_key(),
-            menu: Some(ssh::input::MenuConfig::default()),
+            menu: Some(crate::menu::MenuConfig::default()),
             record: Some(crate::session::record::RecordConfig::new(
                 crate::paths::recordings_dir(),
             )),
@@ -239,51 +245,17 @@ impl Daemon {
                 ),
             ));
         }
-        if let Some(name) = &req.name {
-            validate_name(name)?;
-            if self.registry.name_taken(name) {
-                return Err(ApiError::new(
-                    ErrorKind::AlreadyExists,
-                    format!("a session named '{name}' already exists"),
-                ));
-            }
+        let plan = plan::plan(&req, &self.config)?;
+        if let Some(name) = &plan.name
+            && self.registry.name_taken(name)
+        {
+            return Err(ApiError::new(
+                ErrorKind::AlreadyExists,
+                format!("a session named '{name}' already exists"),
+            ));
         }
-        let bind: IpAddr = match req.bind.as_deref() {
-            None | Some("") => IpAddr::from([0, 0, 0, 0]),
-            Some(b) => b
-                .parse()
-                .map_err(|_| ApiError::invalid(format!("'{b}' is not an IP address to bind")))?,
-        };
-        let collaborators = parse_key_args("--allow-key", &req.allow_keys)?;
-        let viewers = parse_key_args("--viewer-key", &req.viewer_keys)?;
-        let open = req.open.map(service::granted);
-        for (k, _) in &req.env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') {
-                return Err(ApiError::invalid(format!(
-                    "--env: '{k}' is not a variable name"
-                )));
-            }
-        }
-        let command = if req.command.is_empty() {
-            let shell = req
-                .shell
-                .clone()
-                .filter(|s| !s.is_empty())
-                .or_else(|| std::env::var("SHELL").ok().filter(|s| !s.is_empty()))
-                .unwrap_or_else(|| "/bin/sh".into());
-            vec![shell]
-        } else {
-            req.command.clone()
-        };
-        let cwd = req
-            .cwd
-            .clone()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| self.config.home.clone());
-
-        let menu = menu_config(&req, &self.config.menu)?;
         // Bind first: a busy port fails the call before anything is spawned.
-        let port = req.port.unwrap_or(0);
+        let (bind, port) = (plan.bind, plan.port);
         let listener = ssh::bind(bind, port).await.map_err(|e| {
             ApiError::new(
                 ErrorKind::PortUnavailable,
@@ -296,13 +268,6 @@ impl Daemon {
             .port();
 
         let id = self.new_id();
-        let spec = Spec {
-            command,
-            cwd,
-            env: req.env.clone(),
-            shadow_dir: req.shadow_dir.clone().map(PathBuf::from),
-            size: (80, 24),
-        };
         let keep: std::collections::HashSet<String> = self
             .registry
             .all()
@@ -310,8 +275,9 @@ impl Daemon {
             .map(|h| h.session.id.clone())
             .chain([id.clone()])
             .collect();
-        let record = self.config.record.clone().filter(|_| !req.no_record);
-        let (sid, name, limits) = (id.clone(), req.name.clone(), self.config.limits.clone());
+        let (sid, limits) = (id.clone(), self.config.limits.clone());
+        let (name, spec, record) = (plan.name.clone(), plan.spec.clone(), plan.record.clone());
+        let open = plan.open;
         // fork/exec and the recording's files: blocking work, off the runtime.
         let session = tokio::task::spawn_blocking(move || {
             Session::start(sid, name, spec, limits, record.as_ref().map(|r| (r, &keep)))
@@ -319,23 +285,7 @@ impl Daemon {
         .await
         .map_err(|e| ApiError::internal(format!("session start panicked: {e}")))?
         .map_err(ApiError::from)?;
-        let shared = Arc::new(ssh::Shared {
-            session: Arc::clone(&session),
-            access: Arc::new(ssh::Access {
-                owners: ssh::keys::OwnerKeys::new(self.config.home.clone()),
-                collaborators,
-                viewers,
-                viewers_only: req.viewers_only,
-                open,
-            }),
-            guard: Arc::clone(&self.guard),
-            login_grace: self.config.login_grace,
-            config: Arc::clone(&self.ssh_config),
-            menu,
-            viewer_history: req.viewer_history,
-            cancel: self.cancel.child_token(),
-            tracker: self.tracker.clone(),
-        });
+        let shared = self.ssh_shared(&session, plan);
         let listener = match ssh::serve(listener, Arc::clone(&shared)) {
             Ok(l) => l,
             Err(e) => {
@@ -353,8 +303,18 @@ impl Daemon {
             listener: parking_lot::Mutex::new(Some(listener)),
         });
         self.registry.insert(Arc::clone(&hosted));
-        // An exited session accepts no joins: free its port.
-        let watched = Arc::clone(&hosted);
+        self.close_on_exit(&hosted);
+        let info = hosted.info();
+        tracing::info!(session = %info.id, port, command = ?info.command, "session started");
+        if open.is_some() {
+            tracing::warn!(session = %info.id, port, access = %info.access, "OPEN session: any client that reaches the port joins, without a key");
+        }
+        Ok(info)
+    }
+
+    /// An exited session accepts no joins: free its port once the program ends.
+    fn close_on_exit(&self, hosted: &Arc<Hosted>) {
+        let watched = Arc::clone(hosted);
         let stop = self.cancel.clone();
         self.tracker.spawn(async move {
             let mut exit = watched.session.exit_watch();
@@ -363,12 +323,27 @@ impl Daemon {
                 _ = stop.cancelled() => {}
             }
         });
-        let info = hosted.info();
-        tracing::info!(session = %info.id, port, command = ?info.command, "session started");
-        if open.is_some() {
-            tracing::warn!(session = %info.id, port, access = %info.access, "OPEN session: any client that reaches the port joins, without a key");
-        }
-        Ok(info)
+    }
+
+    /// What every SSH connection of a new session shares.
+    fn ssh_shared(&self, session: &Arc<Session>, plan: plan::Plan) -> Arc<ssh::Shared> {
+        Arc::new(ssh::Shared {
+            session: Arc::clone(session),
+            access: Arc::new(ssh::Access {
+                owners: ssh::keys::OwnerKeys::new(self.config.home.clone()),
+                collaborators: plan.collaborators,
+                viewers: plan.viewers,
+                viewers_only: plan.viewers_only,
+                open: plan.open,
+            }),
+            guard: Arc::clone(&self.guard),
+            login_grace: self.config.login_grace,
+            config: Arc::clone(&self.ssh_config),
+            menu: plan.menu,
+            viewer_history: plan.viewer_history,
+            cancel: self.cancel.child_token(),
+            tracker: self.tracker.clone(),
+        })
     }
 
     pub async fn up(&self, target: &str) -> Result<SessionInfo, ApiError> {
@@ -448,75 +423,4 @@ async fn end_session(h: &Hosted, grace: Duration) -> SessionInfo {
     h.session.wait_empty(Duration::from_secs(2)).await;
     h.shared.cancel.cancel();
     h.info()
-}
-
-/// The session's menu settings: the request's, else the daemon's defaults.
-fn menu_config(
-    req: &CreateRequest,
-    default: &Option<ssh::input::MenuConfig>,
-) -> Result<Option<ssh::input::MenuConfig>, ApiError> {
-    if req.no_menu {
-        return Ok(None);
-    }
-    let explicit = req.menu_key.is_some() || req.menu_window_ms.is_some();
-    let mut menu = match default {
-        Some(m) => m.clone(),
-        None if explicit => ssh::input::MenuConfig::default(),
-        None => return Ok(None),
-    };
-    if let Some(key) = &req.menu_key {
-        check_menu_key(key).map_err(|e| ApiError::invalid(format!("--menu-key: {e}")))?;
-        menu.trigger = key.as_bytes().to_vec();
-    }
-    if let Some(ms) = req.menu_window_ms {
-        check_menu_window(ms).map_err(|e| ApiError::invalid(format!("--menu-window: {e}")))?;
-        menu.window = Duration::from_millis(ms);
-    }
-    Ok(Some(menu))
-}
-
-pub(crate) fn check_menu_key(key: &str) -> Result<(), String> {
-    let bytes = key.as_bytes();
-    if bytes.is_empty() || bytes.len() > 8 || bytes.iter().any(|b| b.is_ascii_control()) {
-        return Err(format!(
-            "'{key}': use 1 to 8 printable characters, e.g. '!>'"
-        ));
-    }
-    Ok(())
-}
-
-pub(crate) fn check_menu_window(ms: u64) -> Result<(), String> {
-    if (10..=5000).contains(&ms) {
-        Ok(())
-    } else {
-        Err(format!("{ms} ms: use 10 to 5000"))
-    }
-}
-
-/// Parse `--allow-key`/`--viewer-key` arguments (key lines; the CLI has read files). A
-/// line that does not parse or restricts its key fails the call.
-fn parse_key_args(
-    flag: &str,
-    args: &[String],
-) -> Result<Vec<crate::authorized_keys::Entry>, ApiError> {
-    let mut all = Vec::new();
-    for arg in args {
-        all.extend(crate::authorized_keys::parse_key_arg(flag, arg).map_err(ApiError::invalid)?);
-    }
-    Ok(all)
-}
-
-fn validate_name(name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(format!(
-            "'{name}' is not a valid name: use 1-64 letters, digits, '-', '_' or '.'"
-        )))
-    }
 }

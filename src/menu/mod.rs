@@ -3,11 +3,49 @@
 //! with ratatui into bytes for that one client's channel.
 //!
 //! Pure: no I/O, no session access. The SSH adapter feeds keys, performs the actions and
-//! sends the drawn bytes. Owner-only items (kick, lock, roles) and rewind slot in as more
-//! [`Item`]s.
+//! sends the drawn bytes. [`MenuConfig`] and its validators (used by the config file and
+//! `server --menu-key/--menu-window`) live here too.
 
 pub mod detector;
 pub mod view;
+
+use std::time::Duration;
+
+/// How a session's menu is opened; `None` for a session turns it off.
+#[derive(Debug, Clone)]
+pub struct MenuConfig {
+    pub trigger: Vec<u8>,
+    pub window: Duration,
+}
+
+impl Default for MenuConfig {
+    fn default() -> Self {
+        MenuConfig {
+            trigger: b"!>".to_vec(),
+            window: Duration::from_millis(250),
+        }
+    }
+}
+
+/// A trigger must be 1 to 8 printable characters.
+pub fn check_trigger(key: &str) -> Result<(), String> {
+    let bytes = key.as_bytes();
+    if bytes.is_empty() || bytes.len() > 8 || bytes.iter().any(|b| b.is_ascii_control()) {
+        return Err(format!(
+            "'{key}': use 1 to 8 printable characters, e.g. '!>'"
+        ));
+    }
+    Ok(())
+}
+
+/// The window between the trigger's bytes, in ms.
+pub fn check_window(ms: u64) -> Result<(), String> {
+    if (10..=5000).contains(&ms) {
+        Ok(())
+    } else {
+        Err(format!("{ms} ms: use 10 to 5000"))
+    }
+}
 
 /// A key press decoded from the client's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::menu::detector::{Detector, Event};
 use crate::menu::view::{self, PeerRow};
-use crate::menu::{Action, Menu, Page, parse_keys};
+use crate::menu::{Action, Menu, MenuConfig, Page, parse_keys};
 use crate::session::screen::History;
 use crate::session::{Attachment, Role, Who};
 
@@ -32,22 +32,6 @@ type Queued = (Bytes, tokio::sync::OwnedSemaphorePermit);
 
 /// Shortest time between two menu frames for one client (~60 a second).
 pub const DRAW_EVERY: Duration = Duration::from_millis(16);
-
-/// How a session's menu is opened; `None` in [`super::Shared`] turns it off.
-#[derive(Debug, Clone)]
-pub struct MenuConfig {
-    pub trigger: Vec<u8>,
-    pub window: Duration,
-}
-
-impl Default for MenuConfig {
-    fn default() -> Self {
-        MenuConfig {
-            trigger: b"!>".to_vec(),
-            window: Duration::from_millis(250),
-        }
-    }
-}
 
 /// From the SSH handler.
 #[derive(Debug)]

@@ -115,7 +115,7 @@ pub struct Shared {
     pub access: Arc<Access>,
     pub config: Arc<russh::server::Config>,
     /// The pause menu's trigger; `None` turns the menu off for this session.
-    pub menu: Option<input::MenuConfig>,
+    pub menu: Option<crate::menu::MenuConfig>,
     /// Viewers may rewind history (otherwise they see the current screen only).
     pub viewer_history: bool,
     /// Daemon-wide pre-auth limits.
