@@ -72,14 +72,10 @@ pub(super) struct ClientEntry {
     pub(super) in_menu: bool,
     /// Read-only by its own choice: its input is dropped and its size does not count.
     pub(super) read_only: bool,
-    /// Its writer's wake-up (identifies the client as the last typist).
-    pub(super) wake: Arc<tokio::sync::Notify>,
-    /// Bytes for this client only (colour queries its terminal should answer).
-    pub(super) direct: Direct,
+    /// Bytes for this client only (colour queries its terminal should answer); the
+    /// receiving end is the attachment's inbox.
+    pub(super) direct: tokio::sync::mpsc::Sender<Bytes>,
 }
-
-/// Where bytes for one client only go: its writer registers the sending end.
-pub type Direct = Arc<parking_lot::Mutex<Option<tokio::sync::mpsc::Sender<Bytes>>>>;
 
 impl ClientEntry {
     /// Whether this client constrains the PTY size.
@@ -119,8 +115,8 @@ pub struct Attachment {
     pub(super) session: Arc<Session>,
     /// Woken first when output arrives while this client is the last typist.
     pub wake: Arc<tokio::sync::Notify>,
-    /// The writer registers here to receive bytes meant for this client only.
-    pub direct: Direct,
+    /// Bytes meant for this client's terminal only; its writer takes the receiver once.
+    pub(super) inbox: parking_lot::Mutex<Option<tokio::sync::mpsc::Receiver<Bytes>>>,
     /// Set once detached: input and resizes are ignored from then on.
     pub(super) detached: std::sync::atomic::AtomicBool,
     pub(super) key: u64,
@@ -133,6 +129,11 @@ pub struct Attachment {
 impl Attachment {
     pub fn session(&self) -> &Arc<Session> {
         &self.session
+    }
+
+    /// The receiver of bytes for this client's terminal only (once; `None` after).
+    pub fn take_inbox(&self) -> Option<tokio::sync::mpsc::Receiver<Bytes>> {
+        self.inbox.lock().take()
     }
 
     /// This client's id (as in [`Peer::id`]).
@@ -200,7 +201,7 @@ impl Attachment {
             .typist
             .lock()
             .as_ref()
-            .is_some_and(|t| Arc::ptr_eq(t, &self.wake))
+            .is_some_and(|t| t.key == self.key)
     }
 
     /// Leave the session now (idempotent; dropping the attachment does it too).
@@ -208,7 +209,7 @@ impl Attachment {
         if !self.detached.swap(true, Ordering::AcqRel) {
             self.session.detach(self.key);
             let mut typist = self.session.typist.lock();
-            if typist.as_ref().is_some_and(|t| Arc::ptr_eq(t, &self.wake)) {
+            if typist.as_ref().is_some_and(|t| t.key == self.key) {
                 *typist = None;
             }
         }
@@ -232,8 +233,11 @@ impl Attachment {
         }
         {
             let mut typist = self.session.typist.lock();
-            if !typist.as_ref().is_some_and(|t| Arc::ptr_eq(t, &self.wake)) {
-                *typist = Some(Arc::clone(&self.wake));
+            if typist.as_ref().is_none_or(|t| t.key != self.key) {
+                *typist = Some(super::Typist {
+                    key: self.key,
+                    wake: Arc::clone(&self.wake),
+                });
             }
         }
         self.session.input(data).await;

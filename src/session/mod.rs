@@ -89,6 +89,21 @@ pub enum RoleError {
     Invalid,
 }
 
+/// The PTY's handle and the size last applied to it: they change together.
+struct Pty {
+    size: (u16, u16),
+    master: Box<dyn MasterPty + Send>,
+}
+
+/// The client that typed last, by its key; its writer is woken before everyone else's.
+struct Typist {
+    key: u64,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+/// One session. Its locks are parking_lot mutexes held for short synchronous sections,
+/// never across an await. Lock order, outermost first: `pty` -> `clients` -> `output`.
+/// `typist` is a leaf: never held while taking another lock.
 pub struct Session {
     pub id: String,
     pub name: Option<String>,
@@ -96,17 +111,19 @@ pub struct Session {
     pub created_at: SystemTime,
     pub pid: u32,
     limits: Limits,
+    /// Filter, screen model and log, changed together by the PTY reader thread so a
+    /// snapshot (repaint + offset) is always consistent. The hot lock: innermost.
     output: Mutex<Output>,
     output_end: watch::Sender<u64>,
     exit: watch::Sender<Option<i32>>,
     input: mpsc::Sender<Bytes>,
+    /// Attached clients by key (a key is never reused; names are).
     clients: Mutex<BTreeMap<u64, ClientEntry>>,
     /// How many clients are attached (for waiting until everyone has left).
     client_count: watch::Sender<usize>,
     next_client: AtomicU64,
-    /// Serialises size computation and its application (PTY, then screen).
-    size: Mutex<(u16, u16)>,
-    master: Mutex<Box<dyn MasterPty + Send>>,
+    /// Serialises size computation and its application (PTY, then screen): outermost.
+    pty: Mutex<Pty>,
     notices: tokio::sync::broadcast::Sender<Notice>,
     /// No new joins except owners.
     locked: std::sync::atomic::AtomicBool,
@@ -116,9 +133,9 @@ pub struct Session {
     recorder: Option<record::Recorder>,
     /// Why there is no recording although one was asked for.
     record_error: Option<String>,
-    /// The writer wake-up of the client that typed last: woken before everyone else, so
-    /// the typist's echo does not queue behind N viewers' sends.
-    typist: Mutex<Option<Arc<tokio::sync::Notify>>>,
+    /// The client that typed last: its writer is woken before everyone else's, so the
+    /// typist's echo does not queue behind N viewers' sends.
+    typist: Mutex<Option<Typist>>,
 }
 
 impl Session {
@@ -178,8 +195,10 @@ impl Session {
             clients: Mutex::new(BTreeMap::new()),
             client_count: watch::channel(0).0,
             next_client: AtomicU64::new(1),
-            size: Mutex::new((cols, rows)),
-            master: Mutex::new(master),
+            pty: Mutex::new(Pty {
+                size: (cols, rows),
+                master,
+            }),
             notices: tokio::sync::broadcast::channel(16).0,
             locked: std::sync::atomic::AtomicBool::new(false),
             epoch: std::time::Instant::now(),
@@ -224,7 +243,7 @@ impl Session {
             out.log.end()
         };
         if let Some(typist) = &*self.typist.lock() {
-            typist.notify_one();
+            typist.wake.notify_one();
         }
         self.output_end.send_replace(end);
         for query in asks {
@@ -243,16 +262,15 @@ impl Session {
     /// may type now, else the first client that may. Nobody suitable: nobody answers, as
     /// with no terminal at all (programs time out and use their defaults).
     fn ask_one_client(&self, query: Bytes) {
-        let typist = self.typist.lock().clone();
-        let direct = {
+        let typist = self.typist.lock().as_ref().map(|t| t.key);
+        let sender = {
             let clients = self.clients.lock();
-            let eligible = || clients.values().filter(|c| c.counts_for_size());
+            let eligible = || clients.iter().filter(|(_, c)| c.counts_for_size());
             eligible()
-                .find(|c| typist.as_ref().is_some_and(|t| Arc::ptr_eq(t, &c.wake)))
+                .find(|(key, _)| Some(**key) == typist)
                 .or_else(|| eligible().next())
-                .map(|c| Arc::clone(&c.direct))
+                .map(|(_, c)| c.direct.clone())
         };
-        let sender = direct.and_then(|d| d.lock().clone());
         match sender {
             Some(tx) => {
                 if tx.try_send(query).is_err() {
@@ -375,7 +393,7 @@ impl Session {
 
     /// The PTY's current (cols, rows).
     pub fn pty_size(&self) -> (u16, u16) {
-        *self.size.lock()
+        self.pty.lock().size
     }
 
     pub fn client_count(&self) -> usize {
@@ -398,7 +416,7 @@ impl Session {
         if self.is_locked() && spec.role != Role::Owner {
             return Err(AttachError::Locked);
         }
-        let (key, name, stats, kick, wake, direct) = {
+        let (key, name, stats, kick, wake, inbox) = {
             let mut clients = self.clients.lock();
             if clients.len() >= self.limits.max_clients {
                 return Err(AttachError::Full(self.limits.max_clients));
@@ -411,7 +429,7 @@ impl Session {
                 .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
             let kick = CancellationToken::new();
             let wake = Arc::new(tokio::sync::Notify::new());
-            let direct = client::Direct::default();
+            let (direct, inbox) = mpsc::channel(8);
             let size = size::clamp(spec.size.0 as u32, spec.size.1 as u32);
             clients.insert(
                 key,
@@ -424,8 +442,7 @@ impl Session {
                     kick: kick.clone(),
                     in_menu: false,
                     read_only: false,
-                    wake: Arc::clone(&wake),
-                    direct: Arc::clone(&direct),
+                    direct,
                 },
             );
             self.client_count.send_replace(clients.len());
@@ -437,12 +454,12 @@ impl Session {
                     fingerprint: e.spec.key_fingerprint.clone(),
                 });
             }
-            (key, name, stats, kick, wake, direct)
+            (key, name, stats, kick, wake, inbox)
         };
         self.recompute_size();
         Ok(Attachment {
             wake,
-            direct,
+            inbox: Mutex::new(Some(inbox)),
             session: Arc::clone(self),
             detached: std::sync::atomic::AtomicBool::new(false),
             key,
@@ -601,32 +618,32 @@ impl Session {
     }
 
     fn recompute_size(&self) {
-        let mut current = self.size.lock();
+        let mut pty = self.pty.lock();
         let (cols, rows) = {
             let clients = self.clients.lock();
             size::pty_size(
-                *current,
+                pty.size,
                 clients
                     .values()
                     .filter(|c| c.counts_for_size())
                     .map(|c| c.size),
             )
         };
-        if (cols, rows) == *current {
+        if (cols, rows) == pty.size {
             return;
         }
-        let pty = PtySize {
+        let new = PtySize {
             rows,
             cols,
             pixel_width: 0,
             pixel_height: 0,
         };
-        if let Err(e) = self.master.lock().resize(pty) {
+        if let Err(e) = pty.master.resize(new) {
             tracing::warn!(session = %self.id, error = %e, "pty resize failed");
             return;
         }
         self.output.lock().screen.resize(rows, cols);
-        *current = (cols, rows);
+        pty.size = (cols, rows);
         if let Some(r) = &self.recorder {
             r.resize(std::time::Instant::now(), cols, rows);
         }

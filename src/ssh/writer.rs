@@ -150,8 +150,7 @@ impl Writer {
     async fn stream(&mut self) -> End {
         let session = Arc::clone(self.att.session());
         // Bytes for this client only (a colour query for its terminal to answer).
-        let (direct_tx, direct) = mpsc::channel::<Bytes>(8);
-        *self.att.direct.lock() = Some(direct_tx);
+        let direct = self.att.take_inbox().unwrap_or_else(|| mpsc::channel(1).1);
         let mut st = Stream {
             reader: Reader::terminal(&session),
             notices: session.notices(),
