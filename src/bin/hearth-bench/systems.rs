@@ -68,6 +68,14 @@ impl Hearth {
         std::fs::create_dir_all(&ssh)?;
         let key = ssh.join("id_ed25519");
         keygen(&key)?;
+        // The viewers all join from 127.0.0.1 at once: lift the per-source pre-auth cap
+        // to the daemon-wide one in the bench's own config (the defaults stay as they are).
+        let conf = dir.path().join("home/.config/hearth");
+        std::fs::create_dir_all(&conf)?;
+        std::fs::write(
+            conf.join("config.toml"),
+            "[limits]\nmax_unauthenticated_per_source = 64\n",
+        )?;
         let daemon = Self::spawn(&bin, dir.path())?;
         let h = Hearth {
             dir,
