@@ -5,7 +5,7 @@
 //! bound.
 //!
 //! Owns the writers only; what is logged, and how often, is the callers' business (see
-//! `ssh::guard` for the per-source gate).
+//! `ssh::preauth` for the per-source gate).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};

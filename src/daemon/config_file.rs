@@ -1,4 +1,5 @@
-//! The daemon's optional config file (`~/.config/hearth/config.toml`), read once at start.
+//! The daemon's optional config file (`~/.config/hearth/config.toml`), read at start: each
+//! section by its own loader (`[log]` before tracing starts, the rest by `daemon::main`).
 //! Unknown keys are errors, so a typo is not silently ignored:
 //!
 //! ```toml

@@ -128,7 +128,7 @@ pub struct Daemon {
     started_at: SystemTime,
     cancel: CancellationToken,
     tracker: TaskTracker,
-    guard: Arc<ssh::guard::Guard>,
+    guard: Arc<ssh::preauth::PreAuth>,
 }
 
 impl Daemon {
@@ -147,7 +147,7 @@ impl Daemon {
             started_at: SystemTime::now(),
             cancel: shutdown.clone(),
             tracker: TaskTracker::new(),
-            guard: Arc::new(ssh::guard::Guard::new(
+            guard: Arc::new(ssh::preauth::PreAuth::new(
                 config.max_unauthenticated,
                 config.max_unauthenticated_per_source,
             )),
@@ -326,8 +326,8 @@ impl Daemon {
     }
 
     /// What every SSH connection of a new session shares.
-    fn ssh_shared(&self, session: &Arc<Session>, plan: plan::Plan) -> Arc<ssh::Shared> {
-        Arc::new(ssh::Shared {
+    fn ssh_shared(&self, session: &Arc<Session>, plan: plan::Plan) -> Arc<ssh::SessionServer> {
+        Arc::new(ssh::SessionServer {
             session: Arc::clone(session),
             access: Arc::new(ssh::Access {
                 owners: ssh::keys::OwnerKeys::new(self.config.home.clone()),

@@ -14,7 +14,7 @@ pub struct Hosted {
     pub session: Arc<Session>,
     pub bind: IpAddr,
     pub port: u16,
-    pub shared: Arc<ssh::Shared>,
+    pub shared: Arc<ssh::SessionServer>,
     /// `Some` while `up`.
     pub listener: Mutex<Option<ssh::Listener>>,
 }

@@ -30,7 +30,7 @@ pub struct PeerRow {
 
 /// What the menu needs to know about the session and this client.
 #[derive(Debug, Clone)]
-pub struct Context {
+pub struct ViewModel {
     pub session: String,
     pub client: String,
     pub role: String,
@@ -57,7 +57,7 @@ const BOX: Color = Color::Rgb(40, 44, 60);
 const ACCENT: Color = Color::Rgb(255, 170, 60);
 
 /// The bytes that draw `menu` on a `cols` x `rows` terminal (0 means unknown: 80x24).
-pub fn render(menu: &Menu, ctx: &Context, cols: u16, rows: u16) -> Vec<u8> {
+pub fn render(menu: &Menu, ctx: &ViewModel, cols: u16, rows: u16) -> Vec<u8> {
     let cols = if cols == 0 { 80 } else { cols };
     let rows = if rows == 0 { 24 } else { rows };
     let sink = Sink::default();
@@ -106,7 +106,7 @@ pub fn render(menu: &Menu, ctx: &Context, cols: u16, rows: u16) -> Vec<u8> {
     out
 }
 
-fn body(menu: &Menu, ctx: &Context) -> Vec<Line<'static>> {
+fn body(menu: &Menu, ctx: &ViewModel) -> Vec<Line<'static>> {
     let dim = Style::default().fg(Color::Gray);
     let mut lines = Vec::new();
     match &menu.page {
@@ -233,8 +233,8 @@ fn idle(secs: u64) -> String {
 mod tests {
     use super::*;
 
-    fn ctx() -> Context {
-        Context {
+    fn ctx() -> ViewModel {
+        ViewModel {
             session: "1a2b3c4d".into(),
             client: "alice-1".into(),
             role: "owner".into(),

@@ -96,7 +96,7 @@ impl Audit {
         let (tx, rx) = sync_channel(QUEUE);
         let lost = Arc::new(AtomicU64::new(0));
         let status = Arc::new(Mutex::new(None));
-        let mut w = Writer {
+        let mut w = AuditWriter {
             out: BufWriter::new(file),
             start,
             written: 0,
@@ -146,7 +146,7 @@ impl Audit {
     }
 }
 
-struct Writer {
+struct AuditWriter {
     out: BufWriter<File>,
     start: Instant,
     written: u64,
@@ -159,7 +159,7 @@ struct Writer {
     status: Arc<Mutex<Option<String>>>,
 }
 
-impl Writer {
+impl AuditWriter {
     fn run(&mut self, rx: Receiver<Msg>) {
         loop {
             // Block for the next message; write out whenever the queue runs dry, so the

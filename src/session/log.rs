@@ -3,7 +3,7 @@
 //! The PTY reader appends; every reader (a client's writer task, `tail`, `logs --follow`)
 //! keeps its own cursor, so nobody waits for anybody. When the log exceeds its capacity the
 //! oldest chunks are dropped; a reader whose cursor fell behind the retained start learns
-//! it (`Read::Lagged`) and is repainted from the screen model instead. It owns bytes and
+//! it (`LogRead::Lagged`) and is repainted from the screen model instead. It owns bytes and
 //! offsets only: no parsing, no I/O, no locking (the caller holds the lock).
 
 use std::collections::VecDeque;
@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 
 /// What a reader gets for its cursor.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Read {
+pub enum LogRead {
     /// Bytes from the cursor on, and the cursor after them.
     Data(Bytes, u64),
     /// The cursor is at the end: nothing new yet.
@@ -77,12 +77,12 @@ impl OutputLog {
 
     /// Up to `max` bytes from `from` (at least one chunk's worth when `max` is smaller).
     /// Consecutive small chunks are joined so a reader sends few, large packets.
-    pub fn read(&self, from: u64, max: usize) -> Read {
+    pub fn read(&self, from: u64, max: usize) -> LogRead {
         if from >= self.end {
-            return Read::UpToDate;
+            return LogRead::UpToDate;
         }
         if from < self.start {
-            return Read::Lagged(self.start);
+            return LogRead::Lagged(self.start);
         }
         // Index of the chunk holding `from`.
         let idx = match self.chunks.binary_search_by(|(off, _)| off.cmp(&from)) {
@@ -93,7 +93,7 @@ impl OutputLog {
         let first = chunk.slice((from - off) as usize..);
         if first.len() >= max || idx + 1 == self.chunks.len() {
             let next = from + first.len() as u64;
-            return Read::Data(first, next);
+            return LogRead::Data(first, next);
         }
         let mut buf = BytesMut::with_capacity(max.min(self.retained));
         buf.extend_from_slice(&first);
@@ -104,7 +104,7 @@ impl OutputLog {
             buf.extend_from_slice(chunk);
         }
         let next = from + buf.len() as u64;
-        Read::Data(buf.freeze(), next)
+        LogRead::Data(buf.freeze(), next)
     }
 
     /// The offset of the first retained output that arrived at or after `t` (the end if
@@ -130,18 +130,18 @@ mod tests {
     #[test]
     fn reads_resume_from_any_offset_and_join_small_chunks() {
         let log = log_of(&["abc", "de", "fgh"], 100);
-        assert_eq!(log.read(0, 100), Read::Data(Bytes::from("abcdefgh"), 8));
-        assert_eq!(log.read(4, 100), Read::Data(Bytes::from("efgh"), 8));
-        assert_eq!(log.read(1, 4), Read::Data(Bytes::from("bcde"), 5));
-        assert_eq!(log.read(8, 100), Read::UpToDate);
+        assert_eq!(log.read(0, 100), LogRead::Data(Bytes::from("abcdefgh"), 8));
+        assert_eq!(log.read(4, 100), LogRead::Data(Bytes::from("efgh"), 8));
+        assert_eq!(log.read(1, 4), LogRead::Data(Bytes::from("bcde"), 5));
+        assert_eq!(log.read(8, 100), LogRead::UpToDate);
     }
 
     #[test]
     fn a_reader_behind_the_retained_start_is_told_it_lagged() {
         let log = log_of(&["aaaa", "bbbb", "cccc"], 8);
         assert_eq!(log.start(), 4);
-        assert_eq!(log.read(0, 100), Read::Lagged(4));
-        assert_eq!(log.read(4, 100), Read::Data(Bytes::from("bbbbcccc"), 12));
+        assert_eq!(log.read(0, 100), LogRead::Lagged(4));
+        assert_eq!(log.read(4, 100), LogRead::Data(Bytes::from("bbbbcccc"), 12));
     }
 
     #[test]

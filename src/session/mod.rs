@@ -35,7 +35,7 @@ use portable_pty::{MasterPty, PtySize};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-pub use log::Read;
+pub use log::LogRead;
 pub use pty::{SpawnError, Spawned, Spec};
 use query::{Piece, QueryFilter};
 use screen::Screen;
@@ -335,7 +335,7 @@ impl Session {
         (out.screen.clipped(cols, rows, fresh), out.log.end())
     }
 
-    fn read(&self, from: u64, max: usize) -> Read {
+    fn read(&self, from: u64, max: usize) -> LogRead {
         self.output.lock().log.read(from, max)
     }
 

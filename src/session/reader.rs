@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use super::log::Read;
+use super::log::LogRead;
 use super::{ReadFrom, Session};
 
 /// A terminal this far behind the output skips to the current screen instead of being sent
@@ -104,18 +104,18 @@ impl Reader {
             }
         }
         match self.session.read(self.cursor, max) {
-            Read::Data(bytes, next) => {
+            LogRead::Data(bytes, next) => {
                 self.cursor = next;
                 Next::Data(bytes)
             }
-            Read::Lagged(start) => {
+            LogRead::Lagged(start) => {
                 let lost = start - self.cursor;
                 self.cursor = start;
                 Next::Behind(lost)
             }
             // The exit is published only after the PTY reader drained, so once it is
             // seen, the cursor at the end means nothing more will come.
-            Read::UpToDate => match exited {
+            LogRead::UpToDate => match exited {
                 Some(code) if !self.has_more() => Next::Exited(code),
                 _ => Next::UpToDate,
             },

@@ -160,7 +160,7 @@ impl Recorder {
         let queued = Arc::new(AtomicU64::new(0));
         let status = Arc::new(Mutex::new(None));
         let size_slot = Arc::new(SizeSlot::default());
-        let mut w = Writer {
+        let mut w = CastWriter {
             cast,
             start,
             size: (header.cols, header.rows),
@@ -230,7 +230,7 @@ impl Recorder {
     }
 }
 
-struct Writer {
+struct CastWriter {
     cast: BufWriter<File>,
     start: Instant,
     /// The size last recorded.
@@ -249,7 +249,7 @@ struct Writer {
     stopped: bool,
 }
 
-impl Writer {
+impl CastWriter {
     fn run(&mut self, rx: Receiver<Event>) {
         // Written out when idle, and at least every second while output flows, so a live
         // recording can be followed and a crash loses little.

@@ -1,4 +1,4 @@
-//! One [`Client`] per SSH connection: public-key auth against the session's [`Access`],
+//! One [`Connection`] per SSH connection: public-key auth against the session's [`Access`],
 //! one session channel with a pty, input into the session, window changes into the size
 //! computation. Port, socket, agent and X11 forwarding and subsystems are refused
 //! explicitly (and logged); other channel types and global requests are rejected by
@@ -26,22 +26,22 @@ use tracing::Instrument;
 use super::input::{FromClient, InputTask};
 use super::keys::{KeyData, fingerprint_of};
 use super::stream::Cuttable;
-use super::{Access, Refusal, Shared, writer};
+use super::{Access, Refusal, SessionServer, writer};
 use crate::session::{Attachment, ClientSpec, Role};
 use tokio::sync::mpsc;
 
 pub async fn run_connection(
-    shared: Arc<Shared>,
+    shared: Arc<SessionServer>,
     stream: TcpStream,
     peer: SocketAddr,
-    slot: super::guard::Slot,
+    slot: super::preauth::Slot,
 ) {
     let span = tracing::info_span!("client", session = %shared.session.id, %peer);
     // One cancellation tree: the session's token cuts the connection, which stops the
     // client's tasks.
     let cut = shared.cancel.child_token();
     let authed = CancellationToken::new();
-    let client = Client {
+    let connection = Connection {
         authed: authed.clone(),
         slot: Some(slot),
         rejections: Arc::new(AtomicUsize::new(0)),
@@ -59,7 +59,7 @@ pub async fn run_connection(
         cut: cut.clone(),
         span: span.clone(),
     };
-    let rejections = Arc::clone(&client.rejections);
+    let rejections = Arc::clone(&connection.rejections);
     let stream = Cuttable::new(stream, cut.clone());
     // Login grace, armed before the version exchange: a connection that has not
     // authenticated in time (or never even says hello) is cut, freeing its slot.
@@ -78,7 +78,7 @@ pub async fn run_connection(
             }
         })
     };
-    match russh::server::run_stream(Arc::clone(&shared.config), stream, client).await {
+    match russh::server::run_stream(Arc::clone(&shared.config), stream, connection).await {
         Ok(running) => tokio::select! {
             r = running => {
                 if let Err(e) = r {
@@ -91,7 +91,7 @@ pub async fn run_connection(
     }
     cut.cancel();
     grace.abort();
-    let source = super::guard::Source::of(peer.ip());
+    let source = super::preauth::Source::of(peer.ip());
     if authed.is_cancelled() {
         // Anyone may connect to an open session: its lines go through the gate too.
         if shared.access.open.is_none() || shared.guard.log_gate(source).is_some() {
@@ -110,8 +110,8 @@ pub async fn run_connection(
     }
 }
 
-pub struct Client {
-    shared: Arc<Shared>,
+pub struct Connection {
+    shared: Arc<SessionServer>,
     peer: SocketAddr,
     user: String,
     role: Option<Role>,
@@ -130,19 +130,19 @@ pub struct Client {
     /// Cancelled once authenticated (ends the login grace timer).
     authed: CancellationToken,
     /// Our place among unauthenticated connections; released on success.
-    slot: Option<super::guard::Slot>,
+    slot: Option<super::preauth::Slot>,
     /// Keys refused on this connection (a connection that ends with some is a failure).
     rejections: Arc<AtomicUsize>,
     span: tracing::Span,
 }
 
-impl Drop for Client {
+impl Drop for Connection {
     fn drop(&mut self) {
         self.stop.cancel();
     }
 }
 
-impl Client {
+impl Connection {
     fn access(&self) -> &Access {
         &self.shared.access
     }
@@ -164,7 +164,7 @@ impl Client {
             || self
                 .shared
                 .guard
-                .log_gate(super::guard::Source::of(self.peer.ip()))
+                .log_gate(super::preauth::Source::of(self.peer.ip()))
                 .is_some()
     }
 
@@ -172,7 +172,7 @@ impl Client {
     /// through the per-source gate.
     fn refused(&self, user: &str, key: &KeyData, why: &Refusal) {
         self.rejections.fetch_add(1, Ordering::Relaxed);
-        let source = super::guard::Source::of(self.peer.ip());
+        let source = super::preauth::Source::of(self.peer.ip());
         if let Some(left_out) = self.shared.guard.log_gate(source) {
             tracing::info!(parent: &self.span, user = %sanitize_user(user), fingerprint = %fingerprint_of(key), left_out, "auth refused: {why}");
         }
@@ -230,16 +230,17 @@ impl Client {
             ),
         };
         match self.shared.session.attach(spec) {
-            Ok(att) => {
-                let att = Arc::new(att);
+            Ok(attachment) => {
+                let attachment = Arc::new(attachment);
                 if self.loud() {
-                    tracing::info!(parent: &self.span, client = %att.name, role = ?self.role, "attached");
+                    tracing::info!(parent: &self.span, client = %attachment.name, role = ?self.role, "attached");
                 }
                 let _ = session.channel_success(channel);
-                let span = tracing::info_span!(parent: &self.span, "client", client = %att.name);
+                let span =
+                    tracing::info_span!(parent: &self.span, "client", client = %attachment.name);
                 let (to_writer, control) = mpsc::channel(16);
                 let writer = writer::Writer {
-                    att: Arc::clone(&att),
+                    client: Arc::clone(&attachment),
                     handle: session.handle(),
                     channel,
                     control,
@@ -251,7 +252,7 @@ impl Client {
                     .spawn(writer.run().instrument(span.clone()));
                 let (to_input, from_client) = mpsc::channel(64);
                 let task = InputTask::new(
-                    Arc::clone(&att),
+                    Arc::clone(&attachment),
                     to_writer,
                     self.shared.menu.as_ref(),
                     self.shared.viewer_history,
@@ -265,15 +266,15 @@ impl Client {
                 {
                     let mut line = cmd.to_vec();
                     line.push(b'\r');
-                    let (att, stop) = (Arc::clone(&att), self.stop.clone());
+                    let (attachment, stop) = (Arc::clone(&attachment), self.stop.clone());
                     self.shared.tracker.spawn(async move {
                         tokio::select! {
-                            _ = att.input(Bytes::from(line)) => {}
+                            _ = attachment.input(Bytes::from(line)) => {}
                             _ = stop.cancelled() => {}
                         }
                     });
                 }
-                self.attachment = Some(att);
+                self.attachment = Some(attachment);
             }
             Err(e) => {
                 let msg = format!("hearth: cannot join: {e}\r\n");
@@ -286,7 +287,7 @@ impl Client {
     }
 }
 
-impl russh::server::Handler for Client {
+impl russh::server::Handler for Connection {
     type Error = russh::Error;
 
     async fn auth_none(&mut self, user: &str) -> Result<Auth, Self::Error> {
@@ -481,8 +482,8 @@ impl russh::server::Handler for Client {
         _pix_height: u32,
         _session: &mut SshSession,
     ) -> Result<(), Self::Error> {
-        if let Some(att) = &self.attachment {
-            att.resize(col_width, row_height);
+        if let Some(attachment) = &self.attachment {
+            attachment.resize(col_width, row_height);
             if let Some(input) = &self.input {
                 let _ = input.send(FromClient::Resized).await;
             }

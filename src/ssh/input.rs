@@ -61,7 +61,7 @@ struct PtyQueue {
 }
 
 pub struct InputTask {
-    att: Arc<Attachment>,
+    client: Arc<Attachment>,
     writer: mpsc::Sender<ToWriter>,
     detector: Option<Detector>,
     menu: Option<Menu>,
@@ -78,13 +78,13 @@ pub struct InputTask {
 
 impl InputTask {
     pub fn new(
-        att: Arc<Attachment>,
+        client: Arc<Attachment>,
         writer: mpsc::Sender<ToWriter>,
         config: Option<&MenuConfig>,
         viewer_history: bool,
     ) -> Self {
         InputTask {
-            att,
+            client,
             writer,
             detector: config.map(|c| Detector::new(&c.trigger, c.window)),
             menu: None,
@@ -101,12 +101,12 @@ impl InputTask {
     /// not also freeze this loop: `!>` still opens the menu while the queue is not full.
     pub async fn run(self, rx: mpsc::Receiver<FromClient>, stop: CancellationToken) {
         let (to_pty, mut pty_rx) = mpsc::channel::<Queued>(PTY_QUEUE);
-        let att = Arc::clone(&self.att);
+        let client = Arc::clone(&self.client);
         let halt = stop.clone();
         let forwarder = async move {
             while let Some((bytes, _permit)) = pty_rx.recv().await {
                 tokio::select! {
-                    _ = att.input(bytes) => {}
+                    _ = client.input(bytes) => {}
                     _ = halt.cancelled() => break,
                 }
             }
@@ -186,10 +186,10 @@ impl InputTask {
                 Event::Forward(b) => self.forward(Bytes::from(b), to_pty).await,
                 Event::Open => {
                     tracing::debug!("menu opened");
-                    let role = self.att.role();
+                    let role = self.client.role();
                     let rewind = role != Role::Viewer || self.viewer_history;
                     self.menu = Some(Menu::new(role == Role::Owner, rewind));
-                    self.att.set_in_menu(true);
+                    self.client.set_in_menu(true);
                     self.request_draw().await;
                 }
                 Event::Menu(rest) => self.menu_keys(&rest).await,
@@ -203,15 +203,15 @@ impl InputTask {
             let Some(menu) = self.menu.as_mut() else {
                 return;
             };
-            let action = menu.key(key, self.drawn.len(), self.att.size().1);
+            let action = menu.key(key, self.drawn.len(), self.client.size().1);
             let rewinding = matches!(menu.page, Page::Rewind(_));
             if !rewinding {
                 self.history = None;
             } else if self.history.is_none() {
-                self.history = Some(self.att.session().history());
+                self.history = Some(self.client.session().history());
             }
             // Owner powers are checked again here, not only by what the menu shows.
-            let owner = self.att.role() == Role::Owner;
+            let owner = self.client.role() == Role::Owner;
             match action {
                 Action::Draw => {}
                 Action::Resume => {
@@ -225,25 +225,29 @@ impl InputTask {
                     return;
                 }
                 Action::ToggleReadOnly => {
-                    let ro = !self.att.read_only();
-                    self.att.set_read_only(ro);
+                    let ro = !self.client.read_only();
+                    self.client.set_read_only(ro);
                 }
                 Action::Send(text) => {
-                    self.att.session().notify_others(&self.att.name, &text);
+                    self.client
+                        .session()
+                        .notify_others(&self.client.name, &text);
                 }
                 Action::Kick(i) if owner => {
                     let status = match self.drawn.get(i).copied() {
-                        Some(id) if id == self.att.id() => "use Detach to leave".to_string(),
-                        Some(id) => match self.att.session().kick(Who::Id(id), &self.att.name) {
-                            Some(p) => format!("kicked {}", p.name),
-                            None => "that client has already left".to_string(),
-                        },
+                        Some(id) if id == self.client.id() => "use Detach to leave".to_string(),
+                        Some(id) => {
+                            match self.client.session().kick(Who::Id(id), &self.client.name) {
+                                Some(p) => format!("kicked {}", p.name),
+                                None => "that client has already left".to_string(),
+                            }
+                        }
                         None => "nobody to kick".to_string(),
                     };
                     self.set_status(status);
                 }
                 Action::ToggleRole(i) if owner => {
-                    let session = self.att.session();
+                    let session = self.client.session();
                     let peer = self
                         .drawn
                         .get(i)
@@ -255,7 +259,7 @@ impl InputTask {
                                 Role::Viewer => Role::Collaborator,
                                 _ => Role::Viewer,
                             };
-                            match session.set_role(Who::Id(p.id), to, &self.att.name) {
+                            match session.set_role(Who::Id(p.id), to, &self.client.name) {
                                 Ok(p) => format!("{} is now {}", p.name, p.spec.role.as_str()),
                                 Err(e) => e.to_string(),
                             }
@@ -264,8 +268,8 @@ impl InputTask {
                     self.set_status(status);
                 }
                 Action::ToggleLock if owner => {
-                    let session = self.att.session();
-                    session.set_locked(!session.is_locked(), &self.att.name);
+                    let session = self.client.session();
+                    session.set_locked(!session.is_locked(), &self.client.name);
                 }
                 Action::Kick(_) | Action::ToggleRole(_) | Action::ToggleLock => {}
             }
@@ -277,7 +281,7 @@ impl InputTask {
         self.menu = None;
         self.history = None;
         self.dirty = false;
-        self.att.set_in_menu(false);
+        self.client.set_in_menu(false);
     }
 
     /// Draw now, or once [`DRAW_EVERY`] has passed since the last frame.
@@ -297,7 +301,7 @@ impl InputTask {
     async fn draw(&mut self) {
         self.dirty = false;
         self.last_draw = Some(Instant::now());
-        let (cols, rows) = self.att.size();
+        let (cols, rows) = self.client.size();
         if let Some(Menu {
             page: Page::Rewind(back),
             ..
@@ -305,26 +309,26 @@ impl InputTask {
         {
             let history = self
                 .history
-                .get_or_insert_with(|| self.att.session().history());
+                .get_or_insert_with(|| self.client.session().history());
             let (frame, shown) = history.frame(*back, cols, rows);
             *back = shown;
             let _ = self.writer.send(ToWriter::Menu(frame)).await;
             return;
         }
         let Some(menu) = &self.menu else { return };
-        let session = self.att.session();
+        let session = self.client.session();
         let peers = session.peers();
         self.drawn = peers.iter().map(|p| p.id).collect();
-        let ctx = view::Context {
+        let ctx = view::ViewModel {
             session: session.name.clone().unwrap_or_else(|| session.id.clone()),
-            client: self.att.name.clone(),
-            role: self.att.role().as_str().to_string(),
-            read_only: self.att.read_only(),
+            client: self.client.name.clone(),
+            role: self.client.role().as_str().to_string(),
+            read_only: self.client.read_only(),
             locked: session.is_locked(),
             peers: peers
                 .into_iter()
                 .map(|p| PeerRow {
-                    me: p.id == self.att.id(),
+                    me: p.id == self.client.id(),
                     name: p.name,
                     role: p.spec.role.as_str().to_string(),
                     size: p.size,

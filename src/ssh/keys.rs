@@ -1,9 +1,8 @@
 //! Keys: the daemon's host key (created once, 0600, reused across sessions and restarts)
-//! and the public keys that may join: the owner's files in `~/.ssh` ([`OwnerKeys`]) and the
-//! key lines given to `server --allow-key`/`--viewer-key` ([`parse_key_arg`]), parsed with
-//! OpenSSH semantics by [`super::authorized`]. Files are checked as OpenSSH's StrictModes
-//! does (the file and the directories above it: owned by the user or root, not writable
-//! by group or others). Key material never reaches the logs: only SHA-256 fingerprints.
+//! and the owner's keys in `~/.ssh` ([`OwnerKeys`]: checked at every auth, parsed again only
+//! when a file changes). Lines are parsed, and files checked (StrictModes), by
+//! [`crate::authorized_keys`]. Key material never reaches the logs: only SHA-256
+//! fingerprints.
 
 use std::collections::HashMap;
 use std::io::Write;

@@ -1,15 +1,15 @@
 //! The SSH adapter: one listener per session, public-key auth (fail closed), and a
-//! [`handler::Client`] per connection that attaches to the transport-free
+//! [`handler::Connection`] per connection that attaches to the transport-free
 //! [`crate::session::Session`]. Output reaches each client through its own writer task
 //! ([`writer`]), so a client whose SSH window is full only ever waits for itself.
 //!
 //! It owns russh configuration, key checks and channel plumbing. It must not own session
 //! state (sizes, logs, screens): it asks the session.
 
-pub mod guard;
 pub mod handler;
 pub mod input;
 pub mod keys;
+pub mod preauth;
 pub mod stream;
 pub mod writer;
 
@@ -110,7 +110,7 @@ impl Access {
 }
 
 /// What every connection of one session shares.
-pub struct Shared {
+pub struct SessionServer {
     pub session: Arc<Session>,
     pub access: Arc<Access>,
     pub config: Arc<russh::server::Config>,
@@ -119,7 +119,7 @@ pub struct Shared {
     /// Viewers may rewind history (otherwise they see the current screen only).
     pub viewer_history: bool,
     /// Daemon-wide pre-auth limits.
-    pub guard: Arc<guard::Guard>,
+    pub guard: Arc<preauth::PreAuth>,
     /// Time allowed from connect to successful auth.
     pub login_grace: Duration,
     /// Cancelled when the session is removed or the daemon stops.
@@ -172,7 +172,7 @@ impl Listener {
 }
 
 /// Accept connections on `listener` until closed or the session is cancelled.
-pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<Listener> {
+pub fn serve(listener: TcpListener, shared: Arc<SessionServer>) -> std::io::Result<Listener> {
     let addr = listener.local_addr()?;
     let cancel = shared.cancel.child_token();
     let stop = cancel.clone();
@@ -194,7 +194,7 @@ pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<List
             let slot = match shared.guard.admit(peer.ip()) {
                 Ok(slot) => slot,
                 Err(why) => {
-                    let source = guard::Source::of(peer.ip());
+                    let source = preauth::Source::of(peer.ip());
                     if let Some(left_out) = shared.guard.log_gate(source) {
                         tracing::warn!(%source, left_out, "refused a connection: {why}");
                     }

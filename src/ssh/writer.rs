@@ -62,7 +62,7 @@ enum Event {
 }
 
 pub struct Writer {
-    pub att: Arc<Attachment>,
+    pub client: Arc<Attachment>,
     pub handle: Handle,
     pub channel: ChannelId,
     pub control: mpsc::Receiver<ToWriter>,
@@ -90,7 +90,7 @@ impl Writer {
         let end = self.stream().await;
         // Whatever ended the stream, the client no longer counts: not for sizing, not in
         // `peers`, and its input goes nowhere.
-        self.att.detach();
+        self.client.detach();
         tracing::debug!(?end, "client stream ended");
         self.goodbye(end).await;
     }
@@ -139,19 +139,22 @@ impl Writer {
         tokio::select! {
             sent = self.handle.data(self.channel, bytes) => {
                 sent.map_err(|_| End::Gone)?;
-                self.att.count_out(n);
+                self.client.count_out(n);
                 Ok(())
             }
-            _ = self.att.kick.cancelled() => Err(End::Kicked),
+            _ = self.client.kick.cancelled() => Err(End::Kicked),
             _ = self.stop.cancelled() => Err(End::Gone),
         }
     }
 
     async fn stream(&mut self) -> End {
-        let session = Arc::clone(self.att.session());
+        let session = Arc::clone(self.client.session());
         // Bytes for this client only (a colour query for its terminal to answer).
-        let direct = self.att.take_inbox().unwrap_or_else(|| mpsc::channel(1).1);
-        let mut st = Stream {
+        let direct = self
+            .client
+            .take_inbox()
+            .unwrap_or_else(|| mpsc::channel(1).1);
+        let mut stream = Stream {
             reader: Reader::terminal(&session),
             notices: session.notices(),
             direct,
@@ -161,15 +164,15 @@ impl Writer {
             next_frame: None,
             hold_until: None,
         };
-        let mut pending = Some(self.repaint(&mut st));
+        let mut pending = Some(self.repaint(&mut stream));
         loop {
             if let Some(bytes) = pending.take()
                 && let Err(end) = self.send(bytes).await
             {
                 return end;
             }
-            let event = self.next_event(&mut st).await;
-            match self.handle(event, &mut st) {
+            let event = self.next_event(&mut stream).await;
+            match self.handle(event, &mut stream) {
                 Ok(bytes) => pending = bytes,
                 Err(end) => return end,
             }
@@ -179,14 +182,14 @@ impl Writer {
     /// The next thing to do: work already available first, in priority order, so menu
     /// commands and banners are seen between batches even while output streams without
     /// pause; otherwise wait for any of it.
-    async fn next_event(&mut self, st: &mut Stream) -> Event {
+    async fn next_event(&mut self, stream: &mut Stream) -> Event {
         if self.stop.is_cancelled() {
             return Event::Stop;
         }
-        if self.att.kick.is_cancelled() {
+        if self.client.kick.is_cancelled() {
             return Event::Kicked;
         }
-        if st.control_open {
+        if stream.control_open {
             match self.control.try_recv() {
                 Ok(cmd) => return Event::Control(Some(cmd)),
                 Err(mpsc::error::TryRecvError::Disconnected) => return Event::Control(None),
@@ -195,53 +198,57 @@ impl Writer {
         }
         // A query for this client's terminal waits while the menu is open: its answer
         // would reach the menu as keys instead of the program.
-        if !st.in_menu
-            && let Ok(bytes) = st.direct.try_recv()
+        if !stream.in_menu
+            && let Ok(bytes) = stream.direct.try_recv()
         {
             return Event::Direct(bytes);
         }
         loop {
-            match st.notices.try_recv() {
+            match stream.notices.try_recv() {
                 Ok(n) => return Event::Notice(n),
                 Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
                 Err(_) => break,
             }
         }
         let now = Instant::now();
-        let held = st.hold_until.is_some_and(|t| now < t);
-        let paced = st.clip.is_some() && st.next_frame.is_some_and(|t| now < t);
-        if !st.in_menu && !held && !paced && self.output_ready(st) {
+        let held = stream.hold_until.is_some_and(|t| now < t);
+        let paced = stream.clip.is_some() && stream.next_frame.is_some_and(|t| now < t);
+        if !stream.in_menu && !held && !paced && self.output_ready(stream) {
             return Event::Output;
         }
-        let exited = st.reader.session().exit_code().is_some();
-        let wake_at = st
+        let exited = stream.reader.session().exit_code().is_some();
+        let wake_at = stream
             .hold_until
             .filter(|_| held)
-            .or(st.next_frame.filter(|_| paced));
-        let (att, control_open, in_menu) = (Arc::clone(&self.att), st.control_open, st.in_menu);
+            .or(stream.next_frame.filter(|_| paced));
+        let (client, control_open, in_menu) = (
+            Arc::clone(&self.client),
+            stream.control_open,
+            stream.in_menu,
+        );
         tokio::select! {
             biased;
             _ = self.stop.cancelled() => Event::Stop,
-            _ = att.kick.cancelled() => Event::Kicked,
+            _ = client.kick.cancelled() => Event::Kicked,
             cmd = self.control.recv(), if control_open => Event::Control(cmd),
-            Some(bytes) = st.direct.recv(), if !in_menu => Event::Direct(bytes),
-            n = st.notices.recv() => match n {
+            Some(bytes) = stream.direct.recv(), if !in_menu => Event::Direct(bytes),
+            n = stream.notices.recv() => match n {
                 Ok(n) => Event::Notice(n),
                 Err(_) => Event::Poke,
             },
             _ = std::future::ready(()), if in_menu && exited => Event::ExitInMenu,
             _ = tokio::time::sleep_until(wake_at.unwrap_or(now)), if wake_at.is_some() => {
-                st.hold_until = None;
+                stream.hold_until = None;
                 Event::Poke
             }
-            _ = att.wake.notified() => {
-                st.hold_until = None;
+            _ = client.wake.notified() => {
+                stream.hold_until = None;
                 Event::Poke
             }
-            _ = st.reader.changed(), if !held => {
+            _ = stream.reader.changed(), if !held => {
                 // Fresh output: a client that did not type last lets it gather briefly.
-                if !att.is_last_typist() {
-                    st.hold_until = Some(Instant::now() + COALESCE);
+                if !client.is_last_typist() {
+                    stream.hold_until = Some(Instant::now() + COALESCE);
                 }
                 Event::Poke
             }
@@ -249,55 +256,54 @@ impl Writer {
     }
 
     /// Whether streaming has something to do: a mode change, output, or the end.
-    fn output_ready(&self, st: &Stream) -> bool {
-        self.clip_size() != st.clip
-            || st.reader.has_more()
-            || st.reader.session().exit_code().is_some()
+    fn output_ready(&self, stream: &Stream) -> bool {
+        self.clip_size() != stream.clip
+            || stream.reader.has_more()
+            || stream.reader.session().exit_code().is_some()
     }
 
     /// Apply one event; the bytes to send, if any.
-    fn handle(&mut self, event: Event, st: &mut Stream) -> Result<Option<Bytes>, End> {
+    fn handle(&mut self, event: Event, stream: &mut Stream) -> Result<Option<Bytes>, End> {
         match event {
             Event::Stop => Err(End::Gone),
             Event::Kicked => Err(End::Kicked),
             Event::Control(None) => {
-                st.control_open = false;
+                stream.control_open = false;
                 Ok(None)
             }
-            Event::Control(Some(cmd)) => self.command(cmd, st),
+            Event::Control(Some(cmd)) => self.command(cmd, stream),
             Event::Direct(bytes) => Ok(Some(bytes)),
-            Event::Notice(n) => {
-                Ok((!st.in_menu && n.from != self.att.name).then(|| banner(&n, self.att.size().0)))
-            }
+            Event::Notice(n) => Ok((!stream.in_menu && n.from != self.client.name)
+                .then(|| banner(&n, self.client.size().0))),
             // The program ended: leave the menu and deliver the end.
-            Event::ExitInMenu => self.command(ToWriter::Live, st),
+            Event::ExitInMenu => self.command(ToWriter::Live, stream),
             Event::Poke => Ok(None),
-            Event::Output => self.output(st),
+            Event::Output => self.output(stream),
         }
     }
 
     /// The next piece of the live stream.
-    fn output(&mut self, st: &mut Stream) -> Result<Option<Bytes>, End> {
+    fn output(&mut self, stream: &mut Stream) -> Result<Option<Bytes>, End> {
         // A client smaller than the PTY gets clipped frames instead of the raw stream
         // (which would wrap on its terminal); switching modes repaints.
-        if self.clip_size() != st.clip {
-            return Ok(Some(self.repaint(st)));
+        if self.clip_size() != stream.clip {
+            return Ok(Some(self.repaint(stream)));
         }
-        if let Some((cols, rows)) = st.clip {
-            if st.reader.has_more() {
-                st.next_frame = Some(Instant::now() + FRAME_INTERVAL);
-                return Ok(Some(st.reader.clipped(cols, rows, false)));
+        if let Some((cols, rows)) = stream.clip {
+            if stream.reader.has_more() {
+                stream.next_frame = Some(Instant::now() + FRAME_INTERVAL);
+                return Ok(Some(stream.reader.clipped(cols, rows, false)));
             }
-            return match st.reader.read(0) {
+            return match stream.reader.read(0) {
                 Next::Exited(code) => Err(End::Exited(code)),
                 _ => Ok(None),
             };
         }
-        match st.reader.read(MAX_BATCH) {
+        match stream.reader.read(MAX_BATCH) {
             Next::Data(bytes) => Ok(Some(bytes)),
             Next::Behind(_) => {
                 tracing::debug!("client fell behind; repainting");
-                Ok(Some(self.repaint(st)))
+                Ok(Some(self.repaint(stream)))
             }
             Next::UpToDate => Ok(None),
             Next::Exited(code) => Err(End::Exited(code)),
@@ -306,28 +312,28 @@ impl Writer {
 
     /// `Some(size)` when this client is smaller than the PTY on an axis it reports.
     fn clip_size(&self) -> Option<(u16, u16)> {
-        size::clip(self.att.size(), self.att.session().pty_size())
+        size::clip(self.client.size(), self.client.session().pty_size())
     }
 
     /// A full repaint for the client's current mode.
-    fn repaint(&self, st: &mut Stream) -> Bytes {
-        st.clip = self.clip_size();
-        match st.clip {
+    fn repaint(&self, stream: &mut Stream) -> Bytes {
+        stream.clip = self.clip_size();
+        match stream.clip {
             Some((cols, rows)) => {
-                st.next_frame = Some(Instant::now() + FRAME_INTERVAL);
-                st.reader.clipped(cols, rows, true)
+                stream.next_frame = Some(Instant::now() + FRAME_INTERVAL);
+                stream.reader.clipped(cols, rows, true)
             }
-            None => st.reader.repaint(),
+            None => stream.reader.repaint(),
         }
     }
 
     /// Apply a command from the input task; the bytes to send, if any.
-    fn command(&self, cmd: ToWriter, st: &mut Stream) -> Result<Option<Bytes>, End> {
+    fn command(&self, cmd: ToWriter, stream: &mut Stream) -> Result<Option<Bytes>, End> {
         match cmd {
             ToWriter::Menu(frame) => {
                 let mut bytes = Vec::with_capacity(frame.len() + 16);
-                if !st.in_menu {
-                    st.in_menu = true;
+                if !stream.in_menu {
+                    stream.in_menu = true;
                     bytes.extend_from_slice(b"\x1b[?1049h\x1b[?25l");
                 }
                 bytes.extend_from_slice(&frame);
@@ -335,8 +341,8 @@ impl Writer {
             }
             // The repaint itself selects the screen the program is on.
             ToWriter::Live => {
-                st.in_menu = false;
-                Ok(Some(self.repaint(st)))
+                stream.in_menu = false;
+                Ok(Some(self.repaint(stream)))
             }
             // The loop re-evaluates the client's mode on its next turn.
             ToWriter::Resized => Ok(None),

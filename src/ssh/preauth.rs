@@ -108,7 +108,7 @@ impl Drop for Slot {
     }
 }
 
-pub struct Guard {
+pub struct PreAuth {
     unauthenticated: Arc<Semaphore>,
     per_source: usize,
     /// Unauthenticated connections per source (entries only while some are open, so at
@@ -118,9 +118,9 @@ pub struct Guard {
     log: Mutex<LogGate>,
 }
 
-impl Guard {
-    pub fn new(max_unauthenticated: usize, per_source: usize) -> Guard {
-        Guard {
+impl PreAuth {
+    pub fn new(max_unauthenticated: usize, per_source: usize) -> PreAuth {
+        PreAuth {
             unauthenticated: Arc::new(Semaphore::new(max_unauthenticated.max(1))),
             per_source: per_source.max(1),
             starts: Arc::default(),
@@ -272,16 +272,16 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        assert_eq!(Guard::backoff(0), Duration::ZERO);
-        assert_eq!(Guard::backoff(FREE_FAILURES - 1), Duration::ZERO);
-        assert_eq!(Guard::backoff(FREE_FAILURES), Duration::from_secs(1));
-        assert_eq!(Guard::backoff(FREE_FAILURES + 2), Duration::from_secs(4));
-        assert_eq!(Guard::backoff(1000), MAX_BACKOFF);
+        assert_eq!(PreAuth::backoff(0), Duration::ZERO);
+        assert_eq!(PreAuth::backoff(FREE_FAILURES - 1), Duration::ZERO);
+        assert_eq!(PreAuth::backoff(FREE_FAILURES), Duration::from_secs(1));
+        assert_eq!(PreAuth::backoff(FREE_FAILURES + 2), Duration::from_secs(4));
+        assert_eq!(PreAuth::backoff(1000), MAX_BACKOFF);
     }
 
     #[test]
     fn failures_back_off_and_success_clears() {
-        let g = Guard::new(10, 10);
+        let g = PreAuth::new(10, 10);
         let ip = v4(1);
         for _ in 0..FREE_FAILURES {
             assert!(g.admit(ip).is_ok());
@@ -295,7 +295,7 @@ mod tests {
 
     #[test]
     fn one_source_gets_its_share_and_others_still_get_in() {
-        let g = Guard::new(6, 2);
+        let g = PreAuth::new(6, 2);
         let a = [g.admit(v4(1)).unwrap(), g.admit(v4(1)).unwrap()];
         assert_eq!(g.admit(v4(1)).err(), Some(Refused::SourceFull));
         let b: Vec<Slot> = (2..6).map(|i| g.admit(v4(i)).unwrap()).collect();
@@ -320,7 +320,7 @@ mod tests {
 
     #[test]
     fn the_penalty_table_evicts_the_oldest_and_never_forgets_everyone() {
-        let g = Guard::new(10, 10);
+        let g = PreAuth::new(10, 10);
         let bad = v4(7);
         for _ in 0..FREE_FAILURES + 3 {
             g.failed(bad);
