@@ -10,7 +10,7 @@
 //! output is held back (the cursor simply stops); on leaving, the client is repainted.
 //! When the child exits, the client gets the rest of the output, then the exit status.
 //!
-//! Shaped as one event loop: [`Event`] is everything that can happen to the client,
+//! Shaped as one event loop: `Event` is everything that can happen to the client,
 //! `next_event` waits for the next one (work already available first, in priority order:
 //! stop, kick, menu commands, bytes for this terminal, banners, then output), and `handle`
 //! applies it. The reading policy (lag, skip-ahead, clipping, pacing) is the session's
