@@ -245,7 +245,8 @@ fn garbage_and_half_open_connections_do_not_disturb_the_daemon() {
     let mut g = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
     g.write_all(&[0, 0, 0, 5, b'{', b'x', 0, 0xfe, b'}'])
         .unwrap();
-    g.write_all(b"not json at all\n").unwrap();
+    // The daemon may already have hung up on the bad frame (EPIPE): that is fine.
+    let _ = g.write_all(b"not json at all\n");
     drop(g);
     let list = d.ok(&["ps"]);
     assert_eq!(list[0]["id"], s["id"]);

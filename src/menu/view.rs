@@ -107,114 +107,129 @@ pub fn render(menu: &Menu, ctx: &ViewModel, cols: u16, rows: u16) -> Vec<u8> {
 }
 
 fn body(menu: &Menu, ctx: &ViewModel) -> Vec<Line<'static>> {
-    let dim = Style::default().fg(Color::Gray);
     let mut lines = Vec::new();
     match &menu.page {
-        Page::Main => {
-            let items = menu.items();
-            for (i, item) in items.iter().enumerate() {
-                let digit = if i < 10 {
-                    ((i + 1) % 10).to_string()
-                } else {
-                    " ".into()
-                };
-                let text = format!(" {digit} {:<22}", item.label(ctx.read_only, ctx.locked));
-                let style = if i == menu.selected {
-                    Style::default()
-                        .bg(ACCENT)
-                        .fg(Color::Black)
-                        .add_modifier(Modifier::BOLD)
-                } else {
-                    Style::default()
-                };
-                lines.push(Line::from(Span::styled(text, style)));
-            }
-            lines.push(Line::from(""));
-            if let Some(status) = &menu.status {
-                lines.push(Line::from(Span::styled(
-                    status.clone(),
-                    Style::default().fg(ACCENT),
-                )));
-            }
-            lines.push(Line::from(Span::styled(
-                format!("you are {} ({})", ctx.client, ctx.role),
-                dim,
-            )));
-            lines.push(Line::from(Span::styled(
-                format!(
-                    "↑↓/jk move · Enter/1-{} select · Esc/q resume",
-                    items.len().min(10) % 10
-                ),
-                dim,
-            )));
-        }
-        Page::Peers => {
-            lines.push(Line::from(Span::styled(
-                format!(
-                    "{:<16} {:<12} {:>9} {:>6}  state",
-                    "client", "role", "size", "idle"
-                ),
-                dim,
-            )));
-            for p in &ctx.peers {
-                let mut state = Vec::new();
-                if p.in_menu {
-                    state.push("in menu");
-                }
-                if p.read_only {
-                    state.push("read-only");
-                }
-                if p.me {
-                    state.push("you");
-                }
-                lines.push(Line::from(format!(
-                    "{:<16} {:<12} {:>9} {:>6}  {}",
-                    truncate(&p.name, 16),
-                    p.role,
-                    format!("{}x{}", p.size.0, p.size.1),
-                    idle(p.idle_secs),
-                    state.join(", ")
-                )));
-            }
-            lines.push(Line::from(""));
-            lines.push(Line::from(Span::styled("Esc back", dim)));
-        }
-        Page::Pick(why, at) => {
-            lines.push(Line::from(match why {
-                Pick::Kick => "Disconnect which client?",
-                Pick::Role => "Switch which client (viewer <-> collaborator)?",
-            }));
-            for (i, p) in ctx.peers.iter().enumerate() {
-                let text = format!(
-                    " {:<16} {:<12}{}",
-                    truncate(&p.name, 16),
-                    p.role,
-                    if p.me { " (you)" } else { "" }
-                );
-                let style = if i == *at {
-                    Style::default().bg(ACCENT).fg(Color::Black)
-                } else {
-                    Style::default()
-                };
-                lines.push(Line::from(Span::styled(text, style)));
-            }
-            lines.push(Line::from(""));
-            lines.push(Line::from(Span::styled("Enter choose · Esc back", dim)));
-        }
+        Page::Main => main_page(&mut lines, menu, ctx),
+        Page::Peers => peers_page(&mut lines, ctx),
+        Page::Pick(why, at) => pick_page(&mut lines, ctx, *why, *at),
         // Drawn full-screen by the adapter from the screen model, not in the box.
         Page::Rewind(_) => {}
-        Page::Message(text) => {
-            lines.push(Line::from("Message to everyone else:"));
-            lines.push(Line::from(vec![
-                Span::styled("> ", Style::default().fg(ACCENT)),
-                Span::raw(text.clone()),
-                Span::styled("█", Style::default().fg(ACCENT)),
-            ]));
-            lines.push(Line::from(""));
-            lines.push(Line::from(Span::styled("Enter send · Esc cancel", dim)));
-        }
+        Page::Message(text) => message_page(&mut lines, text),
     }
     lines
+}
+
+fn dim() -> Style {
+    Style::default().fg(Color::Gray)
+}
+
+fn main_page(lines: &mut Vec<Line<'static>>, menu: &Menu, ctx: &ViewModel) {
+    let dim = dim();
+    let items = menu.items();
+    for (i, item) in items.iter().enumerate() {
+        let digit = if i < 10 {
+            ((i + 1) % 10).to_string()
+        } else {
+            " ".into()
+        };
+        let text = format!(" {digit} {:<22}", item.label(ctx.read_only, ctx.locked));
+        let style = if i == menu.selected {
+            Style::default()
+                .bg(ACCENT)
+                .fg(Color::Black)
+                .add_modifier(Modifier::BOLD)
+        } else {
+            Style::default()
+        };
+        lines.push(Line::from(Span::styled(text, style)));
+    }
+    lines.push(Line::from(""));
+    if let Some(status) = &menu.status {
+        lines.push(Line::from(Span::styled(
+            status.clone(),
+            Style::default().fg(ACCENT),
+        )));
+    }
+    lines.push(Line::from(Span::styled(
+        format!("you are {} ({})", ctx.client, ctx.role),
+        dim,
+    )));
+    lines.push(Line::from(Span::styled(
+        format!(
+            "↑↓/jk move · Enter/1-{} select · Esc/q resume",
+            items.len().min(10) % 10
+        ),
+        dim,
+    )));
+}
+
+fn peers_page(lines: &mut Vec<Line<'static>>, ctx: &ViewModel) {
+    let dim = dim();
+    lines.push(Line::from(Span::styled(
+        format!(
+            "{:<16} {:<12} {:>9} {:>6}  state",
+            "client", "role", "size", "idle"
+        ),
+        dim,
+    )));
+    for p in &ctx.peers {
+        let mut state = Vec::new();
+        if p.in_menu {
+            state.push("in menu");
+        }
+        if p.read_only {
+            state.push("read-only");
+        }
+        if p.me {
+            state.push("you");
+        }
+        lines.push(Line::from(format!(
+            "{:<16} {:<12} {:>9} {:>6}  {}",
+            truncate(&p.name, 16),
+            p.role,
+            format!("{}x{}", p.size.0, p.size.1),
+            idle(p.idle_secs),
+            state.join(", ")
+        )));
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::from(Span::styled("Esc back", dim)));
+}
+
+fn pick_page(lines: &mut Vec<Line<'static>>, ctx: &ViewModel, why: Pick, at: usize) {
+    let dim = dim();
+    lines.push(Line::from(match why {
+        Pick::Kick => "Disconnect which client?",
+        Pick::Role => "Switch which client (viewer <-> collaborator)?",
+    }));
+    for (i, p) in ctx.peers.iter().enumerate() {
+        let text = format!(
+            " {:<16} {:<12}{}",
+            truncate(&p.name, 16),
+            p.role,
+            if p.me { " (you)" } else { "" }
+        );
+        let style = if i == at {
+            Style::default().bg(ACCENT).fg(Color::Black)
+        } else {
+            Style::default()
+        };
+        lines.push(Line::from(Span::styled(text, style)));
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::from(Span::styled("Enter choose · Esc back", dim)));
+}
+
+fn message_page(lines: &mut Vec<Line<'static>>, text: &str) {
+    let dim = dim();
+    lines.push(Line::from("Message to everyone else:"));
+    lines.push(Line::from(vec![
+        Span::styled("> ", Style::default().fg(ACCENT)),
+        Span::raw(text.to_string()),
+        Span::styled("█", Style::default().fg(ACCENT)),
+    ]));
+    lines.push(Line::from(""));
+    lines.push(Line::from(Span::styled("Enter send · Esc cancel", dim)));
 }
 
 fn truncate(s: &str, n: usize) -> String {

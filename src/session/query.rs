@@ -107,110 +107,126 @@ impl QueryFilter {
             }
             let b = input[i];
             i += 1;
-            match &mut self.state {
-                State::Ground => {
-                    if b == 0x1b {
-                        self.state = State::Escape;
-                    } else {
-                        out.push(b);
-                    }
-                }
-                State::Escape => {
-                    if b == b'[' {
-                        self.state = State::Csi(Vec::new());
-                    } else if b == b']' {
-                        self.state = State::Osc(Vec::new());
-                    } else if b == 0x1b {
-                        out.push(0x1b);
-                    } else {
-                        out.extend_from_slice(&[0x1b, b]);
-                        self.state = State::Ground;
-                    }
-                }
-                State::Osc(body) => match b {
-                    0x07 => {
-                        let body = std::mem::take(body);
-                        self.state = State::Ground;
-                        Self::end_osc(&mut pieces, &mut out, body, b"\x07");
-                    }
-                    0x1b => self.state = State::OscEsc(std::mem::take(body)),
-                    _ if body.len() >= MAX_OSC => {
-                        out.extend_from_slice(b"\x1b]");
-                        out.extend_from_slice(body);
-                        out.push(b);
-                        self.state = State::OscPass;
-                    }
-                    _ => body.push(b),
-                },
-                State::OscEsc(body) => {
-                    let body = std::mem::take(body);
-                    if b == b'\\' {
-                        self.state = State::Ground;
-                        Self::end_osc(&mut pieces, &mut out, body, b"\x1b\\");
-                    } else {
-                        // ESC inside OSC that is not ST: the string ended abnormally;
-                        // pass it through and treat this byte afresh after ESC.
-                        out.extend_from_slice(b"\x1b]");
-                        out.extend_from_slice(&body);
-                        out.push(0x1b);
-                        self.state = State::Ground;
-                        if b == b'[' {
-                            out.pop();
-                            self.state = State::Csi(Vec::new());
-                        } else {
-                            out.push(b);
-                        }
-                    }
-                }
-                State::OscPass => {
-                    out.push(b);
-                    match b {
-                        0x07 => self.state = State::Ground,
-                        0x1b => self.state = State::OscPassEsc,
-                        _ => {}
-                    }
-                }
-                State::OscPassEsc => {
-                    out.push(b);
-                    self.state = if b == b'\\' {
-                        State::Ground
-                    } else {
-                        State::OscPass
-                    };
-                }
-                State::Csi(params) => {
-                    if (0x40..=0x7e).contains(&b) {
-                        if let Some(q) = classify(params, b) {
-                            if !out.is_empty() {
-                                pieces.push(Piece::Output(std::mem::take(&mut out)));
-                            }
-                            pieces.push(Piece::Query(q));
-                        } else {
-                            out.extend_from_slice(b"\x1b[");
-                            out.extend_from_slice(params);
-                            out.push(b);
-                        }
-                        self.state = State::Ground;
-                    } else if params.len() >= MAX_CSI || !(0x20..=0x3f).contains(&b) {
-                        // Not a well-formed CSI (or absurdly long): pass it through as is.
-                        out.extend_from_slice(b"\x1b[");
-                        out.extend_from_slice(params);
-                        self.state = State::Ground;
-                        if b == 0x1b {
-                            self.state = State::Escape;
-                        } else {
-                            out.push(b);
-                        }
-                    } else {
-                        params.push(b);
-                    }
-                }
-            }
+            self.step(b, &mut out, &mut pieces);
         }
         if !out.is_empty() {
             pieces.push(Piece::Output(out));
         }
         pieces
+    }
+
+    /// One byte outside the plain-text fast path.
+    #[inline]
+    fn step(&mut self, b: u8, out: &mut Vec<u8>, pieces: &mut Vec<Piece>) {
+        match &mut self.state {
+            State::Ground => {
+                if b == 0x1b {
+                    self.state = State::Escape;
+                } else {
+                    out.push(b);
+                }
+            }
+            State::Escape => {
+                if b == b'[' {
+                    self.state = State::Csi(Vec::new());
+                } else if b == b']' {
+                    self.state = State::Osc(Vec::new());
+                } else if b == 0x1b {
+                    out.push(0x1b);
+                } else {
+                    out.extend_from_slice(&[0x1b, b]);
+                    self.state = State::Ground;
+                }
+            }
+            State::Osc(_) | State::OscEsc(_) | State::OscPass | State::OscPassEsc => {
+                self.step_osc(b, out, pieces)
+            }
+            State::Csi(params) => {
+                if (0x40..=0x7e).contains(&b) {
+                    if let Some(q) = classify(params, b) {
+                        if !out.is_empty() {
+                            pieces.push(Piece::Output(std::mem::take(out)));
+                        }
+                        pieces.push(Piece::Query(q));
+                    } else {
+                        out.extend_from_slice(b"\x1b[");
+                        out.extend_from_slice(params);
+                        out.push(b);
+                    }
+                    self.state = State::Ground;
+                } else if params.len() >= MAX_CSI || !(0x20..=0x3f).contains(&b) {
+                    // Not a well-formed CSI (or absurdly long): pass it through as is.
+                    out.extend_from_slice(b"\x1b[");
+                    out.extend_from_slice(params);
+                    self.state = State::Ground;
+                    if b == 0x1b {
+                        self.state = State::Escape;
+                    } else {
+                        out.push(b);
+                    }
+                } else {
+                    params.push(b);
+                }
+            }
+        }
+    }
+
+    /// One byte of an OSC string (or of one passed through because it is too long).
+    fn step_osc(&mut self, b: u8, out: &mut Vec<u8>, pieces: &mut Vec<Piece>) {
+        match &mut self.state {
+            State::Osc(body) => match b {
+                0x07 => {
+                    let body = std::mem::take(body);
+                    self.state = State::Ground;
+                    Self::end_osc(pieces, out, body, b"\x07");
+                }
+                0x1b => self.state = State::OscEsc(std::mem::take(body)),
+                _ if body.len() >= MAX_OSC => {
+                    out.extend_from_slice(b"\x1b]");
+                    out.extend_from_slice(body);
+                    out.push(b);
+                    self.state = State::OscPass;
+                }
+                _ => body.push(b),
+            },
+            State::OscEsc(body) => {
+                let body = std::mem::take(body);
+                if b == b'\\' {
+                    self.state = State::Ground;
+                    Self::end_osc(pieces, out, body, b"\x1b\\");
+                } else {
+                    // ESC inside OSC that is not ST: the string ended abnormally;
+                    // pass it through and treat this byte afresh after ESC.
+                    out.extend_from_slice(b"\x1b]");
+                    out.extend_from_slice(&body);
+                    out.push(0x1b);
+                    self.state = State::Ground;
+                    if b == b'[' {
+                        out.pop();
+                        self.state = State::Csi(Vec::new());
+                    } else {
+                        out.push(b);
+                    }
+                }
+            }
+            State::OscPass => {
+                out.push(b);
+                match b {
+                    0x07 => self.state = State::Ground,
+                    0x1b => self.state = State::OscPassEsc,
+                    _ => {}
+                }
+            }
+            State::OscPassEsc => {
+                out.push(b);
+                self.state = if b == b'\\' {
+                    State::Ground
+                } else {
+                    State::OscPass
+                };
+            }
+            _ => {}
+        }
     }
 }
 

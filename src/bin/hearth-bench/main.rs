@@ -363,6 +363,36 @@ fn run_case(
     while chunks.try_recv().is_ok() {}
 
     // Echo latency after the flood (a stalled viewer, if any, is as stuck as it gets).
+    let lat = echo_latencies(&mut typist, &chunks, samples)?;
+    let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
+    let server_cpu = cpu(sys) - cpu0;
+    drop(viewers);
+    drop(typist);
+    drop(_stall);
+    let (self1, children1) = procs::own_and_children_cpu();
+    Ok(json!({
+        "system": sys.name(),
+        "viewers": n,
+        "stalled_viewer": stalled,
+        "echo_p50_ms": pct(0.5),
+        "echo_p99_ms": pct(0.99),
+        "fanout_seconds": fanout,
+        "fanout_mb_per_s": flood_bytes as f64 / 1e6 / fanout,
+        "pss_kib_per_viewer": mem_viewers.saturating_sub(mem_typist) as f64 / (n as f64 + if stalled { 1.0 } else { 0.0 }),
+        "server_pss_kib": mem_viewers,
+        "peak_server_pss_kib": peak,
+        "join_ms": join_ms,
+        "server_cpu_s": server_cpu,
+        "harness_cpu_s": (self1 - self0) + (children1 - children0),
+    }))
+}
+
+/// `samples` echo round trips of one byte each, in ms, sorted.
+fn echo_latencies(
+    typist: &mut Client,
+    chunks: &std::sync::mpsc::Receiver<Vec<u8>>,
+    samples: usize,
+) -> anyhow::Result<Vec<f64>> {
     let mut lat = Vec::with_capacity(samples);
     for i in 0..samples {
         let c = b'a' + (i % 26) as u8;
@@ -386,27 +416,7 @@ fn run_case(
     }
     typist.stdin.write_all(b"\x15")?;
     lat.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
-    let server_cpu = cpu(sys) - cpu0;
-    drop(viewers);
-    drop(typist);
-    drop(_stall);
-    let (self1, children1) = procs::own_and_children_cpu();
-    Ok(json!({
-        "system": sys.name(),
-        "viewers": n,
-        "stalled_viewer": stalled,
-        "echo_p50_ms": pct(0.5),
-        "echo_p99_ms": pct(0.99),
-        "fanout_seconds": fanout,
-        "fanout_mb_per_s": flood_bytes as f64 / 1e6 / fanout,
-        "pss_kib_per_viewer": mem_viewers.saturating_sub(mem_typist) as f64 / (n as f64 + if stalled { 1.0 } else { 0.0 }),
-        "server_pss_kib": mem_viewers,
-        "peak_server_pss_kib": peak,
-        "join_ms": join_ms,
-        "server_cpu_s": server_cpu,
-        "harness_cpu_s": (self1 - self0) + (children1 - children0),
-    }))
+    Ok(lat)
 }
 
 fn machine_facts() -> String {
