@@ -32,7 +32,7 @@ fn main() -> std::process::ExitCode {
                 tracing::error!("daemon failed: {}", failure.message());
             }
             failure.report(json);
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(failure.status())
         }
     }
 }

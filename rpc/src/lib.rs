@@ -23,7 +23,7 @@ pub use types::*;
 
 /// Bumped whenever a request or response changes shape. [`Hearth::hello`] never changes
 /// shape, so a mismatch is always reported as a clear error rather than a decode failure.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The crate (and CLI) version, reported by `hello`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -63,6 +63,11 @@ pub trait Hearth {
         max: u32,
         wait_ms: u32,
     ) -> Result<OutputChunk, ApiError>;
+    /// Type into a session's program as one unit (never interleaved with a typist).
+    async fn send(target: String, request: SendRequest) -> Result<SendReply, ApiError>;
+    /// Wait, in the daemon, for a match, idleness or the exit: at most
+    /// `request.timeout_ms` (30 s); on timeout, resume from the reply's `offset`.
+    async fn wait(target: String, request: WaitRequest) -> Result<WaitReply, ApiError>;
     /// The current screen: plain text, or with colours and cursor (`ansi`).
     async fn screen(target: String, ansi: bool) -> Result<String, ApiError>;
     /// Stop the daemon: every session is ended as by `kill --all`.

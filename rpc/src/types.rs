@@ -71,6 +71,101 @@ pub struct SessionInfo {
     pub recording: Option<String>,
     /// Why the session is not (or no longer) recording, when it was asked to.
     pub recording_error: Option<String>,
+    /// `busy` (output within the last 2 s), `idle`, or `exited`.
+    pub activity: Activity,
+    /// Milliseconds since the last output (since the start if none yet).
+    pub idle_ms: u64,
+    /// RFC 3339, UTC; `None` before the first output / input.
+    pub last_output_at: Option<String>,
+    pub last_input_at: Option<String>,
+    /// The client that typed last (`alice-1`), or `api` for `send`.
+    pub last_input_by: Option<String>,
+    /// The title the program set (OSC 0/2).
+    pub title: Option<String>,
+    /// The terminal's size.
+    pub cols: u16,
+    pub rows: u16,
+    /// Bytes the program has printed.
+    pub output_bytes: u64,
+    /// Bells the program rang.
+    pub bell_count: u64,
+}
+
+/// What a session's program is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activity {
+    Busy,
+    Idle,
+    Exited,
+}
+
+/// `send`'s arguments: `text`, then Enter (CR) if `enter` and `text` is not empty, then
+/// each named key in order; all written as one unit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendRequest {
+    pub text: String,
+    pub enter: bool,
+    /// Key names (`enter`, `up`, `C-c`, `M-x`, `f1`...).
+    pub keys: Vec<String>,
+    /// Wrap `text` in bracketed paste, if the program enabled it.
+    pub paste: bool,
+}
+
+/// What `send` wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendReply {
+    pub bytes: u64,
+    /// The output offset at the moment the input was written: `wait --from` it never
+    /// misses the reply.
+    pub offset: u64,
+}
+
+/// What `wait` waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitFor {
+    /// A line of output (ANSI stripped), or of the rendered screen, matching `regex`.
+    Match { regex: String, screen: bool },
+    /// No output for `ms`.
+    Idle { ms: u64 },
+    /// The program exits.
+    Exit,
+}
+
+/// One bounded wait: at most `timeout_ms` (capped at 30 000); a match scans output from
+/// `from` (default: now).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitRequest {
+    pub until: WaitFor,
+    pub from: Option<u64>,
+    pub timeout_ms: u32,
+}
+
+/// How a wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitReason {
+    Match,
+    Idle,
+    /// The program exited (what `--exit` waits for).
+    Exit,
+    /// The program exited before a match or idleness.
+    Ended,
+    Timeout,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitReply {
+    pub reason: WaitReason,
+    /// The matched text and its whole line.
+    #[serde(rename = "match")]
+    pub matched: Option<String>,
+    pub line: Option<String>,
+    /// The output offset just after what was found (or where to resume after a timeout).
+    pub offset: u64,
+    pub exit_code: Option<i32>,
+    pub idle_ms: Option<u64>,
 }
 
 /// `create`'s arguments. Empty `command` means the user's `$SHELL`.
@@ -167,6 +262,7 @@ macro_rules! names {
 names!(Access { Keys => "keys", Open => "open", OpenCollaborator => "open-collaborator" });
 names!(PeerRole { Owner => "owner", Collaborator => "collaborator", Viewer => "viewer" });
 names!(Grant { Viewer => "viewer", Collaborator => "collaborator" });
+names!(Activity { Busy => "busy", Idle => "idle", Exited => "exited" });
 
 /// One attached SSH client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

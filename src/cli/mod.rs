@@ -5,6 +5,7 @@
 //! daemon, SSH or session internals (key files are checked with the shared
 //! [`crate::authorized_keys`] rules).
 
+mod agent;
 mod connect;
 mod dvr;
 mod output;
@@ -95,6 +96,18 @@ pub enum Command {
         #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
         text: Vec<String>,
     },
+    /// Type into a session's program: TEXT, then Enter, then each --key; as one unit
+    Send(agent::SendArgs),
+    /// Wait for output matching a regex, for idleness, or for the exit
+    /// (exit status 0; 124 on timeout; 3 if the session ended first)
+    Wait(agent::WaitArgs),
+    /// What a session is doing: activity, idle time, title, size and its last screen lines
+    Status {
+        target: String,
+        /// How many non-empty screen lines to show
+        #[arg(long, default_value_t = 10)]
+        lines: usize,
+    },
     /// Print the last output bytes of a session
     Tail {
         target: String,
@@ -147,6 +160,9 @@ pub struct ServerArgs {
     /// A unique name to refer to the session by
     #[arg(long, short)]
     name: Option<String>,
+    /// With --name: if that session exists and runs, return it instead (same output)
+    #[arg(long, requires = "name")]
+    if_absent: bool,
     /// Working directory (default: the current one)
     #[arg(long)]
     cwd: Option<PathBuf>,
@@ -246,6 +262,19 @@ fn ctx() -> tarpc::context::Context {
     c
 }
 
+/// The session named `name` if it exists and has not exited.
+async fn running(
+    client: &HearthClient,
+    name: &str,
+) -> Result<Option<hearth_rpc::SessionInfo>, Failure> {
+    match call(client.get(ctx(), name.to_string())).await {
+        Ok(s) if s.exit_code.is_none() => Ok(Some(s)),
+        Ok(_) => Ok(None),
+        Err(Failure::Api(e)) if e.kind == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn parse_grant(s: &str) -> Result<Grant, String> {
     s.parse()
 }
@@ -273,8 +302,29 @@ async fn run_client(
     match command {
         Command::Daemon { .. } => unreachable!("handled by run"),
         Command::Server(args) => {
+            let existing = match (&args.name, args.if_absent) {
+                (Some(name), true) => running(client, name).await?,
+                _ => None,
+            };
+            if let Some(s) = existing {
+                out.session_started(&s);
+                return Ok(());
+            }
+            let if_absent = args.if_absent;
+            let name = args.name.clone();
             let req = server_request(args)?;
-            let s = call(client.create(ctx(), req)).await?;
+            let s = match call(client.create(ctx(), req)).await {
+                Ok(s) => s,
+                // Another `--if-absent` won the race: that session is the answer.
+                Err(Failure::Api(e)) if if_absent && e.kind == ErrorKind::AlreadyExists => {
+                    let name = name.unwrap_or_default();
+                    match running(client, &name).await? {
+                        Some(s) => s,
+                        None => return Err(Failure::Api(e)),
+                    }
+                }
+                Err(e) => return Err(e),
+            };
             out.session_started(&s);
             if let Some(e) = &s.recording_error {
                 eprintln!("warning: {e}");
@@ -337,6 +387,9 @@ async fn run_client(
             since,
         } => dvr::logs(client, out, target, follow, since).await?,
         Command::Screen { target, ansi } => dvr::screen(client, out, target, ansi).await?,
+        Command::Send(args) => agent::send(client, out, args).await?,
+        Command::Wait(args) => agent::wait(client, out, args).await?,
+        Command::Status { target, lines } => agent::status(client, out, target, lines).await?,
         Command::Replay {
             source,
             speed,

@@ -17,6 +17,9 @@ pub enum Failure {
     Api(ApiError),
     /// Anything else, with its context chain.
     Other(anyhow::Error),
+    /// Not an error: the command already said what happened and exits with this status
+    /// (`wait`: 124 on timeout, 3 when the session ended first).
+    Exit(u8),
 }
 
 impl From<ApiError> for Failure {
@@ -35,7 +38,15 @@ impl Failure {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Failure::Api(e) => e.kind,
-            Failure::Other(_) => ErrorKind::Internal,
+            Failure::Other(_) | Failure::Exit(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// The process exit status.
+    pub fn status(&self) -> u8 {
+        match self {
+            Failure::Exit(code) => *code,
+            _ => 1,
         }
     }
 
@@ -43,11 +54,15 @@ impl Failure {
         match self {
             Failure::Api(e) => e.message.clone(),
             Failure::Other(e) => format!("{e:#}"),
+            Failure::Exit(code) => format!("exit status {code}"),
         }
     }
 
     /// Print the failure the way the output mode wants it.
     pub fn report(&self, json: bool) {
+        if matches!(self, Failure::Exit(_)) {
+            return;
+        }
         if json {
             let v = json!({"error": {"kind": self.kind().as_str(), "message": self.message()}});
             println!("{v}");
@@ -183,7 +198,7 @@ fn table(list: &[SessionInfo]) -> String {
         .map_or(0, |d| d.as_secs());
     let mut rows = vec![
         [
-            "ID", "NAME", "PORT", "STATE", "CLIENTS", "AGE", "COMMAND", "JOIN",
+            "ID", "NAME", "PORT", "STATE", "ACTIVITY", "CLIENTS", "AGE", "COMMAND", "JOIN",
         ]
         .map(String::from)
         .to_vec(),
@@ -209,6 +224,7 @@ fn table(list: &[SessionInfo]) -> String {
             s.name.clone().unwrap_or_else(|| "-".into()),
             s.port.to_string(),
             state,
+            activity(s),
             s.clients.to_string(),
             age(now.saturating_sub(s.created_unix)),
             command,
@@ -220,6 +236,18 @@ fn table(list: &[SessionInfo]) -> String {
         ]);
     }
     render(&rows)
+}
+
+/// `busy`, `idle 3m`, `exited 0`.
+pub fn activity(s: &SessionInfo) -> String {
+    match s.activity {
+        hearth_rpc::Activity::Busy => "busy".into(),
+        hearth_rpc::Activity::Idle => format!("idle {}", age(s.idle_ms / 1000)),
+        hearth_rpc::Activity::Exited => match s.exit_code {
+            Some(c) => format!("exited {c}"),
+            None => "exited".into(),
+        },
+    }
 }
 
 fn age(secs: u64) -> String {

@@ -15,8 +15,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-/// Largest request frame the daemon reads (requests are small: key lines, names, text).
-pub const MAX_REQUEST: u64 = 1024 * 1024;
+/// Largest request frame the daemon reads (requests are small but for `send`, whose text
+/// is capped at 2 MiB).
+pub const MAX_REQUEST: u64 = 4 * 1024 * 1024;
 /// Time a peer may take to finish a frame it started.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 

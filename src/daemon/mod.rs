@@ -276,7 +276,9 @@ impl Daemon {
             .chain([id.clone()])
             .collect();
         let (sid, limits) = (id.clone(), self.config.limits.clone());
-        let (name, spec, record) = (plan.name.clone(), plan.spec.clone(), plan.record.clone());
+        let (name, mut spec, record) = (plan.name.clone(), plan.spec.clone(), plan.record.clone());
+        spec.session_id = Some(id.clone());
+        spec.socket = Some(self.socket.clone());
         let open = plan.open;
         // fork/exec and the recording's files: blocking work, off the runtime.
         let session = tokio::task::spawn_blocking(move || {

@@ -78,6 +78,8 @@ pub fn plan(req: &CreateRequest, config: &Config) -> Result<Plan, ApiError> {
             env: req.env.clone(),
             shadow_dir: req.shadow_dir.clone().map(PathBuf::from),
             size: (80, 24),
+            session_id: None,
+            socket: None,
         },
         collaborators: parse_key_args("--allow-key", &req.allow_keys)?,
         viewers: parse_key_args("--viewer-key", &req.viewer_keys)?,

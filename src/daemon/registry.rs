@@ -4,7 +4,11 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use hearth_rpc::{Access, ApiError, ErrorKind, SessionInfo, SessionState};
+use hearth_rpc::{Access, Activity, ApiError, ErrorKind, SessionInfo, SessionState};
+
+fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
 use parking_lot::Mutex;
 
 use crate::session::{Role, Session};
@@ -36,6 +40,9 @@ impl Hosted {
             .created_at
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        let act = s.activity.snapshot();
+        let (title, bells) = s.title_and_bells();
+        let (cols, rows) = s.pty_size();
         SessionInfo {
             id: s.id.clone(),
             name: s.name.clone(),
@@ -59,6 +66,22 @@ impl Hosted {
             viewers_only: self.shared.access.viewers_only,
             recording: s.recording().map(|p| p.display().to_string()),
             recording_error: s.recording_error(),
+            activity: if s.exit_code().is_some() {
+                Activity::Exited
+            } else if act.busy {
+                Activity::Busy
+            } else {
+                Activity::Idle
+            },
+            idle_ms: act.idle.as_millis() as u64,
+            last_output_at: act.last_output_at.map(rfc3339),
+            last_input_at: act.last_input_at.map(rfc3339),
+            last_input_by: act.last_input_by,
+            title,
+            cols,
+            rows,
+            output_bytes: s.output_end(),
+            bell_count: bells,
         }
     }
 

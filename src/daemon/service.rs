@@ -8,12 +8,17 @@ use std::time::Duration;
 
 use hearth_rpc::{
     ApiError, CreateRequest, DaemonInfo, ErrorKind, Grant, Hearth, OutputChunk, PROTOCOL_VERSION,
-    PeerInfo, PeerRole, ReadFrom, SessionInfo, VERSION,
+    PeerInfo, PeerRole, ReadFrom, SendReply, SendRequest, SessionInfo, VERSION, WaitFor,
+    WaitReason, WaitReply, WaitRequest,
 };
 use tarpc::context::Context;
 
 use super::Daemon;
 use crate::session::reader::Next;
+use crate::session::wait::{Until, Waited};
+
+/// Most text one `send` types (the request frame limit is 4 MiB).
+const MAX_SEND: usize = 2 * 1024 * 1024;
 use crate::session::{self, Role, RoleError, Who};
 
 // Session errors become the socket's error here, at the adapter's edge.
@@ -249,6 +254,69 @@ impl Hearth for Control {
         })
     }
 
+    async fn send(
+        self,
+        _: Context,
+        target: String,
+        req: SendRequest,
+    ) -> Result<SendReply, ApiError> {
+        self.check()?;
+        let hosted = self.daemon.registry.resolve(&target)?;
+        let session = &hosted.session;
+        if req.text.len() > MAX_SEND {
+            return Err(ApiError::new(
+                ErrorKind::Limit,
+                format!(
+                    "the text is {} bytes; send at most {MAX_SEND} at once",
+                    req.text.len()
+                ),
+            ));
+        }
+        let (app_cursor, bracketed) = session.input_modes();
+        let mut bytes = Vec::with_capacity(req.text.len() + 16);
+        if req.paste && bracketed {
+            bytes.extend_from_slice(b"\x1b[200~");
+            bytes.extend_from_slice(req.text.as_bytes());
+            bytes.extend_from_slice(b"\x1b[201~");
+        } else {
+            bytes.extend_from_slice(req.text.as_bytes());
+        }
+        if req.enter && !req.text.is_empty() {
+            bytes.push(b'\r');
+        }
+        for key in &req.keys {
+            let k = session::keys::key_bytes(key, app_cursor).map_err(ApiError::invalid)?;
+            bytes.extend_from_slice(&k);
+        }
+        if bytes.is_empty() {
+            return Err(ApiError::invalid(
+                "nothing to send: give text, --key, --stdin or --file",
+            ));
+        }
+        let n = bytes.len() as u64;
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        let offset = session
+            .send(bytes::Bytes::from(bytes), uid)
+            .await
+            .map_err(|e| ApiError::state(format!("session {}: {e}", session.id)))?;
+        Ok(SendReply { bytes: n, offset })
+    }
+
+    async fn wait(
+        self,
+        _: Context,
+        target: String,
+        req: WaitRequest,
+    ) -> Result<WaitReply, ApiError> {
+        self.check()?;
+        let hosted = self.daemon.registry.resolve(&target)?;
+        let until = until(req.until)?;
+        let limit = Duration::from_millis(u64::from(req.timeout_ms.min(30_000)));
+        let waited = session::wait::wait(&hosted.session, &until, req.from, limit).await;
+        Ok(wait_reply(waited, &until))
+    }
+
     async fn screen(self, _: Context, target: String, ansi: bool) -> Result<String, ApiError> {
         self.check()?;
         let hosted = self.daemon.registry.resolve(&target)?;
@@ -284,4 +352,59 @@ fn peer_info(p: crate::session::Peer) -> PeerInfo {
         bytes_out: p.bytes_out,
         key_fingerprint: p.spec.key_fingerprint,
     }
+}
+
+/// A wait condition from the wire, checked.
+fn until(w: WaitFor) -> Result<Until, ApiError> {
+    Ok(match w {
+        WaitFor::Match { regex, screen } => {
+            if regex.is_empty() {
+                return Err(ApiError::invalid(
+                    "the pattern is empty: give a regex to match",
+                ));
+            }
+            let regex = regex::RegexBuilder::new(&regex)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| ApiError::invalid(format!("invalid regex: {e}")))?;
+            Until::Match { regex, screen }
+        }
+        WaitFor::Idle { ms } => Until::Idle(Duration::from_millis(ms.max(1))),
+        WaitFor::Exit => Until::Exit,
+    })
+}
+
+fn wait_reply(waited: Waited, until: &Until) -> WaitReply {
+    let mut reply = WaitReply {
+        reason: WaitReason::Timeout,
+        matched: None,
+        line: None,
+        offset: 0,
+        exit_code: None,
+        idle_ms: None,
+    };
+    match waited {
+        Waited::Match { text, line, offset } => {
+            reply.reason = WaitReason::Match;
+            reply.matched = Some(text);
+            reply.line = Some(line);
+            reply.offset = offset;
+        }
+        Waited::Idle { idle, offset } => {
+            reply.reason = WaitReason::Idle;
+            reply.idle_ms = Some(idle.as_millis() as u64);
+            reply.offset = offset;
+        }
+        Waited::Exit { code, offset } | Waited::Ended { code, offset } => {
+            reply.reason = if matches!(until, Until::Exit) {
+                WaitReason::Exit
+            } else {
+                WaitReason::Ended
+            };
+            reply.exit_code = Some(code);
+            reply.offset = offset;
+        }
+        Waited::Timeout { resume } => reply.offset = resume,
+    }
+    reply
 }

@@ -77,7 +77,8 @@ impl AuditEvent {
 }
 
 enum Msg {
-    Input(Instant, String, Vec<u8>),
+    /// Typed by a client (its name), or sent over the control API (`uid`).
+    Input(Instant, String, Option<u32>, Vec<u8>),
     Event(Instant, AuditEvent),
     Finish,
 }
@@ -125,7 +126,12 @@ impl Audit {
     }
 
     pub fn input(&self, at: Instant, client: &str, bytes: &[u8]) {
-        self.send(Msg::Input(at, client.to_string(), bytes.to_vec()));
+        self.send(Msg::Input(at, client.to_string(), None, bytes.to_vec()));
+    }
+
+    /// Input sent over the control API by the user `uid` (recorded as client `api`).
+    pub fn input_from_api(&self, at: Instant, uid: u32, bytes: &[u8]) {
+        self.send(Msg::Input(at, "api".into(), Some(uid), bytes.to_vec()));
     }
 
     pub fn event(&self, at: Instant, event: AuditEvent) {
@@ -177,12 +183,15 @@ impl AuditWriter {
             };
             match msg {
                 Msg::Finish => break,
-                Msg::Input(at, client, bytes) => {
+                Msg::Input(at, client, uid, bytes) => {
                     // Past the cap, typed bytes are left out (the marker says so).
                     if !self.capped {
                         let text = String::from_utf8_lossy(&bytes);
-                        let line = json!({"t": self.t(at), "event": "input",
-                                          "client": client, "data": text});
+                        let mut line = json!({"t": self.t(at), "event": "input",
+                                              "client": client, "data": text});
+                        if let Some(uid) = uid {
+                            line["uid"] = json!(uid);
+                        }
                         self.line(&line);
                     }
                 }

@@ -224,6 +224,7 @@ impl Attachment {
         self.stats
             .bytes_in
             .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.session.activity.input(&self.name);
         self.stats.last_input_ms.store(
             self.session.epoch.elapsed().as_millis() as u64,
             Ordering::Relaxed,

@@ -10,8 +10,10 @@
 //! it, never the reverse. Locks here are std/parking_lot locks held for short, synchronous
 //! sections and never across `.await`.
 
+pub mod activity;
 pub mod audit;
 mod client;
+pub mod keys;
 pub mod log;
 pub mod pty;
 pub mod query;
@@ -19,6 +21,7 @@ pub mod reader;
 pub mod record;
 pub mod screen;
 pub mod size;
+pub mod wait;
 
 pub use client::{Attachment, ClientSpec, Notice, Peer, Role, Stats};
 use client::{ClientEntry, smallest_free_name};
@@ -78,6 +81,13 @@ pub enum AttachError {
     Locked,
 }
 
+/// Why input from the control API was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("the session has exited; it takes no more input")]
+    Exited,
+}
+
 /// Why a role change was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RoleError {
@@ -129,6 +139,8 @@ pub struct Session {
     locked: std::sync::atomic::AtomicBool,
     /// Monotonic origin for idle times.
     epoch: std::time::Instant,
+    /// When it last printed and was typed into (busy/idle are derived from it).
+    pub activity: activity::Activity,
     /// `None` with `--no-record`, or when the recording could not start.
     recorder: Option<record::Recorder>,
     /// Why there is no recording although one was asked for.
@@ -202,6 +214,7 @@ impl Session {
             notices: tokio::sync::broadcast::channel(16).0,
             locked: std::sync::atomic::AtomicBool::new(false),
             epoch: std::time::Instant::now(),
+            activity: activity::Activity::default(),
             recorder,
             record_error,
             typist: Mutex::new(None),
@@ -242,6 +255,7 @@ impl Session {
             }
             out.log.end()
         };
+        self.activity.output();
         if let Some(typist) = &*self.typist.lock() {
             typist.wake.notify_one();
         }
@@ -383,6 +397,35 @@ impl Session {
     /// The current screen as text.
     pub fn screen_text(&self) -> String {
         self.output.lock().screen.text()
+    }
+
+    /// Type `data` into the program for the control API: one message to the PTY writer, so
+    /// it is written as one unit and never interleaves with a typist's keys. Returns the
+    /// output offset before the write, so a wait from it cannot miss the reply.
+    pub async fn send(&self, data: Bytes, uid: u32) -> Result<u64, SendError> {
+        if self.exit_code().is_some() {
+            return Err(SendError::Exited);
+        }
+        let offset = self.output_end();
+        self.activity.input("api");
+        if let Some(r) = &self.recorder {
+            r.audit
+                .input_from_api(std::time::Instant::now(), uid, &data);
+        }
+        self.input.send(data).await.map_err(|_| SendError::Exited)?;
+        Ok(offset)
+    }
+
+    /// (application cursor keys, bracketed paste), as the program set them.
+    pub fn input_modes(&self) -> (bool, bool) {
+        self.output.lock().screen.input_modes()
+    }
+
+    /// The title the program set (OSC 0/2), and how many bells it rang.
+    pub fn title_and_bells(&self) -> (Option<String>, u64) {
+        let out = self.output.lock();
+        let s = out.screen.signals();
+        (s.title.clone(), s.bells)
     }
 
     /// Queue input for the PTY; waits (this caller only) while the queue is full.

@@ -29,6 +29,10 @@ pub struct Spec {
     pub shadow_dir: Option<PathBuf>,
     /// (cols, rows) before any client attaches.
     pub size: (u16, u16),
+    /// `HEARTH_SESSION` for the program: its session's id.
+    pub session_id: Option<String>,
+    /// `HEARTH_SOCKET` for the program: the daemon's control socket.
+    pub socket: Option<PathBuf>,
 }
 
 pub struct Spawned {
@@ -70,9 +74,13 @@ pub fn spawn(spec: &Spec) -> Result<Spawned, SpawnError> {
     if let Some(dir) = &spec.shadow_dir {
         cmd.env("PATH", format!("{}:{path}", dir.display()));
     }
-    // Children must not talk to (or auto-start) the daemon's socket by accident with our
-    // environment; they inherit the user's environment otherwise.
-    cmd.env("HEARTH_SESSION", "1");
+    // The program can address itself and its siblings: `hearth send $HEARTH_SESSION ...`.
+    if let Some(id) = &spec.session_id {
+        cmd.env("HEARTH_SESSION", id);
+    }
+    if let Some(socket) = &spec.socket {
+        cmd.env("HEARTH_SOCKET", socket);
+    }
     for (k, v) in &spec.env {
         if let (true, Some(dir)) = (k == "PATH", &spec.shadow_dir) {
             cmd.env("PATH", format!("{}:{v}", dir.display()));

@@ -13,8 +13,33 @@ const SCROLLBACK: usize = 1000;
 /// Sequences that switch to the alternate screen (xterm's three flavours).
 const ENTER_ALT: [&[u8]; 3] = [b"\x1b[?1049h", b"\x1b[?1047h", b"\x1b[?47h"];
 
+/// What the emulator reports besides the screen: the title programs set (OSC 0/2) and
+/// bells. Program output is hostile input: the title is cut and cleaned.
+#[derive(Debug, Default, Clone)]
+pub struct Signals {
+    pub title: Option<String>,
+    pub bells: u64,
+}
+
+/// Longest title kept, in characters.
+const MAX_TITLE: usize = 200;
+
+impl vt100::Callbacks for Signals {
+    fn audible_bell(&mut self, _: &mut vt100::Screen) {
+        self.bells += 1;
+    }
+    fn set_window_title(&mut self, _: &mut vt100::Screen, title: &[u8]) {
+        let clean: String = String::from_utf8_lossy(title)
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_TITLE)
+            .collect();
+        self.title = (!clean.is_empty()).then_some(clean);
+    }
+}
+
 pub struct Screen {
-    parser: vt100::Parser,
+    parser: vt100::Parser<Signals>,
     /// The main screen as it was when the program switched to the alternate one (it cannot
     /// change meanwhile). A late joiner gets it painted first, so when the program leaves
     /// the alternate screen, the joiner's terminal shows what everyone else's does.
@@ -26,7 +51,12 @@ pub struct Screen {
 impl Screen {
     pub fn new(rows: u16, cols: u16) -> Self {
         Screen {
-            parser: vt100::Parser::new(rows.max(1), cols.max(1), SCROLLBACK),
+            parser: vt100::Parser::new_with_callbacks(
+                rows.max(1),
+                cols.max(1),
+                SCROLLBACK,
+                Signals::default(),
+            ),
             main_before_alt: None,
             resets: 0,
         }
@@ -64,7 +94,8 @@ impl Screen {
         if catch_unwind(AssertUnwindSafe(|| parser.process(bytes))).is_err() {
             let (rows, cols) = self.parser.screen().size();
             tracing::warn!("terminal emulator panicked on program output; screen model reset");
-            self.parser = vt100::Parser::new(rows, cols, SCROLLBACK);
+            let signals = self.parser.callbacks().clone();
+            self.parser = vt100::Parser::new_with_callbacks(rows, cols, SCROLLBACK, signals);
             self.main_before_alt = None;
             self.resets += 1;
         }
@@ -77,6 +108,17 @@ impl Screen {
     /// (rows, cols).
     pub fn size(&self) -> (u16, u16) {
         self.parser.screen().size()
+    }
+
+    /// The title and bell count so far.
+    pub fn signals(&self) -> &Signals {
+        self.parser.callbacks()
+    }
+
+    /// (application cursor keys, bracketed paste): how the program wants keys sent.
+    pub fn input_modes(&self) -> (bool, bool) {
+        let s = self.parser.screen();
+        (s.application_cursor(), s.bracketed_paste())
     }
 
     /// 0-based (row, col) of the cursor.

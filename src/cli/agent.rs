@@ -1,0 +1,202 @@
+//! Commands for scripts and supervising agents: `send` (type into a session as one unit),
+//! `wait` (for a match, idleness or the exit; the waiting runs in the daemon, this loops over
+//! bounded long polls and never misses output in between), and `status`.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use hearth_rpc::{ApiError, HearthClient, SendRequest, WaitFor, WaitReason, WaitRequest};
+use serde_json::json;
+
+use super::output::{Out, activity};
+use super::{Failure, call, ctx};
+
+/// Longest single long poll; the CLI loops for longer waits.
+const POLL: Duration = Duration::from_secs(25);
+
+#[derive(clap::Args, Debug)]
+pub struct SendArgs {
+    target: String,
+    /// Text to type (words are joined with spaces), followed by Enter
+    text: Vec<String>,
+    /// Do not press Enter after the text
+    #[arg(long)]
+    no_enter: bool,
+    /// Press this key after the text (repeatable, in order): enter tab esc backspace space
+    /// up down left right home end pgup pgdn insert delete f1..f12 C-a..C-z C-] M-<char>
+    #[arg(long = "key", value_name = "NAME")]
+    keys: Vec<String>,
+    /// Wrap the text in bracketed paste if the program enabled it
+    #[arg(long)]
+    paste: bool,
+    /// Type what stdin holds instead of TEXT
+    #[arg(long, conflicts_with_all = ["text", "file"])]
+    stdin: bool,
+    /// Type this file's contents instead of TEXT
+    #[arg(long, value_name = "FILE", conflicts_with = "text")]
+    file: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("until").required(true).args(["pattern", "idle", "exit"])))]
+pub struct WaitArgs {
+    target: String,
+    /// A line of output (escape sequences stripped) matching this regex
+    #[arg(long = "match", value_name = "REGEX")]
+    pattern: Option<String>,
+    /// Match the rendered screen instead of the output stream (full-screen programs)
+    #[arg(long, requires = "pattern")]
+    screen: bool,
+    /// No output for this long (e.g. 2s, 500ms, 1m)
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DUR")]
+    idle: Option<Duration>,
+    /// The program exits
+    #[arg(long)]
+    exit: bool,
+    /// Search output from this cursor (`send --json` prints it as `offset`); default: now
+    #[arg(long, value_name = "CURSOR")]
+    from: Option<u64>,
+    /// Give up after this long (exit status 124); default: wait forever
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DUR")]
+    timeout: Option<Duration>,
+}
+
+pub async fn send(client: &HearthClient, out: Out, args: SendArgs) -> Result<(), Failure> {
+    let text = if args.stdin {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("cannot read stdin")?;
+        String::from_utf8(buf).map_err(|_| ApiError::invalid("stdin is not UTF-8 text"))?
+    } else if let Some(f) = &args.file {
+        std::fs::read_to_string(f)
+            .map_err(|e| ApiError::invalid(format!("cannot read {}: {e}", f.display())))?
+    } else {
+        args.text.join(" ")
+    };
+    let req = SendRequest {
+        text,
+        enter: !args.no_enter,
+        keys: args.keys,
+        paste: args.paste,
+    };
+    let r = call(client.send(ctx(), args.target, req)).await?;
+    out.value(json!({"bytes": r.bytes, "offset": r.offset}), || {
+        format!("sent {} bytes (output offset {})", r.bytes, r.offset)
+    });
+    Ok(())
+}
+
+pub async fn wait(client: &HearthClient, out: Out, args: WaitArgs) -> Result<(), Failure> {
+    let until = match (&args.pattern, args.idle) {
+        (Some(p), _) => WaitFor::Match {
+            regex: p.clone(),
+            screen: args.screen,
+        },
+        (None, Some(d)) => WaitFor::Idle {
+            ms: d.as_millis() as u64,
+        },
+        (None, None) => WaitFor::Exit,
+    };
+    let deadline = args.timeout.map(|t| Instant::now() + t);
+    let mut from = args.from;
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let poll = left.map_or(POLL, |l| l.min(POLL));
+        let req = WaitRequest {
+            until: until.clone(),
+            from,
+            timeout_ms: poll.as_millis() as u32,
+        };
+        let mut c = ctx();
+        c.deadline = Instant::now() + poll + Duration::from_secs(30);
+        let r = call(client.wait(c, args.target.clone(), req)).await?;
+        if r.reason == WaitReason::Timeout && left.is_none_or(|l| l > poll) {
+            // One poll ran out, the wait goes on from where it stopped.
+            from = Some(r.offset);
+            continue;
+        }
+        let status = match r.reason {
+            WaitReason::Match | WaitReason::Idle | WaitReason::Exit => 0,
+            WaitReason::Ended => 3,
+            WaitReason::Timeout => 124,
+        };
+        let reason = match r.reason {
+            WaitReason::Ended => "exit",
+            other => wait_reason(other),
+        };
+        out.value(
+            json!({"reason": reason, "match": r.matched, "line": r.line, "offset": r.offset,
+                   "exit_code": r.exit_code, "idle_ms": r.idle_ms}),
+            || match r.reason {
+                WaitReason::Match => r.line.clone().unwrap_or_default(),
+                WaitReason::Idle => format!("idle for {} ms", r.idle_ms.unwrap_or(0)),
+                WaitReason::Exit => format!("exited with code {}", r.exit_code.unwrap_or(-1)),
+                WaitReason::Ended => format!(
+                    "the session ended (exit code {}) before the condition",
+                    r.exit_code.unwrap_or(-1)
+                ),
+                WaitReason::Timeout => "timed out".into(),
+            },
+        );
+        return if status == 0 {
+            Ok(())
+        } else {
+            Err(Failure::Exit(status))
+        };
+    }
+}
+
+fn wait_reason(r: WaitReason) -> &'static str {
+    match r {
+        WaitReason::Match => "match",
+        WaitReason::Idle => "idle",
+        WaitReason::Exit | WaitReason::Ended => "exit",
+        WaitReason::Timeout => "timeout",
+    }
+}
+
+pub async fn status(
+    client: &HearthClient,
+    out: Out,
+    target: String,
+    lines: usize,
+) -> Result<(), Failure> {
+    let s = call(client.get(ctx(), target.clone())).await?;
+    let screen = call(client.screen(ctx(), target, false)).await?;
+    let mut last: Vec<&str> = screen
+        .lines()
+        .rev()
+        .filter(|l| !l.trim().is_empty())
+        .take(lines)
+        .collect();
+    last.reverse();
+    let mut v = serde_json::to_value(&s).unwrap_or_default();
+    v["lines"] = json!(last);
+    out.value(v, || {
+        let mut t = format!(
+            "{} {}  {}  {}x{}  clients {}  output {} bytes",
+            s.id,
+            s.name.as_deref().unwrap_or(""),
+            activity(&s),
+            s.cols,
+            s.rows,
+            s.clients,
+            s.output_bytes
+        );
+        if let Some(title) = &s.title {
+            t.push_str(&format!("\ntitle: {title}"));
+        }
+        if let Some(by) = &s.last_input_by {
+            t.push_str(&format!("\nlast input by {by}"));
+        }
+        if !last.is_empty() {
+            t.push_str("\n\n");
+            t.push_str(&last.join("\n"));
+        }
+        t
+    });
+    Ok(())
+}

@@ -1,0 +1,437 @@
+//! Agent control with real sessions: `send` (one unit, keys, modes, big input), `wait`
+//! (match, screen, idle, exit, timeout), `status`, and the environment a program gets.
+//! `tests/fixtures/fake-agent.sh` plays the agent.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const AGENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fake-agent.sh");
+
+/// Run the CLI with `--json`; (exit status, parsed stdout or Null).
+fn run(d: &TestDaemon, args: &[&str]) -> (i32, Value) {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = d.cli(&all);
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), v)
+}
+
+fn agent(d: &TestDaemon) -> String {
+    let s = d.session(&["--name", "agent"], &[AGENT]);
+    let id = id_of(&s);
+    let (code, _) = run(
+        d,
+        &[
+            "wait",
+            &id,
+            "--match",
+            "^agent> $",
+            "--from",
+            "0",
+            "--timeout",
+            "20s",
+        ],
+    );
+    assert_eq!(code, 0, "the agent's prompt never came");
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_then_wait_is_race_free_a_thousand_times() {
+    let d = TestDaemon::start();
+    let id = agent(&d);
+    let (client, _) = hearth_rpc::socket::connect(&d.socket).await.unwrap();
+    for i in 0..1000 {
+        let mut ctx = tarpc::context::current();
+        ctx.deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let sent = client
+            .send(
+                ctx,
+                id.clone(),
+                hearth_rpc::SendRequest {
+                    text: format!("q{i}"),
+                    enter: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let req = hearth_rpc::WaitRequest {
+            until: hearth_rpc::WaitFor::Match {
+                regex: format!("^answer: q{i}$"),
+                screen: false,
+            },
+            from: Some(sent.offset),
+            timeout_ms: 20_000,
+        };
+        let r = client.wait(ctx, id.clone(), req).await.unwrap().unwrap();
+        assert_eq!(
+            r.reason,
+            hearth_rpc::WaitReason::Match,
+            "iteration {i}: {r:?}"
+        );
+    }
+}
+
+#[test]
+fn send_and_wait_from_the_cli_with_json_and_the_audit_names_api() {
+    let d = TestDaemon::start();
+    let id = agent(&d);
+    let (code, sent) = run(&d, &["send", &id, "hello", "world"]);
+    assert_eq!(code, 0, "{sent}");
+    assert_eq!(sent["bytes"], 12);
+    let offset = sent["offset"].as_u64().unwrap().to_string();
+    let (code, w) = run(
+        &d,
+        &[
+            "wait",
+            &id,
+            "--match",
+            "answer: (\\w+ \\w+)",
+            "--from",
+            &offset,
+        ],
+    );
+    assert_eq!(code, 0, "{w}");
+    assert_eq!(w["reason"], "match");
+    assert_eq!(w["match"], "answer: hello world");
+    assert_eq!(w["line"], "answer: hello world");
+    assert!(w["offset"].as_u64().unwrap() > offset.parse::<u64>().unwrap());
+    // The trigger is text like any other over the API: it never opens a menu.
+    run(&d, &["send", &id, "a!>b"]);
+    let (code, _) = run(
+        &d,
+        &[
+            "wait",
+            &id,
+            "--match",
+            "answer: a!>b",
+            "--from",
+            &offset,
+            "--timeout",
+            "20s",
+        ],
+    );
+    assert_eq!(code, 0);
+    let (_, s) = run(&d, &["status", &id, "--lines", "3"]);
+    assert_eq!(s["last_input_by"], "api");
+    assert!(s["lines"].as_array().unwrap().len() <= 3);
+    assert!(
+        ["busy", "idle"].contains(&s["activity"].as_str().unwrap()),
+        "{s}"
+    );
+    assert!(s["output_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(
+        (s["cols"].as_u64(), s["rows"].as_u64()),
+        (Some(80), Some(24))
+    );
+    d.ok(&["kill", &id]);
+    let rec = s["recording"]
+        .as_str()
+        .unwrap()
+        .replace(".cast", ".audit.jsonl");
+    let audit = std::fs::read_to_string(rec).unwrap();
+    assert!(
+        audit.lines().any(|l| l.contains("\"client\":\"api\"")
+            && l.contains("\"uid\":")
+            && l.contains("hello world")),
+        "{audit}"
+    );
+}
+
+#[test]
+fn control_keys_reach_the_program_c_c_stops_a_sleep() {
+    let d = TestDaemon::start();
+    let (id, _) = d.shell(&[]);
+    run(&d, &["send", &id, "sleep 313; echo slept-$((1+1))"]);
+    wait_until("sleep 313 to run", DEADLINE, || {
+        let out = std::process::Command::new("pgrep")
+            .args(["-f", "^sleep 313$"])
+            .output()
+            .ok()?;
+        out.status.success().then_some(())
+    });
+    let (code, v) = run(&d, &["send", &id, "--key", "C-c"]);
+    assert_eq!(code, 0, "{v}");
+    run(&d, &["send", &id, "echo after-$((20+22))"]);
+    let (code, _) = run(
+        &d,
+        &[
+            "wait",
+            &id,
+            "--match",
+            "^after-42$",
+            "--from",
+            "0",
+            "--timeout",
+            "20s",
+        ],
+    );
+    assert_eq!(code, 0, "C-c did not stop the sleep");
+    let tail = d.cli(&["tail", &id]);
+    assert!(!String::from_utf8_lossy(&tail.stdout).contains("slept-2"));
+}
+
+#[test]
+fn arrows_follow_the_programs_cursor_key_mode() {
+    let d = TestDaemon::start();
+    let script = "printf '\\033[?1h'; stty raw -echo; echo READY; \
+                  dd bs=3 count=1 2>/dev/null | od -An -tx1; sleep 100";
+    let id = id_of(&d.session(&[], &["sh", "-c", script]));
+    let (code, _) = run(
+        &d,
+        &[
+            "wait",
+            &id,
+            "--match",
+            "READY",
+            "--from",
+            "0",
+            "--timeout",
+            "20s",
+        ],
+    );
+    assert_eq!(code, 0);
+    run(&d, &["send", &id, "--key", "up"]);
+    let (code, w) = run(
+        &d,
+        &[
+            "wait",
+            &id,
+            "--match",
+            "1b 4f 41",
+            "--from",
+            "0",
+            "--timeout",
+            "20s",
+        ],
+    );
+    assert_eq!(code, 0, "application-mode Up is ESC O A: {w}");
+}
+
+#[test]
+fn idle_never_fires_during_steady_output_and_does_when_quiet() {
+    let d = TestDaemon::start();
+    let ticker = id_of(&d.session(
+        &[],
+        &["sh", "-c", "while true; do echo tick; sleep 0.2; done"],
+    ));
+    let (code, w) = run(&d, &["wait", &ticker, "--idle", "1s", "--timeout", "3s"]);
+    assert_eq!(code, 124, "idle fired during output: {w}");
+    assert_eq!(w["reason"], "timeout");
+    let quiet = id_of(&d.session(&[], &["sh", "-c", "echo once; sleep 100"]));
+    let (code, w) = run(&d, &["wait", &quiet, "--idle", "300ms", "--timeout", "20s"]);
+    assert_eq!(code, 0, "{w}");
+    assert_eq!(w["reason"], "idle");
+    assert!(w["idle_ms"].as_u64().unwrap() >= 300);
+}
+
+#[test]
+fn timeouts_give_124_and_an_ended_session_gives_3() {
+    let d = TestDaemon::start();
+    let id = agent(&d);
+    let (code, w) = run(
+        &d,
+        &["wait", &id, "--match", "never-printed", "--timeout", "1s"],
+    );
+    assert_eq!((code, w["reason"].as_str()), (124, Some("timeout")));
+    run(&d, &["send", &id, "quit"]);
+    let (code, w) = run(
+        &d,
+        &["wait", &id, "--match", "never-printed", "--timeout", "20s"],
+    );
+    assert_eq!(code, 3, "{w}");
+    assert_eq!(
+        (w["reason"].as_str(), w["exit_code"].as_i64()),
+        (Some("exit"), Some(7))
+    );
+    let (code, w) = run(&d, &["wait", &id, "--exit", "--timeout", "20s"]);
+    assert_eq!((code, w["exit_code"].as_i64()), (0, Some(7)));
+    // Exited: send is refused plainly.
+    let msg = d.err(&["send", &id, "hello"], "invalid_state");
+    assert!(msg.contains("exited"), "{msg}");
+}
+
+#[test]
+fn screen_matches_text_drawn_by_cursor_addressing() {
+    let d = TestDaemon::start();
+    let id = agent(&d);
+    run(&d, &["send", &id, "fullscreen"]);
+    // The stream has "VIEW" before "FULL"; the screen shows "FULL VIEW".
+    let (code, w) = run(
+        &d,
+        &[
+            "wait",
+            &id,
+            "--screen",
+            "--match",
+            "FULL.VIEW",
+            "--timeout",
+            "20s",
+        ],
+    );
+    assert_eq!(code, 0, "{w}");
+    let (code, _) = run(
+        &d,
+        &[
+            "wait",
+            &id,
+            "--match",
+            "FULL.VIEW",
+            "--from",
+            "0",
+            "--timeout",
+            "1s",
+        ],
+    );
+    assert_eq!(code, 124, "the stream should not show it in that order");
+}
+
+#[test]
+fn empty_and_invalid_regexes_and_unknown_keys_are_clear_errors() {
+    let d = TestDaemon::start();
+    let (id, _) = d.shell(&[]);
+    let msg = d.err(
+        &["wait", &id, "--match", "", "--timeout", "1s"],
+        "invalid_argument",
+    );
+    assert!(msg.contains("empty"), "{msg}");
+    let msg = d.err(
+        &["wait", &id, "--match", "(", "--timeout", "1s"],
+        "invalid_argument",
+    );
+    assert!(msg.contains("invalid regex"), "{msg}");
+    let msg = d.err(&["send", &id, "--key", "hyper-x"], "invalid_argument");
+    assert!(msg.contains("unknown key"), "{msg}");
+    d.err(&["send", "nosuch", "x"], "not_found");
+}
+
+#[test]
+fn a_megabyte_from_stdin_arrives_intact() {
+    let d = TestDaemon::start();
+    let out = d.dir.path().join("received");
+    let script = format!(
+        "stty raw -echo; echo READY; head -c 1000000 > {}; echo GOT-IT; sleep 100",
+        out.display()
+    );
+    let id = id_of(&d.session(&[], &["sh", "-c", &script]));
+    let (code, _) = run(
+        &d,
+        &[
+            "wait",
+            &id,
+            "--match",
+            "READY",
+            "--from",
+            "0",
+            "--timeout",
+            "20s",
+        ],
+    );
+    assert_eq!(code, 0);
+    let mut x: u32 = 7;
+    let text: String = (0..1_000_000)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            if i % 100 == 99 {
+                '\n'
+            } else {
+                (b'!' + (x % 90) as u8) as char
+            }
+        })
+        .collect();
+    let mut child = d
+        .command(&["--json", "send", &id, "--stdin", "--no-enter"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let (code, _) = run(
+        &d,
+        &[
+            "wait",
+            &id,
+            "--match",
+            "GOT-IT",
+            "--from",
+            "0",
+            "--timeout",
+            "30s",
+        ],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        std::fs::read(&out).unwrap() == text.as_bytes(),
+        "the input was altered"
+    );
+}
+
+#[test]
+fn programs_know_their_session_and_if_absent_returns_the_running_one() {
+    let d = TestDaemon::start();
+    let script = "echo \"id=$HEARTH_SESSION sock=$HEARTH_SOCKET\"; sleep 100";
+    let s = d.session(&["--name", "self"], &["sh", "-c", script]);
+    let id = id_of(&s);
+    let expect = format!("id={id} sock={}", d.socket.display());
+    let (code, w) = run(
+        &d,
+        &[
+            "wait",
+            &id,
+            "--match",
+            &regex_escape(&expect),
+            "--from",
+            "0",
+            "--timeout",
+            "20s",
+        ],
+    );
+    assert_eq!(code, 0, "{w}");
+    let again = d.session(&["--name", "self", "--if-absent"], &["sh", "-c", script]);
+    assert_eq!(id_of(&again), id);
+    assert_eq!(d.ok(&["ps"]).as_array().unwrap().len(), 1);
+    let ps = d.ok(&["ps"]);
+    for field in [
+        "activity",
+        "idle_ms",
+        "title",
+        "cols",
+        "rows",
+        "output_bytes",
+        "bell_count",
+        "last_output_at",
+    ] {
+        assert!(ps[0].get(field).is_some(), "ps --json lacks {field}");
+    }
+    let human = d.cli(&["ps"]);
+    assert!(String::from_utf8_lossy(&human.stdout).contains("ACTIVITY"));
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == ' ' || c == '=' {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
+        .collect()
+}
