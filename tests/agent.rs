@@ -435,3 +435,46 @@ fn regex_escape(s: &str) -> String {
         })
         .collect()
 }
+
+#[test]
+fn restart_starts_the_same_command_name_and_port_after_an_exit_or_a_kill() {
+    let d = TestDaemon::start();
+    let s = d.session(
+        &["--name", "job", "--env", "WHO=me"],
+        &["sh", "-c", "echo run-$WHO; exit 4"],
+    );
+    let (id, port) = (id_of(&s), port_of(&s));
+    let (code, _) = run(&d, &["wait", &id, "--exit", "--timeout", "20s"]);
+    assert_eq!(code, 0);
+    let again = d.ok(&["restart", "job"]);
+    assert_ne!(id_of(&again), id);
+    assert_eq!(
+        (again["name"].as_str(), port_of(&again)),
+        (Some("job"), port)
+    );
+    let (code, w) = run(
+        &d,
+        &[
+            "wait",
+            "job",
+            "--match",
+            "run-me",
+            "--from",
+            "0",
+            "--timeout",
+            "20s",
+        ],
+    );
+    assert_eq!(code, 0, "{w}");
+    // Killed: still known to restart, by name.
+    let (code, _) = run(&d, &["wait", "job", "--exit", "--timeout", "20s"]);
+    assert_eq!(code, 0);
+    d.ok(&["kill", "job"]);
+    let third = d.ok(&["restart", "job"]);
+    assert_eq!(port_of(&third), port);
+    // A running session is not restarted behind its users' backs.
+    let (live, _) = d.shell(&[]);
+    let msg = d.err(&["restart", &live], "invalid_state");
+    assert!(msg.contains("still running"), "{msg}");
+    d.err(&["restart", "never-was"], "not_found");
+}

@@ -63,6 +63,9 @@ pub trait Hearth {
         max: u32,
         wait_ms: u32,
     ) -> Result<OutputChunk, ApiError>;
+    /// Start again what a session ran (same command, cwd, env, name, port), once it has
+    /// exited or was killed.
+    async fn restart(target: String) -> Result<SessionInfo, ApiError>;
     /// Type into a session's program as one unit (never interleaved with a typist).
     async fn send(target: String, request: SendRequest) -> Result<SendReply, ApiError>;
     /// Wait, in the daemon, for a match, idleness or the exit: at most

@@ -96,6 +96,8 @@ pub enum Command {
         #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
         text: Vec<String>,
     },
+    /// Start a session again (same command, cwd, env, name, port) after it exited or was killed
+    Restart { target: String },
     /// Type into a session's program: TEXT, then Enter, then each --key; as one unit
     Send(agent::SendArgs),
     /// Wait for output matching a regex, for idleness, or for the exit
@@ -387,6 +389,10 @@ async fn run_client(
             since,
         } => dvr::logs(client, out, target, follow, since).await?,
         Command::Screen { target, ansi } => dvr::screen(client, out, target, ansi).await?,
+        Command::Restart { target } => {
+            let s = call(client.restart(ctx(), target)).await?;
+            out.session_started(&s);
+        }
         Command::Send(args) => agent::send(client, out, args).await?,
         Command::Wait(args) => agent::wait(client, out, args).await?,
         Command::Status { target, lines } => agent::status(client, out, target, lines).await?,

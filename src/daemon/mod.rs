@@ -27,6 +27,9 @@ use crate::session::{Limits, Session};
 use crate::ssh;
 use registry::{Hosted, Registry};
 
+/// Removed sessions whose request `restart` remembers.
+const REMEMBER_ENDED: usize = 64;
+
 /// Calls one control connection may have in flight at once.
 const MAX_REQUESTS_PER_CONNECTION: usize = 64;
 
@@ -129,6 +132,8 @@ pub struct Daemon {
     cancel: CancellationToken,
     tracker: TaskTracker,
     guard: Arc<ssh::preauth::PreAuth>,
+    /// What started the last sessions removed (by `kill`), for `restart`: (id, request).
+    ended: parking_lot::Mutex<std::collections::VecDeque<(String, CreateRequest)>>,
 }
 
 impl Daemon {
@@ -147,6 +152,7 @@ impl Daemon {
             started_at: SystemTime::now(),
             cancel: shutdown.clone(),
             tracker: TaskTracker::new(),
+            ended: parking_lot::Mutex::new(std::collections::VecDeque::new()),
             guard: Arc::new(ssh::preauth::PreAuth::new(
                 config.max_unauthenticated,
                 config.max_unauthenticated_per_source,
@@ -232,6 +238,41 @@ impl Daemon {
         }
     }
 
+    /// Start again what a session ran (command, cwd, env, name, port, options): an exited
+    /// session is removed first; a running one is refused; a removed one is found among
+    /// the last 64 killed.
+    pub async fn restart(self: &Arc<Self>, target: &str) -> Result<SessionInfo, ApiError> {
+        let req = match self.registry.resolve(target) {
+            Ok(h) => {
+                if h.session.exit_code().is_none() {
+                    return Err(ApiError::state(format!(
+                        "session {} is still running: `hearth kill` it first, or wait for it to exit",
+                        h.session.id
+                    )));
+                }
+                let req = h.request.clone();
+                self.kill(std::slice::from_ref(&h.session.id), false)
+                    .await?;
+                req
+            }
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                let ended = self.ended.lock();
+                ended
+                    .iter()
+                    .rev()
+                    .find(|(id, req)| {
+                        id == target
+                            || req.name.as_deref() == Some(target)
+                            || id.starts_with(target)
+                    })
+                    .map(|(_, req)| req.clone())
+                    .ok_or(e)?
+            }
+            Err(e) => return Err(e),
+        };
+        self.create(req).await
+    }
+
     pub async fn create(self: &Arc<Self>, req: CreateRequest) -> Result<SessionInfo, ApiError> {
         if self.cancel.is_cancelled() {
             return Err(ApiError::state("the daemon is shutting down"));
@@ -303,6 +344,10 @@ impl Daemon {
             port,
             shared,
             listener: parking_lot::Mutex::new(Some(listener)),
+            request: CreateRequest {
+                port: Some(port),
+                ..req
+            },
         });
         self.registry.insert(Arc::clone(&hosted));
         self.close_on_exit(&hosted);
@@ -405,8 +450,13 @@ impl Daemon {
         };
         let grace = self.config.kill_grace;
         let ended = futures::future::join_all(victims.iter().map(|h| end_session(h, grace))).await;
+        let mut remembered = self.ended.lock();
         for h in &victims {
             self.registry.remove(&h.session.id);
+            remembered.push_back((h.session.id.clone(), h.request.clone()));
+            if remembered.len() > REMEMBER_ENDED {
+                remembered.pop_front();
+            }
         }
         Ok(ended)
     }

@@ -21,6 +21,8 @@ pub struct Hosted {
     pub shared: Arc<ssh::SessionServer>,
     /// `Some` while `up`.
     pub listener: Mutex<Option<ssh::Listener>>,
+    /// What started it (with the port it got), for `restart`.
+    pub request: hearth_rpc::CreateRequest,
 }
 
 impl Hosted {

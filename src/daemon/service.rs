@@ -254,6 +254,11 @@ impl Hearth for Control {
         })
     }
 
+    async fn restart(self, _: Context, target: String) -> Result<SessionInfo, ApiError> {
+        self.check()?;
+        self.daemon.restart(&target).await
+    }
+
     async fn send(
         self,
         _: Context,
