@@ -463,8 +463,9 @@ fn in_cidr(addr: IpAddr, net: IpAddr, len: u8) -> bool {
     }
 }
 
-/// `*` matches any run, `?` one character (iterative, no recursion blow-up).
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
+/// `*` matches any run, `?` one character (iterative, no recursion blow-up). Also used
+/// for session globs in hooks and triggers.
+pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {

@@ -66,6 +66,15 @@ pub trait Hearth {
     /// Start again what a session ran (same command, cwd, env, name, port), once it has
     /// exited or was killed.
     async fn restart(target: String) -> Result<SessionInfo, ApiError>;
+    /// Events from sequence number `since` (default: only new ones), for one session or all:
+    /// a long poll that waits up to `wait_ms` (at most 30 000) when there are none. A caller
+    /// that fell behind the ring gets a `skipped` event first.
+    async fn events(
+        since: Option<u64>,
+        session: Option<String>,
+        max: u32,
+        wait_ms: u32,
+    ) -> Result<EventBatch, ApiError>;
     /// Type into a session's program as one unit (never interleaved with a typist).
     async fn send(target: String, request: SendRequest) -> Result<SendReply, ApiError>;
     /// Wait, in the daemon, for a match, idleness or the exit: at most

@@ -204,6 +204,12 @@ pub struct CreateRequest {
     pub no_record: bool,
     /// Let viewers rewind the session's history (default: current screen only).
     pub viewer_history: bool,
+    /// Output triggers for this session: (name, regex).
+    #[serde(default)]
+    pub triggers: Vec<(String, String)>,
+    /// What a trigger types when it matches: (name, text).
+    #[serde(default)]
+    pub trigger_sends: Vec<(String, String)>,
 }
 
 /// Who may join a session.
@@ -308,4 +314,113 @@ pub struct OutputChunk {
     /// `data` comes back empty).
     pub exited: bool,
     pub exit_code: Option<i32>,
+}
+
+/// One event: `seq` strictly increases across the daemon; `kind` and its fields are
+/// flattened into the same object (`{"seq": 7, "kind": "joined", "client": "alice-1", ...}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// The session's id.
+    pub session: String,
+    pub name: Option<String>,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    Created,
+    Exited {
+        exit_code: i32,
+    },
+    Up,
+    Down,
+    Locked {
+        by: String,
+    },
+    Unlocked {
+        by: String,
+    },
+    Joined {
+        client: String,
+        role: PeerRole,
+        addr: String,
+    },
+    Left {
+        client: String,
+    },
+    Kicked {
+        client: String,
+        by: String,
+    },
+    Role {
+        client: String,
+        role: PeerRole,
+        by: String,
+    },
+    Busy,
+    Idle {
+        idle_ms: u64,
+    },
+    Title {
+        title: String,
+    },
+    Bell,
+    Match {
+        trigger: String,
+        text: String,
+    },
+    Message {
+        by: String,
+    },
+    RecordingError {
+        error: String,
+    },
+    /// A client typed (at most one per client per second).
+    Input {
+        client: String,
+    },
+    /// This reader fell behind the daemon's ring: `count` events are gone.
+    Skipped {
+        count: u64,
+    },
+}
+
+impl EventKind {
+    /// The kind's name, as in JSON and hook filters.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::Created => "created",
+            EventKind::Exited { .. } => "exited",
+            EventKind::Up => "up",
+            EventKind::Down => "down",
+            EventKind::Locked { .. } => "locked",
+            EventKind::Unlocked { .. } => "unlocked",
+            EventKind::Joined { .. } => "joined",
+            EventKind::Left { .. } => "left",
+            EventKind::Kicked { .. } => "kicked",
+            EventKind::Role { .. } => "role",
+            EventKind::Busy => "busy",
+            EventKind::Idle { .. } => "idle",
+            EventKind::Title { .. } => "title",
+            EventKind::Bell => "bell",
+            EventKind::Match { .. } => "match",
+            EventKind::Message { .. } => "message",
+            EventKind::RecordingError { .. } => "recording_error",
+            EventKind::Input { .. } => "input",
+            EventKind::Skipped { .. } => "skipped",
+        }
+    }
+}
+
+/// A batch of events and the sequence number to continue from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventBatch {
+    pub events: Vec<Event>,
+    pub next: u64,
 }

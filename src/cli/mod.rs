@@ -8,6 +8,7 @@
 mod agent;
 mod connect;
 mod dvr;
+mod events;
 mod output;
 
 use std::path::PathBuf;
@@ -96,6 +97,17 @@ pub enum Command {
         #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
         text: Vec<String>,
     },
+    /// What happened, one event per line: created, joined, busy, idle, match, exited...
+    Events {
+        /// Only this session's events
+        target: Option<String>,
+        /// Keep printing new events as they happen
+        #[arg(long, short)]
+        follow: bool,
+        /// From this sequence number on (as printed in `seq`)
+        #[arg(long, value_name = "SEQ")]
+        since: Option<u64>,
+    },
     /// Start a session again (same command, cwd, env, name, port) after it exited or was killed
     Restart { target: String },
     /// Type into a session's program: TEXT, then Enter, then each --key; as one unit
@@ -171,6 +183,12 @@ pub struct ServerArgs {
     /// Extra environment, K=V (repeatable; the value may contain commas and '=')
     #[arg(long = "env", short = 'e', value_name = "K=V", value_parser = parse_env)]
     env: Vec<(String, String)>,
+    /// An output trigger: NAME=REGEX (a `match` event when the program prints it)
+    #[arg(long = "trigger", value_name = "NAME=REGEX", value_parser = parse_env)]
+    triggers: Vec<(String, String)>,
+    /// What trigger NAME types when it matches: NAME=TEXT (no Enter is added)
+    #[arg(long = "trigger-send", value_name = "NAME=TEXT", value_parser = parse_env)]
+    trigger_sends: Vec<(String, String)>,
     /// A directory prepended to PATH (to shadow commands)
     #[arg(long, value_name = "DIR")]
     shadow_dir: Option<PathBuf>,
@@ -389,6 +407,11 @@ async fn run_client(
             since,
         } => dvr::logs(client, out, target, follow, since).await?,
         Command::Screen { target, ansi } => dvr::screen(client, out, target, ansi).await?,
+        Command::Events {
+            target,
+            follow,
+            since,
+        } => events::events(client, out, target, follow, since).await?,
         Command::Restart { target } => {
             let s = call(client.restart(ctx(), target)).await?;
             out.session_started(&s);
@@ -462,6 +485,8 @@ fn server_request(args: ServerArgs) -> Result<CreateRequest, Failure> {
         no_menu: args.no_menu,
         no_record: args.no_record,
         viewer_history: args.viewer_history,
+        triggers: args.triggers,
+        trigger_sends: args.trigger_sends,
     })
 }
 

@@ -47,6 +47,95 @@ struct File {
     limits: LimitsSection,
     #[serde(default)]
     log: LogSection,
+    #[serde(default)]
+    events: EventsSection,
+    #[serde(default)]
+    hooks: Vec<Hook>,
+    #[serde(default)]
+    triggers: Vec<TriggerSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsSection {
+    ring: Option<usize>,
+}
+
+/// A command run on events (`[[hooks]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hook {
+    /// Event kinds (`exited`, `match`, ...); empty: every kind.
+    #[serde(default)]
+    pub on: Vec<String>,
+    /// A glob on the session's name or id (`*`, `?`).
+    pub session: Option<String>,
+    /// Run with `sh -c`.
+    pub run: String,
+    /// Default 10 s, then SIGKILL.
+    #[serde(default, with = "humantime_serde_opt")]
+    pub timeout: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriggerSection {
+    name: String,
+    #[serde(rename = "match")]
+    pattern: String,
+    session: Option<String>,
+    send: Option<String>,
+    cooldown: Option<String>,
+    hold_while_typing: Option<String>,
+}
+
+mod humantime_serde_opt {
+    use serde::Deserialize;
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<std::time::Duration>, D::Error> {
+        let s: Option<String> = Option::deserialize(d)?;
+        s.map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+/// `[events] ring`, `[[hooks]]` and `[[triggers]]`, checked.
+pub fn load_events(
+    path: &Path,
+) -> anyhow::Result<(
+    Option<usize>,
+    Vec<Hook>,
+    Vec<crate::session::trigger::Trigger>,
+)> {
+    let file = read(path)?;
+    if let Some(n) = file.events.ring
+        && !(1..=1_000_000).contains(&n)
+    {
+        anyhow::bail!("{}: events.ring = {n}: use 1 to 1000000", path.display());
+    }
+    let mut triggers = Vec::new();
+    for t in file.triggers {
+        let parse = |v: Option<String>, default: u64| -> anyhow::Result<std::time::Duration> {
+            v.map_or(Ok(std::time::Duration::from_secs(default)), |s| {
+                humantime::parse_duration(&s)
+                    .with_context(|| format!("{}: trigger {}: '{s}'", path.display(), t.name))
+            })
+        };
+        let mut trigger = crate::session::trigger::Trigger::new(&t.name, &t.pattern)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        trigger.session = t.session.clone();
+        trigger.send = t.send.clone();
+        trigger.cooldown = parse(t.cooldown.clone(), 10)?;
+        trigger.hold_while_typing = parse(t.hold_while_typing.clone(), 5)?;
+        triggers.push(trigger);
+    }
+    for (i, h) in file.hooks.iter().enumerate() {
+        if h.run.trim().is_empty() {
+            anyhow::bail!("{}: hooks[{i}].run is empty", path.display());
+        }
+    }
+    Ok((file.events.ring, file.hooks, triggers))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,7 +7,9 @@
 //! API and the session/SSH layers; it must not do terminal work itself.
 
 pub mod config_file;
+pub mod events;
 pub mod frames;
+pub mod hooks;
 pub mod plan;
 pub mod registry;
 pub mod service;
@@ -53,6 +55,12 @@ pub struct Config {
     pub host_key: PathBuf,
     /// Where sessions record (`None`: no recording).
     pub record: Option<crate::session::record::RecordConfig>,
+    /// Events kept in the daemon-wide ring.
+    pub event_ring: usize,
+    /// `[[hooks]]`: commands run on events.
+    pub hooks: Vec<config_file::Hook>,
+    /// `[[triggers]]`: output triggers for the sessions they name.
+    pub triggers: Vec<crate::session::trigger::Trigger>,
     /// Default pause-menu trigger and window (`None`: sessions start without a menu).
     pub menu: Option<crate::menu::MenuConfig>,
 }
@@ -65,6 +73,9 @@ impl Default for Config {
             max_sessions: 100,
             max_unauthenticated: 64,
             max_unauthenticated_per_source: 10,
+            event_ring: events::DEFAULT_CAPACITY,
+            hooks: Vec::new(),
+            triggers: Vec::new(),
             login_grace: Duration::from_secs(30),
             home: crate::paths::home_dir(),
             shell: std::env::var("SHELL")
@@ -117,6 +128,12 @@ pub async fn main(socket: PathBuf, kill_grace: f64, login_grace: u64) -> anyhow:
         ..Default::default()
     };
     config_file::apply_limits(&crate::paths::config_file(), &mut config)?;
+    let (ring, hooks, triggers) = config_file::load_events(&crate::paths::config_file())?;
+    if let Some(n) = ring {
+        config.event_ring = n;
+    }
+    config.hooks = hooks;
+    config.triggers = triggers;
     let result = Daemon::run(control, config, shutdown.clone()).await;
     shutdown.cancel();
     let _ = signals.await;
@@ -132,6 +149,8 @@ pub struct Daemon {
     cancel: CancellationToken,
     tracker: TaskTracker,
     guard: Arc<ssh::preauth::PreAuth>,
+    /// The daemon-wide event ring.
+    pub events: Arc<events::EventRing>,
     /// What started the last sessions removed (by `kill`), for `restart`: (id, request).
     ended: parking_lot::Mutex<std::collections::VecDeque<(String, CreateRequest)>>,
 }
@@ -153,6 +172,7 @@ impl Daemon {
             cancel: shutdown.clone(),
             tracker: TaskTracker::new(),
             ended: parking_lot::Mutex::new(std::collections::VecDeque::new()),
+            events: Arc::new(events::EventRing::new(config.event_ring)),
             guard: Arc::new(ssh::preauth::PreAuth::new(
                 config.max_unauthenticated,
                 config.max_unauthenticated_per_source,
@@ -161,6 +181,14 @@ impl Daemon {
         });
         // SAFETY: getuid has no preconditions.
         let uid = unsafe { libc::getuid() };
+        if !daemon.config.hooks.is_empty() {
+            daemon.tracker.spawn(hooks::run(
+                Arc::new(daemon.config.hooks.clone()),
+                Arc::clone(&daemon.events),
+                daemon.tracker.clone(),
+                shutdown.clone(),
+            ));
+        }
         tracing::info!(socket = %daemon.socket.display(), pid = std::process::id(), "daemon ready");
         loop {
             let stream = tokio::select! {
@@ -286,7 +314,7 @@ impl Daemon {
                 ),
             ));
         }
-        let plan = plan::plan(&req, &self.config)?;
+        let mut plan = plan::plan(&req, &self.config)?;
         if let Some(name) = &plan.name
             && self.registry.name_taken(name)
         {
@@ -321,6 +349,7 @@ impl Daemon {
         spec.session_id = Some(id.clone());
         spec.socket = Some(self.socket.clone());
         let open = plan.open;
+        let session_triggers = std::mem::take(&mut plan.triggers);
         // fork/exec and the recording's files: blocking work, off the runtime.
         let session = tokio::task::spawn_blocking(move || {
             Session::start(sid, name, spec, limits, record.as_ref().map(|r| (r, &keep)))
@@ -351,12 +380,55 @@ impl Daemon {
         });
         self.registry.insert(Arc::clone(&hosted));
         self.close_on_exit(&hosted);
+        self.watch_events(&hosted);
+        let mut triggers: Vec<_> = self
+            .config
+            .triggers
+            .iter()
+            .filter(|t| t.applies_to(&hosted.session.id, hosted.session.name.as_deref()))
+            .cloned()
+            .collect();
+        triggers.extend(session_triggers);
+        if !triggers.is_empty() {
+            self.tracker.spawn(crate::session::trigger::run(
+                Arc::clone(&hosted.session),
+                triggers,
+                self.cancel.clone(),
+            ));
+        }
         let info = hosted.info();
         tracing::info!(session = %info.id, port, command = ?info.command, "session started");
         if open.is_some() {
             tracing::warn!(session = %info.id, port, access = %info.access, "OPEN session: any client that reaches the port joins, without a key");
         }
         Ok(info)
+    }
+
+    fn publish(&self, h: &Hosted, kind: hearth_rpc::EventKind) {
+        self.events
+            .publish(&h.session.id, h.session.name.as_deref(), kind);
+    }
+
+    /// The session's events go to the ring: `created` now, what the session reports as it
+    /// happens, and `busy`/`idle`/`recording_error` derived here from its activity.
+    fn watch_events(&self, hosted: &Arc<Hosted>) {
+        let session = &hosted.session;
+        let (ring, id, name) = (
+            Arc::clone(&self.events),
+            session.id.clone(),
+            session.name.clone(),
+        );
+        session.set_event_sink(Box::new(move |e| {
+            ring.publish(&id, name.as_deref(), events::from_session(e));
+        }));
+        self.publish(hosted, hearth_rpc::EventKind::Created);
+        let (watched, ring, stop) = (
+            Arc::clone(hosted),
+            Arc::clone(&self.events),
+            self.cancel.clone(),
+        );
+        self.tracker
+            .spawn(events::watch_activity(watched.session.clone(), ring, stop));
     }
 
     /// An exited session accepts no joins: free its port once the program ends.
@@ -419,12 +491,14 @@ impl Daemon {
             *slot = Some(listener);
         }
         drop(slot);
+        self.publish(&hosted, hearth_rpc::EventKind::Up);
         Ok(hosted.info())
     }
 
     pub fn down(&self, target: &str, kick: bool) -> Result<SessionInfo, ApiError> {
         let hosted = self.registry.resolve(target)?;
         hosted.close_listener();
+        self.publish(&hosted, hearth_rpc::EventKind::Down);
         if kick {
             hosted.session.kick_all(service::BY_CLI);
         }

@@ -32,6 +32,8 @@ pub struct Plan {
     pub menu: Option<MenuConfig>,
     pub record: Option<RecordConfig>,
     pub viewer_history: bool,
+    /// This session's own triggers (`server --trigger`).
+    pub triggers: Vec<crate::session::trigger::Trigger>,
 }
 
 /// Check `req` against `config`. The command defaults to the caller's shell, then
@@ -88,7 +90,31 @@ pub fn plan(req: &CreateRequest, config: &Config) -> Result<Plan, ApiError> {
         menu: menu_config(req, &config.menu)?,
         record: config.record.clone().filter(|_| !req.no_record),
         viewer_history: req.viewer_history,
+        triggers: triggers(req)?,
     })
+}
+
+/// `--trigger NAME=REGEX` and `--trigger-send NAME=TEXT`.
+fn triggers(req: &CreateRequest) -> Result<Vec<crate::session::trigger::Trigger>, ApiError> {
+    let mut out: Vec<crate::session::trigger::Trigger> = Vec::new();
+    for (name, pattern) in &req.triggers {
+        if out.iter().any(|t| &t.name == name) {
+            return Err(ApiError::invalid(format!(
+                "--trigger: '{name}' given twice"
+            )));
+        }
+        out.push(
+            crate::session::trigger::Trigger::new(name, pattern)
+                .map_err(|e| ApiError::invalid(format!("--trigger: {e}")))?,
+        );
+    }
+    for (name, text) in &req.trigger_sends {
+        let t = out.iter_mut().find(|t| &t.name == name).ok_or_else(|| {
+            ApiError::invalid(format!("--trigger-send: no --trigger named '{name}'"))
+        })?;
+        t.send = Some(text.clone());
+    }
+    Ok(out)
 }
 
 /// The session's menu settings: the request's, else the daemon's defaults.

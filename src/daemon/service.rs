@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hearth_rpc::{
-    ApiError, CreateRequest, DaemonInfo, ErrorKind, Grant, Hearth, OutputChunk, PROTOCOL_VERSION,
-    PeerInfo, PeerRole, ReadFrom, SendReply, SendRequest, SessionInfo, VERSION, WaitFor,
-    WaitReason, WaitReply, WaitRequest,
+    ApiError, CreateRequest, DaemonInfo, ErrorKind, EventBatch, Grant, Hearth, OutputChunk,
+    PROTOCOL_VERSION, PeerInfo, PeerRole, ReadFrom, SendReply, SendRequest, SessionInfo, VERSION,
+    WaitFor, WaitReason, WaitReply, WaitRequest,
 };
 use tarpc::context::Context;
 
@@ -252,6 +252,45 @@ impl Hearth for Control {
             exited: exit_code.is_some(),
             exit_code,
         })
+    }
+
+    async fn events(
+        self,
+        _: Context,
+        since: Option<u64>,
+        session: Option<String>,
+        max: u32,
+        wait_ms: u32,
+    ) -> Result<EventBatch, ApiError> {
+        self.check()?;
+        // A session that has ended is matched by its id or name as the events recorded it.
+        let wanted: Option<String> = match &session {
+            None => None,
+            Some(t) => Some(match self.daemon.registry.resolve(t) {
+                Ok(h) => h.session.id.clone(),
+                Err(_) => t.clone(),
+            }),
+        };
+        let keep = |e: &hearth_rpc::Event| {
+            wanted
+                .as_deref()
+                .is_none_or(|w| e.session == w || e.name.as_deref() == Some(w))
+        };
+        let ring = &self.daemon.events;
+        let since = since.unwrap_or_else(|| ring.next_seq());
+        let max = (max as usize).clamp(1, 10_000);
+        let wait = Duration::from_millis(u64::from(wait_ms.min(30_000)));
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut from = since;
+        loop {
+            let (events, next) = ring.read(from, max, keep);
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !events.is_empty() || left.is_zero() {
+                return Ok(EventBatch { events, next });
+            }
+            from = next;
+            ring.wait_for(next, left).await;
+        }
     }
 
     async fn restart(self, _: Context, target: String) -> Result<SessionInfo, ApiError> {

@@ -19,6 +19,8 @@ pub struct Activity {
     last_output: AtomicU64,
     last_input: AtomicU64,
     last_input_by: Mutex<Option<String>>,
+    /// The last input by a client (not the API).
+    last_client_input: AtomicU64,
 }
 
 /// A snapshot for `status` and `ps`.
@@ -41,6 +43,7 @@ impl Default for Activity {
             last_output: AtomicU64::new(NEVER),
             last_input: AtomicU64::new(NEVER),
             last_input_by: Mutex::new(None),
+            last_client_input: AtomicU64::new(NEVER),
         }
     }
 }
@@ -56,10 +59,20 @@ impl Activity {
 
     pub fn input(&self, by: &str) {
         self.last_input.store(self.now_ms(), Ordering::Relaxed);
+        if by != "api" {
+            self.last_client_input
+                .store(self.now_ms(), Ordering::Relaxed);
+        }
         let mut last = self.last_input_by.lock();
         if last.as_deref() != Some(by) {
             *last = Some(by.to_string());
         }
+    }
+
+    /// Time since a client (not the API) last typed, if one ever did.
+    pub fn since_client_input(&self) -> Option<Duration> {
+        let last = self.last_client_input.load(Ordering::Relaxed);
+        (last != NEVER).then(|| Duration::from_millis(self.now_ms().saturating_sub(last)))
     }
 
     /// Time since the last output (since the start when there was none).

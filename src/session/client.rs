@@ -90,6 +90,8 @@ pub struct Stats {
     pub bytes_out: AtomicU64,
     /// Milliseconds since the session's epoch of the last input (0 = joined, never typed).
     pub(super) last_input_ms: AtomicU64,
+    /// ... and of the last `input` event (at most one a second per client).
+    pub(super) last_input_event_ms: AtomicU64,
 }
 
 /// A one-line message from one client to the others (never written to the PTY).
@@ -225,6 +227,17 @@ impl Attachment {
             .bytes_in
             .fetch_add(data.len() as u64, Ordering::Relaxed);
         self.session.activity.input(&self.name);
+        self.session.remember_typed(&data);
+        let now_ms = self.session.epoch.elapsed().as_millis() as u64;
+        let last_event = self.stats.last_input_event_ms.load(Ordering::Relaxed);
+        if last_event == 0 || now_ms.saturating_sub(last_event) >= 1000 {
+            self.stats
+                .last_input_event_ms
+                .store(now_ms.max(1), Ordering::Relaxed);
+            self.session.emit(super::SessionEvent::Input {
+                client: self.name.clone(),
+            });
+        }
         self.stats.last_input_ms.store(
             self.session.epoch.elapsed().as_millis() as u64,
             Ordering::Relaxed,

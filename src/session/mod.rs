@@ -21,6 +21,7 @@ pub mod reader;
 pub mod record;
 pub mod screen;
 pub mod size;
+pub mod trigger;
 pub mod wait;
 
 pub use client::{Attachment, ClientSpec, Notice, Peer, Role, Stats};
@@ -68,6 +69,8 @@ struct Output {
     filter: QueryFilter,
     screen: Screen,
     log: log::OutputLog,
+    /// The title and bells last reported as events.
+    seen: screen::Signals,
 }
 
 /// Why a client could not attach.
@@ -80,6 +83,51 @@ pub enum AttachError {
     #[error("the session is locked by its owner: no new joins")]
     Locked,
 }
+
+/// What a session reports as it happens (the daemon turns these into its events). The
+/// sink never blocks: it only appends to a bounded ring.
+#[derive(Debug, Clone)]
+pub enum SessionEvent {
+    Exited(i32),
+    Joined {
+        client: String,
+        role: Role,
+        addr: String,
+    },
+    Left {
+        client: String,
+    },
+    Kicked {
+        client: String,
+        by: String,
+    },
+    Role {
+        client: String,
+        role: Role,
+        by: String,
+    },
+    Lock {
+        locked: bool,
+        by: String,
+    },
+    Title(String),
+    Bell,
+    Message {
+        by: String,
+    },
+    /// A client typed (at most once per client per second).
+    Input {
+        client: String,
+    },
+    /// A trigger matched the program's output.
+    Match {
+        trigger: String,
+        text: String,
+    },
+}
+
+/// Where a session's events go.
+pub type EventSink = Box<dyn Fn(SessionEvent) + Send + Sync>;
 
 /// Why input from the control API was refused.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +196,10 @@ pub struct Session {
     /// The client that typed last: its writer is woken before everyone else's, so the
     /// typist's echo does not queue behind N viewers' sends.
     typist: Mutex<Option<Typist>>,
+    /// Set once by the daemon after start.
+    events: std::sync::OnceLock<EventSink>,
+    /// What clients typed lately (bounded), so triggers can tell an echo from output.
+    recent_typed: Mutex<std::collections::VecDeque<(std::time::Instant, Bytes)>>,
 }
 
 impl Session {
@@ -199,6 +251,7 @@ impl Session {
                 filter: QueryFilter::default(),
                 screen: Screen::new(rows, cols),
                 log: log::OutputLog::new(limits.log_bytes),
+                seen: screen::Signals::default(),
             }),
             limits,
             output_end: watch::channel(0).0,
@@ -218,6 +271,8 @@ impl Session {
             recorder,
             record_error,
             typist: Mutex::new(None),
+            events: std::sync::OnceLock::new(),
+            recent_typed: Mutex::new(std::collections::VecDeque::new()),
             spec,
         });
         if let Err(e) = pty::start_threads(&session, reader, writer, input_rx) {
@@ -227,10 +282,57 @@ impl Session {
         Ok(session)
     }
 
+    /// Where this session's events go (once; later calls are ignored).
+    pub fn set_event_sink(&self, sink: EventSink) {
+        let _ = self.events.set(sink);
+    }
+
+    /// Remember what a client typed (the last 4 KiB), for [`Session::typed_recently`].
+    fn remember_typed(&self, data: &Bytes) {
+        let mut recent = self.recent_typed.lock();
+        recent.push_back((
+            std::time::Instant::now(),
+            data.slice(..data.len().min(4096)),
+        ));
+        let mut total: usize = recent.iter().map(|(_, b)| b.len()).sum();
+        while total > 4096 {
+            match recent.pop_front() {
+                Some((_, b)) => total -= b.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// Whether `text` is among what clients typed within `window` (the terminal's echo of
+    /// typed keys shows up as output; triggers must not take it for the program's).
+    pub fn typed_recently(&self, text: &str, window: Duration) -> bool {
+        let recent = self.recent_typed.lock();
+        let typed: Vec<u8> = recent
+            .iter()
+            .filter(|(at, _)| at.elapsed() < window)
+            .flat_map(|(_, b)| b.iter().copied())
+            .collect();
+        !text.is_empty() && String::from_utf8_lossy(&typed).contains(text)
+    }
+
+    /// A marker in the recording (an "m" event in the cast).
+    pub fn mark(&self, text: &str) {
+        if let Some(r) = &self.recorder {
+            r.marker(std::time::Instant::now(), text);
+        }
+    }
+
+    pub(crate) fn emit(&self, e: SessionEvent) {
+        if let Some(sink) = self.events.get() {
+            sink(e);
+        }
+    }
+
     /// Called by the PTY reader thread with every read.
     fn on_output(&self, bytes: &[u8]) {
         let mut replies = Vec::new();
         let mut asks = Vec::new();
+        let mut signals = None;
         let end = {
             let mut out = self.output.lock();
             let out = &mut *out;
@@ -253,8 +355,23 @@ impl Session {
                     Piece::Ask(query) => asks.push(query),
                 }
             }
+            let s = out.screen.signals();
+            if s.title != out.seen.title || s.bells != out.seen.bells {
+                let seen = std::mem::replace(&mut out.seen, s.clone());
+                signals = Some((seen, out.seen.clone()));
+            }
             out.log.end()
         };
+        if let Some((before, now)) = signals {
+            if now.title != before.title
+                && let Some(t) = now.title
+            {
+                self.emit(SessionEvent::Title(t));
+            }
+            if now.bells > before.bells {
+                self.emit(SessionEvent::Bell);
+            }
+        }
         self.activity.output();
         if let Some(typist) = &*self.typist.lock() {
             typist.wake.notify_one();
@@ -314,6 +431,7 @@ impl Session {
             r.finish();
         }
         self.exit.send_replace(Some(code));
+        self.emit(SessionEvent::Exited(code));
     }
 
     pub fn exit_code(&self) -> Option<i32> {
@@ -496,6 +614,11 @@ impl Session {
                     addr: e.spec.address.clone(),
                     fingerprint: e.spec.key_fingerprint.clone(),
                 });
+                self.emit(SessionEvent::Joined {
+                    client: name.clone(),
+                    role: e.spec.role,
+                    addr: e.spec.address.clone(),
+                });
             }
             (key, name, stats, kick, wake, inbox)
         };
@@ -516,7 +639,10 @@ impl Session {
         let left = {
             let mut clients = self.clients.lock();
             if let Some(c) = clients.remove(&key) {
-                self.audit(audit::AuditEvent::Left { client: c.name });
+                self.audit(audit::AuditEvent::Left {
+                    client: c.name.clone(),
+                });
+                self.emit(SessionEvent::Left { client: c.name });
             }
             clients.len()
         };
@@ -559,6 +685,10 @@ impl Session {
             locked,
             by: by.to_string(),
         });
+        self.emit(SessionEvent::Lock {
+            locked,
+            by: by.to_string(),
+        });
     }
 
     /// Change a client's role live (viewer <-> collaborator). The new role applies to its
@@ -585,6 +715,11 @@ impl Session {
             role: role.as_str(),
             by: by.to_string(),
         });
+        self.emit(SessionEvent::Role {
+            client: name.clone(),
+            role,
+            by: by.to_string(),
+        });
         self.recompute_size();
         self.peers()
             .into_iter()
@@ -601,6 +736,9 @@ impl Session {
 
     /// Show `text` to every client but `from` (the writer tasks draw it as a banner).
     pub fn notify_others(&self, from: &str, text: &str) {
+        self.emit(SessionEvent::Message {
+            by: from.to_string(),
+        });
         let _ = self.notices.send(Notice {
             from: from.to_string(),
             text: text.to_string(),
@@ -630,6 +768,10 @@ impl Session {
             client: peer.name.clone(),
             by: by.to_string(),
         });
+        self.emit(SessionEvent::Kicked {
+            client: peer.name.clone(),
+            by: by.to_string(),
+        });
         Some(peer)
     }
 
@@ -650,6 +792,10 @@ impl Session {
         }
         for client in names {
             self.audit(audit::AuditEvent::Kicked {
+                client: client.clone(),
+                by: by.to_string(),
+            });
+            self.emit(SessionEvent::Kicked {
                 client,
                 by: by.to_string(),
             });

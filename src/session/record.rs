@@ -75,6 +75,8 @@ enum Event {
     Output(Instant, bytes::Bytes),
     /// The size changed: see the shared latest-size slot.
     Resize,
+    /// A marker hearth adds (a trigger matched).
+    Marker(Instant, String),
     Finish,
 }
 
@@ -214,6 +216,12 @@ impl Recorder {
         }
     }
 
+    /// An "m" marker in the cast (best effort: dropped if the queue is full).
+    pub fn marker(&self, at: Instant, text: &str) {
+        let text: String = text.chars().take(500).collect();
+        let _ = self.tx.try_send(Event::Marker(at, text));
+    }
+
     /// `None` while recording fine; otherwise why the cast or the audit stopped.
     pub fn status(&self) -> Option<String> {
         self.status.lock().clone().or_else(|| self.audit.status())
@@ -330,7 +338,7 @@ impl CastWriter {
         let lost = self.dropped.swap(0, Ordering::Relaxed);
         if lost > 0 {
             let at = match &event {
-                Event::Output(t, _) => *t,
+                Event::Output(t, _) | Event::Marker(t, _) => *t,
                 Event::Resize | Event::Finish => Instant::now(),
             };
             let t = self.t(at);
@@ -359,6 +367,10 @@ impl CastWriter {
                 if due {
                     self.write_pending_resize()?;
                 }
+            }
+            Event::Marker(at, text) => {
+                let t = self.t(at);
+                self.line(json!([t, "m", text]))?;
             }
             Event::Finish => {}
         }

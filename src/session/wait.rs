@@ -217,8 +217,8 @@ enum Esc {
 }
 
 /// Output split into lines with ANSI sequences and control characters removed; `\r` and
-/// `\n` both end a line (progress bars redraw with `\r`).
-struct Lines {
+/// `\n` both end a line (progress bars redraw with `\r`). Also used by triggers.
+pub(crate) struct Lines {
     esc: Esc,
     line: Vec<u8>,
     /// The output offset where the current line began.
@@ -226,7 +226,7 @@ struct Lines {
 }
 
 impl Lines {
-    fn new(at: u64) -> Lines {
+    pub(crate) fn new(at: u64) -> Lines {
         Lines {
             esc: Esc::Ground,
             line: Vec::new(),
@@ -237,16 +237,45 @@ impl Lines {
     /// Feed `bytes`, which start at output offset `first`; the first line (complete, or the
     /// one still being written at the end) that matches.
     fn feed(&mut self, bytes: &[u8], first: u64, regex: &Regex) -> Option<Waited> {
+        let mut found = None;
+        self.each_line(bytes, first, |line, end| {
+            found = regex.find(line).map(|m| Waited::Match {
+                text: m.as_str().to_string(),
+                line: line.to_string(),
+                offset: end,
+            });
+            found.is_some()
+        });
+        if found.is_some() {
+            return found;
+        }
+        // The line still being written (a prompt waits here).
+        let end = first + bytes.len() as u64;
+        self.matches(regex, end)
+    }
+
+    /// Feed `bytes` (starting at output offset `first`) and call `f` with each completed,
+    /// non-empty line and the offset just past it, until `f` returns true.
+    pub(crate) fn each_line(
+        &mut self,
+        bytes: &[u8],
+        first: u64,
+        mut f: impl FnMut(&str, u64) -> bool,
+    ) {
         for (i, &b) in bytes.iter().enumerate() {
             let at = first + i as u64;
             match self.esc {
                 Esc::Ground => match b {
                     0x1b => self.esc = Esc::Escape,
                     b'\r' | b'\n' => {
-                        if let Some(m) = self.end_line(regex, at + 1) {
-                            return Some(m);
-                        }
+                        let stop = !self.line.is_empty()
+                            && f(&String::from_utf8_lossy(&self.line), at + 1);
+                        self.line.clear();
                         self.line_start = at + 1;
+                        if stop {
+                            // Resume after this line: the rest of `bytes` is not consumed.
+                            return;
+                        }
                     }
                     b'\t' => self.push(b' '),
                     0..=0x1f | 0x7f => {}
@@ -272,9 +301,6 @@ impl Lines {
                 Esc::StringEnd => self.esc = if b == b'\\' { Esc::Ground } else { Esc::Str },
             }
         }
-        // The line still being written (a prompt waits here).
-        let end = first + bytes.len() as u64;
-        self.matches(regex, end)
     }
 
     fn push(&mut self, b: u8) {
@@ -293,12 +319,6 @@ impl Lines {
             line: line.to_string(),
             offset,
         })
-    }
-
-    fn end_line(&mut self, regex: &Regex, offset: u64) -> Option<Waited> {
-        let found = self.matches(regex, offset);
-        self.line.clear();
-        found
     }
 }
 
