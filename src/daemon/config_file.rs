@@ -19,6 +19,22 @@
 //! max_bytes = 10485760           # per file, then it is rotated
 //! files = 3                      # files kept: daemon.log, daemon.log.1, daemon.log.2
 //!
+//! [events]
+//! ring = 10000                   # events kept in the daemon-wide ring
+//!
+//! [[hooks]]                      # commands run on events (docs/events.md)
+//! on = ["exited", "match"]
+//! session = "agent-*"
+//! run = "notify-send hearth \"$HEARTH_EVENT_KIND\""
+//! timeout = "10s"
+//!
+//! [[triggers]]                   # output triggers (docs/events.md)
+//! name = "limit"
+//! match = "usage limit reached"
+//! send = "continue\r"
+//! cooldown = "30s"
+//! hold_while_typing = "5s"
+//!
 //! [limits]
 //! log_bytes = 8388608            # output retained per session for lagging readers
 //! max_clients = 1000             # per session
