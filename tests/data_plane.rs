@@ -258,15 +258,18 @@ fn openssh_clients_in_tmux_share_one_screen() {
     let d = TestDaemon::start();
     let (_, port) = d.shell(&[]);
     let tmux = Tmux::new(d.dir.path());
-    let line = format!("ssh {} -tt 127.0.0.1", ssh_args(&d.owner, port).join(" "));
+    // The pane's shell reports ssh's exit status (a signal would show as 128+N).
+    let line = format!(
+        "sh -c 'ssh {} -tt 127.0.0.1; echo ssh-exit=$?; sleep 100'",
+        ssh_args(&d.owner, port).join(" ")
+    );
     tmux.run("a", 80, 24, &line);
     tmux.run("b", 80, 24, &line);
     tmux.type_text("a", "echo tmux-$((7*6))\r");
     tmux.wait_for("b", "tmux-42");
     tmux.type_text("b", "exit 4\r");
-    wait_until("ssh to exit with 4", DEADLINE, || {
-        (tmux.dead_status("a") == Some(4)).then_some(())
-    });
+    tmux.wait_for("a", "ssh-exit=4");
+    tmux.wait_for("b", "ssh-exit=4");
 }
 
 /// One client never reads while 50 MB flow: the other gets everything up to the end marker,

@@ -243,3 +243,37 @@ fn bad_trigger_and_hook_configs_are_clear_errors() {
         env.daemon_log()
     );
 }
+
+#[test]
+fn a_program_ringing_in_a_loop_cannot_flood_the_ring() {
+    let d = TestDaemon::start();
+    let script = "printf '\\033]0;my title\\007'; i=0; while [ $i -lt 3000 ]; do printf '\\a'; i=$((i+1)); done; sleep 100";
+    let id = id_of(&d.session(&[], &["sh", "-c", script]));
+    let evs = wait_kind(&d, &id, "title");
+    assert!(
+        evs.iter()
+            .any(|e| e["kind"] == "title" && e["title"] == "my title")
+    );
+    let status = d.ok(&["status", &id]);
+    wait_until("every bell counted", DEADLINE, || {
+        let s = d.ok(&["status", &id]);
+        (s["bell_count"].as_u64() == Some(3000)).then_some(())
+    });
+    let bells = events(&d, &[&id])
+        .iter()
+        .filter(|e| e["kind"] == "bell")
+        .count();
+    assert!(bells <= 3, "{bells} bell events for 3000 bells ({status})");
+}
+
+#[test]
+fn a_command_that_exits_at_once_still_reports_created_then_exited() {
+    let d = TestDaemon::start();
+    for _ in 0..5 {
+        let id = id_of(&d.session(&[], &["true"]));
+        let evs = wait_kind(&d, &id, "exited");
+        let k = kinds(&evs);
+        assert_eq!(k.first().map(String::as_str), Some("created"), "{k:?}");
+        assert_eq!(k.iter().filter(|x| *x == "exited").count(), 1, "{k:?}");
+    }
+}

@@ -112,6 +112,51 @@ impl EventRing {
     }
 }
 
+/// A session's way into the ring. Events that happen before the session is registered
+/// (output, even the exit of a quick command, can come first) are held, in order, and
+/// published right after `created`, so a reader never sees them before it.
+pub struct SessionSink {
+    ring: Arc<EventRing>,
+    id: String,
+    name: Option<String>,
+    /// `None` once open; until then, what happened (bounded).
+    early: Mutex<Option<Vec<EventKind>>>,
+}
+
+/// Events held before `created` at most (a program that floods before then loses the rest).
+const EARLY: usize = 1000;
+
+impl SessionSink {
+    pub fn new(ring: Arc<EventRing>, id: &str, name: Option<&str>) -> Arc<SessionSink> {
+        Arc::new(SessionSink {
+            ring,
+            id: id.to_string(),
+            name: name.map(str::to_string),
+            early: Mutex::new(Some(Vec::new())),
+        })
+    }
+
+    pub fn emit(&self, e: SessionEvent) {
+        let kind = from_session(e);
+        let mut early = self.early.lock();
+        match early.as_mut() {
+            Some(held) if held.len() < EARLY => held.push(kind),
+            Some(_) => {}
+            None => self.ring.publish(&self.id, self.name.as_deref(), kind),
+        }
+    }
+
+    /// Publish `created`, then what was held, then go live.
+    pub fn open(&self) {
+        let mut early = self.early.lock();
+        self.ring
+            .publish(&self.id, self.name.as_deref(), EventKind::Created);
+        for kind in early.take().unwrap_or_default() {
+            self.ring.publish(&self.id, self.name.as_deref(), kind);
+        }
+    }
+}
+
 /// A session's event as the ring records it.
 pub fn from_session(e: SessionEvent) -> EventKind {
     match e {
@@ -171,6 +216,8 @@ pub async fn watch_activity(session: Arc<Session>, ring: Arc<EventRing>, stop: C
                 _ = stop.cancelled() => return,
             }
         }
+        // A title or bell held back by the once-a-second limit is reported now.
+        session.report_signals();
         publish(EventKind::Idle {
             idle_ms: session.activity.idle().as_millis() as u64,
         });

@@ -351,8 +351,19 @@ impl Daemon {
         let open = plan.open;
         let session_triggers = std::mem::take(&mut plan.triggers);
         // fork/exec and the recording's files: blocking work, off the runtime.
+        // Events from the first byte on; held until `created` is published.
+        let sink = events::SessionSink::new(Arc::clone(&self.events), &id, name.as_deref());
+        let early = Arc::clone(&sink);
         let session = tokio::task::spawn_blocking(move || {
-            Session::start(sid, name, spec, limits, record.as_ref().map(|r| (r, &keep)))
+            let events: crate::session::EventSink = Box::new(move |e| early.emit(e));
+            Session::start(
+                sid,
+                name,
+                spec,
+                limits,
+                record.as_ref().map(|r| (r, &keep)),
+                Some(events),
+            )
         })
         .await
         .map_err(|e| ApiError::internal(format!("session start panicked: {e}")))?
@@ -380,6 +391,7 @@ impl Daemon {
         });
         self.registry.insert(Arc::clone(&hosted));
         self.close_on_exit(&hosted);
+        sink.open();
         self.watch_events(&hosted);
         let mut triggers: Vec<_> = self
             .config
@@ -409,19 +421,9 @@ impl Daemon {
             .publish(&h.session.id, h.session.name.as_deref(), kind);
     }
 
-    /// The session's events go to the ring: `created` now, what the session reports as it
-    /// happens, and `busy`/`idle`/`recording_error` derived here from its activity.
+    /// `busy`/`idle`/`recording_error`, derived from the session's activity (the rest of
+    /// its events come through its sink).
     fn watch_events(&self, hosted: &Arc<Hosted>) {
-        let session = &hosted.session;
-        let (ring, id, name) = (
-            Arc::clone(&self.events),
-            session.id.clone(),
-            session.name.clone(),
-        );
-        session.set_event_sink(Box::new(move |e| {
-            ring.publish(&id, name.as_deref(), events::from_session(e));
-        }));
-        self.publish(hosted, hearth_rpc::EventKind::Created);
         let (watched, ring, stop) = (
             Arc::clone(hosted),
             Arc::clone(&self.events),

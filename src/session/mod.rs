@@ -69,8 +69,10 @@ struct Output {
     filter: QueryFilter,
     screen: Screen,
     log: log::OutputLog,
-    /// The title and bells last reported as events.
+    /// The title and bells last reported as events, and when (at most one a second: a
+    /// program that rings or retitles in a loop must not flood the event ring).
     seen: screen::Signals,
+    seen_at: Option<std::time::Instant>,
 }
 
 /// Why a client could not attach.
@@ -196,7 +198,7 @@ pub struct Session {
     /// The client that typed last: its writer is woken before everyone else's, so the
     /// typist's echo does not queue behind N viewers' sends.
     typist: Mutex<Option<Typist>>,
-    /// Set once by the daemon after start.
+    /// Where events go, from the first byte of output on (given to `start`).
     events: std::sync::OnceLock<EventSink>,
     /// What clients typed lately (bounded), so triggers can tell an echo from output.
     recent_typed: Mutex<std::collections::VecDeque<(std::time::Instant, Bytes)>>,
@@ -211,6 +213,7 @@ impl Session {
         spec: Spec,
         limits: Limits,
         record: Option<(&record::RecordConfig, &std::collections::HashSet<String>)>,
+        events: Option<EventSink>,
     ) -> Result<Arc<Session>, SpawnError> {
         let Spawned {
             master,
@@ -252,6 +255,7 @@ impl Session {
                 screen: Screen::new(rows, cols),
                 log: log::OutputLog::new(limits.log_bytes),
                 seen: screen::Signals::default(),
+                seen_at: None,
             }),
             limits,
             output_end: watch::channel(0).0,
@@ -271,7 +275,7 @@ impl Session {
             recorder,
             record_error,
             typist: Mutex::new(None),
-            events: std::sync::OnceLock::new(),
+            events: events.map_or_else(std::sync::OnceLock::new, std::sync::OnceLock::from),
             recent_typed: Mutex::new(std::collections::VecDeque::new()),
             spec,
         });
@@ -280,11 +284,6 @@ impl Session {
             return Err(SpawnError(format!("cannot start pty threads: {e}")));
         }
         Ok(session)
-    }
-
-    /// Where this session's events go (once; later calls are ignored).
-    pub fn set_event_sink(&self, sink: EventSink) {
-        let _ = self.events.set(sink);
     }
 
     /// Remember what a client typed (the last 4 KiB), for [`Session::typed_recently`].
@@ -328,12 +327,50 @@ impl Session {
         }
     }
 
+    /// A title or bell change not yet reported, if one is due (`force`: even within a second
+    /// of the last report). Called under the output lock.
+    fn signals_to_report(
+        out: &mut Output,
+        force: bool,
+    ) -> Option<(screen::Signals, screen::Signals)> {
+        let s = out.screen.signals();
+        let due = force
+            || out
+                .seen_at
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if !due || (s.title == out.seen.title && s.bells == out.seen.bells) {
+            return None;
+        }
+        out.seen_at = Some(std::time::Instant::now());
+        let before = std::mem::replace(&mut out.seen, s.clone());
+        Some((before, out.seen.clone()))
+    }
+
+    fn emit_signals(&self, before: screen::Signals, now: screen::Signals) {
+        if now.title != before.title
+            && let Some(t) = now.title
+        {
+            self.emit(SessionEvent::Title(t));
+        }
+        if now.bells > before.bells {
+            self.emit(SessionEvent::Bell);
+        }
+    }
+
+    /// Report a title or bell change held back by the once-a-second limit (the daemon
+    /// calls this when the session goes idle, so the last change is never lost).
+    pub fn report_signals(&self) {
+        let pending = Self::signals_to_report(&mut self.output.lock(), true);
+        if let Some((before, now)) = pending {
+            self.emit_signals(before, now);
+        }
+    }
+
     /// Called by the PTY reader thread with every read.
     fn on_output(&self, bytes: &[u8]) {
         let mut replies = Vec::new();
         let mut asks = Vec::new();
-        let mut signals = None;
-        let end = {
+        let (end, signals) = {
             let mut out = self.output.lock();
             let out = &mut *out;
             for piece in out.filter.feed(bytes) {
@@ -355,22 +392,10 @@ impl Session {
                     Piece::Ask(query) => asks.push(query),
                 }
             }
-            let s = out.screen.signals();
-            if s.title != out.seen.title || s.bells != out.seen.bells {
-                let seen = std::mem::replace(&mut out.seen, s.clone());
-                signals = Some((seen, out.seen.clone()));
-            }
-            out.log.end()
+            (out.log.end(), Self::signals_to_report(out, false))
         };
         if let Some((before, now)) = signals {
-            if now.title != before.title
-                && let Some(t) = now.title
-            {
-                self.emit(SessionEvent::Title(t));
-            }
-            if now.bells > before.bells {
-                self.emit(SessionEvent::Bell);
-            }
+            self.emit_signals(before, now);
         }
         self.activity.output();
         if let Some(typist) = &*self.typist.lock() {
