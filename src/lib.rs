@@ -9,6 +9,7 @@
 //! - [`session`]: transport-free core: PTY threads, output log, screen model, sizing.
 //! - [`menu`]: the `!>` pause menu: trigger detector, state machine, ratatui view.
 //! - [`logging`]: bounded log writers (capped lines, a rotated file).
+//! - [`mcp`]: `hearth mcp`, the MCP server over `hearth-rpc`.
 //! - [`authorized_keys`]: `authorized_keys` lines and key-file rules (shared by `ssh` and `cli`).
 //! - [`paths`]: XDG locations.
 //!
@@ -18,6 +19,7 @@ pub mod authorized_keys;
 pub mod cli;
 pub mod daemon;
 pub mod logging;
+pub mod mcp;
 pub mod menu;
 pub mod paths;
 pub mod session;

@@ -97,6 +97,8 @@ pub enum Command {
         #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
         text: Vec<String>,
     },
+    /// Serve the Model Context Protocol on stdio, for agents (e.g. `claude mcp add hearth -- hearth mcp`)
+    Mcp,
     /// What happened, one event per line: created, joined, busy, idle, match, exited...
     Events {
         /// Only this session's events
@@ -407,6 +409,7 @@ async fn run_client(
             since,
         } => dvr::logs(client, out, target, follow, since).await?,
         Command::Screen { target, ansi } => dvr::screen(client, out, target, ansi).await?,
+        Command::Mcp => crate::mcp::serve(client.clone()).await?,
         Command::Events {
             target,
             follow,

@@ -1,0 +1,449 @@
+//! `hearth mcp`: a Model Context Protocol server on stdio (rmcp), so a supervising agent can
+//! start, drive and watch sessions. An adapter over `hearth-rpc` like the CLI: every tool is
+//! one or a few control calls, results are the same JSON shapes as `--json` (as text and as
+//! `structuredContent`), and failures are tool errors (`isError: true`) with the CLI's
+//! `kind` and `message`, never protocol failures. Every tool is bounded in time. Nothing but
+//! protocol messages goes to stdout (logs go to stderr).
+//!
+//! It must not reach into the daemon: only `hearth-rpc`.
+
+use std::time::{Duration, Instant};
+
+use hearth_rpc::{
+    ApiError, CreateRequest, ErrorKind, HearthClient, ReadFrom, SendRequest, WaitFor, WaitReason,
+    WaitRequest,
+};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    InitializeResult, ListToolsResult, PaginatedRequestParams, ServerCapabilities, Tool,
+};
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp::{ErrorData as McpError, ServerHandler, ServiceExt};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+/// Longest `wait_for`, and longest `list_events` wait.
+pub const MAX_WAIT_MS: u64 = 60_000;
+pub const MAX_EVENTS_WAIT_MS: u64 = 30_000;
+/// Most output one `read_output` returns.
+pub const MAX_READ: u32 = 256 * 1024;
+
+#[derive(Clone)]
+pub struct HearthMcp {
+    client: HearthClient,
+}
+
+/// Serve MCP on stdin/stdout until the client closes it.
+pub async fn serve(client: HearthClient) -> anyhow::Result<()> {
+    let running = HearthMcp { client }
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| anyhow::anyhow!("MCP handshake failed: {e}"))?;
+    running.waiting().await?;
+    Ok(())
+}
+
+fn ctx(limit: Duration) -> tarpc::context::Context {
+    let mut c = tarpc::context::current();
+    c.deadline = Instant::now() + limit;
+    c
+}
+
+/// A tool failure: shown to the model, with the same kind and message as the CLI.
+struct Fail(ApiError);
+
+impl From<ApiError> for Fail {
+    fn from(e: ApiError) -> Self {
+        Fail(e)
+    }
+}
+
+impl From<tarpc::client::RpcError> for Fail {
+    fn from(e: tarpc::client::RpcError) -> Self {
+        Fail(ApiError::new(
+            ErrorKind::Daemon,
+            format!("the daemon did not answer: {e}"),
+        ))
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> Fail {
+    Fail(ApiError::invalid(msg))
+}
+
+fn args<T: for<'de> Deserialize<'de>>(a: &Map<String, Value>) -> Result<T, Fail> {
+    serde_json::from_value(Value::Object(a.clone()))
+        .map_err(|e| invalid(format!("bad arguments: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Session {
+    session: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Start {
+    #[serde(default)]
+    command: Vec<String>,
+    name: Option<String>,
+    cwd: Option<String>,
+    #[serde(default)]
+    env: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Send {
+    session: String,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    keys: Vec<String>,
+    #[serde(default = "yes")]
+    enter: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Screen {
+    session: String,
+    #[serde(default)]
+    ansi: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadOutput {
+    session: String,
+    since: Option<u64>,
+    max_bytes: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitArgs {
+    session: String,
+    pattern: Option<String>,
+    #[serde(default)]
+    screen: bool,
+    idle_ms: Option<u64>,
+    #[serde(default)]
+    exit: bool,
+    from: Option<u64>,
+    timeout_ms: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Message {
+    session: String,
+    text: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Events {
+    since: Option<u64>,
+    session: Option<String>,
+    wait_ms: Option<u64>,
+}
+
+impl HearthMcp {
+    async fn call(&self, name: &str, a: &Map<String, Value>) -> Result<Value, Fail> {
+        let quick = Duration::from_secs(60);
+        let c = &self.client;
+        Ok(match name {
+            "list_sessions" => json!(c.list(ctx(quick)).await??),
+            "start_session" => {
+                let s: Start = args(a)?;
+                let cwd = match s.cwd {
+                    Some(d) => d,
+                    None => std::env::current_dir()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_default(),
+                };
+                let req = CreateRequest {
+                    command: s.command,
+                    name: s.name,
+                    cwd: Some(cwd),
+                    env: s.env.into_iter().collect(),
+                    shell: std::env::var("SHELL").ok(),
+                    ..Default::default()
+                };
+                json!(c.create(ctx(quick), req).await??)
+            }
+            "send_input" => {
+                let s: Send = args(a)?;
+                let req = SendRequest {
+                    text: s.text,
+                    enter: s.enter,
+                    keys: s.keys,
+                    paste: false,
+                };
+                let r = c.send(ctx(quick), s.session, req).await??;
+                json!({"bytes": r.bytes, "offset": r.offset})
+            }
+            "read_screen" => {
+                let s: Screen = args(a)?;
+                json!({"screen": c.screen(ctx(quick), s.session, s.ansi).await??})
+            }
+            "read_output" => {
+                let s: ReadOutput = args(a)?;
+                let max = s.max_bytes.unwrap_or(64 * 1024);
+                if max == 0 || max > MAX_READ {
+                    return Err(invalid(format!("max_bytes: use 1 to {MAX_READ}")));
+                }
+                let from = s
+                    .since
+                    .map_or(ReadFrom::Tail(u64::from(max)), ReadFrom::Offset);
+                let r = c.read(ctx(quick), s.session, from, max, 0).await??;
+                json!({"text": String::from_utf8_lossy(&r.data), "next": r.next,
+                       "skipped": r.skipped, "exit_code": r.exit_code})
+            }
+            "wait_for" => self.wait_for(args(a)?).await?,
+            "session_status" => {
+                let s: Session = args(a)?;
+                let info = c.get(ctx(quick), s.session.clone()).await??;
+                let screen = c.screen(ctx(quick), s.session, false).await??;
+                let mut lines: Vec<&str> = screen
+                    .lines()
+                    .rev()
+                    .filter(|l| !l.trim().is_empty())
+                    .take(10)
+                    .collect();
+                lines.reverse();
+                let mut v = json!(info);
+                v["lines"] = json!(lines);
+                v
+            }
+            "kill_session" => {
+                let s: Session = args(a)?;
+                let killed = c.kill(ctx(quick), vec![s.session], false).await??;
+                json!({"killed": killed.iter().map(|k| k.id.clone()).collect::<Vec<_>>()})
+            }
+            "send_message" => {
+                let s: Message = args(a)?;
+                c.message(ctx(quick), s.session, s.text).await??;
+                json!({})
+            }
+            "list_events" => {
+                let s: Events = args(a)?;
+                let wait = s.wait_ms.unwrap_or(0);
+                if wait > MAX_EVENTS_WAIT_MS {
+                    return Err(invalid(format!("wait_ms: at most {MAX_EVENTS_WAIT_MS}")));
+                }
+                let since = Some(s.since.unwrap_or(0));
+                let b = c
+                    .events(ctx(quick), since, s.session, 1000, wait as u32)
+                    .await??;
+                json!({"events": b.events, "next": b.next})
+            }
+            other => return Err(invalid(format!("no tool named '{other}'"))),
+        })
+    }
+
+    /// One bounded wait, looping over the daemon's 30 s polls.
+    async fn wait_for(&self, w: WaitArgs) -> Result<Value, Fail> {
+        let chosen = usize::from(w.pattern.is_some())
+            + usize::from(w.idle_ms.is_some())
+            + usize::from(w.exit);
+        if chosen != 1 {
+            return Err(invalid(
+                "give exactly one of pattern, idle_ms or exit: true",
+            ));
+        }
+        if w.timeout_ms == 0 || w.timeout_ms > MAX_WAIT_MS {
+            return Err(invalid(format!("timeout_ms: use 1 to {MAX_WAIT_MS}")));
+        }
+        let until = match (w.pattern, w.idle_ms) {
+            (Some(regex), _) => WaitFor::Match {
+                regex,
+                screen: w.screen,
+            },
+            (None, Some(ms)) => WaitFor::Idle { ms },
+            _ => WaitFor::Exit,
+        };
+        let deadline = Instant::now() + Duration::from_millis(w.timeout_ms);
+        let mut from = w.from;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let poll = left.min(Duration::from_secs(30));
+            let req = WaitRequest {
+                until: until.clone(),
+                from,
+                timeout_ms: poll.as_millis() as u32,
+            };
+            let r = self
+                .client
+                .wait(ctx(poll + Duration::from_secs(30)), w.session.clone(), req)
+                .await??;
+            if r.reason == WaitReason::Timeout && left > poll {
+                from = Some(r.offset);
+                continue;
+            }
+            let reason = match r.reason {
+                WaitReason::Match => "match",
+                WaitReason::Idle => "idle",
+                WaitReason::Exit | WaitReason::Ended => "exit",
+                WaitReason::Timeout => "timeout",
+            };
+            return Ok(json!({"reason": reason, "match": r.matched, "line": r.line,
+                "offset": r.offset, "exit_code": r.exit_code,
+                "ended_first": r.reason == WaitReason::Ended}));
+        }
+    }
+}
+
+fn tool(name: &'static str, description: &'static str, schema: Value) -> Tool {
+    let schema = match schema {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    Tool::new(name, description, std::sync::Arc::new(schema))
+}
+
+fn obj(props: Value, required: &[&str]) -> Value {
+    json!({"type": "object", "properties": props, "required": required,
+           "additionalProperties": false})
+}
+
+fn tools() -> Vec<Tool> {
+    let session = json!({"type": "string", "description": "Session id, unique id prefix, or name"});
+    vec![
+        tool(
+            "list_sessions",
+            "List every hearth session (a terminal with a program, often a coding agent) with its activity (busy/idle/exited), idle time, title, size and the command that joins it over SSH.",
+            obj(json!({}), &[]),
+        ),
+        tool(
+            "start_session",
+            "Start a new session running `command` (default: the user's shell) in a terminal that people can join over SSH. Returns the session; use its id with the other tools.",
+            obj(
+                json!({"command": {"type": "array", "items": {"type": "string"}, "description": "Program and arguments"},
+                       "name": {"type": "string", "description": "A unique name"},
+                       "cwd": {"type": "string", "description": "Working directory"},
+                       "env": {"type": "object", "additionalProperties": {"type": "string"}}}),
+                &[],
+            ),
+        ),
+        tool(
+            "send_input",
+            "Type into a session as one unit: `text`, then Enter (unless enter: false), then each named key (enter, tab, esc, up, down, C-c, M-x, f1...). Returns `offset`: pass it as `from` to wait_for so the reply cannot be missed.",
+            obj(
+                json!({"session": session, "text": {"type": "string"},
+                       "keys": {"type": "array", "items": {"type": "string"}},
+                       "enter": {"type": "boolean", "default": true}}),
+                &["session"],
+            ),
+        ),
+        tool(
+            "read_screen",
+            "The session's current screen as text (what a person attached sees). To wait for something to appear, use wait_for instead of polling this.",
+            obj(
+                json!({"session": session, "ansi": {"type": "boolean"}}),
+                &["session"],
+            ),
+        ),
+        tool(
+            "read_output",
+            "Raw output of a session from a cursor (`since`, as returned in `next` or by send_input), or its last max_bytes. Returns text, the next cursor and how many bytes were skipped.",
+            obj(
+                json!({"session": session, "since": {"type": "integer", "minimum": 0},
+                       "max_bytes": {"type": "integer", "minimum": 1, "maximum": MAX_READ}}),
+                &["session"],
+            ),
+        ),
+        tool(
+            "wait_for",
+            "Wait (up to timeout_ms, at most 60000) until the session prints a line matching `pattern` (a regex; `screen: true` matches the rendered screen instead, for full-screen programs), or is idle for `idle_ms`, or exits (`exit: true`). Give exactly one condition. Prefer this over polling read_screen. Pass `from` (send_input's offset) to match only output after your input.",
+            obj(
+                json!({"session": session, "pattern": {"type": "string"}, "screen": {"type": "boolean"},
+                       "idle_ms": {"type": "integer", "minimum": 1}, "exit": {"type": "boolean"},
+                       "from": {"type": "integer", "minimum": 0},
+                       "timeout_ms": {"type": "integer", "minimum": 1, "maximum": MAX_WAIT_MS}}),
+                &["session", "timeout_ms"],
+            ),
+        ),
+        tool(
+            "session_status",
+            "What a session is doing: activity (busy/idle/exited), idle time, title, last input and its last non-empty screen lines.",
+            obj(json!({"session": session}), &["session"]),
+        ),
+        tool(
+            "kill_session",
+            "End a session's program (SIGHUP, then SIGKILL) and remove the session.",
+            obj(json!({"session": session}), &["session"]),
+        ),
+        tool(
+            "send_message",
+            "Show a one-line message to the people attached to a session (never typed into the program).",
+            obj(
+                json!({"session": session, "text": {"type": "string"}}),
+                &["session", "text"],
+            ),
+        ),
+        tool(
+            "list_events",
+            "Events from sequence number `since` (default: all kept): created, joined, busy, idle, match, exited... Waits up to wait_ms (at most 30000) for new ones. Continue with `next`.",
+            obj(
+                json!({"since": {"type": "integer", "minimum": 0}, "session": session,
+                       "wait_ms": {"type": "integer", "minimum": 0, "maximum": MAX_EVENTS_WAIT_MS}}),
+                &[],
+            ),
+        ),
+    ]
+}
+
+impl ServerHandler for HearthMcp {
+    fn get_info(&self) -> InitializeResult {
+        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("hearth", hearth_rpc::VERSION))
+            .with_instructions(
+                "hearth runs shared terminal sessions (often coding agents). Start or find a \
+                 session, send_input to type into it, wait_for its reply (pass send_input's \
+                 offset as from), read_screen or session_status to look.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(tools()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let empty = Map::new();
+        let a = request.arguments.as_ref().unwrap_or(&empty);
+        let result = match self.call(&request.name, a).await {
+            Ok(v) => {
+                let text = serde_json::to_string_pretty(&v).unwrap_or_default();
+                let mut r = CallToolResult::success(vec![ContentBlock::text(text)]);
+                r.structured_content = Some(v);
+                r
+            }
+            Err(Fail(e)) => {
+                let v = json!({"error": {"kind": e.kind.as_str(), "message": e.message}});
+                let mut r = CallToolResult::error(vec![ContentBlock::text(format!(
+                    "{}: {}",
+                    e.kind.as_str(),
+                    e.message
+                ))]);
+                r.structured_content = Some(v);
+                r
+            }
+        };
+        Ok(result.into())
+    }
+}
