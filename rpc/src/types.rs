@@ -11,6 +11,12 @@ pub struct DaemonInfo {
     pub pid: u32,
     pub socket: String,
     pub started_at: String,
+    /// The daemon's SSH host key as an OpenSSH public-key line (every session uses it).
+    #[serde(default)]
+    pub host_key: String,
+    /// Its SHA-256 fingerprint, as `ssh` shows it.
+    #[serde(default)]
+    pub host_key_fingerprint: String,
 }
 
 /// A session's lifecycle state.
@@ -89,6 +95,8 @@ pub struct SessionInfo {
     pub output_bytes: u64,
     /// Bells the program rang.
     pub bell_count: u64,
+    /// SHA-256 fingerprint of the daemon's host key (the same for every session).
+    pub host_key_fingerprint: String,
 }
 
 /// What a session's program is doing.

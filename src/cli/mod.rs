@@ -7,7 +7,9 @@
 
 mod agent;
 mod connect;
+mod doctor;
 mod dvr;
+mod ecosystem;
 mod events;
 mod output;
 
@@ -97,6 +99,18 @@ pub enum Command {
         #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
         text: Vec<String>,
     },
+    /// Lines for ~/.ssh/known_hosts: the daemon's host key for every port of each host name
+    KnownHosts {
+        /// A host name joiners use (repeatable); default: this machine's hostname and FQDN
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff)
+    Man,
+    /// Check keys, daemon, recordings and known_hosts; say what is wrong and how to fix it
+    Doctor,
     /// Serve the Model Context Protocol on stdio, for agents (e.g. `claude mcp add hearth -- hearth mcp`)
     Mcp,
     /// What happened, one event per line: created, joined, busy, idle, match, exited...
@@ -252,6 +266,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         } => crate::daemon::main(socket, kill_grace, login_grace)
             .await
             .map_err(Failure::from),
+        Command::Completions { shell } => ecosystem::completions(shell),
+        Command::Man => ecosystem::man(),
+        Command::Doctor => doctor::doctor(output::Out { json }, &socket).await,
         // A file needs no daemon.
         Command::Replay {
             source,
@@ -436,6 +453,10 @@ async fn run_client(
             dvr::replay(&path, speed, from.unwrap_or_default())?
         }
         Command::Version => out.version(&info),
+        Command::KnownHosts { hosts } => ecosystem::known_hosts(out, &info, hosts)?,
+        Command::Completions { .. } | Command::Man | Command::Doctor => {
+            unreachable!("handled by run")
+        }
         Command::Shutdown => {
             // The daemon may close the connection before the answer arrives: what counts
             // is that it stops answering.

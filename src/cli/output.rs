@@ -107,10 +107,12 @@ impl Out {
                 .map(|r| format!("\nrecording: {r}"))
                 .unwrap_or_default();
             format!(
-                "session {}{name} started: {}\njoin with: {}{recording}",
+                "session {}{name} started: {}\njoin with: {}\nhost key: {} \
+                 (`hearth known-hosts` prints lines for ~/.ssh/known_hosts){recording}",
                 s.id,
                 s.command.join(" "),
-                s.join
+                s.join,
+                s.host_key_fingerprint
             )
         })
     }

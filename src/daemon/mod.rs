@@ -146,6 +146,8 @@ pub struct Daemon {
     ssh_config: Arc<russh::server::Config>,
     socket: PathBuf,
     started_at: SystemTime,
+    /// The host key's public line and fingerprint, for `hello` and `known-hosts`.
+    host_public: (String, String),
     cancel: CancellationToken,
     tracker: TaskTracker,
     guard: Arc<ssh::preauth::PreAuth>,
@@ -164,7 +166,16 @@ impl Daemon {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let host_key = ssh::keys::load_or_create_host_key(&config.host_key)?;
+        let host_public = (
+            host_key
+                .public_key()
+                .to_openssh()
+                .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+                .unwrap_or_default(),
+            ssh::keys::fingerprint_of(host_key.public_key().key_data()),
+        );
         let daemon = Arc::new(Daemon {
+            host_public,
             ssh_config: Arc::new(ssh::server_config(host_key)),
             registry: Registry::default(),
             socket: control.path.clone(),
@@ -190,6 +201,12 @@ impl Daemon {
             ));
         }
         tracing::info!(socket = %daemon.socket.display(), pid = std::process::id(), "daemon ready");
+        // Under systemd (Type=notify), say so; elsewhere this does nothing.
+        if std::env::var_os("NOTIFY_SOCKET").is_some()
+            && let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready])
+        {
+            tracing::warn!(error = %e, "cannot notify systemd of readiness");
+        }
         loop {
             let stream = tokio::select! {
                 _ = shutdown.cancelled() => break,

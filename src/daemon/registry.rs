@@ -84,6 +84,13 @@ impl Hosted {
             rows,
             output_bytes: s.output_end(),
             bell_count: bells,
+            host_key_fingerprint: self
+                .shared
+                .config
+                .keys
+                .first()
+                .map(|k| ssh::keys::fingerprint_of(k.public_key().key_data()))
+                .unwrap_or_default(),
         }
     }
 

@@ -102,6 +102,8 @@ impl Hearth for Control {
             pid: std::process::id(),
             socket: self.daemon.socket.display().to_string(),
             started_at: humantime::format_rfc3339_seconds(self.daemon.started_at).to_string(),
+            host_key: self.daemon.host_public.0.clone(),
+            host_key_fingerprint: self.daemon.host_public.1.clone(),
         })
     }
 

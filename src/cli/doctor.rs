@@ -1,0 +1,219 @@
+//! `hearth doctor [--json]`: what is wrong, and the one-line fix. Checks the owner's keys
+//! (found, modes, options), the control socket and the daemon's version, that recordings
+//! can be written and have room, and whether `known_hosts` knows the host key. It never
+//! starts a daemon: whether one runs is one of the answers.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::Failure;
+use super::output::Out;
+use crate::authorized_keys::{self, Rule};
+
+#[derive(Serialize)]
+struct Check {
+    name: &'static str,
+    /// `ok`, `warn` or `fail`.
+    status: &'static str,
+    detail: String,
+    fix: Option<String>,
+}
+
+fn check(name: &'static str, status: &'static str, detail: String, fix: Option<String>) -> Check {
+    Check {
+        name,
+        status,
+        detail,
+        fix,
+    }
+}
+
+pub async fn doctor(out: Out, socket: &Path) -> Result<(), Failure> {
+    let home = crate::paths::home_dir();
+    let mut checks = vec![owner_keys(&home)];
+    let daemon = hearth_rpc::socket::connect(socket).await;
+    checks.push(match &daemon {
+        Ok((_, info)) if info.version == hearth_rpc::VERSION => check(
+            "daemon",
+            "ok",
+            format!(
+                "pid {} answers on {} (version {})",
+                info.pid,
+                socket.display(),
+                info.version
+            ),
+            None,
+        ),
+        Ok((_, info)) => check(
+            "daemon",
+            "warn",
+            format!(
+                "the daemon runs version {}, this CLI is {}",
+                info.version,
+                hearth_rpc::VERSION
+            ),
+            Some("restart it: hearth shutdown (the next command starts the new one)".into()),
+        ),
+        Err(e) => check(
+            "daemon",
+            "warn",
+            format!("no daemon answers: {e}"),
+            Some("any command starts one (e.g. hearth ps), or run `hearth daemon`".into()),
+        ),
+    });
+    checks.push(recordings(&crate::paths::recordings_dir()));
+    if let Ok((_, info)) = &daemon {
+        checks.push(known_hosts(&home, &info.host_key));
+    }
+    let failed = checks.iter().any(|c| c.status == "fail");
+    out.value(json!({"checks": checks}), || {
+        checks
+            .iter()
+            .map(|c| {
+                let fix = c
+                    .fix
+                    .as_deref()
+                    .map(|f| format!("\n       fix: {f}"))
+                    .unwrap_or_default();
+                format!("{:<5} {:<12} {}{fix}", c.status, c.name, c.detail)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    if failed {
+        Err(Failure::Exit(1))
+    } else {
+        Ok(())
+    }
+}
+
+fn owner_keys(home: &Path) -> Check {
+    let files = authorized_keys::owner_key_files(home);
+    if files.is_empty() {
+        return check(
+            "owner keys",
+            "fail",
+            format!(
+                "no ~/.ssh/authorized_keys or ~/.ssh/id_*.pub under {}",
+                home.display()
+            ),
+            Some("ssh-keygen -t ed25519 (your own key makes you the owner)".into()),
+        );
+    }
+    let (mut usable, mut problems) = (0, Vec::new());
+    for f in &files {
+        if let Err(e) = authorized_keys::check_path_strict(f, home) {
+            problems.push(format!("{e:#}"));
+            continue;
+        }
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        let (entries, errors) = authorized_keys::parse_text(&text);
+        for (line, why) in errors {
+            problems.push(format!("{}:{line}: {why}", f.display()));
+        }
+        for (line, e) in &entries {
+            match &e.rule {
+                Rule::Refuse(option) => problems.push(format!(
+                    "{}:{line}: key {} has option {option}: never admitted",
+                    f.display(),
+                    authorized_keys::fingerprint(&e.key)
+                )),
+                Rule::Allow { .. } => usable += 1,
+            }
+        }
+    }
+    let detail = format!("{usable} usable key line(s) in {} file(s)", files.len());
+    match (usable, problems.is_empty()) {
+        (0, _) => check(
+            "owner keys",
+            "fail",
+            format!("{detail}; {}", problems.join("; ")),
+            Some("add an unrestricted key to ~/.ssh/authorized_keys, or ssh-keygen".into()),
+        ),
+        (_, true) => check("owner keys", "ok", detail, None),
+        (_, false) => check(
+            "owner keys",
+            "warn",
+            format!("{detail}; {}", problems.join("; ")),
+            Some("fix the modes or options named above (see docs/security.md)".into()),
+        ),
+    }
+}
+
+fn recordings(dir: &Path) -> Check {
+    let probe_dir: PathBuf = if dir.exists() {
+        dir.to_path_buf()
+    } else {
+        dir.ancestors()
+            .find(|a| a.exists())
+            .unwrap_or(Path::new("/"))
+            .to_path_buf()
+    };
+    let probe = probe_dir.join(format!(".hearth-doctor-{}", std::process::id()));
+    if let Err(e) = std::fs::write(&probe, b"") {
+        return check(
+            "recordings",
+            "fail",
+            format!("cannot write in {}: {e}", probe_dir.display()),
+            Some(format!(
+                "make {} writable, or set [recording] dir",
+                dir.display()
+            )),
+        );
+    }
+    let _ = std::fs::remove_file(&probe);
+    let free = free_bytes(&probe_dir);
+    match free {
+        Some(b) if b < 1 << 30 => check(
+            "recordings",
+            "warn",
+            format!("{} has only {} MiB free", probe_dir.display(), b >> 20),
+            Some("free some disk, or lower [recording] max_total_bytes".into()),
+        ),
+        _ => check(
+            "recordings",
+            "ok",
+            format!(
+                "{} is writable{}",
+                dir.display(),
+                free.map(|b| format!(", {} GiB free", b >> 30))
+                    .unwrap_or_default()
+            ),
+            None,
+        ),
+    }
+}
+
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: a zeroed statvfs is a valid out-parameter for statvfs.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid C string and out-pointer.
+    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0)
+        .then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+fn known_hosts(home: &Path, host_key: &str) -> Check {
+    let key = host_key.split_whitespace().nth(1).unwrap_or("");
+    let file = home.join(".ssh/known_hosts");
+    let known = std::fs::read_to_string(&file)
+        .map(|t| !key.is_empty() && t.contains(key))
+        .unwrap_or(false);
+    if known {
+        check(
+            "known_hosts",
+            "ok",
+            format!("{} knows the host key", file.display()),
+            None,
+        )
+    } else {
+        check(
+            "known_hosts",
+            "warn",
+            "joiners will be asked to confirm the host key for every session port".into(),
+            Some("hearth known-hosts >> ~/.ssh/known_hosts (on each joining machine)".into()),
+        )
+    }
+}
