@@ -303,6 +303,32 @@ mod tests {
         assert!(load_menu(&p).unwrap().is_none());
     }
 
+    /// The example in docs/config.md is a valid config file: the reference cannot drift
+    /// from what the loaders accept.
+    #[test]
+    fn the_documented_example_parses_with_every_loader() {
+        let doc = include_str!("../../docs/config.md");
+        let start = doc.find("```toml\n").expect("a toml block") + 8;
+        let end = start + doc[start..].find("```").expect("its end");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.toml");
+        std::fs::write(&p, &doc[start..end]).unwrap();
+        let menu = load_menu(&p).unwrap().unwrap();
+        assert_eq!(menu.trigger, b"!>");
+        let rec = load_recording(&p, RecordConfig::new("/x".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(rec.max_audit_bytes, 64 * 1024 * 1024);
+        let log = load_log(&p).unwrap();
+        assert_eq!((log.max_bytes, log.files), (10 * 1024 * 1024, 3));
+        let mut config = super::super::Config::default();
+        apply_limits(&p, &mut config).unwrap();
+        assert_eq!(config.max_unauthenticated_per_source, 10);
+        let (ring, hooks, triggers) = load_events(&p).unwrap();
+        assert_eq!((ring, hooks.len(), triggers.len()), (Some(10_000), 1, 1));
+        assert_eq!(triggers[0].send.as_deref(), Some("continue\r"));
+    }
+
     #[test]
     fn typos_and_bad_values_are_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
