@@ -151,6 +151,7 @@ fn doctor_says_what_is_wrong_and_how_to_fix_it_without_starting_a_daemon() {
     let (_, v) = d.json(&["doctor"]);
     assert_eq!(status(&v, "daemon").as_deref(), Some("ok"), "{v}");
     assert_eq!(status(&v, "known_hosts").as_deref(), Some("warn"));
+    assert_eq!(status(&v, "socket").as_deref(), Some("ok"), "{v}");
     // A restricted key and a group-writable file are named, with the fix.
     let ak = d.home.join(".ssh/authorized_keys");
     std::fs::write(

@@ -63,6 +63,7 @@ pub async fn doctor(out: Out, socket: &Path) -> Result<(), Failure> {
             Some("any command starts one (e.g. hearth ps), or run `hearth daemon`".into()),
         ),
     });
+    checks.push(socket_dir(socket));
     checks.push(recordings(&crate::paths::recordings_dir()));
     if let Ok((_, info)) = &daemon {
         checks.push(known_hosts(&home, &info.host_key));
@@ -138,6 +139,44 @@ fn owner_keys(home: &Path) -> Check {
             "warn",
             format!("{detail}; {}", problems.join("; ")),
             Some("fix the modes or options named above (see docs/security.md)".into()),
+        ),
+    }
+}
+
+/// The control socket's directory must be private (the daemon makes it so; a later chmod
+/// would let other users reach the socket, where the peer-uid check still stops them).
+fn socket_dir(socket: &Path) -> Check {
+    use std::os::unix::fs::MetadataExt;
+    let Some(dir) = socket.parent() else {
+        return check(
+            "socket",
+            "warn",
+            "the socket path has no directory".into(),
+            None,
+        );
+    };
+    match std::fs::metadata(dir) {
+        Err(_) => check(
+            "socket",
+            "ok",
+            format!("{} will be created (0700) by the daemon", dir.display()),
+            None,
+        ),
+        Ok(m) if m.mode() & 0o077 != 0 => check(
+            "socket",
+            "warn",
+            format!(
+                "{} is open to others (mode {:o})",
+                dir.display(),
+                m.mode() & 0o777
+            ),
+            Some(format!("chmod 700 {}", dir.display())),
+        ),
+        Ok(_) => check(
+            "socket",
+            "ok",
+            format!("{} is private", dir.display()),
+            None,
         ),
     }
 }
