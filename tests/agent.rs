@@ -22,6 +22,23 @@ fn run(d: &TestDaemon, args: &[&str]) -> (i32, Value) {
     (out.status.code().unwrap_or(-1), v)
 }
 
+/// `wait ID --match PATTERN --from 0 --timeout 20s`.
+fn wait_from_start(d: &TestDaemon, id: &str, pattern: &str) -> (i32, Value) {
+    run(
+        d,
+        &[
+            "wait",
+            id,
+            "--match",
+            pattern,
+            "--from",
+            "0",
+            "--timeout",
+            "20s",
+        ],
+    )
+}
+
 fn agent(d: &TestDaemon) -> String {
     let s = d.session(&["--name", "agent"], &[AGENT]);
     let id = id_of(&s);
@@ -161,19 +178,7 @@ fn control_keys_reach_the_program_c_c_stops_a_sleep() {
     let (code, v) = run(&d, &["send", &id, "--key", "C-c"]);
     assert_eq!(code, 0, "{v}");
     run(&d, &["send", &id, "echo after-$((20+22))"]);
-    let (code, _) = run(
-        &d,
-        &[
-            "wait",
-            &id,
-            "--match",
-            "^after-42$",
-            "--from",
-            "0",
-            "--timeout",
-            "20s",
-        ],
-    );
+    let (code, _) = wait_from_start(&d, &id, "^after-42$");
     assert_eq!(code, 0, "C-c did not stop the sleep");
     let tail = d.cli(&["tail", &id]);
     assert!(!String::from_utf8_lossy(&tail.stdout).contains("slept-2"));
@@ -185,34 +190,10 @@ fn arrows_follow_the_programs_cursor_key_mode() {
     let script = "printf '\\033[?1h'; stty raw -echo; echo READY; \
                   dd bs=3 count=1 2>/dev/null | od -An -tx1; sleep 100";
     let id = id_of(&d.session(&[], &["sh", "-c", script]));
-    let (code, _) = run(
-        &d,
-        &[
-            "wait",
-            &id,
-            "--match",
-            "READY",
-            "--from",
-            "0",
-            "--timeout",
-            "20s",
-        ],
-    );
+    let (code, _) = wait_from_start(&d, &id, "READY");
     assert_eq!(code, 0);
     run(&d, &["send", &id, "--key", "up"]);
-    let (code, w) = run(
-        &d,
-        &[
-            "wait",
-            &id,
-            "--match",
-            "1b 4f 41",
-            "--from",
-            "0",
-            "--timeout",
-            "20s",
-        ],
-    );
+    let (code, w) = wait_from_start(&d, &id, "1b 4f 41");
     assert_eq!(code, 0, "application-mode Up is ESC O A: {w}");
 }
 
@@ -322,19 +303,7 @@ fn a_megabyte_from_stdin_arrives_intact() {
         out.display()
     );
     let id = id_of(&d.session(&[], &["sh", "-c", &script]));
-    let (code, _) = run(
-        &d,
-        &[
-            "wait",
-            &id,
-            "--match",
-            "READY",
-            "--from",
-            "0",
-            "--timeout",
-            "20s",
-        ],
-    );
+    let (code, _) = wait_from_start(&d, &id, "READY");
     assert_eq!(code, 0);
     let mut x: u32 = 7;
     let text: String = (0..1_000_000)
@@ -390,19 +359,7 @@ fn programs_know_their_session_and_if_absent_returns_the_running_one() {
     let s = d.session(&["--name", "self"], &["sh", "-c", script]);
     let id = id_of(&s);
     let expect = format!("id={id} sock={}", d.socket.display());
-    let (code, w) = run(
-        &d,
-        &[
-            "wait",
-            &id,
-            "--match",
-            &regex_escape(&expect),
-            "--from",
-            "0",
-            "--timeout",
-            "20s",
-        ],
-    );
+    let (code, w) = wait_from_start(&d, &id, &regex_escape(&expect));
     assert_eq!(code, 0, "{w}");
     let again = d.session(&["--name", "self", "--if-absent"], &["sh", "-c", script]);
     assert_eq!(id_of(&again), id);

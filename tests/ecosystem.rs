@@ -130,6 +130,17 @@ fn under_systemd_the_daemon_notifies_readiness_and_the_unit_says_so() {
     }
 }
 
+/// The doctor check called `name`.
+fn named(v: &serde_json::Value, name: &str) -> serde_json::Value {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no check {name}: {v}"))
+}
+
 #[test]
 fn doctor_says_what_is_wrong_and_how_to_fix_it_without_starting_a_daemon() {
     let env = Env::new();
@@ -161,13 +172,7 @@ fn doctor_says_what_is_wrong_and_how_to_fix_it_without_starting_a_daemon() {
     .unwrap();
     std::fs::set_permissions(&ak, std::fs::Permissions::from_mode(0o600)).unwrap();
     let (_, v) = d.json(&["doctor"]);
-    let keys = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "owner keys")
-        .unwrap()
-        .clone();
+    let keys = named(&v, "owner keys");
     assert_eq!(keys["status"], "warn", "{keys}");
     assert!(
         keys["detail"].as_str().unwrap().contains("command="),
@@ -175,13 +180,7 @@ fn doctor_says_what_is_wrong_and_how_to_fix_it_without_starting_a_daemon() {
     );
     std::fs::set_permissions(&ak, std::fs::Permissions::from_mode(0o666)).unwrap();
     let (_, v) = d.json(&["doctor"]);
-    let keys = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "owner keys")
-        .unwrap()
-        .clone();
+    let keys = named(&v, "owner keys");
     assert!(
         keys["detail"].as_str().unwrap().contains("chmod go-w"),
         "{keys}"
