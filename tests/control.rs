@@ -282,8 +282,38 @@ async fn calls_before_hello_and_wrong_protocols_are_refused_plainly() {
 fn the_cli_starts_the_daemon_when_none_answers() {
     let env = Env::new();
     // With auto-start off, a clear error and no daemon.
-    let msg = env.err(&["ps"], "daemon");
+    let msg = env.err(&["status", "x"], "daemon");
     assert!(msg.contains("HEARTH_NO_AUTOSTART"), "{msg}");
+    // Asking about (or stopping) a daemon never starts one, auto-start or not.
+    for cmd in [&["ps"][..], &["version"][..]] {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(cmd);
+        let out = env
+            .command(&all)
+            .env_remove("HEARTH_NO_AUTOSTART")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("no hearth daemon is running"),
+            "{v}"
+        );
+    }
+    let out = env
+        .command(&["--json", "shutdown"])
+        .env_remove("HEARTH_NO_AUTOSTART")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["running"],
+        false
+    );
+    assert!(!env.socket.exists(), "a daemon was started to answer");
     let out = env
         .command(&[
             "--json",
@@ -408,4 +438,63 @@ fn server_says_how_to_make_a_key_when_the_user_has_none() {
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ssh-keygen -t ed25519"), "{err}");
+}
+
+#[test]
+fn concurrent_creates_of_one_name_give_exactly_one_session() {
+    let d = TestDaemon::start();
+    let handles: Vec<_> = (0..50)
+        .map(|_| {
+            d.command(&[
+                "--json",
+                "server",
+                "--bind",
+                "127.0.0.1",
+                "--name",
+                "same",
+                "--",
+                "sleep",
+                "100",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let ok = handles
+        .into_iter()
+        .map(|h| h.wait_with_output().unwrap())
+        .filter(|o| o.status.success())
+        .count();
+    assert_eq!(ok, 1, "{ok} sessions named 'same' were created");
+    assert_eq!(d.ok(&["ps"]).as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn id_like_names_are_refused_and_a_down_sessions_port_stays_reserved() {
+    let d = TestDaemon::start();
+    let msg = d.err(
+        &["server", "--name", "deadbeef", "--", "sleep", "100"],
+        "invalid_argument",
+    );
+    assert!(msg.contains("looks like a session id"), "{msg}");
+    let s = d.session(&[], &["sleep", "100"]);
+    let (id, port) = (id_of(&s), port_of(&s));
+    d.ok(&["down", &id]);
+    let p = port.to_string();
+    let msg = d.err(
+        &[
+            "server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &p,
+            "--",
+            "sleep",
+            "1",
+        ],
+        "port_unavailable",
+    );
+    assert!(msg.contains(&id) && msg.contains("down"), "{msg}");
+    assert_eq!(d.ok(&["up", &id])["state"], "up");
 }

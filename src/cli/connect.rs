@@ -20,6 +20,23 @@ const START_DEADLINE: Duration = Duration::from_secs(15);
 /// for scripts and tests that manage the daemon themselves.
 pub const NO_AUTOSTART: &str = "HEARTH_NO_AUTOSTART";
 
+/// Connect, or fail plainly when nothing answers (for commands that must not start a
+/// daemon: `shutdown`, `version`, `ps`).
+pub async fn connect_only(socket: &Path) -> Result<(HearthClient, DaemonInfo), Failure> {
+    connect(socket).await.map_err(|e| match e {
+        ConnectError::Refused(e) => e.into(),
+        ConnectError::Unreachable(..) => ApiError::new(
+            ErrorKind::Daemon,
+            format!(
+                "no hearth daemon is running on {} (any other command starts one)",
+                socket.display()
+            ),
+        )
+        .into(),
+        other => other.into_api().into(),
+    })
+}
+
 pub async fn connect_or_start(socket: &Path) -> Result<(HearthClient, DaemonInfo), Failure> {
     match connect(socket).await {
         Ok(c) => return Ok(c),

@@ -286,6 +286,25 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 from.unwrap_or_default(),
             )
         }
+        // Asking about (or stopping) a daemon never starts one.
+        Command::Shutdown => match connect::connect_only(&socket).await {
+            Ok((client, info)) => {
+                run_client(Command::Shutdown, &client, info, output::Out { json }).await
+            }
+            Err(Failure::Api(e))
+                if e.kind == ErrorKind::Daemon && e.message.starts_with("no hearth") =>
+            {
+                output::Out { json }.value(json!({"stopped": false, "running": false}), || {
+                    "no daemon is running".into()
+                });
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+        command @ (Command::Version | Command::Ps) => {
+            let (client, info) = connect::connect_only(&socket).await?;
+            run_client(command, &client, info, output::Out { json }).await
+        }
         command => {
             let (client, info) = connect::connect_or_start(&socket).await?;
             let out = output::Out { json };

@@ -322,26 +322,25 @@ impl Daemon {
         if self.cancel.is_cancelled() {
             return Err(ApiError::state("the daemon is shutting down"));
         }
-        if self.registry.count() >= self.config.max_sessions {
+        let mut plan = plan::plan(&req, &self.config)?;
+        // Name and slot are claimed atomically before any await; held until registered.
+        let _claim = self
+            .registry
+            .claim(plan.name.as_deref(), self.config.max_sessions)?;
+        // Bind first: a busy port fails the call before anything is spawned.
+        let (bind, port) = (plan.bind, plan.port);
+        if port != 0
+            && let Some(owner) = self.registry.port_owner(port)
+        {
             return Err(ApiError::new(
-                ErrorKind::Limit,
+                ErrorKind::PortUnavailable,
                 format!(
-                    "the daemon already runs {} sessions (the limit)",
-                    self.config.max_sessions
+                    "port {port} belongs to session {} (down); `hearth up {}` reopens it, or \
+                     `hearth kill {}` frees it",
+                    owner.session.id, owner.session.id, owner.session.id
                 ),
             ));
         }
-        let mut plan = plan::plan(&req, &self.config)?;
-        if let Some(name) = &plan.name
-            && self.registry.name_taken(name)
-        {
-            return Err(ApiError::new(
-                ErrorKind::AlreadyExists,
-                format!("a session named '{name}' already exists"),
-            ));
-        }
-        // Bind first: a busy port fails the call before anything is spawned.
-        let (bind, port) = (plan.bind, plan.port);
         let listener = ssh::bind(bind, port).await.map_err(|e| {
             ApiError::new(
                 ErrorKind::PortUnavailable,

@@ -158,6 +158,16 @@ fn parse_key_args(
 }
 
 fn validate_name(name: &str) -> Result<(), ApiError> {
+    // Ids are 8 lowercase hex characters: a name like one would shadow or be shadowed.
+    if name.len() == 8
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(ApiError::invalid(format!(
+            "'{name}' looks like a session id: choose a name that is not 8 hex characters"
+        )));
+    }
     let ok = !name.is_empty()
         && name.len() <= 64
         && name

@@ -135,9 +135,67 @@ fn hostname() -> Option<String> {
 #[derive(Default)]
 pub struct Registry {
     sessions: Mutex<Vec<Arc<Hosted>>>,
+    /// Names (and slots) taken by creates still under way: checked and taken under the
+    /// sessions lock, so two concurrent creates cannot both get a name. Lock order:
+    /// `sessions` -> `pending`.
+    pending: Mutex<Vec<Option<String>>>,
+}
+
+/// A create's claim on its name and a session slot; dropping it releases the claim (the
+/// registered session holds the name from then on).
+pub struct Claim<'a> {
+    registry: &'a Registry,
+    name: Option<String>,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut pending = self.registry.pending.lock();
+        if let Some(i) = pending.iter().position(|n| *n == self.name) {
+            pending.swap_remove(i);
+        }
+    }
 }
 
 impl Registry {
+    /// Claim `name` and a slot under `max` sessions, atomically against every other create.
+    pub fn claim(&self, name: Option<&str>, max: usize) -> Result<Claim<'_>, ApiError> {
+        let sessions = self.sessions.lock();
+        let mut pending = self.pending.lock();
+        if sessions.len() + pending.len() >= max {
+            return Err(ApiError::new(
+                ErrorKind::Limit,
+                format!("the daemon already runs {max} sessions (the limit)"),
+            ));
+        }
+        if let Some(n) = name {
+            let taken = sessions
+                .iter()
+                .any(|h| h.session.name.as_deref() == Some(n))
+                || pending.iter().any(|p| p.as_deref() == Some(n));
+            if taken {
+                return Err(ApiError::new(
+                    ErrorKind::AlreadyExists,
+                    format!("a session named '{n}' already exists"),
+                ));
+            }
+        }
+        pending.push(name.map(str::to_string));
+        Ok(Claim {
+            registry: self,
+            name: name.map(str::to_string),
+        })
+    }
+
+    /// The `down` session that keeps `port` for itself, if any.
+    pub fn port_owner(&self, port: u16) -> Option<Arc<Hosted>> {
+        self.sessions
+            .lock()
+            .iter()
+            .find(|h| h.port == port && h.state() == SessionState::Down)
+            .cloned()
+    }
+
     pub fn all(&self) -> Vec<Arc<Hosted>> {
         self.sessions.lock().clone()
     }
