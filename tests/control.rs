@@ -498,3 +498,35 @@ fn id_like_names_are_refused_and_a_down_sessions_port_stays_reserved() {
     assert!(msg.contains(&id) && msg.contains("down"), "{msg}");
     assert_eq!(d.ok(&["up", &id])["state"], "up");
 }
+
+/// Pids of processes whose environment names session `id`.
+fn session_pids(id: &str) -> Vec<u32> {
+    let needle = format!("HEARTH_SESSION={id}\0");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|e| String::from_utf8_lossy(&e).contains(&needle))
+                && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .unwrap_or_default()
+                    .contains(") Z")
+        })
+        .collect()
+}
+
+#[test]
+fn kill_leaves_no_orphans_even_setsid_and_hup_ignoring_ones() {
+    let d = TestDaemon::start();
+    let script = "setsid sh -c 'trap \"\" HUP; exec sleep 317' & \
+                  sh -c 'trap \"\" HUP; exec sleep 318' & sleep 0.3; echo started; exec sleep 1000";
+    let s = d.session(&[], &["sh", "-c", script]);
+    let id = id_of(&s);
+    wait_until("the children to start", DEADLINE, || {
+        (session_pids(&id).len() >= 3).then_some(())
+    });
+    d.ok(&["kill", &id]);
+    wait_until("every process of the session to be gone", DEADLINE, || {
+        session_pids(&id).is_empty().then_some(())
+    });
+}

@@ -866,20 +866,52 @@ impl Session {
 
     /// End the child: SIGHUP to its process group, then SIGKILL after `grace`. Returns the
     /// exit code once reaped (or `None` if even SIGKILL did not end it within a second).
+    ///
+    /// Everything the session started goes too: every process whose environment carries
+    /// this session's `HEARTH_SESSION` (children that called `setsid`, ignore SIGHUP or
+    /// were reparented) gets the same SIGHUP, grace, SIGKILL.
     pub async fn terminate(&self, grace: Duration) -> Option<i32> {
         let mut exit = self.exit_watch();
-        if let Some(code) = *exit.borrow_and_update() {
-            return Some(code);
+        let already = *exit.borrow_and_update();
+        if already.is_none() {
+            pty::signal(self.pid, libc::SIGHUP);
         }
-        pty::signal(self.pid, libc::SIGHUP);
-        if let Some(code) = wait_exit(&mut exit, grace).await {
-            return Some(code);
+        let strays = self.strays().await;
+        for p in &strays {
+            // SAFETY: a plain syscall; a process already gone is fine.
+            unsafe { libc::kill(*p, libc::SIGHUP) };
         }
-        if self.exit_code().is_none() {
+        let code = match already {
+            Some(c) => Some(c),
+            None => wait_exit(&mut exit, grace).await,
+        };
+        if code.is_none() && self.exit_code().is_none() {
             pty::signal(self.pid, libc::SIGKILL);
         }
-        // The waiter reports once the reader drains too (up to 1.5 s).
-        wait_exit(&mut exit, Duration::from_secs(3)).await
+        if !strays.is_empty() {
+            // Give the strays the same grace, then SIGKILL what is left.
+            let deadline = tokio::time::Instant::now() + grace;
+            while strays.iter().any(|p| pty::alive(*p)) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            for p in self.strays().await {
+                // SAFETY: as above.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+        }
+        match code {
+            Some(c) => Some(c),
+            // The waiter reports once the reader drains too (up to 1.5 s).
+            None => wait_exit(&mut exit, Duration::from_secs(3)).await,
+        }
+    }
+
+    /// The session's processes found by their environment (off the runtime).
+    async fn strays(&self) -> Vec<libc::pid_t> {
+        let id = self.id.clone();
+        tokio::task::spawn_blocking(move || pty::session_processes(&id))
+            .await
+            .unwrap_or_default()
     }
 }
 

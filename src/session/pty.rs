@@ -204,6 +204,33 @@ fn wait_pid(pid: u32) -> i32 {
 
 /// Send `sig` to the child's process group (it is a session leader, so pgid = pid),
 /// and to the child itself in case it changed group.
+/// Every process (of ours) that carries `HEARTH_SESSION=<id>` in its environment: what the
+/// session started, including children that left its process group and session (`setsid`,
+/// daemons) or were reparented. Blocking (reads /proc): call off the runtime.
+pub fn session_processes(id: &str) -> Vec<libc::pid_t> {
+    let needle = format!("HEARTH_SESSION={id}\0").into_bytes();
+    let me = std::process::id() as libc::pid_t;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.windows(needle.len()).any(|w| w == needle.as_slice()))
+        })
+        .collect()
+}
+
+/// Whether a process still exists (a zombie counts as gone).
+pub fn alive(pid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    })
+}
+
 pub fn signal(pid: u32, sig: libc::c_int) {
     // SAFETY: plain syscalls; failure (already gone) is fine.
     unsafe {
