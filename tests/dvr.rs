@@ -418,3 +418,43 @@ fn kill_while_output_is_in_flight_leaves_a_valid_gapless_recording() {
     assert!(expected > 200_000, "recorded only up to {expected}");
     assert!(expected < 100_000_000, "the kill came after the end");
 }
+
+/// A read at the documented maximum (4 MiB) of non-ASCII output fits in one response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_four_mib_read_of_binary_output_fits_the_wire() {
+    let d = TestDaemon::start();
+    // 0xE9 bytes: four characters each as a JSON number, 16.8 MB for 4 MiB.
+    let s = d.session(
+        &[],
+        &[
+            "sh",
+            "-c",
+            "head -c 6000000 /dev/zero | tr '\\000' '\\351'; sleep 100",
+        ],
+    );
+    let id = id_of(&s);
+    wait_until("6 MB of output", Duration::from_secs(60), || {
+        let st = d.ok(&["status", &id]);
+        (st["output_bytes"].as_u64().unwrap_or(0) >= 6_000_000).then_some(())
+    });
+    let (client, _) = hearth_rpc::socket::connect(&d.socket).await.unwrap();
+    let mut ctx = tarpc::context::current();
+    ctx.deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let chunk = client
+        .read(ctx, id, hearth_rpc::ReadFrom::Start, 4 * 1024 * 1024, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    // Whole log chunks up to the maximum.
+    assert!(
+        chunk.data.len() > 4 * 1024 * 1024 - 65_536,
+        "{}",
+        chunk.data.len()
+    );
+    assert!(chunk.data.len() <= 4 * 1024 * 1024);
+    assert!(chunk.data.iter().all(|b| *b == 0xe9));
+    // On the wire it is base64 (4/3), far from the 16 MiB frame: as an array of numbers
+    // it was 16.8 MB, at the limit.
+    let wire = serde_json::to_vec(&chunk).unwrap().len();
+    assert!(wire < 6 * 1024 * 1024, "{wire} bytes on the wire");
+}

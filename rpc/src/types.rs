@@ -314,6 +314,9 @@ pub enum ReadFrom {
 /// A piece of a session's output. Continue with `Offset(next)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputChunk {
+    /// Output bytes, as base64 on the wire (4/3 of the size, whatever the bytes; a JSON
+    /// array of numbers would be up to 4x and break the frame limit on a big read).
+    #[serde(with = "base64_bytes")]
     pub data: Vec<u8>,
     pub next: u64,
     /// Bytes the reader missed because they were no longer retained.
@@ -322,6 +325,21 @@ pub struct OutputChunk {
     /// `data` comes back empty).
     pub exited: bool,
     pub exit_code: Option<i32>,
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// One event: `seq` strictly increases across the daemon; `kind` and its fields are
