@@ -458,3 +458,59 @@ async fn a_four_mib_read_of_binary_output_fits_the_wire() {
     let wire = serde_json::to_vec(&chunk).unwrap().len();
     assert!(wire < 6 * 1024 * 1024, "{wire} bytes on the wire");
 }
+
+/// `logs --follow` on a session that gets killed ends like at an exit, never with
+/// "not found" (the session is removed while the follower polls).
+#[test]
+fn logs_follow_on_a_killed_session_ends_cleanly() {
+    let d = TestDaemon::start();
+    for round in 0..5 {
+        let name = format!("ticker{round}");
+        d.session(
+            &["--name", &name],
+            &["sh", "-c", "while true; do echo tick; sleep 0.05; done"],
+        );
+        let mut follow = d
+            .command(&["logs", "--follow", &name])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 4];
+        follow
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut first)
+            .unwrap();
+        d.ok(&["kill", &name]);
+        let out = wait_until("the follower to end", DEADLINE, || {
+            follow.try_wait().unwrap()
+        });
+        let mut err = String::new();
+        follow
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(out.success(), "round {round}: {out:?} {err}");
+    }
+    // What a follower's next poll sees once the session is gone: the end, with its code.
+    let s = d.session(&["--name", "gone"], &["sleep", "100"]);
+    d.ok(&["kill", "gone"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let chunk = rt.block_on(async {
+        let (client, _) = hearth_rpc::socket::connect(&d.socket).await.unwrap();
+        let ctx = tarpc::context::current();
+        client
+            .read(ctx, id_of(&s), hearth_rpc::ReadFrom::Offset(0), 1024, 0)
+            .await
+            .unwrap()
+    });
+    let chunk = chunk.expect("a killed session's read answers with its end");
+    assert!(chunk.exited && chunk.data.is_empty());
+    assert_eq!(chunk.exit_code, Some(129), "SIGHUP");
+    // A name that never existed is still not found.
+    d.err(&["logs", "never-was"], "not_found");
+}

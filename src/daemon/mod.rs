@@ -29,6 +29,15 @@ use crate::session::{Limits, Session};
 use crate::ssh;
 use registry::{Hosted, Registry};
 
+/// A session `kill` removed: what started it (for `restart`) and how it ended (so a
+/// follower reading it as it was killed learns the exit, not "not found").
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub id: String,
+    pub request: CreateRequest,
+    pub exit_code: Option<i32>,
+}
+
 /// Removed sessions whose request `restart` remembers.
 const REMEMBER_ENDED: usize = 64;
 
@@ -154,7 +163,7 @@ pub struct Daemon {
     /// The daemon-wide event ring.
     pub events: Arc<events::EventRing>,
     /// What started the last sessions removed (by `kill`), for `restart`: (id, request).
-    ended: parking_lot::Mutex<std::collections::VecDeque<(String, CreateRequest)>>,
+    ended: parking_lot::Mutex<std::collections::VecDeque<Ended>>,
 }
 
 impl Daemon {
@@ -301,17 +310,7 @@ impl Daemon {
                 req
             }
             Err(e) if e.kind == ErrorKind::NotFound => {
-                let ended = self.ended.lock();
-                ended
-                    .iter()
-                    .rev()
-                    .find(|(id, req)| {
-                        id == target
-                            || req.name.as_deref() == Some(target)
-                            || id.starts_with(target)
-                    })
-                    .map(|(_, req)| req.clone())
-                    .ok_or(e)?
+                self.find_ended(target).map(|x| x.request).ok_or(e)?
             }
             Err(e) => return Err(e),
         };
@@ -543,14 +542,32 @@ impl Daemon {
         let grace = self.config.kill_grace;
         let ended = futures::future::join_all(victims.iter().map(|h| end_session(h, grace))).await;
         let mut remembered = self.ended.lock();
-        for h in &victims {
+        for (h, info) in victims.iter().zip(&ended) {
             self.registry.remove(&h.session.id);
-            remembered.push_back((h.session.id.clone(), h.request.clone()));
+            remembered.push_back(Ended {
+                id: h.session.id.clone(),
+                request: h.request.clone(),
+                exit_code: info.exit_code,
+            });
             if remembered.len() > REMEMBER_ENDED {
                 remembered.pop_front();
             }
         }
         Ok(ended)
+    }
+
+    /// A session removed by `kill`, among the last remembered: by id, name or id prefix.
+    pub fn find_ended(&self, target: &str) -> Option<Ended> {
+        self.ended
+            .lock()
+            .iter()
+            .rev()
+            .find(|x| {
+                x.id == target
+                    || x.request.name.as_deref() == Some(target)
+                    || (!target.is_empty() && x.id.starts_with(target))
+            })
+            .cloned()
     }
 
     async fn kill_all(&self) {

@@ -221,7 +221,25 @@ impl Hearth for Control {
         wait_ms: u32,
     ) -> Result<OutputChunk, ApiError> {
         self.check()?;
-        let hosted = self.daemon.registry.resolve(&target)?;
+        let hosted = match self.daemon.registry.resolve(&target) {
+            Ok(h) => h,
+            // Killed while someone followed it: report the end, not "not found".
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                let ended = self.daemon.find_ended(&target).ok_or(e)?;
+                let next = match from {
+                    ReadFrom::Offset(o) => o,
+                    _ => 0,
+                };
+                return Ok(OutputChunk {
+                    data: Vec::new(),
+                    next,
+                    skipped: 0,
+                    exited: true,
+                    exit_code: ended.exit_code,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         let session = &hosted.session;
         let max = (max as usize).clamp(1, 4 * 1024 * 1024);
         let from = match from {
