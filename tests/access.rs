@@ -253,13 +253,20 @@ fn forwarding_agent_x11_and_sftp_are_refused() {
     wait_until("the agent socket", DEADLINE, || {
         agent.exists().then_some(())
     });
+    // ssh's own messages go to a file: on the pane, the session's first repaint clears them.
+    let ssh_err = d.dir.path().join("ssh-x11.err");
     let line = format!(
-        "env DISPLAY=:0 SSH_AUTH_SOCK={} ssh {} -X -A -tt 127.0.0.1",
+        "env DISPLAY=:0 SSH_AUTH_SOCK={} ssh {} -X -A -tt 127.0.0.1 2>{}",
         agent.display(),
-        base.join(" ")
+        base.join(" "),
+        ssh_err.display()
     );
     tmux.run("xa", 80, 24, &line);
-    tmux.wait_for("xa", "X11 forwarding request failed");
+    wait_until("ssh to report the X11 refusal", DEADLINE, || {
+        std::fs::read_to_string(&ssh_err)
+            .ok()
+            .filter(|t| t.contains("X11 forwarding request failed"))
+    });
     tmux.type_text(
         "xa",
         "echo still-$((6*7)); echo sock=${SSH_AUTH_SOCK:-none}\r",

@@ -201,6 +201,11 @@ pub fn serve(listener: TcpListener, shared: Arc<SessionServer>) -> std::io::Resu
                     continue;
                 }
             };
+            // russh sets TCP_NODELAY only in its own accept loop, not in `run_stream`: without
+            // it, Nagle and delayed ACKs stall half the joins by ~40 ms.
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
             let shared = Arc::clone(&shared);
             shared
                 .tracker
