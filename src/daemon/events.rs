@@ -200,18 +200,25 @@ pub async fn watch_activity(session: Arc<Session>, ring: Arc<EventRing>, stop: C
     let mut recording_error_told = false;
     let publish = |kind| ring.publish(&session.id, session.name.as_deref(), kind);
     loop {
-        // Quiet: wait for output.
-        tokio::select! {
-            r = output.changed() => if r.is_err() { return },
-            _ = exit.wait_for(|c| c.is_some()) => return,
-            _ = stop.cancelled() => return,
-        }
-        publish(EventKind::Busy);
-        // Busy until BUSY_WITHIN passes without output.
-        loop {
+        // Quiet: wait for output (one wake-up, not one per chunk).
+        output.borrow_and_update();
+        if !session.activity.busy() {
             tokio::select! {
                 r = output.changed() => if r.is_err() { return },
-                _ = tokio::time::sleep(BUSY_WITHIN) => break,
+                _ = exit.wait_for(|c| c.is_some()) => return,
+                _ = stop.cancelled() => return,
+            }
+        }
+        publish(EventKind::Busy);
+        // Busy until BUSY_WITHIN passes without output: sleep on the activity clock, so a
+        // flood costs this task nothing per chunk.
+        loop {
+            if !session.activity.busy() {
+                break;
+            }
+            let idle = session.activity.idle();
+            tokio::select! {
+                _ = tokio::time::sleep(BUSY_WITHIN - idle) => {}
                 _ = exit.wait_for(|c| c.is_some()) => return,
                 _ = stop.cancelled() => return,
             }

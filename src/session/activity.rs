@@ -69,6 +69,11 @@ impl Activity {
         }
     }
 
+    /// Output within [`BUSY_WITHIN`] (a session that never printed is not busy).
+    pub fn busy(&self) -> bool {
+        self.last_output.load(Ordering::Relaxed) != NEVER && self.idle() < BUSY_WITHIN
+    }
+
     /// Time since a client (not the API) last typed, if one ever did.
     pub fn since_client_input(&self) -> Option<Duration> {
         let last = self.last_client_input.load(Ordering::Relaxed);
