@@ -39,7 +39,7 @@ pub fn host_key() -> PathBuf {
     data_dir().join("host_ed25519_key")
 }
 
-/// Session recordings (`<id>.cast` and `<id>.input.jsonl`).
+/// Session recordings (`<id>.cast` and `<id>.audit.jsonl`).
 pub fn recordings_dir() -> PathBuf {
     state_dir().join("recordings")
 }

@@ -13,10 +13,12 @@
 //! - [`types`]: the data that crosses the socket (sessions, peers, requests).
 //! - [`error`]: [`ApiError`] and [`ErrorKind`], the only error that crosses the socket.
 //! - [`socket`]: where the socket lives, and the JSON-over-Unix-socket transport.
+//! - [`wait`]: a long wait as a loop of bounded `wait` calls that never misses output.
 
 pub mod error;
 pub mod socket;
 pub mod types;
+pub mod wait;
 
 pub use error::{ApiError, ErrorKind};
 pub use types::*;

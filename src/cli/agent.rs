@@ -1,20 +1,17 @@
 //! Commands for scripts and supervising agents: `send` (type into a session as one unit),
 //! `wait` (for a match, idleness or the exit; the waiting runs in the daemon, this loops over
-//! bounded long polls and never misses output in between), and `status`.
+//! bounded long polls through `hearth_rpc::wait` and never misses output), and `status`.
 
 use std::io::Read as _;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
-use hearth_rpc::{ApiError, HearthClient, SendRequest, WaitFor, WaitReason, WaitRequest};
+use hearth_rpc::{ApiError, HearthClient, SendRequest, WaitFor, WaitReason};
 use serde_json::json;
 
 use super::output::{Out, activity};
 use super::{Failure, call, ctx};
-
-/// Longest single long poll; the CLI loops for longer waits.
-const POLL: Duration = Duration::from_secs(25);
 
 #[derive(clap::Args, Debug)]
 pub struct SendArgs {
@@ -100,61 +97,32 @@ pub async fn wait(client: &HearthClient, out: Out, args: WaitArgs) -> Result<(),
         },
         (None, None) => WaitFor::Exit,
     };
-    let deadline = args.timeout.map(|t| Instant::now() + t);
-    let mut from = args.from;
-    loop {
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let poll = left.map_or(POLL, |l| l.min(POLL));
-        let req = WaitRequest {
-            until: until.clone(),
-            from,
-            timeout_ms: poll.as_millis() as u32,
-        };
-        let mut c = ctx();
-        c.deadline = Instant::now() + poll + Duration::from_secs(30);
-        let r = call(client.wait(c, args.target.clone(), req)).await?;
-        if r.reason == WaitReason::Timeout && left.is_none_or(|l| l > poll) {
-            // One poll ran out, the wait goes on from where it stopped.
-            from = Some(r.offset);
-            continue;
-        }
-        let status = match r.reason {
-            WaitReason::Match | WaitReason::Idle | WaitReason::Exit => 0,
-            WaitReason::Ended => 3,
-            WaitReason::Timeout => 124,
-        };
-        let reason = match r.reason {
-            WaitReason::Ended => "exit",
-            other => wait_reason(other),
-        };
-        out.value(
-            json!({"reason": reason, "match": r.matched, "line": r.line, "offset": r.offset,
-                   "exit_code": r.exit_code, "idle_ms": r.idle_ms}),
-            || match r.reason {
-                WaitReason::Match => r.line.clone().unwrap_or_default(),
-                WaitReason::Idle => format!("idle for {} ms", r.idle_ms.unwrap_or(0)),
-                WaitReason::Exit => format!("exited with code {}", r.exit_code.unwrap_or(-1)),
-                WaitReason::Ended => format!(
-                    "the session ended (exit code {}) before the condition",
-                    r.exit_code.unwrap_or(-1)
-                ),
-                WaitReason::Timeout => "timed out".into(),
-            },
-        );
-        return if status == 0 {
-            Ok(())
-        } else {
-            Err(Failure::Exit(status))
-        };
-    }
-}
-
-fn wait_reason(r: WaitReason) -> &'static str {
-    match r {
-        WaitReason::Match => "match",
-        WaitReason::Idle => "idle",
-        WaitReason::Exit | WaitReason::Ended => "exit",
-        WaitReason::Timeout => "timeout",
+    let r =
+        hearth_rpc::wait::wait_for(client, &args.target, until, args.from, args.timeout).await?;
+    let status = match r.reason {
+        WaitReason::Match | WaitReason::Idle | WaitReason::Exit => 0,
+        WaitReason::Ended => 3,
+        WaitReason::Timeout => 124,
+    };
+    let reason = r.reason.reported();
+    out.value(
+        json!({"reason": reason, "match": r.matched, "line": r.line, "offset": r.offset,
+               "exit_code": r.exit_code, "idle_ms": r.idle_ms}),
+        || match r.reason {
+            WaitReason::Match => r.line.clone().unwrap_or_default(),
+            WaitReason::Idle => format!("idle for {} ms", r.idle_ms.unwrap_or(0)),
+            WaitReason::Exit => format!("exited with code {}", r.exit_code.unwrap_or(-1)),
+            WaitReason::Ended => format!(
+                "the session ended (exit code {}) before the condition",
+                r.exit_code.unwrap_or(-1)
+            ),
+            WaitReason::Timeout => "timed out".into(),
+        },
+    );
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(Failure::Exit(status))
     }
 }
 

@@ -183,7 +183,8 @@ pub fn from_session(e: SessionEvent) -> EventKind {
     }
 }
 
-fn peer_role(r: Role) -> hearth_rpc::PeerRole {
+/// A session role as the wire names it (events and `peers`).
+pub fn peer_role(r: Role) -> hearth_rpc::PeerRole {
     match r {
         Role::Owner => hearth_rpc::PeerRole::Owner,
         Role::Collaborator => hearth_rpc::PeerRole::Collaborator,

@@ -200,19 +200,8 @@ impl Registry {
         self.sessions.lock().clone()
     }
 
-    pub fn count(&self) -> usize {
-        self.sessions.lock().len()
-    }
-
     pub fn id_taken(&self, id: &str) -> bool {
         self.sessions.lock().iter().any(|h| h.session.id == id)
-    }
-
-    pub fn name_taken(&self, name: &str) -> bool {
-        self.sessions
-            .lock()
-            .iter()
-            .any(|h| h.session.name.as_deref() == Some(name))
     }
 
     pub fn insert(&self, hosted: Arc<Hosted>) {

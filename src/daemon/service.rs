@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use hearth_rpc::{
     ApiError, CreateRequest, DaemonInfo, ErrorKind, EventBatch, Grant, Hearth, OutputChunk,
-    PROTOCOL_VERSION, PeerInfo, PeerRole, ReadFrom, SendReply, SendRequest, SessionInfo, VERSION,
-    WaitFor, WaitReason, WaitReply, WaitRequest,
+    PROTOCOL_VERSION, PeerInfo, ReadFrom, SendReply, SendRequest, SessionInfo, VERSION, WaitFor,
+    WaitReason, WaitReply, WaitRequest,
 };
 use tarpc::context::Context;
 
@@ -403,11 +403,7 @@ fn peer_info(p: crate::session::Peer) -> PeerInfo {
     PeerInfo {
         client: p.name,
         user: p.spec.user,
-        role: match p.spec.role {
-            Role::Owner => PeerRole::Owner,
-            Role::Collaborator => PeerRole::Collaborator,
-            Role::Viewer => PeerRole::Viewer,
-        },
+        role: super::events::peer_role(p.spec.role),
         cols: p.size.0,
         rows: p.size.1,
         address: p.spec.address,

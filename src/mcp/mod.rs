@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use hearth_rpc::{
     ApiError, CreateRequest, ErrorKind, HearthClient, ReadFrom, SendRequest, WaitFor, WaitReason,
-    WaitRequest,
 };
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -269,34 +268,14 @@ impl HearthMcp {
             (None, Some(ms)) => WaitFor::Idle { ms },
             _ => WaitFor::Exit,
         };
-        let deadline = Instant::now() + Duration::from_millis(w.timeout_ms);
-        let mut from = w.from;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let poll = left.min(Duration::from_secs(30));
-            let req = WaitRequest {
-                until: until.clone(),
-                from,
-                timeout_ms: poll.as_millis() as u32,
-            };
-            let r = self
-                .client
-                .wait(ctx(poll + Duration::from_secs(30)), w.session.clone(), req)
-                .await??;
-            if r.reason == WaitReason::Timeout && left > poll {
-                from = Some(r.offset);
-                continue;
-            }
-            let reason = match r.reason {
-                WaitReason::Match => "match",
-                WaitReason::Idle => "idle",
-                WaitReason::Exit | WaitReason::Ended => "exit",
-                WaitReason::Timeout => "timeout",
-            };
-            return Ok(json!({"reason": reason, "match": r.matched, "line": r.line,
-                "offset": r.offset, "exit_code": r.exit_code,
-                "ended_first": r.reason == WaitReason::Ended}));
-        }
+        let timeout = Duration::from_millis(w.timeout_ms);
+        let r = hearth_rpc::wait::wait_for(&self.client, &w.session, until, w.from, Some(timeout))
+            .await?;
+        Ok(
+            json!({"reason": r.reason.reported(), "match": r.matched, "line": r.line,
+            "offset": r.offset, "exit_code": r.exit_code,
+            "ended_first": r.reason == WaitReason::Ended}),
+        )
     }
 }
 

@@ -45,9 +45,8 @@ pub fn load_or_create_host_key(path: &Path) -> anyhow::Result<PrivateKey> {
     Ok(key)
 }
 
-pub fn fingerprint_of(key: &KeyData) -> String {
-    authorized::fingerprint(key)
-}
+/// A key's SHA-256 fingerprint (the one rule, in `authorized_keys`).
+pub use crate::authorized_keys::fingerprint as fingerprint_of;
 
 /// What identifies one version of a file: re-read only when it changes.
 type Stamp = (u64, u64, i64, i64, u64);
