@@ -7,6 +7,11 @@ use hearth::cli::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
+    // A session's child on its way to its program: no parsing, no runtime.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() == Some(std::ffi::OsStr::new(hearth::session::procs::EXEC_SHIM)) {
+        hearth::session::procs::exec_shim(args.collect());
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),

@@ -57,6 +57,9 @@ async fn every_documented_field_is_in_real_output() {
     )
     .unwrap();
     let doctor = d.json(&["doctor"]).1;
+    let gone = d.session(&[], &["true"]);
+    d.ok(&["kill", &id_of(&gone)]);
+    let ended = d.ok(&["ps", "--all"])["ended"][0].clone();
     let mut shapes: BTreeMap<&str, Value> = BTreeMap::new();
     shapes.insert("session", session.clone());
     shapes.insert("status", d.ok(&["status", &id]));
@@ -69,6 +72,7 @@ async fn every_documented_field_is_in_real_output() {
     shapes.insert("doctor", doctor);
     shapes.insert("version", d.ok(&["version"]));
     shapes.insert("error", d.json(&["status", "nosuch"]).1);
+    shapes.insert("ended", ended);
     let doc = documented();
     assert!(doc.len() >= 11, "sections found: {:?}", doc.keys());
     for (section, fields) in &doc {

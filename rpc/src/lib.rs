@@ -25,7 +25,7 @@ pub use types::*;
 
 /// Bumped whenever a request or response changes shape. [`Hearth::hello`] never changes
 /// shape, so a mismatch is always reported as a clear error rather than a decode failure.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The crate (and CLI) version, reported by `hello`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -84,6 +84,14 @@ pub trait Hearth {
     async fn wait(target: String, request: WaitRequest) -> Result<WaitReply, ApiError>;
     /// The current screen: plain text, or with colours and cursor (`ansi`).
     async fn screen(target: String, ansi: bool) -> Result<String, ApiError>;
+    /// Sessions that have ended and left the daemon (killed, or ended with an earlier
+    /// daemon), newest first, from their records beside the recordings: so they survive
+    /// daemon restarts. `target` picks one (id, unique id prefix or name: the newest of
+    /// that name); `since_unix` keeps those that ended (or started) at or after it.
+    async fn history(
+        target: Option<String>,
+        since_unix: Option<u64>,
+    ) -> Result<Vec<EndedSession>, ApiError>;
     /// Stop the daemon: every session is ended as by `kill --all`.
     async fn shutdown() -> Result<(), ApiError>;
 }

@@ -99,6 +99,31 @@ pub struct SessionInfo {
     pub host_key_fingerprint: String,
 }
 
+/// A session that has ended and left the daemon, as `history` and `ps --all` report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndedSession {
+    pub id: String,
+    pub name: Option<String>,
+    pub command: Vec<String>,
+    pub cwd: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    pub created_unix: u64,
+    /// When it ended (`None` only while a crashed daemon's successor has not settled it).
+    pub ended_at: Option<String>,
+    pub ended_unix: Option<u64>,
+    /// The child's status (128 + signal number when killed by a signal); `None` when it
+    /// ended with the daemon unrecorded.
+    pub exit_code: Option<i32>,
+    /// It ended with a daemon that stopped without noting it (a crash): `ended_at` is
+    /// the last write of its recording, the exit code unknown.
+    pub lost: bool,
+    /// The asciicast recording, if one was made and is still kept.
+    pub recording: Option<String>,
+    /// Its size in bytes (0 without one).
+    pub recording_bytes: u64,
+}
+
 /// What a session's program is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -119,7 +119,21 @@ pub async fn recording_path(client: &HearthClient, arg: &str) -> Result<PathBuf,
     if path.is_file() {
         return Ok(path.to_path_buf());
     }
-    let info = call(client.get(ctx(), arg.to_string())).await?;
+    let info = match call(client.get(ctx(), arg.to_string())).await {
+        Ok(info) => info,
+        // An ended session: its recording, if kept.
+        Err(Failure::Api(e)) if e.kind == hearth_rpc::ErrorKind::NotFound => {
+            let ended = call(client.history(ctx(), Some(arg.to_string()), None)).await?;
+            let Some(s) = ended.into_iter().next() else {
+                return Err(e.into());
+            };
+            return s.recording.map(PathBuf::from).ok_or_else(|| {
+                ApiError::not_found(format!("session {} has ended; no recording is kept", s.id))
+                    .into()
+            });
+        }
+        Err(e) => return Err(e),
+    };
     match info.recording {
         Some(p) => Ok(PathBuf::from(p)),
         None => Err(ApiError::not_found(format!(

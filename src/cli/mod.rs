@@ -59,7 +59,17 @@ pub enum Command {
     /// Start a session: your $SHELL (or CMD) in a PTY, served over SSH on its own port
     Server(ServerArgs),
     /// List sessions
-    Ps,
+    Ps {
+        /// Also the sessions that have ended (as `history` lists them)
+        #[arg(long, short)]
+        all: bool,
+    },
+    /// Sessions that have ended: killed, or with an earlier daemon (newest first)
+    History {
+        /// Only those that ended within this long (e.g. 1h, 2d)
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+    },
     /// Reopen a session's SSH listener on the same port
     Up { target: String },
     /// Close a session's SSH listener; attached clients stay unless --kick
@@ -301,7 +311,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
             Err(e) => Err(e),
         },
-        command @ (Command::Version | Command::Ps) => {
+        command @ (Command::Version | Command::Ps { .. } | Command::History { .. }) => {
             let (client, info) = connect::connect_only(&socket).await?;
             run_client(command, &client, info, output::Out { json }).await
         }
@@ -408,7 +418,21 @@ async fn run_client(
                 );
             }
         }
-        Command::Ps => out.sessions(&call(client.list(ctx())).await?),
+        Command::Ps { all: false } => out.sessions(&call(client.list(ctx())).await?),
+        Command::Ps { all: true } => {
+            let live = call(client.list(ctx())).await?;
+            let ended = call(client.history(ctx(), None, None)).await?;
+            out.all_sessions(&live, &ended)
+        }
+        Command::History { since } => {
+            let since = since.map(|d| {
+                std::time::SystemTime::now()
+                    .checked_sub(d)
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_secs())
+            });
+            out.history(&call(client.history(ctx(), None, since)).await?)
+        }
         Command::Up { target } => out.session(&call(client.up(ctx(), target)).await?),
         Command::Down { target, kick } => {
             out.session(&call(client.down(ctx(), target, kick)).await?)

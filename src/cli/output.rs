@@ -5,7 +5,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hearth_rpc::{
-    ApiError, DaemonInfo, ErrorKind, PROTOCOL_VERSION, PeerInfo, SessionInfo, VERSION,
+    ApiError, DaemonInfo, EndedSession, ErrorKind, PROTOCOL_VERSION, PeerInfo, SessionInfo, VERSION,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -101,9 +101,11 @@ impl Out {
                 .as_deref()
                 .map(|n| format!(" ({n})"))
                 .unwrap_or_default();
+            // A recording that failed is not announced as one (the warning says why).
             let recording = s
                 .recording
                 .as_deref()
+                .filter(|_| s.recording_error.is_none())
                 .map(|r| format!("\nrecording: {r}"))
                 .unwrap_or_default();
             format!(
@@ -127,6 +129,35 @@ impl Out {
                 "no sessions (start one with `hearth server`)".into()
             } else {
                 table(list)
+            }
+        })
+    }
+
+    /// `ps --all`: running sessions, then ended ones. JSON: `{"sessions": [...], "ended": [...]}`.
+    pub fn all_sessions(&self, live: &[SessionInfo], ended: &[EndedSession]) {
+        self.emit(&json!({"sessions": live, "ended": ended}), || {
+            if live.is_empty() && ended.is_empty() {
+                return "no sessions, running or ended".into();
+            }
+            let mut text = if live.is_empty() {
+                "no running sessions".to_string()
+            } else {
+                table(live)
+            };
+            if !ended.is_empty() {
+                text.push_str("\n\nENDED\n");
+                text.push_str(&history_table(ended));
+            }
+            text
+        })
+    }
+
+    pub fn history(&self, list: &[EndedSession]) {
+        self.emit(&list, || {
+            if list.is_empty() {
+                "no ended sessions".into()
+            } else {
+                history_table(list)
             }
         })
     }
@@ -217,10 +248,10 @@ fn table(list: &[SessionInfo]) -> String {
         if s.locked {
             state.push_str(",locked");
         }
-        let mut command = s.command.join(" ");
-        if command.chars().count() > 40 {
-            command = command.chars().take(39).collect::<String>() + "…";
+        if s.recording_error.is_some() {
+            state.push_str(",rec-stopped");
         }
+        let command = short_command(&s.command);
         rows.push(vec![
             s.id.clone(),
             s.name.clone().unwrap_or_else(|| "-".into()),
@@ -237,7 +268,71 @@ fn table(list: &[SessionInfo]) -> String {
             },
         ]);
     }
+    let mut text = render(&rows);
+    for s in list {
+        if let Some(why) = &s.recording_error {
+            text.push_str(&format!("\n{}: {why}", s.id));
+        }
+    }
+    text
+}
+
+fn history_table(list: &[EndedSession]) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut rows = vec![
+        ["ID", "NAME", "EXIT", "ENDED", "RAN", "COMMAND", "RECORDING"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for s in list {
+        let (exit, ended, ran) = match s.ended_unix {
+            // The daemon died with it: the end is the recording's last write.
+            Some(end) if s.lost => (
+                "?".into(),
+                format!("{} ago (daemon died)", age(now.saturating_sub(end))),
+                age(end.saturating_sub(s.created_unix)),
+            ),
+            Some(end) => (
+                s.exit_code.map_or("-".into(), |c| c.to_string()),
+                format!("{} ago", age(now.saturating_sub(end))),
+                age(end.saturating_sub(s.created_unix)),
+            ),
+            // The daemon stopped without noting the end (a crash).
+            None => ("?".into(), "with the daemon".into(), "?".into()),
+        };
+        rows.push(vec![
+            s.id.clone(),
+            s.name.clone().unwrap_or_else(|| "-".into()),
+            exit,
+            ended,
+            ran,
+            short_command(&s.command),
+            match &s.recording {
+                Some(p) => format!("{p} ({})", bytes(s.recording_bytes)),
+                None => "-".into(),
+            },
+        ]);
+    }
     render(&rows)
+}
+
+fn short_command(command: &[String]) -> String {
+    let command = command.join(" ");
+    if command.chars().count() > 40 {
+        command.chars().take(39).collect::<String>() + "…"
+    } else {
+        command
+    }
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n} B"),
+        1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
+        _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+    }
 }
 
 /// `busy`, `idle 3m`, `exited 0`.

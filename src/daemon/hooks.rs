@@ -93,16 +93,25 @@ async fn run_one(index: usize, hook: &Hook, e: &Event, stop: CancellationToken) 
         .env("HEARTH_EVENT_KIND", e.kind.name())
         .env("HEARTH_SESSION", &e.session)
         .env("HEARTH_SESSION_NAME", e.name.as_deref().unwrap_or(""))
+        // Marks the hook (and what it starts) as not the session's: `kill` spares it.
+        .env("HEARTH_HOOK", index.to_string())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
+    // Registered before the orphan reaper can see it: tokio reaps it.
+    let spawned = crate::session::procs::with_spawn_lock(|| match cmd.spawn() {
+        Ok(c) => {
+            let pid = c.id().unwrap_or_default() as libc::pid_t;
+            Some(((c, pid), pid))
+        }
         Err(err) => {
             tracing::warn!(hook = index, error = %err, "hook did not start");
-            return;
+            None
         }
+    });
+    let Some((mut child, pid)) = spawned else {
+        return;
     };
     let limit = hook.timeout.unwrap_or(DEFAULT_TIMEOUT);
     tokio::select! {
@@ -117,4 +126,5 @@ async fn run_one(index: usize, hook: &Hook, e: &Event, stop: CancellationToken) 
         },
         _ = stop.cancelled() => { let _ = child.kill().await; }
     }
+    crate::session::procs::disown(pid);
 }

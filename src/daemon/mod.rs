@@ -9,13 +9,14 @@
 pub mod config_file;
 pub mod events;
 pub mod frames;
+pub mod history;
 pub mod hooks;
 pub mod plan;
 pub mod registry;
 pub mod service;
 pub mod socket;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -36,6 +37,8 @@ pub struct Ended {
     pub id: String,
     pub request: CreateRequest,
     pub exit_code: Option<i32>,
+    /// Its recording, if one was made.
+    pub recording: Option<PathBuf>,
 }
 
 /// Removed sessions whose request `restart` remembers.
@@ -72,6 +75,8 @@ pub struct Config {
     pub triggers: Vec<crate::session::trigger::Trigger>,
     /// Default pause-menu trigger and window (`None`: sessions start without a menu).
     pub menu: Option<crate::menu::MenuConfig>,
+    /// The `hearth` binary, to start sessions through its exec shim (`None`: directly).
+    pub exec_shim: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -93,6 +98,7 @@ impl Default for Config {
                 .unwrap_or_else(|| "/bin/sh".into()),
             host_key: crate::paths::host_key(),
             menu: Some(crate::menu::MenuConfig::default()),
+            exec_shim: None,
             record: Some(crate::session::record::RecordConfig::new(
                 crate::paths::recordings_dir(),
             )),
@@ -126,10 +132,34 @@ pub async fn main(socket: PathBuf, kill_grace: f64, login_grace: u64) -> anyhow:
         }
         on_signal.cancel();
     });
+    // What sessions orphan is adopted (and reaped) here, not by init.
+    if let Err(e) = crate::session::procs::become_subreaper() {
+        tracing::warn!(error = %e, "cannot become a child subreaper");
+    }
+    let reap_stop = shutdown.clone();
+    let reaper = tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut child) = signal(SignalKind::child()) else {
+            tracing::error!("cannot watch SIGCHLD; adopted orphans stay zombies");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = child.recv() => {}
+                // A SIGCHLD can coalesce with another: sweep now and then anyway.
+                _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                _ = reap_stop.cancelled() => return,
+            }
+            let _ = tokio::task::spawn_blocking(crate::session::procs::reap_orphans).await;
+        }
+    });
     let mut config = Config {
         kill_grace: Duration::from_secs_f64(kill_grace),
         login_grace: Duration::from_secs(login_grace),
         menu: config_file::load_menu(&crate::paths::config_file())?,
+        // This process is the `hearth` binary: /proc/self/exe is it even after an upgrade
+        // replaced the file.
+        exec_shim: Some(PathBuf::from("/proc/self/exe")),
         record: config_file::load_recording(
             &crate::paths::config_file(),
             crate::session::record::RecordConfig::new(crate::paths::recordings_dir()),
@@ -146,6 +176,7 @@ pub async fn main(socket: PathBuf, kill_grace: f64, login_grace: u64) -> anyhow:
     let result = Daemon::run(control, config, shutdown.clone()).await;
     shutdown.cancel();
     let _ = signals.await;
+    let _ = reaper.await;
     result
 }
 
@@ -201,6 +232,7 @@ impl Daemon {
         });
         // SAFETY: getuid has no preconditions.
         let uid = unsafe { libc::getuid() };
+        daemon.end_what_a_crash_left();
         if !daemon.config.hooks.is_empty() {
             daemon.tracker.spawn(hooks::run(
                 Arc::new(daemon.config.hooks.clone()),
@@ -309,9 +341,7 @@ impl Daemon {
                     .await?;
                 req
             }
-            Err(e) if e.kind == ErrorKind::NotFound => {
-                self.find_ended(target).map(|x| x.request).ok_or(e)?
-            }
+            Err(e) if e.kind == ErrorKind::NotFound => self.find_ended(target)?.request,
             Err(e) => return Err(e),
         };
         self.create(req).await
@@ -405,6 +435,10 @@ impl Daemon {
             },
         });
         self.registry.insert(Arc::clone(&hosted));
+        if let Some(dir) = self.history_dir() {
+            history::write(dir, &history::Record::new(&hosted.info(), &hosted.request));
+            history::prune(dir, history::MAX_RECORDS, &self.live_ids());
+        }
         self.close_on_exit(&hosted);
         sink.open();
         self.watch_events(&hosted);
@@ -448,17 +482,84 @@ impl Daemon {
             .spawn(events::watch_activity(watched.session.clone(), ring, stop));
     }
 
-    /// An exited session accepts no joins: free its port once the program ends.
+    /// An exited session accepts no joins: free its port once the program ends, and note
+    /// the end in its history record.
     fn close_on_exit(&self, hosted: &Arc<Hosted>) {
         let watched = Arc::clone(hosted);
         let stop = self.cancel.clone();
+        let dir = self.history_dir().map(Path::to_path_buf);
         self.tracker.spawn(async move {
             let mut exit = watched.session.exit_watch();
             tokio::select! {
-                _ = exit.wait_for(|c| c.is_some()) => { watched.close_listener(); }
+                _ = exit.wait_for(|c| c.is_some()) => {
+                    watched.close_listener();
+                    if let Some(dir) = dir {
+                        record_end(&dir, &watched);
+                    }
+                }
                 _ = stop.cancelled() => {}
             }
         });
+    }
+
+    /// Where history records are kept: beside the recordings (none when recording is off
+    /// daemon-wide).
+    pub fn history_dir(&self) -> Option<&Path> {
+        self.config.record.as_ref().map(|r| r.dir.as_path())
+    }
+
+    /// Sessions of a previous daemon that died without ending them: note them as lost in
+    /// history, and end what they left running (children that ignored the hangup or left
+    /// the tty's session), with the usual SIGHUP, grace, SIGKILL.
+    fn end_what_a_crash_left(&self) {
+        let Some(dir) = self.history_dir().map(Path::to_path_buf) else {
+            return;
+        };
+        let grace = self.config.kill_grace;
+        let stop = self.cancel.clone();
+        self.tracker.spawn(async move {
+            let lost = tokio::task::spawn_blocking(move || {
+                let lost = history::settle_lost(&dir);
+                let pids = crate::session::pty::marked_processes(&lost);
+                (lost, pids)
+            })
+            .await;
+            let Ok((lost, pids)) = lost else { return };
+            if pids.is_empty() {
+                return;
+            }
+            tracing::warn!(
+                sessions = lost.len(),
+                processes = pids.len(),
+                "ending what sessions of a daemon that died left running"
+            );
+            for p in &pids {
+                // SAFETY: a plain syscall; a process already gone is fine.
+                unsafe { libc::kill(*p, libc::SIGHUP) };
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(grace) => {}
+                _ = stop.cancelled() => {}
+            }
+            // Looked up again: a pid that ended meanwhile may be someone else's now.
+            let left =
+                tokio::task::spawn_blocking(move || crate::session::pty::marked_processes(&lost))
+                    .await
+                    .unwrap_or_default();
+            for p in left {
+                // SAFETY: as above.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+        });
+    }
+
+    /// Ids of the sessions this daemon holds.
+    pub fn live_ids(&self) -> std::collections::HashSet<String> {
+        self.registry
+            .all()
+            .iter()
+            .map(|h| h.session.id.clone())
+            .collect()
     }
 
     /// What every SSH connection of a new session shares.
@@ -543,11 +644,15 @@ impl Daemon {
         let ended = futures::future::join_all(victims.iter().map(|h| end_session(h, grace))).await;
         let mut remembered = self.ended.lock();
         for (h, info) in victims.iter().zip(&ended) {
+            if let Some(dir) = self.history_dir() {
+                record_end(dir, h);
+            }
             self.registry.remove(&h.session.id);
             remembered.push_back(Ended {
                 id: h.session.id.clone(),
                 request: h.request.clone(),
                 exit_code: info.exit_code,
+                recording: h.session.recording(),
             });
             if remembered.len() > REMEMBER_ENDED {
                 remembered.pop_front();
@@ -556,9 +661,11 @@ impl Daemon {
         Ok(ended)
     }
 
-    /// A session removed by `kill`, among the last remembered: by id, name or id prefix.
-    pub fn find_ended(&self, target: &str) -> Option<Ended> {
-        self.ended
+    /// A session that has left the daemon: among the last this daemon removed (by id,
+    /// name or id prefix), else from the history records on disk (so after a restart too).
+    pub fn find_ended(&self, target: &str) -> Result<Ended, ApiError> {
+        let remembered = self
+            .ended
             .lock()
             .iter()
             .rev()
@@ -567,12 +674,31 @@ impl Daemon {
                     || x.request.name.as_deref() == Some(target)
                     || (!target.is_empty() && x.id.starts_with(target))
             })
-            .cloned()
+            .cloned();
+        if let Some(e) = remembered {
+            return Ok(e);
+        }
+        let Some(dir) = self.history_dir() else {
+            return Err(ApiError::not_found(format!("no session '{target}'")));
+        };
+        let r = history::find(dir, &self.live_ids(), target)?;
+        Ok(Ended {
+            recording: r.recording.map(PathBuf::from),
+            id: r.id,
+            request: r.request,
+            exit_code: r.exit_code,
+        })
     }
 
     async fn kill_all(&self) {
         let _ = self.kill(&[], true).await;
     }
+}
+
+/// Note a session's end (exit code, time) in its history record.
+fn record_end(dir: &Path, h: &Hosted) {
+    let record = history::Record::new(&h.info(), &h.request).ended(h.session.exit_code());
+    history::write(dir, &record);
 }
 
 /// End one session: close its listener, end its child, give clients a moment to receive

@@ -82,6 +82,7 @@ pub fn plan(req: &CreateRequest, config: &Config) -> Result<Plan, ApiError> {
             size: (80, 24),
             session_id: None,
             socket: None,
+            shim: config.exec_shim.clone(),
         },
         collaborators: parse_key_args("--allow-key", &req.allow_keys)?,
         viewers: parse_key_args("--viewer-key", &req.viewer_keys)?,

@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hearth_rpc::{
-    ApiError, CreateRequest, DaemonInfo, ErrorKind, EventBatch, Grant, Hearth, OutputChunk,
-    PROTOCOL_VERSION, PeerInfo, ReadFrom, SendReply, SendRequest, SessionInfo, VERSION, WaitFor,
-    WaitReason, WaitReply, WaitRequest,
+    ApiError, CreateRequest, DaemonInfo, EndedSession, ErrorKind, EventBatch, Grant, Hearth,
+    OutputChunk, PROTOCOL_VERSION, PeerInfo, ReadFrom, SendReply, SendRequest, SessionInfo,
+    VERSION, WaitFor, WaitReason, WaitReply, WaitRequest,
 };
 use tarpc::context::Context;
 
-use super::Daemon;
+use super::{Daemon, history};
 use crate::session::reader::Next;
 use crate::session::wait::{Until, Waited};
 
@@ -223,15 +223,33 @@ impl Hearth for Control {
         self.check()?;
         let hosted = match self.daemon.registry.resolve(&target) {
             Ok(h) => h,
-            // Killed while someone followed it: report the end, not "not found".
+            // Ended (killed, or with an earlier daemon): read what its recording kept,
+            // and report the end, not "not found".
             Err(e) if e.kind == ErrorKind::NotFound => {
-                let ended = self.daemon.find_ended(&target).ok_or(e)?;
-                let next = match from {
-                    ReadFrom::Offset(o) => o,
-                    _ => 0,
+                let ended = self.daemon.find_ended(&target)?;
+                let (data, next) = match ended.recording {
+                    Some(path) if path.is_file() => {
+                        let max = (max as usize).clamp(1, 4 * 1024 * 1024);
+                        let from = session_from(from);
+                        tokio::task::spawn_blocking(move || {
+                            session::cast::read_output(&path, from, max)
+                        })
+                        .await
+                        .map_err(|e| ApiError::internal(e.to_string()))?
+                        .map_err(|e| {
+                            ApiError::internal(format!("cannot read the recording: {e}"))
+                        })?
+                    }
+                    _ => (
+                        Vec::new(),
+                        match from {
+                            ReadFrom::Offset(o) => o,
+                            _ => 0,
+                        },
+                    ),
                 };
                 return Ok(OutputChunk {
-                    data: Vec::new(),
+                    data,
                     next,
                     skipped: 0,
                     exited: true,
@@ -242,13 +260,7 @@ impl Hearth for Control {
         };
         let session = &hosted.session;
         let max = (max as usize).clamp(1, 4 * 1024 * 1024);
-        let from = match from {
-            ReadFrom::Start => session::ReadFrom::Start,
-            ReadFrom::End => session::ReadFrom::End,
-            ReadFrom::Offset(o) => session::ReadFrom::Offset(o),
-            ReadFrom::Tail(n) => session::ReadFrom::Tail(n),
-            ReadFrom::SinceSecs(s) => session::ReadFrom::Since(Duration::from_secs(s)),
-        };
+        let from = session_from(from);
         let (mut reader, mut skipped) = session::reader::Reader::bytes(session, from);
         let mut waited = wait_ms == 0;
         let data = loop {
@@ -383,7 +395,29 @@ impl Hearth for Control {
 
     async fn screen(self, _: Context, target: String, ansi: bool) -> Result<String, ApiError> {
         self.check()?;
-        let hosted = self.daemon.registry.resolve(&target)?;
+        let hosted = match self.daemon.registry.resolve(&target) {
+            Ok(h) => h,
+            // An ended session's last screen: its recording replayed into the screen model.
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                let ended = self.daemon.find_ended(&target)?;
+                let Some(path) = ended.recording.filter(|p| p.is_file()) else {
+                    return Err(ApiError::not_found(format!(
+                        "session {} has ended and has no recording to rebuild its screen from",
+                        ended.id
+                    )));
+                };
+                let screen = tokio::task::spawn_blocking(move || session::cast::last_screen(&path))
+                    .await
+                    .map_err(|e| ApiError::internal(e.to_string()))?
+                    .map_err(|e| ApiError::internal(format!("cannot read the recording: {e}")))?;
+                return Ok(if ansi {
+                    String::from_utf8_lossy(&screen.repaint()).into_owned()
+                } else {
+                    screen.text()
+                });
+            }
+            Err(e) => return Err(e),
+        };
         Ok(if ansi {
             String::from_utf8_lossy(&hosted.session.screen_ansi()).into_owned()
         } else {
@@ -391,11 +425,40 @@ impl Hearth for Control {
         })
     }
 
+    async fn history(
+        self,
+        _: Context,
+        target: Option<String>,
+        since_unix: Option<u64>,
+    ) -> Result<Vec<EndedSession>, ApiError> {
+        self.check()?;
+        let Some(dir) = self.daemon.history_dir().map(std::path::Path::to_path_buf) else {
+            return Ok(Vec::new());
+        };
+        let live = self.daemon.live_ids();
+        tokio::task::spawn_blocking(move || match target {
+            Some(t) => history::find(&dir, &live, &t).map(|r| vec![r.info()]),
+            None => Ok(history::list(&dir, &live, since_unix)),
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+    }
+
     async fn shutdown(self, _: Context) -> Result<(), ApiError> {
         self.check()?;
         tracing::info!("shutdown requested over the control socket");
         self.daemon.cancel.cancel();
         Ok(())
+    }
+}
+
+fn session_from(from: ReadFrom) -> session::ReadFrom {
+    match from {
+        ReadFrom::Start => session::ReadFrom::Start,
+        ReadFrom::End => session::ReadFrom::End,
+        ReadFrom::Offset(o) => session::ReadFrom::Offset(o),
+        ReadFrom::Tail(n) => session::ReadFrom::Tail(n),
+        ReadFrom::SinceSecs(s) => session::ReadFrom::Since(Duration::from_secs(s)),
     }
 }
 

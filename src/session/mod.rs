@@ -12,9 +12,11 @@
 
 pub mod activity;
 pub mod audit;
+pub mod cast;
 mod client;
 pub mod keys;
 pub mod log;
+pub mod procs;
 pub mod pty;
 pub mod query;
 pub mod reader;
@@ -170,6 +172,8 @@ pub struct Session {
     pub spec: Spec,
     pub created_at: SystemTime,
     pub pid: u32,
+    /// The child, signalled only until reaped.
+    leader: Arc<pty::Leader>,
     limits: Limits,
     /// Filter, screen model and log, changed together by the PTY reader thread so a
     /// snapshot (repaint + offset) is always consistent. The hot lock: innermost.
@@ -219,7 +223,7 @@ impl Session {
             master,
             reader,
             writer,
-            pid,
+            leader,
         } = pty::spawn(&spec)?;
         let (input_tx, input_rx) = mpsc::channel(limits.input_queue.max(1));
         let (cols, rows) = spec.size;
@@ -249,7 +253,8 @@ impl Session {
             id,
             name,
             created_at: SystemTime::now(),
-            pid,
+            pid: leader.pid,
+            leader: Arc::clone(&leader),
             output: Mutex::new(Output {
                 filter: QueryFilter::default(),
                 screen: Screen::new(rows, cols),
@@ -280,7 +285,7 @@ impl Session {
             spec,
         });
         if let Err(e) = pty::start_threads(&session, reader, writer, input_rx) {
-            pty::signal(pid, libc::SIGKILL);
+            leader.signal(libc::SIGKILL);
             return Err(SpawnError(format!("cannot start pty threads: {e}")));
         }
         Ok(session)
@@ -874,7 +879,7 @@ impl Session {
         let mut exit = self.exit_watch();
         let already = *exit.borrow_and_update();
         if already.is_none() {
-            pty::signal(self.pid, libc::SIGHUP);
+            self.leader.signal(libc::SIGHUP);
         }
         let strays = self.strays().await;
         for p in &strays {
@@ -886,7 +891,7 @@ impl Session {
             None => wait_exit(&mut exit, grace).await,
         };
         if code.is_none() && self.exit_code().is_none() {
-            pty::signal(self.pid, libc::SIGKILL);
+            self.leader.signal(libc::SIGKILL);
         }
         if !strays.is_empty() {
             // Give the strays the same grace, then SIGKILL what is left.
@@ -908,8 +913,8 @@ impl Session {
 
     /// The session's processes found by their environment (off the runtime).
     async fn strays(&self) -> Vec<libc::pid_t> {
-        let id = self.id.clone();
-        tokio::task::spawn_blocking(move || pty::session_processes(&id))
+        let (id, leader) = (self.id.clone(), Arc::clone(&self.leader));
+        tokio::task::spawn_blocking(move || pty::session_processes(&id, &leader))
             .await
             .unwrap_or_default()
     }

@@ -33,13 +33,68 @@ pub struct Spec {
     pub session_id: Option<String>,
     /// `HEARTH_SOCKET` for the program: the daemon's control socket.
     pub socket: Option<PathBuf>,
+    /// The `hearth` binary, to start the program through its exec shim (which makes it
+    /// die with the daemon; see [`super::procs`]). `None` runs the program directly.
+    pub shim: Option<PathBuf>,
 }
 
 pub struct Spawned {
     pub master: Box<dyn MasterPty + Send>,
     pub reader: Box<dyn Read + Send>,
     pub writer: Box<dyn Write + Send>,
+    pub leader: Arc<Leader>,
+}
+
+/// The session's child (a session and process-group leader). Signals reach it only until
+/// it is reaped: once its pid is free it could be anyone's.
+pub struct Leader {
     pub pid: u32,
+    reaped: parking_lot::Mutex<bool>,
+}
+
+impl Leader {
+    /// Send `sig` to its process group (pgid = pid) and to it, unless already reaped.
+    pub fn signal(&self, sig: libc::c_int) {
+        let reaped = self.reaped.lock();
+        if !*reaped {
+            // SAFETY: plain syscalls on our own unreaped child; failure is fine.
+            unsafe {
+                libc::kill(-(self.pid as libc::pid_t), sig);
+                libc::kill(self.pid as libc::pid_t, sig);
+            }
+        }
+    }
+
+    pub fn reaped(&self) -> bool {
+        *self.reaped.lock()
+    }
+
+    /// Block until it ends, then reap it; its exit code, or 128 + signal number. It is
+    /// waited for without reaping first (`WNOWAIT`), so [`Leader::signal`] never races
+    /// the reaping.
+    fn wait(&self) -> i32 {
+        let pid = self.pid as libc::pid_t;
+        loop {
+            // SAFETY: plain syscall; `info` outlives it.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            let r = unsafe {
+                libc::waitid(
+                    libc::P_PID,
+                    pid as libc::id_t,
+                    &mut info,
+                    libc::WEXITED | libc::WNOWAIT,
+                )
+            };
+            if r == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                break;
+            }
+        }
+        let mut reaped = self.reaped.lock();
+        let code = wait_pid(pid);
+        *reaped = true;
+        super::procs::disown(pid);
+        code
+    }
 }
 
 /// Why a spawn failed, in words for the user.
@@ -66,14 +121,34 @@ pub fn spawn(spec: &Spec) -> Result<Spawned, SpawnError> {
             pixel_height: 0,
         })
         .map_err(|e| SpawnError(format!("cannot open a pty: {e}")))?;
-    let mut cmd = CommandBuilder::new(program);
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+    let mut child_path = match &spec.shadow_dir {
+        Some(dir) => format!("{}:{path}", dir.display()),
+        None => path,
+    };
+    if let Some((_, v)) = spec.env.iter().rev().find(|(k, _)| k == "PATH") {
+        child_path = match &spec.shadow_dir {
+            Some(dir) => format!("{}:{v}", dir.display()),
+            None => v.clone(),
+        };
+    }
+    let mut cmd = match &spec.shim {
+        Some(hearth) => {
+            // The shim execs the program by path: find it as exec would, to fail here.
+            let resolved = resolve(program, &child_path, &spec.cwd)?;
+            let mut cmd = CommandBuilder::new(hearth);
+            cmd.arg(super::procs::EXEC_SHIM);
+            cmd.arg(std::process::id().to_string());
+            cmd.arg(resolved);
+            cmd.arg(program);
+            cmd
+        }
+        None => CommandBuilder::new(program),
+    };
     cmd.args(args);
     cmd.cwd(&spec.cwd);
     cmd.env("TERM", "xterm-256color");
-    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
-    if let Some(dir) = &spec.shadow_dir {
-        cmd.env("PATH", format!("{}:{path}", dir.display()));
-    }
+    cmd.env("PATH", &child_path);
     // The program can address itself and its siblings: `hearth send $HEARTH_SESSION ...`.
     if let Some(id) = &spec.session_id {
         cmd.env("HEARTH_SESSION", id);
@@ -82,24 +157,32 @@ pub fn spawn(spec: &Spec) -> Result<Spawned, SpawnError> {
         cmd.env("HEARTH_SOCKET", socket);
     }
     for (k, v) in &spec.env {
-        if let (true, Some(dir)) = (k == "PATH", &spec.shadow_dir) {
-            cmd.env("PATH", format!("{}:{v}", dir.display()));
-            continue;
+        if k != "PATH" {
+            cmd.env(k, v);
         }
-        cmd.env(k, v);
     }
-    let child = pair
-        .slave
-        .spawn_command(cmd)
-        .map_err(|e| SpawnError(format!("cannot start {program:?}: {e}")))?;
-    // The reader only sees EOF once every handle on the slave is closed.
-    drop(pair.slave);
-    let pid = child
-        .process_id()
-        .ok_or_else(|| SpawnError("the child has no pid".into()))?;
-    // We reap with waitpid ourselves (to read the signal number); dropping the std Child
-    // neither kills nor reaps.
-    drop(child);
+    let slave = pair.slave;
+    let shown = program.clone();
+    // On the spawner thread (the parent-death signal follows the forking thread), with
+    // the pid registered before the orphan reaper can see it.
+    let (_, pid) = super::procs::spawn_owned(move || {
+        let child = slave
+            .spawn_command(cmd)
+            .map_err(|e| SpawnError(format!("cannot start {shown:?}: {e}")))?;
+        // The reader only sees EOF once every handle on the slave is closed.
+        drop(slave);
+        let pid = child
+            .process_id()
+            .ok_or_else(|| SpawnError("the child has no pid".into()))?;
+        // We reap with waitpid ourselves (to read the signal number); dropping the std
+        // Child neither kills nor reaps.
+        drop(child);
+        Ok((pid, pid as libc::pid_t))
+    })?;
+    let leader = Arc::new(Leader {
+        pid: pid as u32,
+        reaped: parking_lot::Mutex::new(false),
+    });
     let reader = pair
         .master
         .try_clone_reader()
@@ -112,8 +195,34 @@ pub fn spawn(spec: &Spec) -> Result<Spawned, SpawnError> {
         master: pair.master,
         reader,
         writer,
-        pid,
+        leader,
     })
+}
+
+/// Where `program` is, as `execvp` would find it with `path` (relative entries and
+/// relative programs from `cwd`).
+fn resolve(program: &str, path: &str, cwd: &std::path::Path) -> Result<PathBuf, SpawnError> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = cwd.join(program);
+        return if runnable(&p) {
+            Ok(p)
+        } else {
+            Err(SpawnError(format!(
+                "cannot start {program:?}: no such executable file"
+            )))
+        };
+    }
+    path.split(':')
+        .map(|dir| {
+            cwd.join(if dir.is_empty() { "." } else { dir })
+                .join(program)
+        })
+        .find(|p| runnable(p))
+        .ok_or_else(|| SpawnError(format!("cannot start {program:?}: not found in PATH")))
 }
 
 /// Start the reader, writer and waiter threads for `session`.
@@ -165,11 +274,11 @@ pub fn start_threads(
         })?;
 
     let s = Arc::clone(session);
-    let pid = session.pid;
+    let leader = Arc::clone(&session.leader);
     std::thread::Builder::new()
         .name(format!("pty-wait-{}", session.id))
         .spawn(move || {
-            let code = wait_pid(pid);
+            let code = leader.wait();
             // Let the reader deliver the last output; a background job holding the tty
             // open must not keep the session from reporting its exit.
             let _ = done_rx.recv_timeout(Duration::from_millis(1500));
@@ -178,13 +287,13 @@ pub fn start_threads(
     Ok(())
 }
 
-/// Block until `pid` ends; its exit code, or 128 + signal number.
-fn wait_pid(pid: u32) -> i32 {
+/// Reap `pid`; its exit code, or 128 + signal number.
+fn wait_pid(pid: libc::pid_t) -> i32 {
     let mut status: libc::c_int = 0;
     loop {
         // SAFETY: plain syscall on our own child; `status` outlives the call.
-        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
-        if r == pid as libc::pid_t {
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
             break;
         }
         if r == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
@@ -202,24 +311,61 @@ fn wait_pid(pid: u32) -> i32 {
     }
 }
 
-/// Send `sig` to the child's process group (it is a session leader, so pgid = pid),
-/// and to the child itself in case it changed group.
-/// Every process (of ours) that carries `HEARTH_SESSION=<id>` in its environment: what the
-/// session started, including children that left its process group and session (`setsid`,
-/// daemons) or were reparented. Blocking (reads /proc): call off the runtime.
-pub fn session_processes(id: &str) -> Vec<libc::pid_t> {
-    let needle = format!("HEARTH_SESSION={id}\0").into_bytes();
-    let me = std::process::id() as libc::pid_t;
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
-        .filter(|pid| *pid != me)
+/// Every process the session started, beyond its leader: those in its process group or
+/// tty session (while the leader is unreaped, so those ids are still its), and every
+/// process (of ours) that carries `HEARTH_SESSION=<id>` in its environment: children that
+/// left the group and session (`setsid`, daemons, double forks the daemon adopted as
+/// subreaper). Hooks (`HEARTH_HOOK` in their environment) are not the session's. Blocking
+/// (reads /proc): call off the runtime.
+pub fn session_processes(id: &str, leader: &Leader) -> Vec<libc::pid_t> {
+    let lead = leader.pid as libc::pid_t;
+    let by_ids = !leader.reaped();
+    super::procs::processes()
+        .into_iter()
+        .map(|(pid, ..)| pid)
+        .filter(|pid| *pid != lead)
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.windows(needle.len()).any(|w| w == needle.as_slice()))
+            let Some(marked) = session_of(*pid) else {
+                return false;
+            };
+            let grouped = by_ids
+                && super::procs::stat(*pid).is_some_and(|s| s.pgrp == lead || s.session == lead);
+            grouped || marked.as_deref() == Some(id)
         })
         .collect()
+}
+
+/// Processes (of ours) whose environment names one of `ids` as their `HEARTH_SESSION`
+/// (hooks excepted): what sessions of a daemon that died left behind.
+pub fn marked_processes(ids: &std::collections::HashSet<String>) -> Vec<libc::pid_t> {
+    super::procs::processes()
+        .into_iter()
+        .map(|(pid, ..)| pid)
+        .filter(|pid| {
+            session_of(*pid)
+                .flatten()
+                .is_some_and(|id| ids.contains(&id))
+        })
+        .collect()
+}
+
+/// For a process other than the daemon: `None` if it is a hook's (or unreadable: not
+/// ours); else the `HEARTH_SESSION` its environment carries, if any.
+fn session_of(pid: libc::pid_t) -> Option<Option<String>> {
+    if pid == std::process::id() as libc::pid_t {
+        return None;
+    }
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let mut session = None;
+    for var in env.split(|b| *b == 0) {
+        if var.starts_with(b"HEARTH_HOOK=") {
+            return None;
+        }
+        if let Some(id) = var.strip_prefix(b"HEARTH_SESSION=") {
+            session = Some(String::from_utf8_lossy(id).into_owned());
+        }
+    }
+    Some(session)
 }
 
 /// Whether a process still exists (a zombie counts as gone).
@@ -229,12 +375,4 @@ pub fn alive(pid: libc::pid_t) -> bool {
             .next()
             .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
     })
-}
-
-pub fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: plain syscalls; failure (already gone) is fine.
-    unsafe {
-        libc::kill(-(pid as libc::pid_t), sig);
-        libc::kill(pid as libc::pid_t, sig);
-    }
 }

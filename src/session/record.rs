@@ -427,7 +427,7 @@ pub fn decode_utf8(carry: &mut Vec<u8>, input: &[u8]) -> String {
     out
 }
 
-/// Remove the oldest recordings (cast + sidecar) of sessions not in `keep` until the
+/// Remove the oldest recordings (cast, audit trail, history record) of sessions not in `keep` until the
 /// directory holds at most `max_total` bytes.
 pub fn prune(dir: &Path, max_total: u64, keep: &HashSet<String>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -440,7 +440,8 @@ pub fn prune(dir: &Path, max_total: u64, keep: &HashSet<String>) {
             let name = path.file_name()?.to_str()?.to_string();
             let id = name
                 .strip_suffix(".cast")
-                .or_else(|| name.strip_suffix(".audit.jsonl"))?
+                .or_else(|| name.strip_suffix(".audit.jsonl"))
+                .or_else(|| name.strip_suffix(".session.json"))?
                 .to_string();
             let meta = e.metadata().ok()?;
             Some((meta.modified().ok()?, meta.len(), path, id))

@@ -197,7 +197,22 @@ impl TestDaemon {
         self.child.as_ref().unwrap().id()
     }
 
-    fn wait_ready(&self) {
+    /// `kill -9` the daemon (a crash): nothing of it runs its shutdown.
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start the daemon again on the same HOME and socket (after `crash` or `terminate`).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the daemon first");
+        self.child = Some(self.env.spawn_daemon());
+        self.wait_ready();
+    }
+
+    pub fn wait_ready(&self) {
         wait_until("the daemon to answer", DEADLINE, || {
             let out = self.cli(&["--json", "version"]);
             out.status.success().then_some(())
