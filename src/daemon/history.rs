@@ -7,7 +7,7 @@
 //!
 //! Retention: records go with their recordings when the total recording cap prunes them,
 //! and at most [`MAX_RECORDS`] are kept (oldest first out). A record larger than
-//! [`MAX_RECORD_BYTES`] or that does not parse is ignored, never trusted. This module owns
+//! `MAX_RECORD_BYTES` or that does not parse is ignored, never trusted. This module owns
 //! those files only; it must not touch a live session.
 
 use std::collections::HashSet;

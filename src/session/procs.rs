@@ -12,8 +12,8 @@
 //! - **A child subreaper**: the daemon adopts what its sessions orphan (a double fork, a
 //!   `setsid` daemon), so `kill` can find them by parentage and nothing escapes to init
 //!   while the daemon lives. Adopted processes are reaped here when they end; pids that
-//!   another waiter owns (session leaders, hook children) are registered in [`OWNED`]
-//!   under [`SPAWN`], so the orphan reaper never steals their exit status.
+//!   another waiter owns (session leaders, hook children) are registered in `OWNED`
+//!   under `SPAWN`, so the orphan reaper never steals their exit status.
 //!
 //! This module owns process bookkeeping only; it must not know about sessions' clients.
 
@@ -131,7 +131,7 @@ pub fn reap_orphans() -> usize {
     reaped
 }
 
-/// (pid, ppid, state) of every process, from /proc/<pid>/stat.
+/// (pid, ppid, state) of every process, from `/proc/<pid>/stat`.
 pub fn processes() -> Vec<(libc::pid_t, libc::pid_t, char)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -144,7 +144,7 @@ pub fn processes() -> Vec<(libc::pid_t, libc::pid_t, char)> {
         .collect()
 }
 
-/// The fields of /proc/<pid>/stat hearth uses.
+/// The fields of `/proc/<pid>/stat` hearth uses.
 pub struct Stat {
     pub state: char,
     pub ppid: libc::pid_t,
