@@ -18,6 +18,7 @@
 pub mod authorized_keys;
 pub mod cli;
 pub mod daemon;
+pub mod dashboard;
 pub mod logging;
 pub mod mcp;
 pub mod menu;
