@@ -35,7 +35,7 @@ pub enum Key {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Hand the terminal to this session (and come back when it ends).
-    Attach(SessionInfo),
+    Attach(Box<SessionInfo>),
     Send {
         id: String,
         text: String,
@@ -231,7 +231,7 @@ impl Dashboard {
                             Some(format!("{} has exited; r replays its recording", label(&s)));
                         None
                     }
-                    Key::Enter => Some(Action::Attach(s)),
+                    Key::Enter => Some(Action::Attach(Box::new(s))),
                     Key::Char('s') => {
                         self.mode = Mode::Prompt(Prompt::Send(s.id), String::new());
                         None
