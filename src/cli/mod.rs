@@ -12,6 +12,7 @@ mod dvr;
 mod ecosystem;
 mod events;
 mod output;
+mod top;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -183,6 +184,11 @@ pub enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         from: Option<std::time::Duration>,
     },
+    /// Every session at a glance, live, with a preview; Enter attaches (? lists the keys)
+    Top,
+    /// Join a session from this machine: runs ssh with its port and the daemon's host key
+    /// (exit status: ssh's)
+    Attach { target: String },
     /// Print the CLI's and the daemon's versions
     Version,
     /// Stop the daemon, ending every session
@@ -496,6 +502,8 @@ async fn run_client(
             dvr::replay(&path, speed, from.unwrap_or_default())?
         }
         Command::Version => out.version(&info),
+        Command::Top => top::top(client, &info, out).await?,
+        Command::Attach { target } => top::attach(client, &info, out, target).await?,
         Command::KnownHosts { hosts } => ecosystem::known_hosts(out, &info, hosts)?,
         Command::Completions { .. } | Command::Man | Command::Doctor => {
             unreachable!("handled by run")
