@@ -130,25 +130,35 @@ struct Screen;
 
 impl Screen {
     fn enter() -> anyhow::Result<Screen> {
+        Screen::take()?;
+        Ok(Screen)
+    }
+
+    /// Raw mode, alternate screen, no cursor.
+    fn take() -> anyhow::Result<()> {
         terminal::enable_raw_mode().context("cannot put the terminal in raw mode")?;
         execute!(
             std::io::stdout(),
             terminal::EnterAlternateScreen,
             ratatui::crossterm::cursor::Hide
         )
-        .context("cannot switch to the alternate screen")?;
-        Ok(Screen)
+        .context("cannot switch to the alternate screen")
     }
-}
 
-impl Drop for Screen {
-    fn drop(&mut self) {
+    /// The terminal as it was.
+    fn give_back() {
         let _ = execute!(
             std::io::stdout(),
             terminal::LeaveAlternateScreen,
             ratatui::crossterm::cursor::Show
         );
         let _ = terminal::disable_raw_mode();
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        Screen::give_back();
     }
 }
 
@@ -459,20 +469,9 @@ fn suspended<T>(
     paused.store(true, Ordering::Release);
     // Let a poll in progress notice.
     std::thread::sleep(Duration::from_millis(120));
-    let _ = execute!(
-        std::io::stdout(),
-        terminal::LeaveAlternateScreen,
-        ratatui::crossterm::cursor::Show
-    );
-    let _ = terminal::disable_raw_mode();
+    Screen::give_back();
     let value = tokio::task::block_in_place(f);
-    terminal::enable_raw_mode().context("cannot put the terminal in raw mode")?;
-    execute!(
-        std::io::stdout(),
-        terminal::EnterAlternateScreen,
-        ratatui::crossterm::cursor::Hide
-    )
-    .context("cannot switch to the alternate screen")?;
+    Screen::take()?;
     let _ = term.clear();
     paused.store(false, Ordering::Release);
     Ok(value)
