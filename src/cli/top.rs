@@ -20,7 +20,7 @@ use ratatui::crossterm::{execute, terminal};
 use tokio::sync::mpsc;
 
 use super::{Failure, call, ctx, output::Out};
-use crate::dashboard::{Action, Dashboard, Key};
+use crate::dashboard::{Action, Dashboard, INTERRUPT, Key};
 
 /// The alias `attach` pins the daemon's host key to, in hearth's own known_hosts file:
 /// every session's port has the same key, so there is one entry and never a prompt.
@@ -167,7 +167,7 @@ fn key_of(k: event::KeyEvent) -> Option<Key> {
         return None;
     }
     Some(match k.code {
-        KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => Key::Interrupt,
+        KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => INTERRUPT,
         KeyCode::Char(c) => Key::Char(c),
         KeyCode::Up => Key::Up,
         KeyCode::Down => Key::Down,

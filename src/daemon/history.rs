@@ -156,32 +156,33 @@ fn load_all(dir: &Path) -> Vec<(SystemTime, PathBuf, Record)> {
         .collect()
 }
 
-/// Ended sessions (not in `live`), newest first; `since` keeps those that ended (or, when
-/// the end is unknown, started) at or after it.
-pub fn list(dir: &Path, live: &HashSet<String>, since: Option<u64>) -> Vec<EndedSession> {
+/// Records of sessions not in `live`, newest first (by end, else start).
+fn ended(dir: &Path, live: &HashSet<String>) -> Vec<Record> {
     let mut records: Vec<Record> = load_all(dir)
         .into_iter()
         .map(|(_, _, r)| r)
         .filter(|r| !live.contains(&r.id))
-        .filter(|r| since.is_none_or(|s| r.ended_unix.unwrap_or(r.created_unix) >= s))
         .collect();
     records.sort_by_key(|r| {
         std::cmp::Reverse((r.ended_unix.unwrap_or(r.created_unix), r.created_unix))
     });
-    records.iter().map(Record::info).collect()
+    records
+}
+
+/// Ended sessions (not in `live`), newest first; `since` keeps those that ended (or, when
+/// the end is unknown, started) at or after it.
+pub fn list(dir: &Path, live: &HashSet<String>, since: Option<u64>) -> Vec<EndedSession> {
+    ended(dir, live)
+        .iter()
+        .filter(|r| since.is_none_or(|s| r.ended_unix.unwrap_or(r.created_unix) >= s))
+        .map(Record::info)
+        .collect()
 }
 
 /// One ended session: its exact id, its name (the newest of that name), or a unique id
 /// prefix.
 pub fn find(dir: &Path, live: &HashSet<String>, target: &str) -> Result<Record, ApiError> {
-    let mut records: Vec<Record> = load_all(dir)
-        .into_iter()
-        .map(|(_, _, r)| r)
-        .filter(|r| !live.contains(&r.id))
-        .collect();
-    records.sort_by_key(|r| {
-        std::cmp::Reverse((r.ended_unix.unwrap_or(r.created_unix), r.created_unix))
-    });
+    let records = ended(dir, live);
     if let Some(r) = records.iter().find(|r| r.id == target) {
         return Ok(r.clone());
     }
@@ -229,8 +230,18 @@ pub fn settle_lost(dir: &Path) -> HashSet<String> {
     lost
 }
 
-/// Keep at most `keep` records: the oldest (by last write) go first.
+/// Keep at most `keep` records: the oldest (by last write) go first. The common case (not
+/// over) only counts file names; the records are read when some must go.
 pub fn prune(dir: &Path, keep: usize, live: &HashSet<String>) {
+    let named = std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(SUFFIX)))
+            .count()
+    });
+    if named <= keep {
+        return;
+    }
     let mut all = load_all(dir);
     if all.len() <= keep {
         return;

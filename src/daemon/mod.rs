@@ -341,7 +341,7 @@ impl Daemon {
                     .await?;
                 req
             }
-            Err(e) if e.kind == ErrorKind::NotFound => self.find_ended(target)?.request,
+            Err(e) if e.kind == ErrorKind::NotFound => self.find_ended(target).await?.request,
             Err(e) => return Err(e),
         };
         self.create(req).await
@@ -662,8 +662,9 @@ impl Daemon {
     }
 
     /// A session that has left the daemon: among the last this daemon removed (by id,
-    /// name or id prefix), else from the history records on disk (so after a restart too).
-    pub fn find_ended(&self, target: &str) -> Result<Ended, ApiError> {
+    /// name or id prefix), else from the history records on disk (so after a restart too;
+    /// read off the runtime).
+    pub async fn find_ended(&self, target: &str) -> Result<Ended, ApiError> {
         let remembered = self
             .ended
             .lock()
@@ -678,10 +679,13 @@ impl Daemon {
         if let Some(e) = remembered {
             return Ok(e);
         }
-        let Some(dir) = self.history_dir() else {
+        let Some(dir) = self.history_dir().map(Path::to_path_buf) else {
             return Err(ApiError::not_found(format!("no session '{target}'")));
         };
-        let r = history::find(dir, &self.live_ids(), target)?;
+        let (live, target) = (self.live_ids(), target.to_string());
+        let r = tokio::task::spawn_blocking(move || history::find(&dir, &live, &target))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))??;
         Ok(Ended {
             recording: r.recording.map(PathBuf::from),
             id: r.id,

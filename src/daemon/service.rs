@@ -226,7 +226,7 @@ impl Hearth for Control {
             // Ended (killed, or with an earlier daemon): read what its recording kept,
             // and report the end, not "not found".
             Err(e) if e.kind == ErrorKind::NotFound => {
-                let ended = self.daemon.find_ended(&target)?;
+                let ended = self.daemon.find_ended(&target).await?;
                 let (data, next) = match ended.recording {
                     Some(path) if path.is_file() => {
                         let max = (max as usize).clamp(1, 4 * 1024 * 1024);
@@ -399,7 +399,7 @@ impl Hearth for Control {
             Ok(h) => h,
             // An ended session's last screen: its recording replayed into the screen model.
             Err(e) if e.kind == ErrorKind::NotFound => {
-                let ended = self.daemon.find_ended(&target)?;
+                let ended = self.daemon.find_ended(&target).await?;
                 let Some(path) = ended.recording.filter(|p| p.is_file()) else {
                     return Err(ApiError::not_found(format!(
                         "session {} has ended and has no recording to rebuild its screen from",

@@ -3,7 +3,7 @@
 //! ([`model::Model`], kept current by the event stream) and drawn by [`view::draw`] into any
 //! ratatui backend; `hearth top` (`cli/top.rs`) is the terminal adapter that does the I/O.
 //!
-//! This module is pure: keys in ([`Key`], from any input adapter), [`Action`]s out, a
+//! This module is pure: keys in ([`Key`], the menu's, from any input adapter), [`Action`]s out, a
 //! frame drawn. It must not call the daemon, spawn anything or touch the terminal.
 
 pub mod model;
@@ -11,25 +11,12 @@ pub mod view;
 
 use std::collections::HashMap;
 
+pub use crate::menu::Key;
 use hearth_rpc::SessionInfo;
 use model::Model;
 
-/// A key, as any adapter decodes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Key {
-    Up,
-    Down,
-    PageUp,
-    PageDown,
-    Home,
-    End,
-    Enter,
-    Esc,
-    Backspace,
-    /// Ctrl-C: quits from anywhere.
-    Interrupt,
-    Char(char),
-}
+/// Ctrl-C (as `menu::parse_keys` decodes it from a client's bytes): quits from anywhere.
+pub const INTERRUPT: Key = Key::Char('\u{3}');
 
 /// What the adapter must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,7 +120,7 @@ impl Dashboard {
     }
 
     pub fn key(&mut self, key: Key) -> Option<Action> {
-        if key == Key::Interrupt {
+        if key == INTERRUPT {
             return Some(Action::Quit);
         }
         match std::mem::take(&mut self.mode) {
@@ -334,7 +321,7 @@ mod tests {
         assert_eq!(d.mode, Mode::Help);
         assert_eq!(d.key(Key::Char('q')), None, "any key closes the help");
         assert_eq!(d.key(Key::Char('q')), Some(Action::Quit));
-        assert_eq!(d.key(Key::Interrupt), Some(Action::Quit));
+        assert_eq!(d.key(INTERRUPT), Some(Action::Quit));
     }
 
     #[test]

@@ -114,8 +114,8 @@ pub fn reap_orphans() -> usize {
     let _g = SPAWN.lock();
     let owned = OWNED.lock().clone().unwrap_or_default();
     let mut reaped = 0;
-    for (pid, ppid, state) in processes() {
-        if ppid != me || state != 'Z' || owned.contains(&pid) {
+    for (pid, stat) in processes() {
+        if stat.ppid != me || stat.state != 'Z' || owned.contains(&pid) {
             continue;
         }
         let mut status = 0;
@@ -131,16 +131,13 @@ pub fn reap_orphans() -> usize {
     reaped
 }
 
-/// (pid, ppid, state) of every process, from `/proc/<pid>/stat`.
-pub fn processes() -> Vec<(libc::pid_t, libc::pid_t, char)> {
+/// Every process with its `/proc/<pid>/stat` fields.
+pub fn processes() -> Vec<(libc::pid_t, Stat)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
-        .filter_map(|pid| {
-            let stat = stat(pid)?;
-            Some((pid, stat.ppid, stat.state))
-        })
+        .filter_map(|pid| Some((pid, stat(pid)?)))
         .collect()
 }
 

@@ -322,16 +322,15 @@ pub fn session_processes(id: &str, leader: &Leader) -> Vec<libc::pid_t> {
     let by_ids = !leader.reaped();
     super::procs::processes()
         .into_iter()
-        .map(|(pid, ..)| pid)
-        .filter(|pid| *pid != lead)
-        .filter(|pid| {
+        .filter(|(pid, _)| *pid != lead)
+        .filter(|(pid, stat)| {
             let Some(marked) = session_of(*pid) else {
                 return false;
             };
-            let grouped = by_ids
-                && super::procs::stat(*pid).is_some_and(|s| s.pgrp == lead || s.session == lead);
+            let grouped = by_ids && (stat.pgrp == lead || stat.session == lead);
             grouped || marked.as_deref() == Some(id)
         })
+        .map(|(pid, _)| pid)
         .collect()
 }
 
