@@ -17,6 +17,9 @@ pub struct DaemonInfo {
     /// Its SHA-256 fingerprint, as `ssh` shows it.
     #[serde(default)]
     pub host_key_fingerprint: String,
+    /// Where the lobby listens (`ADDR:PORT`), if it is open.
+    #[serde(default)]
+    pub lobby: Option<String>,
 }
 
 /// A session's lifecycle state.

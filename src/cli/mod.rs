@@ -56,6 +56,13 @@ pub enum Command {
         /// of stderr (the CLI starts background daemons with this)
         #[arg(long, value_name = "PATH")]
         log_file: Option<PathBuf>,
+        /// Open the lobby on this port: `ssh -p PORT host` shows every session and joins
+        /// one (owner keys only; `[lobby] port` in the config file)
+        #[arg(long, value_name = "PORT")]
+        lobby_port: Option<u16>,
+        /// The lobby's address (default 0.0.0.0; `[lobby] bind`)
+        #[arg(long, value_name = "ADDR")]
+        lobby_bind: Option<String>,
     },
     /// Start a session: your $SHELL (or CMD) in a PTY, served over SSH on its own port
     Server(ServerArgs),
@@ -278,8 +285,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Daemon {
             kill_grace,
             login_grace,
+            lobby_port,
+            lobby_bind,
             ..
-        } => crate::daemon::main(socket, kill_grace, login_grace)
+        } => crate::daemon::main(socket, kill_grace, login_grace, (lobby_port, lobby_bind))
             .await
             .map_err(Failure::from),
         Command::Completions { shell } => ecosystem::completions(shell),

@@ -217,10 +217,15 @@ impl Out {
             "daemon": daemon,
         });
         self.value(v, || {
-            format!(
+            let mut text = format!(
                 "hearth {VERSION} (protocol {PROTOCOL_VERSION})\ndaemon {} (protocol {}, pid {}, socket {})",
                 daemon.version, daemon.protocol, daemon.pid, daemon.socket
-            )
+            );
+            if let Some(addr) = daemon.lobby.as_deref().and_then(|a| a.parse::<std::net::SocketAddr>().ok()) {
+                let join = crate::daemon::registry::join_command(addr.ip(), addr.port());
+                text.push_str(&format!("\nlobby: {join}"));
+            }
+            text
         })
     }
 }

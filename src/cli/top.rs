@@ -14,12 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use hearth_rpc::{ApiError, DaemonInfo, HearthClient, ReadFrom, SendRequest, SessionInfo};
+use hearth_rpc::{ApiError, DaemonInfo, HearthClient, SessionInfo};
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyCode, KeyEventKind, KeyModifiers};
 use ratatui::crossterm::{execute, terminal};
 use tokio::sync::mpsc;
 
 use super::{Failure, call, ctx, output::Out};
+use crate::dashboard::live::{Live, Update};
 use crate::dashboard::{Action, Dashboard, INTERRUPT, Key};
 
 /// The alias `attach` pins the daemon's host key to, in hearth's own known_hosts file:
@@ -116,15 +117,6 @@ pub async fn attach(
     }
 }
 
-/// What the background tasks tell the UI loop.
-enum Update {
-    Key(Key),
-    Resize,
-    Events(Vec<hearth_rpc::Event>),
-    Screen(String, String),
-    Error(String),
-}
-
 /// The terminal in raw mode and the alternate screen, restored on drop (and on panic).
 struct Screen;
 
@@ -211,88 +203,6 @@ fn read_keys(tx: mpsc::UnboundedSender<Update>, paused: Arc<AtomicBool>, stop: A
     });
 }
 
-/// The event stream: a long poll; every batch goes to the UI, and a fresh list with it.
-fn follow_events(client: HearthClient, tx: mpsc::UnboundedSender<Update>) {
-    tokio::spawn(async move {
-        let mut since = None;
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match call(client.events(ctx(), since, None, 512, 10_000)).await {
-                Ok(batch) => {
-                    backoff = Duration::from_millis(200);
-                    since = Some(batch.next);
-                    if batch.events.is_empty() {
-                        continue;
-                    }
-                    if tx.send(Update::Events(batch.events)).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    if tx.send(Update::Error(e.message())).is_err() {
-                        return;
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-    });
-}
-
-/// The selected session's screen: fetched at once, then each time its output moves (a
-/// long `read` from the end), at most ~10 times a second.
-fn follow_screen(
-    client: HearthClient,
-    tx: mpsc::UnboundedSender<Update>,
-) -> mpsc::UnboundedSender<String> {
-    let (select, mut selected) = mpsc::unbounded_channel::<String>();
-    tokio::spawn(async move {
-        let mut id: Option<String> = None;
-        let mut offset: Option<u64> = None;
-        loop {
-            let Some(current) = id.clone() else {
-                match selected.recv().await {
-                    Some(next) => id = Some(next),
-                    None => return,
-                }
-                continue;
-            };
-            if let Ok(text) = call(client.screen(ctx(), current.clone(), false)).await
-                && tx.send(Update::Screen(current.clone(), text)).is_err()
-            {
-                return;
-            }
-            let from = offset.map_or(ReadFrom::End, ReadFrom::Offset);
-            let moved = client.read(ctx(), current.clone(), from, 4 << 20, 5_000);
-            tokio::select! {
-                next = selected.recv() => match next {
-                    Some(next) => { id = Some(next); offset = None; }
-                    None => return,
-                },
-                r = moved => match r {
-                    Ok(Ok(chunk)) if chunk.exited && chunk.data.is_empty() => {
-                        // Nothing more will come: wait for another selection.
-                        let _ = tx.send(Update::Screen(current.clone(), String::new()));
-                        match selected.recv().await {
-                            Some(next) => { id = Some(next); offset = None; }
-                            None => return,
-                        }
-                    }
-                    Ok(Ok(chunk)) => {
-                        offset = Some(chunk.next);
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    _ => {
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                },
-            }
-        }
-    });
-    select
-}
-
 /// `hearth top`.
 pub async fn top(client: &HearthClient, info: &DaemonInfo, out: Out) -> Result<(), Failure> {
     use std::io::IsTerminal;
@@ -305,9 +215,14 @@ pub async fn top(client: &HearthClient, info: &DaemonInfo, out: Out) -> Result<(
         );
     }
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    let mut dash = Dashboard::new("this machine", no_color);
-    dash.model.set_sessions(call(client.list(ctx())).await?);
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut live = Live::start(client.clone(), Dashboard::new("this machine", no_color)).await?;
+    live.new_cwd = Some(
+        std::env::current_dir()
+            .context("cannot read the current directory")?
+            .display()
+            .to_string(),
+    );
+    live.shell = std::env::var("SHELL").ok();
     let (paused, stop) = (
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicBool::new(false)),
@@ -315,148 +230,56 @@ pub async fn top(client: &HearthClient, info: &DaemonInfo, out: Out) -> Result<(
     let _screen = Screen::enter()?;
     let backend = ratatui::backend::CrosstermBackend::new(std::io::stdout());
     let mut term = ratatui::Terminal::new(backend).context("cannot draw")?;
-    read_keys(tx.clone(), Arc::clone(&paused), Arc::clone(&stop));
-    follow_events(client.clone(), tx.clone());
-    let select = follow_screen(client.clone(), tx.clone());
-    if let Some(s) = dash.model.selected() {
-        let _ = select.send(s.id.clone());
-    }
-    // Every session's last line, once: later only the selected one's screen is followed.
-    for s in dash
-        .model
-        .visible()
-        .iter()
-        .map(|s| s.id.clone())
-        .collect::<Vec<_>>()
-    {
-        if let Ok(text) = call(client.screen(ctx(), s.clone(), false)).await {
-            dash.set_screen(&s, &text);
-        }
-    }
+    read_keys(live.sender(), Arc::clone(&paused), Arc::clone(&stop));
     let result = loop {
-        term.draw(|f| crate::dashboard::view::draw(f, &dash))
+        term.draw(|f| crate::dashboard::view::draw(f, &live.dash))
             .context("cannot draw")?;
-        let Some(update) = rx.recv().await else {
+        let Some(update) = live.recv().await else {
             break Ok(());
         };
-        let mut refresh = false;
-        match update {
-            Update::Key(k) => match dash.key(k) {
-                None => {}
-                Some(Action::Quit) => break Ok(()),
-                Some(Action::Preview(id)) => {
-                    dash.preview.clear();
-                    let _ = select.send(id);
-                }
-                Some(action) => {
-                    refresh = true;
-                    if let Err(e) = act(client, info, &mut dash, action, &paused, &mut term).await {
-                        dash.status = Some(e.message());
-                    }
-                }
-            },
-            Update::Resize => {
-                let _ = term.autoresize();
-            }
-            Update::Events(events) => {
-                for e in &events {
-                    refresh |= dash.model.apply(e);
-                    if let hearth_rpc::EventKind::Idle { .. } = e.kind
-                        && let Ok(text) = call(client.screen(ctx(), e.session.clone(), false)).await
-                    {
-                        dash.set_screen(&e.session, &text);
-                    }
-                }
-            }
-            Update::Screen(id, text) if !text.is_empty() => dash.set_screen(&id, &text),
-            Update::Screen(..) => {}
-            Update::Error(e) => dash.status = Some(format!("daemon: {e}")),
+        if let Update::Resize = update {
+            let _ = term.autoresize();
         }
-        if refresh {
-            let before = dash.model.selected().map(|s| s.id.clone());
-            match call(client.list(ctx())).await {
-                Ok(list) => {
-                    // Gone from the daemon (killed): gone from the view.
-                    dash.model.set_sessions(list);
-                    let after = dash.model.selected().map(|s| s.id.clone());
-                    if after != before
-                        && let Some(id) = after
-                    {
-                        let _ = select.send(id);
+        match live.apply(update).await {
+            None => {}
+            Some(Action::Quit) => break Ok(()),
+            Some(Action::Attach(s)) => {
+                let mut cmd = attach_command(&s, info)?;
+                let status = suspended(&paused, &mut term, move || cmd.status())?;
+                live.dash.status = Some(match status {
+                    Ok(st) if st.success() => {
+                        format!("back from {}", crate::dashboard::label(&s))
                     }
-                }
-                Err(e) => dash.status = Some(e.message()),
+                    Ok(st) => format!("ssh ended: {st}"),
+                    Err(e) => format!("cannot run ssh: {e}"),
+                });
+                live.refresh().await;
             }
+            Some(Action::Replay(id)) => {
+                if let Err(e) = replay(client, &id, &paused, &mut term).await {
+                    live.dash.status = Some(e.message());
+                } else {
+                    live.dash.status = Some(format!("replayed {id}"));
+                }
+            }
+            Some(action) => live.act(action).await,
         }
     };
     stop.store(true, Ordering::Relaxed);
-    let _ = tx.send(Update::Resize);
     result
 }
 
-/// Carry out one dashboard action through the control API.
-async fn act(
+/// Play a session's recording in this terminal, then take the terminal back.
+async fn replay(
     client: &HearthClient,
-    info: &DaemonInfo,
-    dash: &mut Dashboard,
-    action: Action,
+    id: &str,
     paused: &Arc<AtomicBool>,
     term: &mut ratatui::Terminal<ratatui::backend::CrosstermBackend<std::io::Stdout>>,
 ) -> Result<(), Failure> {
-    match action {
-        Action::Attach(s) => {
-            let mut cmd = attach_command(&s, info)?;
-            let status = suspended(paused, term, move || cmd.status())?;
-            dash.status = Some(match status {
-                Ok(st) if st.success() => format!("back from {}", crate::dashboard::label(&s)),
-                Ok(st) => format!("ssh ended: {st}"),
-                Err(e) => format!("cannot run ssh: {e}"),
-            });
-        }
-        Action::Replay(id) => {
-            let path = super::dvr::recording_path(client, &id).await?;
-            suspended(paused, term, move || {
-                super::dvr::replay(&path, 1.0, Duration::ZERO)
-            })?
-            .map_err(|e| ApiError::invalid(e.message()))?;
-            dash.status = Some(format!("replayed {id}"));
-        }
-        Action::Send { id, text } => {
-            let req = SendRequest {
-                text,
-                enter: true,
-                ..Default::default()
-            };
-            let r = call(client.send(ctx(), id.clone(), req)).await?;
-            dash.status = Some(format!("sent {} bytes to {id}", r.bytes));
-        }
-        Action::Message { id, text } => {
-            call(client.message(ctx(), id.clone(), text)).await?;
-            dash.status = Some(format!("message shown in {id}"));
-        }
-        Action::Kill(id) => {
-            call(client.kill(ctx(), vec![id.clone()], false)).await?;
-            dash.model.remove(&id);
-            dash.status = Some(format!("killed {id}"));
-        }
-        Action::New(command) => {
-            let cwd = std::env::current_dir().context("cannot read the current directory")?;
-            let req = hearth_rpc::CreateRequest {
-                cwd: Some(cwd.display().to_string()),
-                command: if command.trim().is_empty() {
-                    Vec::new()
-                } else {
-                    vec!["sh".into(), "-c".into(), command]
-                },
-                shell: std::env::var("SHELL").ok(),
-                ..Default::default()
-            };
-            let s = call(client.create(ctx(), req)).await?;
-            dash.status = Some(format!("started {} on port {}", s.id, s.port));
-        }
-        Action::Preview(_) | Action::Quit => {}
-    }
-    Ok(())
+    let path = super::dvr::recording_path(client, id).await?;
+    suspended(paused, term, move || {
+        super::dvr::replay(&path, 1.0, Duration::ZERO)
+    })?
 }
 
 /// Run `f` with the terminal handed back (cooked mode, main screen, no key reader), then

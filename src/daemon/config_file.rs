@@ -35,6 +35,10 @@
 //! cooldown = "30s"
 //! hold_while_typing = "5s"
 //!
+//! [lobby]                      # one more SSH port: the dashboard of every session
+//! port = 2222                    # owner keys only; `ssh -p 2222 host` (off by default)
+//! bind = "0.0.0.0"               # default 0.0.0.0, like sessions
+//!
 //! [limits]
 //! log_bytes = 8388608            # output retained per session for lagging readers
 //! max_clients = 1000             # per session
@@ -69,6 +73,15 @@ struct File {
     hooks: Vec<Hook>,
     #[serde(default)]
     triggers: Vec<TriggerSection>,
+    #[serde(default)]
+    lobby: LobbySection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LobbySection {
+    port: Option<u16>,
+    bind: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -266,6 +279,27 @@ pub fn load_log(path: &Path) -> anyhow::Result<crate::logging::Rotation> {
     Ok(r)
 }
 
+/// The lobby's address from `[lobby]` (`None`: no lobby), with `port` and `bind` from
+/// the command line over the file's.
+pub fn load_lobby(
+    path: &Path,
+    port: Option<u16>,
+    bind: Option<String>,
+) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    let l = read(path)?.lobby;
+    let Some(port) = port.or(l.port) else {
+        if bind.is_some() || l.bind.is_some() {
+            anyhow::bail!("a lobby bind address needs a port too (--lobby-port or [lobby] port)");
+        }
+        return Ok(None);
+    };
+    let bind = bind.or(l.bind).unwrap_or_else(|| "0.0.0.0".into());
+    let ip: std::net::IpAddr = bind
+        .parse()
+        .map_err(|_| anyhow::anyhow!("lobby bind '{bind}' is not an IP address"))?;
+    Ok(Some(std::net::SocketAddr::new(ip, port)))
+}
+
 /// The menu defaults from `path` (missing file: built-in defaults). `None`: menu off.
 pub fn load_menu(path: &Path) -> anyhow::Result<Option<MenuConfig>> {
     let file = read(path)?;
@@ -287,6 +321,38 @@ pub fn load_menu(path: &Path) -> anyhow::Result<Option<MenuConfig>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lobby_is_off_unless_a_port_is_given_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.toml");
+        assert_eq!(load_lobby(&p, None, None).unwrap(), None);
+        std::fs::write(&p, "[lobby]\nport = 2222\n").unwrap();
+        assert_eq!(
+            load_lobby(&p, None, None).unwrap(),
+            Some("0.0.0.0:2222".parse().unwrap())
+        );
+        assert_eq!(
+            load_lobby(&p, Some(7), Some("127.0.0.1".into())).unwrap(),
+            Some("127.0.0.1:7".parse().unwrap())
+        );
+        std::fs::write(&p, "[lobby]\nbind = \"::1\"\n").unwrap();
+        assert!(
+            load_lobby(&p, None, None)
+                .unwrap_err()
+                .to_string()
+                .contains("needs a port")
+        );
+        std::fs::write(&p, "[lobby]\nport = 1\nbind = \"nowhere\"\n").unwrap();
+        assert!(
+            load_lobby(&p, None, None)
+                .unwrap_err()
+                .to_string()
+                .contains("not an IP")
+        );
+        std::fs::write(&p, "[lobby]\nprot = 1\n").unwrap();
+        assert!(load_lobby(&p, None, None).is_err(), "typos are errors");
+    }
 
     #[test]
     fn missing_file_means_defaults_and_values_override() {

@@ -77,6 +77,8 @@ pub struct Config {
     pub menu: Option<crate::menu::MenuConfig>,
     /// The `hearth` binary, to start sessions through its exec shim (`None`: directly).
     pub exec_shim: Option<PathBuf>,
+    /// Where the lobby listens (`None`: no lobby).
+    pub lobby: Option<std::net::SocketAddr>,
 }
 
 impl Default for Config {
@@ -99,6 +101,7 @@ impl Default for Config {
             host_key: crate::paths::host_key(),
             menu: Some(crate::menu::MenuConfig::default()),
             exec_shim: None,
+            lobby: None,
             record: Some(crate::session::record::RecordConfig::new(
                 crate::paths::recordings_dir(),
             )),
@@ -108,10 +111,16 @@ impl Default for Config {
 
 /// `hearth daemon`: load the config file, bind the control socket, run until a signal or
 /// the `shutdown` call.
-pub async fn main(socket: PathBuf, kill_grace: f64, login_grace: u64) -> anyhow::Result<()> {
+pub async fn main(
+    socket: PathBuf,
+    kill_grace: f64,
+    login_grace: u64,
+    (lobby_port, lobby_bind): (Option<u16>, Option<String>),
+) -> anyhow::Result<()> {
     if !(0.0..=3600.0).contains(&kill_grace) {
         anyhow::bail!("--kill-grace must be between 0 and 3600 seconds");
     }
+    let lobby = config_file::load_lobby(&crate::paths::config_file(), lobby_port, lobby_bind)?;
     let control = socket::bind(&socket).await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     // The root of the cancellation tree: a signal cancels it; the task ends with it.
@@ -160,6 +169,7 @@ pub async fn main(socket: PathBuf, kill_grace: f64, login_grace: u64) -> anyhow:
         // This process is the `hearth` binary: /proc/self/exe is it even after an upgrade
         // replaced the file.
         exec_shim: Some(PathBuf::from("/proc/self/exe")),
+        lobby,
         record: config_file::load_recording(
             &crate::paths::config_file(),
             crate::session::record::RecordConfig::new(crate::paths::recordings_dir()),
@@ -195,6 +205,8 @@ pub struct Daemon {
     pub events: Arc<events::EventRing>,
     /// What started the last sessions removed (by `kill`), for `restart`: (id, request).
     ended: parking_lot::Mutex<std::collections::VecDeque<Ended>>,
+    /// Where the lobby listens, once it does.
+    lobby: parking_lot::Mutex<Option<std::net::SocketAddr>>,
 }
 
 impl Daemon {
@@ -223,6 +235,7 @@ impl Daemon {
             cancel: shutdown.clone(),
             tracker: TaskTracker::new(),
             ended: parking_lot::Mutex::new(std::collections::VecDeque::new()),
+            lobby: parking_lot::Mutex::new(None),
             events: Arc::new(events::EventRing::new(config.event_ring)),
             guard: Arc::new(ssh::preauth::PreAuth::new(
                 config.max_unauthenticated,
@@ -232,7 +245,10 @@ impl Daemon {
         });
         // SAFETY: getuid has no preconditions.
         let uid = unsafe { libc::getuid() };
-        daemon.end_what_a_crash_left();
+        daemon.end_what_a_crash_left().await;
+        if let Some(addr) = daemon.config.lobby {
+            daemon.open_lobby(addr).await?;
+        }
         if !daemon.config.hooks.is_empty() {
             daemon.tracker.spawn(hooks::run(
                 Arc::new(daemon.config.hooks.clone()),
@@ -276,30 +292,7 @@ impl Daemon {
             }
             let server = service::Control::new(Arc::clone(&daemon));
             let transport = hearth_rpc::socket::transport(frames::Guarded::new(stream));
-            // A bound on what one connection may hold: requests beyond it are refused.
-            let channel = BaseChannel::with_defaults(transport)
-                .max_concurrent_requests(MAX_REQUESTS_PER_CONNECTION);
-            let stop = shutdown.clone();
-            let tracker = daemon.tracker.clone();
-            daemon.tracker.spawn(async move {
-                // Every call is a task of the tree too; a long poll ends with the daemon.
-                let serve = channel
-                    .execute(hearth_rpc::Hearth::serve(server))
-                    .for_each(|call| {
-                        let stop = stop.clone();
-                        tracker.spawn(async move {
-                            tokio::select! {
-                                _ = call => {}
-                                _ = stop.cancelled() => {}
-                            }
-                        });
-                        std::future::ready(())
-                    });
-                tokio::select! {
-                    _ = serve => {}
-                    _ = stop.cancelled() => {}
-                }
-            });
+            daemon.serve_control(server, transport);
         }
         tracing::info!("shutting down: ending every session");
         daemon.kill_all().await;
@@ -313,6 +306,79 @@ impl Daemon {
         }
         tracing::info!("daemon stopped");
         Ok(())
+    }
+
+    /// Serve the control API on one connection's transport: every call is a task of the
+    /// tree too, and a long poll ends with the daemon.
+    fn serve_control<T>(&self, server: service::Control, transport: T)
+    where
+        T: tarpc::Transport<
+                tarpc::Response<hearth_rpc::HearthResponse>,
+                tarpc::ClientMessage<hearth_rpc::HearthRequest>,
+            > + Send
+            + 'static,
+        T::Error: std::error::Error + Send + Sync + 'static,
+    {
+        use hearth_rpc::Hearth;
+        // A bound on what one connection may hold: requests beyond it are refused.
+        let channel = BaseChannel::with_defaults(transport)
+            .max_concurrent_requests(MAX_REQUESTS_PER_CONNECTION);
+        let stop = self.cancel.clone();
+        let tracker = self.tracker.clone();
+        self.tracker.spawn(async move {
+            let serve = channel.execute(server.serve()).for_each(|call| {
+                let stop = stop.clone();
+                tracker.spawn(async move {
+                    tokio::select! {
+                        _ = call => {}
+                        _ = stop.cancelled() => {}
+                    }
+                });
+                std::future::ready(())
+            });
+            tokio::select! {
+                _ = serve => {}
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+
+    /// A control API client inside the daemon (the lobby's), acting as the owner: the same
+    /// service the socket serves, over an in-memory transport.
+    pub fn local_client(self: &Arc<Self>) -> hearth_rpc::HearthClient {
+        let (client, server) = tarpc::transport::channel::unbounded();
+        self.serve_control(service::Control::local(Arc::clone(self)), server);
+        hearth_rpc::HearthClient::new(tarpc::client::Config::default(), client).spawn()
+    }
+
+    /// Open the lobby's listener (`hearth daemon --lobby-port`, `[lobby]`).
+    async fn open_lobby(self: &Arc<Self>, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let listener = ssh::bind(addr.ip(), addr.port())
+            .await
+            .with_context(|| format!("cannot open the lobby on {addr}"))?;
+        let server = Arc::new(ssh::LobbyServer {
+            access: Arc::new(ssh::Access {
+                owners: ssh::keys::OwnerKeys::new(self.config.home.clone()),
+                ..Default::default()
+            }),
+            config: Arc::clone(&self.ssh_config),
+            guard: Arc::clone(&self.guard),
+            login_grace: self.config.login_grace,
+            sessions: Arc::new(LobbySessions(Arc::downgrade(self))),
+            host: registry::hostname().unwrap_or_else(|| "this machine".into()),
+            cancel: self.cancel.child_token(),
+            tracker: self.tracker.clone(),
+        });
+        let listener = ssh::serve(listener, ssh::Place::Lobby(server))?;
+        tracing::info!(addr = %listener.addr, "lobby open");
+        *self.lobby.lock() = Some(listener.addr);
+        Ok(())
+    }
+
+    /// Where the lobby listens, if it is open.
+    pub fn lobby_addr(&self) -> Option<std::net::SocketAddr> {
+        *self.lobby.lock()
     }
 
     fn new_id(&self) -> String {
@@ -414,7 +480,7 @@ impl Daemon {
         .map_err(|e| ApiError::internal(format!("session start panicked: {e}")))?
         .map_err(ApiError::from)?;
         let shared = self.ssh_shared(&session, plan);
-        let listener = match ssh::serve(listener, Arc::clone(&shared)) {
+        let listener = match ssh::serve(listener, ssh::Place::Session(Arc::clone(&shared))) {
             Ok(l) => l,
             Err(e) => {
                 session.terminate(self.config.kill_grace).await;
@@ -509,21 +575,22 @@ impl Daemon {
     }
 
     /// Sessions of a previous daemon that died without ending them: note them as lost in
-    /// history, and end what they left running (children that ignored the hangup or left
-    /// the tty's session), with the usual SIGHUP, grace, SIGKILL.
-    fn end_what_a_crash_left(&self) {
+    /// history before the first call is served (so `history` never shows them as running),
+    /// and end what they left running (children that ignored the hangup or left the tty's
+    /// session), with the usual SIGHUP, grace, SIGKILL, in the background.
+    async fn end_what_a_crash_left(&self) {
         let Some(dir) = self.history_dir().map(Path::to_path_buf) else {
             return;
         };
         let grace = self.config.kill_grace;
         let stop = self.cancel.clone();
+        let lost = tokio::task::spawn_blocking(move || {
+            let lost = history::settle_lost(&dir);
+            let pids = crate::session::pty::marked_processes(&lost);
+            (lost, pids)
+        })
+        .await;
         self.tracker.spawn(async move {
-            let lost = tokio::task::spawn_blocking(move || {
-                let lost = history::settle_lost(&dir);
-                let pids = crate::session::pty::marked_processes(&lost);
-                (lost, pids)
-            })
-            .await;
             let Ok((lost, pids)) = lost else { return };
             if pids.is_empty() {
                 return;
@@ -600,7 +667,7 @@ impl Daemon {
                 format!("cannot listen again on port {}: {e}", hosted.port),
             )
         })?;
-        let listener = ssh::serve(listener, Arc::clone(&hosted.shared))
+        let listener = ssh::serve(listener, ssh::Place::Session(Arc::clone(&hosted.shared)))
             .map_err(|e| ApiError::internal(e.to_string()))?;
         let mut slot = hosted.listener.lock();
         if slot.is_some() {
@@ -700,6 +767,41 @@ impl Daemon {
 }
 
 /// Note a session's end (exit code, time) in its history record.
+/// What the lobby sees of the daemon. Weak: the lobby's tasks never keep a stopped
+/// daemon alive.
+struct LobbySessions(std::sync::Weak<Daemon>);
+
+impl ssh::Sessions for LobbySessions {
+    fn joinable(&self, target: &str) -> Result<Arc<ssh::SessionServer>, String> {
+        let daemon = self.0.upgrade().ok_or("the daemon is stopping")?;
+        let hosted = daemon.registry.resolve(target).map_err(|e| e.message)?;
+        let label = hosted
+            .session
+            .name
+            .clone()
+            .unwrap_or_else(|| hosted.session.id.clone());
+        match hosted.state() {
+            hearth_rpc::SessionState::Up => Ok(Arc::clone(&hosted.shared)),
+            hearth_rpc::SessionState::Exited => Err(format!("{label} has exited")),
+            hearth_rpc::SessionState::Down => Err(format!(
+                "{label} is down (no new joins): `hearth up {}` first",
+                hosted.session.id
+            )),
+        }
+    }
+
+    fn api(&self) -> hearth_rpc::HearthClient {
+        match self.0.upgrade() {
+            Some(daemon) => daemon.local_client(),
+            // A client whose server is gone: every call fails at once.
+            None => {
+                let (client, _) = tarpc::transport::channel::unbounded();
+                hearth_rpc::HearthClient::new(tarpc::client::Config::default(), client).spawn()
+            }
+        }
+    }
+}
+
 fn record_end(dir: &Path, h: &Hosted) {
     let record = history::Record::new(&h.info(), &h.request).ended(h.session.exit_code());
     history::write(dir, &record);

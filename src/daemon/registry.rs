@@ -120,7 +120,8 @@ pub fn join_command(bind: IpAddr, port: u16) -> String {
     }
 }
 
-fn hostname() -> Option<String> {
+/// This machine's host name.
+pub fn hostname() -> Option<String> {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; the result is NUL-terminated on success.
     let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };

@@ -65,6 +65,14 @@ impl Control {
         }
     }
 
+    /// The daemon's own client (the lobby's): no handshake to make, it is this version.
+    pub fn local(daemon: Arc<Daemon>) -> Self {
+        Control {
+            daemon,
+            greeted: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
     fn check(&self) -> Result<(), ApiError> {
         if self.greeted.load(Ordering::Acquire) {
             Ok(())
@@ -104,6 +112,7 @@ impl Hearth for Control {
             started_at: humantime::format_rfc3339_seconds(self.daemon.started_at).to_string(),
             host_key: self.daemon.host_public.0.clone(),
             host_key_fingerprint: self.daemon.host_public.1.clone(),
+            lobby: self.daemon.lobby_addr().map(|a| a.to_string()),
         })
     }
 

@@ -6,6 +6,7 @@
 //! This module is pure: keys in ([`Key`], the menu's, from any input adapter), [`Action`]s out, a
 //! frame drawn. It must not call the daemon, spawn anything or touch the terminal.
 
+pub mod live;
 pub mod model;
 pub mod view;
 
@@ -76,6 +77,8 @@ pub struct Dashboard {
     pub status: Option<String>,
     /// Where the sessions are ("this machine", or a host name), for the header.
     pub host: String,
+    /// What the header calls this view ("hearth top", "hearth lobby").
+    pub title: &'static str,
     /// Draw without colours (`NO_COLOR`).
     pub no_color: bool,
 }
@@ -84,6 +87,7 @@ impl Dashboard {
     pub fn new(host: impl Into<String>, no_color: bool) -> Dashboard {
         Dashboard {
             host: host.into(),
+            title: "hearth top",
             no_color,
             ..Dashboard::default()
         }

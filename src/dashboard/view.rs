@@ -37,7 +37,8 @@ pub fn draw(frame: &mut Frame, d: &Dashboard) {
     let rows = d.model.visible();
     let busy = rows.iter().filter(|s| badge(s).tone == Tone::Busy).count();
     let title = format!(
-        " hearth top · {} · {} session{}, {busy} busy",
+        " {} · {} · {} session{}, {busy} busy",
+        d.title,
         d.host,
         rows.len(),
         if rows.len() == 1 { "" } else { "s" }

@@ -120,6 +120,8 @@ pub enum Item {
     Lock,
     /// Owner only: pick a client to switch between viewer and collaborator.
     Role,
+    /// Back to the lobby's list of sessions (only for a client that came from the lobby).
+    Sessions,
 }
 
 const EVERYONE: [Item; 6] = [
@@ -132,10 +134,14 @@ const EVERYONE: [Item; 6] = [
 ];
 const OWNER: [Item; 3] = [Item::Kick, Item::Lock, Item::Role];
 
-/// The items a client sees: rewind where the session's policy allows it, owner powers
-/// for owners. Digits 1-9 and 0 pick the first ten.
-pub fn items(owner: bool, rewind: bool) -> Vec<Item> {
+/// The items a client sees: "Sessions..." second for a client that came from the lobby,
+/// rewind where the session's policy allows it, owner powers for owners. Digits 1-9 and 0
+/// pick the first ten.
+pub fn items(owner: bool, rewind: bool, lobby: bool) -> Vec<Item> {
     let mut v = EVERYONE.to_vec();
+    if lobby {
+        v.insert(1, Item::Sessions);
+    }
     if rewind {
         v.push(Item::Rewind);
     }
@@ -163,6 +169,7 @@ impl Item {
             }
             .into(),
             Item::Role => "Change a role".into(),
+            Item::Sessions => "Sessions...".into(),
         }
     }
 }
@@ -204,6 +211,8 @@ pub enum Action {
     ToggleRole(usize),
     /// Owner: lock or unlock the session; then draw.
     ToggleLock,
+    /// Leave the session for the lobby's list of sessions.
+    Lobby,
 }
 
 /// Longest message, in characters.
@@ -217,6 +226,8 @@ pub struct Menu {
     pub owner: bool,
     /// The session lets this client rewind.
     pub rewind: bool,
+    /// The client came from the lobby (it may go back: "Sessions...").
+    pub lobby: bool,
     /// A one-line status shown under the items (e.g. "message sent").
     pub status: Option<String>,
 }
@@ -228,12 +239,21 @@ impl Menu {
             selected: 0,
             owner,
             rewind,
+            lobby: false,
             status: None,
         }
     }
 
+    /// The same menu for a client that came from the lobby.
+    pub fn from_lobby(self) -> Menu {
+        Menu {
+            lobby: true,
+            ..self
+        }
+    }
+
     pub fn items(&self) -> Vec<Item> {
-        items(self.owner, self.rewind)
+        items(self.owner, self.rewind, self.lobby)
     }
 
     /// Handle a key; `peers` is the length of the peer list shown (for picking), `rows`
@@ -350,6 +370,7 @@ impl Menu {
         match item {
             Item::Resume | Item::Redraw => Action::Resume,
             Item::Detach => Action::Detach,
+            Item::Sessions => Action::Lobby,
             Item::Peers => {
                 self.page = Page::Peers;
                 Action::Draw
@@ -462,5 +483,15 @@ mod tests {
         assert_eq!(m.key(Key::Enter, 3, 24), Action::ToggleRole(1));
         m.key(Key::Char('0'), 0, 24);
         assert_eq!(m.key(Key::Enter, 0, 24), Action::Draw, "nobody to pick");
+    }
+
+    #[test]
+    fn a_client_from_the_lobby_may_go_back_to_it() {
+        assert!(!Menu::new(true, true).items().contains(&Item::Sessions));
+        let mut m = Menu::new(true, true).from_lobby();
+        assert_eq!(m.items()[1], Item::Sessions);
+        assert_eq!(m.items()[1].label(false, false), "Sessions...");
+        assert_eq!(m.key(Key::Char('2'), 0, 24), Action::Lobby);
+        assert_eq!(m.key(Key::Char('3'), 0, 24), Action::Detach);
     }
 }

@@ -1,6 +1,7 @@
-//! One [`Connection`] per SSH connection: public-key auth against the session's [`Access`],
-//! one session channel with a pty, input into the session, window changes into the size
-//! computation. Port, socket, agent and X11 forwarding and subsystems are refused
+//! One [`Connection`] per SSH connection: public-key auth against the [`Place`]'s
+//! [`Access`] (a session's, or the lobby's: owners only), one session channel with a pty,
+//! input into the session (or the lobby, which moves the client between sessions: see
+//! [`super::lobby`]), window changes into the size computation. Port, socket, agent and X11 forwarding and subsystems are refused
 //! explicitly (and logged); other channel types and global requests are rejected by
 //! russh's `Handler` defaults.
 //!
@@ -26,34 +27,133 @@ use tracing::Instrument;
 use super::input::{FromClient, InputTask};
 use super::keys::{KeyData, fingerprint_of};
 use super::stream::Cuttable;
-use super::{Access, Refusal, SessionServer, writer};
-use crate::session::{Attachment, ClientSpec, Role};
+use super::writer::End;
+use super::{Access, Place, Refusal, SessionServer, writer};
+use crate::session::{AttachError, Attachment, ClientSpec, Role};
+use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
+/// The client's terminal: its size and, while it is in a session, its membership there.
+/// Shared by the handler (window changes) and the lobby (which moves the client between
+/// sessions). A leaf lock: taken before the session's, never while holding one of them.
+#[derive(Default)]
+pub struct Seat {
+    /// (cols, rows) from the pty-req and window changes.
+    pub size: Option<(u32, u32)>,
+    pub attachment: Option<Arc<Attachment>>,
+}
+
+/// A client joined to a session: its writer and input tasks run.
+pub struct Joined {
+    pub attachment: Arc<Attachment>,
+    /// To its input task.
+    pub input: mpsc::Sender<FromClient>,
+    /// Its writer task; says how the stream ended.
+    pub writer: tokio::task::JoinHandle<End>,
+}
+
+/// Who a client is, as authenticated.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub user: String,
+    pub role: Role,
+    pub peer: SocketAddr,
+    pub fingerprint: String,
+}
+
+/// Join `shared`'s session at the seat's size and start the client's writer and input
+/// tasks on `channel`. `stop` ends both; `lobby` says the client came from the lobby (its
+/// menu offers "Sessions..." and its stream hands the channel back instead of closing it).
+#[allow(clippy::too_many_arguments)]
+pub fn join(
+    shared: &Arc<SessionServer>,
+    seat: &Mutex<Seat>,
+    who: &Identity,
+    handle: russh::server::Handle,
+    channel: ChannelId,
+    stop: CancellationToken,
+    cut: CancellationToken,
+    lobby: bool,
+    span: &tracing::Span,
+) -> Result<Joined, AttachError> {
+    let mut seat = seat.lock();
+    let (cols, rows) = seat.size.unwrap_or((0, 0));
+    let spec = ClientSpec {
+        user: who.user.clone(),
+        role: who.role,
+        address: who.peer.to_string(),
+        key_fingerprint: who.fingerprint.clone(),
+        size: (
+            cols.min(u16::MAX as u32) as u16,
+            rows.min(u16::MAX as u32) as u16,
+        ),
+    };
+    let attachment = Arc::new(shared.session.attach(spec)?);
+    seat.attachment = Some(Arc::clone(&attachment));
+    drop(seat);
+    let span = tracing::info_span!(parent: span, "client", session = %shared.session.id, client = %attachment.name);
+    let (to_writer, control) = mpsc::channel(16);
+    let writer = writer::Writer {
+        client: Arc::clone(&attachment),
+        handle,
+        channel,
+        control,
+        stop: stop.clone(),
+        cut,
+        lobby,
+    };
+    let writer = shared.tracker.spawn(writer.run().instrument(span.clone()));
+    let (input, from_client) = mpsc::channel(64);
+    let task = InputTask::new(
+        Arc::clone(&attachment),
+        to_writer,
+        shared.menu.as_ref(),
+        shared.viewer_history,
+        lobby,
+    );
+    shared
+        .tracker
+        .spawn(task.run(from_client, stop).instrument(span));
+    Ok(Joined {
+        attachment,
+        input,
+        writer,
+    })
+}
+
+/// Close a channel with a message on stderr and exit status 1.
+fn refuse(session: &mut SshSession, channel: ChannelId, msg: String) {
+    let _ = session.extended_data(channel, 1, Bytes::from(msg));
+    let _ = session.exit_status_request(channel, 1);
+    let _ = session.eof(channel);
+    let _ = session.close(channel);
+}
+
 pub async fn run_connection(
-    shared: Arc<SessionServer>,
+    place: Place,
     stream: TcpStream,
     peer: SocketAddr,
     slot: super::preauth::Slot,
 ) {
-    let span = tracing::info_span!("client", session = %shared.session.id, %peer);
-    // One cancellation tree: the session's token cuts the connection, which stops the
-    // client's tasks.
-    let cut = shared.cancel.child_token();
+    let span = tracing::info_span!("client", session = %place.label(), %peer);
+    // One cancellation tree: the session's (or lobby's) token cuts the connection, which
+    // stops the client's tasks.
+    let cut = place.cancel().child_token();
     let authed = CancellationToken::new();
     let connection = Connection {
         authed: authed.clone(),
         slot: Some(slot),
         rejections: Arc::new(AtomicUsize::new(0)),
-        shared: Arc::clone(&shared),
+        place: place.clone(),
         peer,
         user: String::new(),
         role: None,
+        key: None,
         fingerprint: String::new(),
         channel: None,
         channel_used: false,
-        pty: None,
-        attachment: None,
+        seat: Arc::new(Mutex::new(Seat::default())),
+        joined: false,
         input: None,
         stop: cut.child_token(),
         cut: cut.clone(),
@@ -65,9 +165,9 @@ pub async fn run_connection(
     // authenticated in time (or never even says hello) is cut, freeing its slot.
     let grace_over = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let grace = {
-        let (cut, authed, limit) = (cut.clone(), authed.clone(), shared.login_grace);
+        let (cut, authed, limit) = (cut.clone(), authed.clone(), place.login_grace());
         let over = Arc::clone(&grace_over);
-        shared.tracker.spawn(async move {
+        place.tracker().spawn(async move {
             tokio::select! {
                 _ = tokio::time::sleep(limit) => {
                     over.store(true, Ordering::Relaxed);
@@ -78,14 +178,14 @@ pub async fn run_connection(
             }
         })
     };
-    match russh::server::run_stream(Arc::clone(&shared.config), stream, connection).await {
+    match russh::server::run_stream(Arc::clone(place.config()), stream, connection).await {
         Ok(running) => tokio::select! {
             r = running => {
                 if let Err(e) = r {
                     tracing::debug!(parent: &span, error = %e, "connection ended with error");
                 }
             }
-            _ = shared.cancel.cancelled() => cut.cancel(),
+            _ = place.cancel().cancelled() => cut.cancel(),
         },
         Err(e) => tracing::debug!(parent: &span, error = %e, "ssh handshake failed"),
     }
@@ -94,7 +194,7 @@ pub async fn run_connection(
     let source = super::preauth::Source::of(peer.ip());
     if authed.is_cancelled() {
         // Anyone may connect to an open session: its lines go through the gate too.
-        if shared.access.open.is_none() || shared.guard.log_gate(source).is_some() {
+        if place.access().open.is_none() || place.guard().log_gate(source).is_some() {
             tracing::info!(parent: &span, "disconnected");
         }
         return;
@@ -103,25 +203,27 @@ pub async fn run_connection(
     let tried = rejections.load(Ordering::Relaxed);
     let held = grace_over.load(Ordering::Relaxed);
     if tried > 0 || held {
-        shared.guard.failed(peer.ip());
+        place.guard().failed(peer.ip());
     }
-    if let Some(left_out) = shared.guard.log_gate(source) {
+    if let Some(left_out) = place.guard().log_gate(source) {
         tracing::info!(parent: &span, keys_refused = tried, login_grace_reached = held, left_out, "unauthenticated connection closed");
     }
 }
 
 pub struct Connection {
-    shared: Arc<SessionServer>,
+    place: Place,
     peer: SocketAddr,
     user: String,
     role: Option<Role>,
+    /// The key it authenticated with (the lobby checks it against each session it joins).
+    key: Option<KeyData>,
     fingerprint: String,
     channel: Option<ChannelId>,
     channel_used: bool,
-    /// (cols, rows) from the pty-req, until attached.
-    pty: Option<(u32, u32)>,
-    attachment: Option<Arc<Attachment>>,
-    /// To this client's input task (menu detector, then the PTY).
+    seat: Arc<Mutex<Seat>>,
+    /// A shell or exec request was served (a second one is refused).
+    joined: bool,
+    /// To this client's input task (menu detector, then the PTY), or to its lobby.
     input: Option<mpsc::Sender<FromClient>>,
     /// Stops this client's writer task.
     stop: CancellationToken,
@@ -144,17 +246,12 @@ impl Drop for Connection {
 
 impl Connection {
     fn access(&self) -> &Access {
-        &self.shared.access
+        self.place.access()
     }
 
-    /// The role a key grants, or why not. Owner keys are checked in `~/.ssh` at every
-    /// attempt: file I/O, so off the runtime.
+    /// The role a key grants, or why not.
     async fn role_of(&self, key: &KeyData) -> Result<Role, Refusal> {
-        let access = Arc::clone(&self.shared.access);
-        let (key, addr) = (key.clone(), self.peer.ip());
-        tokio::task::spawn_blocking(move || access.role_of(&key, addr))
-            .await
-            .unwrap_or(Err(Refusal::Unknown))
+        role_of(self.place.access(), key, self.peer.ip()).await
     }
 
     /// Whether a line about this admitted client goes to the log: always, unless the
@@ -162,8 +259,8 @@ impl Connection {
     fn loud(&self) -> bool {
         self.access().open.is_none()
             || self
-                .shared
-                .guard
+                .place
+                .guard()
                 .log_gate(super::preauth::Source::of(self.peer.ip()))
                 .is_some()
     }
@@ -173,7 +270,7 @@ impl Connection {
     fn refused(&self, user: &str, key: &KeyData, why: &Refusal) {
         self.rejections.fetch_add(1, Ordering::Relaxed);
         let source = super::preauth::Source::of(self.peer.ip());
-        if let Some(left_out) = self.shared.guard.log_gate(source) {
+        if let Some(left_out) = self.place.guard().log_gate(source) {
             tracing::info!(parent: &self.span, user = %sanitize_user(user), fingerprint = %fingerprint_of(key), left_out, "auth refused: {why}");
         }
     }
@@ -193,98 +290,123 @@ impl Connection {
         Ok(())
     }
 
-    fn accepted(&mut self, user: &str, role: Role, fingerprint: String) {
+    fn accepted(&mut self, user: &str, role: Role, key: Option<KeyData>, fingerprint: String) {
         self.user = sanitize_user(user);
         if self.loud() {
             tracing::info!(parent: &self.span, user = %self.user, %fingerprint, role = role.as_str(), "auth accepted");
         }
         self.role = Some(role);
+        self.key = key;
         self.fingerprint = fingerprint;
         self.authed.cancel();
         self.slot = None;
-        self.shared.guard.succeeded(self.peer.ip());
+        self.place.guard().succeeded(self.peer.ip());
     }
 
-    /// Join the session and start the writer; `exec` is typed into the shared shell.
+    fn identity(&self) -> Identity {
+        Identity {
+            user: self.user.clone(),
+            role: self.role.unwrap_or(Role::Viewer),
+            peer: self.peer,
+            fingerprint: self.fingerprint.clone(),
+        }
+    }
+
+    /// Serve a shell or exec request: join the session (`exec` is typed into the shared
+    /// shell), or open the lobby (`exec` names a session to join at once).
     fn attach(&mut self, channel: ChannelId, session: &mut SshSession, exec: Option<&[u8]>) {
-        let Some((cols, rows)) = self.pty else {
+        if self.seat.lock().size.is_none() {
             let msg = "hearth: this is a shared terminal; a pty is required (use `ssh -t`)\r\n";
-            let _ = session.extended_data(channel, 1, Bytes::from_static(msg.as_bytes()));
-            let _ = session.exit_status_request(channel, 1);
-            let _ = session.eof(channel);
-            let _ = session.close(channel);
+            refuse(session, channel, msg.into());
             return;
-        };
-        if self.attachment.is_some() {
+        }
+        if self.joined {
             let _ = session.channel_failure(channel);
             return;
         }
-        let spec = ClientSpec {
-            user: self.user.clone(),
-            role: self.role.unwrap_or(Role::Viewer),
-            address: self.peer.to_string(),
-            key_fingerprint: self.fingerprint.clone(),
-            size: (
-                cols.min(u16::MAX as u32) as u16,
-                rows.min(u16::MAX as u32) as u16,
-            ),
-        };
-        match self.shared.session.attach(spec) {
-            Ok(attachment) => {
-                let attachment = Arc::new(attachment);
-                if self.loud() {
-                    tracing::info!(parent: &self.span, client = %attachment.name, role = ?self.role, "attached");
-                }
+        self.joined = true;
+        let shared = match &self.place {
+            Place::Session(shared) => Arc::clone(shared),
+            Place::Lobby(lobby) => {
+                let Some(key) = self.key.clone() else {
+                    refuse(session, channel, "hearth: the lobby needs a key\r\n".into());
+                    return;
+                };
                 let _ = session.channel_success(channel);
-                let span =
-                    tracing::info_span!(parent: &self.span, "client", client = %attachment.name);
-                let (to_writer, control) = mpsc::channel(16);
-                let writer = writer::Writer {
-                    client: Arc::clone(&attachment),
+                let (to_lobby, from_client) = mpsc::channel(64);
+                self.input = Some(to_lobby);
+                let first = exec
+                    .map(|c| String::from_utf8_lossy(c).trim().to_string())
+                    .filter(|c| !c.is_empty());
+                let client = super::lobby::Client {
+                    lobby: Arc::clone(lobby),
+                    who: self.identity(),
+                    key,
                     handle: session.handle(),
                     channel,
-                    control,
+                    seat: Arc::clone(&self.seat),
                     stop: self.stop.clone(),
                     cut: self.cut.clone(),
+                    span: self.span.clone(),
                 };
-                self.shared
-                    .tracker
-                    .spawn(writer.run().instrument(span.clone()));
-                let (to_input, from_client) = mpsc::channel(64);
-                let task = InputTask::new(
-                    Arc::clone(&attachment),
-                    to_writer,
-                    self.shared.menu.as_ref(),
-                    self.shared.viewer_history,
+                if self.loud() {
+                    tracing::info!(parent: &self.span, user = %self.user, "in the lobby");
+                }
+                lobby.tracker.spawn(
+                    super::lobby::run(client, from_client, first).instrument(self.span.clone()),
                 );
-                self.shared
-                    .tracker
-                    .spawn(task.run(from_client, self.stop.clone()).instrument(span));
-                self.input = Some(to_input);
+                return;
+            }
+        };
+        let joined = join(
+            &shared,
+            &self.seat,
+            &self.identity(),
+            session.handle(),
+            channel,
+            self.stop.clone(),
+            self.cut.clone(),
+            false,
+            &self.span,
+        );
+        match joined {
+            Ok(joined) => {
+                if self.loud() {
+                    tracing::info!(parent: &self.span, client = %joined.attachment.name, role = ?self.role, "attached");
+                }
+                let _ = session.channel_success(channel);
                 if let Some(cmd) = exec.filter(|c| !c.is_empty())
                     && self.role.is_some_and(Role::may_type)
                 {
                     let mut line = cmd.to_vec();
                     line.push(b'\r');
-                    let (attachment, stop) = (Arc::clone(&attachment), self.stop.clone());
-                    self.shared.tracker.spawn(async move {
+                    let (attachment, stop) = (Arc::clone(&joined.attachment), self.stop.clone());
+                    shared.tracker.spawn(async move {
                         tokio::select! {
                             _ = attachment.input(Bytes::from(line)) => {}
                             _ = stop.cancelled() => {}
                         }
                     });
                 }
-                self.attachment = Some(attachment);
+                self.input = Some(joined.input);
             }
-            Err(e) => {
-                let msg = format!("hearth: cannot join: {e}\r\n");
-                let _ = session.extended_data(channel, 1, Bytes::from(msg));
-                let _ = session.exit_status_request(channel, 1);
-                let _ = session.eof(channel);
-                let _ = session.close(channel);
-            }
+            Err(e) => refuse(session, channel, format!("hearth: cannot join: {e}\r\n")),
         }
     }
+}
+
+/// The role `key` grants a client at `addr` under `access`, or why not. Owner keys are
+/// checked in `~/.ssh` at every attempt: file I/O, so off the runtime.
+pub async fn role_of(
+    access: &Arc<Access>,
+    key: &KeyData,
+    addr: std::net::IpAddr,
+) -> Result<Role, Refusal> {
+    let access = Arc::clone(access);
+    let key = key.clone();
+    tokio::task::spawn_blocking(move || access.role_of(&key, addr))
+        .await
+        .unwrap_or(Err(Refusal::Unknown))
 }
 
 impl russh::server::Handler for Connection {
@@ -294,7 +416,7 @@ impl russh::server::Handler for Connection {
         // Only an `--open` session admits clients without a key.
         match self.access().role_without_key() {
             Some(role) => {
-                self.accepted(user, role, "none".into());
+                self.accepted(user, role, None, "none".into());
                 Ok(Auth::Accept)
             }
             None => Ok(Auth::reject()),
@@ -325,7 +447,7 @@ impl russh::server::Handler for Connection {
         let key = key.public_key.key_data();
         match self.role_of(key).await {
             Ok(role) => {
-                self.accepted(user, role, fingerprint_of(key));
+                self.accepted(user, role, Some(key.clone()), fingerprint_of(key));
                 Ok(Auth::Accept)
             }
             Err(why) => {
@@ -441,7 +563,7 @@ impl russh::server::Handler for Connection {
             let _ = session.channel_failure(channel);
             return Ok(());
         }
-        self.pty = Some((col_width, row_height));
+        self.seat.lock().size = Some((col_width, row_height));
         let _ = session.channel_success(channel);
         Ok(())
     }
@@ -482,13 +604,15 @@ impl russh::server::Handler for Connection {
         _pix_height: u32,
         _session: &mut SshSession,
     ) -> Result<(), Self::Error> {
-        if let Some(attachment) = &self.attachment {
-            attachment.resize(col_width, row_height);
-            if let Some(input) = &self.input {
-                let _ = input.send(FromClient::Resized).await;
+        {
+            let mut seat = self.seat.lock();
+            seat.size = Some((col_width, row_height));
+            if let Some(attachment) = &seat.attachment {
+                attachment.resize(col_width, row_height);
             }
-        } else {
-            self.pty = Some((col_width, row_height));
+        }
+        if let Some(input) = &self.input {
+            let _ = input.send(FromClient::Resized).await;
         }
         Ok(())
     }
@@ -536,7 +660,7 @@ impl russh::server::Handler for Connection {
     ) -> Result<(), Self::Error> {
         if Some(channel) == self.channel {
             self.stop.cancel();
-            self.attachment = None;
+            self.seat.lock().attachment = None;
             self.input = None;
             self.channel = None;
         }

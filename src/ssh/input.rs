@@ -50,6 +50,8 @@ pub enum ToWriter {
     Live,
     /// Say goodbye and close this client's channel (exit status 0).
     Detach,
+    /// Leave the session for the lobby (the channel stays open).
+    Lobby,
     /// The client's window changed: re-check whether it needs clipped frames.
     Resized,
 }
@@ -67,6 +69,8 @@ pub struct InputTask {
     menu: Option<Menu>,
     /// Viewers may rewind too (`server --viewer-history`).
     viewer_history: bool,
+    /// The client came from the lobby: its menu offers "Sessions...".
+    lobby: bool,
     /// The ids of the peer rows as last drawn: what a pick refers to.
     drawn: Vec<u64>,
     /// The history being rewound (taken when Rewind opened).
@@ -82,6 +86,7 @@ impl InputTask {
         writer: mpsc::Sender<ToWriter>,
         config: Option<&MenuConfig>,
         viewer_history: bool,
+        lobby: bool,
     ) -> Self {
         InputTask {
             client,
@@ -89,6 +94,7 @@ impl InputTask {
             detector: config.map(|c| Detector::new(&c.trigger, c.window)),
             menu: None,
             viewer_history,
+            lobby,
             drawn: Vec::new(),
             history: None,
             dirty: false,
@@ -188,7 +194,8 @@ impl InputTask {
                     tracing::debug!("menu opened");
                     let role = self.client.role();
                     let rewind = role != Role::Viewer || self.viewer_history;
-                    self.menu = Some(Menu::new(role == Role::Owner, rewind));
+                    let menu = Menu::new(role == Role::Owner, rewind);
+                    self.menu = Some(if self.lobby { menu.from_lobby() } else { menu });
                     self.client.set_in_menu(true);
                     self.request_draw().await;
                 }
@@ -222,6 +229,11 @@ impl InputTask {
                 Action::Detach => {
                     self.close_menu();
                     let _ = self.writer.send(ToWriter::Detach).await;
+                    return;
+                }
+                Action::Lobby if self.lobby => {
+                    self.close_menu();
+                    let _ = self.writer.send(ToWriter::Lobby).await;
                     return;
                 }
                 Action::ToggleReadOnly => {
@@ -271,7 +283,7 @@ impl InputTask {
                     let session = self.client.session();
                     session.set_locked(!session.is_locked(), &self.client.name);
                 }
-                Action::Kick(_) | Action::ToggleRole(_) | Action::ToggleLock => {}
+                Action::Kick(_) | Action::ToggleRole(_) | Action::ToggleLock | Action::Lobby => {}
             }
         }
         self.request_draw().await;

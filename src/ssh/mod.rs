@@ -9,6 +9,7 @@
 pub mod handler;
 pub mod input;
 pub mod keys;
+pub mod lobby;
 pub mod preauth;
 pub mod stream;
 pub mod writer;
@@ -127,6 +128,86 @@ pub struct SessionServer {
     pub tracker: TaskTracker,
 }
 
+/// The daemon's lobby: one more listener whose clients see the dashboard of every session
+/// and join one on the same connection. Owner keys only.
+pub struct LobbyServer {
+    /// Owner keys only: no collaborator, viewer or open access.
+    pub access: Arc<Access>,
+    pub config: Arc<russh::server::Config>,
+    pub guard: Arc<preauth::PreAuth>,
+    pub login_grace: Duration,
+    /// The sessions, as the daemon has them.
+    pub sessions: Arc<dyn Sessions>,
+    /// The name shown in the dashboard's header (this machine's host name).
+    pub host: String,
+    pub cancel: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+/// What the lobby needs from the daemon (which implements it).
+pub trait Sessions: Send + Sync {
+    /// The session `target` (id, unique id prefix or name) names, if a client may join it
+    /// now; otherwise why not, in words for the client.
+    fn joinable(&self, target: &str) -> Result<Arc<SessionServer>, String>;
+    /// A control API client for one lobby connection (in-process; it acts as the owner).
+    fn api(&self) -> hearth_rpc::HearthClient;
+}
+
+/// Where a listener's connections go.
+#[derive(Clone)]
+pub enum Place {
+    /// A session's own port.
+    Session(Arc<SessionServer>),
+    /// The lobby's port.
+    Lobby(Arc<LobbyServer>),
+}
+
+impl Place {
+    pub fn access(&self) -> &Arc<Access> {
+        match self {
+            Place::Session(s) => &s.access,
+            Place::Lobby(l) => &l.access,
+        }
+    }
+    pub fn guard(&self) -> &Arc<preauth::PreAuth> {
+        match self {
+            Place::Session(s) => &s.guard,
+            Place::Lobby(l) => &l.guard,
+        }
+    }
+    pub fn config(&self) -> &Arc<russh::server::Config> {
+        match self {
+            Place::Session(s) => &s.config,
+            Place::Lobby(l) => &l.config,
+        }
+    }
+    pub fn login_grace(&self) -> Duration {
+        match self {
+            Place::Session(s) => s.login_grace,
+            Place::Lobby(l) => l.login_grace,
+        }
+    }
+    pub fn cancel(&self) -> &CancellationToken {
+        match self {
+            Place::Session(s) => &s.cancel,
+            Place::Lobby(l) => &l.cancel,
+        }
+    }
+    pub fn tracker(&self) -> &TaskTracker {
+        match self {
+            Place::Session(s) => &s.tracker,
+            Place::Lobby(l) => &l.tracker,
+        }
+    }
+    /// For logs: the session id, or "lobby".
+    pub fn label(&self) -> &str {
+        match self {
+            Place::Session(s) => &s.session.id,
+            Place::Lobby(_) => "lobby",
+        }
+    }
+}
+
 /// russh settings for every session (the reasons are in `docs/architecture.md`, "SSH").
 pub fn server_config(host_key: PrivateKey) -> russh::server::Config {
     russh::server::Config {
@@ -171,12 +252,12 @@ impl Listener {
     }
 }
 
-/// Accept connections on `listener` until closed or the session is cancelled.
-pub fn serve(listener: TcpListener, shared: Arc<SessionServer>) -> std::io::Result<Listener> {
+/// Accept connections on `listener` until closed or the session (or lobby) is cancelled.
+pub fn serve(listener: TcpListener, place: Place) -> std::io::Result<Listener> {
     let addr = listener.local_addr()?;
-    let cancel = shared.cancel.child_token();
+    let cancel = place.cancel().child_token();
     let stop = cancel.clone();
-    let tracker = shared.tracker.clone();
+    let tracker = place.tracker().clone();
     tracker.spawn(async move {
         loop {
             let (stream, peer) = tokio::select! {
@@ -191,11 +272,11 @@ pub fn serve(listener: TcpListener, shared: Arc<SessionServer>) -> std::io::Resu
                     }
                 },
             };
-            let slot = match shared.guard.admit(peer.ip()) {
+            let slot = match place.guard().admit(peer.ip()) {
                 Ok(slot) => slot,
                 Err(why) => {
                     let source = preauth::Source::of(peer.ip());
-                    if let Some(left_out) = shared.guard.log_gate(source) {
+                    if let Some(left_out) = place.guard().log_gate(source) {
                         tracing::warn!(%source, left_out, "refused a connection: {why}");
                     }
                     continue;
@@ -206,11 +287,9 @@ pub fn serve(listener: TcpListener, shared: Arc<SessionServer>) -> std::io::Resu
             if let Err(e) = stream.set_nodelay(true) {
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
-            let shared = Arc::clone(&shared);
-            shared
-                .tracker
-                .clone()
-                .spawn(handler::run_connection(shared, stream, peer, slot));
+            place
+                .tracker()
+                .spawn(handler::run_connection(place.clone(), stream, peer, slot));
         }
         tracing::debug!(%addr, "listener closed");
     });

@@ -34,11 +34,13 @@ use crate::session::{Attachment, Notice, size};
 const MAX_BATCH: usize = 32 * 1024;
 
 /// How the client's stream ended.
-#[derive(Debug)]
-enum End {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
     Exited(i32),
     Kicked,
     Detached,
+    /// Back to the lobby (the menu's "Sessions..."); the channel stays open.
+    Lobby,
     /// The connection or channel went away, or the daemon is stopping.
     Gone,
 }
@@ -68,6 +70,9 @@ pub struct Writer {
     pub control: mpsc::Receiver<ToWriter>,
     pub stop: CancellationToken,
     pub cut: CancellationToken,
+    /// The client came from the lobby: when the program exits or the client is kicked, it
+    /// goes back there (the channel stays open) instead of being closed.
+    pub lobby: bool,
 }
 
 /// The stream's state; owned by the loop.
@@ -86,13 +91,19 @@ struct Stream {
 }
 
 impl Writer {
-    pub async fn run(mut self) {
+    /// Stream until the client leaves; how it ended.
+    pub async fn run(mut self) -> End {
         let end = self.stream().await;
         // Whatever ended the stream, the client no longer counts: not for sizing, not in
         // `peers`, and its input goes nowhere.
         self.client.detach();
         tracing::debug!(?end, "client stream ended");
+        if self.lobby && matches!(end, End::Exited(_) | End::Kicked | End::Lobby) {
+            // The lobby takes the channel back and says what happened.
+            return end;
+        }
         self.goodbye(end).await;
+        end
     }
 
     /// Say why the stream ended and close the channel; cut a client that cannot take it.
@@ -105,7 +116,7 @@ impl Writer {
             ),
             // Back from the menu's alternate screen to the normal one first.
             End::Detached => (Some("\x1b[?1049l\x1b[0m\r\n[hearth] detached\r\n"), Some(0)),
-            End::Gone => return,
+            End::Gone | End::Lobby => return,
         };
         let (handle, channel) = (&self.handle, self.channel);
         // Best effort: a stalled client cannot take its goodbye, then it is cut.
@@ -347,6 +358,7 @@ impl Writer {
             // The loop re-evaluates the client's mode on its next turn.
             ToWriter::Resized => Ok(None),
             ToWriter::Detach => Err(End::Detached),
+            ToWriter::Lobby => Err(End::Lobby),
         }
     }
 }

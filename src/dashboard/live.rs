@@ -1,0 +1,311 @@
+//! The dashboard's feed, shared by both adapters (`hearth top` in a terminal, the lobby on
+//! an SSH channel): it keeps a [`Dashboard`] current from the control API and carries out
+//! the actions that need only the API (send, message, kill, new).
+//!
+//! The model follows the daemon's event stream (a long poll, never a timer); the selected
+//! session's screen is fetched again each time its output moves (a long `read` from the
+//! end, at most ~10 times a second); each session's last line is fetched at start and when
+//! it turns idle. Attaching and replaying are the adapters' business: they own the
+//! terminal. This half talks to the daemon only through hearth-rpc and draws nothing; the
+//! background tasks end when the [`Live`] is dropped.
+
+use std::time::Duration;
+
+use hearth_rpc::{ApiError, ErrorKind, Event, EventKind, HearthClient, ReadFrom, SendRequest};
+use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::{Action, Dashboard, Key};
+
+/// What reaches the dashboard's loop.
+#[derive(Debug)]
+pub enum Update {
+    Key(Key),
+    /// The terminal changed size: draw again.
+    Resize,
+    Events(Vec<Event>),
+    /// A session's screen, as text (empty: its output ended).
+    Screen(String, String),
+    Error(String),
+}
+
+fn ctx() -> tarpc::context::Context {
+    let mut c = tarpc::context::current();
+    c.deadline = std::time::Instant::now() + Duration::from_secs(60);
+    c
+}
+
+async fn call<T>(
+    f: impl std::future::Future<Output = Result<Result<T, ApiError>, tarpc::client::RpcError>>,
+) -> Result<T, ApiError> {
+    f.await
+        .map_err(|e| ApiError::new(ErrorKind::Daemon, format!("the daemon did not answer: {e}")))?
+}
+
+/// A dashboard kept current from the control API.
+pub struct Live {
+    pub dash: Dashboard,
+    client: HearthClient,
+    tx: mpsc::UnboundedSender<Update>,
+    rx: mpsc::UnboundedReceiver<Update>,
+    /// Tells the screen follower which session is selected.
+    select: mpsc::UnboundedSender<String>,
+    /// Where `n` starts a session (`None`: the daemon's default, its home).
+    pub new_cwd: Option<String>,
+    /// The shell `n` with an empty command starts (`None`: the daemon's).
+    pub shell: Option<String>,
+    _stop: DropGuard,
+}
+
+impl Live {
+    /// List the sessions, start following events and the selected session's screen, and
+    /// fetch every session's last line once.
+    pub async fn start(client: HearthClient, mut dash: Dashboard) -> Result<Live, ApiError> {
+        dash.model.set_sessions(call(client.list(ctx())).await?);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        follow_events(client.clone(), tx.clone(), stop.clone());
+        let select = follow_screen(client.clone(), tx.clone(), stop.clone());
+        let mut live = Live {
+            dash,
+            client,
+            tx,
+            rx,
+            select,
+            new_cwd: None,
+            shell: None,
+            _stop: stop.drop_guard(),
+        };
+        if let Some(s) = live.dash.model.selected() {
+            let _ = live.select.send(s.id.clone());
+        }
+        let ids: Vec<String> = live
+            .dash
+            .model
+            .visible()
+            .iter()
+            .map(|s| s.id.clone())
+            .collect();
+        for id in ids {
+            live.fetch_screen(&id).await;
+        }
+        Ok(live)
+    }
+
+    /// Where an adapter sends keys and resizes, when they come from another task.
+    pub fn sender(&self) -> mpsc::UnboundedSender<Update> {
+        self.tx.clone()
+    }
+
+    /// The next update; `None` once nothing can come any more.
+    pub async fn recv(&mut self) -> Option<Update> {
+        self.rx.recv().await
+    }
+
+    /// Apply an update; the action the adapter must carry out, if any (attach, replay,
+    /// quit, or one for [`Live::act`]).
+    pub async fn apply(&mut self, update: Update) -> Option<Action> {
+        match update {
+            Update::Key(k) => return self.key(k),
+            Update::Resize => {}
+            Update::Events(events) => {
+                let mut refresh = false;
+                for e in &events {
+                    refresh |= self.dash.model.apply(e);
+                    if let EventKind::Idle { .. } = e.kind {
+                        self.fetch_screen(&e.session).await;
+                    }
+                }
+                if refresh {
+                    self.refresh().await;
+                }
+            }
+            Update::Screen(id, text) if !text.is_empty() => self.dash.set_screen(&id, &text),
+            Update::Screen(..) => {}
+            Update::Error(e) => self.dash.status = Some(format!("daemon: {e}")),
+        }
+        None
+    }
+
+    /// A key: the dashboard's action, with a new selection followed here.
+    pub fn key(&mut self, k: Key) -> Option<Action> {
+        match self.dash.key(k)? {
+            Action::Preview(id) => {
+                self.dash.preview.clear();
+                let _ = self.select.send(id);
+                None
+            }
+            action => Some(action),
+        }
+    }
+
+    /// Where session `id`'s recording is (a live or an ended session).
+    pub async fn recording(&self, id: &str) -> Result<std::path::PathBuf, ApiError> {
+        let info = match call(self.client.get(ctx(), id.to_string())).await {
+            Ok(info) => info,
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                let ended = call(self.client.history(ctx(), Some(id.to_string()), None)).await?;
+                let s = ended.into_iter().next().ok_or(e)?;
+                return s.recording.map(Into::into).ok_or_else(|| {
+                    ApiError::not_found(format!("session {} has no recording", s.id))
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        info.recording
+            .map(Into::into)
+            .ok_or_else(|| ApiError::not_found(format!("session {} has no recording", info.id)))
+    }
+
+    async fn fetch_screen(&mut self, id: &str) {
+        if let Ok(text) = call(self.client.screen(ctx(), id.to_string(), false)).await {
+            self.dash.set_screen(id, &text);
+        }
+    }
+
+    /// List the sessions again (one killed elsewhere leaves the view); the preview follows
+    /// the selection if it moved.
+    pub async fn refresh(&mut self) {
+        let before = self.dash.model.selected().map(|s| s.id.clone());
+        match call(self.client.list(ctx())).await {
+            Ok(list) => {
+                self.dash.model.set_sessions(list);
+                let after = self.dash.model.selected().map(|s| s.id.clone());
+                if after != before
+                    && let Some(id) = after
+                {
+                    let _ = self.select.send(id);
+                }
+            }
+            Err(e) => self.dash.status = Some(e.message),
+        }
+    }
+
+    /// Carry out an action that needs only the control API; the outcome goes to the status
+    /// line. Attach, replay, preview and quit are the adapter's: they do nothing here.
+    pub async fn act(&mut self, action: Action) {
+        let outcome = match action {
+            Action::Send { id, text } => {
+                let req = SendRequest {
+                    text,
+                    enter: true,
+                    ..Default::default()
+                };
+                call(self.client.send(ctx(), id.clone(), req))
+                    .await
+                    .map(|r| format!("sent {} bytes to {id}", r.bytes))
+            }
+            Action::Message { id, text } => call(self.client.message(ctx(), id.clone(), text))
+                .await
+                .map(|_| format!("message shown in {id}")),
+            Action::Kill(id) => call(self.client.kill(ctx(), vec![id.clone()], false))
+                .await
+                .map(|_| {
+                    self.dash.model.remove(&id);
+                    format!("killed {id}")
+                }),
+            Action::New(command) => {
+                let req = hearth_rpc::CreateRequest {
+                    cwd: self.new_cwd.clone(),
+                    command: if command.trim().is_empty() {
+                        Vec::new()
+                    } else {
+                        vec!["sh".into(), "-c".into(), command]
+                    },
+                    shell: self.shell.clone(),
+                    ..Default::default()
+                };
+                call(self.client.create(ctx(), req))
+                    .await
+                    .map(|s| format!("started {} on port {}", s.id, s.port))
+            }
+            Action::Attach(_) | Action::Replay(_) | Action::Preview(_) | Action::Quit => return,
+        };
+        self.dash.status = Some(outcome.unwrap_or_else(|e| e.message));
+        self.refresh().await;
+    }
+}
+
+/// The event stream: a long poll; every batch goes to the loop (which lists again when a
+/// session appeared or events were missed).
+fn follow_events(client: HearthClient, tx: mpsc::UnboundedSender<Update>, stop: CancellationToken) {
+    tokio::spawn(stop.clone().run_until_cancelled_owned(async move {
+        let mut since = None;
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match call(client.events(ctx(), since, None, 512, 10_000)).await {
+                Ok(batch) => {
+                    backoff = Duration::from_millis(200);
+                    since = Some(batch.next);
+                    if batch.events.is_empty() {
+                        continue;
+                    }
+                    if tx.send(Update::Events(batch.events)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    if tx.send(Update::Error(e.message)).is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }));
+}
+
+/// The selected session's screen: fetched at once, then each time its output moves, at
+/// most ~10 times a second. Returns where to send the newly selected id.
+fn follow_screen(
+    client: HearthClient,
+    tx: mpsc::UnboundedSender<Update>,
+    stop: CancellationToken,
+) -> mpsc::UnboundedSender<String> {
+    let (select, mut selected) = mpsc::unbounded_channel::<String>();
+    tokio::spawn(stop.run_until_cancelled_owned(async move {
+        let mut id: Option<String> = None;
+        let mut offset: Option<u64> = None;
+        loop {
+            let Some(current) = id.clone() else {
+                match selected.recv().await {
+                    Some(next) => id = Some(next),
+                    None => return,
+                }
+                continue;
+            };
+            if let Ok(text) = call(client.screen(ctx(), current.clone(), false)).await
+                && tx.send(Update::Screen(current.clone(), text)).is_err()
+            {
+                return;
+            }
+            let from = offset.map_or(ReadFrom::End, ReadFrom::Offset);
+            let moved = client.read(ctx(), current.clone(), from, 4 << 20, 5_000);
+            tokio::select! {
+                next = selected.recv() => match next {
+                    Some(next) => { id = Some(next); offset = None; }
+                    None => return,
+                },
+                r = moved => match r {
+                    Ok(Ok(chunk)) if chunk.exited && chunk.data.is_empty() => {
+                        // Nothing more will come: wait for another selection.
+                        let _ = tx.send(Update::Screen(current.clone(), String::new()));
+                        match selected.recv().await {
+                            Some(next) => { id = Some(next); offset = None; }
+                            None => return,
+                        }
+                    }
+                    Ok(Ok(chunk)) => {
+                        offset = Some(chunk.next);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    _ => {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                },
+            }
+        }
+    }));
+    select
+}

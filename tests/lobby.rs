@@ -1,0 +1,156 @@
+//! The lobby (`[lobby] port`): the dashboard over SSH, owner keys only, and joining a
+//! session on the same connection. OpenSSH under tmux for the interactive path; the
+//! in-process russh client for admission and the edges.
+
+mod common;
+
+use common::*;
+
+/// A daemon with the lobby open on a free loopback port; (daemon, lobby port).
+fn lobby_daemon() -> (TestDaemon, u16) {
+    let env = Env::new();
+    env.write_config("[lobby]\nport = 0\nbind = \"127.0.0.1\"\n");
+    let d = env.start_daemon();
+    let v = d.ok(&["version"]);
+    let addr: std::net::SocketAddr = v["daemon"]["lobby"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no lobby in {v}"))
+        .parse()
+        .unwrap();
+    (d, addr.port())
+}
+
+#[test]
+fn openssh_lists_filters_joins_types_and_comes_back_on_one_connection() {
+    let (d, port) = lobby_daemon();
+    d.session(&["--name", "api"], &["/bin/sh"]);
+    d.session(
+        &["--name", "web"],
+        &["sh", "-c", "echo web-screen; sleep 1000"],
+    );
+    let tmux = Tmux::new(d.dir.path());
+    let status = d.dir.path().join("lobby.status");
+    let line = format!(
+        "ssh {} -t 127.0.0.1; echo $? > {}",
+        ssh_args(&d.owner, port).join(" "),
+        status.display()
+    );
+    tmux.run("lobby", 100, 30, &line);
+    tmux.wait_for("lobby", "hearth lobby");
+    tmux.wait_for("lobby", "api");
+    tmux.wait_for("lobby", "web");
+    // The filter hides the other session.
+    tmux.type_text("lobby", "/ap");
+    let screen = wait_until("the filter", DEADLINE, || {
+        let s = tmux.capture("lobby");
+        (!s.contains("web")).then_some(s)
+    });
+    assert!(screen.contains("api"), "{screen}");
+    // Enter leaves the filter; Enter again joins api on this same connection.
+    tmux.send_keys("lobby", &["Enter"]);
+    tmux.send_keys("lobby", &["Enter"]);
+    wait_until("the lobby client to join api", DEADLINE, || {
+        (d.peer_count("api") == 1).then_some(())
+    });
+    tmux.type_text("lobby", "echo lobby-$((6*7))\r");
+    tmux.wait_for("lobby", "lobby-42");
+    let logs = d.ok(&["logs", "api"]);
+    assert!(
+        logs["text"].as_str().unwrap().contains("lobby-42"),
+        "{logs}"
+    );
+    // The one ssh process is still the one we started: the pause menu offers the way back.
+    tmux.type_text("lobby", "!>");
+    tmux.wait_for("lobby", "Sessions...");
+    tmux.type_text("lobby", "2");
+    tmux.wait_for("lobby", "back from api");
+    tmux.wait_for("lobby", "hearth lobby");
+    wait_until("the client to leave api", DEADLINE, || {
+        (d.peer_count("api") == 0).then_some(())
+    });
+    // q leaves the lobby; ssh ends with 0.
+    tmux.type_text("lobby", "q");
+    let code: i32 = wait_until("ssh to end", DEADLINE, || {
+        std::fs::read_to_string(&status).ok()?.trim().parse().ok()
+    });
+    assert_eq!(code, 0, "{}", tmux.capture("lobby"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_owner_keys_enter_the_lobby() {
+    let (d, port) = lobby_daemon();
+    let viewer = d.other_key("viewer");
+    let collaborator = d.other_key("collab");
+    let stranger = d.other_key("stranger");
+    // Keys a session admits on its own port...
+    d.session(
+        &[
+            "--name",
+            "shared",
+            "--viewer-key",
+            &viewer.public_line(),
+            "--allow-key",
+            &collaborator.public_line(),
+        ],
+        &["/bin/sh"],
+    );
+    // ...get nothing from the lobby: it takes owner keys only.
+    for (who, key) in [
+        ("stranger", &stranger),
+        ("viewer", &viewer),
+        ("collaborator", &collaborator),
+    ] {
+        let r = try_connect(port, key, "x").await;
+        assert!(r.is_err(), "{who}'s key entered the lobby");
+    }
+    let owner = SshClient::connect(port, &d.owner, "me", 100, 30).await;
+    owner.wait_screen("shared").await;
+    let log = d.daemon_log();
+    assert!(log.contains("unknown key"), "refusals are logged: {log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_joins_at_once_and_an_exit_or_a_down_session_returns_to_the_lobby() {
+    let (d, port) = lobby_daemon();
+    d.session(&["--name", "job"], &["sh", "-c", "read x; exit 4"]);
+    let (down, _) = d.shell(&["--name", "quiet"]);
+    d.ok(&["down", &down]);
+    // `ssh -t -p LOBBY host job` joins job straight away.
+    let c = SshClient::connect_with(port, &d.owner, "me", 100, 30, Some("job")).await;
+    wait_until("the client in job", DEADLINE, || {
+        (d.peer_count("job") == 1).then_some(())
+    });
+    c.send("go\r").await;
+    // The program ends: the client is back in the lobby, told how it ended.
+    c.wait_screen("job exited with code 4").await;
+    assert!(c.received.lock().exit.is_none(), "the channel stays open");
+    // A session that takes no joins is refused with the reason, in the lobby.
+    c.send("/quiet\r\r").await;
+    c.wait_screen("is down (no new joins)").await;
+    // Unknown names too.
+    let c2 = SshClient::connect_with(port, &d.owner, "me", 100, 30, Some("nosuch")).await;
+    c2.wait_screen("nosuch").await;
+    c2.wait_screen("hearth lobby").await;
+    c.send("q").await;
+    assert_eq!(c.wait_exit().await, 0);
+    c.wait_closed().await;
+}
+
+#[test]
+fn a_busy_lobby_port_is_a_clear_error() {
+    let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = blocker.local_addr().unwrap().port();
+    let env = Env::new();
+    env.write_config(&format!("[lobby]\nport = {port}\nbind = \"127.0.0.1\"\n"));
+    let out = env
+        .command(&["daemon"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot open the lobby on 127.0.0.1:{port}")),
+        "{err}"
+    );
+}
