@@ -128,9 +128,15 @@ async fn exec_joins_at_once_and_an_exit_or_a_down_session_returns_to_the_lobby()
     c.send("/quiet\r\r").await;
     c.wait_screen("is down (no new joins)").await;
     // Unknown names too.
-    let c2 = SshClient::connect_with(port, &d.owner, "me", 100, 30, Some("nosuch")).await;
+    let mut c2 = SshClient::connect_with(port, &d.owner, "me", 100, 30, Some("nosuch")).await;
     c2.wait_screen("nosuch").await;
     c2.wait_screen("hearth lobby").await;
+    // An absurd window size is clamped, not allocated; a sane one draws again.
+    c2.write.window_change(65_000, 65_000, 0, 0).await.unwrap();
+    c2.received.lock().raw.clear();
+    c2.resize(90, 20).await;
+    c2.wait_screen("hearth lobby").await;
+    assert!(c2.received.lock().exit.is_none());
     c.send("q").await;
     assert_eq!(c.wait_exit().await, 0);
     c.wait_closed().await;
