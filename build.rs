@@ -1,10 +1,15 @@
 //! Build facts the tests need: whether they can act as another user (root, with
 //! `setpriv`), so the other-uid control-socket test runs where it can and is reported as
-//! ignored, with the reason, where it cannot; never a silent pass.
+//! ignored, with the reason, where it cannot; never a silent pass. Likewise whether an
+//! OpenSSH server is installed (the `--host` tests run a private one).
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(hearth_tests_as_root)");
+    println!("cargo::rustc-check-cfg=cfg(hearth_tests_sshd)");
     println!("cargo::rerun-if-changed=build.rs");
+    if std::path::Path::new("/usr/sbin/sshd").exists() {
+        println!("cargo::rustc-cfg=hearth_tests_sshd");
+    }
     let root = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -40,7 +40,7 @@ fn strict_ssh(d: &TestDaemon, port: u16, known: &std::path::Path) -> Option<i32>
 #[test]
 fn known_hosts_lines_let_openssh_join_any_session_with_strict_checking() {
     let d = TestDaemon::start();
-    let kh = d.ok(&["known-hosts", "--host", "127.0.0.1"]);
+    let kh = d.ok(&["known-hosts", "--hostname", "127.0.0.1"]);
     let line = kh["lines"][0].as_str().unwrap();
     assert!(line.starts_with("[127.0.0.1]:* ssh-ed25519 "), "{line}");
     let known = d.dir.path().join("known_hosts");

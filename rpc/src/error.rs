@@ -27,6 +27,8 @@ pub enum ErrorKind {
     Limit,
     /// The daemon could not be reached or started.
     Daemon,
+    /// A host given with `--host` could not be reached over ssh, or has no hearth there.
+    Host,
     /// Anything else; the message says what.
     Internal,
 }
@@ -36,6 +38,7 @@ impl ErrorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::NotFound => "not_found",
+            ErrorKind::Host => "host",
             ErrorKind::Ambiguous => "ambiguous",
             ErrorKind::AlreadyExists => "already_exists",
             ErrorKind::PortUnavailable => "port_unavailable",

@@ -51,6 +51,15 @@ pub async fn connect(path: &Path) -> Result<(HearthClient, DaemonInfo), ConnectE
     let stream = UnixStream::connect(path)
         .await
         .map_err(|e| ConnectError::Unreachable(path.to_path_buf(), e))?;
+    handshake(stream).await
+}
+
+/// Speak the control protocol over any byte stream (a Unix stream, or a pipe to
+/// `ssh HOST hearth proxy-stdio`) and perform the version handshake, end to end.
+pub async fn handshake<S>(stream: S) -> Result<(HearthClient, DaemonInfo), ConnectError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
     let client = HearthClient::new(tarpc::client::Config::default(), transport(stream)).spawn();
     let info = client
         .hello(

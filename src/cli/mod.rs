@@ -12,6 +12,7 @@ mod dvr;
 mod ecosystem;
 mod events;
 mod output;
+mod remote;
 mod top;
 
 use std::path::PathBuf;
@@ -37,6 +38,10 @@ pub struct Cli {
     /// Print one JSON document on stdout (errors too)
     #[arg(long, global = true)]
     pub json: bool,
+    /// Run the command against the daemon on this host, over `ssh HOST hearth proxy-stdio`
+    /// (`user@host` or a ~/.ssh/config alias; `local` is this machine)
+    #[arg(long, global = true, env = "HEARTH_HOST", value_name = "HOST")]
+    pub host: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -71,6 +76,10 @@ pub enum Command {
         /// Also the sessions that have ended (as `history` lists them)
         #[arg(long, short)]
         all: bool,
+        /// List the sessions of these hosts in one table (`local` is this machine;
+        /// default: `[hosts] default` in the config file)
+        #[arg(long, value_name = "HOST,...", value_delimiter = ',')]
+        hosts: Vec<String>,
     },
     /// Sessions that have ended: killed, or with an earlier daemon (newest first)
     History {
@@ -120,7 +129,7 @@ pub enum Command {
     /// Lines for ~/.ssh/known_hosts: the daemon's host key for every port of each host name
     KnownHosts {
         /// A host name joiners use (repeatable); default: this machine's hostname and FQDN
-        #[arg(long = "host", value_name = "NAME")]
+        #[arg(long = "hostname", value_name = "NAME")]
         hosts: Vec<String>,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
@@ -198,6 +207,8 @@ pub enum Command {
     Attach { target: String },
     /// Print the CLI's and the daemon's versions
     Version,
+    /// Bridge stdin/stdout to this machine's daemon (what `--host` runs over ssh)
+    ProxyStdio,
     /// Stop the daemon, ending every session
     Shutdown,
 }
@@ -281,7 +292,47 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         .clone()
         .unwrap_or_else(hearth_rpc::socket::default_socket_path);
     let json = cli.json;
+    let host = cli.host.filter(|h| !h.is_empty() && h != remote::LOCAL);
+    if let Some(h) = &host
+        && let Some(what) = local_only(&cli.command)
+    {
+        return Err(
+            ApiError::invalid(format!("--host {h}: `{what}` runs on this machine only")).into(),
+        );
+    }
+    if let Command::Ps { all, hosts } = &cli.command
+        && host.is_none()
+    {
+        let hosts = if hosts.is_empty() {
+            remote::hosts()?.default
+        } else {
+            hosts.clone()
+        };
+        if !hosts.is_empty() {
+            return ps_hosts(&socket, &hosts, *all, output::Out { json }).await;
+        }
+    }
+    if let Some(h) = host {
+        if let Command::Replay { source, .. } = &cli.command
+            && !std::path::Path::new(source).is_file()
+        {
+            return Err(ApiError::invalid(format!(
+                "replay plays a recording file, which is on {h}: run `ssh -t {h} hearth replay {source}`"
+            ))
+            .into());
+        }
+        let r = remote::connect(&h, &remote::hosts()?).await?;
+        return run_client(
+            cli.command,
+            &r.client,
+            r.info,
+            output::Out { json },
+            Some(&h),
+        )
+        .await;
+    }
     match cli.command {
+        Command::ProxyStdio => remote::proxy_stdio(&socket).await,
         Command::Daemon {
             kill_grace,
             login_grace,
@@ -314,7 +365,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         // Asking about (or stopping) a daemon never starts one.
         Command::Shutdown => match connect::connect_only(&socket).await {
             Ok((client, info)) => {
-                run_client(Command::Shutdown, &client, info, output::Out { json }).await
+                run_client(Command::Shutdown, &client, info, output::Out { json }, None).await
             }
             Err(Failure::Api(e))
                 if e.kind == ErrorKind::Daemon && e.message.starts_with("no hearth") =>
@@ -328,12 +379,12 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         },
         command @ (Command::Version | Command::Ps { .. } | Command::History { .. }) => {
             let (client, info) = connect::connect_only(&socket).await?;
-            run_client(command, &client, info, output::Out { json }).await
+            run_client(command, &client, info, output::Out { json }, None).await
         }
         command => {
             let (client, info) = connect::connect_or_start(&socket).await?;
             let out = output::Out { json };
-            run_client(command, &client, info, out).await
+            run_client(command, &client, info, out, None).await
         }
     }
 }
@@ -376,14 +427,67 @@ fn rpc_err(e: tarpc::client::RpcError) -> Failure {
     ))
 }
 
+/// Commands that act on this machine only (never through `--host`).
+fn local_only(command: &Command) -> Option<&'static str> {
+    Some(match command {
+        Command::Daemon { .. } => "daemon",
+        Command::ProxyStdio => "proxy-stdio",
+        Command::Doctor => "doctor",
+        Command::Completions { .. } => "completions",
+        Command::Man => "man",
+        _ => return None,
+    })
+}
+
+/// `ps --hosts`: every host's sessions in one table; a host that cannot be reached is
+/// listed with its error (the others still show) and the exit status is 1.
+async fn ps_hosts(
+    socket: &std::path::Path,
+    hosts: &[String],
+    all: bool,
+    out: output::Out,
+) -> Result<(), Failure> {
+    let config = remote::hosts()?;
+    let lists = hosts.iter().map(|h| {
+        let config = &config;
+        async move {
+            let listed = async {
+                let (client, _remote) = if h == remote::LOCAL {
+                    (connect::connect_only(socket).await?.0, None)
+                } else {
+                    let r = remote::connect(h, config).await?;
+                    (r.client.clone(), Some(r))
+                };
+                let live = call(client.list(ctx())).await?;
+                let ended = if all {
+                    call(client.history(ctx(), None, None)).await?
+                } else {
+                    Vec::new()
+                };
+                Ok::<_, Failure>((live, ended))
+            }
+            .await;
+            (h.clone(), listed.map_err(|e| e.into_api()))
+        }
+    });
+    let results = futures::future::join_all(lists).await;
+    let failed = results.iter().any(|(_, r)| r.is_err());
+    out.sessions_by_host(&results);
+    if failed {
+        return Err(Failure::Exit(1));
+    }
+    Ok(())
+}
+
 async fn run_client(
     command: Command,
     client: &HearthClient,
     info: hearth_rpc::DaemonInfo,
     out: output::Out,
+    host: Option<&str>,
 ) -> Result<(), Failure> {
     match command {
-        Command::Daemon { .. } => unreachable!("handled by run"),
+        Command::Daemon { .. } | Command::ProxyStdio => unreachable!("handled by run"),
         Command::Server(args) => {
             let existing = match (&args.name, args.if_absent) {
                 (Some(name), true) => running(client, name).await?,
@@ -395,8 +499,8 @@ async fn run_client(
             }
             let if_absent = args.if_absent;
             let name = args.name.clone();
-            let req = server_request(args)?;
-            let s = match call(client.create(ctx(), req)).await {
+            let req = server_request(args, host)?;
+            let mut s = match call(client.create(ctx(), req)).await {
                 Ok(s) => s,
                 // Another `--if-absent` won the race: that session is the answer.
                 Err(Failure::Api(e)) if if_absent && e.kind == ErrorKind::AlreadyExists => {
@@ -408,6 +512,14 @@ async fn run_client(
                 }
                 Err(e) => return Err(e),
             };
+            if let Some(h) = host
+                && s.bind
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+            {
+                // Reachable only through the host's own SSH port.
+                s.join = format!("ssh -J {h} -p {} {}", s.port, s.bind);
+            }
             out.session_started(&s);
             if let Some(e) = &s.recording_error {
                 eprintln!("warning: {e}");
@@ -425,6 +537,7 @@ async fn run_client(
                 );
             }
             if !out.json
+                && host.is_none()
                 && crate::authorized_keys::owner_key_files(&crate::paths::home_dir()).is_empty()
             {
                 eprintln!(
@@ -433,8 +546,8 @@ async fn run_client(
                 );
             }
         }
-        Command::Ps { all: false } => out.sessions(&call(client.list(ctx())).await?),
-        Command::Ps { all: true } => {
+        Command::Ps { all: false, .. } => out.sessions(&call(client.list(ctx())).await?),
+        Command::Ps { all: true, .. } => {
             let live = call(client.list(ctx())).await?;
             let ended = call(client.history(ctx(), None, None)).await?;
             out.all_sessions(&live, &ended)
@@ -511,8 +624,8 @@ async fn run_client(
             dvr::replay(&path, speed, from.unwrap_or_default())?
         }
         Command::Version => out.version(&info),
-        Command::Top => top::top(client, &info, out).await?,
-        Command::Attach { target } => top::attach(client, &info, out, target).await?,
+        Command::Top => top::top(client, &info, out, host).await?,
+        Command::Attach { target } => top::attach(client, &info, out, target, host).await?,
         Command::KnownHosts { hosts } => ecosystem::known_hosts(out, &info, hosts)?,
         Command::Completions { .. } | Command::Man | Command::Doctor => {
             unreachable!("handled by run")
@@ -530,12 +643,16 @@ async fn run_client(
     Ok(())
 }
 
-fn server_request(args: ServerArgs) -> Result<CreateRequest, Failure> {
-    let cwd = match args.cwd {
-        Some(c) => c,
-        None => std::env::current_dir().context("cannot read the current directory")?,
+/// The request `server` sends. On another host (`host`), this machine's directory and
+/// `$SHELL` mean nothing there: the session starts where that daemon starts them (its
+/// home) with its shell, unless `--cwd` says where.
+fn server_request(args: ServerArgs, host: Option<&str>) -> Result<CreateRequest, Failure> {
+    let cwd = match (args.cwd, host) {
+        (Some(c), Some(_)) => Some(c),
+        (None, Some(_)) => None,
+        (Some(c), None) => Some(std::path::absolute(&c).context("cannot resolve --cwd")?),
+        (None, None) => Some(std::env::current_dir().context("cannot read the current directory")?),
     };
-    let cwd = std::path::absolute(&cwd).context("cannot resolve --cwd")?;
     let shadow_dir = args
         .shadow_dir
         .map(|d| std::path::absolute(&d))
@@ -555,7 +672,7 @@ fn server_request(args: ServerArgs) -> Result<CreateRequest, Failure> {
         port: args.port,
         bind: args.bind,
         name: args.name,
-        cwd: Some(cwd.display().to_string()),
+        cwd: cwd.map(|c| c.display().to_string()),
         env: args.env,
         shadow_dir: shadow_dir.map(|d| d.display().to_string()),
         command: args.command,
@@ -563,7 +680,10 @@ fn server_request(args: ServerArgs) -> Result<CreateRequest, Failure> {
         viewer_keys,
         viewers_only: args.viewers_only,
         open: args.open,
-        shell: std::env::var("SHELL").ok(),
+        shell: host
+            .is_none()
+            .then(|| std::env::var("SHELL").ok())
+            .flatten(),
         menu_key: args.menu_key,
         menu_window_ms: args.menu_window,
         no_menu: args.no_menu,

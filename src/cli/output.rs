@@ -35,6 +35,15 @@ impl From<anyhow::Error> for Failure {
 }
 
 impl Failure {
+    /// As the socket's error type (for listing it beside results).
+    pub fn into_api(self) -> ApiError {
+        match self {
+            Failure::Api(e) => e,
+            Failure::Other(e) => ApiError::internal(format!("{e:#}")),
+            Failure::Exit(c) => ApiError::internal(format!("ended with status {c}")),
+        }
+    }
+
     pub fn kind(&self) -> ErrorKind {
         match self {
             Failure::Api(e) => e.kind,
@@ -130,6 +139,63 @@ impl Out {
             } else {
                 table(list)
             }
+        })
+    }
+
+    /// `ps --hosts`: one table with a HOST column; hosts that could not be listed under it,
+    /// with why. JSON: `{"hosts": [{"host", "sessions", "ended"} or {"host", "error"}]}`.
+    #[allow(clippy::type_complexity)]
+    pub fn sessions_by_host(
+        &self,
+        results: &[(
+            String,
+            Result<(Vec<SessionInfo>, Vec<EndedSession>), ApiError>,
+        )],
+    ) {
+        let doc: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(host, r)| match r {
+                Ok((live, ended)) => json!({"host": host, "sessions": live, "ended": ended}),
+                Err(e) => json!({"host": host, "error": e}),
+            })
+            .collect();
+        self.emit(&json!({ "hosts": doc }), || {
+            let mut rows = vec![];
+            let mut notes = vec![];
+            for (host, r) in results {
+                match r {
+                    Ok((live, ended)) => {
+                        let mut t = table_rows(live);
+                        let head = t.remove(0);
+                        if rows.is_empty() {
+                            let mut h = vec!["HOST".to_string()];
+                            h.extend(head);
+                            rows.push(h);
+                        }
+                        for mut row in t {
+                            row.insert(0, host.clone());
+                            rows.push(row);
+                        }
+                        if !ended.is_empty() {
+                            notes.push(format!(
+                                "{host}: {} ended (`hearth --host {host} history`)",
+                                ended.len()
+                            ));
+                        }
+                    }
+                    Err(e) => notes.push(format!("{host}: unreachable: {}", e.message)),
+                }
+            }
+            let mut text = if rows.len() > 1 {
+                render(&rows)
+            } else {
+                "no sessions".to_string()
+            };
+            for n in notes {
+                text.push('\n');
+                text.push_str(&n);
+            }
+            text
         })
     }
 
@@ -231,6 +297,17 @@ impl Out {
 }
 
 fn table(list: &[SessionInfo]) -> String {
+    let mut text = render(&table_rows(list));
+    for s in list {
+        if let Some(why) = &s.recording_error {
+            text.push_str(&format!("\n{}: {why}", s.id));
+        }
+    }
+    text
+}
+
+/// The session table's header and rows.
+fn table_rows(list: &[SessionInfo]) -> Vec<Vec<String>> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -273,13 +350,7 @@ fn table(list: &[SessionInfo]) -> String {
             },
         ]);
     }
-    let mut text = render(&rows);
-    for s in list {
-        if let Some(why) = &s.recording_error {
-            text.push_str(&format!("\n{}: {why}", s.id));
-        }
-    }
-    text
+    rows
 }
 
 fn history_table(list: &[EndedSession]) -> String {

@@ -23,9 +23,26 @@ use super::{Failure, call, ctx, output::Out};
 use crate::dashboard::live::{Live, Update};
 use crate::dashboard::{Action, Dashboard, INTERRUPT, Key};
 
-/// The alias `attach` pins the daemon's host key to, in hearth's own known_hosts file:
-/// every session's port has the same key, so there is one entry and never a prompt.
-const HOST_ALIAS: &str = "hearth-daemon";
+/// The alias `attach` pins a daemon's host key to, in hearth's own known_hosts file:
+/// every session's port has the same key, so there is one entry per daemon (this
+/// machine's, and one per `--host`) and never a prompt.
+fn host_alias(host: Option<&str>) -> String {
+    match host {
+        None => "hearth-daemon".into(),
+        Some(h) => format!(
+            "hearth-daemon-{}",
+            h.chars()
+                .map(
+                    |c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                        c
+                    } else {
+                        '_'
+                    }
+                )
+                .collect::<String>()
+        ),
+    }
+}
 
 /// The `ssh` command line: `HEARTH_SSH` (split on whitespace, like `GIT_SSH_COMMAND`
 /// without quoting), else `ssh`.
@@ -46,9 +63,10 @@ fn connect_host(bind: &str) -> String {
     }
 }
 
-/// hearth's known_hosts file, holding the daemon's host key (learned over the control
-/// socket, which only this user can reach) under [`HOST_ALIAS`].
-fn known_hosts(info: &DaemonInfo) -> Result<PathBuf, Failure> {
+/// hearth's known_hosts file, holding each daemon's host key (learned over the control
+/// connection, which only this user can open) under its [`host_alias`]; the other
+/// daemons' lines are kept.
+fn known_hosts(info: &DaemonInfo, alias: &str) -> Result<PathBuf, Failure> {
     use std::os::unix::fs::OpenOptionsExt;
     if info.host_key.is_empty() {
         return Err(ApiError::invalid("the daemon did not say its host key (too old?)").into());
@@ -56,6 +74,13 @@ fn known_hosts(info: &DaemonInfo) -> Result<PathBuf, Failure> {
     let dir = crate::paths::state_dir().join("hearth");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join("known_hosts");
+    let others: Vec<String> = std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split_whitespace().next() != Some(alias))
+        .take(1000)
+        .map(String::from)
+        .collect();
     let tmp = dir.join(format!(".known_hosts.{}", std::process::id()));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -64,20 +89,32 @@ fn known_hosts(info: &DaemonInfo) -> Result<PathBuf, Failure> {
         .mode(0o600)
         .open(&tmp)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
-    writeln!(f, "{HOST_ALIAS} {}", info.host_key).context("cannot write known_hosts")?;
+    for line in others {
+        writeln!(f, "{line}").context("cannot write known_hosts")?;
+    }
+    writeln!(f, "{alias} {}", info.host_key).context("cannot write known_hosts")?;
     std::fs::rename(&tmp, &path).context("cannot write known_hosts")?;
     Ok(path)
 }
 
-/// The full `ssh` command that joins `s`.
-fn attach_command(s: &SessionInfo, info: &DaemonInfo) -> Result<std::process::Command, Failure> {
-    let known = known_hosts(info)?;
+/// The full `ssh` command that joins `s`; on another host, through that host's own SSH
+/// port (`-J HOST`), so only it needs to be reachable.
+fn attach_command(
+    s: &SessionInfo,
+    info: &DaemonInfo,
+    host: Option<&str>,
+) -> Result<std::process::Command, Failure> {
+    let alias = host_alias(host);
+    let known = known_hosts(info, &alias)?;
     let mut argv = ssh_command();
     let mut cmd = std::process::Command::new(argv.remove(0));
-    cmd.args(argv)
-        .arg("-t")
+    cmd.args(argv);
+    if let Some(h) = host {
+        cmd.args(["-J", h]);
+    }
+    cmd.arg("-t")
         .args(["-p", &s.port.to_string()])
-        .args(["-o", &format!("HostKeyAlias={HOST_ALIAS}")])
+        .args(["-o", &format!("HostKeyAlias={alias}")])
         .args(["-o", &format!("UserKnownHostsFile={}", known.display())])
         .args(["-o", "StrictHostKeyChecking=yes"])
         .arg(connect_host(&s.bind));
@@ -90,6 +127,7 @@ pub async fn attach(
     info: &DaemonInfo,
     out: Out,
     target: String,
+    host: Option<&str>,
 ) -> Result<(), Failure> {
     if out.json {
         return Err(ApiError::invalid("attach hands over the terminal; it has no --json").into());
@@ -105,7 +143,7 @@ pub async fn attach(
         ))
         .into());
     }
-    let mut cmd = attach_command(&s, info)?;
+    let mut cmd = attach_command(&s, info, host)?;
     let status = tokio::task::spawn_blocking(move || cmd.status())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?
@@ -204,7 +242,12 @@ fn read_keys(tx: mpsc::UnboundedSender<Update>, paused: Arc<AtomicBool>, stop: A
 }
 
 /// `hearth top`.
-pub async fn top(client: &HearthClient, info: &DaemonInfo, out: Out) -> Result<(), Failure> {
+pub async fn top(
+    client: &HearthClient,
+    info: &DaemonInfo,
+    out: Out,
+    host: Option<&str>,
+) -> Result<(), Failure> {
     use std::io::IsTerminal;
     if out.json {
         return Err(ApiError::invalid("top is a full-screen view; it has no --json").into());
@@ -215,14 +258,18 @@ pub async fn top(client: &HearthClient, info: &DaemonInfo, out: Out) -> Result<(
         );
     }
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    let mut live = Live::start(client.clone(), Dashboard::new("this machine", no_color)).await?;
-    live.new_cwd = Some(
-        std::env::current_dir()
-            .context("cannot read the current directory")?
-            .display()
-            .to_string(),
-    );
-    live.shell = std::env::var("SHELL").ok();
+    let place = host.unwrap_or("this machine");
+    let mut live = Live::start(client.clone(), Dashboard::new(place, no_color)).await?;
+    // New sessions start here, like `server`; on another host, where its daemon starts them.
+    if host.is_none() {
+        live.new_cwd = Some(
+            std::env::current_dir()
+                .context("cannot read the current directory")?
+                .display()
+                .to_string(),
+        );
+        live.shell = std::env::var("SHELL").ok();
+    }
     let (paused, stop) = (
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicBool::new(false)),
@@ -244,7 +291,7 @@ pub async fn top(client: &HearthClient, info: &DaemonInfo, out: Out) -> Result<(
             None => {}
             Some(Action::Quit) => break Ok(()),
             Some(Action::Attach(s)) => {
-                let mut cmd = attach_command(&s, info)?;
+                let mut cmd = attach_command(&s, info, host)?;
                 let status = suspended(&paused, &mut term, move || cmd.status())?;
                 live.dash.status = Some(match status {
                     Ok(st) if st.success() => {
@@ -254,6 +301,11 @@ pub async fn top(client: &HearthClient, info: &DaemonInfo, out: Out) -> Result<(
                     Err(e) => format!("cannot run ssh: {e}"),
                 });
                 live.refresh().await;
+            }
+            Some(Action::Replay(id)) if host.is_some() => {
+                live.dash.status = Some(format!(
+                    "the recording of {id} is on {place}: `ssh -t {place} hearth replay {id}`"
+                ));
             }
             Some(Action::Replay(id)) => {
                 if let Err(e) = replay(client, &id, &paused, &mut term).await {

@@ -75,6 +75,35 @@ struct File {
     triggers: Vec<TriggerSection>,
     #[serde(default)]
     lobby: LobbySection,
+    #[serde(default)]
+    hosts: HostsSection,
+}
+
+/// `[hosts]` (read by the CLI for `--host`; the daemon only checks it parses).
+#[derive(Debug, Default, Deserialize)]
+struct HostsSection {
+    ssh: Option<String>,
+    default: Option<Vec<String>>,
+    /// `[hosts.NAME]` tables.
+    #[serde(flatten)]
+    each: std::collections::BTreeMap<String, HostEntry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostEntry {
+    remote_command: Option<String>,
+}
+
+/// What `[hosts]` says: how to reach other machines (`--host`, `ps --hosts`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Hosts {
+    /// The ssh command line (`[hosts] ssh`), split on whitespace.
+    pub ssh: Option<Vec<String>>,
+    /// The hosts `ps` lists when `--hosts` is not given (`local` is this machine).
+    pub default: Vec<String>,
+    /// `[hosts.NAME] remote_command`: how to run hearth there (default `hearth`).
+    pub remote_commands: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -300,6 +329,24 @@ pub fn load_lobby(
     Ok(Some(std::net::SocketAddr::new(ip, port)))
 }
 
+/// `[hosts]` from `path` (missing: none).
+pub fn load_hosts(path: &Path) -> anyhow::Result<Hosts> {
+    let h = read(path)?.hosts;
+    let ssh = h
+        .ssh
+        .map(|s| s.split_whitespace().map(String::from).collect::<Vec<_>>())
+        .filter(|v| !v.is_empty());
+    Ok(Hosts {
+        ssh,
+        default: h.default.unwrap_or_default(),
+        remote_commands: h
+            .each
+            .into_iter()
+            .filter_map(|(name, e)| Some((name, e.remote_command?)))
+            .collect(),
+    })
+}
+
 /// The menu defaults from `path` (missing file: built-in defaults). `None`: menu off.
 pub fn load_menu(path: &Path) -> anyhow::Result<Option<MenuConfig>> {
     let file = read(path)?;
@@ -321,6 +368,24 @@ pub fn load_menu(path: &Path) -> anyhow::Result<Option<MenuConfig>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_give_the_ssh_command_defaults_and_remote_commands() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.toml");
+        assert_eq!(load_hosts(&p).unwrap(), Hosts::default());
+        std::fs::write(
+            &p,
+            "[hosts]\nssh = \"ssh -F cfg\"\ndefault = [\"local\", \"box\"]\n\n             [hosts.box]\nremote_command = \"/opt/hearth\"\n",
+        )
+        .unwrap();
+        let h = load_hosts(&p).unwrap();
+        assert_eq!(h.ssh.unwrap(), ["ssh", "-F", "cfg"]);
+        assert_eq!(h.default, ["local", "box"]);
+        assert_eq!(h.remote_commands["box"], "/opt/hearth");
+        std::fs::write(&p, "[hosts.box]\nremote_cmd = \"x\"\n").unwrap();
+        assert!(load_hosts(&p).is_err(), "typos are errors");
+    }
 
     #[test]
     fn the_lobby_is_off_unless_a_port_is_given_and_flags_win() {

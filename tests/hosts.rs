@@ -1,0 +1,297 @@
+//! Many machines over plain OpenSSH: a private `sshd` on loopback stands for the other
+//! machine. Its sessions get their own HOME and socket (`SetEnv`), so the "remote" hearth
+//! is a separate daemon that `proxy-stdio` starts on first use, exactly as on a real host.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+use common::*;
+
+/// The other machine: an sshd that admits the owner's key and runs sessions with their own
+/// HOME; an ssh config naming it `remote` (with hearth's path configured), `nohearth`
+/// (hearth not on its PATH) and `refuses` (a key it does not admit).
+struct Remote {
+    sshd: Child,
+    dir: PathBuf,
+    home: PathBuf,
+    socket: PathBuf,
+    ssh_config: PathBuf,
+}
+
+impl Remote {
+    fn start(d: &TestDaemon) -> Remote {
+        let dir = d.dir.path().join("remote");
+        let home = dir.join("home");
+        let ssh_dir = home.join(".ssh");
+        std::fs::create_dir_all(&ssh_dir).unwrap();
+        std::fs::set_permissions(
+            &ssh_dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        // The remote daemon's owner is the same person: attach's last hop uses this key.
+        std::fs::write(
+            ssh_dir.join("authorized_keys"),
+            d.owner.public_line() + "\n",
+        )
+        .unwrap();
+        let host_key = Key::generate(&dir.join("host_key"));
+        let stranger = d.other_key("stranger");
+        let socket = dir.join("run").join("hearth.sock");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
+                 StrictModes no\nPermitRootLogin prohibit-password\nPidFile {pid}\n\
+                 LogLevel DEBUG1\nSetEnv HOME={home} HEARTH_SOCKET={sock}\n",
+                hk = host_key.path.display(),
+                ak = ssh_dir.join("authorized_keys").display(),
+                pid = dir.join("sshd.pid").display(),
+                home = home.display(),
+                sock = socket.display(),
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all("/run/sshd").ok();
+        let sshd = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("sshd.log")).unwrap())
+            .spawn()
+            .unwrap();
+        wait_until("sshd to listen", DEADLINE, || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| ())
+        });
+        let common = |key: &Key| {
+            format!(
+                "  HostName 127.0.0.1\n  Port {port}\n  IdentityFile {}\n  IdentitiesOnly yes\n  \
+                 StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  BatchMode yes\n  \
+                 LogLevel ERROR\n",
+                key.path.display()
+            )
+        };
+        let ssh_config = dir.join("ssh_config");
+        std::fs::write(
+            &ssh_config,
+            format!(
+                "Host remote\n{}Host nohearth\n{}Host refuses\n{}Host * !refuses\n  IdentityFile {}\n  \
+                 IdentitiesOnly yes\n  BatchMode yes\n  LogLevel ERROR\n",
+                common(&d.owner),
+                common(&d.owner),
+                common(&stranger),
+                d.owner.path.display(),
+            ),
+        )
+        .unwrap();
+        // This machine's hearth knows where hearth is on `remote` (not on sshd's PATH).
+        d.write_config(&format!("[hosts.remote]\nremote_command = \"{BIN}\"\n"));
+        Remote {
+            sshd,
+            dir,
+            home,
+            socket,
+            ssh_config,
+        }
+    }
+
+    /// `HEARTH_SSH` for this machine's hearth.
+    fn ssh(&self) -> String {
+        format!("ssh -F {}", self.ssh_config.display())
+    }
+
+    /// Run this machine's hearth with `args` (which may use `--host`).
+    fn cli(&self, d: &TestDaemon, args: &[&str]) -> Output {
+        d.command(args)
+            .env("HEARTH_SSH", self.ssh())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn json(&self, d: &TestDaemon, args: &[&str]) -> (bool, serde_json::Value) {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.cli(d, &all);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: not JSON ({e}): {text:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.success(), v)
+    }
+
+    fn ok(&self, d: &TestDaemon, args: &[&str]) -> serde_json::Value {
+        let (ok, v) = self.json(d, args);
+        assert!(ok, "{args:?} failed: {v}");
+        v
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        // The remote daemon, directly (no ssh needed to stop it).
+        let _ = Command::new(BIN)
+            .arg("shutdown")
+            .env_clear()
+            .env("HOME", &self.home)
+            .env("HEARTH_SOCKET", &self.socket)
+            .env("HEARTH_NO_AUTOSTART", "1")
+            .output();
+        let _ = self.sshd.kill();
+        let _ = self.sshd.wait();
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(hearth_tests_sshd),
+    ignore = "needs /usr/sbin/sshd (apt-get install openssh-server)"
+)]
+fn host_runs_commands_on_the_other_daemon_and_ps_hosts_lists_every_host() {
+    let d = TestDaemon::start();
+    let r = Remote::start(&d);
+    d.session(&["--name", "near"], &["/bin/sh"]);
+    // server / ps / send / screen / kill, on the other machine.
+    let far = r.ok(
+        &d,
+        &[
+            "--host",
+            "remote",
+            "server",
+            "--bind",
+            "127.0.0.1",
+            "--name",
+            "far",
+            "--",
+            "/bin/sh",
+        ],
+    );
+    let port = port_of(&far);
+    assert_eq!(
+        far["join"],
+        format!("ssh -J remote -p {port} 127.0.0.1"),
+        "a loopback session is joined through the host: {far}"
+    );
+    assert!(
+        r.socket.exists(),
+        "the remote daemon runs on its own socket"
+    );
+    let listed = r.ok(&d, &["--host", "remote", "ps"]);
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["far"], "{listed}");
+    let here = d.ok(&["ps"]);
+    assert_eq!(here.as_array().unwrap().len(), 1, "{here}");
+    r.ok(
+        &d,
+        &["--host", "remote", "send", "far", "echo far-$((6*7))"],
+    );
+    wait_until("the remote screen", DEADLINE, || {
+        let s = r.ok(&d, &["--host", "remote", "screen", "far"]);
+        s["screen"].as_str()?.contains("far-42").then_some(())
+    });
+    // One table: every host, its own error where it has one, the others still listed.
+    let (ok, all) = r.json(&d, &["ps", "--hosts", "local,remote,nohearth,refuses"]);
+    assert!(!ok, "an unreachable host makes the exit status 1: {all}");
+    let hosts = all["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 4, "{all}");
+    assert_eq!(hosts[0]["host"], "local");
+    assert_eq!(hosts[0]["sessions"][0]["name"], "near", "{all}");
+    assert_eq!(hosts[1]["sessions"][0]["name"], "far", "{all}");
+    let nohearth = hosts[2]["error"]["message"].as_str().unwrap();
+    assert_eq!(hosts[2]["error"]["kind"], "host");
+    assert!(nohearth.contains("not installed on nohearth"), "{nohearth}");
+    let refused = hosts[3]["error"]["message"].as_str().unwrap();
+    assert!(
+        refused.contains("cannot reach refuses over ssh") && refused.contains("Permission denied"),
+        "ssh's own words: {refused}"
+    );
+    let human =
+        String::from_utf8_lossy(&r.cli(&d, &["ps", "--hosts", "local,remote,refuses"]).stdout)
+            .into_owned();
+    assert!(human.starts_with("HOST"), "{human}");
+    assert!(human.contains("far") && human.contains("near"), "{human}");
+    assert!(human.contains("refuses: unreachable"), "{human}");
+    // kill there; gone there, still here.
+    r.ok(&d, &["--host", "remote", "kill", "far"]);
+    let listed = r.ok(&d, &["--host", "remote", "ps"]);
+    assert!(listed.as_array().unwrap().is_empty(), "{listed}");
+    assert_eq!(d.ok(&["ps"]).as_array().unwrap().len(), 1);
+    // Commands that act on this machine only say so.
+    let (ok, v) = r.json(&d, &["--host", "remote", "doctor"]);
+    assert!(
+        !ok && v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("this machine only"),
+        "{v}"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(hearth_tests_sshd),
+    ignore = "needs /usr/sbin/sshd (apt-get install openssh-server)"
+)]
+fn attach_host_joins_a_remote_session_through_the_jump() {
+    let d = TestDaemon::start();
+    let r = Remote::start(&d);
+    let far = r.ok(
+        &d,
+        &[
+            "--host",
+            "remote",
+            "server",
+            "--bind",
+            "127.0.0.1",
+            "--name",
+            "far",
+            "--",
+            "/bin/sh",
+        ],
+    );
+    let tmux = Tmux::new(d.dir.path());
+    let status = d.dir.path().join("att.status");
+    let line = format!(
+        "env HOME={} HEARTH_SOCKET={} HEARTH_NO_AUTOSTART=1 HEARTH_SSH='{}' TERM=xterm-256color \
+         {BIN} --host remote attach far; echo $? > {}",
+        d.home.display(),
+        d.socket.display(),
+        r.ssh(),
+        status.display()
+    );
+    tmux.run("att", 80, 24, &line);
+    tmux.type_text("att", "echo jumped-$((6*7))\r");
+    tmux.wait_for("att", "jumped-42");
+    // The session's port was reached from the remote side (sshd forwarded it: -J).
+    let sshd_log = std::fs::read_to_string(r.dir.join("sshd.log")).unwrap();
+    assert!(
+        sshd_log.contains(&format!("target 127.0.0.1 port {}", port_of(&far))),
+        "no jump through sshd: {}",
+        tail(&sshd_log, 2000)
+    );
+    tmux.type_text("att", "exit 6\r");
+    let code: i32 = wait_until("attach to end", DEADLINE, || {
+        std::fs::read_to_string(&status).ok()?.trim().parse().ok()
+    });
+    assert_eq!(code, 6, "{}", tmux.capture("att"));
+}
