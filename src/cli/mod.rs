@@ -597,7 +597,7 @@ async fn run_client(
             since,
         } => dvr::logs(client, out, target, follow, since).await?,
         Command::Screen { target, ansi } => dvr::screen(client, out, target, ansi).await?,
-        Command::Mcp => crate::mcp::serve(client.clone()).await?,
+        Command::Mcp => crate::mcp::serve(client.clone(), remote::mcp_hosts()?).await?,
         Command::Events {
             target,
             follow,

@@ -150,6 +150,27 @@ pub async fn connect(name: &str, hosts: &Hosts) -> Result<Remote, Failure> {
     }
 }
 
+/// The MCP server's way to other hosts: the same route as `--host`.
+pub fn mcp_hosts() -> Result<Arc<dyn crate::mcp::Hosts>, Failure> {
+    struct Route(Hosts);
+    impl crate::mcp::Hosts for Route {
+        fn connect(
+            &self,
+            host: String,
+        ) -> futures::future::BoxFuture<'static, Result<crate::mcp::Connection, ApiError>> {
+            let config = self.0.clone();
+            Box::pin(async move {
+                let r = connect(&host, &config).await.map_err(Failure::into_api)?;
+                Ok(crate::mcp::Connection {
+                    client: r.client.clone(),
+                    guard: Box::new(r),
+                })
+            })
+        }
+    }
+    Ok(Arc::new(Route(hosts()?)))
+}
+
 /// What went wrong reaching `name`, from ssh's exit status and stderr.
 fn failure(name: &str, hearth: &str, code: Option<i32>, words: &str) -> String {
     let said = if words.is_empty() {

@@ -5,6 +5,10 @@
 //! `kind` and `message`, never protocol failures. Every tool is bounded in time. Nothing but
 //! protocol messages goes to stdout (logs go to stderr).
 //!
+//! Every tool takes an optional `host`: the daemon on that machine, reached the way `--host`
+//! reaches it (the CLI hands in a [`Hosts`] connector; one connection per host, kept and
+//! made again when it drops).
+//!
 //! It must not reach into the daemon: only `hearth-rpc`.
 
 use std::time::{Duration, Instant};
@@ -27,17 +31,44 @@ pub const MAX_EVENTS_WAIT_MS: u64 = 30_000;
 /// Most output one `read_output` returns.
 pub const MAX_READ: u32 = 256 * 1024;
 
+/// Most other hosts one MCP server keeps connections to.
+pub const MAX_HOSTS: usize = 32;
+
+/// A connection to another host's daemon; whatever keeps it open lives in `guard`.
+pub struct Connection {
+    pub client: HearthClient,
+    pub guard: Box<dyn std::any::Any + std::marker::Send + Sync>,
+}
+
+/// How to reach the daemon on another host (the CLI's `--host` route).
+pub trait Hosts: std::marker::Send + Sync {
+    fn connect(
+        &self,
+        host: String,
+    ) -> futures::future::BoxFuture<'static, Result<Connection, ApiError>>;
+}
+
 #[derive(Clone)]
 pub struct HearthMcp {
     client: HearthClient,
+    hosts: std::sync::Arc<dyn Hosts>,
+    /// Open connections to other hosts, by name.
+    open: std::sync::Arc<
+        parking_lot::Mutex<std::collections::HashMap<String, std::sync::Arc<Connection>>>,
+    >,
 }
 
-/// Serve MCP on stdin/stdout until the client closes it.
-pub async fn serve(client: HearthClient) -> anyhow::Result<()> {
-    let running = HearthMcp { client }
-        .serve(rmcp::transport::stdio())
-        .await
-        .map_err(|e| anyhow::anyhow!("MCP handshake failed: {e}"))?;
+/// Serve MCP on stdin/stdout until the client closes it; `client` is the default daemon,
+/// `hosts` reaches the others.
+pub async fn serve(client: HearthClient, hosts: std::sync::Arc<dyn Hosts>) -> anyhow::Result<()> {
+    let running = HearthMcp {
+        client,
+        hosts,
+        open: Default::default(),
+    }
+    .serve(rmcp::transport::stdio())
+    .await
+    .map_err(|e| anyhow::anyhow!("MCP handshake failed: {e}"))?;
     running.waiting().await?;
     Ok(())
 }
@@ -154,25 +185,68 @@ struct Events {
 }
 
 impl HearthMcp {
+    /// The daemon a call is for: this one, or `host`'s (connected once, then kept).
+    async fn client_for(&self, host: Option<&str>) -> Result<HearthClient, Fail> {
+        let Some(host) = host.filter(|h| !h.is_empty() && *h != "local") else {
+            return Ok(self.client.clone());
+        };
+        if let Some(c) = self.open.lock().get(host) {
+            return Ok(c.client.clone());
+        }
+        if self.open.lock().len() >= MAX_HOSTS {
+            return Err(invalid(format!("at most {MAX_HOSTS} hosts at once")));
+        }
+        let conn = std::sync::Arc::new(self.hosts.connect(host.to_string()).await?);
+        let client = conn.client.clone();
+        self.open.lock().insert(host.to_string(), conn);
+        Ok(client)
+    }
+
     async fn call(&self, name: &str, a: &Map<String, Value>) -> Result<Value, Fail> {
+        let host = match a.get("host") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(h)) => Some(h.clone()),
+            Some(_) => return Err(invalid("host: a host name, as for ssh")),
+        };
+        let mut a = a.clone();
+        a.remove("host");
+        let c = self.client_for(host.as_deref()).await?;
+        let result = self.call_on(&c, name, &a, host.is_some()).await;
+        // A connection that dropped is made again on the next call.
+        if let (Some(h), Err(Fail(e))) = (&host, &result)
+            && e.kind == ErrorKind::Daemon
+        {
+            self.open.lock().remove(h);
+        }
+        result
+    }
+
+    async fn call_on(
+        &self,
+        c: &HearthClient,
+        name: &str,
+        a: &Map<String, Value>,
+        remote: bool,
+    ) -> Result<Value, Fail> {
         let quick = Duration::from_secs(60);
-        let c = &self.client;
         Ok(match name {
             "list_sessions" => json!(c.list(ctx(quick)).await??),
             "start_session" => {
                 let s: Start = args(a)?;
+                // On another host, this machine's directory and shell mean nothing.
                 let cwd = match s.cwd {
-                    Some(d) => d,
+                    Some(d) => Some(d),
+                    None if remote => None,
                     None => std::env::current_dir()
                         .map(|d| d.display().to_string())
-                        .unwrap_or_default(),
+                        .ok(),
                 };
                 let req = CreateRequest {
                     command: s.command,
                     name: s.name,
-                    cwd: Some(cwd),
+                    cwd,
                     env: s.env.into_iter().collect(),
-                    shell: std::env::var("SHELL").ok(),
+                    shell: (!remote).then(|| std::env::var("SHELL").ok()).flatten(),
                     ..Default::default()
                 };
                 json!(c.create(ctx(quick), req).await??)
@@ -205,7 +279,7 @@ impl HearthMcp {
                 json!({"text": String::from_utf8_lossy(&r.data), "next": r.next,
                        "skipped": r.skipped, "exit_code": r.exit_code})
             }
-            "wait_for" => self.wait_for(args(a)?).await?,
+            "wait_for" => self.wait_for(c, args(a)?).await?,
             "session_status" => {
                 let s: Session = args(a)?;
                 let info = c.get(ctx(quick), s.session.clone()).await??;
@@ -248,7 +322,7 @@ impl HearthMcp {
     }
 
     /// One bounded wait, looping over the daemon's 30 s polls.
-    async fn wait_for(&self, w: WaitArgs) -> Result<Value, Fail> {
+    async fn wait_for(&self, c: &HearthClient, w: WaitArgs) -> Result<Value, Fail> {
         let chosen = usize::from(w.pattern.is_some())
             + usize::from(w.idle_ms.is_some())
             + usize::from(w.exit);
@@ -269,8 +343,7 @@ impl HearthMcp {
             _ => WaitFor::Exit,
         };
         let timeout = Duration::from_millis(w.timeout_ms);
-        let r = hearth_rpc::wait::wait_for(&self.client, &w.session, until, w.from, Some(timeout))
-            .await?;
+        let r = hearth_rpc::wait::wait_for(c, &w.session, until, w.from, Some(timeout)).await?;
         Ok(
             json!({"reason": r.reason.reported(), "match": r.matched, "line": r.line,
             "offset": r.offset, "exit_code": r.exit_code,
@@ -287,7 +360,10 @@ fn tool(name: &'static str, description: &'static str, schema: Value) -> Tool {
     Tool::new(name, description, std::sync::Arc::new(schema))
 }
 
-fn obj(props: Value, required: &[&str]) -> Value {
+/// A tool's input schema; every tool also takes `host`.
+fn obj(mut props: Value, required: &[&str]) -> Value {
+    props["host"] = json!({"type": "string", "description":
+        "Another machine's hearth, reached over ssh (user@host or an ~/.ssh/config alias); default: this machine"});
     json!({"type": "object", "properties": props, "required": required,
            "additionalProperties": false})
 }
