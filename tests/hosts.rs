@@ -386,7 +386,6 @@ fn mcp_tools_take_a_host() {
     );
     assert!(err, "{failed}");
     assert_eq!(failed["error"]["kind"], "host", "{failed}");
-    drop(request);
     let _ = child.kill();
     let _ = child.wait();
 }
