@@ -389,3 +389,92 @@ fn mcp_tools_take_a_host() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+#[cfg_attr(
+    not(hearth_tests_sshd),
+    ignore = "needs /usr/sbin/sshd (apt-get install openssh-server)"
+)]
+fn events_hosts_merges_streams_and_reconnects_when_a_host_comes_back() {
+    use std::io::{BufRead, BufReader};
+    let d = TestDaemon::start();
+    let r = Remote::start(&d);
+    // The remote daemon is up before following (proxy-stdio starts it on first use).
+    r.ok(&d, &["--host", "remote", "ps"]);
+    let stderr = d.dir.path().join("events.err");
+    let mut child = d
+        .command(&["--json", "events", "--hosts", "local,remote", "--follow"])
+        .env("HEARTH_SSH", r.ssh())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let keep = std::sync::Arc::clone(&seen);
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            keep.lock()
+                .unwrap()
+                .push(serde_json::from_str(&line).unwrap());
+        }
+    });
+    let created = |host: &str, name: &str| {
+        let (host, name) = (host.to_string(), name.to_string());
+        let seen = std::sync::Arc::clone(&seen);
+        wait_until(&format!("{name} created on {host}"), DEADLINE, move || {
+            seen.lock()
+                .unwrap()
+                .iter()
+                .any(|e| {
+                    e["host"] == host.as_str()
+                        && e["kind"] == "created"
+                        && e["name"] == name.as_str()
+                })
+                .then_some(())
+        })
+    };
+    // Both followers are connected once a session made after the start shows up; make
+    // them until one does (the followers start listening only from "now").
+    wait_until("both hosts followed", DEADLINE, || {
+        let n = seen.lock().unwrap().len();
+        d.session(&[], &["sleep", "1000"]);
+        r.ok(&d, &["--host", "remote", "server", "--", "sleep", "1000"]);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let s = seen.lock().unwrap();
+        (s.len() > n
+            && s.iter().any(|e| e["host"] == "local")
+            && s.iter().any(|e| e["host"] == "remote"))
+        .then_some(())
+    });
+    d.session(&["--name", "near"], &["sleep", "1000"]);
+    created("local", "near");
+    r.ok(
+        &d,
+        &[
+            "--host", "remote", "server", "--name", "far1", "--", "sleep", "1000",
+        ],
+    );
+    created("remote", "far1");
+    // The remote daemon goes away: said on stderr, tried again...
+    r.ok(&d, &["--host", "remote", "shutdown"]);
+    wait_until("the follower to notice", DEADLINE, || {
+        std::fs::read_to_string(&stderr)
+            .ok()
+            .filter(|s| s.contains("remote: trying again"))
+    });
+    // ...and a new remote daemon's events arrive once it is back.
+    r.ok(
+        &d,
+        &[
+            "--host", "remote", "server", "--name", "far2", "--", "sleep", "1000",
+        ],
+    );
+    created("remote", "far2");
+    d.session(&["--name", "near2"], &["sleep", "1000"]);
+    created("local", "near2");
+    let _ = child.kill();
+    let _ = child.wait();
+}

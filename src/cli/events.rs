@@ -1,6 +1,7 @@
 //! `hearth events [ID] [--follow] [--since SEQ]`: the daemon's events, one per line (JSON
 //! objects with `--json`), read from a sequence number with bounded long polls, so a
-//! follower can stop and resume exactly where it left off.
+//! follower can stop and resume exactly where it left off. `--hosts` merges several
+//! daemons' streams (one connection per host, made again with back-off when it drops).
 
 use std::io::Write as _;
 use std::time::Duration;
@@ -42,6 +43,114 @@ pub async fn events(
         let _ = stdout.flush();
         let done = batch.events.is_empty() || from == Some(batch.next);
         from = Some(batch.next);
+        if !follow && done {
+            return Ok(());
+        }
+    }
+}
+
+/// Lines one host's follower hands to the printer.
+const QUEUED: usize = 1024;
+
+/// `events --hosts a,b`: every host's events as they come, each marked with its host. A
+/// host that cannot be reached is reported on stderr; when following, it is tried again
+/// (1 s, doubling to 30 s) and resumes at its last sequence number. Exit status 1 if some
+/// host could not be read.
+pub async fn events_hosts(
+    socket: &std::path::Path,
+    hosts: &[String],
+    out: Out,
+    target: Option<String>,
+    follow: bool,
+) -> Result<(), Failure> {
+    let config = super::remote::hosts()?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(QUEUED);
+    let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for host in hosts {
+        let (tx, host, config, target) = (tx.clone(), host.clone(), config.clone(), target.clone());
+        let (socket, failed) = (socket.to_path_buf(), std::sync::Arc::clone(&failed));
+        tokio::spawn(async move {
+            let mut from = if follow { None } else { Some(0) };
+            let mut backoff = Duration::from_secs(1);
+            let mut daemon: Option<(u32, String)> = None;
+            loop {
+                let err = match super::remote::open(&host, &socket, &config, true).await {
+                    Ok((client, info, _remote)) => {
+                        backoff = Duration::from_secs(1);
+                        // Another daemon than before (it restarted): its sequence numbers
+                        // start again, and all it holds is new to us.
+                        let this = (info.pid, info.started_at.clone());
+                        if daemon.as_ref().is_some_and(|d| *d != this) {
+                            from = Some(0);
+                        }
+                        daemon = Some(this);
+                        match follow_one(&client, &host, out, &target, follow, &mut from, &tx).await
+                        {
+                            Ok(()) => return,
+                            Err(e) => e,
+                        }
+                    }
+                    Err(e) => e.into_api(),
+                };
+                if tx.is_closed() {
+                    return;
+                }
+                failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                eprintln!("{host}: {}", err.message);
+                if !follow {
+                    return;
+                }
+                eprintln!("{host}: trying again in {}s", backoff.as_secs());
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        });
+    }
+    drop(tx);
+    let mut stdout = std::io::stdout();
+    while let Some(line) = rx.recv().await {
+        if writeln!(stdout, "{line}")
+            .and_then(|_| stdout.flush())
+            .is_err()
+        {
+            return Ok(()); // the reader went away
+        }
+    }
+    if failed.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(Failure::Exit(1));
+    }
+    Ok(())
+}
+
+/// One host's events into `tx` until done (not following) or the connection fails.
+async fn follow_one(
+    client: &HearthClient,
+    host: &str,
+    out: Out,
+    target: &Option<String>,
+    follow: bool,
+    from: &mut Option<u64>,
+    tx: &tokio::sync::mpsc::Sender<String>,
+) -> Result<(), hearth_rpc::ApiError> {
+    loop {
+        let wait_ms = if follow { 25_000 } else { 0 };
+        let batch = call(client.events(ctx(), *from, target.clone(), 1000, wait_ms))
+            .await
+            .map_err(Failure::into_api)?;
+        for e in &batch.events {
+            let line = if out.json {
+                let mut v = serde_json::to_value(e).unwrap_or_default();
+                v["host"] = serde_json::Value::String(host.to_string());
+                v.to_string()
+            } else {
+                format!("[{host}] {}", human(e))
+            };
+            if tx.send(line).await.is_err() {
+                return Ok(());
+            }
+        }
+        let done = batch.events.is_empty() || *from == Some(batch.next);
+        *from = Some(batch.next);
         if !follow && done {
             return Ok(());
         }

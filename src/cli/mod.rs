@@ -144,6 +144,10 @@ pub enum Command {
     Events {
         /// Only this session's events
         target: Option<String>,
+        /// Every one of these hosts' events, each line marked with its host (`local` is
+        /// this machine); a dropped connection is made again, with back-off
+        #[arg(long, value_name = "HOST,...", value_delimiter = ',')]
+        hosts: Vec<String>,
         /// Keep printing new events as they happen
         #[arg(long, short)]
         follow: bool,
@@ -312,6 +316,29 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             return ps_hosts(&socket, &hosts, *all, output::Out { json }).await;
         }
     }
+    if let Command::Events {
+        hosts,
+        target,
+        follow,
+        since,
+    } = &cli.command
+        && !hosts.is_empty()
+    {
+        if host.is_some() || since.is_some() {
+            return Err(ApiError::invalid(
+                "--hosts takes the place of --host, and sequence numbers (--since) are per host",
+            )
+            .into());
+        }
+        return events::events_hosts(
+            &socket,
+            hosts,
+            output::Out { json },
+            target.clone(),
+            *follow,
+        )
+        .await;
+    }
     if let Some(h) = host {
         if let Command::Replay { source, .. } = &cli.command
             && !std::path::Path::new(source).is_file()
@@ -452,12 +479,7 @@ async fn ps_hosts(
         let config = &config;
         async move {
             let listed = async {
-                let (client, _remote) = if h == remote::LOCAL {
-                    (connect::connect_only(socket).await?.0, None)
-                } else {
-                    let r = remote::connect(h, config).await?;
-                    (r.client.clone(), Some(r))
-                };
+                let (client, _, _remote) = remote::open(h, socket, config, false).await?;
                 let live = call(client.list(ctx())).await?;
                 let ended = if all {
                     call(client.history(ctx(), None, None)).await?
@@ -602,6 +624,7 @@ async fn run_client(
             target,
             follow,
             since,
+            ..
         } => events::events(client, out, target, follow, since).await?,
         Command::Restart { target } => {
             let s = call(client.restart(ctx(), target)).await?;

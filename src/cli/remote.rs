@@ -191,6 +191,26 @@ fn failure(name: &str, hearth: &str, code: Option<i32>, words: &str) -> String {
     }
 }
 
+/// A daemon by host name: `local` is this machine's (started if `start` and none
+/// answers), any other name is reached with [`connect`]. The `Remote` keeps ssh running.
+pub async fn open(
+    host: &str,
+    socket: &Path,
+    config: &Hosts,
+    start: bool,
+) -> Result<(HearthClient, DaemonInfo, Option<Remote>), Failure> {
+    if host == LOCAL {
+        let (client, info) = if start {
+            super::connect::connect_or_start(socket).await?
+        } else {
+            super::connect::connect_only(socket).await?
+        };
+        return Ok((client, info, None));
+    }
+    let r = connect(host, config).await?;
+    Ok((r.client.clone(), r.info.clone(), Some(r)))
+}
+
 /// `hearth proxy-stdio`: bridge stdin/stdout to this machine's daemon (started if none
 /// answers), until either side closes.
 pub async fn proxy_stdio(socket: &Path) -> Result<(), Failure> {
@@ -202,10 +222,18 @@ pub async fn proxy_stdio(socket: &Path) -> Result<(), Failure> {
             format!("cannot reach the daemon on {}: {e}", socket.display()),
         )
     })?;
-    let mut stdio = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
-    // Either side closing ends the bridge; errors here are the peer going away.
-    let _ = tokio::io::copy_bidirectional(&mut stdio, &mut daemon).await;
-    Ok(())
+    let (mut from_daemon, mut to_daemon) = daemon.split();
+    let (mut stdin, mut stdout) = (tokio::io::stdin(), tokio::io::stdout());
+    // Either side closing ends the bridge at once: a daemon that stops must end ssh too,
+    // so the far client sees the connection go (it would wait for its deadline otherwise).
+    tokio::select! {
+        _ = tokio::io::copy(&mut stdin, &mut to_daemon) => {}
+        _ = tokio::io::copy(&mut from_daemon, &mut stdout) => {}
+    }
+    use tokio::io::AsyncWriteExt;
+    let _ = stdout.flush().await;
+    // The stdin reader is a blocking thread the runtime would wait for: leave now.
+    std::process::exit(0)
 }
 
 #[cfg(test)]
