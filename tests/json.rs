@@ -73,6 +73,7 @@ async fn every_documented_field_is_in_real_output() {
     shapes.insert("version", d.ok(&["version"]));
     shapes.insert("error", d.json(&["status", "nosuch"]).1);
     shapes.insert("ended", ended);
+    shapes.insert("ps --hosts", d.ok(&["ps", "--hosts", "local"]));
     let doc = documented();
     assert!(doc.len() >= 11, "sections found: {:?}", doc.keys());
     for (section, fields) in &doc {
