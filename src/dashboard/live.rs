@@ -7,7 +7,9 @@
 //! end, at most ~10 times a second); each session's last line is fetched at start and when
 //! it turns idle. Attaching and replaying are the adapters' business: they own the
 //! terminal. This half talks to the daemon only through hearth-rpc and draws nothing; the
-//! background tasks end when the [`Live`] is dropped.
+//! background tasks end when the [`Live`] is dropped. What they send waits in a bounded
+//! queue: while nobody reads it (the adapter has handed the terminal to a session for
+//! hours) updates are dropped, and the next read lists everything again instead.
 
 use std::time::Duration;
 
@@ -27,7 +29,12 @@ pub enum Update {
     /// A session's screen, as text (empty: its output ended).
     Screen(String, String),
     Error(String),
+    /// Updates were dropped while nobody read them: list everything again.
+    Missed,
 }
+
+/// Updates from the followers that wait for the loop; beyond this they are dropped.
+const FEED: usize = 64;
 
 fn ctx() -> tarpc::context::Context {
     let mut c = tarpc::context::current();
@@ -48,6 +55,10 @@ pub struct Live {
     client: HearthClient,
     tx: mpsc::UnboundedSender<Update>,
     rx: mpsc::UnboundedReceiver<Update>,
+    /// From the event and screen followers (bounded).
+    feed: mpsc::Receiver<Update>,
+    /// Set when a follower dropped an update.
+    missed: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Tells the screen follower which session is selected.
     select: mpsc::UnboundedSender<String>,
     /// Where `n` starts a session (`None`: the daemon's default, its home).
@@ -63,14 +74,22 @@ impl Live {
     pub async fn start(client: HearthClient, mut dash: Dashboard) -> Result<Live, ApiError> {
         dash.model.set_sessions(call(client.list(ctx())).await?);
         let (tx, rx) = mpsc::unbounded_channel();
+        let (feed_tx, feed) = mpsc::channel(FEED);
+        let missed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop = CancellationToken::new();
-        follow_events(client.clone(), tx.clone(), stop.clone());
-        let select = follow_screen(client.clone(), tx.clone(), stop.clone());
+        let out = Feed {
+            tx: feed_tx,
+            missed: std::sync::Arc::clone(&missed),
+        };
+        follow_events(client.clone(), out.clone(), stop.clone());
+        let select = follow_screen(client.clone(), out, stop.clone());
         let mut live = Live {
             dash,
             client,
             tx,
             rx,
+            feed,
+            missed,
             select,
             new_cwd: None,
             shell: None,
@@ -99,7 +118,13 @@ impl Live {
 
     /// The next update; `None` once nothing can come any more.
     pub async fn recv(&mut self) -> Option<Update> {
-        self.rx.recv().await
+        if self.missed.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            return Some(Update::Missed);
+        }
+        tokio::select! {
+            u = self.rx.recv() => u,
+            Some(u) = self.feed.recv() => Some(u),
+        }
     }
 
     /// Apply an update; the action the adapter must carry out, if any (attach, replay,
@@ -123,6 +148,13 @@ impl Live {
             Update::Screen(id, text) if !text.is_empty() => self.dash.set_screen(&id, &text),
             Update::Screen(..) => {}
             Update::Error(e) => self.dash.status = Some(format!("daemon: {e}")),
+            Update::Missed => {
+                self.refresh().await;
+                // The preview catches up too.
+                if let Some(s) = self.dash.model.selected() {
+                    let _ = self.select.send(s.id.clone());
+                }
+            }
         }
         None
     }
@@ -226,9 +258,31 @@ impl Live {
     }
 }
 
+/// Where the followers send: bounded; a full queue drops the update and says so.
+#[derive(Clone)]
+struct Feed {
+    tx: mpsc::Sender<Update>,
+    missed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Feed {
+    /// `false` once the loop is gone.
+    fn send(&self, u: Update) -> bool {
+        match self.tx.try_send(u) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.missed
+                    .store(true, std::sync::atomic::Ordering::Release);
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
 /// The event stream: a long poll; every batch goes to the loop (which lists again when a
 /// session appeared or events were missed).
-fn follow_events(client: HearthClient, tx: mpsc::UnboundedSender<Update>, stop: CancellationToken) {
+fn follow_events(client: HearthClient, tx: Feed, stop: CancellationToken) {
     tokio::spawn(stop.clone().run_until_cancelled_owned(async move {
         let mut since = None;
         let mut backoff = Duration::from_millis(200);
@@ -240,12 +294,12 @@ fn follow_events(client: HearthClient, tx: mpsc::UnboundedSender<Update>, stop: 
                     if batch.events.is_empty() {
                         continue;
                     }
-                    if tx.send(Update::Events(batch.events)).is_err() {
+                    if !tx.send(Update::Events(batch.events)) {
                         return;
                     }
                 }
                 Err(e) => {
-                    if tx.send(Update::Error(e.message)).is_err() {
+                    if !tx.send(Update::Error(e.message)) {
                         return;
                     }
                     tokio::time::sleep(backoff).await;
@@ -260,7 +314,7 @@ fn follow_events(client: HearthClient, tx: mpsc::UnboundedSender<Update>, stop: 
 /// most ~10 times a second. Returns where to send the newly selected id.
 fn follow_screen(
     client: HearthClient,
-    tx: mpsc::UnboundedSender<Update>,
+    tx: Feed,
     stop: CancellationToken,
 ) -> mpsc::UnboundedSender<String> {
     let (select, mut selected) = mpsc::unbounded_channel::<String>();
@@ -276,7 +330,7 @@ fn follow_screen(
                 continue;
             };
             if let Ok(text) = call(client.screen(ctx(), current.clone(), false)).await
-                && tx.send(Update::Screen(current.clone(), text)).is_err()
+                && !tx.send(Update::Screen(current.clone(), text))
             {
                 return;
             }
@@ -290,7 +344,7 @@ fn follow_screen(
                 r = moved => match r {
                     Ok(Ok(chunk)) if chunk.exited && chunk.data.is_empty() => {
                         // Nothing more will come: wait for another selection.
-                        let _ = tx.send(Update::Screen(current.clone(), String::new()));
+                        tx.send(Update::Screen(current.clone(), String::new()));
                         match selected.recv().await {
                             Some(next) => { id = Some(next); offset = None; }
                             None => return,

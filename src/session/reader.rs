@@ -24,10 +24,21 @@ use super::{ReadFrom, Session};
 /// above a screenful or a typical burst, well below the log's capacity.
 pub const SKIP_BEHIND: u64 = 1024 * 1024;
 
-/// How long a terminal that did not type last lets fresh output gather before sending it:
-/// a few keystrokes' echoes go out as one packet instead of one each, and the typist's own
-/// echo is not slowed by N viewers' sends. Far below what a watcher can perceive.
+/// How long a terminal that did not type last lets fresh output gather before sending it,
+/// while output keeps coming (see [`BURST`]): a flood goes out in fewer, larger packets,
+/// and the typist's own echo is not slowed by N viewers' sends. Far below what a watcher
+/// can perceive.
 pub const COALESCE: Duration = Duration::from_millis(4);
+
+/// Output that comes within this long of the last piece sent to a terminal is "still
+/// coming" and, unless it is small ([`SMALL`]), gathers for [`COALESCE`]. Output after a
+/// quiet spell goes out at once.
+pub const BURST: Duration = Duration::from_millis(20);
+
+/// Output this small (a keystroke's echo, a line, a prompt's redraw) goes out at once to
+/// everyone, so viewers see a keystroke as soon as the typist; only bulk (a flood comes in
+/// PTY reads of about 4 KiB) gathers.
+pub const SMALL: u64 = 512;
 
 /// Least time between two clipped frames (about 30 per second).
 pub const FRAME_INTERVAL: Duration = Duration::from_millis(33);
@@ -86,6 +97,11 @@ impl Reader {
     /// The log offset this reader has read up to.
     pub fn cursor(&self) -> u64 {
         self.cursor
+    }
+
+    /// Bytes of output past the cursor.
+    pub fn pending(&self) -> u64 {
+        self.session.output_end().saturating_sub(self.cursor)
     }
 
     /// Whether there is output past the cursor.

@@ -267,7 +267,8 @@ impl Client {
                     return Choice::Gone;
                 }
                 out.push(&sink.take());
-                dirty = false;
+                // A frame dropped for a client that does not read: repaint all next time.
+                dirty = out.overflowed;
             }
             tokio::select! {
                 biased;

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::input::ToWriter;
-use crate::session::reader::{COALESCE, FRAME_INTERVAL, Next, Reader};
+use crate::session::reader::{BURST, COALESCE, FRAME_INTERVAL, Next, Reader, SMALL};
 use crate::session::{Attachment, Notice, size};
 
 /// Largest batch handed to russh at once.
@@ -88,6 +88,8 @@ struct Stream {
     next_frame: Option<Instant>,
     /// Output is gathering for [`COALESCE`] before it is sent (not the last typist).
     hold_until: Option<Instant>,
+    /// When output was last sent: fresh output within [`BURST`] of it gathers.
+    last_output: Option<Instant>,
 }
 
 impl Writer {
@@ -174,6 +176,7 @@ impl Writer {
             clip: None,
             next_frame: None,
             hold_until: None,
+            last_output: None,
         };
         let mut pending = Some(self.repaint(&mut stream));
         loop {
@@ -257,9 +260,14 @@ impl Writer {
                 Event::Poke
             }
             _ = stream.reader.changed(), if !held => {
-                // Fresh output: a client that did not type last lets it gather briefly.
-                if !client.is_last_typist() {
-                    stream.hold_until = Some(Instant::now() + COALESCE);
+                // Bulk output while more keeps coming: a client that did not type last
+                // lets it gather briefly. Small output, or output after a quiet spell,
+                // goes out at once.
+                let now = Instant::now();
+                let bursting = stream.last_output.is_some_and(|t| now.duration_since(t) < BURST);
+                let bulk = stream.reader.pending() > SMALL;
+                if bursting && bulk && !client.is_last_typist() {
+                    stream.hold_until = Some(now + COALESCE);
                 }
                 Event::Poke
             }
@@ -311,7 +319,10 @@ impl Writer {
             };
         }
         match stream.reader.read(MAX_BATCH) {
-            Next::Data(bytes) => Ok(Some(bytes)),
+            Next::Data(bytes) => {
+                stream.last_output = Some(Instant::now());
+                Ok(Some(bytes))
+            }
             Next::Behind(_) => {
                 tracing::debug!("client fell behind; repainting");
                 Ok(Some(self.repaint(stream)))

@@ -1,6 +1,7 @@
 //! `hearth-bench` (`just bench`): hearth side by side with OpenSSH sshd + tmux, measured in
 //! the same run with real OpenSSH `ssh -tt` clients on loopback:
-//! - keystroke echo latency (p50, p99) for one typist while N viewers read;
+//! - keystroke echo latency (p50, p99) for one typist while N viewers read, and how long
+//!   until a viewer sees the same keystroke (typist-to-viewer, p50, p99);
 //! - fan-out: time until the last viewer has seen the end marker of ~20 MB of output;
 //! - server memory (PSS) per viewer; join time (ssh start to the first byte of the screen);
 //! - isolation: one stalled viewer (a pipe nobody reads) during the flood;
@@ -131,7 +132,7 @@ fn main() -> anyhow::Result<()> {
 
 fn print_row(r: &Value) {
     println!(
-        "{:<10} viewers={:<4}{:<8} echo p50={:>7.3} p99={:>7.3} ms  fan-out {:>6.2} s  mem/viewer {:>7.1} KiB  peak {:>7.1} MiB  join {:>6.1} ms  cpu server {:>5.1}s harness {:>5.1}s",
+        "{:<10} viewers={:<4}{:<8} echo p50={:>7.3} p99={:>7.3} ms  viewer p50={:>7.3} p99={:>7.3} ms  fan-out {:>6.2} s  mem/viewer {:>7.1} KiB  peak {:>7.1} MiB  join p50 {:>6.1} max {:>6.1} ms  cpu server {:>5.1}s harness {:>5.1}s",
         r["system"].as_str().unwrap_or(""),
         r["viewers"],
         if r["stalled_viewer"] == true {
@@ -141,10 +142,13 @@ fn print_row(r: &Value) {
         },
         r["echo_p50_ms"].as_f64().unwrap_or(0.0),
         r["echo_p99_ms"].as_f64().unwrap_or(0.0),
+        r["viewer_p50_ms"].as_f64().unwrap_or(0.0),
+        r["viewer_p99_ms"].as_f64().unwrap_or(0.0),
         r["fanout_seconds"].as_f64().unwrap_or(0.0),
         r["pss_kib_per_viewer"].as_f64().unwrap_or(0.0),
         r["peak_server_pss_kib"].as_f64().unwrap_or(0.0) / 1024.0,
         r["join_ms"].as_f64().unwrap_or(0.0),
+        r["join_max_ms"].as_f64().unwrap_or(0.0),
         r["server_cpu_s"].as_f64().unwrap_or(0.0),
         r["harness_cpu_s"].as_f64().unwrap_or(0.0),
     );
@@ -175,11 +179,18 @@ fn ratios(results: &[Value], isolation: &[Value], n: usize) -> Value {
         v.sort_by(|a, b| a.total_cmp(b));
         v.get(v.len() / 2).copied()
     };
+    let (h1, b1) = (
+        find(results, "hearth", 1, false),
+        find(results, "sshd+tmux", 1, false),
+    );
     json!({
-        format!("echo_p99_at_{n} (target <= 0.5)"): div(f(h, "echo_p99_ms"), f(b, "echo_p99_ms")),
-        format!("fanout_throughput_at_{n} (target >= 3)"): div(f(b, "fanout_seconds"), f(h, "fanout_seconds")),
-        format!("mem_per_viewer_at_{n} (target <= 0.25)"): div(f(h, "pss_kib_per_viewer"), f(b, "pss_kib_per_viewer")),
-        "join_time (target <= 1.0)": div(f(h, "join_ms"), f(b, "join_ms")),
+        format!("viewer_p50_at_{n} (target <= 1.0)"): div(f(h, "viewer_p50_ms"), f(b, "viewer_p50_ms")),
+        format!("echo_p99_at_{n} (target <= 0.25)"): div(f(h, "echo_p99_ms"), f(b, "echo_p99_ms")),
+        "fanout_throughput_at_1 (target >= 2)": div(f(b1, "fanout_seconds"), f(h1, "fanout_seconds")),
+        format!("fanout_throughput_at_{n} (target >= 5)"): div(f(b, "fanout_seconds"), f(h, "fanout_seconds")),
+        format!("mem_per_viewer_at_{n} (target <= 0.1)"): div(f(h, "pss_kib_per_viewer"), f(b, "pss_kib_per_viewer")),
+        format!("join_p50_at_{n} (target <= 0.5)"): div(f(h, "join_ms"), f(b, "join_ms")),
+        format!("hearth_join_max_over_min_at_{n} (target <= 1.3)"): div(f(h, "join_max_ms"), f(h, "join_min_ms")),
         "hearth_stall_p99_change_medians (target < 1.2)": div(median(true, "echo_p99_ms"), median(false, "echo_p99_ms")),
         "hearth_stall_fanout_change_medians": div(median(true, "fanout_seconds"), median(false, "fanout_seconds")),
     })
@@ -315,8 +326,9 @@ fn run_case(
     let mem_typist = mem_kib(sys);
     let cpu0 = cpu(sys);
     let mut viewers = Vec::with_capacity(n);
-    for _ in 0..n {
-        viewers.push(ssh(&key, port, false, false)?);
+    for i in 0..n {
+        // The first viewer keeps what it reads: it times typist-to-viewer latency.
+        viewers.push(ssh(&key, port, i == 0, false)?);
     }
     let mut joins = Vec::with_capacity(n);
     for v in &viewers {
@@ -324,6 +336,11 @@ fn run_case(
     }
     joins.sort_by(|a, b| a.total_cmp(b));
     let join_ms = joins[joins.len() / 2];
+    let join_pct = |p: f64| joins[((joins.len() as f64 - 1.0) * p).round() as usize];
+    let watcher = viewers
+        .first_mut()
+        .and_then(|v| v.chunks.take())
+        .context("watcher chunks")?;
     let _stall = if stalled {
         Some(ssh(&key, port, false, true)?)
     } else {
@@ -351,6 +368,7 @@ fn run_case(
             bail!("{}: flood did not finish with {n} viewers", sys.name());
         }
         while chunks.try_recv().is_ok() {}
+        while watcher.try_recv().is_ok() {}
         if last_poll.elapsed() > Duration::from_millis(200) {
             peak = peak.max(mem_kib(sys));
             last_poll = Instant::now();
@@ -361,10 +379,12 @@ fn run_case(
     peak = peak.max(mem_kib(sys));
     std::thread::sleep(Duration::from_millis(500));
     while chunks.try_recv().is_ok() {}
+    while watcher.try_recv().is_ok() {}
 
     // Echo latency after the flood (a stalled viewer, if any, is as stuck as it gets).
-    let lat = echo_latencies(&mut typist, &chunks, samples)?;
+    let (lat, seen) = echo_latencies(&mut typist, &chunks, &watcher, samples)?;
     let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
+    let seen_pct = |p: f64| seen[((seen.len() as f64 - 1.0) * p).round() as usize];
     let server_cpu = cpu(sys) - cpu0;
     drop(viewers);
     drop(typist);
@@ -381,19 +401,27 @@ fn run_case(
         "pss_kib_per_viewer": mem_viewers.saturating_sub(mem_typist) as f64 / (n as f64 + if stalled { 1.0 } else { 0.0 }),
         "server_pss_kib": mem_viewers,
         "peak_server_pss_kib": peak,
+        "viewer_p50_ms": seen_pct(0.5),
+        "viewer_p99_ms": seen_pct(0.99),
         "join_ms": join_ms,
+        "join_p90_ms": join_pct(0.9),
+        "join_max_ms": join_pct(1.0),
+        "join_min_ms": join_pct(0.0),
         "server_cpu_s": server_cpu,
         "harness_cpu_s": (self1 - self0) + (children1 - children0),
     }))
 }
 
-/// `samples` echo round trips of one byte each, in ms, sorted.
+/// `samples` echo round trips of one byte each, in ms, sorted; and for each, how long
+/// until a viewer (`watcher`) saw it.
 fn echo_latencies(
     typist: &mut Client,
     chunks: &std::sync::mpsc::Receiver<Vec<u8>>,
+    watcher: &std::sync::mpsc::Receiver<Vec<u8>>,
     samples: usize,
-) -> anyhow::Result<Vec<f64>> {
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
     let mut lat = Vec::with_capacity(samples);
+    let mut seen = Vec::with_capacity(samples);
     for i in 0..samples {
         let c = b'a' + (i % 26) as u8;
         let t = Instant::now();
@@ -408,15 +436,26 @@ fn echo_latencies(
             }
         }
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        loop {
+            let chunk = watcher
+                .recv_timeout(Duration::from_secs(10))
+                .context("the viewer never saw the keystroke")?;
+            if chunk.contains(&c) {
+                break;
+            }
+        }
+        seen.push(t.elapsed().as_secs_f64() * 1000.0);
         if i % 40 == 39 {
             typist.stdin.write_all(b"\x15")?; // ^U: clear the line
             std::thread::sleep(Duration::from_millis(30));
             while chunks.try_recv().is_ok() {}
+            while watcher.try_recv().is_ok() {}
         }
     }
     typist.stdin.write_all(b"\x15")?;
     lat.sort_by(|a, b| a.total_cmp(b));
-    Ok(lat)
+    seen.sort_by(|a, b| a.total_cmp(b));
+    Ok((lat, seen))
 }
 
 fn machine_facts() -> String {
