@@ -363,3 +363,24 @@ fn follow_screen(
     }));
     select
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn a_full_feed_drops_the_update_and_says_so() {
+        let (tx, rx) = mpsc::channel(1);
+        let feed = Feed {
+            tx,
+            missed: Default::default(),
+        };
+        assert!(feed.send(Update::Resize));
+        assert!(!feed.missed.load(Ordering::Acquire));
+        assert!(feed.send(Update::Resize), "full: dropped, not an error");
+        assert!(feed.missed.load(Ordering::Acquire));
+        drop(rx);
+        assert!(!feed.send(Update::Resize), "the loop is gone");
+    }
+}
