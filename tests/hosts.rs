@@ -478,3 +478,76 @@ fn events_hosts_merges_streams_and_reconnects_when_a_host_comes_back() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+#[cfg_attr(
+    not(hearth_tests_sshd),
+    ignore = "needs /usr/sbin/sshd (apt-get install openssh-server)"
+)]
+fn top_hosts_groups_sessions_by_host_and_attaches_through_the_jump() {
+    let d = TestDaemon::start();
+    let r = Remote::start(&d);
+    d.session(&["--name", "near"], &["/bin/sh"]);
+    r.ok(
+        &d,
+        &[
+            "--host",
+            "remote",
+            "server",
+            "--bind",
+            "127.0.0.1",
+            "--name",
+            "far",
+            "--",
+            "/bin/sh",
+        ],
+    );
+    let tmux = Tmux::new(d.dir.path());
+    let status = d.dir.path().join("top.status");
+    let line = format!(
+        "env HOME={} HEARTH_SOCKET={} HEARTH_NO_AUTOSTART=1 HEARTH_SSH='{}' TERM=xterm-256color \
+         {BIN} top --hosts local,remote,refuses; echo $? > {}",
+        d.home.display(),
+        d.socket.display(),
+        r.ssh(),
+        status.display()
+    );
+    tmux.run("top", 120, 30, &line);
+    let screen = tmux.wait_for("top", "far");
+    assert!(screen.contains("HOST"), "{screen}");
+    let screen = tmux.wait_for("top", "near");
+    let row = |name: &str| {
+        screen
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row("near").trim_start().starts_with("local"), "{screen}");
+    assert!(row("far").trim_start().starts_with("remote"), "{screen}");
+    // The host that refuses is named, the others shown anyway.
+    tmux.wait_for("top", "refuses:");
+    // Enter on far: ssh through remote's SSH port into the remote session.
+    tmux.type_text("top", "/far");
+    tmux.send_keys("top", &["Enter"]);
+    tmux.send_keys("top", &["Enter"]);
+    // (Keys typed before ssh has the terminal would go to top's own key reader.)
+    wait_until("ssh to join far", DEADLINE, || {
+        let peers = r.ok(&d, &["--host", "remote", "peers", "far"]);
+        (peers.as_array()?.len() == 1).then_some(())
+    });
+    tmux.type_text("top", "echo top-far-$((6*7))\r");
+    tmux.wait_for("top", "top-far-42");
+    let logs = r.ok(&d, &["--host", "remote", "logs", "far"]);
+    assert!(
+        logs["text"].as_str().unwrap().contains("top-far-42"),
+        "{logs}"
+    );
+    tmux.type_text("top", "exit\r");
+    tmux.wait_for("top", "remote/");
+    tmux.type_text("top", "q");
+    let code: i32 = wait_until("top to end", DEADLINE, || {
+        std::fs::read_to_string(&status).ok()?.trim().parse().ok()
+    });
+    assert_eq!(code, 0, "{}", tmux.capture("top"));
+}

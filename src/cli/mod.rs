@@ -205,7 +205,11 @@ pub enum Command {
         from: Option<std::time::Duration>,
     },
     /// Every session at a glance, live, with a preview; Enter attaches (? lists the keys)
-    Top,
+    Top {
+        /// The sessions of these hosts, grouped by host (`local` is this machine)
+        #[arg(long, value_name = "HOST,...", value_delimiter = ',')]
+        hosts: Vec<String>,
+    },
     /// Join a session from this machine: runs ssh with its port and the daemon's host key
     /// (exit status: ssh's)
     Attach { target: String },
@@ -338,6 +342,14 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             *follow,
         )
         .await;
+    }
+    if let Command::Top { hosts } = &cli.command
+        && !hosts.is_empty()
+    {
+        if host.is_some() {
+            return Err(ApiError::invalid("--hosts takes the place of --host").into());
+        }
+        return top::top_hosts(&socket, hosts, output::Out { json }).await;
     }
     if let Some(h) = host {
         if let Command::Replay { source, .. } = &cli.command
@@ -647,7 +659,7 @@ async fn run_client(
             dvr::replay(&path, speed, from.unwrap_or_default())?
         }
         Command::Version => out.version(&info),
-        Command::Top => top::top(client, &info, out, host).await?,
+        Command::Top { .. } => top::top(client, out, host).await?,
         Command::Attach { target } => top::attach(client, &info, out, target, host).await?,
         Command::KnownHosts { hosts } => ecosystem::known_hosts(out, &info, hosts)?,
         Command::Completions { .. } | Command::Man | Command::Doctor => {

@@ -20,7 +20,7 @@ use ratatui::crossterm::{execute, terminal};
 use tokio::sync::mpsc;
 
 use super::{Failure, call, ctx, output::Out};
-use crate::dashboard::live::{Live, Update};
+use crate::dashboard::live::{Live, Source, Update};
 use crate::dashboard::{Action, Dashboard, INTERRUPT, Key};
 
 /// The alias `attach` pins a daemon's host key to, in hearth's own known_hosts file:
@@ -242,12 +242,53 @@ fn read_keys(tx: mpsc::UnboundedSender<Update>, paused: Arc<AtomicBool>, stop: A
 }
 
 /// `hearth top`.
-pub async fn top(
-    client: &HearthClient,
-    info: &DaemonInfo,
+pub async fn top(client: &HearthClient, out: Out, host: Option<&str>) -> Result<(), Failure> {
+    let place = host.unwrap_or(super::remote::LOCAL);
+    let label = host.unwrap_or("this machine");
+    run(vec![Source::new(place, client.clone())], label, out).await
+}
+
+/// `hearth top --hosts a,b`: the sessions of every host, grouped by host. A host that does
+/// not answer is shown on the status line and tried again (with back-off) until it does.
+pub async fn top_hosts(
+    socket: &std::path::Path,
+    hosts: &[String],
     out: Out,
-    host: Option<&str>,
 ) -> Result<(), Failure> {
+    let config = super::remote::hosts()?;
+    let mut sources = Vec::new();
+    for host in hosts {
+        let (host, socket, config) = (host.clone(), socket.to_path_buf(), config.clone());
+        let again = {
+            let (host, socket, config) = (host.clone(), socket.clone(), config.clone());
+            move || -> futures::future::BoxFuture<'static, _> {
+                let (host, socket, config) = (host.clone(), socket.clone(), config.clone());
+                Box::pin(async move {
+                    let (client, _, remote) = super::remote::open(&host, &socket, &config, true)
+                        .await
+                        .map_err(Failure::into_api)?;
+                    Ok((client, Box::new(remote) as crate::dashboard::live::Guard))
+                })
+            }
+        };
+        let (client, guard) = match again().await {
+            Ok(c) => c,
+            // Not there yet: a client whose calls fail at once, so the follower reconnects.
+            Err(_) => (dead_client(), Box::new(()) as crate::dashboard::live::Guard),
+        };
+        sources.push(Source::new(host, client).reconnecting(guard, Box::new(again)));
+    }
+    run(sources, &hosts.join(", "), out).await
+}
+
+/// A client with nobody behind it: every call fails at once.
+fn dead_client() -> HearthClient {
+    let (client, _) = tarpc::transport::channel::unbounded();
+    HearthClient::new(tarpc::client::Config::default(), client).spawn()
+}
+
+/// The dashboard over `sources`, in this terminal.
+async fn run(sources: Vec<Source>, label: &str, out: Out) -> Result<(), Failure> {
     use std::io::IsTerminal;
     if out.json {
         return Err(ApiError::invalid("top is a full-screen view; it has no --json").into());
@@ -258,10 +299,10 @@ pub async fn top(
         );
     }
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    let place = host.unwrap_or("this machine");
-    let mut live = Live::start(client.clone(), Dashboard::new(place, no_color)).await?;
+    let only_here = sources.len() == 1 && sources[0].host == super::remote::LOCAL;
+    let mut live = Live::start(sources, Dashboard::new(label, no_color)).await?;
     // New sessions start here, like `server`; on another host, where its daemon starts them.
-    if host.is_none() {
+    if only_here {
         live.new_cwd = Some(
             std::env::current_dir()
                 .context("cannot read the current directory")?
@@ -291,8 +332,13 @@ pub async fn top(
             None => {}
             Some(Action::Quit) => break Ok(()),
             Some(Action::Attach(s)) => {
-                let mut cmd = attach_command(&s, info, host)?;
-                let status = suspended(&paused, &mut term, move || cmd.status())?;
+                let status = match attach_routed(&live, &s).await {
+                    Ok(mut cmd) => suspended(&paused, &mut term, move || cmd.status())?,
+                    Err(e) => {
+                        live.dash.status = Some(e.message());
+                        continue;
+                    }
+                };
                 live.dash.status = Some(match status {
                     Ok(st) if st.success() => {
                         format!("back from {}", crate::dashboard::label(&s))
@@ -302,23 +348,49 @@ pub async fn top(
                 });
                 live.refresh().await;
             }
-            Some(Action::Replay(id)) if host.is_some() => {
-                live.dash.status = Some(format!(
-                    "the recording of {id} is on {place}: `ssh -t {place} hearth replay {id}`"
-                ));
-            }
             Some(Action::Replay(id)) => {
-                if let Err(e) = replay(client, &id, &paused, &mut term).await {
-                    live.dash.status = Some(e.message());
-                } else {
-                    live.dash.status = Some(format!("replayed {id}"));
+                let Some((source, real)) = live.route(&id) else {
+                    continue;
+                };
+                if source.host != super::remote::LOCAL {
+                    let h = &source.host;
+                    live.dash.status = Some(format!(
+                        "the recording of {real} is on {h}: `ssh -t {h} hearth replay {real}`"
+                    ));
+                    continue;
                 }
+                let client = source.client();
+                live.dash.status = Some(match replay(&client, &real, &paused, &mut term).await {
+                    Err(e) => e.message(),
+                    Ok(()) => format!("replayed {id}"),
+                });
             }
             Some(action) => live.act(action).await,
         }
     };
     stop.store(true, Ordering::Relaxed);
     result
+}
+
+/// The ssh command that joins the session `s` (its id possibly `host/id`) through its
+/// source: the daemon's host key comes from that daemon.
+async fn attach_routed(live: &Live, s: &SessionInfo) -> Result<std::process::Command, Failure> {
+    let (source, real) = live
+        .route(&s.id)
+        .ok_or_else(|| ApiError::not_found(format!("no session {}", s.id)))?;
+    let client = source.client();
+    let info = call(client.hello(
+        ctx(),
+        hearth_rpc::PROTOCOL_VERSION,
+        hearth_rpc::VERSION.to_string(),
+    ))
+    .await?;
+    let host = (source.host != super::remote::LOCAL).then_some(source.host.as_str());
+    let session = SessionInfo {
+        id: real,
+        ..s.clone()
+    };
+    attach_command(&session, &info, host)
 }
 
 /// Play a session's recording in this terminal, then take the terminal back.

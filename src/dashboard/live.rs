@@ -49,10 +49,71 @@ async fn call<T>(
         .map_err(|e| ApiError::new(ErrorKind::Daemon, format!("the daemon did not answer: {e}")))?
 }
 
-/// A dashboard kept current from the control API.
+/// What keeps a connection open (a running `ssh`), dropped with it.
+pub type Guard = Box<dyn std::any::Any + Send + Sync>;
+
+/// Makes a source's connection again after it dropped.
+pub type Reconnect = Box<
+    dyn Fn() -> futures::future::BoxFuture<'static, Result<(HearthClient, Guard), ApiError>>
+        + Send
+        + Sync,
+>;
+
+/// One daemon the dashboard shows: this machine's, or another host's.
+pub struct Source {
+    /// The host's name (`local` for this machine) or a label.
+    pub host: String,
+    client: parking_lot::Mutex<HearthClient>,
+    guard: parking_lot::Mutex<Option<Guard>>,
+    reconnect: Option<Reconnect>,
+}
+
+impl Source {
+    pub fn new(host: impl Into<String>, client: HearthClient) -> Source {
+        Source {
+            host: host.into(),
+            client: parking_lot::Mutex::new(client),
+            guard: parking_lot::Mutex::new(None),
+            reconnect: None,
+        }
+    }
+
+    /// A source whose connection `guard` keeps open, and `reconnect` makes again.
+    pub fn reconnecting(mut self, guard: Guard, reconnect: Reconnect) -> Source {
+        *self.guard.get_mut() = Some(guard);
+        self.reconnect = Some(reconnect);
+        self
+    }
+
+    pub fn client(&self) -> HearthClient {
+        self.client.lock().clone()
+    }
+
+    /// Connect again, if this source can; `true` when it did.
+    async fn reconnect(&self) -> bool {
+        let Some(f) = &self.reconnect else {
+            return false;
+        };
+        match f().await {
+            Ok((client, guard)) => {
+                *self.client.lock() = client;
+                *self.guard.lock() = Some(guard);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// The sessions of several sources, told apart by their host in the id: `host/id`.
+fn tagged(host: &str, id: &str) -> String {
+    format!("{host}/{id}")
+}
+
+/// A dashboard kept current from the control API of one or more daemons.
 pub struct Live {
     pub dash: Dashboard,
-    client: HearthClient,
+    sources: std::sync::Arc<Vec<Source>>,
     tx: mpsc::UnboundedSender<Update>,
     rx: mpsc::UnboundedReceiver<Update>,
     /// From the event and screen followers (bounded).
@@ -70,9 +131,16 @@ pub struct Live {
 
 impl Live {
     /// List the sessions, start following events and the selected session's screen, and
-    /// fetch every session's last line once.
-    pub async fn start(client: HearthClient, mut dash: Dashboard) -> Result<Live, ApiError> {
-        dash.model.set_sessions(call(client.list(ctx())).await?);
+    /// fetch every session's last line once. With several sources, ids are `host/id`.
+    pub async fn start(sources: Vec<Source>, dash: Dashboard) -> Result<Live, ApiError> {
+        if sources.is_empty() {
+            return Err(ApiError::invalid("no daemon to show"));
+        }
+        // One source must answer for a start: a dashboard of nothing helps nobody.
+        if sources.len() == 1 {
+            call(sources[0].client().list(ctx())).await?;
+        }
+        let sources = std::sync::Arc::new(sources);
         let (tx, rx) = mpsc::unbounded_channel();
         let (feed_tx, feed) = mpsc::channel(FEED);
         let missed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -81,11 +149,18 @@ impl Live {
             tx: feed_tx,
             missed: std::sync::Arc::clone(&missed),
         };
-        follow_events(client.clone(), out.clone(), stop.clone());
-        let select = follow_screen(client.clone(), out, stop.clone());
+        for i in 0..sources.len() {
+            follow_events(
+                std::sync::Arc::clone(&sources),
+                i,
+                out.clone(),
+                stop.clone(),
+            );
+        }
+        let select = follow_screen(std::sync::Arc::clone(&sources), out, stop.clone());
         let mut live = Live {
             dash,
-            client,
+            sources,
             tx,
             rx,
             feed,
@@ -95,6 +170,7 @@ impl Live {
             shell: None,
             _stop: stop.drop_guard(),
         };
+        live.refresh().await;
         if let Some(s) = live.dash.model.selected() {
             let _ = live.select.send(s.id.clone());
         }
@@ -109,6 +185,16 @@ impl Live {
             live.fetch_screen(&id).await;
         }
         Ok(live)
+    }
+
+    /// Several sources: ids carry their host.
+    fn multi(&self) -> bool {
+        self.sources.len() > 1
+    }
+
+    /// The source a (possibly tagged) session id belongs to, and the id there.
+    pub fn route(&self, id: &str) -> Option<(&Source, String)> {
+        route(&self.sources, id)
     }
 
     /// Where an adapter sends keys and resizes, when they come from another task.
@@ -173,10 +259,14 @@ impl Live {
 
     /// Where session `id`'s recording is (a live or an ended session).
     pub async fn recording(&self, id: &str) -> Result<std::path::PathBuf, ApiError> {
-        let info = match call(self.client.get(ctx(), id.to_string())).await {
+        let (source, id) = self
+            .route(id)
+            .ok_or_else(|| ApiError::not_found(format!("no session {id}")))?;
+        let client = source.client();
+        let info = match call(client.get(ctx(), id.to_string())).await {
             Ok(info) => info,
             Err(e) if e.kind == ErrorKind::NotFound => {
-                let ended = call(self.client.history(ctx(), Some(id.to_string()), None)).await?;
+                let ended = call(client.history(ctx(), Some(id.to_string()), None)).await?;
                 let s = ended.into_iter().next().ok_or(e)?;
                 return s.recording.map(Into::into).ok_or_else(|| {
                     ApiError::not_found(format!("session {} has no recording", s.id))
@@ -190,32 +280,84 @@ impl Live {
     }
 
     async fn fetch_screen(&mut self, id: &str) {
-        if let Ok(text) = call(self.client.screen(ctx(), id.to_string(), false)).await {
+        let Some((source, real)) = self.route(id) else {
+            return;
+        };
+        if let Ok(text) = call(source.client().screen(ctx(), real, false)).await {
             self.dash.set_screen(id, &text);
         }
     }
 
     /// List the sessions again (one killed elsewhere leaves the view); the preview follows
-    /// the selection if it moved.
+    /// the selection if it moved. A source that does not answer says so on the status line
+    /// (its sessions leave the view until it answers again).
     pub async fn refresh(&mut self) {
         let before = self.dash.model.selected().map(|s| s.id.clone());
-        match call(self.client.list(ctx())).await {
-            Ok(list) => {
-                self.dash.model.set_sessions(list);
-                let after = self.dash.model.selected().map(|s| s.id.clone());
-                if after != before
-                    && let Some(id) = after
-                {
-                    let _ = self.select.send(id);
-                }
+        let lists = futures::future::join_all(
+            self.sources
+                .iter()
+                .map(|s| async move { (s.host.clone(), call(s.client().list(ctx())).await) }),
+        )
+        .await;
+        let multi = self.multi();
+        let mut all = Vec::new();
+        let mut failed = Vec::new();
+        for (host, list) in lists {
+            match list {
+                Ok(list) => all.extend(list.into_iter().map(|mut s| {
+                    if multi {
+                        s.id = tagged(&host, &s.id);
+                    }
+                    s
+                })),
+                Err(e) => failed.push(if multi {
+                    format!("{host}: {}", e.message)
+                } else {
+                    e.message
+                }),
             }
-            Err(e) => self.dash.status = Some(e.message),
+        }
+        self.dash.model.set_sessions(all);
+        if !failed.is_empty() {
+            self.dash.status = Some(failed.join("; "));
+        }
+        let after = self.dash.model.selected().map(|s| s.id.clone());
+        if after != before
+            && let Some(id) = after
+        {
+            let _ = self.select.send(id);
         }
     }
 
     /// Carry out an action that needs only the control API; the outcome goes to the status
     /// line. Attach, replay, preview and quit are the adapter's: they do nothing here.
     pub async fn act(&mut self, action: Action) {
+        let target = match &action {
+            Action::Send { id, .. } | Action::Message { id, .. } | Action::Kill(id) => {
+                Some(id.clone())
+            }
+            // A new session starts on the selected session's host (or the first).
+            _ => None,
+        };
+        let routed = match &target {
+            Some(id) => self.route(id),
+            None => {
+                let selected = self.dash.model.selected().map(|s| s.id.clone());
+                selected
+                    .and_then(|id| self.route(&id))
+                    .or_else(|| Some((&self.sources[0], String::new())))
+            }
+        };
+        let Some((source, real)) = routed else {
+            self.dash.status = Some("that session's host is not shown".into());
+            return;
+        };
+        let client = source.client();
+        let on = if self.multi() {
+            format!(" on {}", source.host)
+        } else {
+            String::new()
+        };
         let outcome = match action {
             Action::Send { id, text } => {
                 let req = SendRequest {
@@ -223,19 +365,17 @@ impl Live {
                     enter: true,
                     ..Default::default()
                 };
-                call(self.client.send(ctx(), id.clone(), req))
+                call(client.send(ctx(), real, req))
                     .await
                     .map(|r| format!("sent {} bytes to {id}", r.bytes))
             }
-            Action::Message { id, text } => call(self.client.message(ctx(), id.clone(), text))
+            Action::Message { id, text } => call(client.message(ctx(), real, text))
                 .await
                 .map(|_| format!("message shown in {id}")),
-            Action::Kill(id) => call(self.client.kill(ctx(), vec![id.clone()], false))
-                .await
-                .map(|_| {
-                    self.dash.model.remove(&id);
-                    format!("killed {id}")
-                }),
+            Action::Kill(id) => call(client.kill(ctx(), vec![real], false)).await.map(|_| {
+                self.dash.model.remove(&id);
+                format!("killed {id}")
+            }),
             Action::New(command) => {
                 let req = hearth_rpc::CreateRequest {
                     cwd: self.new_cwd.clone(),
@@ -247,9 +387,9 @@ impl Live {
                     shell: self.shell.clone(),
                     ..Default::default()
                 };
-                call(self.client.create(ctx(), req))
+                call(client.create(ctx(), req))
                     .await
-                    .map(|s| format!("started {} on port {}", s.id, s.port))
+                    .map(|s| format!("started {}{on} on port {}", s.id, s.port))
             }
             Action::Attach(_) | Action::Replay(_) | Action::Preview(_) | Action::Quit => return,
         };
@@ -280,30 +420,64 @@ impl Feed {
     }
 }
 
-/// The event stream: a long poll; every batch goes to the loop (which lists again when a
-/// session appeared or events were missed).
-fn follow_events(client: HearthClient, tx: Feed, stop: CancellationToken) {
+/// The source of a (possibly `host/`-tagged) id, and the id there.
+fn route<'a>(sources: &'a [Source], id: &str) -> Option<(&'a Source, String)> {
+    if sources.len() == 1 {
+        return Some((&sources[0], id.to_string()));
+    }
+    let (host, real) = id.split_once('/')?;
+    let source = sources.iter().find(|s| s.host == host)?;
+    Some((source, real.to_string()))
+}
+
+/// One source's event stream: a long poll; every batch goes to the loop (which lists
+/// again when a session appeared or events were missed). A connection that fails is made
+/// again (with back-off) if the source can.
+fn follow_events(
+    sources: std::sync::Arc<Vec<Source>>,
+    index: usize,
+    tx: Feed,
+    stop: CancellationToken,
+) {
     tokio::spawn(stop.clone().run_until_cancelled_owned(async move {
+        let source = &sources[index];
+        let multi = sources.len() > 1;
         let mut since = None;
         let mut backoff = Duration::from_millis(200);
         loop {
-            match call(client.events(ctx(), since, None, 512, 10_000)).await {
-                Ok(batch) => {
+            match call(source.client().events(ctx(), since, None, 512, 10_000)).await {
+                Ok(mut batch) => {
                     backoff = Duration::from_millis(200);
                     since = Some(batch.next);
                     if batch.events.is_empty() {
                         continue;
+                    }
+                    if multi {
+                        for e in &mut batch.events {
+                            e.session = tagged(&source.host, &e.session);
+                        }
                     }
                     if !tx.send(Update::Events(batch.events)) {
                         return;
                     }
                 }
                 Err(e) => {
-                    if !tx.send(Update::Error(e.message)) {
+                    let message = if multi {
+                        format!("{}: {}", source.host, e.message)
+                    } else {
+                        e.message
+                    };
+                    if !tx.send(Update::Error(message)) {
                         return;
                     }
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    if e.kind == ErrorKind::Daemon && source.reconnect().await {
+                        // A new connection (maybe a new daemon): start from what it has,
+                        // and have everything listed again.
+                        since = None;
+                        tx.send(Update::Missed);
+                    }
                 }
             }
         }
@@ -313,7 +487,7 @@ fn follow_events(client: HearthClient, tx: Feed, stop: CancellationToken) {
 /// The selected session's screen: fetched at once, then each time its output moves, at
 /// most ~10 times a second. Returns where to send the newly selected id.
 fn follow_screen(
-    client: HearthClient,
+    sources: std::sync::Arc<Vec<Source>>,
     tx: Feed,
     stop: CancellationToken,
 ) -> mpsc::UnboundedSender<String> {
@@ -329,13 +503,18 @@ fn follow_screen(
                 }
                 continue;
             };
-            if let Ok(text) = call(client.screen(ctx(), current.clone(), false)).await
+            let Some((source, real)) = route(&sources, &current) else {
+                id = None;
+                continue;
+            };
+            let client = source.client();
+            if let Ok(text) = call(client.screen(ctx(), real.clone(), false)).await
                 && !tx.send(Update::Screen(current.clone(), text))
             {
                 return;
             }
             let from = offset.map_or(ReadFrom::End, ReadFrom::Offset);
-            let moved = client.read(ctx(), current.clone(), from, 4 << 20, 5_000);
+            let moved = client.read(ctx(), real, from, 4 << 20, 5_000);
             tokio::select! {
                 next = selected.recv() => match next {
                     Some(next) => { id = Some(next); offset = None; }

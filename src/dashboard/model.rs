@@ -84,9 +84,9 @@ impl Model {
         self.keep_selection();
     }
 
-    /// The rows shown: filtered by name, id or command (case-insensitive), running
-    /// sessions first, each group by name then id (a stable order: rows do not jump when
-    /// a session turns busy).
+    /// The rows shown: filtered by name, id or command (case-insensitive), grouped by host
+    /// (ids are `host/id` when several daemons are shown), running sessions first, each
+    /// group by name then id (a stable order: rows do not jump when a session turns busy).
     pub fn visible(&self) -> Vec<&SessionInfo> {
         let needle = self.filter.to_lowercase();
         let mut rows: Vec<&SessionInfo> = self
@@ -102,12 +102,20 @@ impl Model {
             })
             .collect();
         rows.sort_by(|a, b| {
-            (a.exit_code.is_some(), a.name.is_none(), &a.name, &a.id).cmp(&(
-                b.exit_code.is_some(),
-                b.name.is_none(),
-                &b.name,
-                &b.id,
-            ))
+            (
+                host_of(&a.id),
+                a.exit_code.is_some(),
+                a.name.is_none(),
+                &a.name,
+                &a.id,
+            )
+                .cmp(&(
+                    host_of(&b.id),
+                    b.exit_code.is_some(),
+                    b.name.is_none(),
+                    &b.name,
+                    &b.id,
+                ))
         });
         rows
     }
@@ -158,6 +166,16 @@ impl Model {
 }
 
 /// `busy`, `idle 3m`, `exited 0`, `failed 2`, `down`, `locked`.
+/// The host part of a `host/id` session id ("" for a plain id).
+pub fn host_of(id: &str) -> &str {
+    id.split_once('/').map_or("", |(h, _)| h)
+}
+
+/// The session part of a `host/id` session id.
+pub fn short_id(id: &str) -> &str {
+    id.split_once('/').map_or(id, |(_, i)| i)
+}
+
 pub fn badge(s: &SessionInfo) -> Badge {
     let (text, tone) = match (s.exit_code, s.state, s.activity) {
         (Some(0), ..) => ("exited 0".to_string(), Tone::Exited),

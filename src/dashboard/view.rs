@@ -9,7 +9,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState};
 
-use super::model::{Tone, badge, short_age};
+use super::model::{Tone, badge, host_of, short_age, short_id};
 use super::{Dashboard, Mode, Prompt, label};
 
 const HELP: &[(&str, &str)] = &[
@@ -69,8 +69,13 @@ fn draw_table(frame: &mut Frame, d: &Dashboard, area: Rect, style: &dyn Fn(Style
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |t| t.as_secs());
-    let header = Row::new(["NAME", "ID", "STATUS", "CL", "AGE", "TITLE / LAST LINE"])
-        .style(Style::default().add_modifier(Modifier::BOLD));
+    // Sessions of several hosts: a HOST column first.
+    let hosts = rows.iter().any(|s| s.id.contains('/'));
+    let mut titles = vec!["NAME", "ID", "STATUS", "CL", "AGE", "TITLE / LAST LINE"];
+    if hosts {
+        titles.insert(0, "HOST");
+    }
+    let header = Row::new(titles).style(Style::default().add_modifier(Modifier::BOLD));
     let body: Vec<Row> = rows
         .iter()
         .map(|s| {
@@ -88,31 +93,36 @@ fn draw_table(frame: &mut Frame, d: &Dashboard, area: Rect, style: &dyn Fn(Style
                 .filter(|t| !t.trim().is_empty())
                 .or_else(|| d.last_lines.get(&s.id).cloned())
                 .unwrap_or_else(|| s.command.join(" "));
-            Row::new([
+            let mut cells = vec![
                 Cell::from(s.name.clone().unwrap_or_else(|| "-".into())),
-                Cell::from(s.id.clone()),
+                Cell::from(short_id(&s.id).to_string()),
                 Cell::from(b.text).style(style(Style::default().fg(colour))),
                 Cell::from(s.clients.to_string()),
                 Cell::from(short_age(now.saturating_sub(s.created_unix))),
                 Cell::from(line),
-            ])
+            ];
+            if hosts {
+                cells.insert(0, Cell::from(host_of(&s.id).to_string()));
+            }
+            Row::new(cells)
         })
         .collect();
     let empty = body.is_empty();
-    let table = Table::new(
-        body,
-        [
-            Constraint::Length(14),
-            Constraint::Length(8),
-            Constraint::Length(10),
-            Constraint::Length(3),
-            Constraint::Length(4),
-            Constraint::Min(10),
-        ],
-    )
-    .header(header)
-    .block(Block::default().borders(Borders::BOTTOM))
-    .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
+    let mut widths = vec![
+        Constraint::Length(14),
+        Constraint::Length(8),
+        Constraint::Length(10),
+        Constraint::Length(3),
+        Constraint::Length(4),
+        Constraint::Min(10),
+    ];
+    if hosts {
+        widths.insert(0, Constraint::Length(12));
+    }
+    let table = Table::new(body, widths)
+        .header(header)
+        .block(Block::default().borders(Borders::BOTTOM))
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
     let mut state = TableState::default().with_selected(d.model.selected_index());
     frame.render_stateful_widget(table, area, &mut state);
     if empty {
@@ -303,6 +313,28 @@ mod tests {
         }
         assert_eq!(screen.lines().count(), 24);
         assert!(screen.lines().all(|l| l.chars().count() <= 80));
+    }
+
+    #[test]
+    fn sessions_of_several_hosts_are_grouped_under_a_host_column() {
+        let mut d = Dashboard::new("local, box", true);
+        d.model.set_sessions(vec![
+            info("box/bbbb0002", Some("api")),
+            info("local/aaaa0001", Some("web")),
+            info("box/cccc0003", Some("zeta")),
+        ]);
+        let screen = text(&d, 100, 24);
+        let lines: Vec<&str> = screen.lines().collect();
+        assert!(lines[1].starts_with("HOST         NAME"), "{screen}");
+        assert!(
+            lines[2].starts_with("box          api            bbbb0002"),
+            "{screen}"
+        );
+        assert!(lines[3].starts_with("box          zeta"), "{screen}");
+        assert!(
+            lines[4].starts_with("local        web            aaaa0001"),
+            "{screen}"
+        );
     }
 
     #[test]

@@ -35,7 +35,7 @@ use super::handler::{Identity, Seat, join, role_of};
 use super::input::FromClient;
 use super::keys::KeyData;
 use super::writer::End;
-use crate::dashboard::live::Live;
+use crate::dashboard::live::{Live, Source};
 use crate::dashboard::{Action, Dashboard};
 use crate::menu::parse_keys;
 
@@ -94,7 +94,7 @@ pub async fn run(mut client: Client, mut rx: mpsc::Receiver<FromClient>, first: 
         ..Dashboard::new(client.lobby.host.clone(), false)
     };
     let live = tokio::select! {
-        live = Live::start(client.lobby.sessions.api(), dash) => live,
+        live = Live::start(vec![Source::new("lobby", client.lobby.sessions.api())], dash) => live,
         _ = client.stop.cancelled() => return,
     };
     let mut live = match live {
