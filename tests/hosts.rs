@@ -231,6 +231,14 @@ fn host_runs_commands_on_the_other_daemon_and_ps_hosts_lists_every_host() {
     assert!(human.starts_with("HOST"), "{human}");
     assert!(human.contains("far") && human.contains("near"), "{human}");
     assert!(human.contains("refuses: unreachable"), "{human}");
+    // `[hosts] default` makes plain `ps` list those hosts.
+    d.write_config(&format!(
+        "[hosts]\ndefault = [\"local\", \"remote\"]\n\n[hosts.remote]\nremote_command = \"{BIN}\"\n"
+    ));
+    let (ok, v) = r.json(&d, &["ps"]);
+    assert!(ok, "{v}");
+    assert_eq!(v["hosts"][1]["sessions"][0]["name"], "far", "{v}");
+    d.write_config(&format!("[hosts.remote]\nremote_command = \"{BIN}\"\n"));
     // kill there; gone there, still here.
     r.ok(&d, &["--host", "remote", "kill", "far"]);
     let listed = r.ok(&d, &["--host", "remote", "ps"]);
