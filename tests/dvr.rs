@@ -514,3 +514,48 @@ fn logs_follow_on_a_killed_session_ends_cleanly() {
     // A name that never existed is still not found.
     d.err(&["logs", "never-was"], "not_found");
 }
+
+#[test]
+fn logs_during_a_flood_stop_at_the_end_they_first_saw() {
+    let d = TestDaemon::start();
+    // Output that never stops: a reader chasing it would never end.
+    let s = d.session(&["--name", "flood"], &["yes", "flood-line"]);
+    let id = id_of(&s);
+    wait_until("the flood to start", DEADLINE, || {
+        let v = d.ok(&["tail", &id, "--bytes", "100"]);
+        v["data"].as_str()?.contains("flood-line").then_some(())
+    });
+    for json in [false, true] {
+        let mut args = vec!["logs", id.as_str()];
+        if json {
+            args.insert(0, "--json");
+        }
+        let mut child = d
+            .command(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut n = 0usize;
+            let mut buf = [0u8; 65536];
+            while let Ok(k) = std::io::Read::read(&mut out, &mut buf) {
+                if k == 0 {
+                    break;
+                }
+                n += k;
+            }
+            n
+        });
+        let status = wait_until("logs to return during the flood", DEADLINE, || {
+            child.try_wait().unwrap()
+        });
+        assert!(status.success(), "json={json}");
+        let bytes = reader.join().unwrap();
+        // At most what the log retains (8 MiB by default), plus JSON's quoting.
+        assert!(bytes > 0 && bytes < 20 << 20, "json={json}: {bytes} bytes");
+    }
+    d.ok(&["kill", &id]);
+}

@@ -353,6 +353,10 @@ pub struct OutputChunk {
     /// `data` comes back empty).
     pub exited: bool,
     pub exit_code: Option<i32>,
+    /// Where the output ended when this chunk was read (a live session): a reader that
+    /// wants "everything so far" stops there instead of chasing a flood.
+    #[serde(default)]
+    pub end: Option<u64>,
 }
 
 mod base64_bytes {

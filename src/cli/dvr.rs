@@ -63,8 +63,13 @@ pub async fn logs(
     let mut strip = AnsiStrip::default();
     let mut text = Vec::new();
     let mut stdout = std::io::stdout().lock();
+    // Without --follow: what was there when we asked, not a flood that keeps coming.
+    let mut stop_at: Option<u64> = None;
     loop {
         let chunk = read(client, &target, from, if follow { 10_000 } else { 0 }).await?;
+        if !follow {
+            stop_at = stop_at.or(chunk.end);
+        }
         if chunk.skipped > 0 && !out.json {
             eprintln!(
                 "[hearth] {} bytes of output are no longer retained",
@@ -79,7 +84,12 @@ pub async fn logs(
             stdout.flush().context("cannot write to stdout")?;
         }
         from = ReadFrom::Offset(chunk.next);
-        if chunk.data.is_empty() && (!follow || chunk.exited) {
+        let done = if follow {
+            chunk.data.is_empty() && chunk.exited
+        } else {
+            chunk.data.is_empty() || stop_at.is_some_and(|end| chunk.next >= end)
+        };
+        if done {
             if out.json {
                 out.value(
                     json!({"text": String::from_utf8_lossy(&text), "next": chunk.next,

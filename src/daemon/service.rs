@@ -263,6 +263,7 @@ impl Hearth for Control {
                     skipped: 0,
                     exited: true,
                     exit_code: ended.exit_code,
+                    end: None,
                 });
             }
             Err(e) => return Err(e),
@@ -292,6 +293,7 @@ impl Hearth for Control {
             skipped,
             exited: exit_code.is_some(),
             exit_code,
+            end: Some(session.output_end()),
         })
     }
 
