@@ -5,6 +5,8 @@
 //! - fan-out: time until the last viewer has seen the end marker of ~20 MB of output;
 //! - server memory (PSS) per viewer; join time (ssh start to the first byte of the screen);
 //! - isolation: one stalled viewer (a pipe nobody reads) during the flood;
+//! - the control plane during the flood (hearth): `hearth ps` and `hearth screen` round
+//!   trips, and one `hearth logs ID` (its time and peak RSS);
 //! - 500 viewers on one hearth session.
 //!
 //! Prints a table with hearth/baseline ratios and writes JSON (`--out`). Not part of CI:
@@ -118,6 +120,18 @@ fn main() -> anyhow::Result<()> {
     println!("\nratios (hearth / sshd+tmux, same run):");
     for (k, v) in ratios.as_object().into_iter().flatten() {
         println!("  {k:<34} {v}");
+    }
+    for r in results.iter().filter(|r| r["ctl_samples"].is_number()) {
+        println!(
+            "control plane during the flood, {} viewers: ps p50 {} / p99 {} ms, screen p99 {} ms ({} samples); logs {} ms, peak RSS {} KiB",
+            r["viewers"],
+            r["ctl_ps_p50_ms"],
+            r["ctl_ps_p99_ms"],
+            r["ctl_screen_p99_ms"],
+            r["ctl_samples"],
+            r["logs_ms"],
+            r["logs_max_rss_kib"]
+        );
     }
     println!("machine: {machine}");
     let doc = json!({"machine": machine, "flood_bytes": args.flood_bytes, "results": results,
@@ -385,6 +399,32 @@ fn run_case(
     let (lat, seen) = echo_latencies(&mut typist, &chunks, &watcher, samples)?;
     let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
     let seen_pct = |p: f64| seen[((seen.len() as f64 - 1.0) * p).round() as usize];
+
+    // The control plane during a second flood of the same size (its probes cost CPU: they
+    // must not weigh on the fan-out figure above).
+    let ctl = match sys.control() {
+        Some(c) => {
+            let stop = Arc::new(AtomicBool::new(false));
+            let probes = control_during(c, Arc::clone(&stop));
+            typist.saw_marker.store(false, Ordering::Release);
+            typist.stdin.write_all(cmd.as_bytes())?;
+            let deadline = Instant::now() + Duration::from_secs(900);
+            while !typist.saw_marker.load(Ordering::Acquire) {
+                if Instant::now() > deadline {
+                    bail!("{}: the second flood did not finish", sys.name());
+                }
+                while chunks.try_recv().is_ok() {}
+                while watcher.try_recv().is_ok() {}
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            stop.store(true, Ordering::Release);
+            let stats = probes.join().ok();
+            std::thread::sleep(Duration::from_millis(300));
+            while chunks.try_recv().is_ok() {}
+            stats
+        }
+        None => None,
+    };
     let server_cpu = cpu(sys) - cpu0;
     drop(viewers);
     drop(typist);
@@ -407,9 +447,87 @@ fn run_case(
         "join_p90_ms": join_pct(0.9),
         "join_max_ms": join_pct(1.0),
         "join_min_ms": join_pct(0.0),
+        "ctl_samples": ctl.as_ref().map(|c| c.ps.len()),
+        "ctl_ps_p50_ms": ctl.as_ref().and_then(|c| pct_of(&c.ps, 0.5)),
+        "ctl_ps_p99_ms": ctl.as_ref().and_then(|c| pct_of(&c.ps, 0.99)),
+        "ctl_screen_p99_ms": ctl.as_ref().and_then(|c| pct_of(&c.screen, 0.99)),
+        "logs_ms": ctl.as_ref().and_then(|c| c.logs_ms),
+        "logs_max_rss_kib": ctl.as_ref().and_then(|c| c.logs_rss_kib),
         "server_cpu_s": server_cpu,
         "harness_cpu_s": (self1 - self0) + (children1 - children0),
     }))
+}
+
+/// Control-plane timings taken while the flood runs.
+#[derive(Default)]
+struct ControlStats {
+    ps: Vec<f64>,
+    screen: Vec<f64>,
+    logs_ms: Option<f64>,
+    logs_rss_kib: Option<u64>,
+}
+
+fn pct_of(sorted: &[f64], p: f64) -> Option<f64> {
+    (!sorted.is_empty()).then(|| sorted[((sorted.len() as f64 - 1.0) * p).round() as usize])
+}
+
+/// `hearth ps` and `hearth screen ID` round trips (the whole CLI: start, connect,
+/// handshake, call), one after the other until `stop`; and once, `hearth logs ID` with its
+/// time and peak RSS.
+fn control_during(
+    c: systems::Control,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<ControlStats> {
+    std::thread::spawn(move || {
+        let mut stats = ControlStats::default();
+        let run = |args: &[&str]| -> Option<f64> {
+            let t = Instant::now();
+            let ok = Command::new(&c.bin)
+                .args(args)
+                .envs(c.env.iter().cloned())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .ok()?
+                .success();
+            ok.then(|| t.elapsed().as_secs_f64() * 1000.0)
+        };
+        // Let the flood get going first.
+        std::thread::sleep(Duration::from_millis(100));
+        if !stop.load(Ordering::Acquire) {
+            let t = Instant::now();
+            if let Ok(child) = Command::new(&c.bin)
+                .args(["logs", &c.session])
+                .envs(c.env.iter().cloned())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+            {
+                let mut status = 0;
+                // SAFETY: a zeroed rusage is valid; wait4 fills it for our own child.
+                let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+                let pid = child.id() as libc::pid_t;
+                // SAFETY: reaping our own child; `child` is not waited on again.
+                let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+                if r == pid {
+                    stats.logs_ms = Some(t.elapsed().as_secs_f64() * 1000.0);
+                    stats.logs_rss_kib = Some(usage.ru_maxrss as u64);
+                }
+                std::mem::forget(child);
+            }
+        }
+        while !stop.load(Ordering::Acquire) {
+            if let Some(ms) = run(&["--json", "ps"]) {
+                stats.ps.push(ms);
+            }
+            if let Some(ms) = run(&["--json", "screen", &c.session]) {
+                stats.screen.push(ms);
+            }
+        }
+        stats.ps.sort_by(|a, b| a.total_cmp(b));
+        stats.screen.sort_by(|a, b| a.total_cmp(b));
+        stats
+    })
 }
 
 /// `samples` echo round trips of one byte each, in ms, sorted; and for each, how long

@@ -17,6 +17,18 @@ pub trait System {
     /// Server-side processes whose memory and CPU count (not the shell in the session).
     fn server_pids(&self) -> Vec<u32>;
     fn key(&self) -> &Path;
+    /// The CLI and its environment, and the session's id, to time the control plane
+    /// during a flood (hearth only).
+    fn control(&self) -> Option<Control> {
+        None
+    }
+}
+
+/// How to run the system's CLI against the current session.
+pub struct Control {
+    pub bin: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub session: String,
 }
 
 fn keygen(path: &Path) -> anyhow::Result<()> {
@@ -157,6 +169,14 @@ impl System for Hearth {
 
     fn server_pids(&self) -> Vec<u32> {
         vec![self.daemon.id()]
+    }
+
+    fn control(&self) -> Option<Control> {
+        Some(Control {
+            bin: self.bin.clone(),
+            env: Self::env_of(self.dir.path()),
+            session: self.session.clone()?,
+        })
     }
 
     fn key(&self) -> &Path {
