@@ -530,3 +530,31 @@ fn kill_leaves_no_orphans_even_setsid_and_hup_ignoring_ones() {
         session_pids(&id).is_empty().then_some(())
     });
 }
+
+#[test]
+fn a_socket_that_never_answers_or_hangs_up_is_an_error_not_a_hang() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.socket.parent().unwrap()).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(&env.socket).unwrap();
+    // The first connections are held without a word; later ones are closed at once, as
+    // the daemon does for another user.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for (n, stream) in listener.incoming().enumerate() {
+            if n < 1 {
+                held.push(stream);
+            }
+        }
+    });
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        let (ok, v) = env.json(&["ps"]);
+        assert!(!ok);
+        assert_eq!(v["error"]["kind"], "daemon", "{v}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}

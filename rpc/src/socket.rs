@@ -46,12 +46,23 @@ where
     tarpc::serde_transport::new(framed, Json::default())
 }
 
-/// Connect to the daemon at `path` and perform the version handshake.
+/// How long a local daemon may take to answer the handshake.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Connect to the daemon at `path` and perform the version handshake (bounded in time: a
+/// peer that closes without answering must not leave the caller waiting).
 pub async fn connect(path: &Path) -> Result<(HearthClient, DaemonInfo), ConnectError> {
     let stream = UnixStream::connect(path)
         .await
         .map_err(|e| ConnectError::Unreachable(path.to_path_buf(), e))?;
-    handshake(stream).await
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(stream))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ConnectError::Rpc(format!(
+                "no answer within {}s",
+                HANDSHAKE_TIMEOUT.as_secs()
+            )))
+        })
 }
 
 /// Speak the control protocol over any byte stream (a Unix stream, or a pipe to

@@ -456,7 +456,15 @@ fn parse_grant(s: &str) -> Result<Grant, String> {
 async fn call<T>(
     f: impl std::future::Future<Output = Result<Result<T, ApiError>, tarpc::client::RpcError>>,
 ) -> Result<T, Failure> {
-    Ok(f.await.map_err(rpc_err)??)
+    // Every call's deadline is 60 s (`ctx`); a connection that went away without an answer
+    // must not hold the command longer than that.
+    match tokio::time::timeout(Duration::from_secs(70), f).await {
+        Ok(r) => Ok(r.map_err(rpc_err)??),
+        Err(_) => Err(Failure::Api(ApiError::new(
+            ErrorKind::Daemon,
+            "the daemon did not answer within 70 s",
+        ))),
+    }
 }
 
 fn rpc_err(e: tarpc::client::RpcError) -> Failure {
