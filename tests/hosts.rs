@@ -135,6 +135,37 @@ impl Remote {
         (out.status.success(), v)
     }
 
+    /// A shell session `far` on the remote, bound to its loopback; its JSON.
+    fn far_shell(&self, d: &TestDaemon) -> serde_json::Value {
+        self.ok(
+            d,
+            &[
+                "--host",
+                "remote",
+                "server",
+                "--bind",
+                "127.0.0.1",
+                "--name",
+                "far",
+                "--",
+                "/bin/sh",
+            ],
+        )
+    }
+
+    /// A shell line for tmux: this machine's hearth with `args`; its exit status goes to
+    /// `status`.
+    fn tmux_line(&self, d: &TestDaemon, args: &str, status: &std::path::Path) -> String {
+        format!(
+            "env HOME={} HEARTH_SOCKET={} HEARTH_NO_AUTOSTART=1 HEARTH_SSH='{}' \
+             TERM=xterm-256color {BIN} {args}; echo $? > {}",
+            d.home.display(),
+            d.socket.display(),
+            self.ssh(),
+            status.display()
+        )
+    }
+
     fn ok(&self, d: &TestDaemon, args: &[&str]) -> serde_json::Value {
         let (ok, v) = self.json(d, args);
         assert!(ok, "{args:?} failed: {v}");
@@ -167,20 +198,7 @@ fn host_runs_commands_on_the_other_daemon_and_ps_hosts_lists_every_host() {
     let r = Remote::start(&d);
     d.session(&["--name", "near"], &["/bin/sh"]);
     // server / ps / send / screen / kill, on the other machine.
-    let far = r.ok(
-        &d,
-        &[
-            "--host",
-            "remote",
-            "server",
-            "--bind",
-            "127.0.0.1",
-            "--name",
-            "far",
-            "--",
-            "/bin/sh",
-        ],
-    );
+    let far = r.far_shell(&d);
     let port = port_of(&far);
     assert_eq!(
         far["join"],
@@ -263,30 +281,10 @@ fn host_runs_commands_on_the_other_daemon_and_ps_hosts_lists_every_host() {
 fn attach_host_joins_a_remote_session_through_the_jump() {
     let d = TestDaemon::start();
     let r = Remote::start(&d);
-    let far = r.ok(
-        &d,
-        &[
-            "--host",
-            "remote",
-            "server",
-            "--bind",
-            "127.0.0.1",
-            "--name",
-            "far",
-            "--",
-            "/bin/sh",
-        ],
-    );
+    let far = r.far_shell(&d);
     let tmux = Tmux::new(d.dir.path());
     let status = d.dir.path().join("att.status");
-    let line = format!(
-        "env HOME={} HEARTH_SOCKET={} HEARTH_NO_AUTOSTART=1 HEARTH_SSH='{}' TERM=xterm-256color \
-         {BIN} --host remote attach far; echo $? > {}",
-        d.home.display(),
-        d.socket.display(),
-        r.ssh(),
-        status.display()
-    );
+    let line = r.tmux_line(&d, "--host remote attach far", &status);
     tmux.run("att", 80, 24, &line);
     tmux.type_text("att", "echo jumped-$((6*7))\r");
     tmux.wait_for("att", "jumped-42");
@@ -496,30 +494,10 @@ fn top_hosts_groups_sessions_by_host_and_attaches_through_the_jump() {
     let d = TestDaemon::start();
     let r = Remote::start(&d);
     d.session(&["--name", "near"], &["/bin/sh"]);
-    r.ok(
-        &d,
-        &[
-            "--host",
-            "remote",
-            "server",
-            "--bind",
-            "127.0.0.1",
-            "--name",
-            "far",
-            "--",
-            "/bin/sh",
-        ],
-    );
+    r.far_shell(&d);
     let tmux = Tmux::new(d.dir.path());
     let status = d.dir.path().join("top.status");
-    let line = format!(
-        "env HOME={} HEARTH_SOCKET={} HEARTH_NO_AUTOSTART=1 HEARTH_SSH='{}' TERM=xterm-256color \
-         {BIN} top --hosts local,remote,refuses; echo $? > {}",
-        d.home.display(),
-        d.socket.display(),
-        r.ssh(),
-        status.display()
-    );
+    let line = r.tmux_line(&d, "top --hosts local,remote,refuses", &status);
     tmux.run("top", 120, 30, &line);
     let screen = tmux.wait_for("top", "far");
     assert!(screen.contains("HOST"), "{screen}");

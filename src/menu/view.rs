@@ -39,8 +39,10 @@ pub struct ViewModel {
     pub peers: Vec<PeerRow>,
 }
 
+/// What a ratatui terminal writes, collected for one client's channel (the menu's frames
+/// here, the lobby's in `ssh::lobby`).
 #[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Vec<u8>>>);
+pub struct Sink(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -49,6 +51,13 @@ impl Write for Sink {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+impl Sink {
+    /// What was written since the last take.
+    pub fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock())
     }
 }
 

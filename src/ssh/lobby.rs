@@ -15,7 +15,6 @@
 //! the terminal size is clamped.
 
 use std::future::Future;
-use std::io::Write;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +37,7 @@ use super::writer::End;
 use crate::dashboard::live::{Live, Source};
 use crate::dashboard::{Action, Dashboard};
 use crate::menu::parse_keys;
+use crate::menu::view::Sink;
 
 /// Frame bytes waiting for a client that does not read; beyond this they are dropped and
 /// the next frame repaints everything.
@@ -184,26 +184,6 @@ impl Out {
             self.step().await?;
         }
         Ok(())
-    }
-}
-
-/// ratatui's output, collected.
-#[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Sink {
-    fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.0.lock())
     }
 }
 
