@@ -31,6 +31,8 @@ struct Args {
     samples: usize,
     flood_bytes: u64,
     big: usize,
+    /// The flood in the big case (bytes).
+    big_flood: u64,
     baseline: bool,
     out: PathBuf,
 }
@@ -41,6 +43,7 @@ fn parse_args() -> anyhow::Result<Args> {
         samples: 200,
         flood_bytes: 20_000_000,
         big: 500,
+        big_flood: 2_000_000,
         baseline: true,
         out: PathBuf::from("target/bench.json"),
     };
@@ -58,11 +61,12 @@ fn parse_args() -> anyhow::Result<Args> {
             "--samples" => a.samples = val()?.parse()?,
             "--flood-mb" => a.flood_bytes = val()?.parse::<u64>()? * 1_000_000,
             "--big" => a.big = val()?.parse()?,
+            "--big-flood-mb" => a.big_flood = val()?.parse::<u64>()? * 1_000_000,
             "--no-baseline" => a.baseline = false,
             "--out" => a.out = PathBuf::from(val()?),
             "-h" | "--help" => {
                 println!(
-                    "hearth-bench [--viewers 1,10,50] [--samples 200] [--flood-mb 20] [--big 500] [--no-baseline] [--out FILE]"
+                    "hearth-bench [--viewers 1,10,50] [--samples 200] [--flood-mb 20] [--big 500] [--big-flood-mb 2] [--no-baseline] [--out FILE]"
                 );
                 std::process::exit(0);
             }
@@ -105,7 +109,7 @@ fn main() -> anyhow::Result<()> {
             systems[0].as_mut(),
             args.big,
             args.samples.min(100),
-            2_000_000,
+            args.big_flood,
             false,
         )?;
         print_row(&r);

@@ -80,13 +80,15 @@ impl Hearth {
         std::fs::create_dir_all(&ssh)?;
         let key = ssh.join("id_ed25519");
         keygen(&key)?;
-        // The viewers all join from 127.0.0.1 at once: lift the per-source pre-auth cap
-        // to the daemon-wide one in the bench's own config (the defaults stay as they are).
+        // The viewers all join from 127.0.0.1 at once: lift the pre-auth caps (and the
+        // clients per session, for 1,000 viewers plus the typist) in the bench's own
+        // config; the defaults stay as they are.
         let conf = dir.path().join("home/.config/hearth");
         std::fs::create_dir_all(&conf)?;
         std::fs::write(
             conf.join("config.toml"),
-            "[limits]\nmax_unauthenticated_per_source = 64\n",
+            "[limits]\nmax_unauthenticated = 2000\nmax_unauthenticated_per_source = 2000\n\
+             max_clients = 2000\n",
         )?;
         let daemon = Self::spawn(&bin, dir.path())?;
         let h = Hearth {
