@@ -1,9 +1,9 @@
 //! One [`Connection`] per SSH connection: public-key auth against the [`Place`]'s
 //! [`Access`] (a session's, or the lobby's: owners only), one session channel with a pty,
 //! input into the session (or the lobby, which moves the client between sessions: see
-//! [`super::lobby`]), window changes into the size computation. Port, socket, agent and X11 forwarding and subsystems are refused
-//! explicitly (and logged); other channel types and global requests are rejected by
-//! russh's `Handler` defaults.
+//! [`super::lobby`]), window changes into the size computation. Port, socket, agent and
+//! X11 forwarding and subsystems are refused explicitly (and logged); other channel types
+//! and global requests are rejected by russh's `Handler` defaults.
 //!
 //! The channel object russh hands to `channel_open_session` is dropped at once: keeping it
 //! unread stalls the whole connection once its 100-message buffer fills (seen after ~97
@@ -35,7 +35,8 @@ use tokio::sync::mpsc;
 
 /// The client's terminal: its size and, while it is in a session, its membership there.
 /// Shared by the handler (window changes) and the lobby (which moves the client between
-/// sessions). A leaf lock: taken before the session's, never while holding one of them.
+/// sessions). Lock order: the seat, then the session's locks (attaching and resizing hold
+/// the seat); never taken while holding a session lock.
 #[derive(Default)]
 pub struct Seat {
     /// (cols, rows) from the pty-req and window changes.
