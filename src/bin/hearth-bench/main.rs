@@ -127,12 +127,16 @@ fn main() -> anyhow::Result<()> {
     }
     for r in results.iter().filter(|r| r["ctl_samples"].is_number()) {
         println!(
-            "control plane during the flood, {} viewers: ps p50 {} / p99 {} ms, screen p99 {} ms ({} samples); logs {} ms, peak RSS {} KiB",
+            "control plane during the flood, {} viewers: CLI ps p50 {} / p99 {} ms, screen p99 {} ms ({} samples); RPC list p50 {} / p99 {} ms, screen p99 {} ms ({} samples); logs {} ms, peak RSS {} KiB",
             r["viewers"],
             r["ctl_ps_p50_ms"],
             r["ctl_ps_p99_ms"],
             r["ctl_screen_p99_ms"],
             r["ctl_samples"],
+            r["rpc_list_p50_ms"],
+            r["rpc_list_p99_ms"],
+            r["rpc_screen_p99_ms"],
+            r["rpc_samples"],
             r["logs_ms"],
             r["logs_max_rss_kib"]
         );
@@ -455,6 +459,10 @@ fn run_case(
         "ctl_ps_p50_ms": ctl.as_ref().and_then(|c| pct_of(&c.ps, 0.5)),
         "ctl_ps_p99_ms": ctl.as_ref().and_then(|c| pct_of(&c.ps, 0.99)),
         "ctl_screen_p99_ms": ctl.as_ref().and_then(|c| pct_of(&c.screen, 0.99)),
+        "rpc_list_p50_ms": ctl.as_ref().and_then(|c| pct_of(&c.rpc_list, 0.5)),
+        "rpc_list_p99_ms": ctl.as_ref().and_then(|c| pct_of(&c.rpc_list, 0.99)),
+        "rpc_screen_p99_ms": ctl.as_ref().and_then(|c| pct_of(&c.rpc_screen, 0.99)),
+        "rpc_samples": ctl.as_ref().map(|c| c.rpc_list.len()),
         "logs_ms": ctl.as_ref().and_then(|c| c.logs_ms),
         "logs_max_rss_kib": ctl.as_ref().and_then(|c| c.logs_rss_kib),
         "server_cpu_s": server_cpu,
@@ -467,6 +475,9 @@ fn run_case(
 struct ControlStats {
     ps: Vec<f64>,
     screen: Vec<f64>,
+    /// The same two calls over one kept connection: the daemon's answer alone.
+    rpc_list: Vec<f64>,
+    rpc_screen: Vec<f64>,
     logs_ms: Option<f64>,
     logs_rss_kib: Option<u64>,
 }
@@ -520,6 +531,15 @@ fn control_during(
                 std::mem::forget(child);
             }
         }
+        let rpc = {
+            let (stop, session) = (Arc::clone(&stop), c.session.clone());
+            let socket = c
+                .env
+                .iter()
+                .find(|(k, _)| k == "HEARTH_SOCKET")
+                .map(|(_, v)| PathBuf::from(v));
+            std::thread::spawn(move || rpc_probe(socket, &session, &stop))
+        };
         while !stop.load(Ordering::Acquire) {
             if let Some(ms) = run(&["--json", "ps"]) {
                 stats.ps.push(ms);
@@ -528,10 +548,58 @@ fn control_during(
                 stats.screen.push(ms);
             }
         }
-        stats.ps.sort_by(|a, b| a.total_cmp(b));
-        stats.screen.sort_by(|a, b| a.total_cmp(b));
+        if let Ok((list, screen)) = rpc.join() {
+            (stats.rpc_list, stats.rpc_screen) = (list, screen);
+        }
+        for v in [
+            &mut stats.ps,
+            &mut stats.screen,
+            &mut stats.rpc_list,
+            &mut stats.rpc_screen,
+        ] {
+            v.sort_by(|a, b| a.total_cmp(b));
+        }
         stats
     })
+}
+
+/// `list` and `screen` over one kept control connection until `stop`, in ms.
+fn rpc_probe(socket: Option<PathBuf>, session: &str, stop: &AtomicBool) -> (Vec<f64>, Vec<f64>) {
+    let (mut list, mut screen) = (Vec::new(), Vec::new());
+    let Some(socket) = socket else {
+        return (list, screen);
+    };
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return (list, screen);
+    };
+    rt.block_on(async {
+        let Ok((client, _)) = hearth_rpc::socket::connect(&socket).await else {
+            return;
+        };
+        let ctx = || {
+            let mut c = tarpc::context::current();
+            c.deadline = Instant::now() + Duration::from_secs(30);
+            c
+        };
+        while !stop.load(Ordering::Acquire) {
+            let t = Instant::now();
+            if matches!(client.list(ctx()).await, Ok(Ok(_))) {
+                list.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            let t = Instant::now();
+            if matches!(
+                client.screen(ctx(), session.to_string(), false).await,
+                Ok(Ok(_))
+            ) {
+                screen.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    (list, screen)
 }
 
 /// `samples` echo round trips of one byte each, in ms, sorted; and for each, how long
