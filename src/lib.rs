@@ -9,8 +9,11 @@
 //! - [`session`]: transport-free core: PTY threads, output log, screen model, sizing.
 //! - [`menu`]: the `!>` pause menu: trigger detector, state machine, ratatui view.
 //! - [`logging`]: bounded log writers (capped lines, a rotated file).
+//! - [`dashboard`]: the dashboard of every session (`hearth top`, the lobby): model, keys,
+//!   view, and the feed both share.
 //! - [`mcp`]: `hearth mcp`, the MCP server over `hearth-rpc`.
 //! - [`authorized_keys`]: `authorized_keys` lines and key-file rules (shared by `ssh` and `cli`).
+//! - [`join`]: this machine's host name and the `ssh` line that joins a listener.
 //! - [`paths`]: XDG locations.
 //!
 //! See `docs/architecture.md` for the invariants.
@@ -19,6 +22,7 @@ pub mod authorized_keys;
 pub mod cli;
 pub mod daemon;
 pub mod dashboard;
+pub mod join;
 pub mod logging;
 pub mod mcp;
 pub mod menu;

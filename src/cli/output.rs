@@ -288,7 +288,7 @@ impl Out {
                 daemon.version, daemon.protocol, daemon.pid, daemon.socket
             );
             if let Some(addr) = daemon.lobby.as_deref().and_then(|a| a.parse::<std::net::SocketAddr>().ok()) {
-                let join = crate::daemon::registry::join_command(addr.ip(), addr.port());
+                let join = crate::join::join_command(addr.ip(), addr.port());
                 text.push_str(&format!("\nlobby: {join}"));
             }
             text

@@ -366,7 +366,7 @@ impl Daemon {
             guard: Arc::clone(&self.guard),
             login_grace: self.config.login_grace,
             sessions: Arc::new(LobbySessions(Arc::downgrade(self))),
-            host: registry::hostname().unwrap_or_else(|| "this machine".into()),
+            host: crate::join::hostname().unwrap_or_else(|| "this machine".into()),
             cancel: self.cancel.child_token(),
             tracker: self.tracker.clone(),
         });
