@@ -416,6 +416,14 @@ fn suspended<T>(
     paused.store(true, Ordering::Release);
     // Let a poll in progress notice.
     std::thread::sleep(Duration::from_millis(120));
+    // Keys the key reader had already taken from the terminal (typed right after Enter)
+    // were meant for the session; they are gone for it, but must not come back to the
+    // dashboard afterwards (a stray Enter would attach again).
+    while event::poll(Duration::ZERO).unwrap_or(false) {
+        if event::read().is_err() {
+            break;
+        }
+    }
     Screen::give_back();
     let value = tokio::task::block_in_place(f);
     Screen::take()?;
