@@ -160,3 +160,36 @@ fn a_busy_lobby_port_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_replays_a_recording_in_the_channel_and_comes_back() {
+    let (d, port) = lobby_daemon();
+    let s = d.session(
+        &["--name", "rec"],
+        &["sh", "-c", "echo recorded-$((6*7)); sleep 1000"],
+    );
+    let id = id_of(&s);
+    let c = SshClient::connect(port, &d.owner, "me", 100, 30).await;
+    c.wait_screen("recorded-42").await;
+    // The recorder writes within a second; replay what is on disk.
+    let cast = s["recording"].as_str().unwrap().to_string();
+    wait_until("the recording on disk", DEADLINE, || {
+        std::fs::read_to_string(&cast)
+            .ok()?
+            .contains("recorded-42")
+            .then_some(())
+    });
+    c.received.lock().raw.clear();
+    c.send("r").await;
+    // The recording is played on the main screen, then the lobby comes back and says so.
+    c.wait_screen(&format!("replayed {id}")).await;
+    let raw = c.raw_text();
+    let left = raw
+        .find("\x1b[?1049l")
+        .expect("the lobby's screen was left");
+    assert!(
+        raw[left..].contains("recorded-42"),
+        "the recording was played: {:?}",
+        tail(&raw, 400)
+    );
+}

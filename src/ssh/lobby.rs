@@ -394,6 +394,9 @@ impl Client {
         // The file is read on a blocking thread, a few events ahead; it stops when we do.
         let (tx, mut events) = mpsc::channel::<(f64, String)>(64);
         let reader = tokio::task::spawn_blocking(move || {
+            if std::fs::metadata(&path)?.len() == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
             let mut cast = crate::session::cast::Cast::open(&path)?;
             while let Some(e) = cast.next_event() {
                 if let crate::session::cast::Event::Output(t, text) = e
@@ -445,6 +448,9 @@ impl Client {
             }
         }
         match reader.await {
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(format!(
+                "nothing to replay of {id} yet (its recording is written within a second)"
+            )),
             Ok(Err(e)) => Ok(format!("cannot replay {id}: {e}")),
             _ => Ok(format!("replayed {id}")),
         }
