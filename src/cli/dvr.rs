@@ -164,6 +164,13 @@ pub fn replay(path: &Path, speed: f64, from: Duration) -> Result<(), Failure> {
     }
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if text.is_empty() {
+        return Err(ApiError::state(format!(
+            "nothing recorded in {} yet (a recording is written within a second)",
+            path.display()
+        ))
+        .into());
+    }
     let mut lines = text.lines();
     let header: serde_json::Value = lines
         .next()
