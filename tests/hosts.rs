@@ -14,6 +14,7 @@ use common::*;
 /// (hearth not on its PATH) and `refuses` (a key it does not admit).
 struct Remote {
     sshd: Child,
+    port: u16,
     dir: PathBuf,
     home: PathBuf,
     socket: PathBuf,
@@ -62,19 +63,7 @@ impl Remote {
         )
         .unwrap();
         std::fs::create_dir_all("/run/sshd").ok();
-        let sshd = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("sshd.log")).unwrap())
-            .spawn()
-            .unwrap();
-        wait_until("sshd to listen", DEADLINE, || {
-            std::net::TcpStream::connect(("127.0.0.1", port))
-                .ok()
-                .map(|_| ())
-        });
+        let sshd = spawn_sshd(&dir, port);
         let common = |key: &Key| {
             format!(
                 "  HostName 127.0.0.1\n  Port {port}\n  IdentityFile {}\n  IdentitiesOnly yes\n  \
@@ -100,6 +89,7 @@ impl Remote {
         d.write_config(&format!("[hosts.remote]\nremote_command = \"{BIN}\"\n"));
         Remote {
             sshd,
+            port,
             dir,
             home,
             socket,
@@ -170,6 +160,42 @@ impl Remote {
         let (ok, v) = self.json(d, args);
         assert!(ok, "{args:?} failed: {v}");
         v
+    }
+}
+
+/// The fixture's sshd on `port`, once it listens.
+fn spawn_sshd(dir: &std::path::Path, port: u16) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("sshd.log"))
+        .unwrap();
+    let sshd = Command::new("/usr/sbin/sshd")
+        .args(["-D", "-e", "-f"])
+        .arg(dir.join("sshd_config"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    wait_until("sshd to listen", DEADLINE, || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|_| ())
+    });
+    sshd
+}
+
+impl Remote {
+    /// The machine drops off the network (its sshd stops)...
+    fn unreachable(&mut self) {
+        let _ = self.sshd.kill();
+        let _ = self.sshd.wait();
+    }
+
+    /// ...and comes back.
+    fn reachable(&mut self) {
+        self.sshd = spawn_sshd(&self.dir, self.port);
     }
 }
 
@@ -536,4 +562,30 @@ fn top_hosts_groups_sessions_by_host_and_attaches_through_the_jump() {
         std::fs::read_to_string(&status).ok()?.trim().parse().ok()
     });
     assert_eq!(code, 0, "{}", tmux.capture("top"));
+}
+
+#[test]
+#[cfg_attr(
+    not(hearth_tests_sshd),
+    ignore = "needs /usr/sbin/sshd (apt-get install openssh-server)"
+)]
+fn top_hosts_shows_a_host_once_it_can_be_reached() {
+    let d = TestDaemon::start();
+    let mut r = Remote::start(&d);
+    r.far_shell(&d);
+    r.unreachable();
+    let tmux = Tmux::new(d.dir.path());
+    let status = d.dir.path().join("top.status");
+    let line = r.tmux_line(&d, "top --hosts local,remote", &status);
+    tmux.run("top", 120, 30, &line);
+    tmux.wait_for("top", "hearth top");
+    tmux.wait_for("top", "cannot reach remote");
+    r.reachable();
+    // Tried again with back-off: the remote's session appears without a key pressed.
+    tmux.wait_for("top", "far");
+    tmux.type_text("top", "q");
+    let code: i32 = wait_until("top to end", DEADLINE, || {
+        std::fs::read_to_string(&status).ok()?.trim().parse().ok()
+    });
+    assert_eq!(code, 0);
 }

@@ -89,19 +89,17 @@ impl Source {
         self.client.lock().clone()
     }
 
-    /// Connect again, if this source can; `true` when it did.
-    async fn reconnect(&self) -> bool {
-        let Some(f) = &self.reconnect else {
-            return false;
-        };
-        match f().await {
+    /// Connect again, if this source can (`None`: it cannot).
+    async fn reconnect(&self) -> Option<Result<(), ApiError>> {
+        let f = self.reconnect.as_ref()?;
+        Some(match f().await {
             Ok((client, guard)) => {
                 *self.client.lock() = client;
                 *self.guard.lock() = Some(guard);
-                true
+                Ok(())
             }
-            Err(_) => false,
-        }
+            Err(e) => Err(e),
+        })
     }
 }
 
@@ -462,22 +460,43 @@ fn follow_events(
                     }
                 }
                 Err(e) => {
-                    let message = if multi {
-                        format!("{}: {}", source.host, e.message)
-                    } else {
-                        e.message
+                    let say = |message: String| {
+                        tx.send(Update::Error(if multi {
+                            format!("{}: {message}", source.host)
+                        } else {
+                            message
+                        }))
                     };
-                    if !tx.send(Update::Error(message)) {
-                        return;
+                    // A dropped connection is made again if the source can (and its error
+                    // is the one worth showing); other errors are shown as they are.
+                    let again = if e.kind == ErrorKind::Daemon {
+                        tokio::time::sleep(backoff).await;
+                        source.reconnect().await
+                    } else {
+                        None
+                    };
+                    match again {
+                        Some(Ok(())) => {
+                            // A new connection (maybe a new daemon): start from what it
+                            // has, and have everything listed again.
+                            backoff = Duration::from_millis(200);
+                            since = None;
+                            tx.send(Update::Missed);
+                            continue;
+                        }
+                        Some(Err(why)) => {
+                            if !say(why.message) {
+                                return;
+                            }
+                        }
+                        None => {
+                            if !say(e.message) {
+                                return;
+                            }
+                            tokio::time::sleep(backoff).await;
+                        }
                     }
-                    tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
-                    if e.kind == ErrorKind::Daemon && source.reconnect().await {
-                        // A new connection (maybe a new daemon): start from what it has,
-                        // and have everything listed again.
-                        since = None;
-                        tx.send(Update::Missed);
-                    }
                 }
             }
         }
