@@ -271,20 +271,14 @@ pub async fn top_hosts(
                 })
             }
         };
-        let (client, guard) = match again().await {
-            Ok(c) => c,
-            // Not there yet: a client whose calls fail at once, so the follower reconnects.
-            Err(_) => (dead_client(), Box::new(()) as crate::dashboard::live::Guard),
+        let source = match again().await {
+            Ok((client, guard)) => Source::new(host, client).reconnecting(guard, Box::new(again)),
+            // Not there yet: its follower keeps trying (and says why on the status line).
+            Err(_) => Source::disconnected(host).reconnecting(Box::new(()), Box::new(again)),
         };
-        sources.push(Source::new(host, client).reconnecting(guard, Box::new(again)));
+        sources.push(source);
     }
     run(sources, &hosts.join(", "), out).await
-}
-
-/// A client with nobody behind it: every call fails at once.
-fn dead_client() -> HearthClient {
-    let (client, _) = tarpc::transport::channel::unbounded();
-    HearthClient::new(tarpc::client::Config::default(), client).spawn()
 }
 
 /// The dashboard over `sources`, in this terminal.
@@ -359,8 +353,11 @@ async fn run(sources: Vec<Source>, label: &str, out: Out) -> Result<(), Failure>
                     ));
                     continue;
                 }
-                let client = source.client();
-                live.dash.status = Some(match replay(&client, &real, &paused, &mut term).await {
+                let outcome = match source.client() {
+                    Ok(client) => replay(&client, &real, &paused, &mut term).await,
+                    Err(e) => Err(e.into()),
+                };
+                live.dash.status = Some(match outcome {
                     Err(e) => e.message(),
                     Ok(()) => format!("replayed {id}"),
                 });
@@ -378,7 +375,7 @@ async fn attach_routed(live: &Live, s: &SessionInfo) -> Result<std::process::Com
     let (source, real) = live
         .route(&s.id)
         .ok_or_else(|| ApiError::not_found(format!("no session {}", s.id)))?;
-    let client = source.client();
+    let client = source.client()?;
     let info = call(client.hello(
         ctx(),
         hearth_rpc::PROTOCOL_VERSION,

@@ -42,11 +42,20 @@ fn ctx() -> tarpc::context::Context {
     c
 }
 
+/// One call, bounded by our own timer too: a client whose connection went away must not
+/// hold the dashboard (tarpc's client can wait forever then).
 async fn call<T>(
     f: impl std::future::Future<Output = Result<Result<T, ApiError>, tarpc::client::RpcError>>,
 ) -> Result<T, ApiError> {
-    f.await
-        .map_err(|e| ApiError::new(ErrorKind::Daemon, format!("the daemon did not answer: {e}")))?
+    match tokio::time::timeout(Duration::from_secs(40), f).await {
+        Ok(r) => r.map_err(|e| {
+            ApiError::new(ErrorKind::Daemon, format!("the daemon did not answer: {e}"))
+        })?,
+        Err(_) => Err(ApiError::new(
+            ErrorKind::Daemon,
+            "the daemon did not answer within 40 s",
+        )),
+    }
 }
 
 /// What keeps a connection open (a running `ssh`), dropped with it.
@@ -63,7 +72,8 @@ pub type Reconnect = Box<
 pub struct Source {
     /// The host's name (`local` for this machine) or a label.
     pub host: String,
-    client: parking_lot::Mutex<HearthClient>,
+    /// `None` until a connection is made (a host not reachable yet).
+    client: parking_lot::Mutex<Option<HearthClient>>,
     guard: parking_lot::Mutex<Option<Guard>>,
     reconnect: Option<Reconnect>,
 }
@@ -72,7 +82,17 @@ impl Source {
     pub fn new(host: impl Into<String>, client: HearthClient) -> Source {
         Source {
             host: host.into(),
-            client: parking_lot::Mutex::new(client),
+            client: parking_lot::Mutex::new(Some(client)),
+            guard: parking_lot::Mutex::new(None),
+            reconnect: None,
+        }
+    }
+
+    /// A source not connected yet (give it a way to connect with `reconnecting`).
+    pub fn disconnected(host: impl Into<String>) -> Source {
+        Source {
+            host: host.into(),
+            client: parking_lot::Mutex::new(None),
             guard: parking_lot::Mutex::new(None),
             reconnect: None,
         }
@@ -85,8 +105,11 @@ impl Source {
         self
     }
 
-    pub fn client(&self) -> HearthClient {
-        self.client.lock().clone()
+    /// The connection, or why there is none (calls fail at once then).
+    pub fn client(&self) -> Result<HearthClient, ApiError> {
+        self.client.lock().clone().ok_or_else(|| {
+            ApiError::new(ErrorKind::Daemon, format!("{} is not connected", self.host))
+        })
     }
 
     /// Connect again, if this source can (`None`: it cannot).
@@ -94,7 +117,7 @@ impl Source {
         let f = self.reconnect.as_ref()?;
         Some(match f().await {
             Ok((client, guard)) => {
-                *self.client.lock() = client;
+                *self.client.lock() = Some(client);
                 *self.guard.lock() = Some(guard);
                 Ok(())
             }
@@ -136,7 +159,7 @@ impl Live {
         }
         // One source must answer for a start: a dashboard of nothing helps nobody.
         if sources.len() == 1 {
-            call(sources[0].client().list(ctx())).await?;
+            call(sources[0].client()?.list(ctx())).await?;
         }
         let sources = std::sync::Arc::new(sources);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -260,7 +283,7 @@ impl Live {
         let (source, id) = self
             .route(id)
             .ok_or_else(|| ApiError::not_found(format!("no session {id}")))?;
-        let client = source.client();
+        let client = source.client()?;
         let info = match call(client.get(ctx(), id.to_string())).await {
             Ok(info) => info,
             Err(e) if e.kind == ErrorKind::NotFound => {
@@ -281,7 +304,10 @@ impl Live {
         let Some((source, real)) = self.route(id) else {
             return;
         };
-        if let Ok(text) = call(source.client().screen(ctx(), real, false)).await {
+        let Ok(client) = source.client() else {
+            return;
+        };
+        if let Ok(text) = call(client.screen(ctx(), real, false)).await {
             self.dash.set_screen(id, &text);
         }
     }
@@ -291,11 +317,13 @@ impl Live {
     /// (its sessions leave the view until it answers again).
     pub async fn refresh(&mut self) {
         let before = self.dash.model.selected().map(|s| s.id.clone());
-        let lists = futures::future::join_all(
-            self.sources
-                .iter()
-                .map(|s| async move { (s.host.clone(), call(s.client().list(ctx())).await) }),
-        )
+        let lists = futures::future::join_all(self.sources.iter().map(|s| async move {
+            let list = match s.client() {
+                Ok(c) => call(c.list(ctx())).await,
+                Err(e) => Err(e),
+            };
+            (s.host.clone(), list)
+        }))
         .await;
         let multi = self.multi();
         let mut all = Vec::new();
@@ -350,7 +378,13 @@ impl Live {
             self.dash.status = Some("that session's host is not shown".into());
             return;
         };
-        let client = source.client();
+        let client = match source.client() {
+            Ok(c) => c,
+            Err(e) => {
+                self.dash.status = Some(e.message);
+                return;
+            }
+        };
         let on = if self.multi() {
             format!(" on {}", source.host)
         } else {
@@ -443,7 +477,11 @@ fn follow_events(
         let mut since = None;
         let mut backoff = Duration::from_millis(200);
         loop {
-            match call(source.client().events(ctx(), since, None, 512, 10_000)).await {
+            let batch = match source.client() {
+                Ok(c) => call(c.events(ctx(), since, None, 512, 10_000)).await,
+                Err(e) => Err(e),
+            };
+            match batch {
                 Ok(mut batch) => {
                     backoff = Duration::from_millis(200);
                     since = Some(batch.next);
@@ -526,7 +564,10 @@ fn follow_screen(
                 id = None;
                 continue;
             };
-            let client = source.client();
+            let Ok(client) = source.client() else {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            };
             if let Ok(text) = call(client.screen(ctx(), real.clone(), false)).await
                 && !tx.send(Update::Screen(current.clone(), text))
             {

@@ -579,14 +579,19 @@ impl Tmux {
     }
 
     pub fn wait_for(&self, name: &str, needle: &str) -> String {
-        wait_until(
-            &format!("{needle:?} in tmux window {name}"),
-            DEADLINE,
-            || {
-                let s = self.capture(name);
-                s.contains(needle).then_some(s)
-            },
-        )
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let s = self.capture(name);
+            if s.contains(needle) {
+                return s;
+            }
+            if Instant::now() > end {
+                panic!(
+                    "timed out after {DEADLINE:?} waiting for {needle:?} in tmux window {name}; it shows:\n{s}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The exit status of the window's command once it is dead.
