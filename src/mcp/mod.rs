@@ -211,7 +211,17 @@ impl HearthMcp {
         let mut a = a.clone();
         a.remove("host");
         let c = self.client_for(host.as_deref()).await?;
-        let result = self.call_on(&c, name, &a, host.is_some()).await;
+        // Bounded by our own timer as well: tarpc's client can wait forever once its
+        // connection is gone.
+        let limit = Duration::from_millis(MAX_WAIT_MS) + Duration::from_secs(30);
+        let result = tokio::time::timeout(limit, self.call_on(&c, name, &a, host.is_some()))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Fail(ApiError::new(
+                    ErrorKind::Daemon,
+                    format!("no answer within {} s", limit.as_secs()),
+                )))
+            });
         // A connection that dropped is made again on the next call.
         if let (Some(h), Err(Fail(e))) = (&host, &result)
             && e.kind == ErrorKind::Daemon
