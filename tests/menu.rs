@@ -191,8 +191,8 @@ async fn the_trigger_is_configurable_and_the_menu_can_be_turned_off() {
     let cwd = dir.path().to_str().unwrap();
     let off = d.session(&["--no-menu", "--cwd", cwd], &["/bin/sh"]);
     let a = SshClient::connect(port_of(&off), &d.owner, "a", 80, 24).await;
-    a.send("echo $((1+1))!>x; echo wrote-x\r").await;
-    a.wait_text("wrote-x").await;
+    a.send("echo $((1+1))!>x; echo wrote-$((6*7))\r").await;
+    a.wait_text("wrote-42").await;
     assert_eq!(
         std::fs::read_to_string(dir.path().join("x")).unwrap(),
         "2!\n"
