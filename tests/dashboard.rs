@@ -20,10 +20,7 @@ fn hearth_line(d: &TestDaemon, name: &str, args: &str, extra_env: &str) -> Strin
 
 /// The exit status `hearth_line` wrote, once it has.
 fn exit_status(d: &TestDaemon, name: &str) -> i32 {
-    let path = d.dir.path().join(format!("{name}.status"));
-    wait_until(&format!("{name} to end"), DEADLINE, || {
-        std::fs::read_to_string(&path).ok()?.trim().parse().ok()
-    })
+    written_status(&d.dir.path().join(format!("{name}.status")))
 }
 
 #[test]

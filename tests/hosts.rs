@@ -322,9 +322,7 @@ fn attach_host_joins_a_remote_session_through_the_jump() {
         tail(&sshd_log, 2000)
     );
     tmux.type_text("att", "exit 6\r");
-    let code: i32 = wait_until("attach to end", DEADLINE, || {
-        std::fs::read_to_string(&status).ok()?.trim().parse().ok()
-    });
+    let code: i32 = written_status(&status);
     assert_eq!(code, 6, "{}", tmux.capture("att"));
 }
 
@@ -558,9 +556,7 @@ fn top_hosts_groups_sessions_by_host_and_attaches_through_the_jump() {
     tmux.type_text("top", "exit\r");
     tmux.wait_for("top", "remote/");
     tmux.type_text("top", "q");
-    let code: i32 = wait_until("top to end", DEADLINE, || {
-        std::fs::read_to_string(&status).ok()?.trim().parse().ok()
-    });
+    let code: i32 = written_status(&status);
     assert_eq!(code, 0, "{}", tmux.capture("top"));
 }
 
@@ -584,8 +580,6 @@ fn top_hosts_shows_a_host_once_it_can_be_reached() {
     // Tried again with back-off: the remote's session appears without a key pressed.
     tmux.wait_for("top", "far");
     tmux.type_text("top", "q");
-    let code: i32 = wait_until("top to end", DEADLINE, || {
-        std::fs::read_to_string(&status).ok()?.trim().parse().ok()
-    });
+    let code: i32 = written_status(&status);
     assert_eq!(code, 0);
 }

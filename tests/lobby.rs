@@ -70,9 +70,7 @@ fn openssh_lists_filters_joins_types_and_comes_back_on_one_connection() {
     });
     // q leaves the lobby; ssh ends with 0.
     tmux.type_text("lobby", "q");
-    let code: i32 = wait_until("ssh to end", DEADLINE, || {
-        std::fs::read_to_string(&status).ok()?.trim().parse().ok()
-    });
+    let code: i32 = written_status(&status);
     assert_eq!(code, 0, "{}", tmux.capture("lobby"));
 }
 

@@ -21,6 +21,26 @@ pub mod types;
 pub mod wait;
 
 pub use error::{ApiError, ErrorKind};
+
+/// Await one call, bounded by the caller's own timer as well as the call's deadline: a
+/// client whose connection went away can otherwise wait forever. Transport failures and the
+/// timeout come back as [`ErrorKind::Daemon`].
+pub async fn bounded<T>(
+    limit: std::time::Duration,
+    f: impl std::future::Future<Output = Result<Result<T, ApiError>, tarpc::client::RpcError>>,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(ApiError::new(
+            ErrorKind::Daemon,
+            format!("the daemon did not answer: {e}"),
+        )),
+        Err(_) => Err(ApiError::new(
+            ErrorKind::Daemon,
+            format!("the daemon did not answer within {} s", limit.as_secs()),
+        )),
+    }
+}
 pub use types::*;
 
 /// Bumped whenever a request or response changes shape. [`Hearth::hello`] never changes

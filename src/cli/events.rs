@@ -31,12 +31,7 @@ pub async fn events(
         let batch = call(client.events(c, from, target.clone(), 1000, wait_ms)).await?;
         let mut stdout = std::io::stdout().lock();
         for e in &batch.events {
-            let line = if out.json {
-                serde_json::to_string(e).unwrap_or_default()
-            } else {
-                human(e)
-            };
-            if writeln!(stdout, "{line}").is_err() {
+            if writeln!(stdout, "{}", line(e, out, None)).is_err() {
                 return Ok(()); // the reader went away
             }
         }
@@ -138,14 +133,7 @@ async fn follow_one(
             .await
             .map_err(Failure::into_api)?;
         for e in &batch.events {
-            let line = if out.json {
-                let mut v = serde_json::to_value(e).unwrap_or_default();
-                v["host"] = serde_json::Value::String(host.to_string());
-                v.to_string()
-            } else {
-                format!("[{host}] {}", human(e))
-            };
-            if tx.send(line).await.is_err() {
+            if tx.send(line(e, out, Some(host))).await.is_err() {
                 return Ok(());
             }
         }
@@ -154,6 +142,20 @@ async fn follow_one(
         if !follow && done {
             return Ok(());
         }
+    }
+}
+
+/// An event as printed: JSON or readable, marked with its host when there are several.
+fn line(e: &Event, out: Out, host: Option<&str>) -> String {
+    match (out.json, host) {
+        (true, None) => serde_json::to_string(e).unwrap_or_default(),
+        (true, Some(h)) => {
+            let mut v = serde_json::to_value(e).unwrap_or_default();
+            v["host"] = serde_json::Value::String(h.to_string());
+            v.to_string()
+        }
+        (false, None) => human(e),
+        (false, Some(h)) => format!("[{h}] {}", human(e)),
     }
 }
 

@@ -458,20 +458,7 @@ async fn call<T>(
 ) -> Result<T, Failure> {
     // Every call's deadline is 60 s (`ctx`); a connection that went away without an answer
     // must not hold the command longer than that.
-    match tokio::time::timeout(Duration::from_secs(70), f).await {
-        Ok(r) => Ok(r.map_err(rpc_err)??),
-        Err(_) => Err(Failure::Api(ApiError::new(
-            ErrorKind::Daemon,
-            "the daemon did not answer within 70 s",
-        ))),
-    }
-}
-
-fn rpc_err(e: tarpc::client::RpcError) -> Failure {
-    Failure::Api(ApiError::new(
-        ErrorKind::Daemon,
-        format!("the daemon did not answer: {e}"),
-    ))
+    Ok(hearth_rpc::bounded(Duration::from_secs(70), f).await?)
 }
 
 /// Commands that act on this machine only (never through `--host`).

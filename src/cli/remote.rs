@@ -45,13 +45,18 @@ pub fn hosts() -> Result<Hosts, Failure> {
     )?)
 }
 
-/// The ssh command line to reach a daemon: `HEARTH_SSH` (split on whitespace, like
-/// `GIT_SSH_COMMAND` without quoting), else `[hosts] ssh`, else `ssh -T -o BatchMode=yes`.
-pub fn ssh_base(hosts: &Hosts) -> Vec<String> {
+/// `HEARTH_SSH`, split on whitespace (like `GIT_SSH_COMMAND`, without quoting).
+pub fn hearth_ssh() -> Option<Vec<String>> {
     std::env::var("HEARTH_SSH")
         .ok()
         .map(|s| s.split_whitespace().map(String::from).collect::<Vec<_>>())
         .filter(|v| !v.is_empty())
+}
+
+/// The ssh command line to reach a daemon: `HEARTH_SSH`, else `[hosts] ssh`, else
+/// `ssh -T -o BatchMode=yes`.
+pub fn ssh_base(hosts: &Hosts) -> Vec<String> {
+    hearth_ssh()
         .or_else(|| hosts.ssh.clone())
         .unwrap_or_else(|| {
             ["ssh", "-T", "-o", "BatchMode=yes"]

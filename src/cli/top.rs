@@ -44,14 +44,9 @@ fn host_alias(host: Option<&str>) -> String {
     }
 }
 
-/// The `ssh` command line: `HEARTH_SSH` (split on whitespace, like `GIT_SSH_COMMAND`
-/// without quoting), else `ssh`.
+/// The `ssh` command line: `HEARTH_SSH`, else `ssh`.
 fn ssh_command() -> Vec<String> {
-    std::env::var("HEARTH_SSH")
-        .ok()
-        .map(|s| s.split_whitespace().map(String::from).collect::<Vec<_>>())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| vec!["ssh".into()])
+    super::remote::hearth_ssh().unwrap_or_else(|| vec!["ssh".into()])
 }
 
 /// Where `attach` connects for a session bound to `bind`.

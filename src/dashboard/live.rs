@@ -43,19 +43,11 @@ fn ctx() -> tarpc::context::Context {
 }
 
 /// One call, bounded by our own timer too: a client whose connection went away must not
-/// hold the dashboard (tarpc's client can wait forever then).
+/// hold the dashboard.
 async fn call<T>(
     f: impl std::future::Future<Output = Result<Result<T, ApiError>, tarpc::client::RpcError>>,
 ) -> Result<T, ApiError> {
-    match tokio::time::timeout(Duration::from_secs(40), f).await {
-        Ok(r) => r.map_err(|e| {
-            ApiError::new(ErrorKind::Daemon, format!("the daemon did not answer: {e}"))
-        })?,
-        Err(_) => Err(ApiError::new(
-            ErrorKind::Daemon,
-            "the daemon did not answer within 40 s",
-        )),
-    }
+    hearth_rpc::bounded(Duration::from_secs(40), f).await
 }
 
 /// What keeps a connection open (a running `ssh`), dropped with it.
@@ -153,13 +145,14 @@ pub struct Live {
 impl Live {
     /// List the sessions, start following events and the selected session's screen, and
     /// fetch every session's last line once. With several sources, ids are `host/id`.
-    pub async fn start(sources: Vec<Source>, dash: Dashboard) -> Result<Live, ApiError> {
+    pub async fn start(sources: Vec<Source>, mut dash: Dashboard) -> Result<Live, ApiError> {
         if sources.is_empty() {
             return Err(ApiError::invalid("no daemon to show"));
         }
-        // One source must answer for a start: a dashboard of nothing helps nobody.
+        // A lone source must answer for a start (several: those that do are shown).
         if sources.len() == 1 {
-            call(sources[0].client()?.list(ctx())).await?;
+            let list = call(sources[0].client()?.list(ctx())).await?;
+            dash.model.set_sessions(list);
         }
         let sources = std::sync::Arc::new(sources);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -191,7 +184,9 @@ impl Live {
             shell: None,
             _stop: stop.drop_guard(),
         };
-        live.refresh().await;
+        if live.multi() {
+            live.refresh().await;
+        }
         if let Some(s) = live.dash.model.selected() {
             let _ = live.select.send(s.id.clone());
         }

@@ -32,6 +32,16 @@ pub fn wait_until<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> 
     }
 }
 
+/// The exit status a shell line wrote to `path` (`...; echo $? > path`), once it has
+/// (tmux 3.3 does not always record a dead pane's).
+pub fn written_status(path: &Path) -> i32 {
+    wait_until(
+        &format!("{} to be written", path.display()),
+        DEADLINE,
+        || std::fs::read_to_string(path).ok()?.trim().parse().ok(),
+    )
+}
+
 /// A key pair on disk, usable by OpenSSH (`path`) and by russh (`key`).
 pub struct Key {
     pub path: PathBuf,
