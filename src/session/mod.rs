@@ -2,9 +2,11 @@
 //! table of attached clients.
 //!
 //! Output flows one way: PTY reader thread → [`QueryFilter`] (terminal queries are answered
-//! here, once) → screen model and log, under one lock so a snapshot (repaint + cursor) is
-//! always consistent → a `watch` wakes every reader, each of which reads from its own
-//! cursor. Input flows the other way through one bounded channel to the PTY writer thread.
+//! here, once) → log → a `watch` wakes every reader, each of which reads from its own
+//! cursor under the log's own lock → then the screen model parses the same bytes. The
+//! reader holds the model lock from before the append until the parse is done, so a
+//! snapshot (repaint + log offset, taken under the model lock) is always consistent, and a
+//! writer streaming output never waits for a parse. Input flows the other way through one bounded channel to the PTY writer thread.
 //!
 //! This module must not know about russh, tarpc or ratatui: the SSH and RPC adapters call
 //! it, never the reverse. Locks here are std/parking_lot locks held for short, synchronous
@@ -67,10 +69,11 @@ impl Default for Limits {
     }
 }
 
-struct Output {
+/// The query filter and the screen model, changed by the PTY reader thread only. The log
+/// is not here: writers read it under its own lock and never wait for a parse.
+struct Model {
     filter: QueryFilter,
     screen: Screen,
-    log: log::OutputLog,
     /// The title and bells last reported as events, and when (at most one a second: a
     /// program that rings or retitles in a loop must not flood the event ring).
     seen: screen::Signals,
@@ -164,7 +167,7 @@ struct Typist {
 }
 
 /// One session. Its locks are parking_lot mutexes held for short synchronous sections,
-/// never across an await. Lock order, outermost first: `pty` -> `clients` -> `output`.
+/// never across an await. Lock order, outermost first: `pty` -> `clients` -> `model` -> `log`.
 /// `typist` is a leaf: never held while taking another lock.
 pub struct Session {
     pub id: String,
@@ -175,9 +178,12 @@ pub struct Session {
     /// The child, signalled only until reaped.
     leader: Arc<pty::Leader>,
     limits: Limits,
-    /// Filter, screen model and log, changed together by the PTY reader thread so a
-    /// snapshot (repaint + offset) is always consistent. The hot lock: innermost.
-    output: Mutex<Output>,
+    /// Filter and screen model. The PTY reader holds it from before a read's bytes enter
+    /// the log until they are parsed, so a snapshot (taken under it: repaint + log end) is
+    /// always consistent. Never held by a writer reading output.
+    model: Mutex<Model>,
+    /// The output log; innermost, held only to append, read or look up offsets.
+    log: Mutex<log::OutputLog>,
     output_end: watch::Sender<u64>,
     exit: watch::Sender<Option<i32>>,
     input: mpsc::Sender<Bytes>,
@@ -255,13 +261,13 @@ impl Session {
             created_at: SystemTime::now(),
             pid: leader.pid,
             leader: Arc::clone(&leader),
-            output: Mutex::new(Output {
+            model: Mutex::new(Model {
                 filter: QueryFilter::default(),
                 screen: Screen::new(rows, cols),
-                log: log::OutputLog::new(limits.log_bytes),
                 seen: screen::Signals::default(),
                 seen_at: None,
             }),
+            log: Mutex::new(log::OutputLog::new(limits.log_bytes)),
             limits,
             output_end: watch::channel(0).0,
             exit: watch::channel(None).0,
@@ -333,9 +339,9 @@ impl Session {
     }
 
     /// A title or bell change not yet reported, if one is due (`force`: even within a second
-    /// of the last report). Called under the output lock.
+    /// of the last report). Called under the model lock.
     fn signals_to_report(
-        out: &mut Output,
+        out: &mut Model,
         force: bool,
     ) -> Option<(screen::Signals, screen::Signals)> {
         let s = out.screen.signals();
@@ -365,31 +371,45 @@ impl Session {
     /// Report a title or bell change held back by the once-a-second limit (the daemon
     /// calls this when the session goes idle, so the last change is never lost).
     pub fn report_signals(&self) {
-        let pending = Self::signals_to_report(&mut self.output.lock(), true);
+        let pending = Self::signals_to_report(&mut self.model.lock(), true);
         if let Some((before, now)) = pending {
             self.emit_signals(before, now);
         }
     }
 
-    /// Called by the PTY reader thread with every read.
+    /// Called by the PTY reader thread with every read: filter, append to the log and wake
+    /// the readers, then parse. Writers stream the new bytes while the screen model takes
+    /// them in; a snapshot waits for the parse (it takes the model lock), so it always
+    /// matches the log offset it names.
     fn on_output(&self, bytes: &[u8]) {
         let mut replies = Vec::new();
         let mut asks = Vec::new();
-        let (end, signals) = {
-            let mut out = self.output.lock();
-            let out = &mut *out;
-            for piece in out.filter.feed(bytes) {
-                match piece {
-                    Piece::Output(data) => {
-                        let data = Bytes::from(data);
+        let signals = {
+            let mut model = self.model.lock();
+            let model = &mut *model;
+            let pieces = model.filter.feed(bytes);
+            let now = std::time::Instant::now();
+            let end = {
+                let mut log = self.log.lock();
+                for piece in &pieces {
+                    if let Piece::Output(data) = piece {
                         if let Some(r) = &self.recorder {
-                            r.output(std::time::Instant::now(), data.clone());
+                            r.output(now, data.clone());
                         }
-                        out.screen.process(&data);
-                        out.log.append(data);
+                        log.append(data.clone());
                     }
+                }
+                log.end()
+            };
+            if let Some(typist) = &*self.typist.lock() {
+                typist.wake.notify_one();
+            }
+            self.output_end.send_replace(end);
+            for piece in pieces {
+                match piece {
+                    Piece::Output(data) => model.screen.process(&data),
                     Piece::Query(q) => {
-                        let reply = q.reply(out.screen.cursor());
+                        let reply = q.reply(model.screen.cursor());
                         if !reply.is_empty() {
                             replies.push(reply);
                         }
@@ -397,16 +417,12 @@ impl Session {
                     Piece::Ask(query) => asks.push(query),
                 }
             }
-            (out.log.end(), Self::signals_to_report(out, false))
+            Self::signals_to_report(model, false)
         };
         if let Some((before, now)) = signals {
             self.emit_signals(before, now);
         }
         self.activity.output();
-        if let Some(typist) = &*self.typist.lock() {
-            typist.wake.notify_one();
-        }
-        self.output_end.send_replace(end);
         for query in asks {
             self.ask_one_client(Bytes::from(query));
         }
@@ -486,19 +502,22 @@ impl Session {
     /// The repaint of the current screen and the log offset it corresponds to: stream from
     /// there and the client sees exactly what everyone else sees.
     pub fn snapshot(&self) -> (Vec<u8>, u64) {
-        let out = self.output.lock();
-        (out.screen.repaint(), out.log.end())
+        let model = self.model.lock();
+        (model.screen.repaint(), self.log.lock().end())
     }
 
     /// A frame of the current screen clipped to `cols` x `rows` (for clients smaller than
     /// the PTY), and the log offset it shows.
     pub fn clipped_snapshot(&self, cols: u16, rows: u16, fresh: bool) -> (Vec<u8>, u64) {
-        let out = self.output.lock();
-        (out.screen.clipped(cols, rows, fresh), out.log.end())
+        let model = self.model.lock();
+        (
+            model.screen.clipped(cols, rows, fresh),
+            self.log.lock().end(),
+        )
     }
 
     fn read(&self, from: u64, max: usize) -> LogRead {
-        self.output.lock().log.read(from, max)
+        self.log.lock().read(from, max)
     }
 
     /// The recording's path, if recording.
@@ -517,8 +536,7 @@ impl Session {
     /// Where a read from `from` starts, and how many bytes before it are no longer
     /// retained (an offset older than the log skips to its oldest byte).
     fn start_offset(&self, from: ReadFrom) -> (u64, u64) {
-        let out = self.output.lock();
-        let log = &out.log;
+        let log = self.log.lock();
         let at = match from {
             ReadFrom::Start => log.start(),
             ReadFrom::End => log.end(),
@@ -532,19 +550,19 @@ impl Session {
     }
 
     /// A still copy of the screen and its history, for a client's Rewind view: one copy
-    /// under the output lock when Rewind opens; scrolling it never takes the lock.
+    /// under the model lock when Rewind opens; scrolling it never takes the lock.
     pub fn history(&self) -> screen::History {
-        screen::History::new(self.output.lock().screen.snapshot_screen())
+        screen::History::new(self.model.lock().screen.snapshot_screen())
     }
 
     /// The current screen with colours and cursor (what `screen --ansi` prints).
     pub fn screen_ansi(&self) -> Vec<u8> {
-        self.output.lock().screen.repaint()
+        self.model.lock().screen.repaint()
     }
 
     /// The current screen as text.
     pub fn screen_text(&self) -> String {
-        self.output.lock().screen.text()
+        self.model.lock().screen.text()
     }
 
     /// Type `data` into the program for the control API: one message to the PTY writer, so
@@ -566,13 +584,13 @@ impl Session {
 
     /// (application cursor keys, bracketed paste), as the program set them.
     pub fn input_modes(&self) -> (bool, bool) {
-        self.output.lock().screen.input_modes()
+        self.model.lock().screen.input_modes()
     }
 
     /// The title the program set (OSC 0/2), and how many bells it rang.
     pub fn title_and_bells(&self) -> (Option<String>, u64) {
-        let out = self.output.lock();
-        let s = out.screen.signals();
+        let model = self.model.lock();
+        let s = model.screen.signals();
         (s.title.clone(), s.bells)
     }
 
@@ -861,7 +879,7 @@ impl Session {
             tracing::warn!(session = %self.id, error = %e, "pty resize failed");
             return;
         }
-        self.output.lock().screen.resize(rows, cols);
+        self.model.lock().screen.resize(rows, cols);
         pty.size = (cols, rows);
         if let Some(r) = &self.recorder {
             r.resize(std::time::Instant::now(), cols, rows);

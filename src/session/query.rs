@@ -52,7 +52,7 @@ impl Query {
 /// A piece of filtered output.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Piece {
-    Output(Vec<u8>),
+    Output(bytes::Bytes),
     Query(Query),
     /// A query only a real terminal can answer (OSC 10/11/12: colours): sent to one client,
     /// whose terminal's answer goes to the program, instead of to everyone.
@@ -110,7 +110,7 @@ impl QueryFilter {
             self.step(b, &mut out, &mut pieces);
         }
         if !out.is_empty() {
-            pieces.push(Piece::Output(out));
+            pieces.push(Piece::Output(out.into()));
         }
         pieces
     }
@@ -145,7 +145,7 @@ impl QueryFilter {
                 if (0x40..=0x7e).contains(&b) {
                     if let Some(q) = classify(params, b) {
                         if !out.is_empty() {
-                            pieces.push(Piece::Output(std::mem::take(out)));
+                            pieces.push(Piece::Output(std::mem::take(out).into()));
                         }
                         pieces.push(Piece::Query(q));
                     } else {
@@ -239,7 +239,7 @@ impl QueryFilter {
         whole.extend_from_slice(terminator);
         if matches!(body.as_slice(), b"10;?" | b"11;?" | b"12;?") {
             if !out.is_empty() {
-                pieces.push(Piece::Output(std::mem::take(out)));
+                pieces.push(Piece::Output(std::mem::take(out).into()));
             }
             pieces.push(Piece::Ask(whole));
         } else {
@@ -270,7 +270,7 @@ mod tests {
         let mut qs = Vec::new();
         for p in pieces {
             match p {
-                Piece::Output(o) => out.extend(o),
+                Piece::Output(o) => out.extend_from_slice(&o),
                 Piece::Query(q) => qs.push(q),
                 Piece::Ask(a) => out.extend(a),
             }
@@ -349,7 +349,7 @@ mod tests {
         let out: Vec<u8> = pieces
             .into_iter()
             .flat_map(|p| match p {
-                Piece::Output(o) => o,
+                Piece::Output(o) => o.to_vec(),
                 _ => Vec::new(),
             })
             .collect();
