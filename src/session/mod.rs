@@ -609,6 +609,12 @@ impl Session {
         self.clients.lock().len()
     }
 
+    /// How many clients are attached, without taking the clients lock (for per-batch
+    /// decisions on the hot path).
+    pub fn attached(&self) -> usize {
+        *self.client_count.borrow()
+    }
+
     /// Resolves once no client is attached (or after `limit`); true if none is.
     pub async fn wait_empty(&self, limit: Duration) -> bool {
         let mut count = self.client_count.subscribe();

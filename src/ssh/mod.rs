@@ -224,6 +224,10 @@ pub fn server_config(host_key: PrivateKey) -> russh::server::Config {
         keepalive_interval: Some(Duration::from_secs(30)),
         keepalive_max: 4,
         nodelay: true,
+        // `Handle::data` waits once two messages are queued for the connection (default
+        // 10): each writer keeps at most its batch in hand and two in russh's queue, so
+        // a flood to 1,000 clients costs a bounded, small amount per client.
+        event_buffer_size: 2,
         ..Default::default()
     }
 }

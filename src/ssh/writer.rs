@@ -3,7 +3,7 @@
 //! client's SSH window is full; meanwhile the log moves on without it, and if the client
 //! falls behind what the log retains it is repainted from the screen model and continues
 //! live. So a slow client costs nobody else anything, and its memory is bounded by one
-//! batch in flight plus russh's own per-channel buffer.
+//! batch in flight plus russh's queue of two (smaller batches on a crowded session).
 //!
 //! It is the only writer of its channel: pause-menu frames (from the input task) and
 //! banners (messages from other clients) go through it too. While the menu is open, live
@@ -32,6 +32,16 @@ use crate::session::{Attachment, Notice, size};
 
 /// Largest batch handed to russh at once.
 const MAX_BATCH: usize = 32 * 1024;
+
+/// With more than [`CROWD`] clients on the session, batches are this small instead: what
+/// each client has in flight (a batch being sent plus russh's queue of
+/// `event_buffer_size` batches, see `ssh::server_config`) is what a flood costs in memory
+/// per client, and a thousand clients times 32 KiB batches is what made the peak. Few
+/// clients keep large batches: less work per byte.
+const CROWD_BATCH: usize = 8 * 1024;
+
+/// See [`CROWD_BATCH`].
+const CROWD: usize = 64;
 
 /// How the client's stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,7 +328,12 @@ impl Writer {
                 _ => Ok(None),
             };
         }
-        match stream.reader.read(MAX_BATCH) {
+        let batch = if self.client.session().attached() > CROWD {
+            CROWD_BATCH
+        } else {
+            MAX_BATCH
+        };
+        match stream.reader.read(batch) {
             Next::Data(bytes) => {
                 stream.last_output = Some(Instant::now());
                 Ok(Some(bytes))
