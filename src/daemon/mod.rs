@@ -207,6 +207,52 @@ pub struct Daemon {
     ended: parking_lot::Mutex<std::collections::VecDeque<Ended>>,
     /// Where the lobby listens, once it does.
     lobby: parking_lot::Mutex<Option<std::net::SocketAddr>>,
+    /// The runtime that carries the sessions' SSH traffic.
+    main: tokio::runtime::Handle,
+    /// The control plane's own runtime, on its own thread ([`ControlThread`]).
+    control: tokio::runtime::Handle,
+}
+
+/// The control plane runs on a thread and runtime of its own, so `ps`, `screen` or `wait`
+/// answer at once while the main runtime's workers are busy streaming a flood to many
+/// clients (on 2 cores that queue was 30-70 ms deep at 50 viewers). Calls that bind
+/// sockets or start long-lived tasks (`create`, `up`, `restart`) run their work on the
+/// main runtime ([`Daemon::on_main`]), so no session traffic ever lands here.
+struct ControlThread {
+    handle: tokio::runtime::Handle,
+    stop: CancellationToken,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ControlThread {
+    fn start() -> anyhow::Result<ControlThread> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("control")
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot start the control runtime: {e}"))?;
+        let handle = runtime.handle().clone();
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("control".into())
+            .spawn(move || {
+                runtime.block_on(stopped.cancelled());
+                runtime.shutdown_timeout(Duration::from_secs(1));
+            })
+            .map_err(|e| anyhow::anyhow!("cannot start the control thread: {e}"))?;
+        Ok(ControlThread {
+            handle,
+            stop,
+            thread,
+        })
+    }
+
+    /// Stop the runtime (after the task tree has ended) and wait for its thread.
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = tokio::task::spawn_blocking(move || self.thread.join()).await;
+    }
 }
 
 impl Daemon {
@@ -226,7 +272,10 @@ impl Daemon {
                 .unwrap_or_default(),
             ssh::keys::fingerprint_of(host_key.public_key().key_data()),
         );
+        let control_thread = ControlThread::start()?;
         let daemon = Arc::new(Daemon {
+            main: tokio::runtime::Handle::current(),
+            control: control_thread.handle.clone(),
             host_public,
             ssh_config: Arc::new(ssh::server_config(host_key)),
             registry: Registry::default(),
@@ -264,10 +313,57 @@ impl Daemon {
         {
             tracing::warn!(error = %e, "cannot notify systemd of readiness");
         }
+        // The listener's file is used from the control runtime (its events are driven
+        // there); `control` keeps the path and the lock until the end.
+        let listener = std::os::fd::AsFd::as_fd(&control.listener)
+            .try_clone_to_owned()
+            .map_err(|e| anyhow::anyhow!("cannot use the control socket: {e}"))?;
+        let accepting = daemon.control.spawn(Arc::clone(&daemon).accept(
+            std::os::unix::net::UnixListener::from(listener),
+            uid,
+            shutdown.clone(),
+        ));
+        shutdown.cancelled().await;
+        let _ = accepting.await;
+        tracing::info!("shutting down: ending every session");
+        daemon.kill_all().await;
+        drop(control);
+        daemon.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(5), daemon.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some tasks did not end within 5 s");
+        }
+        control_thread.stop().await;
+        tracing::info!("daemon stopped");
+        Ok(())
+    }
+
+    /// The control socket's accept loop, on the control runtime: each connection from this
+    /// user is served there.
+    async fn accept(
+        self: Arc<Self>,
+        listener: std::os::unix::net::UnixListener,
+        uid: u32,
+        shutdown: CancellationToken,
+    ) {
+        let listener = match listener
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::UnixListener::from_std(listener))
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot accept on the control socket");
+                shutdown.cancel();
+                return;
+            }
+        };
+        let daemon = self;
         loop {
             let stream = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                accepted = control.listener.accept() => match accepted {
+                accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => stream,
                     Err(e) => {
                         tracing::warn!(error = %e, "control accept failed");
@@ -294,18 +390,18 @@ impl Daemon {
             let transport = hearth_rpc::socket::transport(frames::Guarded::new(stream));
             daemon.serve_control(server, transport);
         }
-        tracing::info!("shutting down: ending every session");
-        daemon.kill_all().await;
-        drop(control);
-        daemon.tracker.close();
-        if tokio::time::timeout(Duration::from_secs(5), daemon.tracker.wait())
+    }
+
+    /// Run `work` on the main runtime (for calls that bind sockets or start session tasks:
+    /// they must not land on the control thread) and wait for it.
+    async fn on_main<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.tracker
+            .spawn_on(work, &self.main)
             .await
-            .is_err()
-        {
-            tracing::warn!("some tasks did not end within 5 s");
-        }
-        tracing::info!("daemon stopped");
-        Ok(())
+            .map_err(|e| ApiError::internal(format!("the call did not finish: {e}")))?
     }
 
     /// Serve the control API on one connection's transport: every call is a task of the
@@ -325,22 +421,25 @@ impl Daemon {
             .max_concurrent_requests(MAX_REQUESTS_PER_CONNECTION);
         let stop = self.cancel.clone();
         let tracker = self.tracker.clone();
-        self.tracker.spawn(async move {
-            let serve = channel.execute(server.serve()).for_each(|call| {
-                let stop = stop.clone();
-                tracker.spawn(async move {
-                    tokio::select! {
-                        _ = call => {}
-                        _ = stop.cancelled() => {}
-                    }
+        self.tracker.spawn_on(
+            async move {
+                let serve = channel.execute(server.serve()).for_each(|call| {
+                    let stop = stop.clone();
+                    tracker.spawn(async move {
+                        tokio::select! {
+                            _ = call => {}
+                            _ = stop.cancelled() => {}
+                        }
+                    });
+                    std::future::ready(())
                 });
-                std::future::ready(())
-            });
-            tokio::select! {
-                _ = serve => {}
-                _ = stop.cancelled() => {}
-            }
-        });
+                tokio::select! {
+                    _ = serve => {}
+                    _ = stop.cancelled() => {}
+                }
+            },
+            &self.control,
+        );
     }
 
     /// A control API client inside the daemon (the lobby's), acting as the owner: the same

@@ -118,7 +118,10 @@ impl Hearth for Control {
 
     async fn create(self, _: Context, request: CreateRequest) -> Result<SessionInfo, ApiError> {
         self.check()?;
-        self.daemon.create(request).await
+        let daemon = Arc::clone(&self.daemon);
+        self.daemon
+            .on_main(async move { daemon.create(request).await })
+            .await
     }
 
     async fn list(self, _: Context) -> Result<Vec<SessionInfo>, ApiError> {
@@ -139,7 +142,10 @@ impl Hearth for Control {
 
     async fn up(self, _: Context, target: String) -> Result<SessionInfo, ApiError> {
         self.check()?;
-        self.daemon.up(&target).await
+        let daemon = Arc::clone(&self.daemon);
+        self.daemon
+            .on_main(async move { daemon.up(&target).await })
+            .await
     }
 
     async fn down(self, _: Context, target: String, kick: bool) -> Result<SessionInfo, ApiError> {
@@ -338,7 +344,10 @@ impl Hearth for Control {
 
     async fn restart(self, _: Context, target: String) -> Result<SessionInfo, ApiError> {
         self.check()?;
-        self.daemon.restart(&target).await
+        let daemon = Arc::clone(&self.daemon);
+        self.daemon
+            .on_main(async move { daemon.restart(&target).await })
+            .await
     }
 
     async fn send(
