@@ -224,6 +224,16 @@ struct ControlThread {
     thread: std::thread::JoinHandle<()>,
 }
 
+/// Listeners and session tasks belong on the main runtime (`Daemon::on_main`); debug
+/// builds (the tests' daemon) check it.
+fn not_on_control_thread() {
+    debug_assert_ne!(
+        std::thread::current().name(),
+        Some("control"),
+        "session work must run on the main runtime"
+    );
+}
+
 impl ControlThread {
     fn start() -> anyhow::Result<ControlThread> {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -513,6 +523,7 @@ impl Daemon {
     }
 
     pub async fn create(self: &Arc<Self>, req: CreateRequest) -> Result<SessionInfo, ApiError> {
+        not_on_control_thread();
         if self.cancel.is_cancelled() {
             return Err(ApiError::state("the daemon is shutting down"));
         }
@@ -750,6 +761,7 @@ impl Daemon {
     }
 
     pub async fn up(&self, target: &str) -> Result<SessionInfo, ApiError> {
+        not_on_control_thread();
         let hosted = self.registry.resolve(target)?;
         if hosted.session.exit_code().is_some() {
             return Err(ApiError::state(format!(
