@@ -7,7 +7,9 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 
+use common::mcp::Mcp;
 use common::*;
+use serde_json::json;
 
 /// The other machine: an sshd that admits the owner's key and runs sessions with their own
 /// HOME; an ssh config naming it `remote` (with hearth's path configured), `nohearth`
@@ -332,92 +334,36 @@ fn attach_host_joins_a_remote_session_through_the_jump() {
     ignore = "needs /usr/sbin/sshd (apt-get install openssh-server)"
 )]
 fn mcp_tools_take_a_host() {
-    use std::io::{BufRead, BufReader, Write};
     let d = TestDaemon::start();
     let r = Remote::start(&d);
-    let mut child = d
-        .command(&["mcp"])
-        .env("HEARTH_SSH", r.ssh())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut id = 0;
-    let mut request = |method: &str, params: serde_json::Value| -> serde_json::Value {
-        id += 1;
-        let msg =
-            serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        writeln!(stdin, "{msg}").unwrap();
-        if method == "initialize" {
-            writeln!(
-                stdin,
-                "{}",
-                serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
-            )
-            .unwrap();
-        }
-        loop {
-            let line = lines.next().expect("hearth mcp ended").unwrap();
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            if v["id"] == id {
-                return v;
-            }
-        }
-    };
-    request(
-        "initialize",
-        serde_json::json!({"protocolVersion": "2025-06-18", "capabilities": {},
-               "clientInfo": {"name": "t", "version": "0"}}),
-    );
-    let tool = |request: &mut dyn FnMut(&str, serde_json::Value) -> serde_json::Value,
-                name: &str,
-                args: serde_json::Value| {
-        let v = request(
-            "tools/call",
-            serde_json::json!({"name": name, "arguments": args}),
-        );
-        (
-            v["result"]["isError"] == true,
-            v["result"]["structuredContent"].clone(),
-        )
-    };
-    let (err, started) = tool(
-        &mut request,
+    let mut command = d.command(&["mcp"]);
+    command.env("HEARTH_SSH", r.ssh());
+    let mut m = Mcp::spawn(command);
+    let (err, started) = m.tool(
         "start_session",
-        serde_json::json!({"host": "remote", "name": "agent", "command": ["/bin/sh"]}),
+        json!({"host": "remote", "name": "agent", "command": ["/bin/sh"]}),
     );
     assert!(!err, "{started}");
-    let (err, sent) = tool(
-        &mut request,
+    let (err, sent) = m.tool(
         "send_input",
-        serde_json::json!({"host": "remote", "session": "agent", "text": "echo mcp-$((6*7))"}),
+        json!({"host": "remote", "session": "agent", "text": "echo mcp-$((6*7))"}),
     );
     assert!(!err, "{sent}");
-    let (err, waited) = tool(
-        &mut request,
+    let (err, waited) = m.tool(
         "wait_for",
-        serde_json::json!({"host": "remote", "session": "agent", "pattern": "mcp-42",
-                           "from": sent["offset"], "timeout_ms": 20000}),
+        json!({"host": "remote", "session": "agent", "pattern": "mcp-42",
+               "from": sent["offset"], "timeout_ms": 20000}),
     );
     assert!(!err && waited["reason"] == "match", "{waited}");
     // The session is there, not here.
     let listed = r.ok(&d, &["--host", "remote", "ps"]);
     assert_eq!(listed[0]["name"], "agent", "{listed}");
-    let (_, here) = tool(&mut request, "list_sessions", serde_json::json!({}));
+    let (_, here) = m.tool("list_sessions", json!({}));
     assert!(here.as_array().unwrap().is_empty(), "{here}");
     // A host that cannot be reached is a tool error that says so.
-    let (err, failed) = tool(
-        &mut request,
-        "list_sessions",
-        serde_json::json!({"host": "refuses"}),
-    );
+    let (err, failed) = m.tool("list_sessions", json!({"host": "refuses"}));
     assert!(err, "{failed}");
     assert_eq!(failed["error"]["kind"], "host", "{failed}");
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]

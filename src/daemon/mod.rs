@@ -224,12 +224,15 @@ struct ControlThread {
     thread: std::thread::JoinHandle<()>,
 }
 
+/// The control thread's name (its runtime runs every task on it).
+const CONTROL_THREAD: &str = "control";
+
 /// Listeners and session tasks belong on the main runtime (`Daemon::on_main`); debug
 /// builds (the tests' daemon) check it.
 fn not_on_control_thread() {
     debug_assert_ne!(
         std::thread::current().name(),
-        Some("control"),
+        Some(CONTROL_THREAD),
         "session work must run on the main runtime"
     );
 }
@@ -238,14 +241,14 @@ impl ControlThread {
     fn start() -> anyhow::Result<ControlThread> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .thread_name("control")
+            .thread_name(CONTROL_THREAD)
             .build()
             .map_err(|e| anyhow::anyhow!("cannot start the control runtime: {e}"))?;
         let handle = runtime.handle().clone();
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         let thread = std::thread::Builder::new()
-            .name("control".into())
+            .name(CONTROL_THREAD.into())
             .spawn(move || {
                 runtime.block_on(stopped.cancelled());
                 runtime.shutdown_timeout(Duration::from_secs(1));
@@ -328,7 +331,8 @@ impl Daemon {
         let listener = std::os::fd::AsFd::as_fd(&control.listener)
             .try_clone_to_owned()
             .map_err(|e| anyhow::anyhow!("cannot use the control socket: {e}"))?;
-        let accepting = daemon.control.spawn(Arc::clone(&daemon).accept(
+        let accepting = daemon.control.spawn(Daemon::accept(
+            Arc::clone(&daemon),
             std::os::unix::net::UnixListener::from(listener),
             uid,
             shutdown.clone(),
@@ -353,7 +357,7 @@ impl Daemon {
     /// The control socket's accept loop, on the control runtime: each connection from this
     /// user is served there.
     async fn accept(
-        self: Arc<Self>,
+        daemon: Arc<Self>,
         listener: std::os::unix::net::UnixListener,
         uid: u32,
         shutdown: CancellationToken,
@@ -369,7 +373,6 @@ impl Daemon {
                 return;
             }
         };
-        let daemon = self;
         loop {
             let stream = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -404,12 +407,16 @@ impl Daemon {
 
     /// Run `work` on the main runtime (for calls that bind sockets or start session tasks:
     /// they must not land on the control thread) and wait for it.
-    async fn on_main<T: Send + 'static>(
-        &self,
-        work: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
-    ) -> Result<T, ApiError> {
+    async fn on_main<T, F>(
+        self: &Arc<Self>,
+        work: impl FnOnce(Arc<Daemon>) -> F,
+    ) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+    {
         self.tracker
-            .spawn_on(work, &self.main)
+            .spawn_on(work(Arc::clone(self)), &self.main)
             .await
             .map_err(|e| ApiError::internal(format!("the call did not finish: {e}")))?
     }

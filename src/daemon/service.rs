@@ -118,9 +118,8 @@ impl Hearth for Control {
 
     async fn create(self, _: Context, request: CreateRequest) -> Result<SessionInfo, ApiError> {
         self.check()?;
-        let daemon = Arc::clone(&self.daemon);
         self.daemon
-            .on_main(async move { daemon.create(request).await })
+            .on_main(|daemon| async move { daemon.create(request).await })
             .await
     }
 
@@ -142,9 +141,8 @@ impl Hearth for Control {
 
     async fn up(self, _: Context, target: String) -> Result<SessionInfo, ApiError> {
         self.check()?;
-        let daemon = Arc::clone(&self.daemon);
         self.daemon
-            .on_main(async move { daemon.up(&target).await })
+            .on_main(|daemon| async move { daemon.up(&target).await })
             .await
     }
 
@@ -344,9 +342,8 @@ impl Hearth for Control {
 
     async fn restart(self, _: Context, target: String) -> Result<SessionInfo, ApiError> {
         self.check()?;
-        let daemon = Arc::clone(&self.daemon);
         self.daemon
-            .on_main(async move { daemon.restart(&target).await })
+            .on_main(|daemon| async move { daemon.restart(&target).await })
             .await
     }
 

@@ -6,7 +6,8 @@
 //! cursor under the log's own lock → then the screen model parses the same bytes. The
 //! reader holds the model lock from before the append until the parse is done, so a
 //! snapshot (repaint + log offset, taken under the model lock) is always consistent, and a
-//! writer streaming output never waits for a parse. Input flows the other way through one bounded channel to the PTY writer thread.
+//! writer streaming output never waits for a parse. Input flows the other way through one
+//! bounded channel to the PTY writer thread.
 //!
 //! This module must not know about russh, tarpc or ratatui: the SSH and RPC adapters call
 //! it, never the reverse. Locks here are std/parking_lot locks held for short, synchronous
@@ -69,8 +70,8 @@ impl Default for Limits {
     }
 }
 
-/// The query filter and the screen model, changed by the PTY reader thread only. The log
-/// is not here: writers read it under its own lock and never wait for a parse.
+/// The query filter and the screen model, changed by the PTY reader thread (and resizes).
+/// The log is not here: writers read it under its own lock and never wait for a parse.
 struct Model {
     filter: QueryFilter,
     screen: Screen,
@@ -605,13 +606,9 @@ impl Session {
         self.pty.lock().size
     }
 
+    /// How many clients are attached (without taking the clients lock: writers ask per
+    /// batch).
     pub fn client_count(&self) -> usize {
-        self.clients.lock().len()
-    }
-
-    /// How many clients are attached, without taking the clients lock (for per-batch
-    /// decisions on the hot path).
-    pub fn attached(&self) -> usize {
         *self.client_count.borrow()
     }
 
@@ -690,7 +687,7 @@ impl Session {
     }
 
     fn detach(&self, key: u64) {
-        let left = {
+        {
             let mut clients = self.clients.lock();
             if let Some(c) = clients.remove(&key) {
                 self.audit(audit::AuditEvent::Left {
@@ -698,9 +695,10 @@ impl Session {
                 });
                 self.emit(SessionEvent::Left { client: c.name });
             }
-            clients.len()
-        };
-        self.client_count.send_replace(left);
+            // Under the lock, as in `attach`: a join in between cannot be overwritten by a
+            // stale count.
+            self.client_count.send_replace(clients.len());
+        }
         self.recompute_size();
     }
 

@@ -5,8 +5,8 @@
 //! screen model, and reports the exit only once everything the program printed was read.
 //!
 //! Users: each SSH client's writer task, the `read` RPC (`tail`, `logs --follow`), and
-//! later `wait`, events and triggers. The policy for terminals (skip-ahead, clipped frames,
-//! pacing, coalescing) lives here too, so the adapters only move bytes. It knows nothing of
+//! later `wait`, events and triggers. The policy for terminals (skip-ahead, batch sizes,
+//! clipped frames, pacing, coalescing) lives here too, so the adapters only move bytes. It knows nothing of
 //! transports and holds no lock across an await (the session's locks are taken inside
 //! synchronous calls only).
 
@@ -42,6 +42,19 @@ pub const SMALL: u64 = 512;
 
 /// Least time between two clipped frames (about 30 per second).
 pub const FRAME_INTERVAL: Duration = Duration::from_millis(33);
+
+/// Largest batch a terminal is sent at once.
+pub const MAX_BATCH: usize = 32 * 1024;
+
+/// With more than [`CROWD`] clients on the session, a terminal's batches are this small
+/// instead: what each client has in flight (its batch plus the transport's queue of a few,
+/// see `ssh::server_config`) is what a flood costs in memory per client, and a thousand
+/// clients times 32 KiB batches made the peak. Few clients keep large batches: less work
+/// per byte.
+pub const CROWD_BATCH: usize = 8 * 1024;
+
+/// See [`CROWD_BATCH`].
+pub const CROWD: usize = 64;
 
 /// What one read gives.
 #[derive(Debug, PartialEq, Eq)]
@@ -102,6 +115,16 @@ impl Reader {
     /// Bytes of output past the cursor.
     pub fn pending(&self) -> u64 {
         self.session.output_end().saturating_sub(self.cursor)
+    }
+
+    /// How much a terminal should read at once now ([`MAX_BATCH`], or [`CROWD_BATCH`] on a
+    /// crowded session).
+    pub fn batch(&self) -> usize {
+        if self.session.client_count() > CROWD {
+            CROWD_BATCH
+        } else {
+            MAX_BATCH
+        }
     }
 
     /// Whether there is output past the cursor.

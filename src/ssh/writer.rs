@@ -30,19 +30,6 @@ use super::input::ToWriter;
 use crate::session::reader::{BURST, COALESCE, FRAME_INTERVAL, Next, Reader, SMALL};
 use crate::session::{Attachment, Notice, size};
 
-/// Largest batch handed to russh at once.
-const MAX_BATCH: usize = 32 * 1024;
-
-/// With more than [`CROWD`] clients on the session, batches are this small instead: what
-/// each client has in flight (a batch being sent plus russh's queue of
-/// `event_buffer_size` batches, see `ssh::server_config`) is what a flood costs in memory
-/// per client, and a thousand clients times 32 KiB batches is what made the peak. Few
-/// clients keep large batches: less work per byte.
-const CROWD_BATCH: usize = 8 * 1024;
-
-/// See [`CROWD_BATCH`].
-const CROWD: usize = 64;
-
 /// How the client's stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
@@ -328,11 +315,7 @@ impl Writer {
                 _ => Ok(None),
             };
         }
-        let batch = if self.client.session().attached() > CROWD {
-            CROWD_BATCH
-        } else {
-            MAX_BATCH
-        };
+        let batch = stream.reader.batch();
         match stream.reader.read(batch) {
             Next::Data(bytes) => {
                 stream.last_output = Some(Instant::now());

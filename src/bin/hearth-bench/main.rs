@@ -617,23 +617,9 @@ fn echo_latencies(
         let t = Instant::now();
         typist.stdin.write_all(&[c])?;
         typist.stdin.flush()?;
-        loop {
-            let chunk = chunks
-                .recv_timeout(Duration::from_secs(10))
-                .context("echo never came")?;
-            if chunk.contains(&c) {
-                break;
-            }
-        }
+        wait_for_byte(chunks, c, "echo never came")?;
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
-        loop {
-            let chunk = watcher
-                .recv_timeout(Duration::from_secs(10))
-                .context("the viewer never saw the keystroke")?;
-            if chunk.contains(&c) {
-                break;
-            }
-        }
+        wait_for_byte(watcher, c, "the viewer never saw the keystroke")?;
         seen.push(t.elapsed().as_secs_f64() * 1000.0);
         if i % 40 == 39 {
             typist.stdin.write_all(b"\x15")?; // ^U: clear the line
@@ -646,6 +632,20 @@ fn echo_latencies(
     lat.sort_by(|a, b| a.total_cmp(b));
     seen.sort_by(|a, b| a.total_cmp(b));
     Ok((lat, seen))
+}
+
+/// Read `chunks` until one holds `byte` (10 s at most).
+fn wait_for_byte(
+    chunks: &std::sync::mpsc::Receiver<Vec<u8>>,
+    byte: u8,
+    what: &'static str,
+) -> anyhow::Result<()> {
+    loop {
+        let chunk = chunks.recv_timeout(Duration::from_secs(10)).context(what)?;
+        if chunk.contains(&byte) {
+            return Ok(());
+        }
+    }
 }
 
 fn machine_facts() -> String {
