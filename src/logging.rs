@@ -4,9 +4,14 @@
 //! (`daemon.log`, `daemon.log.1`, ...), so nothing a stranger sends grows the disk without
 //! bound.
 //!
+//! While a full-screen view (`hearth top`) owns the terminal, lines meant for stderr are
+//! held back (the last [`MAX_HELD`], with a count of the rest) and written once it gives the
+//! terminal back: a warning printed over the dashboard would garble it.
+//!
 //! Owns the writers only; what is logged, and how often, is the callers' business (see
 //! `ssh::preauth` for the per-source gate).
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -53,12 +58,68 @@ pub fn cap_line(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     out.into()
 }
 
+/// Lines held back while the terminal is taken, at most.
+pub const MAX_HELD: usize = 100;
+
+/// Lines kept for later: the newest [`MAX_HELD`], and how many older ones went.
+#[derive(Debug, Default)]
+struct Held {
+    lines: VecDeque<Vec<u8>>,
+    dropped: usize,
+}
+
+impl Held {
+    fn push(&mut self, line: Vec<u8>) {
+        if self.lines.len() == MAX_HELD {
+            self.lines.pop_front();
+            self.dropped += 1;
+        }
+        self.lines.push_back(line);
+    }
+
+    fn write_to(self, out: &mut impl Write) -> io::Result<()> {
+        if self.dropped > 0 {
+            writeln!(out, "({} earlier log lines dropped)", self.dropped)?;
+        }
+        for line in self.lines {
+            out.write_all(&line)?;
+        }
+        out.flush()
+    }
+}
+
+/// `Some` while stderr is held back.
+static HELD: Mutex<Option<Held>> = Mutex::new(None);
+
+/// Holds stderr's log lines back until dropped, then writes them (see the module doc).
+#[must_use = "lines are held only while the guard lives"]
+pub struct StderrHold(());
+
+/// Holds tracing's stderr lines back while the returned guard lives.
+pub fn hold_stderr() -> StderrHold {
+    HELD.lock().get_or_insert_with(Held::default);
+    StderrHold(())
+}
+
+impl Drop for StderrHold {
+    fn drop(&mut self) {
+        if let Some(held) = HELD.lock().take() {
+            let _ = held.write_to(&mut io::stderr().lock());
+        }
+    }
+}
+
 /// Standard error, one capped line per write (tracing writes each event whole).
 pub struct CappedStderr;
 
 impl Write for CappedStderr {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        io::stderr().write_all(&cap_line(buf))?;
+        let line = cap_line(buf);
+        if let Some(held) = HELD.lock().as_mut() {
+            held.push(line.into_owned());
+            return Ok(buf.len());
+        }
+        io::stderr().write_all(&line)?;
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -184,6 +245,25 @@ mod tests {
         assert!(cut.len() <= MAX_LINE);
         let text = std::str::from_utf8(&cut).expect("valid UTF-8");
         assert!(text.ends_with("bytes cut]\n"), "{text}");
+    }
+
+    #[test]
+    fn held_lines_keep_the_newest_and_count_the_rest() {
+        let mut held = Held::default();
+        for n in 0..MAX_HELD + 5 {
+            held.push(format!("line {n}\n").into_bytes());
+        }
+        let mut out = Vec::new();
+        held.write_to(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "(5 earlier log lines dropped)");
+        assert_eq!(lines[1], "line 5");
+        assert_eq!(
+            lines.last(),
+            Some(&format!("line {}", MAX_HELD + 4).as_str())
+        );
+        assert_eq!(lines.len(), MAX_HELD + 1);
     }
 
     #[test]

@@ -47,7 +47,8 @@ fn main() -> std::process::ExitCode {
 fn init_tracing(command: &Command) {
     let (default, log_file) = match command {
         Command::Daemon { log_file, .. } => ("info", log_file.clone()),
-        _ => ("warn", None),
+        // tarpc warns of a broken connection on its own; the command says it in its error.
+        _ => ("warn,tarpc=error", None),
     };
     let filter = EnvFilter::try_from_env("HEARTH_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);

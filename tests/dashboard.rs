@@ -31,7 +31,13 @@ fn top_shows_sessions_as_they_come_busy_and_go() {
         &["sh", "-c", "echo first-screen; sleep 1000"],
     );
     let tmux = Tmux::new(d.dir.path());
-    tmux.run("top", 100, 30, &hearth_line(&d, "top", "top", ""));
+    // Debug logging: every RPC logs a line, and none may land on the dashboard.
+    tmux.run(
+        "top",
+        100,
+        30,
+        &hearth_line(&d, "top", "top", "HEARTH_LOG=debug"),
+    );
     tmux.wait_for("top", "hearth top");
     tmux.wait_for("top", "first");
     // The preview shows the selected session's screen.
@@ -42,6 +48,11 @@ fn top_shows_sessions_as_they_come_busy_and_go() {
     // ...and its exit changes its badge.
     d.ok(&["send", "second", "go"]);
     tmux.wait_for("top", "exited 3");
+    let screen = tmux.capture("top");
+    assert!(
+        !screen.contains("DEBUG"),
+        "a log line on the dashboard:\n{screen}"
+    );
     // The filter hides the others; q quits cleanly.
     tmux.type_text("top", "/sec");
     let screen = wait_until("the filter", DEADLINE, || {

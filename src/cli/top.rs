@@ -151,12 +151,16 @@ pub async fn attach(
 }
 
 /// The terminal in raw mode and the alternate screen, restored on drop (and on panic).
-struct Screen;
+/// Log lines are held back meanwhile and written after the terminal is restored.
+struct Screen {
+    _logs: crate::logging::StderrHold,
+}
 
 impl Screen {
     fn enter() -> anyhow::Result<Screen> {
+        let logs = crate::logging::hold_stderr();
         Screen::take()?;
-        Ok(Screen)
+        Ok(Screen { _logs: logs })
     }
 
     /// Raw mode, alternate screen, no cursor.
