@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use super::input::{FromClient, InputTask};
 use super::keys::{KeyData, fingerprint_of};
-use super::stream::Cuttable;
+use super::stream::{Cuttable, QuickAck};
 use super::writer::End;
 use super::{Access, Place, Refusal, SessionServer, writer};
 use crate::session::{AttachError, Attachment, ClientSpec, Role};
@@ -161,7 +161,7 @@ pub async fn run_connection(
         span: span.clone(),
     };
     let rejections = Arc::clone(&connection.rejections);
-    let stream = Cuttable::new(stream, cut.clone());
+    let stream = Cuttable::new(QuickAck::new(stream), cut.clone());
     // Login grace, armed before the version exchange: a connection that has not
     // authenticated in time (or never even says hello) is cut, freeing its slot.
     let grace_over = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -3,7 +3,8 @@
 //! - keystroke echo latency (p50, p99) for one typist while N viewers read, and how long
 //!   until a viewer sees the same keystroke (typist-to-viewer, p50, p99);
 //! - fan-out: time until the last viewer has seen the end marker of ~20 MB of output;
-//! - server memory (PSS) per viewer; join time (ssh start to the first byte of the screen);
+//! - server memory (PSS) per viewer; join time (ssh start to the first byte of the screen),
+//!   for the N viewers joining at once and for 20 more joining one at a time;
 //! - isolation: one stalled viewer (a pipe nobody reads) during the flood;
 //! - the control plane during the flood (hearth): `hearth ps` and `hearth screen` round
 //!   trips, and one `hearth logs ID` (its time and peak RSS);
@@ -213,6 +214,9 @@ fn ratios(results: &[Value], isolation: &[Value], n: usize) -> Value {
         format!("mem_per_viewer_at_{n} (target <= 0.1)"): div(f(h, "pss_kib_per_viewer"), f(b, "pss_kib_per_viewer")),
         format!("join_p50_at_{n} (target <= 0.5)"): div(f(h, "join_ms"), f(b, "join_ms")),
         format!("hearth_join_max_over_min_at_{n} (target <= 1.3)"): div(f(h, "join_max_ms"), f(h, "join_min_ms")),
+        format!("baseline_join_max_over_min_at_{n}"): div(f(b, "join_max_ms"), f(b, "join_min_ms")),
+        format!("hearth_lone_join_max_over_min_at_{n} (target <= 1.3)"): div(f(h, "lone_join_max_ms"), f(h, "lone_join_min_ms")),
+        format!("lone_join_p50_at_{n}"): div(f(h, "lone_join_p50_ms"), f(b, "lone_join_p50_ms")),
         "hearth_stall_p99_change_medians (target < 1.2)": div(median(true, "echo_p99_ms"), median(false, "echo_p99_ms")),
         "hearth_stall_fanout_change_medians": div(median(true, "fanout_seconds"), median(false, "fanout_seconds")),
     })
@@ -229,6 +233,9 @@ struct Client {
 }
 
 const MARKER: &[u8] = b"END-2";
+
+/// Joins timed one at a time in each case.
+const LONE_JOINS: usize = 20;
 
 fn ssh(key: &Path, port: u16, keep_chunks: bool, stalled: bool) -> anyhow::Result<Client> {
     let started = Instant::now();
@@ -359,6 +366,14 @@ fn run_case(
     joins.sort_by(|a, b| a.total_cmp(b));
     let join_ms = joins[joins.len() / 2];
     let join_pct = |p: f64| joins[((joins.len() as f64 - 1.0) * p).round() as usize];
+    // Joins one at a time with the others attached: a stall in the server (the 40 ms of
+    // Nagle and delayed ACK that round 1 found) shows as a spread here, where joins at once
+    // mostly measure 50 `ssh` clients queued on the same cores.
+    let mut lone = Vec::with_capacity(LONE_JOINS);
+    for _ in 0..LONE_JOINS {
+        lone.push(ssh(&key, port, false, false)?.join_ms()?);
+    }
+    lone.sort_by(|a, b| a.total_cmp(b));
     let watcher = viewers
         .first_mut()
         .and_then(|v| v.chunks.take())
@@ -455,6 +470,9 @@ fn run_case(
         "join_p90_ms": join_pct(0.9),
         "join_max_ms": join_pct(1.0),
         "join_min_ms": join_pct(0.0),
+        "lone_join_p50_ms": lone[lone.len() / 2],
+        "lone_join_max_ms": lone[lone.len() - 1],
+        "lone_join_min_ms": lone[0],
         "ctl_samples": ctl.as_ref().map(|c| c.ps.len()),
         "ctl_ps_p50_ms": ctl.as_ref().and_then(|c| pct_of(&c.ps, 0.5)),
         "ctl_ps_p99_ms": ctl.as_ref().and_then(|c| pct_of(&c.ps, 0.99)),
