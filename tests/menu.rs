@@ -13,9 +13,10 @@ async fn the_menu_is_per_client_and_resume_shows_what_happened_meanwhile() {
     let (id, port) = d.shell(&[]);
     let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
     let b = SshClient::connect(port, &d.owner, "b", 80, 24).await;
-    b.send("echo ready-$((1+1))\r").await;
+    // No prompt: nothing may follow the marker that B's count below would race.
+    b.send("PS1=''; echo ready-$((1+1))\r").await;
     a.wait_text("ready-2").await;
-    b.wait_text("ready-2").await;
+    b.wait_text("ready-2\r\n").await;
     let b_before = b.raw().len();
 
     a.send("!").await;
@@ -232,4 +233,71 @@ async fn the_menu_opens_while_the_program_is_not_reading_its_input() {
     }
     a.send("!>").await;
     a.wait_screen("1 Resume").await;
+}
+
+/// A client that stops reading, then types fast in its menu, is not wedged once it reads
+/// again. (Before: its writer waited for the SSH window, the menu's frames filled the
+/// writer's queue, the input task waited on that, its keys filled the input queue, and
+/// russh's loop, waiting in `data` on that queue, never read the window adjust that would
+/// have freed the writer.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stalls_and_types_in_its_menu_is_not_wedged() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+
+    let d = TestDaemon::start();
+    let (id, port) = d.shell(&[]);
+    // OpenSSH writing into a pipe nobody reads (yet).
+    let mut stalled = Command::new("ssh")
+        .args(ssh_args(&d.owner, port))
+        .args(["-tt", "127.0.0.1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the stalled client to attach", DEADLINE, || {
+        (d.peer_count(&id) == 1).then_some(())
+    });
+    // More output than its SSH window: its writer now waits for a window adjust.
+    let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
+    a.send("head -c 7500000 /dev/zero | base64 -w 100; echo end-$((20+3))-marker\r")
+        .await;
+    a.wait_text("end-23-marker").await;
+    // The menu, then keys as separate packets, each asking for a redraw.
+    let mut keys = stalled.stdin.take().unwrap();
+    keys.write_all(b"!>").unwrap();
+    for _ in 0..400 {
+        keys.write_all(b"j").unwrap();
+        keys.flush().unwrap();
+        // Paced so that ssh sends each key in a packet of its own.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // It reads again: the menu shows; it leaves the menu and types.
+    let mut out = stalled.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut parser = vt100::Parser::new(24, 80, 0);
+    let mut shows = |what: &str, present: bool| {
+        wait_until(what, Duration::from_secs(60), || {
+            while let Ok(chunk) = rx.try_recv() {
+                parser.process(&chunk);
+            }
+            (parser.screen().contents().contains(what) == present).then_some(())
+        })
+    };
+    shows("Resume", true);
+    keys.write_all(b"q").unwrap();
+    shows("Resume", false);
+    keys.write_all(b"echo unwedged-$((6*7))\r").unwrap();
+    shows("unwedged-42", true);
+    let _ = stalled.kill();
+    let _ = stalled.wait();
 }

@@ -93,7 +93,7 @@ pub fn join(
     seat.attachment = Some(Arc::clone(&attachment));
     drop(seat);
     let span = tracing::info_span!(parent: span, "client", session = %shared.session.id, client = %attachment.name);
-    let (to_writer, control) = mpsc::channel(16);
+    let (to_writer, control) = super::mailbox::mailbox();
     let writer = writer::Writer {
         client: Arc::clone(&attachment),
         handle,

@@ -1,7 +1,9 @@
 //! One input task per client: what the client types goes through the menu trigger
 //! detector, then to the PTY (if the client may type) or, while its pause menu is open, to
 //! the menu. Menu frames and mode changes go to the client's writer task, which alone
-//! writes to the channel, so menu and live output never interleave.
+//! writes to the channel, so menu and live output never interleave; they are posted to its
+//! [`Outbox`](super::mailbox::Outbox), which never waits (the menu never blocks on a client
+//! that has stopped reading: see `ssh::mailbox`).
 //!
 //! Owns the menu's state for this client; knows nothing of russh (the handler feeds it).
 //! A client's keys cost the daemon little: all keys of one packet are handled before one
@@ -17,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::mailbox::Outbox;
 use crate::menu::detector::{Detector, Event};
 use crate::menu::view::{self, PeerRow};
 use crate::menu::{Action, Menu, MenuConfig, Page, parse_keys};
@@ -64,7 +67,7 @@ struct PtyQueue {
 
 pub struct InputTask {
     client: Arc<Attachment>,
-    writer: mpsc::Sender<ToWriter>,
+    writer: Outbox,
     detector: Option<Detector>,
     menu: Option<Menu>,
     /// Viewers may rewind too (`server --viewer-history`).
@@ -83,7 +86,7 @@ pub struct InputTask {
 impl InputTask {
     pub fn new(
         client: Arc<Attachment>,
-        writer: mpsc::Sender<ToWriter>,
+        writer: Outbox,
         config: Option<&MenuConfig>,
         viewer_history: bool,
         lobby: bool,
@@ -143,9 +146,9 @@ impl InputTask {
                     Some(FromClient::Data(bytes)) => self.on_data(bytes, &to_pty).await,
                     Some(FromClient::Resized) => {
                         if self.menu.is_some() {
-                            self.request_draw().await;
+                            self.request_draw();
                         } else {
-                            let _ = self.writer.send(ToWriter::Resized).await;
+                            self.writer.post(ToWriter::Resized);
                         }
                     }
                 },
@@ -158,9 +161,9 @@ impl InputTask {
                         self.forward(Bytes::from(b), &to_pty).await;
                     }
                 }
-                _ = refresh.tick(), if peers_open => self.request_draw().await,
+                _ = refresh.tick(), if peers_open => self.request_draw(),
                 _ = tokio::time::sleep_until(draw_at), if self.dirty && self.menu.is_some() => {
-                    self.draw().await;
+                    self.draw();
                 }
                 _ = stop.cancelled() => break,
             }
@@ -180,7 +183,7 @@ impl InputTask {
 
     async fn on_data(&mut self, bytes: Bytes, to_pty: &PtyQueue) {
         if self.menu.is_some() {
-            self.menu_keys(&bytes).await;
+            self.menu_keys(&bytes);
             return;
         }
         let Some(detector) = self.detector.as_mut() else {
@@ -197,15 +200,15 @@ impl InputTask {
                     let menu = Menu::new(role == Role::Owner, rewind);
                     self.menu = Some(if self.lobby { menu.from_lobby() } else { menu });
                     self.client.set_in_menu(true);
-                    self.request_draw().await;
+                    self.request_draw();
                 }
-                Event::Menu(rest) => self.menu_keys(&rest).await,
+                Event::Menu(rest) => self.menu_keys(&rest),
             }
         }
     }
 
     /// Handle every key of one packet, then draw once.
-    async fn menu_keys(&mut self, bytes: &[u8]) {
+    fn menu_keys(&mut self, bytes: &[u8]) {
         for key in parse_keys(bytes) {
             let Some(menu) = self.menu.as_mut() else {
                 return;
@@ -223,17 +226,17 @@ impl InputTask {
                 Action::Draw => {}
                 Action::Resume => {
                     self.close_menu();
-                    let _ = self.writer.send(ToWriter::Live).await;
+                    self.writer.post(ToWriter::Live);
                     return;
                 }
                 Action::Detach => {
                     self.close_menu();
-                    let _ = self.writer.send(ToWriter::Detach).await;
+                    self.writer.post(ToWriter::Detach);
                     return;
                 }
                 Action::Lobby if self.lobby => {
                     self.close_menu();
-                    let _ = self.writer.send(ToWriter::Lobby).await;
+                    self.writer.post(ToWriter::Lobby);
                     return;
                 }
                 Action::ToggleReadOnly => {
@@ -286,7 +289,7 @@ impl InputTask {
                 Action::Kick(_) | Action::ToggleRole(_) | Action::ToggleLock | Action::Lobby => {}
             }
         }
-        self.request_draw().await;
+        self.request_draw();
     }
 
     fn close_menu(&mut self) {
@@ -297,10 +300,10 @@ impl InputTask {
     }
 
     /// Draw now, or once [`DRAW_EVERY`] has passed since the last frame.
-    async fn request_draw(&mut self) {
+    fn request_draw(&mut self) {
         self.dirty = true;
         if self.last_draw.is_none_or(|t| t.elapsed() >= DRAW_EVERY) {
-            self.draw().await;
+            self.draw();
         }
     }
 
@@ -310,7 +313,7 @@ impl InputTask {
         }
     }
 
-    async fn draw(&mut self) {
+    fn draw(&mut self) {
         self.dirty = false;
         self.last_draw = Some(Instant::now());
         let (cols, rows) = self.client.size();
@@ -324,7 +327,7 @@ impl InputTask {
                 .get_or_insert_with(|| self.client.session().history());
             let (frame, shown) = history.frame(*back, cols, rows);
             *back = shown;
-            let _ = self.writer.send(ToWriter::Menu(frame)).await;
+            self.writer.post(ToWriter::Menu(frame));
             return;
         }
         let Some(menu) = &self.menu else { return };
@@ -351,6 +354,6 @@ impl InputTask {
                 .collect(),
         };
         let frame = view::render(menu, &ctx, cols, rows);
-        let _ = self.writer.send(ToWriter::Menu(frame)).await;
+        self.writer.post(ToWriter::Menu(frame));
     }
 }

@@ -10,6 +10,7 @@ pub mod handler;
 pub mod input;
 pub mod keys;
 pub mod lobby;
+pub mod mailbox;
 pub mod preauth;
 pub mod stream;
 pub mod writer;

@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::input::ToWriter;
+use super::mailbox::{Inbox, Mail};
 use crate::session::reader::{BURST, COALESCE, FRAME_INTERVAL, Next, Reader, SMALL};
 use crate::session::{Attachment, Notice, size};
 
@@ -64,7 +65,7 @@ pub struct Writer {
     pub client: Arc<Attachment>,
     pub handle: Handle,
     pub channel: ChannelId,
-    pub control: mpsc::Receiver<ToWriter>,
+    pub control: Inbox,
     pub stop: CancellationToken,
     pub cut: CancellationToken,
     /// The client came from the lobby: when the program exits or the client is kicked, it
@@ -202,9 +203,9 @@ impl Writer {
         }
         if stream.control_open {
             match self.control.try_recv() {
-                Ok(cmd) => return Event::Control(Some(cmd)),
-                Err(mpsc::error::TryRecvError::Disconnected) => return Event::Control(None),
-                Err(mpsc::error::TryRecvError::Empty) => {}
+                Mail::Command(cmd) => return Event::Control(Some(cmd)),
+                Mail::Closed => return Event::Control(None),
+                Mail::Empty => {}
             }
         }
         // A query for this client's terminal waits while the menu is open: its answer
