@@ -48,6 +48,22 @@ async fn the_menu_is_per_client_and_resume_shows_what_happened_meanwhile() {
     b.wait_text("back-16").await;
 }
 
+/// Keys typed right after the one that leaves the menu, in the same packet (a fast typist on
+/// a slow link, a paste), go to the program.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_after_resume_in_the_same_packet_reach_the_program() {
+    let d = TestDaemon::start();
+    let (_, port) = d.shell(&[]);
+    let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
+    a.send("!>").await;
+    a.wait_screen("1 Resume").await;
+    a.send("qecho after-$((5*5))\r").await;
+    a.wait_screen("after-25").await;
+    // Esc, and the trigger again in the rest: the menu opens again.
+    a.send("\x1b!>").await;
+    a.wait_screen("1 Resume").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn detach_ends_only_that_client_with_status_zero() {
     let d = TestDaemon::start();

@@ -64,40 +64,74 @@ pub enum Key {
 
 /// Decode keys. An `ESC` that starts no known sequence is Esc.
 pub fn parse_keys(bytes: &[u8]) -> Vec<Key> {
+    parse_keys_at(bytes)
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect()
+}
+
+/// [`parse_keys`], each key with the offset just past its bytes (so what follows a key
+/// that leaves the menu can go back to the program).
+pub fn parse_keys_at(bytes: &[u8]) -> Vec<(Key, usize)> {
     let mut keys = Vec::new();
-    let text = String::from_utf8_lossy(bytes);
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\x1b' => match chars.peek() {
-                Some('[') | Some('O') => {
-                    chars.next();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        i += 1;
+        let key = match b {
+            0x1b => match bytes.get(i) {
+                Some(b'[') | Some(b'O') => {
+                    i += 1;
                     // Parameters up to the final byte.
+                    let start = i;
                     let mut fin = None;
-                    let mut params = String::new();
-                    for c in chars.by_ref() {
-                        if c.is_ascii_alphabetic() || c == '~' {
+                    while let Some(&c) = bytes.get(i) {
+                        i += 1;
+                        if c.is_ascii_alphabetic() || c == b'~' {
                             fin = Some(c);
                             break;
                         }
-                        params.push(c);
                     }
-                    match (fin, params.as_str()) {
-                        (Some('A'), _) => keys.push(Key::Up),
-                        (Some('B'), _) => keys.push(Key::Down),
-                        (Some('H'), _) | (Some('~'), "1" | "7") => keys.push(Key::Home),
-                        (Some('F'), _) | (Some('~'), "4" | "8") => keys.push(Key::End),
-                        (Some('~'), "5") => keys.push(Key::PageUp),
-                        (Some('~'), "6") => keys.push(Key::PageDown),
-                        _ => {}
+                    let params = &bytes[start..i - usize::from(fin.is_some())];
+                    match (fin, params) {
+                        (Some(b'A'), _) => Some(Key::Up),
+                        (Some(b'B'), _) => Some(Key::Down),
+                        (Some(b'H'), _) | (Some(b'~'), b"1" | b"7") => Some(Key::Home),
+                        (Some(b'F'), _) | (Some(b'~'), b"4" | b"8") => Some(Key::End),
+                        (Some(b'~'), b"5") => Some(Key::PageUp),
+                        (Some(b'~'), b"6") => Some(Key::PageDown),
+                        _ => None,
                     }
                 }
-                _ => keys.push(Key::Esc),
+                _ => Some(Key::Esc),
             },
-            '\r' | '\n' => keys.push(Key::Enter),
-            '\x7f' | '\x08' => keys.push(Key::Backspace),
-            c if !c.is_control() => keys.push(Key::Char(c)),
-            _ => {}
+            b'\r' | b'\n' => Some(Key::Enter),
+            0x7f | 0x08 => Some(Key::Backspace),
+            b if b.is_ascii_control() => None,
+            b if b.is_ascii() => Some(Key::Char(char::from(b))),
+            lead => {
+                // One UTF-8 character; a bad byte is one U+FFFD.
+                let width = match lead {
+                    0xc0..=0xdf => 2,
+                    0xe0..=0xef => 3,
+                    0xf0..=0xf7 => 4,
+                    _ => 1,
+                };
+                let end = (i - 1 + width).min(bytes.len());
+                match std::str::from_utf8(&bytes[i - 1..end])
+                    .ok()
+                    .and_then(|s| s.chars().next())
+                {
+                    Some(c) => {
+                        i = end;
+                        (!c.is_control()).then_some(Key::Char(c))
+                    }
+                    None => Some(Key::Char(char::REPLACEMENT_CHARACTER)),
+                }
+            }
+        };
+        if let Some(key) = key {
+            keys.push((key, i));
         }
     }
     keys
@@ -415,6 +449,25 @@ mod tests {
                 Key::Char('2')
             ]
         );
+    }
+
+    #[test]
+    fn keys_carry_the_offset_past_their_bytes() {
+        let bytes = b"\x1b[5~\xc3\xa9\x03q\xffz";
+        let keys = parse_keys_at(bytes);
+        let ends: Vec<usize> = keys.iter().map(|(_, end)| *end).collect();
+        assert_eq!(
+            keys.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            vec![
+                Key::PageUp,
+                Key::Char('é'),
+                Key::Char('q'),
+                Key::Char('\u{fffd}'),
+                Key::Char('z')
+            ]
+        );
+        // The Ctrl-C makes no key; `q` ends after it.
+        assert_eq!(ends, vec![4, 6, 8, 9, 10]);
     }
 
     #[test]

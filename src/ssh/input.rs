@@ -2,7 +2,7 @@
 //! detector, then to the PTY (if the client may type) or, while its pause menu is open, to
 //! the menu. Menu frames and mode changes go to the client's writer task, which alone
 //! writes to the channel, so menu and live output never interleave; they are posted to its
-//! [`Outbox`](super::mailbox::Outbox), which never waits (the menu never blocks on a client
+//! [`Outbox`], which never waits (the menu never blocks on a client
 //! that has stopped reading: see `ssh::mailbox`).
 //!
 //! Owns the menu's state for this client; knows nothing of russh (the handler feeds it).
@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::mailbox::Outbox;
 use crate::menu::detector::{Detector, Event};
 use crate::menu::view::{self, PeerRow};
-use crate::menu::{Action, Menu, MenuConfig, Page, parse_keys};
+use crate::menu::{Action, Menu, MenuConfig, Page, parse_keys_at};
 use crate::session::screen::History;
 use crate::session::{Attachment, Role, Who};
 
@@ -182,37 +182,41 @@ impl InputTask {
     }
 
     async fn on_data(&mut self, bytes: Bytes, to_pty: &PtyQueue) {
-        if self.menu.is_some() {
-            self.menu_keys(&bytes);
-            return;
-        }
-        let Some(detector) = self.detector.as_mut() else {
-            self.forward(bytes, to_pty).await;
-            return;
-        };
-        for event in detector.feed(std::time::Instant::now(), &bytes) {
-            match event {
-                Event::Forward(b) => self.forward(Bytes::from(b), to_pty).await,
-                Event::Open => {
-                    tracing::debug!("menu opened");
-                    let role = self.client.role();
-                    let rewind = role != Role::Viewer || self.viewer_history;
-                    let menu = Menu::new(role == Role::Owner, rewind);
-                    self.menu = Some(if self.lobby { menu.from_lobby() } else { menu });
-                    self.client.set_in_menu(true);
-                    self.request_draw();
+        // What follows a key that leaves the menu, in the same packet, comes round again.
+        let mut pending = Some(bytes);
+        while let Some(bytes) = pending.take() {
+            if self.menu.is_some() {
+                pending = self.menu_keys(&bytes);
+                continue;
+            }
+            let Some(detector) = self.detector.as_mut() else {
+                self.forward(bytes, to_pty).await;
+                return;
+            };
+            for event in detector.feed(std::time::Instant::now(), &bytes) {
+                match event {
+                    Event::Forward(b) => self.forward(Bytes::from(b), to_pty).await,
+                    Event::Open => {
+                        tracing::debug!("menu opened");
+                        let role = self.client.role();
+                        let rewind = role != Role::Viewer || self.viewer_history;
+                        let menu = Menu::new(role == Role::Owner, rewind);
+                        self.menu = Some(if self.lobby { menu.from_lobby() } else { menu });
+                        self.client.set_in_menu(true);
+                        self.request_draw();
+                    }
+                    // Always the last event of a feed.
+                    Event::Menu(rest) => pending = self.menu_keys(&rest),
                 }
-                Event::Menu(rest) => self.menu_keys(&rest),
             }
         }
     }
 
-    /// Handle every key of one packet, then draw once.
-    fn menu_keys(&mut self, bytes: &[u8]) {
-        for key in parse_keys(bytes) {
-            let Some(menu) = self.menu.as_mut() else {
-                return;
-            };
+    /// Handle every key of one packet, then draw once. Returns the bytes after a key that
+    /// resumed, which are for the program (or the trigger) again.
+    fn menu_keys(&mut self, bytes: &[u8]) -> Option<Bytes> {
+        for (key, end) in parse_keys_at(bytes) {
+            let menu = self.menu.as_mut()?;
             let action = menu.key(key, self.drawn.len(), self.client.size().1);
             let rewinding = matches!(menu.page, Page::Rewind(_));
             if !rewinding {
@@ -227,17 +231,18 @@ impl InputTask {
                 Action::Resume => {
                     self.close_menu();
                     self.writer.post(ToWriter::Live);
-                    return;
+                    let rest = &bytes[end..];
+                    return (!rest.is_empty()).then(|| Bytes::copy_from_slice(rest));
                 }
                 Action::Detach => {
                     self.close_menu();
                     self.writer.post(ToWriter::Detach);
-                    return;
+                    return None;
                 }
                 Action::Lobby if self.lobby => {
                     self.close_menu();
                     self.writer.post(ToWriter::Lobby);
-                    return;
+                    return None;
                 }
                 Action::ToggleReadOnly => {
                     let ro = !self.client.read_only();
@@ -290,6 +295,7 @@ impl InputTask {
             }
         }
         self.request_draw();
+        None
     }
 
     fn close_menu(&mut self) {
