@@ -279,18 +279,7 @@ fn openssh_clients_in_tmux_share_one_screen() {
 async fn a_stalled_client_never_slows_the_others() {
     let d = TestDaemon::start();
     let (id, port) = d.shell(&[]);
-    // The stalled client: OpenSSH writing into a pipe nobody reads.
-    let mut stalled = Command::new("ssh")
-        .args(ssh_args(&d.owner, port))
-        .args(["-tt", "127.0.0.1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until("the stalled client to attach", DEADLINE, || {
-        (d.peer_count(&id) == 1).then_some(())
-    });
+    let mut stalled = stalled_ssh(&d, &id, port);
     let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
     let rss_before = d.rss_kib();
     // 50 MB of output, then an end marker computed by the shell.
@@ -314,16 +303,7 @@ async fn a_stalled_client_never_slows_the_others() {
         "daemon grew from {rss_before} KiB to {peak} KiB"
     );
     // The stalled client drains: it ends up showing the current screen.
-    let mut out = stalled.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 1 << 16];
-        while let Ok(n) = out.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = drain(stalled.stdout.take().unwrap());
     let mut parser = vt100::Parser::new(24, 80, 0);
     let mut total = 0usize;
     wait_until(

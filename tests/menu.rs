@@ -258,23 +258,11 @@ async fn the_menu_opens_while_the_program_is_not_reading_its_input() {
 /// have freed the writer.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stalls_and_types_in_its_menu_is_not_wedged() {
-    use std::io::{Read, Write};
-    use std::process::{Command, Stdio};
+    use std::io::Write;
 
     let d = TestDaemon::start();
     let (id, port) = d.shell(&[]);
-    // OpenSSH writing into a pipe nobody reads (yet).
-    let mut stalled = Command::new("ssh")
-        .args(ssh_args(&d.owner, port))
-        .args(["-tt", "127.0.0.1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until("the stalled client to attach", DEADLINE, || {
-        (d.peer_count(&id) == 1).then_some(())
-    });
+    let mut stalled = stalled_ssh(&d, &id, port);
     // More output than its SSH window: its writer now waits for a window adjust.
     let a = SshClient::connect(port, &d.owner, "a", 80, 24).await;
     a.send("head -c 7500000 /dev/zero | base64 -w 100; echo end-$((20+3))-marker\r")
@@ -290,16 +278,7 @@ async fn a_client_that_stalls_and_types_in_its_menu_is_not_wedged() {
         std::thread::sleep(Duration::from_millis(2));
     }
     // It reads again: the menu shows; it leaves the menu and types.
-    let mut out = stalled.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 1 << 16];
-        while let Ok(n) = out.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = drain(stalled.stdout.take().unwrap());
     let mut parser = vt100::Parser::new(24, 80, 0);
     let mut shows = |what: &str, present: bool| {
         wait_until(what, Duration::from_secs(60), || {

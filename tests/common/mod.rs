@@ -513,6 +513,38 @@ pub fn ssh_args(key: &Key, port: u16) -> Vec<String> {
     .collect()
 }
 
+/// OpenSSH joined to `port` with its output going into a pipe nobody reads (yet): once its
+/// SSH window is full, the server's writer for it waits. Returns once it is attached.
+pub fn stalled_ssh(d: &TestDaemon, id: &str, port: u16) -> Child {
+    let before = d.peer_count(id);
+    let child = Command::new("ssh")
+        .args(ssh_args(&d.owner, port))
+        .args(["-tt", "127.0.0.1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the stalled client to attach", DEADLINE, || {
+        (d.peer_count(id) > before).then_some(())
+    });
+    child
+}
+
+/// Reads `from` on a thread of its own until it ends; the chunks come on the channel.
+pub fn drain(mut from: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// A private tmux server; each window runs one command.
 pub struct Tmux {
     pub socket: PathBuf,
