@@ -19,7 +19,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime};
 
@@ -68,6 +68,8 @@ const QUEUE_BYTES: u64 = 16 * 1024 * 1024;
 const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 /// ...and the longest they stay buffered while output keeps flowing.
 const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long output may gather in the queue before the recorder thread waits on it.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 /// Shortest time between two recorded resizes (a window-change storm is one event).
 pub const RESIZE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -263,8 +265,23 @@ impl CastWriter {
         // recording can be followed and a crash loses little.
         let mut dirty = false;
         let mut flushed_at = Instant::now();
+        // After output, an empty queue is given [`GATHER`] to fill before the thread waits
+        // on it: during a flood it then wakes a few hundred times a second instead of once
+        // per read of the PTY (each wake-up a futex call on the PTY reader's side).
+        let mut gathered = true;
         loop {
-            let event = match rx.recv_timeout(FLUSH_AFTER) {
+            let received = match rx.try_recv() {
+                Ok(e) => Ok(e),
+                Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                Err(TryRecvError::Empty) if !gathered => {
+                    gathered = true;
+                    std::thread::sleep(GATHER);
+                    continue;
+                }
+                Err(TryRecvError::Empty) => rx.recv_timeout(FLUSH_AFTER),
+            };
+            gathered = !matches!(received, Ok(Event::Output(..)));
+            let event = match received {
                 Ok(Event::Finish) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(e) => Some(e),
                 Err(RecvTimeoutError::Timeout) => None,
