@@ -1,9 +1,9 @@
 //! One input task per client: what the client types goes through the menu trigger
 //! detector, then to the PTY (if the client may type) or, while its pause menu is open, to
 //! the menu. Menu frames and mode changes go to the client's writer task, which alone
-//! writes to the channel, so menu and live output never interleave; they are posted to its
-//! [`Outbox`], which never waits (the menu never blocks on a client
-//! that has stopped reading: see `ssh::mailbox`).
+//! writes to the channel, so menu and live output never interleave. They are posted to its
+//! [`Outbox`], which never waits: nothing russh's loop waits on may wait for a client that
+//! has stopped reading (`ssh::mailbox`, `adr/0009`).
 //!
 //! Owns the menu's state for this client; knows nothing of russh (the handler feeds it).
 //! A client's keys cost the daemon little: all keys of one packet are handled before one

@@ -5,7 +5,7 @@
 //! that frees it is read by russh's loop; that loop hands the client's keys to the input
 //! task and waits while the input task's queue is full. Had the input task waited for the
 //! writer too, a client that stopped reading and then typed fast in its menu would close
-//! that circle and wedge its own connection for good.
+//! that circle and wedge its own connection for good (`adr/0009`).
 //!
 //! What is kept: at most one screen command ([`ToWriter::Menu`] or [`ToWriter::Live`]: each
 //! replaces the whole screen, so only the newest matters), one [`ToWriter::Resized`] (the
