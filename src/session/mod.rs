@@ -402,7 +402,10 @@ impl Session {
                 }
                 log.end()
             };
-            if let Some(typist) = &*self.typist.lock() {
+            // The typist sees a small read (its echo) at once, even while a flood gathers.
+            if bytes.len() as u64 <= reader::SMALL
+                && let Some(typist) = &*self.typist.lock()
+            {
                 typist.wake.notify_one();
             }
             self.output_end.send_replace(end);

@@ -24,10 +24,10 @@ use super::{ReadFrom, Session};
 /// above a screenful or a typical burst, well below the log's capacity.
 pub const SKIP_BEHIND: u64 = 1024 * 1024;
 
-/// How long a terminal that did not type last lets fresh output gather before sending it,
-/// while output keeps coming (see [`BURST`]): a flood goes out in fewer, larger packets,
-/// and the typist's own echo is not slowed by N viewers' sends. Far below what a watcher
-/// can perceive.
+/// How long a terminal lets fresh output gather before sending it, while bulk output keeps
+/// coming (see [`BURST`]): a flood goes out in fewer, larger packets, and the typist's own
+/// echo is not slowed by N viewers' sends (a small read wakes the last typist at once).
+/// Far below what a watcher can perceive.
 pub const COALESCE: Duration = Duration::from_millis(4);
 
 /// Output that comes within this long of the last piece sent to a terminal is "still

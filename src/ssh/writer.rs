@@ -84,7 +84,8 @@ struct Stream {
     clip: Option<(u16, u16)>,
     /// No clipped frame before this.
     next_frame: Option<Instant>,
-    /// Output is gathering for [`COALESCE`] before it is sent (not the last typist).
+    /// Output is gathering for [`COALESCE`] before it is sent (a small read wakes the last
+    /// typist at once).
     hold_until: Option<Instant>,
     /// When output was last sent: fresh output within [`BURST`] of it gathers.
     last_output: Option<Instant>,
@@ -258,13 +259,13 @@ impl Writer {
                 Event::Poke
             }
             _ = stream.reader.changed(), if !held => {
-                // Bulk output while more keeps coming: a client that did not type last
-                // lets it gather briefly. Small output, or output after a quiet spell,
-                // goes out at once.
+                // Bulk output while more keeps coming gathers briefly, for the typist too
+                // (a small read, such as its next echo, wakes it at once). Small output,
+                // or output after a quiet spell, goes out at once.
                 let now = Instant::now();
                 let bursting = stream.last_output.is_some_and(|t| now.duration_since(t) < BURST);
                 let bulk = stream.reader.pending() > SMALL;
-                if bursting && bulk && !client.is_last_typist() {
+                if bursting && bulk {
                     stream.hold_until = Some(now + COALESCE);
                 }
                 Event::Poke
