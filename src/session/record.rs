@@ -4,9 +4,10 @@
 //! changed roles; `adr/0003`, `adr/0004`), which has its own queue, thread and cap.
 //!
 //! Recording never blocks the session: events go through a bounded queue to a recorder
-//! thread (which lets output gather 2 ms before it waits again: one wake-up per
-//! batch, not per PTY read); when the queue is full the bytes are counted and a marker says how many were not
-//! recorded; a disk error stops the recording with a visible status, never the session.
+//! thread (which lets output gather 2 ms before it waits again: one wake-up per batch, not
+//! per PTY read); when the queue is full the bytes are counted and a marker says how many
+//! were not recorded; a disk error stops the recording with a visible status, never the
+//! session.
 //! A size cap per recording stops the cast with a marker (the audit goes on); a total cap
 //! prunes the oldest recordings of ended sessions at start. Resizes are recorded when the
 //! size really changes, at most every [`RESIZE_EVERY`] (the latest wins). The cast is
