@@ -21,6 +21,7 @@ pub mod types;
 pub mod wait;
 
 pub use error::{ApiError, ErrorKind};
+pub use types::*;
 
 /// Await one call, bounded by the caller's own timer as well as the call's deadline: a
 /// client whose connection went away can otherwise wait forever. Transport failures and the
@@ -41,7 +42,6 @@ pub async fn bounded<T>(
         )),
     }
 }
-pub use types::*;
 
 /// Bumped whenever a request or response changes shape. [`Hearth::hello`] never changes
 /// shape, so a mismatch is always reported as a clear error rather than a decode failure.

@@ -197,15 +197,6 @@ impl Attachment {
         self.detached.load(Ordering::Acquire)
     }
 
-    /// Whether this client typed last (its output is sent without coalescing).
-    pub fn is_last_typist(&self) -> bool {
-        self.session
-            .typist
-            .lock()
-            .as_ref()
-            .is_some_and(|t| t.key == self.key)
-    }
-
     /// Leave the session now (idempotent; dropping the attachment does it too).
     pub fn detach(&self) {
         if !self.detached.swap(true, Ordering::AcqRel) {

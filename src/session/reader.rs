@@ -6,9 +6,9 @@
 //!
 //! Users: each SSH client's writer task, the `read` RPC (`tail`, `logs --follow`), and
 //! later `wait`, events and triggers. The policy for terminals (skip-ahead, batch sizes,
-//! clipped frames, pacing, coalescing) lives here too, so the adapters only move bytes. It knows nothing of
-//! transports and holds no lock across an await (the session's locks are taken inside
-//! synchronous calls only).
+//! clipped frames, pacing, coalescing) lives here too, so the adapters only move bytes. It
+//! knows nothing of transports and holds no lock across an await (the session's locks are
+//! taken inside synchronous calls only).
 
 use std::sync::Arc;
 use std::time::Duration;
