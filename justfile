@@ -10,7 +10,7 @@ lint:
     cargo clippy --workspace --all-targets --locked -- -D warnings
 
 test:
-    cargo test --workspace --locked
+    cargo test --workspace --locked --no-fail-fast
 
 doc:
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked

@@ -723,6 +723,52 @@ mod tests {
         assert_eq!(secs, 1_795_350_896);
     }
 
+    /// The refusal itself, not just the parse: a restricting line refuses its key from
+    /// every address, at every time, whatever other lines for the key say and in whatever
+    /// order they come.
+    #[test]
+    fn a_restricted_line_refuses_its_key_everywhere_and_always() {
+        let restricted = parse_line(&format!(r#"command="borg serve",from="127.0.0.1" {ED}"#))
+            .unwrap()
+            .unwrap();
+        let plain = parse_line(ED).unwrap().unwrap();
+        let key = plain.key.clone();
+        let past = SystemTime::UNIX_EPOCH;
+        let future = SystemTime::now() + Duration::from_secs(100 * 365 * 86_400);
+        for addr in ["127.0.0.1", "10.0.0.1", "::1", "::ffff:127.0.0.1"] {
+            for now in [past, SystemTime::now(), future] {
+                let why = restricted.rule.check(ip(addr), now).unwrap_err();
+                assert!(
+                    matches!(&why, Denied::Restricted(o) if o.starts_with("command=")),
+                    "{addr}: {why:?}"
+                );
+                for lines in [
+                    [plain.clone(), restricted.clone()],
+                    [restricted.clone(), plain.clone()],
+                ] {
+                    assert!(
+                        matches!(
+                            verdict(&lines, &key, ip(addr), now),
+                            Some(Err(Denied::Restricted(_)))
+                        ),
+                        "{addr}: admitted beside a plain line"
+                    );
+                }
+            }
+        }
+        for opt in ["no-pty", "restrict", "some-future-option"] {
+            let e = parse_line(&format!("{opt} {ED}")).unwrap().unwrap();
+            assert_eq!(
+                verdict([&e], &key, ip("127.0.0.1"), SystemTime::now()),
+                Some(Err(Denied::Restricted(opt.to_string()))),
+                "{opt}"
+            );
+        }
+        // The refusal says which option, in words a log line or an error can carry.
+        let why = restricted.rule.check(ip("127.0.0.1"), past).unwrap_err();
+        assert!(why.to_string().contains("command="), "{why}");
+    }
+
     #[test]
     fn every_line_for_a_key_must_admit_it() {
         let plain = parse_line(ED).unwrap().unwrap();

@@ -29,3 +29,4 @@ pub mod menu;
 pub mod paths;
 pub mod session;
 pub mod ssh;
+pub mod text;

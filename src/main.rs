@@ -28,12 +28,21 @@ fn main() -> std::process::ExitCode {
         }
     };
     let json = cli.json;
-    let daemon = matches!(cli.command, Command::Daemon { .. });
+    // A background daemon's stderr goes nowhere: it says why it failed in its log file.
+    let logged = matches!(
+        &cli.command,
+        Command::Daemon {
+            log_file: Some(_),
+            ..
+        }
+    );
     match runtime.block_on(hearth::cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(failure) if hearth::cli::output::is_broken_pipe(&failure) => {
+            std::process::ExitCode::SUCCESS
+        }
         Err(failure) => {
-            if daemon {
-                // A background daemon's stderr goes nowhere: say it in its log.
+            if logged {
                 tracing::error!("daemon failed: {}", failure.message());
             }
             failure.report(json);
@@ -86,12 +95,36 @@ fn usage_error(e: clap::Error) -> std::process::ExitCode {
     let wants_json = std::env::args().any(|a| a == "--json");
     if wants_json && !matches!(e.kind(), ClapKind::DisplayHelp | ClapKind::DisplayVersion) {
         let message = e.render().to_string();
-        let first = message.lines().next().unwrap_or("usage error");
-        let first = first.strip_prefix("error: ").unwrap_or(first);
-        let v = serde_json::json!({"error": {"kind": "invalid_argument", "message": first}});
-        println!("{v}");
+        let v = serde_json::json!({"error": {"kind": "invalid_argument",
+                                             "message": usage_message(&message)}});
+        hearth::cli::output::line(&v.to_string());
         return std::process::ExitCode::from(2);
     }
     let _ = e.print();
     std::process::ExitCode::from(if e.use_stderr() { 2 } else { 0 })
+}
+
+/// clap's rendered error as one line: the error with what it lists (`the following required
+/// arguments were not provided: <TARGETS>...`), then the usage line.
+fn usage_message(rendered: &str) -> String {
+    let mut parts: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    if let Some(first) = parts.first_mut() {
+        *first = first.strip_prefix("error: ").unwrap_or(first);
+    }
+    let mut text = parts.join(" ");
+    if let Some(usage) = rendered
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Usage: "))
+    {
+        text.push_str(&format!(" (usage: {usage})"));
+    }
+    if text.is_empty() {
+        "usage error".into()
+    } else {
+        text
+    }
 }

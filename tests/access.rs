@@ -5,7 +5,7 @@ mod common;
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -85,12 +85,11 @@ fn a_locked_session_refuses_new_joins_with_a_reason() {
     let (id, port) = (id_of(&s), port_of(&s));
     let locked = d.ok(&["lock", &id]);
     assert_eq!(locked["locked"], true);
-    let out = Command::new("ssh")
+    let out = external("ssh")
         .args(ssh_args(&friend, port))
         .args(["-tt", "127.0.0.1"])
         .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .output_bounded();
     assert_eq!(out.status.code(), Some(1));
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
@@ -119,10 +118,26 @@ async fn viewers_only_makes_collaborators_viewers() {
     let port = port_of(&s);
     let owner = SshClient::connect(port, &d.owner, "own", 80, 24).await;
     let f = SshClient::connect(port, &friend, "friend", 80, 24).await;
-    f.send("echo friend-typed-$((1+1))\r").await;
+    typing_is_dropped(&owner, &f, "friend").await;
+}
+
+/// `viewer` types a line and then opens its `!>` menu: once the menu shows, its input task
+/// has dealt with the line (dropped it, or queued it to the PTY). The owner then types a
+/// marker, which the shell can only echo after anything queued before it. So when the
+/// marker shows, a line that got through would have shown too.
+async fn typing_is_dropped(owner: &SshClient, viewer: &SshClient, who: &str) {
+    viewer.send(&format!("echo {who}-typed-$((1+1))\r")).await;
+    viewer.send("!>").await;
+    viewer.wait_screen("1 Resume").await;
+    viewer.send("q").await;
     owner.send("echo owner-typed-$((2+2))\r").await;
-    f.wait_text("owner-typed-4").await;
-    assert!(!owner.raw_text().contains("friend-typed-2"));
+    owner.wait_text("owner-typed-4").await;
+    viewer.wait_text("owner-typed-4").await;
+    let forbidden = format!("{who}-typed-2");
+    assert!(
+        !owner.raw_text().contains(&forbidden) && !viewer.raw_text().contains(&forbidden),
+        "a viewer's typing reached the program"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,10 +154,7 @@ async fn open_sessions_admit_any_key_as_viewer_or_collaborator_with_a_warning() 
     let port = port_of(&list[0]);
     let owner = SshClient::connect(port, &d.owner, "own", 80, 24).await;
     let s = SshClient::connect(port, &stranger, "anyone", 80, 24).await;
-    s.send("echo stranger-$((1+1))\r").await;
-    owner.send("echo owner-$((3+3))\r").await;
-    s.wait_text("owner-6").await;
-    assert!(!owner.raw_text().contains("stranger-2"));
+    typing_is_dropped(&owner, &s, "stranger").await;
 
     let c = d.session(&["--open=collaborator"], &["/bin/sh"]);
     assert_eq!(c["access"], "open-collaborator");
@@ -161,12 +173,12 @@ fn forwarding_agent_x11_and_sftp_are_refused() {
     };
     let base = ssh_args(&d.owner, port);
     let run = |extra: &[&str], env: &[(&str, &str)]| {
-        let mut c = Command::new("ssh");
+        let mut c = external("ssh");
         c.args(&base).args(extra).stdin(Stdio::null());
         for (k, v) in env {
             c.env(k, v);
         }
-        c.output().unwrap()
+        c.output_bounded()
     };
     let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).to_string();
 
@@ -193,14 +205,13 @@ fn forwarding_agent_x11_and_sftp_are_refused() {
         err(&o)
     );
     // sftp: a subsystem.
-    let o = Command::new("sftp")
+    let o = external("sftp")
         .args(["-F", "/dev/null", "-i", d.owner.path.to_str().unwrap()])
         .args(["-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no"])
         .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes"])
         .args(["-P", &port.to_string(), "127.0.0.1"])
         .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .output_bounded();
     assert!(!o.status.success());
     assert!(err(&o).contains("subsystem request failed"), "{}", err(&o));
 
@@ -208,7 +219,7 @@ fn forwarding_agent_x11_and_sftp_are_refused() {
     let local = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let lport = local.local_addr().unwrap().port();
     drop(local);
-    let mut l = Command::new("ssh")
+    let mut l = external("ssh")
         .args(&base)
         .args([
             "-N",
@@ -243,7 +254,7 @@ fn forwarding_agent_x11_and_sftp_are_refused() {
     // forwarding, so the daemon's log is where that refusal shows.
     let tmux = Tmux::new(d.dir.path());
     let agent = d.dir.path().join("agent.sock");
-    let mut agent_proc = Command::new("ssh-agent")
+    let mut agent_proc = external("ssh-agent")
         .arg("-D")
         .arg("-a")
         .arg(&agent)
@@ -441,12 +452,11 @@ async fn limits_from_the_config_file_are_enforced_with_a_message() {
     let msg = d.err(&["server", "--", "/bin/sh"], "limit");
     assert!(msg.contains("1 sessions"), "{msg}");
     let _a = SshClient::connect(port_of(&s), &d.owner, "a", 80, 24).await;
-    let out = Command::new("ssh")
+    let out = external("ssh")
         .args(ssh_args(&d.owner, port_of(&s)))
         .args(["-tt", "127.0.0.1"])
         .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .output_bounded();
     assert_eq!(out.status.code(), Some(1));
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);

@@ -39,6 +39,60 @@ fn wait_from_start(d: &TestDaemon, id: &str, pattern: &str) -> (i32, Value) {
     )
 }
 
+/// The README's supervisor, verbatim, with `claude` an echoing fake agent found only on
+/// the script's PATH (not the daemon's): the session starts (the program is looked up on
+/// the caller's PATH), and `wait --match DONE` returns the agent's reply, not the
+/// terminal's echo of the prompt that asked for it.
+#[test]
+fn the_readme_supervisor_gets_the_agents_reply_not_the_echo_of_its_prompt() {
+    let d = TestDaemon::start();
+    let readme = include_str!("../README.md");
+    let script = readme
+        .split("## Supervising an agent from a script")
+        .nth(1)
+        .and_then(|s| s.split("```sh\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("the README's supervisor example");
+    assert!(script.contains("-- claude"), "{script}");
+    let bin = d.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(BIN, bin.join("hearth")).unwrap();
+    let claude = bin.join("claude");
+    std::fs::write(&claude, format!("#!/bin/sh\nexec {AGENT}\n")).unwrap();
+    std::fs::set_permissions(&claude, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = d.script(script, &bin).output_bounded();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(
+        stdout.lines().next(),
+        Some("DONE"),
+        "wait printed the wrong line:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("on it"),
+        "status shows the screen: {stdout}"
+    );
+    // `--include-echo` lets the echo match (it comes first).
+    let sent = d.ok(&["send", "agent", "now say DONE again"]);
+    let off = sent["offset"].to_string();
+    let w = d.ok(&[
+        "wait",
+        "agent",
+        "--match",
+        "DONE",
+        "--from",
+        &off,
+        "--include-echo",
+        "--timeout",
+        "20s",
+    ]);
+    assert!(
+        w["line"].as_str().unwrap().contains("now say DONE again"),
+        "{w}"
+    );
+}
+
 fn agent(d: &TestDaemon) -> String {
     let s = d.session(&["--name", "agent"], &[AGENT]);
     let id = id_of(&s);
@@ -86,6 +140,7 @@ async fn send_then_wait_is_race_free_a_thousand_times() {
                 // agent prints its prompt, the reply shares a line with that prompt.
                 regex: format!("answer: q{i}$"),
                 screen: false,
+                include_echo: false,
             },
             from: Some(sent.offset),
             timeout_ms: 20_000,
@@ -171,7 +226,7 @@ fn control_keys_reach_the_program_c_c_stops_a_sleep() {
     let (id, _) = d.shell(&[]);
     run(&d, &["send", &id, "sleep 313; echo slept-$((1+1))"]);
     wait_until("sleep 313 to run", DEADLINE, || {
-        let out = std::process::Command::new("pgrep")
+        let out = external("pgrep")
             .args(["-f", "^sleep 313$"])
             .output()
             .ok()?;
@@ -365,7 +420,33 @@ fn programs_know_their_session_and_if_absent_returns_the_running_one() {
     assert_eq!(code, 0, "{w}");
     let again = d.session(&["--name", "self", "--if-absent"], &["sh", "-c", script]);
     assert_eq!(id_of(&again), id);
+    assert_eq!(again["already_running"], true, "{again}");
     assert_eq!(d.ok(&["ps"]).as_array().unwrap().len(), 1);
+    let human = d.cli(&[
+        "server",
+        "--bind",
+        "127.0.0.1",
+        "--name",
+        "self",
+        "--if-absent",
+        "--",
+        "true",
+    ]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("already running") && !text.contains("started"),
+        "{text}"
+    );
+    // A session of that name that exited is absent: a new one starts (it failed with
+    // already_exists, so the README's script got id=null).
+    let gone = d.session(&["--name", "done"], &["true"]);
+    let (code, _) = run(&d, &["wait", "done", "--exit", "--timeout", "20s"]);
+    assert_eq!(code, 0);
+    let fresh = d.session(&["--name", "done", "--if-absent"], &["sleep", "100"]);
+    assert_ne!(id_of(&fresh), id_of(&gone));
+    assert_eq!(fresh["already_running"], false, "{fresh}");
+    assert_eq!(fresh["state"], "up", "{fresh}");
+    d.ok(&["kill", "done"]);
     let ps = d.ok(&["ps"]);
     for field in [
         "activity",
@@ -407,6 +488,8 @@ fn restart_starts_the_same_command_name_and_port_after_an_exit_or_a_kill() {
     assert_eq!(code, 0);
     let again = d.ok(&["restart", "job"]);
     assert_ne!(id_of(&again), id);
+    // A script holding the old id can follow: the new id says what it replaced.
+    assert_eq!(again["restarted_from"], id.as_str(), "{again}");
     assert_eq!(
         (again["name"].as_str(), port_of(&again)),
         (Some("job"), port)
@@ -431,6 +514,7 @@ fn restart_starts_the_same_command_name_and_port_after_an_exit_or_a_kill() {
     d.ok(&["kill", "job"]);
     let third = d.ok(&["restart", "job"]);
     assert_eq!(port_of(&third), port);
+    assert_eq!(third["restarted_from"], id_of(&again).as_str(), "{third}");
     // A running session is not restarted behind its users' backs.
     let (live, _) = d.shell(&[]);
     let msg = d.err(&["restart", &live], "invalid_state");

@@ -5,7 +5,6 @@ mod common;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -202,7 +201,7 @@ fn env_cwd_and_shadow_dir_reach_the_child() {
 #[test]
 fn a_second_daemon_is_refused() {
     let d = TestDaemon::start();
-    let out = d.command(&["daemon"]).output().unwrap();
+    let out = d.command(&["daemon"]).output_bounded();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -284,15 +283,15 @@ fn the_cli_starts_the_daemon_when_none_answers() {
     // With auto-start off, a clear error and no daemon.
     let msg = env.err(&["status", "x"], "daemon");
     assert!(msg.contains("HEARTH_NO_AUTOSTART"), "{msg}");
-    // Asking about (or stopping) a daemon never starts one, auto-start or not.
-    for cmd in [&["ps"][..], &["version"][..]] {
+    // Asking about (or stopping) a daemon never starts one, auto-start or not, and the
+    // error says which commands do.
+    for cmd in [&["ps"][..], &["version"], &["events"], &["top"]] {
         let mut all = vec!["--json"];
         all.extend_from_slice(cmd);
         let out = env
             .command(&all)
             .env_remove("HEARTH_NO_AUTOSTART")
-            .output()
-            .unwrap();
+            .output_bounded();
         assert!(!out.status.success());
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(
@@ -302,12 +301,19 @@ fn the_cli_starts_the_daemon_when_none_answers() {
                 .contains("no hearth daemon is running"),
             "{v}"
         );
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("`hearth server` starts it"),
+            "{v}"
+        );
+        assert!(!env.socket.exists(), "{cmd:?} started a daemon");
     }
     let out = env
         .command(&["--json", "shutdown"])
         .env_remove("HEARTH_NO_AUTOSTART")
-        .output()
-        .unwrap();
+        .output_bounded();
     assert!(out.status.success());
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["running"],
@@ -325,8 +331,7 @@ fn the_cli_starts_the_daemon_when_none_answers() {
             "1000",
         ])
         .env_remove("HEARTH_NO_AUTOSTART")
-        .output()
-        .unwrap();
+        .output_bounded();
     assert!(
         out.status.success(),
         "{}",
@@ -343,6 +348,23 @@ fn the_cli_starts_the_daemon_when_none_answers() {
     wait_until("the daemon process to end", DEADLINE, || {
         (unsafe { libc::kill(pid, 0) } != 0).then_some(())
     });
+    // After a shutdown too: `version` reports, `history` (which reads what the daemon
+    // keeps) starts one.
+    let autostart = |args: &[&str]| {
+        env.command(args)
+            .env_remove("HEARTH_NO_AUTOSTART")
+            .output_bounded()
+    };
+    assert!(!autostart(&["--json", "version"]).status.success());
+    assert!(!env.socket.exists(), "version started a daemon");
+    let out = autostart(&["--json", "history"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(env.socket.exists(), "history did not start the daemon");
+    env.ok(&["shutdown"]);
 }
 
 #[test]
@@ -406,14 +428,13 @@ fn another_users_control_connection_is_refused() {
     std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&d.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let out = Command::new("setpriv")
+    let out = external("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(BIN)
         .args(["--json", "--socket", d.socket.to_str().unwrap(), "ps"])
         .env("HEARTH_NO_AUTOSTART", "1")
         .env("HOME", "/tmp")
-        .output()
-        .unwrap();
+        .output_bounded();
     assert!(
         !out.status.success(),
         "{}",
@@ -557,4 +578,30 @@ fn a_socket_that_never_answers_or_hangs_up_is_an_error_not_a_hang() {
             started.elapsed()
         );
     }
+}
+
+/// `history` says when the program ended, not when the session was removed: a program that
+/// exits and is killed (removed) two seconds later ended when it exited.
+#[test]
+fn history_records_the_exit_time_not_the_kill_time() {
+    let d = TestDaemon::start();
+    let s = d.session(&["--name", "short"], &["sh", "-c", "exit 2"]);
+    let id = id_of(&s);
+    let w = d.ok(&["wait", &id, "--exit", "--timeout", "20s"]);
+    assert_eq!(w["exit_code"], 2);
+    let exited = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // A gap between the exit and the removal, on purpose.
+    std::thread::sleep(Duration::from_millis(2100));
+    d.ok(&["kill", &id]);
+    let h = d.ok(&["history"]);
+    assert_eq!(h[0]["id"], id.as_str(), "{h}");
+    let ended = h[0]["ended_unix"].as_u64().unwrap();
+    assert!(
+        ended <= exited,
+        "ended_unix {ended} is the kill time, not the exit ({exited})"
+    );
+    assert_eq!(h[0]["exit_code"], 2);
 }

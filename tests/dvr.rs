@@ -4,7 +4,7 @@ mod common;
 
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -47,7 +47,7 @@ async fn a_recording_is_valid_asciicast_plays_in_asciinema_and_names_typists() {
     assert!(lines.iter().any(|e| e[1] == "r" && e[2] == "100x30"));
     // asciinema opens /dev/tty: give it one with script(1), its output goes to a file.
     let played = d.dir.path().join("played.txt");
-    let cat = Command::new("script")
+    let cat = external("script")
         .args(["-q", "-e", "-c"])
         .arg(format!(
             "asciinema cat {} > {}",
@@ -56,8 +56,7 @@ async fn a_recording_is_valid_asciicast_plays_in_asciinema_and_names_typists() {
         ))
         .arg("/dev/null")
         .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .output_bounded();
     assert!(
         cat.status.success(),
         "{}",

@@ -5,7 +5,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -24,16 +24,14 @@ fn strict_ssh(d: &TestDaemon, port: u16, known: &std::path::Path) -> Option<i32>
             i += 1;
         }
     }
-    Command::new("ssh")
+    external("ssh")
         .args(&args)
         .args(["-o", "StrictHostKeyChecking=yes", "-o"])
         .arg(format!("UserKnownHostsFile={}", known.display()))
         .args(["-tt", "127.0.0.1"])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
+        .output_bounded()
+        .status
         .code()
 }
 
@@ -66,9 +64,17 @@ fn known_hosts_lines_let_openssh_join_any_session_with_strict_checking() {
         text.contains(kh["host_key_fingerprint"].as_str().unwrap()),
         "{text}"
     );
-    // Default host names: this machine's.
+    // Default host names: this machine's, and every name a join line printed: a session
+    // bound to 127.0.0.1 printed `ssh -p P 127.0.0.1`, and strict checking passes with the
+    // default lines alone.
     let plain = d.cli(&["known-hosts"]);
-    assert!(String::from_utf8_lossy(&plain.stdout).contains("]:* ssh-ed25519 "));
+    let text = String::from_utf8_lossy(&plain.stdout).to_string();
+    assert!(text.contains("[localhost]:* ssh-ed25519 "), "{text}");
+    let defaults = d.dir.path().join("default_known_hosts");
+    std::fs::write(&defaults, &text).unwrap();
+    let s = d.session(&[], &["sh", "-c", "sleep 1; exit 6"]);
+    assert!(s["join"].as_str().unwrap().ends_with(" 127.0.0.1"), "{s}");
+    assert_eq!(strict_ssh(&d, port_of(&s), &defaults), Some(6));
 }
 
 #[test]
@@ -185,5 +191,86 @@ fn doctor_says_what_is_wrong_and_how_to_fix_it_without_starting_a_daemon() {
         keys["detail"].as_str().unwrap().contains("chmod go-w"),
         "{keys}"
     );
+    // The fix for a StrictModes failure is the chmod, even when no key is left (it
+    // suggested ssh-keygen).
+    std::fs::remove_file(d.home.join(".ssh/id_ed25519.pub")).unwrap();
+    let (ok, v) = d.json(&["doctor"]);
+    assert!(!ok, "{v}");
+    let keys = named(&v, "owner keys");
+    assert_eq!(keys["status"], "fail", "{keys}");
+    let fix = keys["fix"].as_str().unwrap();
+    assert!(
+        fix.starts_with("chmod go-w ") && !fix.contains("ssh-keygen"),
+        "{keys}"
+    );
+    // A config file the daemon would refuse fails the doctor too (it passed with rc 0).
+    d.write_config("[limits]\nmax_clientz = 3\n");
+    let (ok, v) = d.json(&["doctor"]);
+    assert!(!ok, "{v}");
+    let config = named(&v, "config");
+    assert_eq!(config["status"], "fail", "{config}");
+    assert!(
+        config["detail"].as_str().unwrap().contains("max_clientz"),
+        "{config}"
+    );
     let _ = Duration::ZERO;
+}
+
+/// The rough edges a new user hits: `hearth man --dir` writes every page the main page
+/// refers to; `--json` is refused where a command prints a script or a page; a usage
+/// error under `--json` is whole; a closed pipe is a quiet exit.
+#[test]
+fn man_pages_json_refusals_usage_errors_and_closed_pipes() {
+    let env = Env::new();
+    let dir = env.dir.path().join("man1");
+    let out = env.cli(&["man", "--dir", dir.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let main = std::fs::read_to_string(dir.join("hearth.1")).unwrap();
+    // Every hearth-*(1) the main page names exists.
+    let mut named = 0;
+    for page in main.split("hearth\\-").skip(1) {
+        let name: String = page
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '\\' || *c == '-')
+            .collect::<String>()
+            .replace("\\-", "-");
+        if name.is_empty() || !page[..].contains("(1)") {
+            continue;
+        }
+        named += 1;
+        assert!(
+            dir.join(format!("hearth-{name}.1")).exists(),
+            "hearth-{name}(1) is named but not written"
+        );
+    }
+    assert!(named >= 20, "only {named} pages named");
+    for args in [&["--json", "man"][..], &["--json", "completions", "bash"]] {
+        let out = env.cli(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["error"]["kind"], "invalid_argument", "{v}");
+    }
+    let out = env.cli(&["--json", "kill"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("<TARGETS>") && msg.contains("usage: hearth kill"),
+        "{msg}"
+    );
+    // A reader that is gone before hearth writes: hearth exits quietly (it printed
+    // "cannot write to stdout: Broken pipe", or panicked in clap_complete).
+    for cmd in ["man", "completions bash", "--json kill"] {
+        let out = external("sh")
+            .arg("-c")
+            .arg(format!("{BIN} {cmd} | true"))
+            .env("HEARTH_NO_AUTOSTART", "1")
+            .output_bounded();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.is_empty(), "{cmd} into a closed pipe printed: {err}");
+    }
 }

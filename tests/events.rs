@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -44,7 +44,7 @@ fn events_arrive_in_order_for_create_join_match_leave_exit_with_openssh() {
     let d = TestDaemon::start();
     let s = d.session(&["--trigger", "done=DONE-NOW"], &["/bin/sh"]);
     let (id, port) = (id_of(&s), port_of(&s));
-    let mut ssh = Command::new("ssh")
+    let mut ssh = external("ssh")
         .args(ssh_args(&d.owner, port))
         .args(["-tt", "127.0.0.1"])
         .stdin(Stdio::piped())

@@ -149,8 +149,7 @@ fn a_busy_lobby_port_is_a_clear_error() {
     let out = env
         .command(&["daemon"])
         .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+        .output_bounded();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -30,6 +30,8 @@ fn an_agent_supervises_a_session_over_mcp() {
     }
     for t in tools {
         assert_eq!(t["inputSchema"]["type"], "object", "{t}");
+        // Every result is checked against this by `Mcp::tool`.
+        assert_eq!(t["outputSchema"]["type"], "object", "{t}");
         assert!(t["description"].as_str().unwrap().len() > 40, "{t}");
     }
     let (err, s) = m.tool(
@@ -55,7 +57,7 @@ fn an_agent_supervises_a_session_over_mcp() {
     let (_, status) = m.tool("session_status", json!({"session": id}));
     assert_eq!(status["last_input_by"], "api");
     let (_, ps) = m.tool("list_sessions", json!({}));
-    assert_eq!(ps.as_array().map(Vec::len), Some(1), "{ps}");
+    assert_eq!(ps["sessions"].as_array().map(Vec::len), Some(1), "{ps}");
     let (err, _) = m.tool(
         "send_message",
         json!({"session": id, "text": "hello humans"}),

@@ -144,6 +144,17 @@ async fn a_message_reaches_the_others_as_a_banner_and_never_the_pty() {
         !a.screen().contains("[a-1]"),
         "the sender got its own banner"
     );
+    // The banner goes away by itself (like tmux's display-message), and the row it covered
+    // shows the screen again.
+    let end = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while b.screen() != c.screen() {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the banner never went away:\n{}",
+            b.screen()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -83,12 +83,11 @@ async fn restricted_keys_are_never_admitted_and_an_odd_line_locks_nobody_out() {
     assert_eq!(refused(&here).await, None);
     owner.resize(81, 24).await;
     // A real OpenSSH client with the restricted key gets no shell either.
-    let out = Command::new("ssh")
+    let out = external("ssh")
         .args(ssh_args(&borg, port))
         .args(["127.0.0.1", "true"])
         .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .output_bounded();
     assert_eq!(out.status.code(), Some(255));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
     // One clear line per restricted key: fingerprint, file, line, option; and the odd
@@ -469,4 +468,48 @@ async fn a_tiny_client_does_not_shrink_the_terminal() {
     let _tiny = SshClient::connect(port, &d.owner, "tiny", 10, 3).await;
     big.send("stty size\r").await;
     big.wait_text("24 80").await;
+}
+
+/// A command line with escape sequences and a bidi override (what a prompt-injected agent
+/// could start over MCP) never reaches the owner's terminal: `server`, `ps`, `ps --all`,
+/// `history` and `events` show it escaped; `--json` keeps it exact.
+#[test]
+fn escapes_in_argv_never_reach_the_owners_terminal() {
+    let d = TestDaemon::start();
+    let evil = "\u{1b}]0;PWN\u{7}\u{1b}[2J\u{202e}gnp.exe";
+    let out = d.cli(&[
+        "server",
+        "--bind",
+        "127.0.0.1",
+        "--name",
+        "evil",
+        "--",
+        "sh",
+        "-c",
+        "sleep 1000",
+        evil,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let clean = |what: &str, bytes: &[u8]| {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(
+            !bytes.contains(&0x1b) && !bytes.contains(&0x07) && !text.contains('\u{202e}'),
+            "{what} printed control characters: {text:?}"
+        );
+        assert!(text.contains("\\e]0;PWN\\x07\\e[2J"), "{what}: {text}");
+    };
+    clean("server", &out.stdout);
+    clean("ps", &d.cli(&["ps"]).stdout);
+    let events = d.cli(&["events"]);
+    assert!(!events.stdout.contains(&0x1b));
+    let v = d.ok(&["ps"]);
+    assert_eq!(v[0]["command"][3], evil, "JSON is exact");
+    d.ok(&["kill", "evil"]);
+    clean("ps --all", &d.cli(&["ps", "--all"]).stdout);
+    clean("history", &d.cli(&["history"]).stdout);
+    assert_eq!(d.ok(&["history"])[0]["command"][3], evil);
 }

@@ -47,6 +47,26 @@ pub async fn bounded<T>(
 /// shape, so a mismatch is always reported as a clear error rather than a decode failure.
 pub const PROTOCOL_VERSION: u32 = 3;
 
+/// The variables a client carries from its own environment into a session's program
+/// (`CreateRequest::caller_env`): what a user expects a program started from their shell
+/// to see. Names ending in `*` are prefixes. `TERM` is not among them: the session's
+/// terminal is hearth's (`xterm-256color`), whatever terminal asked for it.
+pub const CARRIED_ENV: &[&str] = &["PATH", "LANG", "LANGUAGE", "LC_*", "TZ", "COLORTERM"];
+
+/// This process's variables named by [`CARRIED_ENV`], for `CreateRequest::caller_env`.
+pub fn carried_env() -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| {
+            CARRIED_ENV.iter().any(|c| match c.strip_suffix('*') {
+                Some(prefix) => k.starts_with(prefix),
+                None => k == c,
+            })
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// The crate (and CLI) version, reported by `hello`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -100,6 +100,10 @@ pub struct SessionInfo {
     pub bell_count: u64,
     /// SHA-256 fingerprint of the daemon's host key (the same for every session).
     pub host_key_fingerprint: String,
+    /// The id of the session this one restarted (`restart`), if it did: a script that held
+    /// that id follows here.
+    #[serde(default)]
+    pub restarted_from: Option<String>,
 }
 
 /// A session that has ended and left the daemon, as `history` and `ps --all` report it.
@@ -162,7 +166,14 @@ pub struct SendReply {
 #[serde(rename_all = "snake_case")]
 pub enum WaitFor {
     /// A line of output (ANSI stripped), or of the rendered screen, matching `regex`.
-    Match { regex: String, screen: bool },
+    /// Text that was typed or sent into the session and comes back as the terminal's echo
+    /// is not output for a match, unless `include_echo`.
+    Match {
+        regex: String,
+        screen: bool,
+        #[serde(default)]
+        include_echo: bool,
+    },
     /// No output for `ms`.
     Idle { ms: u64 },
     /// The program exits.
@@ -216,6 +227,11 @@ pub struct CreateRequest {
     pub cwd: Option<String>,
     /// Extra environment, applied after the defaults.
     pub env: Vec<(String, String)>,
+    /// The caller's own environment to carry into the program (`PATH`, locale, `TZ`,
+    /// `COLORTERM`; see `hearth_rpc::CARRIED_ENV`), applied before `env`. The command is
+    /// looked up on this `PATH`, as a shell would; without one, on the daemon's.
+    #[serde(default)]
+    pub caller_env: Vec<(String, String)>,
     /// Prepended to `PATH`.
     pub shadow_dir: Option<String>,
     pub command: Vec<String>,

@@ -46,6 +46,10 @@ pub struct WaitArgs {
     /// Match the rendered screen instead of the output stream (full-screen programs)
     #[arg(long, requires = "pattern")]
     screen: bool,
+    /// Let the terminal's echo of typed or sent text match too (by default a line that
+    /// only repeats input is not output)
+    #[arg(long, requires = "pattern")]
+    include_echo: bool,
     /// No output for this long (e.g. 2s, 500ms, 1m)
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DUR")]
     idle: Option<Duration>,
@@ -91,6 +95,7 @@ pub async fn wait(client: &HearthClient, out: Out, args: WaitArgs) -> Result<(),
         (Some(p), _) => WaitFor::Match {
             regex: p.clone(),
             screen: args.screen,
+            include_echo: args.include_echo,
         },
         (None, Some(d)) => WaitFor::Idle {
             ms: d.as_millis() as u64,

@@ -16,19 +16,23 @@ use super::Failure;
 
 const START_DEADLINE: Duration = Duration::from_secs(15);
 
+/// What a command that does not start the daemon tells the user to do instead.
+pub const NOT_STARTED: &str = "this command never starts one: `hearth server` starts it with \
+     a session, `hearth daemon` runs it in the foreground";
+
 /// Set (to anything but `0`) to make every command fail instead of starting a daemon:
 /// for scripts and tests that manage the daemon themselves.
 pub const NO_AUTOSTART: &str = "HEARTH_NO_AUTOSTART";
 
-/// Connect, or fail plainly when nothing answers (for commands that must not start a
-/// daemon: `shutdown`, `version`, `ps`).
+/// Connect, or fail plainly when nothing answers (for the commands that only look at the
+/// daemon or stop it: `version`, `ps`, `top`, `events`, `shutdown`).
 pub async fn connect_only(socket: &Path) -> Result<(HearthClient, DaemonInfo), Failure> {
     connect(socket).await.map_err(|e| match e {
         ConnectError::Refused(e) => e.into(),
         ConnectError::Unreachable(..) => ApiError::new(
             ErrorKind::Daemon,
             format!(
-                "no hearth daemon is running on {} (any other command starts one)",
+                "no hearth daemon is running on {} ({NOT_STARTED})",
                 socket.display()
             ),
         )

@@ -32,7 +32,7 @@ fn check(name: &'static str, status: &'static str, detail: String, fix: Option<S
 
 pub async fn doctor(out: Out, socket: &Path) -> Result<(), Failure> {
     let home = crate::paths::home_dir();
-    let mut checks = vec![owner_keys(&home)];
+    let mut checks = vec![config(&crate::paths::config_file()), owner_keys(&home)];
     let daemon = hearth_rpc::socket::connect(socket).await;
     checks.push(match &daemon {
         Ok((_, info)) if info.version == hearth_rpc::VERSION => check(
@@ -60,7 +60,11 @@ pub async fn doctor(out: Out, socket: &Path) -> Result<(), Failure> {
             "daemon",
             "warn",
             format!("no daemon answers: {e}"),
-            Some("any command starts one (e.g. hearth ps), or run `hearth daemon`".into()),
+            Some(
+                "`hearth server` starts it with a session, `hearth daemon` runs it in the \
+                 foreground (doctor, ps, top, events and version never start one)"
+                    .into(),
+            ),
         ),
     });
     checks.push(socket_dir(socket));
@@ -90,6 +94,31 @@ pub async fn doctor(out: Out, socket: &Path) -> Result<(), Failure> {
     }
 }
 
+/// The config file parses and every value is allowed (the daemon refuses to start, and
+/// commands fail, on a bad one).
+fn config(path: &Path) -> Check {
+    if !path.exists() {
+        return check(
+            "config",
+            "ok",
+            format!("no {} (defaults apply)", path.display()),
+            None,
+        );
+    }
+    match crate::daemon::config_file::check(path) {
+        Ok(()) => check("config", "ok", format!("{} is valid", path.display()), None),
+        Err(e) => check(
+            "config",
+            "fail",
+            format!("{e:#}"),
+            Some(format!(
+                "edit {} (docs/config.md lists every key)",
+                path.display()
+            )),
+        ),
+    }
+}
+
 fn owner_keys(home: &Path) -> Check {
     let files = authorized_keys::owner_key_files(home);
     if files.is_empty() {
@@ -103,10 +132,15 @@ fn owner_keys(home: &Path) -> Check {
             Some("ssh-keygen -t ed25519 (your own key makes you the owner)".into()),
         );
     }
-    let (mut usable, mut problems) = (0, Vec::new());
+    let (mut usable, mut problems, mut mode_fixes) = (0, Vec::new(), Vec::new());
     for f in &files {
         if let Err(e) = authorized_keys::check_path_strict(f, home) {
-            problems.push(format!("{e:#}"));
+            let e = format!("{e:#}");
+            // StrictModes: the fix is the chmod or chown the message ends with.
+            if let Some(fix) = e.rsplit_once(" would: ").map(|(_, fix)| fix.to_string()) {
+                mode_fixes.push(fix);
+            }
+            problems.push(e);
             continue;
         }
         let text = std::fs::read_to_string(f).unwrap_or_default();
@@ -127,6 +161,12 @@ fn owner_keys(home: &Path) -> Check {
     }
     let detail = format!("{usable} usable key line(s) in {} file(s)", files.len());
     match (usable, problems.is_empty()) {
+        (0, _) if !mode_fixes.is_empty() => check(
+            "owner keys",
+            "fail",
+            format!("{detail}; {}", problems.join("; ")),
+            Some(mode_fixes.join("; ")),
+        ),
         (0, _) => check(
             "owner keys",
             "fail",
@@ -134,11 +174,17 @@ fn owner_keys(home: &Path) -> Check {
             Some("add an unrestricted key to ~/.ssh/authorized_keys, or ssh-keygen".into()),
         ),
         (_, true) => check("owner keys", "ok", detail, None),
+        (_, false) if !mode_fixes.is_empty() => check(
+            "owner keys",
+            "warn",
+            format!("{detail}; {}", problems.join("; ")),
+            Some(mode_fixes.join("; ")),
+        ),
         (_, false) => check(
             "owner keys",
             "warn",
             format!("{detail}; {}", problems.join("; ")),
-            Some("fix the modes or options named above (see docs/security.md)".into()),
+            Some("fix the options named above (see docs/security.md)".into()),
         ),
     }
 }

@@ -154,8 +154,9 @@ fn line(e: &Event, out: Out, host: Option<&str>) -> String {
             v["host"] = serde_json::Value::String(h.to_string());
             v.to_string()
         }
-        (false, None) => human(e),
-        (false, Some(h)) => format!("[{h}] {}", human(e)),
+        // Names, titles, matched text and messages came from programs and clients.
+        (false, None) => crate::text::safe(&human(e)).into_owned(),
+        (false, Some(h)) => crate::text::safe(&format!("[{h}] {}", human(e))).into_owned(),
     }
 }
 

@@ -11,7 +11,7 @@ mod doctor;
 mod dvr;
 mod ecosystem;
 mod events;
-mod output;
+pub mod output;
 mod remote;
 mod top;
 
@@ -128,14 +128,20 @@ pub enum Command {
     },
     /// Lines for ~/.ssh/known_hosts: the daemon's host key for every port of each host name
     KnownHosts {
-        /// A host name joiners use (repeatable); default: this machine's hostname and FQDN
+        /// A host name joiners use (repeatable); default: this machine's hostname and FQDN,
+        /// localhost, 127.0.0.1, ::1, and every host the sessions' join lines name
         #[arg(long = "hostname", value_name = "NAME")]
         hosts: Vec<String>,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions { shell: clap_complete::Shell },
-    /// Print the man page (roff)
-    Man,
+    /// Print the man page (roff), or write every page (hearth.1 and one per command,
+    /// hearth-ps.1...) into a directory
+    Man {
+        /// Write all the pages here (e.g. ~/.local/share/man/man1) instead of printing one
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Check keys, daemon, recordings and known_hosts; say what is wrong and how to fix it
     Doctor,
     /// Serve the Model Context Protocol on stdio, for agents (e.g. `claude mcp add hearth -- hearth mcp`)
@@ -381,8 +387,12 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         } => crate::daemon::main(socket, kill_grace, login_grace, (lobby_port, lobby_bind))
             .await
             .map_err(Failure::from),
+        Command::Completions { .. } | Command::Man { .. } if json => Err(ApiError::invalid(
+            "completions and man print a script or a man page; they have no --json",
+        )
+        .into()),
         Command::Completions { shell } => ecosystem::completions(shell),
-        Command::Man => ecosystem::man(),
+        Command::Man { dir } => ecosystem::man(dir.as_deref(), output::Out { json }),
         Command::Doctor => doctor::doctor(output::Out { json }, &socket).await,
         // A file needs no daemon.
         Command::Replay {
@@ -416,7 +426,12 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
             Err(e) => Err(e),
         },
-        command @ (Command::Version | Command::Ps { .. } | Command::History { .. }) => {
+        // Commands that only look at the daemon never start one (README: "Which commands
+        // start the daemon"); every other command below does.
+        command @ (Command::Version
+        | Command::Ps { .. }
+        | Command::Events { .. }
+        | Command::Top { .. }) => {
             let (client, info) = connect::connect_only(&socket).await?;
             run_client(command, &client, info, output::Out { json }, None).await
         }
@@ -435,14 +450,13 @@ fn ctx() -> tarpc::context::Context {
     c
 }
 
-/// The session named `name` if it exists and has not exited.
-async fn running(
+/// The live session named `name` (running or exited), if the daemon has one.
+async fn named(
     client: &HearthClient,
     name: &str,
 ) -> Result<Option<hearth_rpc::SessionInfo>, Failure> {
     match call(client.get(ctx(), name.to_string())).await {
-        Ok(s) if s.exit_code.is_none() => Ok(Some(s)),
-        Ok(_) => Ok(None),
+        Ok(s) => Ok(Some(s)),
         Err(Failure::Api(e)) if e.kind == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -468,7 +482,7 @@ fn local_only(command: &Command) -> Option<&'static str> {
         Command::ProxyStdio => "proxy-stdio",
         Command::Doctor => "doctor",
         Command::Completions { .. } => "completions",
-        Command::Man => "man",
+        Command::Man { .. } => "man",
         _ => return None,
     })
 }
@@ -519,12 +533,20 @@ async fn run_client(
         Command::Daemon { .. } | Command::ProxyStdio => unreachable!("handled by run"),
         Command::Server(args) => {
             let existing = match (&args.name, args.if_absent) {
-                (Some(name), true) => running(client, name).await?,
+                (Some(name), true) => named(client, name).await?,
                 _ => None,
             };
-            if let Some(s) = existing {
-                out.session_started(&s);
-                return Ok(());
+            match existing {
+                Some(s) if s.exit_code.is_none() => {
+                    out.session_already_running(&s);
+                    return Ok(());
+                }
+                // Exited: "absent" as far as running goes. Remove it (its recording and
+                // history stay) so the name is free, and start a new one.
+                Some(s) => {
+                    call(client.kill(ctx(), vec![s.id], false)).await?;
+                }
+                None => {}
             }
             let if_absent = args.if_absent;
             let name = args.name.clone();
@@ -534,9 +556,12 @@ async fn run_client(
                 // Another `--if-absent` won the race: that session is the answer.
                 Err(Failure::Api(e)) if if_absent && e.kind == ErrorKind::AlreadyExists => {
                     let name = name.unwrap_or_default();
-                    match running(client, &name).await? {
-                        Some(s) => s,
-                        None => return Err(Failure::Api(e)),
+                    match named(client, &name).await? {
+                        Some(s) if s.exit_code.is_none() => {
+                            out.session_already_running(&s);
+                            return Ok(());
+                        }
+                        _ => return Err(Failure::Api(e)),
                     }
                 }
                 Err(e) => return Err(e),
@@ -635,7 +660,7 @@ async fn run_client(
         } => events::events(client, out, target, follow, since).await?,
         Command::Restart { target } => {
             let s = call(client.restart(ctx(), target)).await?;
-            out.session_started(&s);
+            out.session_restarted(&s);
         }
         Command::Send(args) => agent::send(client, out, args).await?,
         Command::Wait(args) => agent::wait(client, out, args).await?,
@@ -656,8 +681,19 @@ async fn run_client(
         Command::Version => out.version(&info),
         Command::Top { .. } => top::top(client, out, host).await?,
         Command::Attach { target } => top::attach(client, &info, out, target, host).await?,
-        Command::KnownHosts { hosts } => ecosystem::known_hosts(out, &info, hosts)?,
-        Command::Completions { .. } | Command::Man | Command::Doctor => {
+        Command::KnownHosts { hosts } => {
+            let joins: Vec<String> = if hosts.is_empty() {
+                call(client.list(ctx()))
+                    .await?
+                    .into_iter()
+                    .map(|s| s.join)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            ecosystem::known_hosts(out, &info, hosts, &joins)?
+        }
+        Command::Completions { .. } | Command::Man { .. } | Command::Doctor => {
             unreachable!("handled by run")
         }
         Command::Shutdown => {
@@ -704,6 +740,12 @@ fn server_request(args: ServerArgs, host: Option<&str>) -> Result<CreateRequest,
         name: args.name,
         cwd: cwd.map(|c| c.display().to_string()),
         env: args.env,
+        // On another host, this machine's PATH means nothing.
+        caller_env: if host.is_none() {
+            hearth_rpc::carried_env()
+        } else {
+            Vec::new()
+        },
         shadow_dir: shadow_dir.map(|d| d.display().to_string()),
         command: args.command,
         allow_keys,

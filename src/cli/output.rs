@@ -10,6 +10,8 @@ use hearth_rpc::{
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::text::safe;
+
 /// Why a command failed.
 #[derive(Debug)]
 pub enum Failure {
@@ -74,10 +76,42 @@ impl Failure {
         }
         if json {
             let v = json!({"error": {"kind": self.kind().as_str(), "message": self.message()}});
-            println!("{v}");
+            line(&v.to_string());
         } else {
-            eprintln!("hearth: {}", self.message());
+            eprintln!("hearth: {}", crate::text::safe_lines(&self.message()));
         }
+    }
+}
+
+/// Write one line to stdout. A reader that went away (`hearth screen ID | head -1`) ends the
+/// command quietly with status 0, as for ripgrep: nothing is left to say to anyone.
+pub fn line(text: &str) {
+    let mut bytes = Vec::with_capacity(text.len() + 1);
+    bytes.extend_from_slice(text.as_bytes());
+    bytes.push(b'\n');
+    let _ = raw(&bytes);
+}
+
+/// Write `bytes` to stdout as they are; a closed pipe ends the command quietly (see
+/// [`line`]), other errors are returned.
+pub fn raw(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let r = out.write_all(bytes).and_then(|()| out.flush());
+    match r {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        r => r,
+    }
+}
+
+/// Whether `failure` is a closed stdout (see [`line`]).
+pub fn is_broken_pipe(failure: &Failure) -> bool {
+    match failure {
+        Failure::Other(e) => e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        }),
+        _ => false,
     }
 }
 
@@ -90,11 +124,12 @@ impl Out {
     /// Print `value` as JSON, or `human()` as text.
     pub fn value(&self, value: Value, human: impl FnOnce() -> String) {
         if self.json {
-            println!("{value}");
+            line(&value.to_string());
         } else {
+            // Whatever a program, client or file put in it, it never drives the terminal.
             let text = human();
             if !text.is_empty() {
-                println!("{text}");
+                line(&crate::text::safe_lines(&text));
             }
         }
     }
@@ -104,28 +139,59 @@ impl Out {
     }
 
     pub fn session_started(&self, s: &SessionInfo) {
-        self.emit(s, || {
+        let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
+        v["already_running"] = json!(false);
+        self.value(v, || {
             let name = s
                 .name
                 .as_deref()
-                .map(|n| format!(" ({n})"))
+                .map(|n| format!(" ({})", safe(n)))
                 .unwrap_or_default();
             // A recording that failed is not announced as one (the warning says why).
             let recording = s
                 .recording
                 .as_deref()
                 .filter(|_| s.recording_error.is_none())
-                .map(|r| format!("\nrecording: {r}"))
+                .map(|r| format!("\nrecording: {}", safe(r)))
                 .unwrap_or_default();
             format!(
                 "session {}{name} started: {}\njoin with: {}\nhost key: {} \
                  (`hearth known-hosts` prints lines for ~/.ssh/known_hosts){recording}",
                 s.id,
-                s.command.join(" "),
+                safe(&s.command.join(" ")),
                 s.join,
                 s.host_key_fingerprint
             )
         })
+    }
+
+    /// `server --if-absent` found the session running: say so (JSON: the session, with
+    /// `"already_running": true`).
+    pub fn session_already_running(&self, s: &SessionInfo) {
+        let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
+        v["already_running"] = json!(true);
+        self.value(v, || {
+            format!(
+                "session {}{} already running: {}\njoin with: {}",
+                s.id,
+                s.name
+                    .as_deref()
+                    .map(|n| format!(" ({})", safe(n)))
+                    .unwrap_or_default(),
+                safe(&s.command.join(" ")),
+                s.join
+            )
+        })
+    }
+
+    /// `restart`: the new session (JSON: `restarted_from` is the id it replaces).
+    pub fn session_restarted(&self, s: &SessionInfo) {
+        if !self.json
+            && let Some(old) = &s.restarted_from
+        {
+            line(&format!("restarted {old} as a new session:"));
+        }
+        self.session_started(s)
     }
 
     pub fn session(&self, s: &SessionInfo) {
@@ -433,7 +499,13 @@ fn age(secs: u64) -> String {
 }
 
 /// Left-aligned columns, two spaces apart, no trailing blanks.
+/// Rows as aligned columns; every cell escaped ([`safe`]): a command line, name, title or
+/// path may hold anything a program or client chose.
 fn render(rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| safe(c).into_owned()).collect())
+        .collect();
     let cols = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..cols)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))

@@ -66,8 +66,14 @@ fn known_hosts(info: &DaemonInfo, alias: &str) -> Result<PathBuf, Failure> {
     if info.host_key.is_empty() {
         return Err(ApiError::invalid("the daemon did not say its host key (too old?)").into());
     }
-    let dir = crate::paths::state_dir().join("hearth");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    use std::os::unix::fs::DirBuilderExt;
+    // `~/.local/state/hearth/known_hosts` (the README's path); private, like ~/.ssh.
+    let dir = crate::paths::state_dir();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join("known_hosts");
     let others: Vec<String> = std::fs::read_to_string(&path)
         .unwrap_or_default()
@@ -303,6 +309,7 @@ async fn run(sources: Vec<Source>, label: &str, out: Out) -> Result<(), Failure>
                 .to_string(),
         );
         live.shell = std::env::var("SHELL").ok();
+        live.caller_env = hearth_rpc::carried_env();
     }
     let (paused, stop) = (
         Arc::new(AtomicBool::new(false)),

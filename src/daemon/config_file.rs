@@ -158,6 +158,22 @@ mod humantime_serde_opt {
     }
 }
 
+/// Every section checked as the daemon and the CLI read them (for `hearth doctor`): the
+/// first problem, in the same words the daemon would fail with.
+pub fn check(path: &Path) -> anyhow::Result<()> {
+    load_lobby(path, None, None)?;
+    load_menu(path)?;
+    load_recording(
+        path,
+        crate::session::record::RecordConfig::new(crate::paths::recordings_dir()),
+    )?;
+    apply_limits(path, &mut super::Config::default())?;
+    load_events(path)?;
+    load_log(path)?;
+    load_hosts(path)?;
+    Ok(())
+}
+
 /// `[events] ring`, `[[hooks]]` and `[[triggers]]`, checked.
 pub fn load_events(
     path: &Path,

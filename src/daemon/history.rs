@@ -62,8 +62,13 @@ impl Record {
         }
     }
 
-    pub fn ended(mut self, exit_code: Option<i32>) -> Record {
-        self.ended_unix = Some(now_unix());
+    /// The end: when the program exited (`at`), or now (a session killed while its
+    /// program still ran ends when it is killed).
+    pub fn ended(mut self, exit_code: Option<i32>, at: Option<std::time::SystemTime>) -> Record {
+        self.ended_unix = Some(
+            at.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or_else(now_unix, |d| d.as_secs()),
+        );
         self.exit_code = exit_code;
         self
     }

@@ -199,6 +199,10 @@ pub struct Daemon {
     /// The host key's public line and fingerprint, for `hello` and `known-hosts`.
     host_public: (String, String),
     cancel: CancellationToken,
+    /// The parent of every session's SSH side. Not a child of `cancel`: on shutdown each
+    /// session is ended first (its clients told and their terminals restored), then its
+    /// connections are cut; this is cancelled after that, as a backstop.
+    sessions_cancel: CancellationToken,
     tracker: TaskTracker,
     guard: Arc<ssh::preauth::PreAuth>,
     /// The daemon-wide event ring.
@@ -295,6 +299,7 @@ impl Daemon {
             socket: control.path.clone(),
             started_at: SystemTime::now(),
             cancel: shutdown.clone(),
+            sessions_cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),
             ended: parking_lot::Mutex::new(std::collections::VecDeque::new()),
             lobby: parking_lot::Mutex::new(None),
@@ -341,6 +346,7 @@ impl Daemon {
         let _ = accepting.await;
         tracing::info!("shutting down: ending every session");
         daemon.kill_all().await;
+        daemon.sessions_cancel.cancel();
         drop(control);
         daemon.tracker.close();
         if tokio::time::timeout(Duration::from_secs(5), daemon.tracker.wait())
@@ -510,7 +516,7 @@ impl Daemon {
     /// session is removed first; a running one is refused; a removed one is found among
     /// the last 64 killed.
     pub async fn restart(self: &Arc<Self>, target: &str) -> Result<SessionInfo, ApiError> {
-        let req = match self.registry.resolve(target) {
+        let (req, old) = match self.registry.resolve(target) {
             Ok(h) => {
                 if h.session.exit_code().is_none() {
                     return Err(ApiError::state(format!(
@@ -521,15 +527,27 @@ impl Daemon {
                 let req = h.request.clone();
                 self.kill(std::slice::from_ref(&h.session.id), false)
                     .await?;
-                req
+                (req, h.session.id.clone())
             }
-            Err(e) if e.kind == ErrorKind::NotFound => self.find_ended(target).await?.request,
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                let ended = self.find_ended(target).await?;
+                (ended.request, ended.id)
+            }
             Err(e) => return Err(e),
         };
-        self.create(req).await
+        self.create_as(req, Some(old)).await
     }
 
     pub async fn create(self: &Arc<Self>, req: CreateRequest) -> Result<SessionInfo, ApiError> {
+        self.create_as(req, None).await
+    }
+
+    /// [`Daemon::create`], noting the session it restarts.
+    async fn create_as(
+        self: &Arc<Self>,
+        req: CreateRequest,
+        restarted_from: Option<String>,
+    ) -> Result<SessionInfo, ApiError> {
         not_on_control_thread();
         if self.cancel.is_cancelled() {
             return Err(ApiError::state("the daemon is shutting down"));
@@ -616,6 +634,7 @@ impl Daemon {
                 port: Some(port),
                 ..req
             },
+            restarted_from,
         });
         self.registry.insert(Arc::clone(&hosted));
         if let Some(dir) = self.history_dir() {
@@ -762,7 +781,7 @@ impl Daemon {
             config: Arc::clone(&self.ssh_config),
             menu: plan.menu,
             viewer_history: plan.viewer_history,
-            cancel: self.cancel.child_token(),
+            cancel: self.sessions_cancel.child_token(),
             tracker: self.tracker.clone(),
         })
     }
@@ -921,7 +940,8 @@ impl ssh::Sessions for LobbySessions {
 }
 
 fn record_end(dir: &Path, h: &Hosted) {
-    let record = history::Record::new(&h.info(), &h.request).ended(h.session.exit_code());
+    let record = history::Record::new(&h.info(), &h.request)
+        .ended(h.session.exit_code(), h.session.exited_at());
     history::write(dir, &record);
 }
 

@@ -48,7 +48,7 @@ pub fn plan(req: &CreateRequest, config: &Config) -> Result<Plan, ApiError> {
             .parse()
             .map_err(|_| ApiError::invalid(format!("'{b}' is not an IP address to bind")))?,
     };
-    for (k, _) in &req.env {
+    for (k, _) in req.caller_env.iter().chain(&req.env) {
         if k.is_empty() || k.contains('=') || k.contains('\0') {
             return Err(ApiError::invalid(format!(
                 "--env: '{k}' is not a variable name"
@@ -77,7 +77,7 @@ pub fn plan(req: &CreateRequest, config: &Config) -> Result<Plan, ApiError> {
         spec: Spec {
             command,
             cwd,
-            env: req.env.clone(),
+            env: req.caller_env.iter().chain(&req.env).cloned().collect(),
             shadow_dir: req.shadow_dir.clone().map(PathBuf::from),
             size: (80, 24),
             session_id: None,

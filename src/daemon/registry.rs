@@ -23,6 +23,8 @@ pub struct Hosted {
     pub listener: Mutex<Option<ssh::Listener>>,
     /// What started it (with the port it got), for `restart`.
     pub request: hearth_rpc::CreateRequest,
+    /// The session this one restarted, if any.
+    pub restarted_from: Option<String>,
 }
 
 impl Hosted {
@@ -91,6 +93,7 @@ impl Hosted {
                 .first()
                 .map(|k| ssh::keys::fingerprint_of(k.public_key().key_data()))
                 .unwrap_or_default(),
+            restarted_from: self.restarted_from.clone(),
         }
     }
 

@@ -497,7 +497,11 @@ fn peer_info(p: crate::session::Peer) -> PeerInfo {
 /// A wait condition from the wire, checked.
 fn until(w: WaitFor) -> Result<Until, ApiError> {
     Ok(match w {
-        WaitFor::Match { regex, screen } => {
+        WaitFor::Match {
+            regex,
+            screen,
+            include_echo,
+        } => {
             if regex.is_empty() {
                 return Err(ApiError::invalid(
                     "the pattern is empty: give a regex to match",
@@ -507,7 +511,11 @@ fn until(w: WaitFor) -> Result<Until, ApiError> {
                 .size_limit(1 << 20)
                 .build()
                 .map_err(|e| ApiError::invalid(format!("invalid regex: {e}")))?;
-            Until::Match { regex, screen }
+            Until::Match {
+                regex,
+                screen,
+                echo: include_echo,
+            }
         }
         WaitFor::Idle { ms } => Until::Idle(Duration::from_millis(ms.max(1))),
         WaitFor::Exit => Until::Exit,

@@ -61,7 +61,8 @@ pub async fn bind(path: &Path) -> anyhow::Result<ControlSocket> {
     // SAFETY: flock on a descriptor we own.
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         bail!(
-            "another hearth daemon is running on {} (it holds {})",
+            "another hearth daemon is running on {} (it holds {}); `hearth shutdown` stops it \
+             and its sessions",
             path.display(),
             lock_path.display()
         );
@@ -70,7 +71,8 @@ pub async fn bind(path: &Path) -> anyhow::Result<ControlSocket> {
     if path.exists() {
         match hearth_rpc::socket::connect(path).await {
             Ok((_, info)) => bail!(
-                "a hearth daemon (pid {}, version {}) already answers on {}",
+                "a hearth daemon (pid {}, version {}) already answers on {}; `hearth shutdown` \
+                 stops it and its sessions",
                 info.pid,
                 info.version,
                 path.display()

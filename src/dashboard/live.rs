@@ -31,6 +31,8 @@ pub enum Update {
     Error(String),
     /// Updates were dropped while nobody read them: list everything again.
     Missed,
+    /// A second went by: draw again (idle times and ages are computed at draw time).
+    Tick,
 }
 
 /// Updates from the followers that wait for the loop; beyond this they are dropped.
@@ -139,6 +141,11 @@ pub struct Live {
     pub new_cwd: Option<String>,
     /// The shell `n` with an empty command starts (`None`: the daemon's).
     pub shell: Option<String>,
+    /// The environment `n` carries into the program (`top` here: this terminal's; the
+    /// lobby: none).
+    pub caller_env: Vec<(String, String)>,
+    /// Draws once a second even when nothing happens.
+    tick: tokio::time::Interval,
     _stop: DropGuard,
 }
 
@@ -182,6 +189,15 @@ impl Live {
             select,
             new_cwd: None,
             shell: None,
+            caller_env: Vec::new(),
+            tick: {
+                let mut t = tokio::time::interval_at(
+                    tokio::time::Instant::now() + Duration::from_secs(1),
+                    Duration::from_secs(1),
+                );
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                t
+            },
             _stop: stop.drop_guard(),
         };
         if live.multi() {
@@ -226,6 +242,7 @@ impl Live {
         tokio::select! {
             u = self.rx.recv() => u,
             Some(u) = self.feed.recv() => Some(u),
+            _ = self.tick.tick() => Some(Update::Tick),
         }
     }
 
@@ -234,7 +251,7 @@ impl Live {
     pub async fn apply(&mut self, update: Update) -> Option<Action> {
         match update {
             Update::Key(k) => return self.key(k),
-            Update::Resize => {}
+            Update::Resize | Update::Tick => {}
             Update::Events(events) => {
                 let mut refresh = false;
                 for e in &events {
@@ -412,6 +429,7 @@ impl Live {
                         vec!["sh".into(), "-c".into(), command]
                     },
                     shell: self.shell.clone(),
+                    caller_env: self.caller_env.clone(),
                     ..Default::default()
                 };
                 call(client.create(ctx(), req))

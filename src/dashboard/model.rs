@@ -24,6 +24,9 @@ pub struct Badge {
 #[derive(Debug, Default)]
 pub struct Model {
     sessions: Vec<SessionInfo>,
+    /// When each idle session went quiet (Unix ms, from the list or the `idle` event), so
+    /// its idle time is computed at draw time instead of frozen at what was reported.
+    idle_since: std::collections::HashMap<String, u64>,
     /// Rows shown must contain this (name, id or command; case-insensitive).
     pub filter: String,
     selected: Option<String>,
@@ -33,8 +36,23 @@ impl Model {
     /// Replace the list (a fresh `list` call); the selection stays on the same session if
     /// it still exists.
     pub fn set_sessions(&mut self, sessions: Vec<SessionInfo>) {
+        let now = now_ms();
+        self.idle_since = sessions
+            .iter()
+            .filter(|s| s.activity == Activity::Idle)
+            .map(|s| (s.id.clone(), now.saturating_sub(s.idle_ms)))
+            .collect();
         self.sessions = sessions;
         self.keep_selection();
+    }
+
+    /// A row's badge now: an idle session's idle time counts on between events.
+    pub fn badge(&self, s: &SessionInfo, now_ms: u64) -> Badge {
+        let idle_ms = self
+            .idle_since
+            .get(&s.id)
+            .map_or(s.idle_ms, |since| now_ms.saturating_sub(*since));
+        badge_idle(s, idle_ms)
     }
 
     /// Apply one event; `true` when the list must be fetched again (a session appeared,
@@ -49,10 +67,17 @@ impl Model {
             EventKind::Busy => {
                 s.activity = Activity::Busy;
                 s.idle_ms = 0;
+                self.idle_since.remove(&e.session);
             }
             EventKind::Idle { idle_ms } => {
                 s.activity = Activity::Idle;
                 s.idle_ms = *idle_ms;
+                let at = humantime::parse_rfc3339(&e.time)
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or_else(now_ms, |d| d.as_millis() as u64);
+                self.idle_since
+                    .insert(e.session.clone(), at.saturating_sub(*idle_ms));
             }
             EventKind::Exited { exit_code } => {
                 s.activity = Activity::Exited;
@@ -177,13 +202,24 @@ pub fn short_id(id: &str) -> &str {
 }
 
 pub fn badge(s: &SessionInfo) -> Badge {
+    badge_idle(s, s.idle_ms)
+}
+
+/// The wall clock, in Unix ms.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn badge_idle(s: &SessionInfo, idle_ms: u64) -> Badge {
     let (text, tone) = match (s.exit_code, s.state, s.activity) {
         (Some(0), ..) => ("exited 0".to_string(), Tone::Exited),
         (Some(c), ..) => (format!("exited {c}"), Tone::Failed),
         (None, SessionState::Down, _) => ("down".into(), Tone::Down),
         (None, _, _) if s.locked => ("locked".into(), Tone::Locked),
         (None, _, Activity::Busy) => ("busy".into(), Tone::Busy),
-        (None, ..) => (format!("idle {}", short_age(s.idle_ms / 1000)), Tone::Idle),
+        (None, ..) => (format!("idle {}", short_age(idle_ms / 1000)), Tone::Idle),
     };
     Badge { text, tone }
 }
@@ -233,6 +269,7 @@ pub mod tests {
             output_bytes: 0,
             bell_count: 0,
             host_key_fingerprint: String::new(),
+            restarted_from: None,
         }
     }
 
@@ -291,6 +328,32 @@ pub mod tests {
         assert_eq!(m.selected().unwrap().id, "cccc0003");
         m.remove("cccc0003");
         assert_eq!(m.selected().unwrap().id, "eeee0005");
+    }
+
+    /// The idle badge counts on between events (it froze at the reported value).
+    #[test]
+    fn idle_time_is_computed_when_drawn() {
+        let mut m = Model::default();
+        let mut s = info("aaaa0001", None);
+        s.idle_ms = 28_000;
+        m.set_sessions(vec![s]);
+        let now = now_ms();
+        let row = m.visible()[0].clone();
+        assert_eq!(m.badge(&row, now).text, "idle 28s");
+        assert_eq!(m.badge(&row, now + 20_000).text, "idle 48s");
+        assert_eq!(m.badge(&row, now + 120_000).text, "idle 2m");
+        // After activity: counted from the idle event's own time.
+        m.apply(&event("aaaa0001", EventKind::Busy));
+        assert_eq!(m.badge(&m.visible()[0].clone(), now + 5_000).text, "busy");
+        let mut idle = event("aaaa0001", EventKind::Idle { idle_ms: 2_000 });
+        idle.time = humantime::format_rfc3339(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(now),
+        )
+        .to_string();
+        m.apply(&idle);
+        let row = m.visible()[0].clone();
+        assert_eq!(m.badge(&row, now).text, "idle 2s");
+        assert_eq!(m.badge(&row, now + 30_000).text, "idle 32s");
     }
 
     #[test]

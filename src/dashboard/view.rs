@@ -66,9 +66,8 @@ pub fn draw(frame: &mut Frame, d: &Dashboard) {
 
 fn draw_table(frame: &mut Frame, d: &Dashboard, area: Rect, style: &dyn Fn(Style) -> Style) {
     let rows = d.model.visible();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |t| t.as_secs());
+    let now_ms = super::model::now_ms();
+    let now = now_ms / 1000;
     // Sessions of several hosts: a HOST column first.
     let hosts = rows.iter().any(|s| s.id.contains('/'));
     let mut titles = vec!["NAME", "ID", "STATUS", "CL", "AGE", "TITLE / LAST LINE"];
@@ -79,7 +78,7 @@ fn draw_table(frame: &mut Frame, d: &Dashboard, area: Rect, style: &dyn Fn(Style
     let body: Vec<Row> = rows
         .iter()
         .map(|s| {
-            let b = badge(s);
+            let b = d.model.badge(s, now_ms);
             let colour = match b.tone {
                 Tone::Busy => Color::Green,
                 Tone::Idle => Color::Gray,

@@ -162,6 +162,8 @@ struct WaitArgs {
     pattern: Option<String>,
     #[serde(default)]
     screen: bool,
+    #[serde(default)]
+    include_echo: bool,
     idle_ms: Option<u64>,
     #[serde(default)]
     exit: bool,
@@ -240,7 +242,7 @@ impl HearthMcp {
     ) -> Result<Value, Fail> {
         let quick = Duration::from_secs(60);
         Ok(match name {
-            "list_sessions" => json!(c.list(ctx(quick)).await??),
+            "list_sessions" => json!({"sessions": c.list(ctx(quick)).await??}),
             "start_session" => {
                 let s: Start = args(a)?;
                 // On another host, this machine's directory and shell mean nothing.
@@ -256,6 +258,11 @@ impl HearthMcp {
                     name: s.name,
                     cwd,
                     env: s.env.into_iter().collect(),
+                    caller_env: if remote {
+                        Vec::new()
+                    } else {
+                        hearth_rpc::carried_env()
+                    },
                     shell: (!remote).then(|| std::env::var("SHELL").ok()).flatten(),
                     ..Default::default()
                 };
@@ -348,6 +355,7 @@ impl HearthMcp {
             (Some(regex), _) => WaitFor::Match {
                 regex,
                 screen: w.screen,
+                include_echo: w.include_echo,
             },
             (None, Some(ms)) => WaitFor::Idle { ms },
             _ => WaitFor::Exit,
@@ -363,11 +371,43 @@ impl HearthMcp {
 }
 
 fn tool(name: &'static str, description: &'static str, schema: Value) -> Tool {
-    let schema = match schema {
+    let as_map = |v: Value| match v {
         Value::Object(m) => m,
         _ => Map::new(),
     };
-    Tool::new(name, description, std::sync::Arc::new(schema))
+    let mut t = Tool::new(name, description, std::sync::Arc::new(as_map(schema)));
+    t.output_schema = Some(std::sync::Arc::new(as_map(output_schema(name))));
+    t
+}
+
+/// What a tool's `structuredContent` holds: always an object (MCP requires one). Nothing is
+/// required, because a failed call carries `{"error": {"kind", "message"}}` instead.
+fn output_schema(name: &str) -> Value {
+    let int = json!({"type": "integer"});
+    let str_ = json!({"type": "string"});
+    let opt = |t: &str| json!({"type": [t, "null"]});
+    let session =
+        json!({"type": "object", "description": "A session, as `hearth ps --json` shows it"});
+    let props = match name {
+        "list_sessions" => json!({"sessions": {"type": "array", "items": session}}),
+        "start_session" => json!({"id": str_, "name": opt("string"), "port": int, "join": str_}),
+        "send_input" => json!({"bytes": int, "offset": int}),
+        "read_screen" => json!({"screen": str_}),
+        "read_output" => json!({"text": str_, "next": int, "skipped": int,
+                                "exit_code": opt("integer")}),
+        "wait_for" => json!({"reason": str_, "match": opt("string"), "line": opt("string"),
+                             "offset": int, "exit_code": opt("integer"),
+                             "ended_first": {"type": "boolean"}}),
+        "session_status" => json!({"id": str_, "activity": str_,
+                                   "lines": {"type": "array", "items": str_}}),
+        "kill_session" => json!({"killed": {"type": "array", "items": str_}}),
+        "list_events" => json!({"events": {"type": "array", "items": {"type": "object"}},
+                                "next": int}),
+        _ => json!({}),
+    };
+    let mut props = props;
+    props["error"] = json!({"type": "object", "properties": {"kind": str_, "message": str_}});
+    json!({"type": "object", "properties": props})
 }
 
 /// A tool's input schema; every tool also takes `host`.
@@ -383,7 +423,7 @@ fn tools() -> Vec<Tool> {
     vec![
         tool(
             "list_sessions",
-            "List every hearth session (a terminal with a program, often a coding agent) with its activity (busy/idle/exited), idle time, title, size and the command that joins it over SSH.",
+            "List every hearth session (a terminal with a program, often a coding agent) with its activity (busy/idle/exited), idle time, title, size and the command that joins it over SSH. Returns {sessions: [...]}.",
             obj(json!({}), &[]),
         ),
         tool(
@@ -426,9 +466,10 @@ fn tools() -> Vec<Tool> {
         ),
         tool(
             "wait_for",
-            "Wait (up to timeout_ms, at most 60000) until the session prints a line matching `pattern` (a regex; `screen: true` matches the rendered screen instead, for full-screen programs), or is idle for `idle_ms`, or exits (`exit: true`). Give exactly one condition. Prefer this over polling read_screen. Pass `from` (send_input's offset) to match only output after your input.",
+            "Wait (up to timeout_ms, at most 60000) until the session prints a line matching `pattern` (a regex; `screen: true` matches the rendered screen instead, for full-screen programs), or is idle for `idle_ms`, or exits (`exit: true`). Give exactly one condition. Prefer this over polling read_screen. Pass `from` (send_input's offset) to match only output after your input. The terminal's echo of what was typed or sent never matches (the reply does), unless `include_echo: true`.",
             obj(
                 json!({"session": session, "pattern": {"type": "string"}, "screen": {"type": "boolean"},
+                       "include_echo": {"type": "boolean"},
                        "idle_ms": {"type": "integer", "minimum": 1}, "exit": {"type": "boolean"},
                        "from": {"type": "integer", "minimum": 0},
                        "timeout_ms": {"type": "integer", "minimum": 1, "maximum": MAX_WAIT_MS}}),

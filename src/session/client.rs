@@ -218,7 +218,7 @@ impl Attachment {
             .bytes_in
             .fetch_add(data.len() as u64, Ordering::Relaxed);
         self.session.activity.input(&self.name);
-        self.session.remember_typed(&data);
+        self.session.remember_typed(&data, true);
         let now_ms = self.session.epoch.elapsed().as_millis() as u64;
         let last_event = self.stats.last_input_event_ms.load(Ordering::Relaxed);
         if last_event == 0 || now_ms.saturating_sub(last_event) >= 1000 {

@@ -17,6 +17,7 @@ pub mod activity;
 pub mod audit;
 pub mod cast;
 mod client;
+pub mod echo;
 pub mod keys;
 pub mod log;
 pub mod procs;
@@ -187,6 +188,8 @@ pub struct Session {
     log: Mutex<log::OutputLog>,
     output_end: watch::Sender<u64>,
     exit: watch::Sender<Option<i32>>,
+    /// When the child exited (set once, before `exit`).
+    exited_at: std::sync::OnceLock<std::time::SystemTime>,
     input: mpsc::Sender<Bytes>,
     /// Attached clients by key (a key is never reused; names are).
     clients: Mutex<BTreeMap<u64, ClientEntry>>,
@@ -211,8 +214,8 @@ pub struct Session {
     typist: Mutex<Option<Typist>>,
     /// Where events go, from the first byte of output on (given to `start`).
     events: std::sync::OnceLock<EventSink>,
-    /// What clients typed lately (bounded), so triggers can tell an echo from output.
-    recent_typed: Mutex<std::collections::VecDeque<(std::time::Instant, Bytes)>>,
+    /// Input lately (bounded), so waits and triggers can tell an echo from output.
+    typed: Mutex<echo::Typed>,
 }
 
 impl Session {
@@ -272,6 +275,7 @@ impl Session {
             limits,
             output_end: watch::channel(0).0,
             exit: watch::channel(None).0,
+            exited_at: std::sync::OnceLock::new(),
             input: input_tx,
             clients: Mutex::new(BTreeMap::new()),
             client_count: watch::channel(0).0,
@@ -288,7 +292,7 @@ impl Session {
             record_error,
             typist: Mutex::new(None),
             events: events.map_or_else(std::sync::OnceLock::new, std::sync::OnceLock::from),
-            recent_typed: Mutex::new(std::collections::VecDeque::new()),
+            typed: Mutex::new(echo::Typed::default()),
             spec,
         });
         if let Err(e) = pty::start_threads(&session, reader, writer, input_rx) {
@@ -298,32 +302,25 @@ impl Session {
         Ok(session)
     }
 
-    /// Remember what a client typed (the last 4 KiB), for [`Session::typed_recently`].
-    fn remember_typed(&self, data: &Bytes) {
-        let mut recent = self.recent_typed.lock();
-        recent.push_back((
-            std::time::Instant::now(),
-            data.slice(..data.len().min(4096)),
-        ));
-        let mut total: usize = recent.iter().map(|(_, b)| b.len()).sum();
-        while total > 4096 {
-            match recent.pop_front() {
-                Some((_, b)) => total -= b.len(),
-                None => break,
-            }
-        }
+    /// Remember input for the echo rule (see [`echo`]): `client` for a client's typing,
+    /// false for the API's.
+    pub(crate) fn remember_typed(&self, data: &Bytes, client: bool) {
+        let offset = self.output_end();
+        self.typed.lock().remember(offset, data, client);
     }
 
     /// Whether `text` is among what clients typed within `window` (the terminal's echo of
     /// typed keys shows up as output; triggers must not take it for the program's).
     pub fn typed_recently(&self, text: &str, window: Duration) -> bool {
-        let recent = self.recent_typed.lock();
-        let typed: Vec<u8> = recent
-            .iter()
-            .filter(|(at, _)| at.elapsed() < window)
-            .flat_map(|(_, b)| b.iter().copied())
-            .collect();
-        !text.is_empty() && String::from_utf8_lossy(&typed).contains(text)
+        self.typed.lock().typed_recently(text, window)
+    }
+
+    /// The input written at or before output offset `upto`, for telling its echo from
+    /// output; `None` when `current` (a key from an earlier call) is still right.
+    pub fn echo(&self, upto: u64, current: Option<(u64, usize)>) -> Option<echo::Echo> {
+        let typed = self.typed.lock();
+        let e = typed.echo(upto);
+        (Some(e.key()) != current).then_some(e)
     }
 
     /// A marker in the recording (an "m" event in the cast).
@@ -465,6 +462,7 @@ impl Session {
     /// Called by the waiter thread once the child is reaped and its output drained.
     fn on_exit(&self, code: i32) {
         tracing::info!(session = %self.id, code, "child exited");
+        let _ = self.exited_at.set(std::time::SystemTime::now());
         // Clients still attached leave with the session: say so before the audit closes.
         let attached: Vec<String> = self
             .clients
@@ -486,6 +484,11 @@ impl Session {
 
     pub fn exit_code(&self) -> Option<i32> {
         *self.exit.borrow()
+    }
+
+    /// When the child exited, once it has.
+    pub fn exited_at(&self) -> Option<std::time::SystemTime> {
+        self.exited_at.get().copied()
     }
 
     /// Resolves when the child has exited (and its output was drained).
@@ -578,12 +581,18 @@ impl Session {
         }
         let offset = self.output_end();
         self.activity.input("api");
+        self.remember_typed(&data, false);
         if let Some(r) = &self.recorder {
             r.audit
                 .input_from_api(std::time::Instant::now(), uid, &data);
         }
         self.input.send(data).await.map_err(|_| SendError::Exited)?;
         Ok(offset)
+    }
+
+    /// Whether the program is on the alternate screen.
+    pub fn on_alternate_screen(&self) -> bool {
+        self.model.lock().screen.on_alternate_screen()
     }
 
     /// (application cursor keys, bracketed paste), as the program set them.

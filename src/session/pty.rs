@@ -222,7 +222,12 @@ fn resolve(program: &str, path: &str, cwd: &std::path::Path) -> Result<PathBuf, 
                 .join(program)
         })
         .find(|p| runnable(p))
-        .ok_or_else(|| SpawnError(format!("cannot start {program:?}: not found in PATH")))
+        .ok_or_else(|| {
+            SpawnError(format!(
+                "cannot start {program:?}: not found in PATH={path} (the PATH of the command \
+                 that started the session, or --env PATH=...)"
+            ))
+        })
 }
 
 /// Start the reader, writer and waiter threads for `session`.

@@ -121,6 +121,11 @@ impl Screen {
         (s.application_cursor(), s.bracketed_paste())
     }
 
+    /// Whether the program is on the alternate screen.
+    pub fn on_alternate_screen(&self) -> bool {
+        self.parser.screen().alternate_screen()
+    }
+
     /// 0-based (row, col) of the cursor.
     pub fn cursor(&self) -> (u16, u16) {
         self.parser.screen().cursor_position()

@@ -12,6 +12,7 @@ use std::time::Duration;
 use regex::Regex;
 use tokio::time::Instant;
 
+use super::echo::Echo;
 use super::reader::{Next, Reader};
 use super::{ReadFrom, Session};
 
@@ -21,8 +22,13 @@ const MAX_LINE: usize = 64 * 1024;
 /// What to wait for.
 #[derive(Debug, Clone)]
 pub enum Until {
-    /// A line of output (or of the screen, with `screen`) matching the regex.
-    Match { regex: Regex, screen: bool },
+    /// A line of output (or of the screen, with `screen`) matching the regex. Unless
+    /// `echo`, text that was typed or sent in is not output (see [`super::echo`]).
+    Match {
+        regex: Regex,
+        screen: bool,
+        echo: bool,
+    },
     /// No output for this long.
     Idle(Duration),
     /// The program exits.
@@ -83,11 +89,13 @@ pub async fn wait(
         Until::Match {
             regex,
             screen: true,
-        } => screen_match(session, regex, deadline).await,
+            echo,
+        } => screen_match(session, regex, *echo, deadline).await,
         Until::Match {
             regex,
             screen: false,
-        } => stream_match(session, regex, from, deadline).await,
+            echo,
+        } => stream_match(session, regex, *echo, from, deadline).await,
     }
 }
 
@@ -130,18 +138,27 @@ async fn idle(session: &Arc<Session>, quiet: Duration, deadline: Instant) -> Wai
     }
 }
 
-async fn screen_match(session: &Arc<Session>, regex: &Regex, deadline: Instant) -> Waited {
+async fn screen_match(
+    session: &Arc<Session>,
+    regex: &Regex,
+    with_echo: bool,
+    deadline: Instant,
+) -> Waited {
     let mut output = session.output_watch();
     let mut exit = session.exit_watch();
     loop {
         output.borrow_and_update();
         let ended = *exit.borrow_and_update();
         let text = session.screen_text();
-        if let Some((text, line)) = text.lines().find_map(|l| {
-            regex
-                .find(l)
-                .map(|m| (m.as_str().to_string(), l.to_string()))
-        }) {
+        let echo = if with_echo {
+            Echo::none()
+        } else {
+            session.echo(u64::MAX, None).unwrap_or_default()
+        };
+        if let Some((text, line)) = text
+            .lines()
+            .find_map(|l| echo.find(regex, l).map(|m| (m.into_owned(), l.to_string())))
+        {
             return Waited::Match {
                 text,
                 line,
@@ -170,17 +187,23 @@ async fn screen_match(session: &Arc<Session>, regex: &Regex, deadline: Instant) 
 async fn stream_match(
     session: &Arc<Session>,
     regex: &Regex,
+    with_echo: bool,
     from: Option<u64>,
     deadline: Instant,
 ) -> Waited {
     let start = from.map_or(ReadFrom::End, ReadFrom::Offset);
     let (mut reader, _) = Reader::bytes(session, start);
     let mut lines = Lines::new(reader.cursor());
+    let mut echo = Echo::none();
     loop {
         match reader.read(64 * 1024) {
             Next::Data(bytes) => {
                 let first = reader.cursor() - bytes.len() as u64;
-                if let Some(m) = lines.feed(&bytes, first, regex) {
+                // Input written before the end of this batch may echo in it.
+                if !with_echo && let Some(e) = session.echo(reader.cursor(), Some(echo.key())) {
+                    echo = e;
+                }
+                if let Some(m) = lines.feed(&bytes, first, regex, &echo) {
                     return m;
                 }
             }
@@ -236,11 +259,11 @@ impl Lines {
 
     /// Feed `bytes`, which start at output offset `first`; the first line (complete, or the
     /// one still being written at the end) that matches.
-    fn feed(&mut self, bytes: &[u8], first: u64, regex: &Regex) -> Option<Waited> {
+    fn feed(&mut self, bytes: &[u8], first: u64, regex: &Regex, echo: &Echo) -> Option<Waited> {
         let mut found = None;
         self.each_line(bytes, first, |line, end| {
-            found = regex.find(line).map(|m| Waited::Match {
-                text: m.as_str().to_string(),
+            found = echo.find(regex, line).map(|m| Waited::Match {
+                text: m.into_owned(),
                 line: line.to_string(),
                 offset: end,
             });
@@ -251,7 +274,12 @@ impl Lines {
         }
         // The line still being written (a prompt waits here).
         let end = first + bytes.len() as u64;
-        self.matches(regex, end)
+        self.matches(regex, end, echo)
+    }
+
+    /// The line still being written, if any.
+    pub(crate) fn pending(&self) -> Option<String> {
+        (!self.line.is_empty()).then(|| String::from_utf8_lossy(&self.line).into_owned())
     }
 
     /// Feed `bytes` (starting at output offset `first`) and call `f` with each completed,
@@ -309,13 +337,13 @@ impl Lines {
         }
     }
 
-    fn matches(&self, regex: &Regex, offset: u64) -> Option<Waited> {
+    fn matches(&self, regex: &Regex, offset: u64, echo: &Echo) -> Option<Waited> {
         if self.line.is_empty() {
             return None;
         }
         let line = String::from_utf8_lossy(&self.line);
-        regex.find(&line).map(|m| Waited::Match {
-            text: m.as_str().to_string(),
+        echo.find(regex, &line).map(|m| Waited::Match {
+            text: m.into_owned(),
             line: line.to_string(),
             offset,
         })
@@ -331,7 +359,7 @@ mod tests {
         let mut lines = Lines::new(0);
         let mut at = 0;
         for c in chunks {
-            if let Some(m) = lines.feed(c, at, &regex) {
+            if let Some(m) = lines.feed(c, at, &regex, &Echo::none()) {
                 return Some(m);
             }
             at += c.len() as u64;

@@ -376,7 +376,7 @@ impl Client {
             End::Lobby => Visit::Back(format!("back from {name}")),
             End::Exited(code) => Visit::Back(format!("{name} exited with code {code}")),
             End::Kicked => Visit::Back(format!("you were disconnected from {name}")),
-            End::Detached | End::Gone => Visit::Closed,
+            End::Detached | End::Gone | End::Stopped => Visit::Closed,
         }
     }
 

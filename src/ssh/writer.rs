@@ -39,9 +39,28 @@ pub enum End {
     Detached,
     /// Back to the lobby (the menu's "Sessions..."); the channel stays open.
     Lobby,
-    /// The connection or channel went away, or the daemon is stopping.
+    /// The connection or channel went away.
     Gone,
+    /// The session is ending under the client (the daemon stops, or the session is killed
+    /// before its program exits).
+    Stopped,
 }
+
+/// What every client's terminal is given when it leaves, whatever the program left on:
+/// attributes reset, cursor shown, mouse reporting (all modes and encodings), focus events,
+/// bracketed paste, application cursor keys and keypad off, and the kitty keyboard
+/// protocol popped and cleared. Terminals ignore what they do not know. The alternate
+/// screen is left too, but only when the client is on it ([`LEAVE_ALTERNATE`]): on the
+/// main screen, `?1049l` would move the cursor to a stale saved position.
+pub const RESTORE: &str = "\x1b[0m\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1005l\
+                           \x1b[?1006l\x1b[?1015l\x1b[?1004l\x1b[?2004l\x1b[?1l\x1b>\
+                           \x1b[<u\x1b[=0;1u";
+
+/// Back from the alternate screen to the main one.
+pub const LEAVE_ALTERNATE: &str = "\x1b[?1049l";
+
+/// How long a message banner stays over the top row before the row is repainted.
+pub const BANNER_TIME: Duration = Duration::from_secs(6);
 
 /// Everything that can happen to one client's stream.
 enum Event {
@@ -59,6 +78,8 @@ enum Event {
     Poke,
     /// The program exited while this client was in its menu.
     ExitInMenu,
+    /// A banner's time is up: repaint what it covers.
+    BannerGone,
 }
 
 pub struct Writer {
@@ -89,12 +110,14 @@ struct Stream {
     hold_until: Option<Instant>,
     /// When output was last sent: fresh output within [`BURST`] of it gathers.
     last_output: Option<Instant>,
+    /// A banner is shown until then.
+    banner_until: Option<Instant>,
 }
 
 impl Writer {
     /// Stream until the client leaves; how it ended.
     pub async fn run(mut self) -> End {
-        let end = self.stream().await;
+        let (end, on_alternate) = self.stream().await;
         // Whatever ended the stream, the client no longer counts: not for sizing, not in
         // `peers`, and its input goes nowhere.
         self.client.detach();
@@ -103,27 +126,36 @@ impl Writer {
             // The lobby takes the channel back and says what happened.
             return end;
         }
-        self.goodbye(end).await;
+        self.goodbye(end, on_alternate).await;
         end
     }
 
-    /// Say why the stream ended and close the channel; cut a client that cannot take it.
-    async fn goodbye(&self, end: End) {
-        let (message, status): (Option<&str>, Option<i32>) = match end {
-            End::Exited(code) => (None, Some(code)),
+    /// Leave the client's terminal clean ([`RESTORE`]; `on_alternate`: the menu or the
+    /// program had it on the alternate screen), say why the stream ended and close the
+    /// channel; cut a client that cannot take it.
+    async fn goodbye(&self, end: End, on_alternate: bool) {
+        let (why, status): (&str, Option<i32>) = match end {
+            End::Exited(code) => ("", Some(code)),
             End::Kicked => (
-                Some("\r\n[hearth] you were disconnected from this session\r\n"),
+                "\r\n[hearth] you were disconnected from this session\r\n",
                 Some(0),
             ),
-            // Back from the menu's alternate screen to the normal one first.
-            End::Detached => (Some("\x1b[?1049l\x1b[0m\r\n[hearth] detached\r\n"), Some(0)),
+            End::Detached => ("\r\n[hearth] detached\r\n", Some(0)),
+            End::Stopped => ("\r\n[hearth] the session was ended\r\n", None),
             End::Gone | End::Lobby => return,
         };
+        let message = Some(format!(
+            "{}{RESTORE}{why}",
+            if on_alternate { LEAVE_ALTERNATE } else { "" }
+        ));
         let (handle, channel) = (&self.handle, self.channel);
         // Best effort: a stalled client cannot take its goodbye, then it is cut.
         let polite = tokio::time::timeout(Duration::from_secs(2), async {
             if let Some(m) = message {
-                handle.data(channel, Bytes::from(m)).await.ok()?;
+                handle
+                    .data(channel, Bytes::from(m.into_bytes()))
+                    .await
+                    .ok()?;
             }
             if let Some(code) = status {
                 handle
@@ -155,11 +187,19 @@ impl Writer {
                 Ok(())
             }
             _ = self.client.kick.cancelled() => Err(End::Kicked),
-            _ = self.stop.cancelled() => Err(End::Gone),
+            _ = self.stop.cancelled() => Err(End::Stopped),
         }
     }
 
-    async fn stream(&mut self) -> End {
+    /// Stream until the client leaves: how, and whether its terminal is left on the
+    /// alternate screen (the menu's, or the program's).
+    async fn stream(&mut self) -> (End, bool) {
+        let (end, in_menu) = self.stream_inner().await;
+        let on_alternate = in_menu || self.client.session().on_alternate_screen();
+        (end, on_alternate)
+    }
+
+    async fn stream_inner(&mut self) -> (End, bool) {
         let session = Arc::clone(self.client.session());
         // Bytes for this client only (a colour query for its terminal to answer).
         let direct = self
@@ -176,18 +216,19 @@ impl Writer {
             next_frame: None,
             hold_until: None,
             last_output: None,
+            banner_until: None,
         };
         let mut pending = Some(self.repaint(&mut stream));
         loop {
             if let Some(bytes) = pending.take()
                 && let Err(end) = self.send(bytes).await
             {
-                return end;
+                return (end, stream.in_menu);
             }
             let event = self.next_event(&mut stream).await;
             match self.handle(event, &mut stream) {
                 Ok(bytes) => pending = bytes,
-                Err(end) => return end,
+                Err(end) => return (end, stream.in_menu),
             }
         }
     }
@@ -224,16 +265,23 @@ impl Writer {
             }
         }
         let now = Instant::now();
+        if !stream.in_menu && stream.banner_until.is_some_and(|t| now >= t) {
+            return Event::BannerGone;
+        }
         let held = stream.hold_until.is_some_and(|t| now < t);
         let paced = stream.clip.is_some() && stream.next_frame.is_some_and(|t| now < t);
         if !stream.in_menu && !held && !paced && self.output_ready(stream) {
             return Event::Output;
         }
         let exited = stream.reader.session().exit_code().is_some();
-        let wake_at = stream
-            .hold_until
-            .filter(|_| held)
-            .or(stream.next_frame.filter(|_| paced));
+        let wake_at = [
+            stream.hold_until.filter(|_| held),
+            stream.next_frame.filter(|_| paced),
+            stream.banner_until.filter(|_| !stream.in_menu),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let (client, control_open, in_menu) = (
             Arc::clone(&self.client),
             stream.control_open,
@@ -283,7 +331,7 @@ impl Writer {
     /// Apply one event; the bytes to send, if any.
     fn handle(&mut self, event: Event, stream: &mut Stream) -> Result<Option<Bytes>, End> {
         match event {
-            Event::Stop => Err(End::Gone),
+            Event::Stop => Err(End::Stopped),
             Event::Kicked => Err(End::Kicked),
             Event::Control(None) => {
                 stream.control_open = false;
@@ -291,8 +339,16 @@ impl Writer {
             }
             Event::Control(Some(cmd)) => self.command(cmd, stream),
             Event::Direct(bytes) => Ok(Some(bytes)),
-            Event::Notice(n) => Ok((!stream.in_menu && n.from != self.client.name)
-                .then(|| banner(&n, self.client.size().0))),
+            Event::Notice(n) if stream.in_menu || n.from == self.client.name => Ok(None),
+            Event::Notice(n) => {
+                stream.banner_until = Some(Instant::now() + BANNER_TIME);
+                Ok(Some(banner(&n, self.client.size().0)))
+            }
+            // The banner covered the top row: the current screen puts it back.
+            Event::BannerGone => {
+                stream.banner_until = None;
+                Ok(Some(self.repaint(stream)))
+            }
             // The program ended: leave the menu and deliver the end.
             Event::ExitInMenu => self.command(ToWriter::Live, stream),
             Event::Poke => Ok(None),
@@ -378,11 +434,14 @@ impl Writer {
 /// are restored, and the next repaint (or the program's own redraw) removes it.
 fn banner(n: &Notice, cols: u16) -> Bytes {
     let cols = if cols == 0 { 80 } else { cols as usize };
-    let clean: String = n.text.chars().filter(|c| !c.is_control()).collect();
-    let mut line: String = format!(" [{}] {} ", n.from, clean)
-        .chars()
-        .take(cols)
-        .collect();
+    let mut line: String = format!(
+        " [{}] {} ",
+        crate::text::safe(&n.from),
+        crate::text::safe(&n.text)
+    )
+    .chars()
+    .take(cols)
+    .collect();
     let pad = cols.saturating_sub(line.chars().count());
     line.extend(std::iter::repeat_n(' ', pad));
     Bytes::from(format!("\x1b7\x1b[1;1H\x1b[0;30;43m{line}\x1b[0m\x1b8"))

@@ -14,6 +14,8 @@ pub struct Mcp {
     stdin: ChildStdin,
     lines: mpsc::Receiver<String>,
     next_id: u64,
+    /// Each tool's `outputSchema`, from `tools/list` (every result is checked against it).
+    schemas: std::collections::HashMap<String, Value>,
 }
 
 impl Mcp {
@@ -45,6 +47,7 @@ impl Mcp {
             stdin,
             lines,
             next_id: 1,
+            schemas: Default::default(),
         };
         let init = m.request(
             "initialize",
@@ -53,6 +56,13 @@ impl Mcp {
         );
         assert_eq!(init["result"]["serverInfo"]["name"], "hearth", "{init}");
         m.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        let list = m.request("tools/list", json!({}));
+        for t in list["result"]["tools"].as_array().unwrap() {
+            m.schemas.insert(
+                t["name"].as_str().unwrap().into(),
+                t["outputSchema"].clone(),
+            );
+        }
         m
     }
 
@@ -90,10 +100,20 @@ impl Mcp {
         );
         let text = result["content"][0]["text"].as_str().unwrap_or("");
         assert!(!text.is_empty(), "no text content: {r}");
-        (
-            result["isError"] == true,
-            result["structuredContent"].clone(),
-        )
+        let structured = result["structuredContent"].clone();
+        // MCP: structured content is an object, and conforms to the tool's outputSchema.
+        assert!(
+            structured.is_object(),
+            "structuredContent is not an object: {r}"
+        );
+        let schema = self
+            .schemas
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} has no outputSchema"));
+        if let Err(why) = conforms(&structured, schema, "$") {
+            panic!("{name}'s structuredContent does not match its outputSchema: {why}\n{r}");
+        }
+        (result["isError"] == true, structured)
     }
 }
 
@@ -102,4 +122,51 @@ impl Drop for Mcp {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The JSON Schema subset hearth's output schemas use: `type` (one or a list), object
+/// `properties`, `required` and `additionalProperties: false`, array `items`.
+pub fn conforms(v: &Value, schema: &Value, at: &str) -> Result<(), String> {
+    let type_ok = |t: &str| match t {
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        "string" => v.is_string(),
+        "integer" => v.is_i64() || v.is_u64(),
+        "number" => v.is_number(),
+        "boolean" => v.is_boolean(),
+        "null" => v.is_null(),
+        _ => false,
+    };
+    let ok = match &schema["type"] {
+        Value::String(t) => type_ok(t),
+        Value::Array(ts) => ts.iter().any(|t| t.as_str().is_some_and(type_ok)),
+        _ => true,
+    };
+    if !ok {
+        return Err(format!("{at}: {v} is not {}", schema["type"]));
+    }
+    if let (Some(obj), Some(props)) = (v.as_object(), schema["properties"].as_object()) {
+        for (k, sub) in props {
+            if let Some(x) = obj.get(k) {
+                conforms(x, sub, &format!("{at}.{k}"))?;
+            }
+        }
+        for r in schema["required"].as_array().into_iter().flatten() {
+            let r = r.as_str().unwrap_or_default();
+            if !obj.contains_key(r) {
+                return Err(format!("{at}: {r} is required"));
+            }
+        }
+        if schema["additionalProperties"] == false
+            && let Some(k) = obj.keys().find(|k| !props.contains_key(*k))
+        {
+            return Err(format!("{at}: {k} is not allowed"));
+        }
+    }
+    if let (Some(items), Some(schema)) = (v.as_array(), schema.get("items")) {
+        for (i, x) in items.iter().enumerate() {
+            conforms(x, schema, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
 }

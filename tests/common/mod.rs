@@ -20,6 +20,81 @@ use tokio::sync::Notify;
 pub const BIN: &str = env!("CARGO_BIN_EXE_hearth");
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
+/// The longest any one CLI call in a test may take: well above every call's own bound
+/// (the longest, `wait`'s polls, are 30 s each), far below a hung suite.
+pub const CLI_BOUND: Duration = Duration::from_secs(90);
+
+/// Run `cmd` to completion like [`Command::output`], but kill it and panic (naming it and
+/// showing what it printed) if it takes longer than `limit`. Every process a test runs to
+/// completion goes through here.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    use std::io::Read as _;
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let collect = |from: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = from {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = collect(child.stdout.take().map(|r| Box::new(r) as _));
+    let err = collect(child.stderr.take().map(|r| Box::new(r) as _));
+    let end = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stdout = out.join().unwrap_or_default();
+            let stderr = err.join().unwrap_or_default();
+            panic!(
+                "{what} did not finish within {limit:?}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&stdout),
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// [`output_within`] as a method: `.output_bounded()` where a test would write
+/// `.output().unwrap()`.
+pub trait Bounded {
+    fn output_bounded(&mut self) -> Output;
+}
+
+impl Bounded for Command {
+    fn output_bounded(&mut self) -> Output {
+        output_within(self, CLI_BOUND)
+    }
+}
+
+/// A program other than hearth (ssh, tmux, sshd...) with a constructed environment: only
+/// `PATH` comes from whoever runs the tests, so nothing in their environment
+/// (`XDG_CONFIG_HOME`, `HEARTH_SOCKET`, `SSH_AUTH_SOCK`...) reaches what a test starts.
+pub fn external(program: &str) -> Command {
+    let mut c = Command::new(program);
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LANG", "C.UTF-8")
+        .env("HOME", std::env::temp_dir());
+    c
+}
+
 /// Poll `check` until it returns `Some`, or panic after `deadline` naming `what`.
 pub fn wait_until<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let end = Instant::now() + deadline;
@@ -113,8 +188,32 @@ impl Env {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
-        c.args(args)
-            .env_clear()
+        c.args(args);
+        self.environment(&mut c);
+        c
+    }
+
+    /// A `sh -c SCRIPT` with the same constructed environment as [`Env::command`], and
+    /// `PATH` starting with `path_first`.
+    pub fn script(&self, script: &str, path_first: &Path) -> Command {
+        let mut c = Command::new("/bin/sh");
+        c.arg("-c").arg(script);
+        self.environment(&mut c);
+        c.env(
+            "PATH",
+            format!(
+                "{}:{}",
+                path_first.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        );
+        c
+    }
+
+    /// Every process a test starts gets this environment, never the caller's: only PATH
+    /// is taken from it (to find ssh, tmux, sh).
+    fn environment(&self, c: &mut Command) {
+        c.env_clear()
             .env("HOME", &self.home)
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("SHELL", "/bin/sh")
@@ -124,12 +223,12 @@ impl Env {
             // not start (and leak) a second one.
             .env("HEARTH_NO_AUTOSTART", "1")
             .current_dir(self.dir.path());
-        c
     }
 
-    /// Run the CLI to completion.
+    /// Run the CLI to completion, within [`CLI_BOUND`] (a hang fails the test, naming the
+    /// call, instead of hanging the suite).
     pub fn cli(&self, args: &[&str]) -> Output {
-        self.command(args).stdin(Stdio::null()).output().unwrap()
+        output_within(self.command(args).stdin(Stdio::null()), CLI_BOUND)
     }
 
     /// Run the CLI with `--json`; (exit success, parsed stdout).
@@ -271,12 +370,49 @@ impl TestDaemon {
 
     /// Resident memory of the daemon, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
+        rss_of(self.pid())
+    }
+}
+
+/// Resident memory of process `pid`, in KiB (0 once it is gone).
+pub fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The peak resident memory of a process while something runs: a thread samples it every
+/// 10 ms until [`PeakRss::stop`].
+pub struct PeakRss {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl PeakRss {
+    pub fn watch(pid: u32) -> PeakRss {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut peak = rss_of(pid);
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_of(pid));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak.max(rss_of(pid))
+        });
+        PeakRss { stop, thread }
+    }
+
+    /// The highest RSS seen, in KiB.
+    pub fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
     }
 }
 
@@ -517,7 +653,7 @@ pub fn ssh_args(key: &Key, port: u16) -> Vec<String> {
 /// SSH window is full, the server's writer for it waits. Returns once it is attached.
 pub fn stalled_ssh(d: &TestDaemon, id: &str, port: u16) -> Child {
     let before = d.peer_count(id);
-    let child = Command::new("ssh")
+    let child = external("ssh")
         .args(ssh_args(&d.owner, port))
         .args(["-tt", "127.0.0.1"])
         .stdin(Stdio::piped())
@@ -558,7 +694,7 @@ impl Tmux {
     }
 
     fn tmux(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
+        external("tmux")
             .arg("-S")
             .arg(&self.socket)
             .args(args)
@@ -636,6 +772,13 @@ impl Tmux {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// A tmux format evaluated for window `name` (e.g. `#{alternate_on}`).
+    pub fn format(&self, name: &str, format: &str) -> String {
+        let t = format!("t:{name}");
+        let out = self.tmux(&["display-message", "-p", "-t", &t, format]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// The exit status of the window's command once it is dead.
