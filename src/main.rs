@@ -56,10 +56,20 @@ fn main() -> std::process::ExitCode {
 fn init_tracing(command: &Command) {
     let (default, log_file) = match command {
         Command::Daemon { log_file, .. } => ("info", log_file.clone()),
-        // tarpc warns of a broken connection on its own; the command says it in its error.
-        _ => ("warn,tarpc=error", None),
+        _ => ("warn", None),
     };
-    let filter = EnvFilter::try_from_env("HEARTH_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let asked = std::env::var("HEARTH_LOG").ok();
+    let mut filter = asked
+        .as_deref()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    // tarpc warns whenever a peer goes away mid-call (a CLI interrupted, a lobby client
+    // leaving): normal here, and the command says it in its own error. Quiet unless asked.
+    if !asked.is_some_and(|f| f.contains("tarpc"))
+        && let Ok(quiet) = "tarpc=error".parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let file = log_file.and_then(|path| {
         // A bad config file is reported by the daemon itself, in this log.

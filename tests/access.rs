@@ -127,6 +127,10 @@ async fn viewers_only_makes_collaborators_viewers() {
 /// marker shows, a line that got through would have shown too.
 async fn typing_is_dropped(owner: &SshClient, viewer: &SshClient, who: &str) {
     viewer.send(&format!("echo {who}-typed-$((1+1))\r")).await;
+    // Told once why nothing happens.
+    viewer
+        .wait_screen("you are a viewer: what you type is not sent")
+        .await;
     viewer.send("!>").await;
     viewer.wait_screen("1 Resume").await;
     viewer.send("q").await;

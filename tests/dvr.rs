@@ -558,3 +558,38 @@ fn logs_during_a_flood_stop_at_the_end_they_first_saw() {
     }
     d.ok(&["kill", &id]);
 }
+
+/// `replay` writes the program's own output to this terminal: when it ends, the terminal
+/// is given back as it was (main screen, cursor shown, mouse off), whatever the program
+/// left on.
+#[test]
+fn replay_leaves_the_terminal_clean() {
+    let d = TestDaemon::start();
+    let s = d.session(
+        &["--name", "alt"],
+        &[
+            "sh",
+            "-c",
+            "printf '\\033[?1049h\\033[?1000h\\033[?25lin-alt-screen'; sleep 1000",
+        ],
+    );
+    let path = s["recording"].as_str().unwrap().to_string();
+    wait_until("the recording to hold the output", DEADLINE, || {
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("in-alt-screen")
+            .then_some(())
+    });
+    let tmux = Tmux::new(d.dir.path());
+    tmux.run(
+        "replay",
+        80,
+        24,
+        &format!("{BIN} replay --speed 1000 {path}; echo replay-done; sleep 1000"),
+    );
+    tmux.wait_for("replay", "replay-done");
+    assert_eq!(
+        tmux.format("replay", "#{alternate_on} #{cursor_flag} #{mouse_any_flag}"),
+        "0 1 0"
+    );
+}

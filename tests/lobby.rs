@@ -31,7 +31,7 @@ fn openssh_lists_filters_joins_types_and_comes_back_on_one_connection() {
     let tmux = Tmux::new(d.dir.path());
     let status = d.dir.path().join("lobby.status");
     let line = format!(
-        "ssh {} -t 127.0.0.1; echo $? > {}",
+        "ssh {} -t 127.0.0.1; echo $? > {}; sleep 1000",
         ssh_args(&d.owner, port).join(" "),
         status.display()
     );
@@ -68,10 +68,21 @@ fn openssh_lists_filters_joins_types_and_comes_back_on_one_connection() {
     wait_until("the client to leave api", DEADLINE, || {
         (d.peer_count("api") == 0).then_some(())
     });
-    // q leaves the lobby; ssh ends with 0.
+    // q leaves the lobby; ssh ends with 0, and the terminal is back on its main screen
+    // with the cursor shown at the start of a line (it was left mid-line).
     tmux.type_text("lobby", "q");
     let code: i32 = written_status(&status);
     assert_eq!(code, 0, "{}", tmux.capture("lobby"));
+    assert_eq!(
+        tmux.format("lobby", "#{alternate_on} #{cursor_flag} #{cursor_x}"),
+        "0 1 0",
+        "{}",
+        tmux.capture("lobby")
+    );
+    // A lobby client coming and going is no cause for a warning in the daemon's log.
+    let log = d.daemon_log();
+    let warned: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+    assert!(warned.is_empty(), "{warned:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -183,6 +183,29 @@ pub fn replay(path: &Path, speed: f64, from: Duration) -> Result<(), Failure> {
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let _raw = if interactive { RawMode::enable() } else { None };
     let mut stdout = std::io::stdout().lock();
+    // What the replayed program did to this terminal, so the end can undo it.
+    let mut model = crate::session::screen::Screen::new(24, 80);
+    let result = play(lines, &mut stdout, &mut model, (speed, from), interactive);
+    let leave = if model.on_alternate_screen() {
+        crate::session::screen::LEAVE_ALTERNATE
+    } else {
+        ""
+    };
+    stdout
+        .write_all(format!("{leave}{}\r\n", crate::session::screen::RESTORE).as_bytes())
+        .context("cannot write to stdout")?;
+    stdout.flush().context("cannot write to stdout")?;
+    result
+}
+
+/// Write the recording's output at its pace (space pauses, q stops).
+fn play<'a>(
+    lines: impl Iterator<Item = &'a str>,
+    stdout: &mut impl Write,
+    model: &mut crate::session::screen::Screen,
+    (speed, from): (f64, Duration),
+    interactive: bool,
+) -> Result<(), Failure> {
     let mut prev = 0.0f64;
     let mut paused = false;
     for line in lines {
@@ -224,14 +247,12 @@ pub fn replay(path: &Path, speed: f64, from: Duration) -> Result<(), Failure> {
             }
         }
         prev = t.max(prev);
+        model.process(data.as_bytes());
         stdout
             .write_all(data.as_bytes())
             .context("cannot write to stdout")?;
         stdout.flush().context("cannot write to stdout")?;
     }
-    stdout
-        .write_all(b"\x1b[0m")
-        .context("cannot write to stdout")?;
     Ok(())
 }
 

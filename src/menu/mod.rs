@@ -185,6 +185,22 @@ pub fn items(owner: bool, rewind: bool, lobby: bool) -> Vec<Item> {
     v
 }
 
+/// Keys that pick an item directly: 1-9, 0, then letters that are not menu keys (`j`, `k`
+/// and `q` move and leave). An owner who came from the lobby has eleven items.
+const PICK_KEYS: &[char] = &[
+    '1', '2', '3', '4', '5', '6', '7', '8', '9', '0', 'a', 'b', 'c', 'd', 'e', 'f', 'g',
+];
+
+/// The key that picks item `i`, if it has one.
+pub fn pick_key(i: usize) -> Option<char> {
+    PICK_KEYS.get(i).copied()
+}
+
+/// The item `key` picks, if any.
+fn picked_by(key: char) -> Option<usize> {
+    PICK_KEYS.iter().position(|&k| k == key)
+}
+
 impl Item {
     pub fn label(self, read_only: bool, locked: bool) -> String {
         match self {
@@ -385,8 +401,8 @@ impl Menu {
             }
             Key::Esc | Key::Char('q') => Action::Resume,
             Key::Enter => self.activate(items[self.selected.min(n - 1)]),
-            Key::Char(c @ '0'..='9') => {
-                let i = (c as usize + 9 - '0' as usize) % 10;
+            Key::Char(c) if picked_by(c).is_some() => {
+                let i = picked_by(c).unwrap_or(0);
                 match items.get(i) {
                     Some(&item) => {
                         self.selected = i;
@@ -486,6 +502,23 @@ mod tests {
         );
         assert_eq!(m.key(Key::Esc, 0, 24), Action::Resume);
         assert_eq!(m.key(Key::Char('q'), 0, 24), Action::Resume);
+    }
+
+    /// An owner from the lobby has eleven items: every one has a key (the eleventh had
+    /// none), and the keys never clash with moving or leaving.
+    #[test]
+    fn every_item_has_a_key_even_the_eleventh() {
+        let mut m = Menu::new(true, true).from_lobby();
+        let items = m.items();
+        assert_eq!(items.len(), 11);
+        assert_eq!(items[10], Item::Role);
+        assert_eq!(pick_key(10), Some('a'));
+        m.key(Key::Char('a'), 0, 24);
+        assert_eq!(m.selected, 10);
+        assert!(matches!(m.page, Page::Pick(Pick::Role, _)), "{:?}", m.page);
+        for k in ['j', 'k', 'q'] {
+            assert!(!PICK_KEYS.contains(&k));
+        }
     }
 
     #[test]

@@ -136,11 +136,7 @@ fn main_page(lines: &mut Vec<Line<'static>>, menu: &Menu, ctx: &ViewModel) {
     let dim = dim();
     let items = menu.items();
     for (i, item) in items.iter().enumerate() {
-        let digit = if i < 10 {
-            ((i + 1) % 10).to_string()
-        } else {
-            " ".into()
-        };
+        let digit = super::pick_key(i).unwrap_or(' ');
         let text = format!(" {digit} {:<22}", item.label(ctx.read_only, ctx.locked));
         let style = if i == menu.selected {
             Style::default()
@@ -159,15 +155,14 @@ fn main_page(lines: &mut Vec<Line<'static>>, menu: &Menu, ctx: &ViewModel) {
             Style::default().fg(ACCENT),
         )));
     }
+    // Indented like the items above.
     lines.push(Line::from(Span::styled(
-        format!("you are {} ({})", ctx.client, ctx.role),
+        format!(" you are {} ({})", ctx.client, ctx.role),
         dim,
     )));
+    let last = super::pick_key(items.len().saturating_sub(1)).unwrap_or('1');
     lines.push(Line::from(Span::styled(
-        format!(
-            "↑↓/jk move · Enter/1-{} select · Esc/q resume",
-            items.len().min(10) % 10
-        ),
+        format!(" ↑↓/jk move · Enter or 1-{last} select · Esc/q resume"),
         dim,
     )));
 }

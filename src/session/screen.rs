@@ -227,6 +227,20 @@ fn write_rows(out: &mut Vec<u8>, screen: &vt100::Screen, cols: u16, rows: u16) {
     }
 }
 
+/// What a terminal is given when hearth stops drawing on it (an SSH client leaving a
+/// session, `replay` ending), whatever the program left on: attributes reset, cursor
+/// shown, mouse reporting (all modes and encodings), focus events, bracketed paste,
+/// application cursor keys and keypad off, and the kitty keyboard protocol popped and
+/// cleared. Terminals ignore what they do not know. The alternate screen is left too, but
+/// only when the terminal is on it ([`LEAVE_ALTERNATE`]): on the main screen, `?1049l`
+/// would move the cursor to a stale saved position.
+pub const RESTORE: &str = "\x1b[0m\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1005l\
+                           \x1b[?1006l\x1b[?1015l\x1b[?1004l\x1b[?2004l\x1b[?1l\x1b>\
+                           \x1b[<u\x1b[=0;1u";
+
+/// Back from the alternate screen to the main one.
+pub const LEAVE_ALTERNATE: &str = "\x1b[?1049l";
+
 /// A still copy of the screen and its scrollback, taken once when a client opens Rewind,
 /// then scrolled and drawn as often as it likes without touching the session's lock.
 pub struct History(vt100::Screen);
@@ -255,15 +269,22 @@ fn history_frame(
     use std::io::Write;
     let cols = if cols == 0 { 80 } else { cols };
     let rows = if rows == 0 { 24 } else { rows };
+    // What history there is: as far back as the screen scrolls (`scrollback_len` is the
+    // capacity, not the rows kept).
+    screen.set_scrollback(usize::MAX);
+    let available = screen.scrollback();
     screen.set_scrollback(back);
     let back = screen.scrollback();
-    let available = screen.scrollback_len();
     let mut out = Vec::with_capacity(cols as usize * rows as usize + 256);
     out.extend_from_slice(b"\x1b[?25l\x1b[0m\x1b[H\x1b[2J");
     write_rows(&mut out, screen, cols, rows.saturating_sub(1).max(1));
-    let status = format!(
-        " REWIND  {back} of {available} rows back  ·  ↑↓ line  PgUp/PgDn page  Home/End  ·  Esc: live "
-    );
+    let status = if available == 0 {
+        " REWIND  no history yet: everything is on the screen  ·  Esc: live ".to_string()
+    } else {
+        format!(
+            " REWIND  {back} of {available} rows back  ·  ↑↓ line  PgUp/PgDn page  Home/End  ·  Esc: live "
+        )
+    };
     let status: String = status.chars().take(cols as usize).collect();
     let _ = write!(out, "\x1b[{rows};1H\x1b[0;30;43m\x1b[2K{status}\x1b[0m");
     (out, back)
@@ -313,6 +334,19 @@ mod tests {
         assert!(view.text().contains("REWIND"));
         let (_, back) = History::new(s.snapshot_screen()).frame(usize::MAX / 2, 20, 5);
         assert_eq!(back, 26);
+        let mut status = Screen::new(5, 80);
+        status.process(&History::new(s.snapshot_screen()).frame(10, 80, 5).0);
+        assert!(
+            status.text().contains("10 of 26 rows back"),
+            "{}",
+            status.text()
+        );
+        // A session with nothing scrolled away says so (it said "0 of 1000").
+        let mut short = Screen::new(5, 80);
+        short.process(b"one\r\ntwo\r\n");
+        let mut view = Screen::new(5, 80);
+        view.process(&History::new(short.snapshot_screen()).frame(0, 80, 5).0);
+        assert!(view.text().contains("no history yet"), "{}", view.text());
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub enum ToWriter {
     Lobby,
     /// The client's window changed: re-check whether it needs clipped frames.
     Resized,
+    /// A one-line note for this client only, shown like a message banner.
+    Note(String),
 }
 
 /// The per-client queue to the PTY, bounded in messages and in bytes.
@@ -81,6 +83,8 @@ pub struct InputTask {
     /// A frame is owed (keys changed the menu, or a draw was held back by the rate limit).
     dirty: bool,
     last_draw: Option<Instant>,
+    /// The client was told that its typing is dropped (once per read-only stretch).
+    told_read_only: bool,
 }
 
 impl InputTask {
@@ -102,6 +106,7 @@ impl InputTask {
             history: None,
             dirty: false,
             last_draw: None,
+            told_read_only: false,
         }
     }
 
@@ -173,7 +178,21 @@ impl InputTask {
         }
     }
 
-    async fn forward(&self, bytes: Bytes, to_pty: &PtyQueue) {
+    async fn forward(&mut self, bytes: Bytes, to_pty: &PtyQueue) {
+        // Dropped, as `Attachment::input` would; but the client is told, once, why.
+        if !self.client.may_type() {
+            if !self.told_read_only {
+                self.told_read_only = true;
+                let why = if self.client.role() == Role::Viewer {
+                    "you are a viewer: what you type is not sent to the program"
+                } else {
+                    "read-only is on: what you type is not sent (!> menu to turn it off)"
+                };
+                self.writer.post(ToWriter::Note(why.into()));
+            }
+            return;
+        }
+        self.told_read_only = false;
         let need = bytes.len().clamp(1, PTY_QUEUE_BYTES) as u32;
         let Ok(permit) = Arc::clone(&to_pty.budget).acquire_many_owned(need).await else {
             return;

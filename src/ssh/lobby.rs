@@ -53,8 +53,9 @@ const RESET_MODES: &[u8] =
     b"\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1005l\x1b[?1006l\x1b[?2004l\x1b[?1l\x1b>\x1b[0m\x1b[r";
 /// Into the lobby: its own alternate screen, no cursor, cleared.
 const ENTER: &[u8] = b"\x1b[?1049h\x1b[?25l\x1b[0m\x1b[H\x1b[2J";
-/// Out of the lobby for good: the normal screen and the cursor back.
-const LEAVE: &[u8] = b"\x1b[0m\x1b[?1049l\x1b[?25h";
+/// Out of the lobby for good: the normal screen and the cursor back, on a line of its own
+/// (leaving the alternate screen puts the cursor back where it was, often mid-line).
+const LEAVE: &[u8] = b"\x1b[0m\x1b[?1049l\x1b[?25h\r\n";
 
 /// One lobby client.
 pub struct Client {

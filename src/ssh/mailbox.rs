@@ -73,6 +73,8 @@ impl State {
                 return;
             }
             ToWriter::Resized => {}
+            // A note does not replace a screen; a newer note replaces an older one.
+            ToWriter::Note(_) => self.queue.retain(|c| !matches!(c, ToWriter::Note(_))),
             _ => self.queue.retain(|c| !is_screen(c)),
         }
         self.queue.push_back(cmd);

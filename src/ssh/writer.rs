@@ -46,18 +46,7 @@ pub enum End {
     Stopped,
 }
 
-/// What every client's terminal is given when it leaves, whatever the program left on:
-/// attributes reset, cursor shown, mouse reporting (all modes and encodings), focus events,
-/// bracketed paste, application cursor keys and keypad off, and the kitty keyboard
-/// protocol popped and cleared. Terminals ignore what they do not know. The alternate
-/// screen is left too, but only when the client is on it ([`LEAVE_ALTERNATE`]): on the
-/// main screen, `?1049l` would move the cursor to a stale saved position.
-pub const RESTORE: &str = "\x1b[0m\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1005l\
-                           \x1b[?1006l\x1b[?1015l\x1b[?1004l\x1b[?2004l\x1b[?1l\x1b>\
-                           \x1b[<u\x1b[=0;1u";
-
-/// Back from the alternate screen to the main one.
-pub const LEAVE_ALTERNATE: &str = "\x1b[?1049l";
+pub use crate::session::screen::{LEAVE_ALTERNATE, RESTORE};
 
 /// How long a message banner stays over the top row before the row is repainted.
 pub const BANNER_TIME: Duration = Duration::from_secs(6);
@@ -424,6 +413,15 @@ impl Writer {
             }
             // The loop re-evaluates the client's mode on its next turn.
             ToWriter::Resized => Ok(None),
+            ToWriter::Note(_) if stream.in_menu => Ok(None),
+            ToWriter::Note(text) => {
+                stream.banner_until = Some(Instant::now() + BANNER_TIME);
+                let note = Notice {
+                    from: "hearth".into(),
+                    text,
+                };
+                Ok(Some(banner(&note, self.client.size().0)))
+            }
             ToWriter::Detach => Err(End::Detached),
             ToWriter::Lobby => Err(End::Lobby),
         }
