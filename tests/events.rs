@@ -277,3 +277,29 @@ fn a_command_that_exits_at_once_still_reports_created_then_exited() {
         assert_eq!(k.iter().filter(|x| *x == "exited").count(), 1, "{k:?}");
     }
 }
+
+/// A hook that starts children (`sleep &`, or a pipeline) leaves nothing running after its
+/// timeout, nor after it exits on its own: its whole process group ends with it.
+#[test]
+fn a_hook_leaves_nothing_behind_after_its_timeout() {
+    let env = Env::new();
+    env.write_config(
+        "[[hooks]]\non = [\"created\"]\nrun = \"sleep 4711 & sleep 4712\"\ntimeout = \"1s\"\n\n\
+         [[hooks]]\non = [\"created\"]\nrun = \"sleep 4713 & exit 0\"\n",
+    );
+    let d = env.start_daemon();
+    d.session(&[], &["sleep", "100"]);
+    let running = |pattern: &str| {
+        external("pgrep")
+            .args(["-f", pattern])
+            .output_bounded()
+            .status
+            .success()
+    };
+    wait_until("the hooks to start", DEADLINE, || {
+        running("^sleep 4712$").then_some(())
+    });
+    wait_until("the timed-out hook's children to end", DEADLINE, || {
+        (!running("^sleep 471[123]$")).then_some(())
+    });
+}

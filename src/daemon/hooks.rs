@@ -98,6 +98,8 @@ async fn run_one(index: usize, hook: &Hook, e: &Event, stop: CancellationToken) 
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
+        // Its own process group: whatever the hook starts ends with it (below).
+        .process_group(0)
         .kill_on_drop(true);
     // Registered before the orphan reaper can see it: tokio reaps it.
     let spawned = crate::session::procs::with_spawn_lock(|| match cmd.spawn() {
@@ -120,11 +122,27 @@ async fn run_one(index: usize, hook: &Hook, e: &Event, stop: CancellationToken) 
             Ok(Ok(s)) => tracing::warn!(hook = index, kind = e.kind.name(), status = %s, "hook failed"),
             Ok(Err(err)) => tracing::warn!(hook = index, error = %err, "hook lost"),
             Err(_) => {
+                kill_group(pid);
                 let _ = child.kill().await;
                 tracing::warn!(hook = index, kind = e.kind.name(), ?limit, "hook timed out; killed");
             }
         },
-        _ = stop.cancelled() => { let _ = child.kill().await; }
+        _ = stop.cancelled() => {
+            kill_group(pid);
+            let _ = child.kill().await;
+        }
     }
+    // A hook ends with its shell: what it left running in its group (`cmd &`) ends too, so
+    // runs never pile up past the limit nor outlive the daemon. (`setsid` escapes this on
+    // purpose.) The daemon, as subreaper, reaps them.
+    kill_group(pid);
     crate::session::procs::disown(pid);
+}
+
+/// SIGKILL to the process group `pgid` (a hook's, led by its shell).
+fn kill_group(pgid: libc::pid_t) {
+    if pgid > 1 {
+        // SAFETY: kill(2) with a negative pid signals that group; no memory is involved.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    }
 }

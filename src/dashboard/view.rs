@@ -10,6 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState};
 
 use super::model::{Tone, badge, host_of, short_age, short_id};
+use crate::text::safe;
 use super::{Dashboard, Mode, Prompt, label};
 
 const HELP: &[(&str, &str)] = &[
@@ -93,12 +94,12 @@ fn draw_table(frame: &mut Frame, d: &Dashboard, area: Rect, style: &dyn Fn(Style
                 .or_else(|| d.last_lines.get(&s.id).cloned())
                 .unwrap_or_else(|| s.command.join(" "));
             let mut cells = vec![
-                Cell::from(s.name.clone().unwrap_or_else(|| "-".into())),
+                Cell::from(safe(s.name.as_deref().unwrap_or("-")).into_owned()),
                 Cell::from(short_id(&s.id).to_string()),
                 Cell::from(b.text).style(style(Style::default().fg(colour))),
                 Cell::from(s.clients.to_string()),
                 Cell::from(short_age(now.saturating_sub(s.created_unix))),
-                Cell::from(line),
+                Cell::from(safe(&line).into_owned()),
             ];
             if hosts {
                 cells.insert(0, Cell::from(host_of(&s.id).to_string()));
@@ -147,8 +148,8 @@ fn draw_preview(frame: &mut Frame, d: &Dashboard, area: Rect) {
     frame.render_widget(
         Paragraph::new(format!(
             " {} · {} · {}x{} · {}",
-            label(s),
-            s.command.join(" "),
+            safe(&label(s)),
+            safe(&s.command.join(" ")),
             s.cols,
             s.rows,
             s.join
@@ -165,7 +166,7 @@ fn draw_preview(frame: &mut Frame, d: &Dashboard, area: Rect) {
     let from = last.saturating_sub(screen.height as usize);
     let text: Vec<Line> = lines[from..last]
         .iter()
-        .map(|l| Line::raw(l.to_string()))
+        .map(|l| Line::raw(safe(l).into_owned()))
         .collect();
     frame.render_widget(Paragraph::new(text), screen);
 }
@@ -191,7 +192,7 @@ fn draw_foot(frame: &mut Frame, d: &Dashboard, area: Rect, style: &dyn Fn(Style)
             style(Style::default().fg(Color::Red).add_modifier(Modifier::BOLD)),
         )),
         Mode::Normal | Mode::Help => match &d.status {
-            Some(s) => Line::raw(s.clone()),
+            Some(s) => Line::raw(safe(s).into_owned()),
             None if !d.model.filter.is_empty() => Line::raw(format!(
                 "filter: {}  ·  Enter attach  s send  x kill  n new  ? help  q quit",
                 d.model.filter
@@ -284,6 +285,25 @@ mod tests {
             "> refactor the parser\n\nWorking... (esc to interrupt)\n",
         );
         d
+    }
+
+    /// A title, name, command or screen line with escape sequences or a bidi override is
+    /// drawn escaped: nothing a program chose reaches the terminal as control.
+    #[test]
+    fn program_strings_are_drawn_escaped() {
+        let mut d = dash();
+        let mut evil = info("dddd0004", Some("evil"));
+        evil.title = Some("\u{1b}]0;PWN\u{7}\u{202e}gnp".into());
+        evil.command = vec!["sh".into(), "\u{1b}[2J".into()];
+        d.model.set_sessions(vec![evil]);
+        d.set_screen("dddd0004", "line \u{1b}[31m red \u{202e}x");
+        let screen = text(&d, 100, 24);
+        assert!(
+            !screen.contains('\u{1b}') && !screen.contains('\u{202e}') && !screen.contains('\u{7}'),
+            "{screen:?}"
+        );
+        assert!(screen.contains("\\e]0;PWN\\x07gnp"), "{screen}");
+        assert!(screen.contains("sh \\e[2J"), "{screen}");
     }
 
     #[test]
