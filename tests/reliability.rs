@@ -315,3 +315,69 @@ fn a_bad_command_is_still_a_clear_error_at_create() {
     );
     let _ = Duration::ZERO;
 }
+
+/// Threads of the daemon whose name starts with `prefix` (`pty-write-`...).
+fn threads_named(pid: u32, prefix: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.filter_map(|t| t.ok())
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.trim().starts_with(prefix))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// The daemon's open pty masters.
+fn ptmx_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|f| f.ok())
+                .filter(|f| {
+                    std::fs::read_link(f.path()).is_ok_and(|l| l.to_string_lossy().contains("ptmx"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// `kill` of a session whose program never reads, with input still queued for it, leaves
+/// nothing: no PTY writer thread blocked in a write, no pty fd, no queued input.
+#[test]
+fn kill_with_input_queued_leaves_no_thread_fd_or_buffer() {
+    let d = TestDaemon::start();
+    let pid = d.pid();
+    let input: String = (1..=20000).map(|i| format!("{i}\n")).collect();
+    for round in 0..3 {
+        let id = id_of(&d.session(&[], &["sleep", "1000"]));
+        // More than the pty takes while nobody reads: the writer thread blocks in write.
+        for _ in 0..3 {
+            let mut c = d.command(&["send", &id, "--stdin"]);
+            let mut child = c
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+            let _ = child.wait();
+        }
+        d.ok(&["kill", &id]);
+        wait_until(
+            &format!("round {round}: the session's pty thread and fd to go"),
+            DEADLINE,
+            || {
+                let (t, f) = (threads_named(pid, "pty-write-"), ptmx_fds(pid));
+                (t == 0 && f == 0).then_some(())
+            },
+        );
+    }
+}

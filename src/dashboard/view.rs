@@ -10,8 +10,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState};
 
 use super::model::{Tone, badge, host_of, short_age, short_id};
-use crate::text::safe;
 use super::{Dashboard, Mode, Prompt, label};
+use crate::text::safe;
 
 const HELP: &[(&str, &str)] = &[
     ("↑ ↓  j k", "move"),

@@ -234,10 +234,15 @@ fn resolve(program: &str, path: &str, cwd: &std::path::Path) -> Result<PathBuf, 
 pub fn start_threads(
     session: &Arc<Session>,
     mut reader: Box<dyn Read + Send>,
-    mut writer: Box<dyn Write + Send>,
+    writer: Box<dyn Write + Send>,
     mut input: mpsc::Receiver<Bytes>,
 ) -> std::io::Result<()> {
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    // Once the child is gone nothing reads what the writer writes: it stops writing, and a
+    // write already blocked on a full pty is released by flushing that input (below).
+    let dead = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let slave_path = session.pty.lock().master.tty_name();
     let s = Arc::clone(session);
     std::thread::Builder::new()
         .name(format!("pty-read-{}", session.id))
@@ -255,11 +260,13 @@ pub fn start_threads(
             let _ = done_tx.send(());
         })?;
 
+    let (stop_writing, in_write) = (Arc::clone(&dead), Arc::clone(&writing));
     std::thread::Builder::new()
         .name(format!("pty-write-{}", session.id))
         .spawn(move || {
+            use std::sync::atomic::Ordering;
             let mut batch = Vec::with_capacity(4096);
-            let mut broken = false;
+            let mut writer = Some(writer);
             while let Some(first) = input.blocking_recv() {
                 batch.clear();
                 batch.extend_from_slice(&first);
@@ -269,12 +276,26 @@ pub fn start_threads(
                         Err(_) => break,
                     }
                 }
-                // After the child is gone writes fail; keep draining so senders never block.
-                if !broken && (writer.write_all(&batch).is_err() || writer.flush().is_err()) {
-                    broken = true;
+                // In pieces, so a stop is seen between them; after the child is gone (or a
+                // write failed) input is drained and dropped, so senders never block.
+                for piece in batch.chunks(WRITE_PIECE) {
+                    let Some(w) = writer.as_mut() else { break };
+                    if stop_writing.load(Ordering::Acquire) {
+                        writer = None;
+                        break;
+                    }
+                    in_write.store(true, Ordering::Release);
+                    let ok = w.write_all(piece).and_then(|()| w.flush()).is_ok();
+                    in_write.store(false, Ordering::Release);
+                    if !ok {
+                        writer = None;
+                    }
+                }
+                if stop_writing.load(Ordering::Acquire) {
+                    // Its pty fd goes now, not when the session is dropped.
+                    writer = None;
                 }
             }
-            // The writer is dropped only here, when the session itself is gone.
             drop(writer);
         })?;
 
@@ -284,12 +305,56 @@ pub fn start_threads(
         .name(format!("pty-wait-{}", session.id))
         .spawn(move || {
             let code = leader.wait();
+            release_writer(&dead, &writing, slave_path.as_deref());
             // Let the reader deliver the last output; a background job holding the tty
             // open must not keep the session from reporting its exit.
             let _ = done_rx.recv_timeout(Duration::from_millis(1500));
             s.on_exit(code);
         })?;
     Ok(())
+}
+
+/// Largest write to the pty at once: between pieces the writer thread checks whether the
+/// child is gone.
+const WRITE_PIECE: usize = 4096;
+
+/// The child is gone: tell the writer thread to stop, and while it is blocked in a write
+/// (the pty full, nobody reading), read what it wrote from the pty's other side, which
+/// wakes the write (flushing from the master side does not). Bounded: 2 s at most.
+fn release_writer(
+    dead: &std::sync::atomic::AtomicBool,
+    writing: &std::sync::atomic::AtomicBool,
+    slave: Option<&std::path::Path>,
+) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::atomic::Ordering;
+    dead.store(true, Ordering::Release);
+    if !writing.load(Ordering::Acquire) {
+        return;
+    }
+    let Some(Ok(tty)) = slave.map(|p| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+            .open(p)
+    }) else {
+        return;
+    };
+    let mut buf = vec![0u8; 16 * 1024];
+    for _ in 0..200 {
+        if !writing.load(Ordering::Acquire) {
+            return;
+        }
+        // SAFETY: tcflush and read on a descriptor we own for the length of the call; the
+        // buffer outlives the read. TCIFLUSH drops a partial line a canonical read would
+        // wait on; reading wakes the master's writer.
+        unsafe {
+            libc::tcflush(tty.as_raw_fd(), libc::TCIFLUSH);
+            libc::read(tty.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Reap `pid`; its exit code, or 128 + signal number.
