@@ -513,3 +513,33 @@ fn escapes_in_argv_never_reach_the_owners_terminal() {
     clean("history", &d.cli(&["history"]).stdout);
     assert_eq!(d.ok(&["history"])[0]["command"][3], evil);
 }
+
+/// A program that never reads its input: once the input queue is full (in bytes), `send`
+/// fails with `busy` within its bound instead of hanging, from the CLI and over MCP, and
+/// the session still ends cleanly.
+#[test]
+fn a_full_input_queue_says_busy_in_bounded_time() {
+    let env = Env::new();
+    env.write_config("[limits]\ninput_bytes = 2097152\n");
+    let d = env.start_daemon();
+    let id = id_of(&d.session(&[], &["sleep", "1000"]));
+    let big = d.dir.path().join("big.txt");
+    std::fs::write(&big, "x".repeat(1_500_000)).unwrap();
+    let file = big.to_str().unwrap();
+    d.ok(&["send", &id, "--file", file]);
+    let started = std::time::Instant::now();
+    let msg = d.err(&["send", &id, "--file", file], "busy");
+    assert!(msg.contains("waiting for the program"), "{msg}");
+    eprintln!("busy after {:?}", started.elapsed());
+    let mut m = common::mcp::Mcp::start(&d);
+    let (err, v) = m.tool(
+        "send_input",
+        serde_json::json!({"session": id, "text": "y".repeat(1_500_000)}),
+    );
+    assert!(err, "{v}");
+    assert_eq!(v["error"]["kind"], "busy", "{v}");
+    // The MCP server carries on.
+    let (err, _) = m.tool("list_sessions", serde_json::json!({}));
+    assert!(!err);
+    d.ok(&["kill", &id]);
+}

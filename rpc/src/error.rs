@@ -25,6 +25,8 @@ pub enum ErrorKind {
     Protocol,
     /// A configured limit was reached.
     Limit,
+    /// The session cannot take more input now (its program is not reading it): try later.
+    Busy,
     /// The daemon could not be reached or started.
     Daemon,
     /// A host given with `--host` could not be reached over ssh, or has no hearth there.
@@ -47,6 +49,7 @@ impl ErrorKind {
             ErrorKind::Spawn => "spawn",
             ErrorKind::Protocol => "protocol",
             ErrorKind::Limit => "limit",
+            ErrorKind::Busy => "busy",
             ErrorKind::Daemon => "daemon",
             ErrorKind::Internal => "internal",
         }

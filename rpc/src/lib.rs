@@ -45,7 +45,7 @@ pub async fn bounded<T>(
 
 /// Bumped whenever a request or response changes shape. [`Hearth::hello`] never changes
 /// shape, so a mismatch is always reported as a clear error rather than a decode failure.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The variables a client carries from its own environment into a session's program
 /// (`CreateRequest::caller_env`): what a user expects a program started from their shell

@@ -41,6 +41,7 @@
 //!
 //! [limits]
 //! log_bytes = 8388608            # output retained per session for lagging readers
+//! input_bytes = 8388608          # input queued for a program that is not reading it
 //! max_clients = 1000             # per session
 //! max_sessions = 100             # per daemon
 //! max_unauthenticated = 64       # SSH connections not yet authenticated, daemon-wide
@@ -223,6 +224,7 @@ struct LogSection {
 #[serde(deny_unknown_fields)]
 struct LimitsSection {
     log_bytes: Option<usize>,
+    input_bytes: Option<usize>,
     max_clients: Option<usize>,
     max_sessions: Option<usize>,
     max_unauthenticated: Option<usize>,
@@ -289,6 +291,10 @@ pub fn apply_limits(path: &Path, config: &mut super::Config) -> anyhow::Result<(
     };
     if let Some(v) = l.log_bytes {
         config.limits.log_bytes = check("log_bytes", v, 1 << 32)?;
+    }
+    if let Some(v) = l.input_bytes {
+        // At least one `send` (2 MiB) must fit.
+        config.limits.input_bytes = check("input_bytes", v, 1 << 30)?.max(2 * 1024 * 1024);
     }
     if let Some(v) = l.max_clients {
         config.limits.max_clients = check("max_clients", v, 100_000)?;

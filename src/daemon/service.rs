@@ -392,7 +392,14 @@ impl Hearth for Control {
         let offset = session
             .send(bytes::Bytes::from(bytes), uid)
             .await
-            .map_err(|e| ApiError::state(format!("session {}: {e}", session.id)))?;
+            .map_err(|e| match e {
+                session::SendError::Busy { .. } => {
+                    ApiError::new(ErrorKind::Busy, format!("session {}: {e}", session.id))
+                }
+                session::SendError::Exited => {
+                    ApiError::state(format!("session {}: {e}", session.id))
+                }
+            })?;
         Ok(SendReply { bytes: n, offset })
     }
 

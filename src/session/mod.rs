@@ -57,6 +57,9 @@ pub struct Limits {
     pub log_bytes: usize,
     /// Input messages queued for the PTY before typists wait.
     pub input_queue: usize,
+    /// Input bytes queued for the PTY (a program that does not read its input holds them):
+    /// beyond this typists wait and `send` fails with `busy`.
+    pub input_bytes: usize,
     /// Clients attached at once.
     pub max_clients: usize,
 }
@@ -66,6 +69,7 @@ impl Default for Limits {
         Limits {
             log_bytes: 8 * 1024 * 1024,
             input_queue: 256,
+            input_bytes: 8 * 1024 * 1024,
             max_clients: 1000,
         }
     }
@@ -143,7 +147,19 @@ pub type EventSink = Box<dyn Fn(SessionEvent) + Send + Sync>;
 pub enum SendError {
     #[error("the session has exited; it takes no more input")]
     Exited,
+    #[error(
+        "busy: {queued} bytes of input are still waiting for the program to read them; try \
+         again later"
+    )]
+    Busy { queued: usize },
 }
+
+/// Input on its way to the PTY writer thread, with its share of the byte budget (released
+/// once written; `None` for the session's own replies to terminal queries).
+pub type Queued = (Bytes, Option<tokio::sync::OwnedSemaphorePermit>);
+
+/// How long `send` waits for room in the input queue before it says `busy`.
+pub const SEND_WAIT: Duration = Duration::from_secs(5);
 
 /// Why a role change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -190,7 +206,10 @@ pub struct Session {
     exit: watch::Sender<Option<i32>>,
     /// When the child exited (set once, before `exit`).
     exited_at: std::sync::OnceLock<std::time::SystemTime>,
-    input: mpsc::Sender<Bytes>,
+    input: mpsc::Sender<Queued>,
+    /// Bytes the input queue may hold; a queued message carries its share.
+    input_budget: Arc<tokio::sync::Semaphore>,
+    input_bytes: usize,
     /// Attached clients by key (a key is never reused; names are).
     clients: Mutex<BTreeMap<u64, ClientEntry>>,
     /// How many clients are attached (for waiting until everyone has left).
@@ -236,6 +255,7 @@ impl Session {
             leader,
         } = pty::spawn(&spec)?;
         let (input_tx, input_rx) = mpsc::channel(limits.input_queue.max(1));
+        let input_bytes = limits.input_bytes.max(1);
         let (cols, rows) = spec.size;
         let (recorder, record_error) = match record {
             None => (None, None),
@@ -277,6 +297,8 @@ impl Session {
             exit: watch::channel(None).0,
             exited_at: std::sync::OnceLock::new(),
             input: input_tx,
+            input_budget: Arc::new(tokio::sync::Semaphore::new(input_bytes)),
+            input_bytes,
             clients: Mutex::new(BTreeMap::new()),
             client_count: watch::channel(0).0,
             next_client: AtomicU64::new(1),
@@ -430,7 +452,7 @@ impl Session {
         for reply in replies {
             // Never block the reader on a full input queue: a reply dropped under an input
             // flood is logged, the output keeps flowing.
-            if self.input.try_send(Bytes::from(reply)).is_err() {
+            if self.input.try_send((Bytes::from(reply), None)).is_err() {
                 tracing::warn!(session = %self.id, "input queue full; terminal query reply dropped");
             }
         }
@@ -575,10 +597,26 @@ impl Session {
     /// Type `data` into the program for the control API: one message to the PTY writer, so
     /// it is written as one unit and never interleaves with a typist's keys. Returns the
     /// output offset before the write, so a wait from it cannot miss the reply.
+    /// Fails with [`SendError::Busy`] when the queue cannot take it within [`SEND_WAIT`]
+    /// (the program is not reading its input).
     pub async fn send(&self, data: Bytes, uid: u32) -> Result<u64, SendError> {
         if self.exit_code().is_some() {
             return Err(SendError::Exited);
         }
+        let busy = || SendError::Busy {
+            queued: self.queued_input(),
+        };
+        let room = async {
+            let permit = Arc::clone(&self.input_budget)
+                .acquire_many_owned(self.permits(data.len()))
+                .await
+                .map_err(|_| SendError::Exited)?;
+            let slot = self.input.reserve().await.map_err(|_| SendError::Exited)?;
+            Ok::<_, SendError>((permit, slot))
+        };
+        let (permit, slot) = tokio::time::timeout(SEND_WAIT, room)
+            .await
+            .map_err(|_| busy())??;
         let offset = self.output_end();
         self.activity.input("api");
         self.remember_typed(&data, false);
@@ -586,8 +624,19 @@ impl Session {
             r.audit
                 .input_from_api(std::time::Instant::now(), uid, &data);
         }
-        self.input.send(data).await.map_err(|_| SendError::Exited)?;
+        slot.send((data, Some(permit)));
         Ok(offset)
+    }
+
+    /// Bytes waiting in the input queue.
+    pub fn queued_input(&self) -> usize {
+        self.input_bytes
+            .saturating_sub(self.input_budget.available_permits())
+    }
+
+    /// The share of the input budget `len` bytes take.
+    fn permits(&self, len: usize) -> u32 {
+        len.clamp(1, self.input_bytes).min(u32::MAX as usize) as u32
     }
 
     /// Whether the program is on the alternate screen.
@@ -607,10 +656,17 @@ impl Session {
         (s.title.clone(), s.bells)
     }
 
-    /// Queue input for the PTY; waits (this caller only) while the queue is full.
+    /// Queue input for the PTY; waits (this caller only) while the queue is full, in
+    /// messages or in bytes.
     pub async fn input(&self, data: Bytes) {
         // Fails only when the writer thread is gone, i.e. the session is being torn down.
-        let _ = self.input.send(data).await;
+        let Ok(permit) = Arc::clone(&self.input_budget)
+            .acquire_many_owned(self.permits(data.len()))
+            .await
+        else {
+            return;
+        };
+        let _ = self.input.send((data, Some(permit))).await;
     }
 
     /// The PTY's current (cols, rows).

@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use portable_pty::{CommandBuilder, MasterPty, PtySize, native_pty_system};
 use tokio::sync::mpsc;
 
@@ -235,7 +234,7 @@ pub fn start_threads(
     session: &Arc<Session>,
     mut reader: Box<dyn Read + Send>,
     writer: Box<dyn Write + Send>,
-    mut input: mpsc::Receiver<Bytes>,
+    mut input: mpsc::Receiver<super::Queued>,
 ) -> std::io::Result<()> {
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     // Once the child is gone nothing reads what the writer writes: it stops writing, and a
@@ -266,13 +265,20 @@ pub fn start_threads(
         .spawn(move || {
             use std::sync::atomic::Ordering;
             let mut batch = Vec::with_capacity(4096);
+            // The budget shares of what is in `batch`: released once it is written.
+            let mut shares = Vec::new();
             let mut writer = Some(writer);
-            while let Some(first) = input.blocking_recv() {
+            while let Some((first, share)) = input.blocking_recv() {
                 batch.clear();
+                shares.clear();
                 batch.extend_from_slice(&first);
+                shares.push(share);
                 while batch.len() < 64 * 1024 {
                     match input.try_recv() {
-                        Ok(more) => batch.extend_from_slice(&more),
+                        Ok((more, share)) => {
+                            batch.extend_from_slice(&more);
+                            shares.push(share);
+                        }
                         Err(_) => break,
                     }
                 }
