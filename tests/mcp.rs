@@ -126,3 +126,57 @@ fn mistakes_are_tool_errors_with_the_clis_kind() {
     let (err, e) = m.tool("list_events", json!({"wait_ms": 40000}));
     assert!(err, "{e}");
 }
+
+/// Oversized requests get an error reply and the server carries on (a 5 MiB send_input
+/// broke its daemon connection for good; a 50 MB line got no reply at all); more calls in
+/// flight than a daemon connection takes are all answered.
+#[test]
+fn oversized_requests_and_crowds_of_calls_get_answers() {
+    let d = TestDaemon::start();
+    let id = id_of(&d.session(&[], &["sleep", "1000"]));
+    let mut m = Mcp::start(&d);
+    // 5 MiB of text: over the request limit.
+    let (err, v) = m.tool(
+        "send_input",
+        json!({"session": id, "text": "z".repeat(5 * 1024 * 1024)}),
+    );
+    assert!(err, "{v}");
+    assert_eq!(v["error"]["kind"], "limit", "{v}");
+    let (err, v) = m.tool("list_sessions", json!({}));
+    assert!(!err, "the server carries on: {v}");
+    // 2.5 MiB: under the request limit, over send's: refused before the daemon sees it.
+    let (err, v) = m.tool(
+        "send_input",
+        json!({"session": id, "text": "z".repeat(2_500_000)}),
+    );
+    assert!(err && v["error"]["kind"] == "invalid_argument", "{v}");
+    // A 50 MB line, written as it streams.
+    let mut big = br#"{"jsonrpc":"2.0","id":777,"method":"tools/call","params":{"name":"send_input","arguments":{"session":"x","text":""#.to_vec();
+    m.send_raw(&big);
+    let chunk = vec![b'w'; 1 << 20];
+    for _ in 0..50 {
+        m.send_raw(&chunk);
+    }
+    big.clear();
+    m.send_raw(b"\"}}}\n");
+    let reply = m.next_message();
+    assert_eq!(reply["id"], 777, "{reply}");
+    assert_eq!(reply["result"]["isError"], true, "{reply}");
+    let (err, _) = m.tool("list_sessions", json!({}));
+    assert!(!err);
+    // 100 calls at once, each waiting up to 2 s: every one gets its answer.
+    for i in 0..100 {
+        m.send(
+            json!({"jsonrpc": "2.0", "id": 1000 + i, "method": "tools/call",
+                      "params": {"name": "wait_for", "arguments":
+                          {"session": id, "idle_ms": 600_000, "timeout_ms": 2000}}}),
+        );
+    }
+    let mut answered = std::collections::HashSet::new();
+    while answered.len() < 100 {
+        let r = m.next_message();
+        assert_eq!(r["result"]["isError"], false, "{r}");
+        assert_eq!(r["result"]["structuredContent"]["reason"], "timeout", "{r}");
+        answered.insert(r["id"].as_u64().unwrap());
+    }
+}

@@ -47,6 +47,9 @@ pub async fn bounded<T>(
 /// shape, so a mismatch is always reported as a clear error rather than a decode failure.
 pub const PROTOCOL_VERSION: u32 = 4;
 
+/// The most text one `send` takes (bytes).
+pub const MAX_SEND_BYTES: usize = 2 * 1024 * 1024;
+
 /// The variables a client carries from its own environment into a session's program
 /// (`CreateRequest::caller_env`): what a user expects a program started from their shell
 /// to see. Names ending in `*` are prefixes. `TERM` is not among them: the session's

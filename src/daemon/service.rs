@@ -18,7 +18,7 @@ use crate::session::reader::Next;
 use crate::session::wait::{Until, Waited};
 
 /// Most text one `send` types (the request frame limit is 4 MiB).
-const MAX_SEND: usize = 2 * 1024 * 1024;
+const MAX_SEND: usize = hearth_rpc::MAX_SEND_BYTES;
 use crate::session::{self, Role, RoleError, Who};
 
 // Session errors become the socket's error here, at the adapter's edge.

@@ -9,7 +9,11 @@
 //! reaches it (the CLI hands in a [`Hosts`] connector; one connection per host, kept and
 //! made again when it drops).
 //!
-//! It must not reach into the daemon: only `hearth-rpc`.
+//! It must not reach into the daemon: only `hearth-rpc`. Requests larger than a daemon call
+//! may carry are answered with an error before they reach rmcp (`limit`); more than
+//! [`MAX_IN_FLIGHT`] calls at once wait their turn.
+
+mod limit;
 
 use std::time::{Duration, Instant};
 
@@ -56,20 +60,31 @@ pub struct HearthMcp {
     open: std::sync::Arc<
         parking_lot::Mutex<std::collections::HashMap<String, std::sync::Arc<Connection>>>,
     >,
+    /// Tool calls running at once; the rest wait their turn (a daemon connection takes 64
+    /// calls in flight and refuses more).
+    in_flight: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// Tool calls run at once; more wait (within their own time bound).
+pub const MAX_IN_FLIGHT: usize = 32;
 
 /// Serve MCP on stdin/stdout until the client closes it; `client` is the default daemon,
 /// `hosts` reaches the others.
 pub async fn serve(client: HearthClient, hosts: std::sync::Arc<dyn Hosts>) -> anyhow::Result<()> {
+    // stdin reaches rmcp through the size guard (`limit`), which ends with stdin.
+    let (guarded, theirs) = tokio::io::duplex(64 * 1024);
+    let guard = tokio::spawn(limit::bounded_lines(tokio::io::stdin(), guarded));
     let running = HearthMcp {
         client,
         hosts,
         open: Default::default(),
+        in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
     }
-    .serve(rmcp::transport::stdio())
+    .serve((theirs, tokio::io::stdout()))
     .await
     .map_err(|e| anyhow::anyhow!("MCP handshake failed: {e}"))?;
     running.waiting().await?;
+    guard.abort();
     Ok(())
 }
 
@@ -205,6 +220,18 @@ impl HearthMcp {
     }
 
     async fn call(&self, name: &str, a: &Map<String, Value>) -> Result<Value, Fail> {
+        if name == limit::OVERSIZED_TOOL {
+            let bytes = a.get("bytes").and_then(Value::as_u64).unwrap_or(0);
+            return Err(Fail(ApiError::new(
+                ErrorKind::Limit,
+                format!(
+                    "the request was {bytes} bytes; hearth mcp takes requests of at most {} \
+                     bytes (send_input: at most {} bytes of text; send it in parts)",
+                    limit::MAX_REQUEST,
+                    hearth_rpc::MAX_SEND_BYTES
+                ),
+            )));
+        }
         let host = match a.get("host") {
             None | Some(Value::Null) => None,
             Some(Value::String(h)) => Some(h.clone()),
@@ -216,14 +243,17 @@ impl HearthMcp {
         // Bounded by our own timer as well: tarpc's client can wait forever once its
         // connection is gone.
         let limit = Duration::from_millis(MAX_WAIT_MS) + Duration::from_secs(30);
-        let result = tokio::time::timeout(limit, self.call_on(&c, name, &a, host.is_some()))
-            .await
-            .unwrap_or_else(|_| {
-                Err(Fail(ApiError::new(
-                    ErrorKind::Daemon,
-                    format!("no answer within {} s", limit.as_secs()),
-                )))
-            });
+        let run = async {
+            // Waits its turn: more than MAX_IN_FLIGHT calls queue here, never fail.
+            let _turn = self.in_flight.acquire().await;
+            self.call_on(&c, name, &a, host.is_some()).await
+        };
+        let result = tokio::time::timeout(limit, run).await.unwrap_or_else(|_| {
+            Err(Fail(ApiError::new(
+                ErrorKind::Daemon,
+                format!("no answer within {} s", limit.as_secs()),
+            )))
+        });
         // A connection that dropped is made again on the next call.
         if let (Some(h), Err(Fail(e))) = (&host, &result)
             && e.kind == ErrorKind::Daemon
@@ -270,6 +300,13 @@ impl HearthMcp {
             }
             "send_input" => {
                 let s: Send = args(a)?;
+                if s.text.len() > hearth_rpc::MAX_SEND_BYTES {
+                    return Err(invalid(format!(
+                        "text: {} bytes; send at most {} at once",
+                        s.text.len(),
+                        hearth_rpc::MAX_SEND_BYTES
+                    )));
+                }
                 let req = SendRequest {
                     text: s.text,
                     enter: s.enter,

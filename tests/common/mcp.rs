@@ -90,6 +90,22 @@ impl Mcp {
         }
     }
 
+    /// The next message the server sends (every stdout line must be JSON-RPC).
+    pub fn next_message(&mut self) -> Value {
+        let line = self
+            .lines
+            .recv_timeout(std::time::Duration::from_secs(90))
+            .expect("no message from hearth mcp");
+        serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("stdout carried a non-protocol line ({e}): {line}"))
+    }
+
+    /// Write raw bytes to the server's stdin (a request too large to build as a value).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stdin.write_all(bytes).unwrap();
+        self.stdin.flush().unwrap();
+    }
+
     /// Call a tool; (is_error, structuredContent).
     pub fn tool(&mut self, name: &str, args: Value) -> (bool, Value) {
         let r = self.request("tools/call", json!({"name": name, "arguments": args}));
