@@ -543,3 +543,77 @@ fn a_full_input_queue_says_busy_in_bounded_time() {
     assert!(!err);
     d.ok(&["kill", &id]);
 }
+
+/// 100 source addresses (127.0.1.1-100), each keeping 10 silent connections open and
+/// reopening them before any timeout, never keep the owner out: each of the owner's joins
+/// during the flood gets in (it was `kex_exchange_identification: Connection closed` for
+/// as long as 7 addresses kept at it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_addresses_flooding_never_keep_the_owner_out() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let d = TestDaemon::start();
+    let (_, port) = d.shell(&[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let opened = Arc::new(AtomicUsize::new(0));
+    let mut attackers = Vec::new();
+    for n in 1..=100u8 {
+        let (stop, opened) = (Arc::clone(&stop), Arc::clone(&opened));
+        attackers.push(tokio::spawn(async move {
+            let from: std::net::SocketAddr = ([127, 0, 1, n], 0).into();
+            let to: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+            while !stop.load(Ordering::Relaxed) {
+                let mut held = Vec::new();
+                for _ in 0..10 {
+                    let Ok(sock) = tokio::net::TcpSocket::new_v4() else {
+                        continue;
+                    };
+                    if sock.bind(from).is_err() {
+                        continue;
+                    }
+                    if let Ok(Ok(s)) =
+                        tokio::time::timeout(Duration::from_secs(1), sock.connect(to)).await
+                    {
+                        opened.fetch_add(1, Ordering::Relaxed);
+                        held.push(s);
+                    }
+                }
+                // Silent, and closed before the daemon's 2 s login grace cuts them.
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                drop(held);
+            }
+        }));
+    }
+    // Let the flood build up first.
+    let start = tokio::time::Instant::now();
+    while opened.load(Ordering::Relaxed) < 1000 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the flood never built up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rss_flood = d.rss_kib();
+    let mut times = Vec::new();
+    for i in 0..5 {
+        let t = std::time::Instant::now();
+        let owner = SshClient::connect(port, &d.owner, "owner", 80, 24).await;
+        owner.send(&format!("echo owner-in-$(({i}+100))\r")).await;
+        owner.wait_text(&format!("owner-in-{}", i + 100)).await;
+        times.push(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for a in attackers {
+        let _ = a.await;
+    }
+    eprintln!(
+        "owner joins during the flood ({} attacker connections opened, daemon RSS {rss_flood} \
+         KiB): {times:?}",
+        opened.load(Ordering::Relaxed)
+    );
+    assert!(
+        times.iter().all(|t| *t < Duration::from_secs(10)),
+        "{times:?}"
+    );
+}

@@ -44,8 +44,10 @@
 //! input_bytes = 8388608          # input queued for a program that is not reading it
 //! max_clients = 1000             # per session
 //! max_sessions = 100             # per daemon
-//! max_unauthenticated = 64       # SSH connections not yet authenticated, daemon-wide
-//! max_unauthenticated_per_source = 10  # ...from one IPv4 address or IPv6 /64
+//! max_unauthenticated = 4096     # SSH connections not yet authenticated, daemon-wide
+//!                                # (random early drop from half of it)
+//! max_unauthenticated_per_source = 10  # ...from one source:
+//! per_source_netblock = "32:64"  # an IPv4 /32 and an IPv6 /64 (OpenSSH's syntax)
 //! ```
 
 use std::path::Path;
@@ -229,6 +231,7 @@ struct LimitsSection {
     max_sessions: Option<usize>,
     max_unauthenticated: Option<usize>,
     max_unauthenticated_per_source: Option<usize>,
+    per_source_netblock: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -308,7 +311,24 @@ pub fn apply_limits(path: &Path, config: &mut super::Config) -> anyhow::Result<(
     if let Some(v) = l.max_unauthenticated_per_source {
         config.max_unauthenticated_per_source = check("max_unauthenticated_per_source", v, 10_000)?;
     }
+    if let Some(v) = &l.per_source_netblock {
+        config.source_prefixes = parse_netblock(v).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: limits.per_source_netblock = {v:?}: use \"V4:V6\" prefix lengths, e.g. \
+                 \"32:64\" (1-32 and 1-128)",
+                path.display()
+            )
+        })?;
+    }
     Ok(())
+}
+
+/// `"32:64"` (or `"24"`: IPv4 only, IPv6 /64) as prefix lengths.
+fn parse_netblock(v: &str) -> Option<crate::ssh::preauth::Prefixes> {
+    let (v4, v6) = v.split_once(':').unwrap_or((v, "64"));
+    let (v4, v6): (u8, u8) = (v4.trim().parse().ok()?, v6.trim().parse().ok()?);
+    ((1..=32).contains(&v4) && (1..=128).contains(&v6))
+        .then_some(crate::ssh::preauth::Prefixes { v4, v6 })
 }
 
 /// The log file's size cap and rotation from `path`.
@@ -390,6 +410,17 @@ pub fn load_menu(path: &Path) -> anyhow::Result<Option<MenuConfig>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn net_blocks_parse_like_openssh() {
+        let p = parse_netblock("24:48").unwrap();
+        assert_eq!((p.v4, p.v6), (24, 48));
+        let p = parse_netblock("16").unwrap();
+        assert_eq!((p.v4, p.v6), (16, 64));
+        for bad in ["0:64", "33", "24:129", "x", ""] {
+            assert!(parse_netblock(bad).is_none(), "{bad}");
+        }
+    }
 
     #[test]
     fn hosts_give_the_ssh_command_defaults_and_remote_commands() {

@@ -54,10 +54,13 @@ pub struct Config {
     pub kill_grace: Duration,
     pub limits: Limits,
     pub max_sessions: usize,
-    /// Concurrent SSH connections that have not authenticated yet, daemon-wide...
+    /// Concurrent SSH connections that have not authenticated yet, daemon-wide (random
+    /// early drop from half of it)...
     pub max_unauthenticated: usize,
-    /// ...and from one source (an IPv4 address or an IPv6 /64).
+    /// ...and from one source (an IPv4 address or an IPv6 /64, or the blocks below).
     pub max_unauthenticated_per_source: usize,
+    /// What one source is (`[limits] per_source_netblock`).
+    pub source_prefixes: ssh::preauth::Prefixes,
     /// Time allowed from connect to successful auth.
     pub login_grace: Duration,
     /// Where `~/.ssh` (owner keys) is read, and sessions start by default.
@@ -87,8 +90,10 @@ impl Default for Config {
             kill_grace: Duration::from_secs(3),
             limits: Limits::default(),
             max_sessions: 100,
-            max_unauthenticated: 64,
+            // A pre-auth connection costs a task and a few KiB, not a process as in sshd.
+            max_unauthenticated: 4096,
             max_unauthenticated_per_source: 10,
+            source_prefixes: ssh::preauth::Prefixes::default(),
             event_ring: events::DEFAULT_CAPACITY,
             hooks: Vec::new(),
             triggers: Vec::new(),
@@ -307,6 +312,7 @@ impl Daemon {
             guard: Arc::new(ssh::preauth::PreAuth::new(
                 config.max_unauthenticated,
                 config.max_unauthenticated_per_source,
+                config.source_prefixes,
             )),
             config,
         });

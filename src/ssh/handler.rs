@@ -161,21 +161,41 @@ pub async fn run_connection(
         span: span.clone(),
     };
     let rejections = Arc::clone(&connection.rejections);
-    let stream = Cuttable::new(QuickAck::new(stream), cut.clone());
+    let heard = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stream = Cuttable::new(
+        super::stream::Heard::new(QuickAck::new(stream), Arc::clone(&heard)),
+        cut.clone(),
+    );
     // Login grace, armed before the version exchange: a connection that has not
     // authenticated in time (or never even says hello) is cut, freeing its slot.
+    // And sooner for one that never even sends its SSH version line ([`HELLO_GRACE`]).
     let grace_over = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let grace = {
         let (cut, authed, limit) = (cut.clone(), authed.clone(), place.login_grace());
         let over = Arc::clone(&grace_over);
+        let heard = Arc::clone(&heard);
         place.tracker().spawn(async move {
-            tokio::select! {
-                _ = tokio::time::sleep(limit) => {
-                    over.store(true, Ordering::Relaxed);
-                    cut.cancel();
+            let hello = tokio::time::sleep(HELLO_GRACE.min(limit));
+            tokio::pin!(hello);
+            let mut hello_done = false;
+            loop {
+                tokio::select! {
+                    _ = &mut hello, if !hello_done => {
+                        hello_done = true;
+                        if !heard.load(Ordering::Relaxed) {
+                            over.store(true, Ordering::Relaxed);
+                            cut.cancel();
+                            return;
+                        }
+                    }
+                    _ = tokio::time::sleep(limit) => {
+                        over.store(true, Ordering::Relaxed);
+                        cut.cancel();
+                        return;
+                    }
+                    _ = authed.cancelled() => return,
+                    _ = cut.cancelled() => return,
                 }
-                _ = authed.cancelled() => {}
-                _ = cut.cancelled() => {}
             }
         })
     };
@@ -192,7 +212,7 @@ pub async fn run_connection(
     }
     cut.cancel();
     grace.abort();
-    let source = super::preauth::Source::of(peer.ip());
+    let source = place.guard().source(peer.ip());
     if authed.is_cancelled() {
         // Anyone may connect to an open session: its lines go through the gate too.
         if place.access().open.is_none() || place.guard().log_gate(source).is_some() {
@@ -200,16 +220,19 @@ pub async fn run_connection(
         }
         return;
     }
-    // Refused keys, or a place held until the login grace: a penalty for the source.
+    // Any end without a login counts against the source (refused keys, silence, the login
+    // grace, or the client closing first: OpenSSH's `noauth`); a few are free.
     let tried = rejections.load(Ordering::Relaxed);
     let held = grace_over.load(Ordering::Relaxed);
-    if tried > 0 || held {
-        place.guard().failed(peer.ip());
-    }
+    let said_hello = heard.load(Ordering::Relaxed);
+    place.guard().failed(peer.ip());
     if let Some(left_out) = place.guard().log_gate(source) {
-        tracing::info!(parent: &span, keys_refused = tried, login_grace_reached = held, left_out, "unauthenticated connection closed");
+        tracing::info!(parent: &span, keys_refused = tried, timed_out = held, said_hello, left_out, "unauthenticated connection closed");
     }
 }
+
+/// How long a new connection may stay silent (no SSH version line) before it is cut.
+pub const HELLO_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct Connection {
     place: Place,
@@ -262,7 +285,7 @@ impl Connection {
             || self
                 .place
                 .guard()
-                .log_gate(super::preauth::Source::of(self.peer.ip()))
+                .log_gate(self.place.guard().source(self.peer.ip()))
                 .is_some()
     }
 
@@ -270,7 +293,7 @@ impl Connection {
     /// through the per-source gate.
     fn refused(&self, user: &str, key: &KeyData, why: &Refusal) {
         self.rejections.fetch_add(1, Ordering::Relaxed);
-        let source = super::preauth::Source::of(self.peer.ip());
+        let source = self.place.guard().source(self.peer.ip());
         if let Some(left_out) = self.place.guard().log_gate(source) {
             tracing::info!(parent: &self.span, user = %sanitize_user(user), fingerprint = %fingerprint_of(key), left_out, "auth refused: {why}");
         }

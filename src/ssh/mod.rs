@@ -280,7 +280,7 @@ pub fn serve(listener: TcpListener, place: Place) -> std::io::Result<Listener> {
             let slot = match place.guard().admit(peer.ip()) {
                 Ok(slot) => slot,
                 Err(why) => {
-                    let source = preauth::Source::of(peer.ip());
+                    let source = place.guard().source(peer.ip());
                     if let Some(left_out) = place.guard().log_gate(source) {
                         tracing::warn!(%source, left_out, "refused a connection: {why}");
                     }

@@ -2,11 +2,16 @@
 //! `MaxStartups`, `PerSourceMaxStartups` and `PerSourcePenalties`:
 //!
 //! - a daemon-wide cap on unauthenticated connections, and a smaller cap per source (an
-//!   IPv4 address, or an IPv6 /64), so one source cannot take every slot;
-//! - penalties per source: connections that fail to log in (keys refused, or the login
-//!   grace reached without authenticating) earn a back-off that doubles from 1 s to 60 s,
-//!   during which the source's connections are closed before the SSH banner. A successful
-//!   login clears the source's record;
+//!   IPv4 address, or an IPv6 /64, or wider blocks as configured: OpenSSH's
+//!   `PerSourceNetBlockSize`), so one source cannot take every slot;
+//! - random early drop (`MaxStartups start:rate:full`): past [`PreAuth`]'s `start` a new
+//!   connection is refused with a probability that rises from 30 % to 100 % at the cap, so
+//!   a flood thins out instead of meeting a wall that keeps everyone out;
+//! - penalties per source: every connection that ends without logging in (keys refused, no
+//!   SSH version line in time, the login grace reached, or closed by the client: OpenSSH's
+//!   `noauth`) counts; past [`FREE_FAILURES`] they earn a back-off that doubles from 1 s
+//!   to 60 s, during which the source's connections are closed before the SSH banner. A
+//!   successful login clears the source's record;
 //! - a log gate: lines about unauthenticated connections and refusals are written at most
 //!   once per source per minute (with a count of what was left out), and at most
 //!   [`LOG_LINES_PER_MINUTE`] such lines a minute in all, so a stranger cannot grow the log.
@@ -34,26 +39,52 @@ pub const LOG_PERIOD: Duration = Duration::from_secs(60);
 /// Gated lines per minute over all sources.
 pub const LOG_LINES_PER_MINUTE: u32 = 120;
 
-/// What limits apply to: an IPv4 address, or an IPv6 /64 (one host's usual allocation).
+/// What limits apply to: an IPv4 address, or an IPv6 /64 (one host's usual allocation), or
+/// a wider block ([`Prefixes`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Source(IpAddr);
+pub struct Source(IpAddr, u8);
+
+/// The network block sizes that make one source: IPv4 and IPv6 prefix lengths (OpenSSH's
+/// `PerSourceNetBlockSize`, default 32:64 here; OpenSSH's is 32:128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prefixes {
+    pub v4: u8,
+    pub v6: u8,
+}
+
+impl Default for Prefixes {
+    fn default() -> Self {
+        Prefixes { v4: 32, v6: 64 }
+    }
+}
 
 impl Source {
+    /// The source of `ip` with the default blocks (an address, an IPv6 /64).
     pub fn of(ip: IpAddr) -> Source {
+        Source::within(ip, Prefixes::default())
+    }
+
+    pub fn within(ip: IpAddr, p: Prefixes) -> Source {
         match ip.to_canonical() {
-            IpAddr::V4(a) => Source(IpAddr::V4(a)),
-            IpAddr::V6(a) => Source(IpAddr::V6(Ipv6Addr::from(
-                u128::from(a) & !((1u128 << 64) - 1),
-            ))),
+            IpAddr::V4(a) => {
+                let bits = p.v4.min(32);
+                let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+                Source(IpAddr::V4((u32::from(a) & mask).into()), bits)
+            }
+            IpAddr::V6(a) => {
+                let bits = p.v6.min(128);
+                let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+                Source(IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask)), bits)
+            }
         }
     }
 }
 
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            IpAddr::V4(a) => write!(f, "{a}"),
-            IpAddr::V6(a) => write!(f, "{a}/64"),
+        match (self.0, self.1) {
+            (IpAddr::V4(a), 32) => write!(f, "{a}"),
+            (a, bits) => write!(f, "{a}/{bits}"),
         }
     }
 }
@@ -73,6 +104,8 @@ pub enum Refused {
     SourceFull,
     /// Every unauthenticated slot is taken.
     Full,
+    /// Random early drop: many unauthenticated connections are open.
+    Crowded,
 }
 
 impl std::fmt::Display for Refused {
@@ -85,6 +118,9 @@ impl std::fmt::Display for Refused {
             ),
             Refused::SourceFull => f.write_str("too many unauthenticated connections from it"),
             Refused::Full => f.write_str("too many unauthenticated connections (daemon-wide)"),
+            Refused::Crowded => f.write_str(
+                "many unauthenticated connections (daemon-wide): dropped at random, early",
+            ),
         }
     }
 }
@@ -110,7 +146,11 @@ impl Drop for Slot {
 
 pub struct PreAuth {
     unauthenticated: Arc<Semaphore>,
+    /// The cap (`full`), and where random early drop starts.
+    full: usize,
+    start: usize,
     per_source: usize,
+    prefixes: Prefixes,
     /// Unauthenticated connections per source (entries only while some are open, so at
     /// most as many as the daemon-wide cap).
     starts: Arc<Mutex<HashMap<Source, usize>>>,
@@ -119,10 +159,15 @@ pub struct PreAuth {
 }
 
 impl PreAuth {
-    pub fn new(max_unauthenticated: usize, per_source: usize) -> PreAuth {
+    /// `max_unauthenticated` is the cap; random early drop starts at half of it.
+    pub fn new(max_unauthenticated: usize, per_source: usize, prefixes: Prefixes) -> PreAuth {
+        let full = max_unauthenticated.max(1);
         PreAuth {
-            unauthenticated: Arc::new(Semaphore::new(max_unauthenticated.max(1))),
+            unauthenticated: Arc::new(Semaphore::new(full)),
+            full,
+            start: full / 2,
             per_source: per_source.max(1),
+            prefixes,
             starts: Arc::default(),
             records: Mutex::new(HashMap::new()),
             log: Mutex::new(LogGate::default()),
@@ -145,9 +190,32 @@ impl PreAuth {
         until.checked_duration_since(Instant::now())
     }
 
+    /// A hard wall at the cap only (tests of the other rules).
+    #[cfg(test)]
+    fn without_early_drop(mut self) -> Self {
+        self.start = self.full;
+        self
+    }
+
+    /// The source `ip` counts as.
+    pub fn source(&self, ip: IpAddr) -> Source {
+        Source::within(ip, self.prefixes)
+    }
+
+    /// Whether random early drop refuses a connection with `open` unauthenticated ones
+    /// already: never below `start`, then with a probability from 30 % to 100 % at `full`.
+    fn early_drop(&self, open: usize) -> bool {
+        if open < self.start || self.full <= self.start {
+            return open >= self.full;
+        }
+        let span = (self.full - self.start) as f64;
+        let p = 0.3 + 0.7 * ((open - self.start) as f64 / span).min(1.0);
+        rand::random::<f64>() < p
+    }
+
     /// A place for one unauthenticated connection from `ip`, or why not.
     pub fn admit(&self, ip: IpAddr) -> Result<Slot, Refused> {
-        let source = Source::of(ip);
+        let source = self.source(ip);
         if let Some(wait) = self.penalty(source) {
             return Err(Refused::Penalty(wait));
         }
@@ -155,6 +223,10 @@ impl PreAuth {
         let n = starts.get(&source).copied().unwrap_or(0);
         if n >= self.per_source {
             return Err(Refused::SourceFull);
+        }
+        let open = self.full - self.unauthenticated.available_permits();
+        if open < self.full && self.early_drop(open) {
+            return Err(Refused::Crowded);
         }
         let permit = Arc::clone(&self.unauthenticated)
             .try_acquire_owned()
@@ -170,7 +242,7 @@ impl PreAuth {
     /// A connection from `ip` ended without logging in after trying (or holding its place
     /// until the login grace).
     pub fn failed(&self, ip: IpAddr) {
-        let source = Source::of(ip);
+        let source = self.source(ip);
         let now = Instant::now();
         let failures = {
             let mut records = self.records.lock();
@@ -193,7 +265,8 @@ impl PreAuth {
     }
 
     pub fn succeeded(&self, ip: IpAddr) {
-        self.records.lock().remove(&Source::of(ip));
+        let source = self.source(ip);
+        self.records.lock().remove(&source);
     }
 
     /// Whether a line about `source` may be logged now: `Some(n)` with the number of lines
@@ -281,7 +354,7 @@ mod tests {
 
     #[test]
     fn failures_back_off_and_success_clears() {
-        let g = PreAuth::new(10, 10);
+        let g = PreAuth::new(10, 10, Prefixes::default()).without_early_drop();
         let ip = v4(1);
         for _ in 0..FREE_FAILURES {
             assert!(g.admit(ip).is_ok());
@@ -295,7 +368,7 @@ mod tests {
 
     #[test]
     fn one_source_gets_its_share_and_others_still_get_in() {
-        let g = PreAuth::new(6, 2);
+        let g = PreAuth::new(6, 2, Prefixes::default()).without_early_drop();
         let a = [g.admit(v4(1)).unwrap(), g.admit(v4(1)).unwrap()];
         assert_eq!(g.admit(v4(1)).err(), Some(Refused::SourceFull));
         let b: Vec<Slot> = (2..6).map(|i| g.admit(v4(i)).unwrap()).collect();
@@ -304,6 +377,34 @@ mod tests {
         assert!(g.admit(v4(1)).is_ok());
         drop(b);
         assert!(g.starts.lock().len() <= 1, "empty sources are forgotten");
+    }
+
+    #[test]
+    fn early_drop_thins_a_crowd_instead_of_walling_everyone_out() {
+        let g = PreAuth::new(1000, 10, Prefixes::default());
+        let share = |open: usize| (0..4000).filter(|_| g.early_drop(open)).count() as f64 / 4000.0;
+        assert_eq!(share(499), 0.0, "below the start nothing is dropped");
+        let at_start = share(500);
+        assert!((0.25..0.35).contains(&at_start), "{at_start}");
+        let midway = share(750);
+        assert!((0.6..0.7).contains(&midway), "{midway}");
+        assert!(share(999) > 0.98);
+        assert_eq!(share(1000), 1.0, "the cap is a wall");
+    }
+
+    #[test]
+    fn net_blocks_group_sources_as_configured() {
+        let wide = Prefixes { v4: 24, v6: 48 };
+        assert_eq!(Source::within(v4(1), wide), Source::within(v4(200), wide));
+        assert_eq!(Source::within(v4(1), wide).to_string(), "10.0.0.0/24");
+        assert_ne!(Source::of(v4(1)), Source::of(v4(2)));
+        assert_eq!(Source::of(v4(1)).to_string(), "10.0.0.1");
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(Source::within(a, wide), Source::within(b, wide));
+        let g = PreAuth::new(100, 2, wide).without_early_drop();
+        let _held = [g.admit(v4(1)).unwrap(), g.admit(v4(2)).unwrap()];
+        assert_eq!(g.admit(v4(3)).err(), Some(Refused::SourceFull));
     }
 
     #[test]
@@ -320,7 +421,7 @@ mod tests {
 
     #[test]
     fn the_penalty_table_evicts_the_oldest_and_never_forgets_everyone() {
-        let g = PreAuth::new(10, 10);
+        let g = PreAuth::new(10, 10, Prefixes::default()).without_early_drop();
         let bad = v4(7);
         for _ in 0..FREE_FAILURES + 3 {
             g.failed(bad);

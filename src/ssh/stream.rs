@@ -12,7 +12,10 @@
 //! the 48-byte ECDH_INIT right behind it). Setting `TCP_QUICKACK` after each of the first
 //! reads sends that ACK immediately; later reads skip the system call.
 //!
-//! Neither looks at the bytes.
+//! [`Heard`]: notes that the client sent anything at all (its SSH version line comes
+//! first), so a connection that stays silent can be cut early.
+//!
+//! None looks at the bytes.
 
 use std::future::Future;
 use std::io;
@@ -137,6 +140,51 @@ impl<S: AsyncRead + AsRawFd + Unpin> AsyncRead for QuickAck<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for QuickAck<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Sets its flag on the first read that brings data.
+pub struct Heard<S> {
+    inner: S,
+    heard: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<S> Heard<S> {
+    pub fn new(inner: S, heard: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
+        Heard { inner, heard }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Heard<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.heard.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Heard<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
