@@ -617,3 +617,65 @@ async fn a_hundred_addresses_flooding_never_keep_the_owner_out() {
         "{times:?}"
     );
 }
+
+/// A collaborator pastes 100 MB (past the audit's content cap, here 1 MiB), then types:
+/// who typed, when and how much is still recorded (summaries past the cap; it used to stop
+/// recording input at the cap, so a paste switched the audit off), and the file stays
+/// small.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_keeps_recording_who_typed_after_a_100_mb_paste() {
+    let env = Env::new();
+    env.write_config("[recording]\nmax_audit_bytes = 1048576\n");
+    let d = env.start_daemon();
+    let friend = d.other_key("friend");
+    let s = d.session(
+        &["--allow-key", &friend.public_line()],
+        &["sh", "-c", "cat > /dev/null; echo; exec sh"],
+    );
+    let (id, port) = (id_of(&s), port_of(&s));
+    let audit_path = s["recording"]
+        .as_str()
+        .unwrap()
+        .replace(".cast", ".audit.jsonl");
+    let c = SshClient::connect(port, &friend, "friend", 80, 24).await;
+    let line = format!("{}\r", "a".repeat(1000));
+    let chunk = line.repeat(64);
+    let mut sent = 0usize;
+    while sent < 100_000_000 {
+        c.send(&chunk).await;
+        sent += chunk.len();
+    }
+    // End the paste (cat ends at ^D), then type.
+    c.send("\x04").await;
+    c.send("echo typed-after-$((5*5))\r").await;
+    c.wait_text("typed-after-25").await;
+    d.ok(&["kill", &id]);
+    let audit = cast_lines(&audit_path);
+    let from_friend: Vec<&serde_json::Value> =
+        audit.iter().filter(|l| l["client"] == "friend-1").collect();
+    let bytes: u64 = from_friend
+        .iter()
+        .map(|l| match l["event"].as_str() {
+            Some("input") => l["data"].as_str().unwrap().len() as u64,
+            Some("input_summary") => l["bytes"].as_u64().unwrap(),
+            _ => 0,
+        })
+        .sum();
+    assert!(
+        bytes >= sent as u64,
+        "the audit accounts for {bytes} of {sent} bytes"
+    );
+    assert!(audit.iter().any(|l| l["event"] == "audit_cap"));
+    let last = from_friend
+        .iter()
+        .rev()
+        .find(|l| l["event"] == "input_summary" || l["event"] == "input")
+        .unwrap();
+    let text = format!("{}{}{}", last["first"], last["last"], last["data"]);
+    assert!(
+        text.contains("echo typed-after"),
+        "the typing after the paste: {last}"
+    );
+    let size = std::fs::metadata(&audit_path).unwrap().len();
+    assert!(size < 4 * 1024 * 1024, "audit of {size} bytes");
+}

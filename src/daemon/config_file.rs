@@ -12,7 +12,7 @@
 //! enabled = true                 # false: no session records
 //! dir = "/path/to/recordings"    # default ~/.local/state/hearth/recordings
 //! max_bytes = 268435456          # per recording's cast (then it stops with a marker)
-//! max_audit_bytes = 67108864     # per audit trail (then typed input stops being recorded)
+//! max_audit_bytes = 67108864     # typed content per audit trail (then input is summarised)
 //! max_total_bytes = 2147483648   # all recordings; oldest ended ones go first
 //!
 //! [log]                          # the background daemon's log file (--log-file)

@@ -4,27 +4,133 @@
 //!
 //! It has its own queue, its own writer thread and its own size cap, so nothing the
 //! program prints can fill it, delay it or switch it off: an output flood that stops the
-//! `.cast` at its cap leaves the audit running. When the audit reaches its own cap, typed
-//! bytes are no longer recorded (a marker line says so) but joins, leaves, kicks, role and
-//! lock changes still are, within a small reserve. Like the recorder it never blocks the
-//! session: a full queue counts what it lost and says so in the file.
+//! `.cast` at its cap leaves the audit running.
+//!
+//! Who typed, when and how much is never lost. Typed content is recorded in full up to
+//! [`CONTENT_RATE`] (with a burst of [`CONTENT_BURST`]); beyond that rate, and for good
+//! once the file reaches its cap (`max_audit_bytes`, for content only), input is counted
+//! per client instead and written as `input_summary` lines (how many writes, how many
+//! bytes, the first and last bytes, from when to when), one per client per burst: a burst
+//! ends
+//! after [`QUIET`] without input, or after [`WINDOW`] (a minute once capped). The counting
+//! happens before the queue, so a paste flood costs neither memory nor queue slots. Joins,
+//! leaves, kicks, roles, locks and summaries go on past the cap within [`RESERVE`]. Like the
+//! recorder it never blocks the session: a full queue counts what it lost and says so.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 /// Events queued before they are counted as lost.
 const QUEUE: usize = 4096;
-/// Bytes past the cap kept for joins, leaves, kicks, roles and locks.
-pub const RESERVE: u64 = 1024 * 1024;
+/// Bytes past the cap kept for joins, leaves, kicks, roles, locks and input summaries.
+pub const RESERVE: u64 = 16 * 1024 * 1024;
+/// Typed content recorded in full, per second and client...
+pub const CONTENT_RATE: f64 = 256.0 * 1024.0;
+/// ...with this much at once.
+pub const CONTENT_BURST: f64 = 1024.0 * 1024.0;
+/// A client's summarised burst ends after this long without input from it...
+pub const QUIET: Duration = Duration::from_secs(1);
+/// ...or after this long (a minute once the content cap is reached).
+pub const WINDOW: Duration = Duration::from_secs(1);
+const CAPPED_WINDOW: Duration = Duration::from_secs(60);
+/// Bytes of a summarised burst kept as they were typed.
+const FIRST: usize = 64;
+
+/// Input counted instead of recorded: one client's burst.
+#[derive(Debug)]
+struct Summary {
+    uid: Option<u32>,
+    from: Instant,
+    to: Instant,
+    count: u64,
+    bytes: u64,
+    first: Vec<u8>,
+    /// The last [`FIRST`] bytes (what was typed at the end of a paste).
+    last: std::collections::VecDeque<u8>,
+}
+
+/// Each client's content budget, and the bursts being counted (shared by senders and the
+/// writer). Bounded by the clients a session has (and a reset past [`MAX_BUDGETS`]).
+#[derive(Debug, Default)]
+struct Meter {
+    /// Per client: (tokens, when last refilled).
+    budgets: std::collections::HashMap<String, (f64, Instant)>,
+    counting: BTreeMap<String, Summary>,
+}
+
+/// Budgets kept before all are forgotten (fresh budgets for everyone: harmless).
+const MAX_BUDGETS: usize = 4096;
+
+impl Meter {
+    /// Whether `len` bytes from `client` may be recorded in full now (spending its budget).
+    fn allow(&mut self, client: &str, len: usize, at: Instant, capped: bool) -> bool {
+        if self.budgets.len() >= MAX_BUDGETS && !self.budgets.contains_key(client) {
+            self.budgets.clear();
+        }
+        let (tokens, refilled) = self
+            .budgets
+            .entry(client.to_string())
+            .or_insert((CONTENT_BURST, at));
+        let elapsed = at.saturating_duration_since(*refilled).as_secs_f64();
+        *tokens = (*tokens + elapsed * CONTENT_RATE).min(CONTENT_BURST);
+        *refilled = (*refilled).max(at);
+        // A burst being counted stays counted until it ends: no content in its middle.
+        if capped || self.counting.contains_key(client) || *tokens < len as f64 {
+            return false;
+        }
+        *tokens -= len as f64;
+        true
+    }
+
+    fn count(&mut self, client: &str, uid: Option<u32>, bytes: &[u8], at: Instant) {
+        let s = self.counting.entry(client.to_string()).or_insert(Summary {
+            uid,
+            from: at,
+            to: at,
+            count: 0,
+            bytes: 0,
+            first: Vec::new(),
+            last: std::collections::VecDeque::with_capacity(FIRST),
+        });
+        s.count += 1;
+        s.bytes += bytes.len() as u64;
+        s.to = s.to.max(at);
+        let room = FIRST.saturating_sub(s.first.len());
+        s.first.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        for &b in &bytes[bytes.len().saturating_sub(FIRST)..] {
+            if s.last.len() == FIRST {
+                s.last.pop_front();
+            }
+            s.last.push_back(b);
+        }
+    }
+
+    /// The bursts that ended by `now` (all of them with `all`).
+    fn ended(&mut self, now: Instant, window: Duration, all: bool) -> Vec<(String, Summary)> {
+        let done: Vec<String> = self
+            .counting
+            .iter()
+            .filter(|(_, s)| {
+                all || now.saturating_duration_since(s.to) >= QUIET
+                    || now.saturating_duration_since(s.from) >= window
+            })
+            .map(|(c, _)| c.clone())
+            .collect();
+        done.into_iter()
+            .filter_map(|c| self.counting.remove(&c).map(|s| (c, s)))
+            .collect()
+    }
+}
 
 /// What the audit records (besides typed input).
 #[derive(Debug, Clone)]
@@ -85,6 +191,9 @@ enum Msg {
 
 pub struct Audit {
     tx: SyncSender<Msg>,
+    meter: Arc<Mutex<Meter>>,
+    /// The content cap was reached: input is only counted.
+    capped: Arc<AtomicBool>,
     lost: Arc<AtomicU64>,
     status: Arc<Mutex<Option<String>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -97,12 +206,15 @@ impl Audit {
         let (tx, rx) = sync_channel(QUEUE);
         let lost = Arc::new(AtomicU64::new(0));
         let status = Arc::new(Mutex::new(None));
+        let meter = Arc::new(Mutex::new(Meter::default()));
+        let capped = Arc::new(AtomicBool::new(false));
         let mut w = AuditWriter {
             out: BufWriter::new(file),
             start,
             written: 0,
             max,
-            capped: false,
+            meter: Arc::clone(&meter),
+            capped: Arc::clone(&capped),
             stopped: false,
             lost: Arc::clone(&lost),
             status: Arc::clone(&status),
@@ -112,6 +224,8 @@ impl Audit {
             .spawn(move || w.run(rx))?;
         Ok(Audit {
             tx,
+            meter,
+            capped,
             lost,
             status,
             thread: Mutex::new(Some(thread)),
@@ -126,12 +240,25 @@ impl Audit {
     }
 
     pub fn input(&self, at: Instant, client: &str, bytes: &[u8]) {
-        self.send(Msg::Input(at, client.to_string(), None, bytes.to_vec()));
+        self.typed(at, client, None, bytes);
     }
 
     /// Input sent over the control API by the user `uid` (recorded as client `api`).
     pub fn input_from_api(&self, at: Instant, uid: u32, bytes: &[u8]) {
-        self.send(Msg::Input(at, "api".into(), Some(uid), bytes.to_vec()));
+        self.typed(at, "api", Some(uid), bytes);
+    }
+
+    /// Record `bytes` in full if the content budget allows, else count them (no copy, no
+    /// queue slot).
+    fn typed(&self, at: Instant, client: &str, uid: Option<u32>, bytes: &[u8]) {
+        let mut meter = self.meter.lock();
+        let capped = self.capped.load(Ordering::Relaxed);
+        if meter.allow(client, bytes.len(), at, capped) {
+            drop(meter);
+            self.send(Msg::Input(at, client.to_string(), uid, bytes.to_vec()));
+        } else {
+            meter.count(client, uid, bytes, at);
+        }
     }
 
     pub fn event(&self, at: Instant, event: AuditEvent) {
@@ -157,8 +284,9 @@ struct AuditWriter {
     start: Instant,
     written: u64,
     max: u64,
-    /// Past the cap: typed bytes are no longer recorded.
-    capped: bool,
+    meter: Arc<Mutex<Meter>>,
+    /// Past the cap: typed content is no longer recorded, only counted.
+    capped: Arc<AtomicBool>,
     /// Past the cap and the reserve, or a write failed: nothing more is recorded.
     stopped: bool,
     lost: Arc<AtomicU64>,
@@ -168,24 +296,27 @@ struct AuditWriter {
 impl AuditWriter {
     fn run(&mut self, rx: Receiver<Msg>) {
         loop {
-            // Block for the next message; write out whenever the queue runs dry, so the
-            // file is current within moments (audit lines are few and small).
+            // Write out whenever the queue runs dry, so the file is current within
+            // moments; wake now and then to write the bursts that ended.
             let msg = match rx.try_recv() {
                 Ok(m) => m,
-                Err(TryRecvError::Empty) => {
+                Err(_) => {
+                    self.summaries(false);
                     self.flush();
-                    match rx.recv() {
+                    match rx.recv_timeout(Duration::from_millis(250)) {
                         Ok(m) => m,
-                        Err(_) => break,
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Disconnected) => break,
                     }
                 }
-                Err(TryRecvError::Disconnected) => break,
             };
             match msg {
                 Msg::Finish => break,
                 Msg::Input(at, client, uid, bytes) => {
-                    // Past the cap, typed bytes are left out (the marker says so).
-                    if !self.capped {
+                    // Content queued before the cap was reached is counted instead.
+                    if self.capped.load(Ordering::Relaxed) {
+                        self.meter.lock().count(&client, uid, &bytes, at);
+                    } else {
                         let text = String::from_utf8_lossy(&bytes);
                         let mut line = json!({"t": self.t(at), "event": "input",
                                               "client": client, "data": text});
@@ -201,9 +332,31 @@ impl AuditWriter {
                 }
             }
         }
+        self.summaries(true);
         self.flush();
         if !self.stopped {
             let _ = self.out.get_ref().sync_all();
+        }
+    }
+
+    /// Write the counted bursts that ended (all of them with `all`).
+    fn summaries(&mut self, all: bool) {
+        let window = if self.capped.load(Ordering::Relaxed) {
+            CAPPED_WINDOW
+        } else {
+            WINDOW
+        };
+        let ended = self.meter.lock().ended(Instant::now(), window, all);
+        for (client, s) in ended {
+            let mut s = s;
+            let mut line = json!({"t": self.t(s.from), "event": "input_summary",
+                "client": client, "until": self.t(s.to), "count": s.count, "bytes": s.bytes,
+                "first": String::from_utf8_lossy(&s.first),
+                "last": String::from_utf8_lossy(s.last.make_contiguous())});
+            if let Some(uid) = s.uid {
+                line["uid"] = json!(uid);
+            }
+            self.line(&line);
         }
     }
 
@@ -236,14 +389,15 @@ impl AuditWriter {
             self.write(&note);
         }
         self.write(v);
-        if !self.capped && self.written > self.max {
-            self.capped = true;
+        if !self.capped.load(Ordering::Relaxed) && self.written > self.max {
+            self.capped.store(true, Ordering::Relaxed);
             let note = json!({"t": self.t(Instant::now()), "event": "audit_cap",
-                "message": format!("audit size cap ({} bytes) reached: typed input is no longer \
-                    recorded; joins, leaves, kicks, role and lock changes still are", self.max)});
+                "message": format!("audit size cap ({} bytes) reached: typed content is no \
+                    longer recorded, only who typed, when and how much (input_summary); \
+                    joins, leaves, kicks, role and lock changes still are", self.max)});
             self.write(&note);
             *self.status.lock() = Some(format!(
-                "audit at its size cap ({} bytes): typed input no longer recorded",
+                "audit at its size cap ({} bytes): typed input summarised",
                 self.max
             ));
         }

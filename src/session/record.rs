@@ -618,8 +618,21 @@ mod tests {
         );
     }
 
+    /// Total typed bytes the audit accounts for, in full or counted, per client.
+    fn typed_bytes(audit: &[serde_json::Value], client: &str) -> u64 {
+        audit
+            .iter()
+            .filter(|l| l["client"] == client)
+            .map(|l| match l["event"].as_str() {
+                Some("input") => l["data"].as_str().unwrap().len() as u64,
+                Some("input_summary") => l["bytes"].as_u64().unwrap(),
+                _ => 0,
+            })
+            .sum()
+    }
+
     #[test]
-    fn the_audit_cap_keeps_joins_and_roles_but_not_more_input() {
+    fn past_the_audit_cap_input_is_counted_and_joins_and_roles_go_on() {
         use crate::session::audit::AuditEvent;
         let dir = tempfile::tempdir().unwrap();
         let mut config = RecordConfig::new(dir.path().to_path_buf());
@@ -641,8 +654,42 @@ mod tests {
             .position(|l| l["event"] == "audit_cap")
             .unwrap();
         assert!(audit[cap + 1..].iter().all(|l| l["event"] != "input"));
-        assert_eq!(audit.last().unwrap()["event"], "left");
+        assert!(audit[cap + 1..].iter().any(|l| l["event"] == "left"));
+        // Who typed how much is complete: nothing was dropped.
+        assert_eq!(typed_bytes(&audit, "a-1"), 5000, "{audit:?}");
+        let summary = audit
+            .iter()
+            .find(|l| l["event"] == "input_summary")
+            .unwrap();
+        assert!(summary["first"].as_str().unwrap().starts_with("yyyy"));
         assert!(r.status().unwrap().contains("audit"));
+    }
+
+    #[test]
+    fn a_paste_beyond_the_content_rate_is_counted_not_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = RecordConfig::new(dir.path().to_path_buf());
+        let r = start(&config, "paste");
+        let chunk = vec![b'p'; 32 * 1024];
+        for _ in 0..200 {
+            r.audit.input(Instant::now(), "m-1", &chunk);
+        }
+        r.audit.input(Instant::now(), "a-1", b"ls\r");
+        r.finish();
+        let audit = audit_lines(&config, "paste");
+        assert_eq!(typed_bytes(&audit, "m-1"), 200 * 32 * 1024);
+        let content: u64 = audit
+            .iter()
+            .filter(|l| l["event"] == "input")
+            .map(|l| l["data"].as_str().unwrap().len() as u64)
+            .sum();
+        assert!(content <= 2 * 1024 * 1024, "{content} bytes of content");
+        // Another client's typing is still recorded as typed.
+        assert!(
+            audit
+                .iter()
+                .any(|l| l["client"] == "a-1" && l["data"] == "ls\r")
+        );
     }
 
     #[test]
