@@ -173,6 +173,7 @@ impl Recorder {
             slot: Arc::clone(&size_slot),
             pending_resize: None,
             last_resize: None,
+            last_t: 0.0,
             written: 0,
             max: config.max_bytes,
             carry: Vec::new(),
@@ -251,7 +252,10 @@ struct CastWriter {
     /// A resize taken from the slot and held back by the rate limit (written before the
     /// next output, or once the limit allows).
     pending_resize: Option<(Instant, u16, u16)>,
+    /// When the last resize was written (the writer's clock).
     last_resize: Option<Instant>,
+    /// The largest time written so far.
+    last_t: f64,
     written: u64,
     max: u64,
     carry: Vec<u8>,
@@ -330,8 +334,13 @@ impl CastWriter {
         self.stopped = true;
     }
 
-    fn t(&self, at: Instant) -> f64 {
-        (at.saturating_duration_since(self.start).as_micros() as f64) / 1e6
+    /// Seconds since the start for an event at `at`: never less than the last time
+    /// written (a resize taken from its slot can be older than output already written, and
+    /// time must not go backwards in a cast).
+    fn t(&mut self, at: Instant) -> f64 {
+        let t = (at.saturating_duration_since(self.start).as_micros() as f64) / 1e6;
+        self.last_t = self.last_t.max(t);
+        self.last_t
     }
 
     fn line(&mut self, v: serde_json::Value) -> std::io::Result<()> {
@@ -348,9 +357,14 @@ impl CastWriter {
             let t = self.t(at);
             self.line(json!([t, "r", format!("{cols}x{rows}")]))?;
             self.size = (cols, rows);
-            self.last_resize = Some(at);
+            self.last_resize = Some(Instant::now());
         }
         Ok(())
+    }
+
+    /// Whether the rate limit lets a resize be written now.
+    fn resize_due(&self) -> bool {
+        self.last_resize.is_none_or(|l| l.elapsed() >= RESIZE_EVERY)
     }
 
     fn write(&mut self, event: Event) -> std::io::Result<()> {
@@ -370,7 +384,11 @@ impl CastWriter {
         }
         match event {
             Event::Output(at, bytes) => {
-                self.write_pending_resize()?;
+                // The size this output was drawn at comes first, within the rate limit (a
+                // storm of resizes between outputs is a few events, not one per output).
+                if self.resize_due() {
+                    self.write_pending_resize()?;
+                }
                 let text = decode_utf8(&mut self.carry, &bytes);
                 if !text.is_empty() {
                     let t = self.t(at);
@@ -382,8 +400,7 @@ impl CastWriter {
                 if let Some(latest) = self.slot.latest.lock().take() {
                     self.pending_resize = Some(latest);
                 }
-                let due = self.last_resize.is_none_or(|l| l.elapsed() >= RESIZE_EVERY);
-                if due {
+                if self.resize_due() {
                     self.write_pending_resize()?;
                 }
             }
@@ -692,6 +709,33 @@ mod tests {
         );
     }
 
+    /// Resizes interleaved with output (a client dragging its window while the program
+    /// draws): few resize events, and time never goes backwards (871 resizes in 6 s, some
+    /// older than the output before them, got through).
+    #[test]
+    fn resizes_between_outputs_are_rate_limited_and_time_only_moves_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = RecordConfig::new(dir.path().to_path_buf());
+        let r = start(&config, "drag");
+        let began = Instant::now();
+        for i in 0..3000u16 {
+            let at = Instant::now();
+            r.resize(at, 80 + i % 40, 24);
+            r.output(Instant::now(), bytes::Bytes::from_static(b"x"));
+            if i % 300 == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(30));
+            }
+        }
+        let elapsed = began.elapsed();
+        r.finish();
+        let cast = read_cast(&config.cast_path("drag"));
+        let times: Vec<f64> = cast[1..].iter().map(|l| l[0].as_f64().unwrap()).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "time went backwards");
+        let resizes = cast.iter().filter(|l| l[1] == "r").count() as u128;
+        let allowed = elapsed.as_millis() / RESIZE_EVERY.as_millis() + 3;
+        assert!(resizes <= allowed, "{resizes} resizes in {elapsed:?}");
+    }
+
     #[test]
     fn a_resize_storm_records_few_resizes_and_the_last_size() {
         let dir = tempfile::tempdir().unwrap();
@@ -701,6 +745,8 @@ mod tests {
             r.resize(Instant::now(), 80 + i % 2, 24);
         }
         r.resize(Instant::now(), 99, 30);
+        // Output once the rate limit allows a resize again: the size comes first.
+        std::thread::sleep(RESIZE_EVERY);
         r.output(Instant::now(), bytes::Bytes::from_static(b"after"));
         r.finish();
         let cast = read_cast(&config.cast_path("storm"));
