@@ -155,6 +155,40 @@ async fn a_message_reaches_the_others_as_a_banner_and_never_the_pty() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    // Who sent what is in the audit trail, and in the events.
+    let ps = d.ok(&["ps"]);
+    let audit = ps[0]["recording"]
+        .as_str()
+        .unwrap()
+        .replace(".cast", ".audit.jsonl");
+    wait_until("the message in the audit trail", DEADLINE, || {
+        std::fs::read_to_string(&audit)
+            .ok()
+            .filter(|t| t.contains("\"event\":\"message\"") && t.contains("hello-team"))
+    });
+    let events = String::from_utf8_lossy(&d.cli(&["--json", "events"]).stdout).to_string();
+    assert!(
+        events
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|e| e["kind"] == "message" && e["by"] == "a-1"),
+        "{events}"
+    );
+    // At most 10 a minute per client: the 11th is not sent, and says so.
+    for i in 2..=11 {
+        a.send("!>").await;
+        a.wait_screen("5 Send message").await;
+        a.send("5").await;
+        a.wait_screen("Message to everyone else").await;
+        a.send(&format!("note-{i}\r")).await;
+        if i <= 10 {
+            b.wait_screen(&format!("[a-1] note-{i}")).await;
+            a.wait_screen("message sent").await;
+            a.send("q").await;
+        }
+    }
+    a.wait_screen("not sent: at most 10 messages a minute")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -157,6 +157,11 @@ pub enum AuditEvent {
         locked: bool,
         by: String,
     },
+    /// A message to everyone attached (a client's, from its menu, or the owner's `msg`).
+    Message {
+        by: String,
+        text: String,
+    },
 }
 
 impl AuditEvent {
@@ -178,6 +183,9 @@ impl AuditEvent {
             }
             AuditEvent::Lock { locked, by } => json!({"t": t,
                 "event": if *locked { "locked" } else { "unlocked" }, "by": by}),
+            AuditEvent::Message { by, text } => {
+                json!({"t": t, "event": "message", "by": by, "text": text})
+            }
         }
     }
 }

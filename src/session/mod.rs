@@ -859,6 +859,10 @@ impl Session {
         self.emit(SessionEvent::Message {
             by: from.to_string(),
         });
+        self.audit(audit::AuditEvent::Message {
+            by: from.to_string(),
+            text: text.to_string(),
+        });
         let _ = self.notices.send(Notice {
             from: from.to_string(),
             text: text.to_string(),

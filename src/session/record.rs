@@ -730,7 +730,10 @@ mod tests {
         r.finish();
         let cast = read_cast(&config.cast_path("drag"));
         let times: Vec<f64> = cast[1..].iter().map(|l| l[0].as_f64().unwrap()).collect();
-        assert!(times.windows(2).all(|w| w[0] <= w[1]), "time went backwards");
+        assert!(
+            times.windows(2).all(|w| w[0] <= w[1]),
+            "time went backwards"
+        );
         let resizes = cast.iter().filter(|l| l[1] == "r").count() as u128;
         let allowed = elapsed.as_millis() / RESIZE_EVERY.as_millis() + 3;
         assert!(resizes <= allowed, "{resizes} resizes in {elapsed:?}");

@@ -85,6 +85,36 @@ pub struct InputTask {
     last_draw: Option<Instant>,
     /// The client was told that its typing is dropped (once per read-only stretch).
     told_read_only: bool,
+    /// Messages this client sent lately (rate-limited).
+    messages: MessageRate,
+}
+
+/// Messages one client may send to the others per minute (each one is a banner on
+/// everyone's screen, an event and an audit line).
+pub const MESSAGES_PER_MINUTE: u32 = 10;
+
+/// A fixed one-minute window of [`MESSAGES_PER_MINUTE`].
+#[derive(Debug, Default)]
+struct MessageRate {
+    window: Option<Instant>,
+    sent: u32,
+}
+
+impl MessageRate {
+    fn allow(&mut self, now: Instant) -> bool {
+        if self
+            .window
+            .is_none_or(|w| now.duration_since(w) >= Duration::from_secs(60))
+        {
+            self.window = Some(now);
+            self.sent = 0;
+        }
+        if self.sent >= MESSAGES_PER_MINUTE {
+            return false;
+        }
+        self.sent += 1;
+        true
+    }
 }
 
 impl InputTask {
@@ -107,6 +137,7 @@ impl InputTask {
             dirty: false,
             last_draw: None,
             told_read_only: false,
+            messages: MessageRate::default(),
         }
     }
 
@@ -268,9 +299,15 @@ impl InputTask {
                     self.client.set_read_only(ro);
                 }
                 Action::Send(text) => {
-                    self.client
-                        .session()
-                        .notify_others(&self.client.name, &text);
+                    if self.messages.allow(Instant::now()) {
+                        self.client
+                            .session()
+                            .notify_others(&self.client.name, &text);
+                    } else {
+                        self.set_status(format!(
+                            "not sent: at most {MESSAGES_PER_MINUTE} messages a minute"
+                        ));
+                    }
                 }
                 Action::Kick(i) if owner => {
                     let status = match self.drawn.get(i).copied() {
@@ -380,5 +417,19 @@ impl InputTask {
         };
         let frame = view::render(menu, &ctx, cols, rows);
         self.writer.post(ToWriter::Menu(frame));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn messages_are_limited_per_minute() {
+        let mut r = super::MessageRate::default();
+        let t0 = tokio::time::Instant::now();
+        for _ in 0..super::MESSAGES_PER_MINUTE {
+            assert!(r.allow(t0));
+        }
+        assert!(!r.allow(t0 + std::time::Duration::from_secs(59)));
+        assert!(r.allow(t0 + std::time::Duration::from_secs(60)));
     }
 }
