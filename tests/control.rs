@@ -605,3 +605,34 @@ fn history_records_the_exit_time_not_the_kill_time() {
     );
     assert_eq!(h[0]["exit_code"], 2);
 }
+
+/// 2,000 idle connections to the control socket (a runaway script of the owner's) never
+/// keep `ps` out, and the daemon's log says so once, not every 100 ms.
+#[test]
+fn thousands_of_idle_control_connections_never_keep_ps_out() {
+    // With 1,024 descriptors, as on many systems: 2,000 connections would exhaust them.
+    let env = Env::new();
+    let child = env.spawn_daemon_limited(Some(1024));
+    let d = TestDaemon {
+        env,
+        child: Some(child),
+    };
+    d.wait_ready();
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        if let Ok(c) = std::os::unix::net::UnixStream::connect(&d.socket) {
+            idle.push(c);
+        }
+    }
+    assert!(idle.len() >= 1000, "only {} connections", idle.len());
+    let v = d.ok(&["ps"]);
+    assert!(v.as_array().is_some(), "{v}");
+    d.ok(&["version"]);
+    drop(idle);
+    let log = d.daemon_log();
+    let noisy = log
+        .lines()
+        .filter(|l| l.contains("control accept failed") || l.contains("control connections"))
+        .count();
+    assert!(noisy <= 2, "{noisy} log lines about control connections");
+}

@@ -32,6 +32,8 @@ pub struct Guarded<S> {
     inner: S,
     state: State,
     deadline: Option<Pin<Box<Sleep>>>,
+    /// Bumped on every read that brings bytes (what "idle" means for eviction).
+    activity: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl<S> Guarded<S> {
@@ -40,7 +42,14 @@ impl<S> Guarded<S> {
             inner,
             state: State::Header(0, [0; 4]),
             deadline: None,
+            activity: None,
         }
+    }
+
+    /// Count reads in `activity` (a sequence number from `next`, so larger is later).
+    pub fn with_activity(mut self, activity: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Self {
+        self.activity = Some(activity);
+        self
     }
 
     fn between_frames(&self) -> bool {
@@ -97,6 +106,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
             Poll::Ready(Ok(())) => {
                 let new = buf.filled()[before..].to_vec();
                 self.advance(&new)?;
+                if !new.is_empty()
+                    && let Some(a) = &self.activity
+                {
+                    a.store(super::control_clock(), std::sync::atomic::Ordering::Relaxed);
+                }
                 if self.between_frames() {
                     self.deadline = None;
                 } else if new.is_empty() {

@@ -47,6 +47,26 @@ const REMEMBER_ENDED: usize = 64;
 /// Calls one control connection may have in flight at once.
 const MAX_REQUESTS_PER_CONNECTION: usize = 64;
 
+/// Control connections open at once; at the cap, a new one closes the one idle longest
+/// (so 20,000 idle connections of a runaway script never keep `ps` out).
+pub const MAX_CONTROL_CONNECTIONS: usize = 256;
+
+/// A monotonic clock for control connections' activity (milliseconds since first use).
+pub(crate) fn control_clock() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
+/// The open control connections: when each last sent something, and how to close it.
+#[derive(Default)]
+struct ControlConns {
+    next: u64,
+    live: std::collections::HashMap<u64, (Arc<std::sync::atomic::AtomicU64>, CancellationToken)>,
+}
+
 /// Daemon-wide settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -126,6 +146,7 @@ pub async fn main(
         anyhow::bail!("--kill-grace must be between 0 and 3600 seconds");
     }
     let lobby = config_file::load_lobby(&crate::paths::config_file(), lobby_port, lobby_bind)?;
+    raise_fd_limit();
     let control = socket::bind(&socket).await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     // The root of the cancellation tree: a signal cancels it; the task ends with it.
@@ -195,6 +216,28 @@ pub async fn main(
     result
 }
 
+/// Descriptors the daemon may open: sshd forks per connection, we hold every connection
+/// in one process (up to 4,096 unauthenticated ones, 256 control ones, and each session's
+/// clients and pty). The soft limit is raised towards the hard one (often 1,024 -> 16,384).
+const FD_LIMIT: libc::rlim_t = 16_384;
+
+fn raise_fd_limit() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < FD_LIMIT {
+            let was = r.rlim_cur;
+            r.rlim_cur = FD_LIMIT.min(r.rlim_max);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &r) == 0 {
+                tracing::debug!(from = was, to = r.rlim_cur, "raised the open-file limit");
+            }
+        }
+    }
+}
+
 pub struct Daemon {
     config: Config,
     registry: Registry,
@@ -216,6 +259,8 @@ pub struct Daemon {
     ended: parking_lot::Mutex<std::collections::VecDeque<Ended>>,
     /// Where the lobby listens, once it does.
     lobby: parking_lot::Mutex<Option<std::net::SocketAddr>>,
+    /// Control connections over the socket (bounded, idle-longest evicted).
+    control_conns: Arc<parking_lot::Mutex<ControlConns>>,
     /// The runtime that carries the sessions' SSH traffic.
     main: tokio::runtime::Handle,
     /// The control plane's own runtime, on its own thread ([`ControlThread`]).
@@ -308,6 +353,7 @@ impl Daemon {
             tracker: TaskTracker::new(),
             ended: parking_lot::Mutex::new(std::collections::VecDeque::new()),
             lobby: parking_lot::Mutex::new(None),
+            control_conns: Arc::default(),
             events: Arc::new(events::EventRing::new(config.event_ring)),
             guard: Arc::new(ssh::preauth::PreAuth::new(
                 config.max_unauthenticated,
@@ -385,18 +431,28 @@ impl Daemon {
                 return;
             }
         };
+        // Accept failures (out of file descriptors, say) are logged once, with a count
+        // when accepting works again.
+        let mut failing: u64 = 0;
         loop {
             let stream = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => stream,
                     Err(e) => {
-                        tracing::warn!(error = %e, "control accept failed");
+                        if failing == 0 {
+                            tracing::warn!(error = %e, "control accept failed; retrying (logged once)");
+                        }
+                        failing += 1;
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 },
             };
+            if failing > 0 {
+                tracing::info!(failures = failing, "control connections accepted again");
+                failing = 0;
+            }
             match stream.peer_cred() {
                 Ok(cred) if cred.uid() == uid => {}
                 Ok(cred) => {
@@ -411,10 +467,48 @@ impl Daemon {
                     continue;
                 }
             }
+            let (key, activity, stop) = daemon.admit_control();
             let server = service::Control::new(Arc::clone(&daemon));
-            let transport = hearth_rpc::socket::transport(frames::Guarded::new(stream));
-            daemon.serve_control(server, transport);
+            let transport =
+                hearth_rpc::socket::transport(frames::Guarded::new(stream).with_activity(activity));
+            let conns = Arc::clone(&daemon.control_conns);
+            daemon.serve_control_until(server, transport, stop, move || {
+                conns.lock().live.remove(&key);
+            });
         }
+    }
+
+    /// A place for a new control connection: at the cap, the connection idle longest is
+    /// closed first. Returns its key, its activity clock and its stop.
+    fn admit_control(&self) -> (u64, Arc<std::sync::atomic::AtomicU64>, CancellationToken) {
+        use std::sync::atomic::Ordering;
+        let mut conns = self.control_conns.lock();
+        if conns.live.len() >= MAX_CONTROL_CONNECTIONS {
+            let idlest = conns
+                .live
+                .iter()
+                .min_by_key(|(_, (a, _))| a.load(Ordering::Relaxed))
+                .map(|(k, _)| *k);
+            if let Some((_, stop)) = idlest.and_then(|k| conns.live.remove(&k)) {
+                stop.cancel();
+                static TOLD: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if !TOLD.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        max = MAX_CONTROL_CONNECTIONS,
+                        "too many control connections: closing the idle ones (logged once)"
+                    );
+                }
+            }
+        }
+        conns.next += 1;
+        let key = conns.next;
+        let activity = Arc::new(std::sync::atomic::AtomicU64::new(control_clock()));
+        let stop = self.cancel.child_token();
+        conns
+            .live
+            .insert(key, (Arc::clone(&activity), stop.clone()));
+        (key, activity, stop)
     }
 
     /// Run `work` on the main runtime (for calls that bind sockets or start session tasks:
@@ -444,16 +538,34 @@ impl Daemon {
             + 'static,
         T::Error: std::error::Error + Send + Sync + 'static,
     {
+        self.serve_control_until(server, transport, self.cancel.clone(), || {});
+    }
+
+    /// [`Daemon::serve_control`] until `stop` (a child of the daemon's), then `ended`.
+    fn serve_control_until<T>(
+        &self,
+        server: service::Control,
+        transport: T,
+        stop: CancellationToken,
+        ended: impl FnOnce() + Send + 'static,
+    ) where
+        T: tarpc::Transport<
+                tarpc::Response<hearth_rpc::HearthResponse>,
+                tarpc::ClientMessage<hearth_rpc::HearthRequest>,
+            > + Send
+            + 'static,
+        T::Error: std::error::Error + Send + Sync + 'static,
+    {
         use hearth_rpc::Hearth;
         // A bound on what one connection may hold: requests beyond it are refused.
         let channel = BaseChannel::with_defaults(transport)
             .max_concurrent_requests(MAX_REQUESTS_PER_CONNECTION);
-        let stop = self.cancel.clone();
         let tracker = self.tracker.clone();
         self.tracker.spawn_on(
             async move {
+                let calls = stop.clone();
                 let serve = channel.execute(server.serve()).for_each(|call| {
-                    let stop = stop.clone();
+                    let stop = calls.clone();
                     tracker.spawn(async move {
                         tokio::select! {
                             _ = call => {}
@@ -466,6 +578,7 @@ impl Daemon {
                     _ = serve => {}
                     _ = stop.cancelled() => {}
                 }
+                ended();
             },
             &self.control,
         );

@@ -273,9 +273,30 @@ impl Env {
     }
 
     pub fn spawn_daemon(&self) -> Child {
+        self.spawn_daemon_limited(None)
+    }
+
+    /// The daemon with its open-file limit (soft and hard) set to `nofile`, if given.
+    pub fn spawn_daemon_limited(&self, nofile: Option<u64>) -> Child {
         let log = std::fs::File::create(self.dir.path().join("daemon.log")).unwrap();
-        self.command(&["daemon", "--kill-grace", "1", "--login-grace", "2"])
-            .stdin(Stdio::null())
+        let mut c = self.command(&["daemon", "--kill-grace", "1", "--login-grace", "2"]);
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setrlimit between fork and exec (async-signal-safe).
+            unsafe {
+                c.pre_exec(move || {
+                    let r = libc::rlimit {
+                        rlim_cur: n as libc::rlim_t,
+                        rlim_max: n as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &r) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        c.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
