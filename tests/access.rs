@@ -466,3 +466,24 @@ async fn limits_from_the_config_file_are_enforced_with_a_message() {
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("full"), "{text}");
 }
+
+/// A session started with `--open` is never reopened to anyone silently: `restart` refuses
+/// until told `--open` (kept open, with the warning) or `--keys-only`.
+#[test]
+fn restart_of_an_open_session_must_be_told_again() {
+    let d = TestDaemon::start();
+    let s = d.session(&["--name", "demo", "--open"], &["sh", "-c", "exit 0"]);
+    d.ok(&["wait", &id_of(&s), "--exit", "--timeout", "20s"]);
+    let msg = d.err(&["restart", "demo"], "invalid_state");
+    assert!(
+        msg.contains("--open") && msg.contains("--keys-only"),
+        "{msg}"
+    );
+    let out = d.cli(&["restart", "demo", "--open"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WARNING"));
+    assert_eq!(d.ok(&["ps"])[0]["access"], "open");
+    d.ok(&["wait", "demo", "--exit", "--timeout", "20s"]);
+    let again = d.ok(&["restart", "demo", "--keys-only"]);
+    assert_eq!(again["access"], "keys", "{again}");
+}

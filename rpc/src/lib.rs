@@ -109,8 +109,14 @@ pub trait Hearth {
         wait_ms: u32,
     ) -> Result<OutputChunk, ApiError>;
     /// Start again what a session ran (same command, cwd, env, name, port), once it has
-    /// exited or was killed.
-    async fn restart(target: String) -> Result<SessionInfo, ApiError>;
+    /// exited or was killed. A session started with `--open` is restarted open only with
+    /// `open` given again, and for keys only with `keys_only`; with neither it is refused
+    /// (never reopened to anyone silently).
+    async fn restart(
+        target: String,
+        open: Option<Grant>,
+        keys_only: bool,
+    ) -> Result<SessionInfo, ApiError>;
     /// Events from sequence number `since` (default: only new ones), for one session or all:
     /// a long poll that waits up to `wait_ms` (at most 30 000) when there are none. A caller
     /// that fell behind the ring gets a `skipped` event first.

@@ -162,7 +162,16 @@ pub enum Command {
         since: Option<u64>,
     },
     /// Start a session again (same command, cwd, env, name, port) after it exited or was killed
-    Restart { target: String },
+    Restart {
+        target: String,
+        /// It was started with --open: keep it open (as a viewer, or --open=collaborator)
+        #[arg(long, num_args = 0..=1, default_missing_value = "viewer", value_name = "ROLE",
+              value_parser = parse_grant, conflicts_with = "keys_only")]
+        open: Option<Grant>,
+        /// It was started with --open: restart it for keys only
+        #[arg(long)]
+        keys_only: bool,
+    },
     /// Type into a session's program: TEXT, then Enter, then each --key; as one unit
     Send(agent::SendArgs),
     /// Wait for output matching a regex, for idleness, or for the exit
@@ -443,6 +452,23 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
+/// An open session is announced loudly, on stderr, whatever started it.
+fn warn_if_open(s: &hearth_rpc::SessionInfo) {
+    if s.access == Access::Keys {
+        return;
+    }
+    let role = if s.access == Access::Open {
+        "viewer"
+    } else {
+        "collaborator who may type"
+    };
+    eprintln!(
+        "\n  WARNING: session {} is OPEN. Anyone who can reach port {} joins,\n  \
+         with any key or none, as a {role}. Use it for demos on trusted networks only.\n",
+        s.id, s.port
+    );
+}
+
 /// Calls get a generous deadline: `kill` waits out grace periods.
 fn ctx() -> tarpc::context::Context {
     let mut c = tarpc::context::current();
@@ -578,18 +604,7 @@ async fn run_client(
             if let Some(e) = &s.recording_error {
                 eprintln!("warning: {e}");
             }
-            if s.access != Access::Keys {
-                let role = if s.access == Access::Open {
-                    "viewer"
-                } else {
-                    "collaborator who may type"
-                };
-                eprintln!(
-                    "\n  WARNING: session {} is OPEN. Anyone who can reach port {} joins,\n  \
-                     with any key or none, as a {role}. Use it for demos on trusted networks only.\n",
-                    s.id, s.port
-                );
-            }
+            warn_if_open(&s);
             if !out.json
                 && host.is_none()
                 && crate::authorized_keys::owner_key_files(&crate::paths::home_dir()).is_empty()
@@ -658,9 +673,14 @@ async fn run_client(
             since,
             ..
         } => events::events(client, out, target, follow, since).await?,
-        Command::Restart { target } => {
-            let s = call(client.restart(ctx(), target)).await?;
+        Command::Restart {
+            target,
+            open,
+            keys_only,
+        } => {
+            let s = call(client.restart(ctx(), target, open, keys_only)).await?;
             out.session_restarted(&s);
+            warn_if_open(&s);
         }
         Command::Send(args) => agent::send(client, out, args).await?,
         Command::Wait(args) => agent::wait(client, out, args).await?,

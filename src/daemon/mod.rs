@@ -634,8 +634,27 @@ impl Daemon {
     /// Start again what a session ran (command, cwd, env, name, port, options): an exited
     /// session is removed first; a running one is refused; a removed one is found among
     /// the last 64 killed.
-    pub async fn restart(self: &Arc<Self>, target: &str) -> Result<SessionInfo, ApiError> {
-        let (req, old) = match self.registry.resolve(target) {
+    pub async fn restart(
+        self: &Arc<Self>,
+        target: &str,
+        open: Option<hearth_rpc::Grant>,
+        keys_only: bool,
+    ) -> Result<SessionInfo, ApiError> {
+        // Refused before anything is ended: an open session is reopened to anyone only when
+        // asked again.
+        let was_open = match self.registry.resolve(target) {
+            Ok(h) => h.request.open,
+            Err(e) if e.kind == ErrorKind::NotFound => self.find_ended(target).await?.request.open,
+            Err(e) => return Err(e),
+        };
+        if was_open.is_some() && open.is_none() && !keys_only {
+            return Err(ApiError::state(format!(
+                "session {target} was started with --open (anyone who reaches the port joins): \
+                 `hearth restart {target} --open` keeps it open, `--keys-only` restarts it for \
+                 keys only"
+            )));
+        }
+        let (mut req, old) = match self.registry.resolve(target) {
             Ok(h) => {
                 if h.session.exit_code().is_none() {
                     return Err(ApiError::state(format!(
@@ -654,6 +673,7 @@ impl Daemon {
             }
             Err(e) => return Err(e),
         };
+        req.open = open;
         self.create_as(req, Some(old)).await
     }
 

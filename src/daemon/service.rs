@@ -340,10 +340,16 @@ impl Hearth for Control {
         }
     }
 
-    async fn restart(self, _: Context, target: String) -> Result<SessionInfo, ApiError> {
+    async fn restart(
+        self,
+        _: Context,
+        target: String,
+        open: Option<Grant>,
+        keys_only: bool,
+    ) -> Result<SessionInfo, ApiError> {
         self.check()?;
         self.daemon
-            .on_main(|daemon| async move { daemon.restart(&target).await })
+            .on_main(move |daemon| async move { daemon.restart(&target, open, keys_only).await })
             .await
     }
 
