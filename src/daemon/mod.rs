@@ -1001,7 +1001,34 @@ impl Daemon {
                 remembered.pop_front();
             }
         }
+        drop(remembered);
+        self.trim_soon();
         Ok(ended)
+    }
+
+    /// Give the memory of ended sessions back to the system a moment after they go (their
+    /// tasks and threads let go of them just after `kill` returns). glibc keeps freed memory
+    /// in its per-thread arenas otherwise: RSS grew by ~100 MB over the first rounds of 100
+    /// sessions started and killed, then stayed there. Coalesced: at most one pending.
+    fn trim_soon(&self) {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        {
+            static PENDING: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            if PENDING.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                return;
+            }
+            let stop = self.cancel.clone();
+            self.tracker.spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = stop.cancelled() => {}
+                }
+                PENDING.store(false, std::sync::atomic::Ordering::Release);
+                // SAFETY: malloc_trim has no preconditions; it only releases free memory.
+                let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
+            });
+        }
     }
 
     /// A session that has left the daemon: among the last this daemon removed (by id,
