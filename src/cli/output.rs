@@ -93,7 +93,7 @@ pub fn line(text: &str) {
 }
 
 /// Write `bytes` to stdout as they are; a closed pipe ends the command quietly (see
-/// [`line`]), other errors are returned.
+/// [`line()`]), other errors are returned.
 pub fn raw(bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
@@ -104,7 +104,7 @@ pub fn raw(bytes: &[u8]) -> std::io::Result<()> {
     }
 }
 
-/// Whether `failure` is a closed stdout (see [`line`]).
+/// Whether `failure` is a closed stdout (see [`line()`]).
 pub fn is_broken_pipe(failure: &Failure) -> bool {
     match failure {
         Failure::Other(e) => e.chain().any(|c| {
