@@ -518,3 +518,60 @@ fn every_way_out_leaves_the_clients_terminal_clean() {
     assert_eq!(state("stopped"), "0 1 0", "after shutdown");
     d.child.take().map(|mut c| c.wait());
 }
+
+/// A session starts at the size of the terminal that ran `hearth server` (a program drawn
+/// at 80x24 for a 120x40 viewer wraps and scrolls its first screen away), or at `--size`.
+#[test]
+fn sessions_start_at_the_size_of_the_terminal_that_asked() {
+    let d = TestDaemon::start();
+    let tmux = Tmux::new(d.dir.path());
+    let out = d.dir.path().join("sized.json");
+    tmux.run(
+        "sized",
+        120,
+        40,
+        &format!(
+            "env HOME={} HEARTH_SOCKET={} HEARTH_NO_AUTOSTART=1 {BIN} --json server --bind \
+             127.0.0.1 --name sized -- sh -c 'stty size; sleep 1000' > {}; sleep 1000",
+            d.home.display(),
+            d.socket.display(),
+            out.display()
+        ),
+    );
+    let s: serde_json::Value = wait_until("the session to start", DEADLINE, || {
+        serde_json::from_str(&std::fs::read_to_string(&out).ok()?).ok()
+    });
+    assert_eq!(
+        (s["cols"].as_u64(), s["rows"].as_u64()),
+        (Some(120), Some(40)),
+        "{s}"
+    );
+    wait_until("the program to see 40x120", DEADLINE, || {
+        let out = d.cli(&["tail", "sized"]);
+        String::from_utf8_lossy(&out.stdout)
+            .contains("40 120")
+            .then_some(())
+    });
+    let s = d.ok(&[
+        "server",
+        "--bind",
+        "127.0.0.1",
+        "--size",
+        "100x30",
+        "--",
+        "sleep",
+        "100",
+    ]);
+    assert_eq!(
+        (s["cols"].as_u64(), s["rows"].as_u64()),
+        (Some(100), Some(30))
+    );
+    let msg = d.err(
+        &["server", "--size", "5000x3", "--", "sleep", "100"],
+        "invalid_argument",
+    );
+    assert!(msg.contains("columns"), "{msg}");
+    let bad = d.cli(&["server", "--size", "wide", "--", "true"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("COLSxROWS"));
+}

@@ -227,6 +227,10 @@ pub struct CreateRequest {
     pub cwd: Option<String>,
     /// Extra environment, applied after the defaults.
     pub env: Vec<(String, String)>,
+    /// The terminal size to start at (cols, rows): the size of the terminal that ran
+    /// `server`, or `--size`. `None`: 80x24. Attached writers resize it as usual.
+    #[serde(default)]
+    pub size: Option<(u16, u16)>,
     /// The caller's own environment to carry into the program (`PATH`, locale, `TZ`,
     /// `COLORTERM`; see `hearth_rpc::CARRIED_ENV`), applied before `env`. The command is
     /// looked up on this `PATH`, as a shell would; without one, on the daemon's.

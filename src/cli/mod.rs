@@ -253,6 +253,9 @@ pub struct ServerArgs {
     /// Working directory (default: the current one)
     #[arg(long)]
     cwd: Option<PathBuf>,
+    /// Start the terminal at COLSxROWS (default: the size of this terminal, else 80x24)
+    #[arg(long, value_name = "COLSxROWS", value_parser = parse_size)]
+    size: Option<(u16, u16)>,
     /// Extra environment, K=V (repeatable; the value may contain commas and '=')
     #[arg(long = "env", short = 'e', value_name = "K=V", value_parser = parse_env)]
     env: Vec<(String, String)>,
@@ -486,6 +489,22 @@ async fn named(
         Err(Failure::Api(e)) if e.kind == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// `120x40`.
+fn parse_size(s: &str) -> Result<(u16, u16), String> {
+    let (c, r) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("'{s}': give COLSxROWS, e.g. 120x40"))?;
+    let c: u16 = c
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}': bad column count"))?;
+    let r: u16 = r
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}': bad row count"))?;
+    Ok((c, r))
 }
 
 fn parse_grant(s: &str) -> Result<Grant, String> {
@@ -760,6 +779,18 @@ fn server_request(args: ServerArgs, host: Option<&str>) -> Result<CreateRequest,
         name: args.name,
         cwd: cwd.map(|c| c.display().to_string()),
         env: args.env,
+        // The terminal this command runs in, if it is one: a program started now draws
+        // for the size its first viewer most likely has.
+        size: args.size.or_else(|| {
+            use std::io::IsTerminal;
+            let on_a_terminal = std::io::stdout().is_terminal()
+                || std::io::stderr().is_terminal()
+                || std::io::stdin().is_terminal();
+            on_a_terminal
+                .then(|| ratatui::crossterm::terminal::size().ok())
+                .flatten()
+                .filter(|&(c, r)| c >= 2 && r >= 2)
+        }),
         // On another host, this machine's PATH means nothing.
         caller_env: if host.is_none() {
             hearth_rpc::carried_env()

@@ -79,7 +79,7 @@ pub fn plan(req: &CreateRequest, config: &Config) -> Result<Plan, ApiError> {
             cwd,
             env: req.caller_env.iter().chain(&req.env).cloned().collect(),
             shadow_dir: req.shadow_dir.clone().map(PathBuf::from),
-            size: (80, 24),
+            size: start_size(req.size)?,
             session_id: None,
             socket: None,
             shim: config.exec_shim.clone(),
@@ -93,6 +93,18 @@ pub fn plan(req: &CreateRequest, config: &Config) -> Result<Plan, ApiError> {
         viewer_history: req.viewer_history,
         triggers: triggers(req)?,
     })
+}
+
+/// The size a session starts at: the one asked for (checked), or 80x24.
+fn start_size(size: Option<(u16, u16)>) -> Result<(u16, u16), ApiError> {
+    use crate::session::size::{MAX_COLS, MAX_ROWS};
+    match size {
+        None => Ok((80, 24)),
+        Some((c, r)) if (2..=MAX_COLS).contains(&c) && (2..=MAX_ROWS).contains(&r) => Ok((c, r)),
+        Some((c, r)) => Err(ApiError::invalid(format!(
+            "--size {c}x{r}: use 2 to {MAX_COLS} columns and 2 to {MAX_ROWS} rows"
+        ))),
+    }
 }
 
 /// `--trigger NAME=REGEX` and `--trigger-send NAME=TEXT`.
