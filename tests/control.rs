@@ -208,6 +208,9 @@ fn a_second_daemon_is_refused() {
         err.contains("already") || err.contains("another hearth daemon"),
         "{err}"
     );
+    // Said once (it was printed twice: the log line and the error), with the way out.
+    assert_eq!(err.matches("hearth daemon").count(), 1, "{err}");
+    assert!(err.contains("`hearth shutdown`"), "{err}");
     // The first still works.
     d.ok(&["ps"]);
 }
