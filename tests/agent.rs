@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -375,19 +373,10 @@ fn a_megabyte_from_stdin_arrives_intact() {
             }
         })
         .collect();
-    let mut child = d
-        .command(&["--json", "send", &id, "--stdin", "--no-enter"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = d.cli_fed(
+        &["--json", "send", &id, "--stdin", "--no-enter"],
+        text.as_bytes(),
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
     let (code, _) = run(
         &d,

@@ -354,21 +354,7 @@ fn kill_with_input_queued_leaves_no_thread_fd_or_buffer() {
         let id = id_of(&d.session(&[], &["sleep", "1000"]));
         // More than the pty takes while nobody reads: the writer thread blocks in write.
         for _ in 0..3 {
-            let mut c = d.command(&["send", &id, "--stdin"]);
-            let mut child = c
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-            let _ = child.wait();
+            d.cli_fed(&["send", &id, "--stdin"], input.as_bytes());
         }
         d.ok(&["kill", &id]);
         wait_until(

@@ -28,13 +28,28 @@ pub const CLI_BOUND: Duration = Duration::from_secs(90);
 /// showing what it printed) if it takes longer than `limit`. Every process a test runs to
 /// completion goes through here.
 pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    output_fed_within(cmd, None, limit)
+}
+
+/// [`output_within`], with `input` written to the command's stdin (from a thread of its
+/// own, so a command that answers while it reads cannot deadlock the test).
+pub fn output_fed_within(cmd: &mut Command, input: Option<Vec<u8>>, limit: Duration) -> Output {
     use std::io::Read as _;
     let what = format!("{cmd:?}");
+    if input.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        std::thread::spawn(move || {
+            use std::io::Write as _;
+            let _ = stdin.write_all(&input);
+        });
+    }
     let collect = |from: Option<Box<dyn std::io::Read + Send>>| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
@@ -229,6 +244,11 @@ impl Env {
     /// call, instead of hanging the suite).
     pub fn cli(&self, args: &[&str]) -> Output {
         output_within(self.command(args).stdin(Stdio::null()), CLI_BOUND)
+    }
+
+    /// Run the CLI with `input` on its stdin, within [`CLI_BOUND`].
+    pub fn cli_fed(&self, args: &[&str], input: &[u8]) -> Output {
+        output_fed_within(&mut self.command(args), Some(input.to_vec()), CLI_BOUND)
     }
 
     /// Run the CLI with `--json`; (exit success, parsed stdout).
