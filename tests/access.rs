@@ -445,6 +445,20 @@ fn a_connection_that_never_authenticates_is_cut_after_the_login_grace() {
         "not cut: {:?}",
         start.elapsed()
     );
+    // One that says hello (its version line) and then nothing is cut at the same grace,
+    // not the grace again after the hello check (4 s here).
+    let start = std::time::Instant::now();
+    let mut hello = std::net::TcpStream::connect(("127.0.0.1", port_of(&s))).unwrap();
+    hello
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    std::io::Write::write_all(&mut hello, b"SSH-2.0-test_1.0\r\n").unwrap();
+    let _ = hello.read_to_end(&mut Vec::new());
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_millis(3500),
+        "a client that said hello was cut after {took:?} (login grace 2 s)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -176,7 +176,8 @@ pub async fn run_connection(
         let heard = Arc::clone(&heard);
         place.tracker().spawn(async move {
             let hello = tokio::time::sleep(HELLO_GRACE.min(limit));
-            tokio::pin!(hello);
+            let login = tokio::time::sleep(limit);
+            tokio::pin!(hello, login);
             let mut hello_done = false;
             loop {
                 tokio::select! {
@@ -188,7 +189,7 @@ pub async fn run_connection(
                             return;
                         }
                     }
-                    _ = tokio::time::sleep(limit) => {
+                    _ = &mut login => {
                         over.store(true, Ordering::Relaxed);
                         cut.cancel();
                         return;
