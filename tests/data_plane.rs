@@ -575,3 +575,39 @@ fn sessions_start_at_the_size_of_the_terminal_that_asked() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("COLSxROWS"));
 }
+
+/// What a late joiner's terminal shows equals the first client's, cell for cell, with
+/// attributes and colour encodings: bold and dim together, dim after bold, `38;5;1` kept
+/// apart from `31` (a late joiner saw Codex's "Press enter to continue" all bold+dim).
+/// Both clients are OpenSSH in tmux; tmux's `capture-pane -e` is the reference.
+#[test]
+fn a_late_joiner_sees_the_same_attributes_as_the_first_client() {
+    let d = TestDaemon::start();
+    let program = "read go; \
+        printf '\\033[2mdim \\033[0;1mbold \\033[0;2m dim2 \\033[1;2mboth\\033[0m\\n'; \
+        printf '\\033[2mPress \\033[1menter\\033[22m\\033[2m to continue\\033[0m\\n'; \
+        printf '\\033[38;5;1mA\\033[31mB\\033[48;5;9mC\\033[101mD\\033[0m\\033[1;3;4;7mE\\033[0m\\n'; \
+        echo shown-$((6*7)); sleep 1000";
+    let s = d.session(&[], &["bash", "-c", program]);
+    let port = port_of(&s);
+    let tmux = Tmux::new(d.dir.path());
+    let line = format!("ssh {} -tt 127.0.0.1", ssh_args(&d.owner, port).join(" "));
+    tmux.run("first", 80, 24, &line);
+    wait_until("the first client to attach", DEADLINE, || {
+        (d.peer_count(&id_of(&s)) == 1).then_some(())
+    });
+    tmux.type_text("first", "go\r");
+    tmux.wait_for("first", "shown-42");
+    tmux.run("late", 80, 24, &line);
+    tmux.wait_for("late", "shown-42");
+    let rows = |name: &str| -> Vec<String> {
+        tmux.capture_ansi(name)
+            .lines()
+            .filter(|l| l.contains("dim") || l.contains("Press") || l.contains("A"))
+            .map(String::from)
+            .collect()
+    };
+    let (first, late) = (rows("first"), rows("late"));
+    assert_eq!(first.len(), 3, "{first:?}");
+    assert_eq!(late, first, "the late joiner's attributes differ");
+}

@@ -320,6 +320,67 @@ mod tests {
         assert!(!text.contains("below"));
     }
 
+    /// Every cell's text, bold, dim, italic, underline, inverse and colours.
+    fn cells(screen: &vt100::Screen) -> Vec<String> {
+        let (rows, cols) = screen.size();
+        let mut out = Vec::new();
+        for r in 0..rows {
+            for c in 0..cols {
+                if let Some(cell) = screen.cell(r, c) {
+                    out.push(format!(
+                        "{r},{c} {:?} b{} d{} i{} u{} v{} {:?} {:?}",
+                        cell.contents(),
+                        cell.bold(),
+                        cell.dim(),
+                        cell.italic(),
+                        cell.underline(),
+                        cell.inverse(),
+                        cell.fgcolor(),
+                        cell.bgcolor()
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// The repaint gives a late joiner the same cells, attributes and colour encodings as
+    /// the live stream gave the first client (vt100 0.18 made bold and dim exclusive and
+    /// wrote `38;5;1` back as `31`; adr/0010).
+    #[test]
+    fn bold_dim_and_256_colour_indexes_survive_the_repaint() {
+        let cases: [&[u8]; 3] = [
+            b"\x1b[2mdim \x1b[0;1mbold \x1b[0;2m dim2 \x1b[1;2mboth\x1b[0m",
+            b"\x1b[2mPress \x1b[1menter\x1b[22m\x1b[2m to continue\x1b[0m",
+            b"\x1b[38;5;1mA\x1b[31mB\x1b[48;5;9mC\x1b[101mD\x1b[1;2;3;4;7mE\x1b[22;1mF",
+        ];
+        for case in cases {
+            let mut s = Screen::new(5, 60);
+            s.process(case);
+            let mut joiner = vt100::Parser::new(5, 60, 0);
+            joiner.process(&s.repaint());
+            assert_eq!(
+                cells(joiner.screen()),
+                cells(s.parser.screen()),
+                "{}",
+                String::from_utf8_lossy(case)
+            );
+        }
+        let mut s = Screen::new(5, 60);
+        s.process(cases[0]);
+        let both = s.parser.screen().cell(0, 15).unwrap();
+        assert!(both.bold() && both.dim(), "bold and dim at once");
+        let dim2 = s.parser.screen().cell(0, 10).unwrap();
+        assert!(dim2.dim() && !dim2.bold());
+        let mut s = Screen::new(5, 60);
+        s.process(b"\x1b[38;5;1mA\x1b[31mB");
+        let paint = String::from_utf8_lossy(&s.repaint()).into_owned();
+        assert!(
+            paint.contains("38;5;1m") && paint.contains("31m"),
+            "{paint:?}"
+        );
+    }
+
     #[test]
     fn rewind_shows_rows_that_scrolled_away() {
         let mut s = Screen::new(5, 20);

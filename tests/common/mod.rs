@@ -799,6 +799,13 @@ impl Tmux {
         String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", &t]).stdout).into_owned()
     }
 
+    /// The pane with its attributes and colours as SGR sequences (`capture-pane -e`).
+    pub fn capture_ansi(&self, name: &str) -> String {
+        let t = format!("t:{name}");
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-e", "-p", "-t", &t]).stdout)
+            .into_owned()
+    }
+
     pub fn wait_for(&self, name: &str, needle: &str) -> String {
         let end = Instant::now() + DEADLINE;
         loop {
