@@ -611,3 +611,38 @@ fn a_late_joiner_sees_the_same_attributes_as_the_first_client() {
     assert_eq!(first.len(), 3, "{first:?}");
     assert_eq!(late, first, "the late joiner's attributes differ");
 }
+
+/// `[sessions] size` is the start size when nothing else says (a script, MCP, `n` in the
+/// dashboards), and a bad one is refused at load.
+#[test]
+fn the_configured_start_size_applies_when_nothing_else_says() {
+    let env = Env::new();
+    env.write_config("[sessions]\nsize = \"100x30\"\n");
+    let d = env.start_daemon();
+    let s = d.session(&[], &["sleep", "100"]);
+    assert_eq!(
+        (s["cols"].as_u64(), s["rows"].as_u64()),
+        (Some(100), Some(30)),
+        "{s}"
+    );
+    let mut m = common::mcp::Mcp::start(&d);
+    let (err, v) = m.tool(
+        "start_session",
+        serde_json::json!({"command": ["sleep", "100"]}),
+    );
+    assert!(!err, "{v}");
+    assert_eq!(
+        (v["cols"].as_u64(), v["rows"].as_u64()),
+        (Some(100), Some(30)),
+        "{v}"
+    );
+    let bad = Env::new();
+    bad.write_config("[sessions]\nsize = \"big\"\n");
+    let mut child = bad.spawn_daemon();
+    assert!(!child.wait().unwrap().success());
+    assert!(
+        bad.daemon_log().contains("sessions.size"),
+        "{}",
+        bad.daemon_log()
+    );
+}

@@ -35,6 +35,9 @@
 //! cooldown = "30s"
 //! hold_while_typing = "5s"
 //!
+//! [sessions]
+//! size = "120x40"                # start size when nothing else says (default 80x24)
+//!
 //! [lobby]                      # one more SSH port: the dashboard of every session
 //! port = 2222                    # owner keys only; `ssh -p 2222 host` (off by default)
 //! bind = "0.0.0.0"               # default 0.0.0.0, like sessions
@@ -80,6 +83,35 @@ struct File {
     lobby: LobbySection,
     #[serde(default)]
     hosts: HostsSection,
+    #[serde(default)]
+    sessions: SessionsSection,
+}
+
+/// `[sessions]`: defaults for new sessions.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionsSection {
+    /// `"120x40"`: the size a session starts at when nothing else says (MCP, the
+    /// dashboards' `n`, `server` run without a terminal).
+    size: Option<String>,
+}
+
+/// `[sessions] size`, checked.
+pub fn load_default_size(path: &Path) -> anyhow::Result<Option<(u16, u16)>> {
+    let Some(v) = read(path)?.sessions.size else {
+        return Ok(None);
+    };
+    use crate::session::size::{MAX_COLS, MAX_ROWS};
+    v.split_once(['x', 'X'])
+        .and_then(|(c, r)| Some((c.trim().parse::<u16>().ok()?, r.trim().parse::<u16>().ok()?)))
+        .filter(|&(c, r)| (2..=MAX_COLS).contains(&c) && (2..=MAX_ROWS).contains(&r))
+        .map(Some)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: sessions.size = {v:?}: use \"COLSxROWS\", 2-{MAX_COLS} x 2-{MAX_ROWS}",
+                path.display()
+            )
+        })
 }
 
 /// `[hosts]` (read by the CLI for `--host`; the daemon only checks it parses).
@@ -174,6 +206,7 @@ pub fn check(path: &Path) -> anyhow::Result<()> {
     load_events(path)?;
     load_log(path)?;
     load_hosts(path)?;
+    load_default_size(path)?;
     Ok(())
 }
 
@@ -410,6 +443,23 @@ pub fn load_menu(path: &Path) -> anyhow::Result<Option<MenuConfig>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_default_size_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.toml");
+        std::fs::write(&p, "[sessions]\nsize = \"120x40\"\n").unwrap();
+        assert_eq!(load_default_size(&p).unwrap(), Some((120, 40)));
+        std::fs::write(&p, "[sessions]\nsize = \"9999x40\"\n").unwrap();
+        assert!(
+            load_default_size(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("sessions.size")
+        );
+        std::fs::write(&p, "[sessions]\nsizes = \"1x1\"\n").unwrap();
+        assert!(load_default_size(&p).is_err(), "unknown keys are errors");
+    }
 
     #[test]
     fn net_blocks_parse_like_openssh() {

@@ -102,6 +102,8 @@ pub struct Config {
     pub exec_shim: Option<PathBuf>,
     /// Where the lobby listens (`None`: no lobby).
     pub lobby: Option<std::net::SocketAddr>,
+    /// The size a session starts at when its request gives none (`[sessions] size`).
+    pub default_size: Option<(u16, u16)>,
 }
 
 impl Default for Config {
@@ -127,6 +129,7 @@ impl Default for Config {
             menu: Some(crate::menu::MenuConfig::default()),
             exec_shim: None,
             lobby: None,
+            default_size: None,
             record: Some(crate::session::record::RecordConfig::new(
                 crate::paths::recordings_dir(),
             )),
@@ -203,6 +206,7 @@ pub async fn main(
         ..Default::default()
     };
     config_file::apply_limits(&crate::paths::config_file(), &mut config)?;
+    config.default_size = config_file::load_default_size(&crate::paths::config_file())?;
     let (ring, hooks, triggers) = config_file::load_events(&crate::paths::config_file())?;
     if let Some(n) = ring {
         config.event_ring = n;

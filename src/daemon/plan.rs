@@ -79,7 +79,7 @@ pub fn plan(req: &CreateRequest, config: &Config) -> Result<Plan, ApiError> {
             cwd,
             env: req.caller_env.iter().chain(&req.env).cloned().collect(),
             shadow_dir: req.shadow_dir.clone().map(PathBuf::from),
-            size: start_size(req.size)?,
+            size: start_size(req.size.or(config.default_size))?,
             session_id: None,
             socket: None,
             shim: config.exec_shim.clone(),
@@ -95,7 +95,8 @@ pub fn plan(req: &CreateRequest, config: &Config) -> Result<Plan, ApiError> {
     })
 }
 
-/// The size a session starts at: the one asked for (checked), or 80x24.
+/// The size a session starts at: the one asked for (or `[sessions] size`), checked; else
+/// 80x24.
 fn start_size(size: Option<(u16, u16)>) -> Result<(u16, u16), ApiError> {
     use crate::session::size::{MAX_COLS, MAX_ROWS};
     match size {
