@@ -455,6 +455,72 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
+/// `server`: start a session (or, with `--if-absent`, find it running) and say how to join.
+async fn server(
+    client: &HearthClient,
+    out: output::Out,
+    args: ServerArgs,
+    host: Option<&str>,
+) -> Result<(), Failure> {
+    let existing = match (&args.name, args.if_absent) {
+        (Some(name), true) => named(client, name).await?,
+        _ => None,
+    };
+    match existing {
+        Some(s) if s.exit_code.is_none() => {
+            out.session_already_running(&s);
+            return Ok(());
+        }
+        // Exited: "absent" as far as running goes. Remove it (its recording and
+        // history stay) so the name is free, and start a new one.
+        Some(s) => {
+            call(client.kill(ctx(), vec![s.id], false)).await?;
+        }
+        None => {}
+    }
+    let if_absent = args.if_absent;
+    let name = args.name.clone();
+    let req = server_request(args, host)?;
+    let mut s = match call(client.create(ctx(), req)).await {
+        Ok(s) => s,
+        // Another `--if-absent` won the race: that session is the answer.
+        Err(Failure::Api(e)) if if_absent && e.kind == ErrorKind::AlreadyExists => {
+            let name = name.unwrap_or_default();
+            match named(client, &name).await? {
+                Some(s) if s.exit_code.is_none() => {
+                    out.session_already_running(&s);
+                    return Ok(());
+                }
+                _ => return Err(Failure::Api(e)),
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(h) = host
+        && s.bind
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+    {
+        // Reachable only through the host's own SSH port.
+        s.join = format!("ssh -J {h} -p {} {}", s.port, s.bind);
+    }
+    out.session_started(&s);
+    if let Some(e) = &s.recording_error {
+        eprintln!("warning: {e}");
+    }
+    warn_if_open(&s);
+    if !out.json
+        && host.is_none()
+        && crate::authorized_keys::owner_key_files(&crate::paths::home_dir()).is_empty()
+    {
+        eprintln!(
+            "note: you have no SSH key in ~/.ssh, so nobody can join yet.\n      \
+             Make one with `ssh-keygen -t ed25519`, or pass --allow-key."
+        );
+    }
+    Ok(())
+}
+
 /// An open session is announced loudly, on stderr, whatever started it.
 fn warn_if_open(s: &hearth_rpc::SessionInfo) {
     if s.access == Access::Keys {
@@ -576,64 +642,7 @@ async fn run_client(
 ) -> Result<(), Failure> {
     match command {
         Command::Daemon { .. } | Command::ProxyStdio => unreachable!("handled by run"),
-        Command::Server(args) => {
-            let existing = match (&args.name, args.if_absent) {
-                (Some(name), true) => named(client, name).await?,
-                _ => None,
-            };
-            match existing {
-                Some(s) if s.exit_code.is_none() => {
-                    out.session_already_running(&s);
-                    return Ok(());
-                }
-                // Exited: "absent" as far as running goes. Remove it (its recording and
-                // history stay) so the name is free, and start a new one.
-                Some(s) => {
-                    call(client.kill(ctx(), vec![s.id], false)).await?;
-                }
-                None => {}
-            }
-            let if_absent = args.if_absent;
-            let name = args.name.clone();
-            let req = server_request(args, host)?;
-            let mut s = match call(client.create(ctx(), req)).await {
-                Ok(s) => s,
-                // Another `--if-absent` won the race: that session is the answer.
-                Err(Failure::Api(e)) if if_absent && e.kind == ErrorKind::AlreadyExists => {
-                    let name = name.unwrap_or_default();
-                    match named(client, &name).await? {
-                        Some(s) if s.exit_code.is_none() => {
-                            out.session_already_running(&s);
-                            return Ok(());
-                        }
-                        _ => return Err(Failure::Api(e)),
-                    }
-                }
-                Err(e) => return Err(e),
-            };
-            if let Some(h) = host
-                && s.bind
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-            {
-                // Reachable only through the host's own SSH port.
-                s.join = format!("ssh -J {h} -p {} {}", s.port, s.bind);
-            }
-            out.session_started(&s);
-            if let Some(e) = &s.recording_error {
-                eprintln!("warning: {e}");
-            }
-            warn_if_open(&s);
-            if !out.json
-                && host.is_none()
-                && crate::authorized_keys::owner_key_files(&crate::paths::home_dir()).is_empty()
-            {
-                eprintln!(
-                    "note: you have no SSH key in ~/.ssh, so nobody can join yet.\n      \
-                     Make one with `ssh-keygen -t ed25519`, or pass --allow-key."
-                );
-            }
-        }
+        Command::Server(args) => server(client, out, args, host).await?,
         Command::Ps { all: false, .. } => out.sessions(&call(client.list(ctx())).await?),
         Command::Ps { all: true, .. } => {
             let live = call(client.list(ctx())).await?;

@@ -787,6 +787,17 @@ impl Daemon {
         self.close_on_exit(&hosted);
         sink.open();
         self.watch_events(&hosted);
+        self.start_triggers(&hosted, session_triggers);
+        let info = hosted.info();
+        tracing::info!(session = %info.id, port, command = ?info.command, "session started");
+        if open.is_some() {
+            tracing::warn!(session = %info.id, port, access = %info.access, "OPEN session: any client that reaches the port joins, without a key");
+        }
+        Ok(info)
+    }
+
+    /// Run the config's triggers that name this session, and its own, in one task.
+    fn start_triggers(&self, hosted: &Hosted, own: Vec<crate::session::trigger::Trigger>) {
         let mut triggers: Vec<_> = self
             .config
             .triggers
@@ -794,7 +805,7 @@ impl Daemon {
             .filter(|t| t.applies_to(&hosted.session.id, hosted.session.name.as_deref()))
             .cloned()
             .collect();
-        triggers.extend(session_triggers);
+        triggers.extend(own);
         if !triggers.is_empty() {
             self.tracker.spawn(crate::session::trigger::run(
                 Arc::clone(&hosted.session),
@@ -802,12 +813,6 @@ impl Daemon {
                 self.cancel.clone(),
             ));
         }
-        let info = hosted.info();
-        tracing::info!(session = %info.id, port, command = ?info.command, "session started");
-        if open.is_some() {
-            tracing::warn!(session = %info.id, port, access = %info.access, "OPEN session: any client that reaches the port joins, without a key");
-        }
-        Ok(info)
     }
 
     fn publish(&self, h: &Hosted, kind: hearth_rpc::EventKind) {
