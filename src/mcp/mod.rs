@@ -273,31 +273,10 @@ impl HearthMcp {
         let quick = Duration::from_secs(60);
         Ok(match name {
             "list_sessions" => json!({"sessions": c.list(ctx(quick)).await??}),
-            "start_session" => {
-                let s: Start = args(a)?;
-                // On another host, this machine's directory and shell mean nothing.
-                let cwd = match s.cwd {
-                    Some(d) => Some(d),
-                    None if remote => None,
-                    None => std::env::current_dir()
-                        .map(|d| d.display().to_string())
-                        .ok(),
-                };
-                let req = CreateRequest {
-                    command: s.command,
-                    name: s.name,
-                    cwd,
-                    env: s.env.into_iter().collect(),
-                    caller_env: if remote {
-                        Vec::new()
-                    } else {
-                        hearth_rpc::carried_env()
-                    },
-                    shell: (!remote).then(|| std::env::var("SHELL").ok()).flatten(),
-                    ..Default::default()
-                };
-                json!(c.create(ctx(quick), req).await??)
-            }
+            "start_session" => json!(
+                c.create(ctx(quick), start_request(args(a)?, remote))
+                    .await??
+            ),
             "send_input" => {
                 let s: Send = args(a)?;
                 if s.text.len() > hearth_rpc::MAX_SEND_BYTES {
@@ -404,6 +383,31 @@ impl HearthMcp {
             "offset": r.offset, "exit_code": r.exit_code,
             "ended_first": r.reason == WaitReason::Ended}),
         )
+    }
+}
+
+/// `start_session`'s request. On another host, this machine's directory, shell and
+/// environment mean nothing: that daemon's apply.
+fn start_request(s: Start, remote: bool) -> CreateRequest {
+    let cwd = match s.cwd {
+        Some(d) => Some(d),
+        None if remote => None,
+        None => std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .ok(),
+    };
+    CreateRequest {
+        command: s.command,
+        name: s.name,
+        cwd,
+        env: s.env.into_iter().collect(),
+        caller_env: if remote {
+            Vec::new()
+        } else {
+            hearth_rpc::carried_env()
+        },
+        shell: (!remote).then(|| std::env::var("SHELL").ok()).flatten(),
+        ..Default::default()
     }
 }
 
