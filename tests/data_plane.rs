@@ -576,6 +576,61 @@ fn sessions_start_at_the_size_of_the_terminal_that_asked() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("COLSxROWS"));
 }
 
+/// Rows scrolled off a small terminal come back when it grows, as in tmux: a program that
+/// printed 60 lines at 80x24 shows lines 23-60 at 120x40, both to a late joiner whose
+/// size grows the session and to a client that was attached at 80x24 and then grew (its
+/// terminal never had those lines: hearth repaints every client when the PTY is resized).
+/// OpenSSH clients in tmux.
+#[test]
+fn growing_the_terminal_brings_scrolled_off_lines_back() {
+    let d = TestDaemon::start();
+    let tmux = Tmux::new(d.dir.path());
+    let top_row = |name: &str| {
+        tmux.capture(name)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    for (name, first) in [("joiner", (120, 40)), ("grower", (80, 24))] {
+        let s = d.session(
+            &["--size", "80x24"],
+            &["sh", "-c", "seq 1 60; echo printed; sleep 1000"],
+        );
+        let id = id_of(&s);
+        wait_until("the program to print", DEADLINE, || {
+            let out = d.cli(&["tail", &id]);
+            String::from_utf8_lossy(&out.stdout)
+                .contains("printed")
+                .then_some(())
+        });
+        let line = format!(
+            "ssh {} -tt 127.0.0.1",
+            ssh_args(&d.owner, port_of(&s)).join(" ")
+        );
+        tmux.run(name, first.0, first.1, &line);
+        tmux.wait_for(name, "printed");
+        if name == "grower" {
+            assert_eq!(top_row(name), "39", "{}", tmux.capture(name));
+            tmux.resize(name, 120, 40);
+        }
+        wait_until(
+            &format!("the {name} to show line 23 on top"),
+            DEADLINE,
+            || (top_row(name) == "23").then_some(()),
+        );
+        let shown = tmux.capture(name);
+        let rows: Vec<&str> = shown.lines().map(str::trim).collect();
+        assert_eq!(
+            rows[..38],
+            (23..=60).map(|n| n.to_string()).collect::<Vec<_>>()[..],
+            "{shown}"
+        );
+        assert_eq!(rows[38], "printed", "{shown}");
+    }
+}
+
 /// What a late joiner's terminal shows equals the first client's, cell for cell, with
 /// attributes and colour encodings: bold and dim together, dim after bold, `38;5;1` kept
 /// apart from `31` (a late joiner saw Codex's "Press enter to continue" all bold+dim).

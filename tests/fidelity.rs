@@ -1,13 +1,18 @@
 //! Differential test of the screen model against a reference terminal (tmux): generated
 //! escape-sequence streams (attributes, 256 and RGB colours, wide and combining characters,
-//! cursor moves, erases, scrolling regions, the alternate screen) are shown by tmux
+//! cursor moves, erases, scrolling regions, the alternate screen, inserting and deleting
+//! lines and characters, scrolling, reverse index, DECSC/DECRC) are shown by tmux
 //! directly, and through hearth's late-joiner repaint (the same bytes `screen --ansi` and
-//! every joiner get); tmux's `capture-pane -e` of both must be equal, cell for cell with
+//! every joiner get); tmux's `capture-pane -e -N` of both must be equal, cell for cell with
 //! attributes. A fixed seed, a few hundred cases.
 //!
 //! Left out of the generator on purpose (vt100 does not model them; see adr/0010): blink,
 //! hidden and strikethrough (SGR 5, 8, 9), curly and coloured underlines, and the cursor
-//! position (capture-pane does not show it; other tests check it).
+//! position (capture-pane does not show it; other tests check it). Not compared, because
+//! capture-pane does not show them the way the screen does: blank cells after a row's last
+//! text (see `same_cells`), and, with other seeds, about 1 case in 1000: tmux keeps the
+//! orphaned half of a wide character that an erase split, and capture-pane then drops a
+//! column the screen shows blank (adr/0010).
 
 mod common;
 
@@ -74,13 +79,18 @@ struct Extras {
     erase: bool,
     regions: bool,
     alternate: bool,
+    /// Deleting lines, inserting and deleting characters, scrolling, reverse index,
+    /// DECSC/DECRC. Not IL: tmux 3.3a leaves the rows alone when an insert outside the
+    /// scroll region reaches the screen's bottom (its grid_view_insert_lines then moves
+    /// no row and clears none), where xterm and hearth clear them; a unit test covers IL.
+    edits: bool,
 }
 
 /// A random stream of a few dozen pieces.
 fn case(r: &mut Rng, x: Extras) -> String {
     let mut s = String::new();
     for _ in 0..(10 + r.below(40)) {
-        match r.below(16) {
+        match r.below(17) {
             0..=3 => s.push_str(&sgr(r)),
             4..=6 => s.push_str(r.pick(&["hello", "world ", "x", "agent> ", "12345", "  ", "ok."])),
             7 if x.moves => s.push_str(r.pick(&["漢字", "é", "e\u{301}", "日本語 ", "★"])),
@@ -107,7 +117,15 @@ fn case(r: &mut Rng, x: Extras) -> String {
             }
             13 if x.regions => s.push_str("\x1b[r"),
             14 if x.alternate => s.push_str(r.pick(&["\x1b[?1049h", "\x1b[?1049l"])),
-            11..=14 => s.push_str("ab"),
+            15 if x.edits => match r.below(3) {
+                0 => s.push_str(r.pick(&["\x1bM", "\x1b7", "\x1b8"])),
+                _ => s.push_str(&format!(
+                    "\x1b[{}{}",
+                    1 + r.below(4),
+                    r.pick(&["M", "@", "P", "X", "S", "T"])
+                )),
+            },
+            11..=15 => s.push_str("ab"),
             _ => {
                 for _ in 0..r.below(5) {
                     s.push_str("line\n");
@@ -159,10 +177,10 @@ fn differences(seed: u64, x: Extras) -> Vec<String> {
             show(&tmux, dir.path(), &format!("d{n}"), &direct);
             show(&tmux, dir.path(), &format!("p{n}"), &painted);
             let (want, got) = (
-                tmux.capture_ansi(&format!("d{n}")),
-                tmux.capture_ansi(&format!("p{n}")),
+                tmux.capture_cells(&format!("d{n}")),
+                tmux.capture_cells(&format!("p{n}")),
             );
-            if want != got {
+            if !same_cells(&want, &got) {
                 failures.push(format!(
                     "case {n}: {stream:?}\n  tmux:    {want:?}\n  repaint: {got:?}"
                 ));
@@ -170,6 +188,49 @@ fn differences(seed: u64, x: Extras) -> Vec<String> {
         }
     }
     failures
+}
+
+/// The cells of a `capture-pane -e -N` capture, read back by the screen model's parser
+/// (only text, SGR and line breaks: the part of it the attribute tests cover).
+fn cells(capture: &str) -> vt100::Parser {
+    let mut parser = vt100::Parser::new(ROWS + 1, COLS, 0);
+    parser.process(capture.replace('\n', "\r\n").as_bytes());
+    parser
+}
+
+/// Whether two captures show the same: every cell with text equal in text, width and
+/// attributes (colour encodings included); a blank cell equal in what shows of it (the
+/// background, and underline or inverse with the foreground). Blank cells after a row's
+/// last text are not compared: capture-pane leaves out cells past the last one written
+/// even when an erase gave them a background (so the same screen captures differently
+/// whether the erase came from the program or from the repaint); the screen model's own
+/// tests cover erased backgrounds.
+fn same_cells(a: &str, b: &str) -> bool {
+    // A space the capture writes is a blank cell too.
+    let text = |c: &vt100::Cell| !c.contents().trim().is_empty();
+    let (a, b) = (cells(a), cells(b));
+    let (a, b) = (a.screen(), b.screen());
+    (0..ROWS).all(|row| {
+        let last = |s: &vt100::Screen| {
+            (0..COLS)
+                .rev()
+                .find(|&col| s.cell(row, col).is_some_and(text))
+                .map_or(0, |col| col + 1)
+        };
+        let end = last(a);
+        end == last(b)
+            && (0..end).all(|col| match (a.cell(row, col), b.cell(row, col)) {
+                (Some(x), Some(y)) if text(x) || text(y) => x == y,
+                (Some(x), Some(y)) => {
+                    let shown = |c: &vt100::Cell| {
+                        let fg = (c.inverse() || c.underline()).then(|| c.fgcolor());
+                        (c.bgcolor(), c.inverse(), c.underline(), fg)
+                    };
+                    shown(x) == shown(y)
+                }
+                _ => false,
+            })
+    })
 }
 
 fn report(failures: &[String]) -> String {
@@ -195,27 +256,26 @@ fn the_repaint_shows_what_a_reference_terminal_shows() {
         erase: false,
         regions: false,
         alternate: false,
+        edits: false,
     };
     let failures = differences(0x5eed_1234_abcd_0001, none);
     assert!(failures.is_empty(), "{}", report(&failures));
 }
 
-/// The same with cursor moves, wide characters, erases, scrolling regions and the
-/// alternate screen. vt100 0.18 differs from tmux there, in about 150 of 240 cases with
-/// this seed: DECSTBM does not home the cursor; erased cells lose the background; a wide
-/// character half-overwritten keeps its attributes; the repaint writes blank cells where
-/// tmux keeps cells never written (a difference `capture-pane -e` shows and a terminal
-/// does not). Run it with `--ignored` to see the cases.
+/// The same with cursor moves, wide characters, erases, scrolling regions, the alternate
+/// screen and line and character edits. (Red with vt100 0.18 as published, in about 150 of
+/// 240 cases: DECSTBM did not home the cursor, scrolled-in rows and erased cells lost the
+/// background, a half-overwritten wide character kept its attributes, the alternate screen
+/// moved the cursor, CUD/CUU ignored the margins from outside the region, reverse index
+/// on the top row scrolled the region; adr/0010.)
 #[test]
-#[ignore = "vt100 0.18 diverges from tmux on cursor moves over coloured gaps, wide-character \
-            overwrites, erases, scrolling regions and the alternate screen (about 150 of 240 \
-            cases); a screen model switch (adr/0010) is what fixes it"]
 fn the_repaint_with_erases_regions_and_the_alternate_screen() {
     let all = Extras {
         moves: true,
         erase: true,
         regions: true,
         alternate: true,
+        edits: true,
     };
     let failures = differences(0x5eed_1234_abcd_0001, all);
     assert!(failures.is_empty(), "{}", report(&failures));

@@ -75,6 +75,8 @@ pub(super) struct ClientEntry {
     /// Bytes for this client only (colour queries its terminal should answer); the
     /// receiving end is the attachment's inbox.
     pub(super) direct: tokio::sync::mpsc::Sender<Bytes>,
+    /// Wakes its writer (to repaint after the PTY was resized).
+    pub(super) wake: Arc<tokio::sync::Notify>,
 }
 
 impl ClientEntry {

@@ -217,6 +217,10 @@ pub struct Session {
     next_client: AtomicU64,
     /// Serialises size computation and its application (PTY, then screen): outermost.
     pty: Mutex<Pty>,
+    /// How many times the PTY was resized: a writer that saw fewer repaints its client,
+    /// so every terminal shows what the screen model now holds (rows pulled back from
+    /// the scrollback, rows cut at a new width).
+    resizes: AtomicU64,
     notices: tokio::sync::broadcast::Sender<Notice>,
     /// No new joins except owners.
     locked: std::sync::atomic::AtomicBool,
@@ -302,6 +306,7 @@ impl Session {
             clients: Mutex::new(BTreeMap::new()),
             client_count: watch::channel(0).0,
             next_client: AtomicU64::new(1),
+            resizes: AtomicU64::new(0),
             pty: Mutex::new(Pty {
                 size: (cols, rows),
                 master,
@@ -674,6 +679,11 @@ impl Session {
         self.pty.lock().size
     }
 
+    /// How many times the PTY has been resized (see the field).
+    pub fn resizes(&self) -> u64 {
+        self.resizes.load(Ordering::Relaxed)
+    }
+
     /// How many clients are attached (without taking the clients lock: writers ask per
     /// batch).
     pub fn client_count(&self) -> usize {
@@ -723,6 +733,7 @@ impl Session {
                     in_menu: false,
                     read_only: false,
                     direct,
+                    wake: Arc::clone(&wake),
                 },
             );
             self.client_count.send_replace(clients.len());
@@ -957,6 +968,10 @@ impl Session {
         }
         self.model.lock().screen.resize(rows, cols);
         pty.size = (cols, rows);
+        self.resizes.fetch_add(1, Ordering::Relaxed);
+        for c in self.clients.lock().values() {
+            c.wake.notify_one();
+        }
         if let Some(r) = &self.recorder {
             r.resize(std::time::Instant::now(), cols, rows);
         }

@@ -381,6 +381,75 @@ mod tests {
         );
     }
 
+    /// Erasing and scrolling fill cells with the background alone, as xterm and tmux do
+    /// (a status bar drawn with `ESC[44m ESC[K`), and a late joiner gets the same cells;
+    /// upstream vt100 kept inverse and underline on erased cells and scrolled in rows
+    /// without the background.
+    #[test]
+    fn erases_and_scrolls_fill_with_the_background_only() {
+        let mut s = Screen::new(3, 10);
+        // The bar on row 0; rows 1-2 a scroll region, scrolled once on a green background.
+        s.process(b"\x1b[44;1;4;7mbar\x1b[K\x1b[2;3r\x1b[3;1H\x1b[0;42m\n");
+        let mut joiner = vt100::Parser::new(3, 10, 0);
+        joiner.process(&s.repaint());
+        for screen in [s.parser.screen(), joiner.screen()] {
+            // The erased rest of the bar: background, nothing else.
+            let erased = screen.cell(0, 5).unwrap();
+            assert_eq!(erased.bgcolor(), vt100::Color::Idx(4));
+            assert!(!erased.inverse() && !erased.underline() && !erased.bold());
+            // The row the line feed scrolled in has the background then current.
+            let scrolled = screen.cell(2, 5).unwrap();
+            assert_eq!(
+                scrolled.bgcolor(),
+                vt100::Color::Idx(2),
+                "{:?}",
+                cells(screen)
+            );
+        }
+        assert_eq!(cells(joiner.screen()), cells(s.parser.screen()));
+    }
+
+    /// Resizing moves rows as tmux does: a shorter screen first drops the empty rows
+    /// below the cursor, then moves rows off the top into the scrollback (the prompt
+    /// stays in view; upstream cut the bottom off); a taller one pulls them back.
+    #[test]
+    fn resizing_keeps_the_cursor_row_and_brings_scrolled_rows_back() {
+        let mut s = Screen::new(10, 20);
+        for i in 0..6 {
+            s.process(format!("line-{i}\r\n").as_bytes());
+        }
+        s.process(b"$ ");
+        s.resize(4, 20);
+        assert_eq!(
+            s.text().lines().collect::<Vec<_>>(),
+            ["line-3", "line-4", "line-5", "$"]
+        );
+        assert_eq!(s.cursor(), (3, 2));
+        s.resize(10, 20);
+        assert!(s.text().starts_with("line-0\nline-1\n"), "{}", s.text());
+        assert_eq!(s.cursor(), (6, 2));
+        // Growing while a program is on the alternate screen leaves it alone.
+        s.process(b"\x1b[?1049h\x1b[Hfull");
+        s.resize(12, 20);
+        assert!(s.text().starts_with("full"), "{}", s.text());
+    }
+
+    /// Inserting lines (IL), which the differential test leaves out (tmux 3.3a does not
+    /// clear rows when an insert outside the region reaches the bottom): inside a scroll
+    /// region rows move down within it; outside, down to the screen's bottom.
+    #[test]
+    fn inserted_lines_stay_within_their_region() {
+        let rows = |extra: &[u8]| {
+            let mut s = Screen::new(5, 10);
+            s.process(b"a\r\nb\r\nc\r\nd\r\ne");
+            s.process(extra);
+            s.text().split('\n').map(str::to_string).collect::<Vec<_>>()
+        };
+        assert_eq!(rows(b"\x1b[2;1H\x1b[1L"), ["a", "", "b", "c", "d"]);
+        assert_eq!(rows(b"\x1b[2;3r\x1b[2;1H\x1b[1L"), ["a", "", "b", "d", "e"]);
+        assert_eq!(rows(b"\x1b[2;3r\x1b[4;1H\x1b[1L"), ["a", "b", "c", "", "d"]);
+    }
+
     #[test]
     fn rewind_shows_rows_that_scrolled_away() {
         let mut s = Screen::new(5, 20);

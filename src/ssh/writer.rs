@@ -101,6 +101,8 @@ struct Stream {
     last_output: Option<Instant>,
     /// A banner is shown until then.
     banner_until: Option<Instant>,
+    /// The session's resize count at the last repaint: a resize since repaints.
+    resizes: u64,
 }
 
 impl Writer {
@@ -206,6 +208,7 @@ impl Writer {
             hold_until: None,
             last_output: None,
             banner_until: None,
+            resizes: 0,
         };
         let mut pending = Some(self.repaint(&mut stream));
         loop {
@@ -313,6 +316,7 @@ impl Writer {
     /// Whether streaming has something to do: a mode change, output, or the end.
     fn output_ready(&self, stream: &Stream) -> bool {
         self.clip_size() != stream.clip
+            || self.resized(stream)
             || stream.reader.has_more()
             || stream.reader.session().exit_code().is_some()
     }
@@ -349,7 +353,7 @@ impl Writer {
     fn output(&mut self, stream: &mut Stream) -> Result<Option<Bytes>, End> {
         // A client smaller than the PTY gets clipped frames instead of the raw stream
         // (which would wrap on its terminal); switching modes repaints.
-        if self.clip_size() != stream.clip {
+        if self.clip_size() != stream.clip || self.resized(stream) {
             return Ok(Some(self.repaint(stream)));
         }
         if let Some((cols, rows)) = stream.clip {
@@ -382,8 +386,15 @@ impl Writer {
         size::clip(self.client.size(), self.client.session().pty_size())
     }
 
+    /// Whether the PTY was resized since this client's last repaint.
+    fn resized(&self, stream: &Stream) -> bool {
+        self.client.session().resizes() != stream.resizes
+    }
+
     /// A full repaint for the client's current mode.
     fn repaint(&self, stream: &mut Stream) -> Bytes {
+        // Read before the screen: a resize in between repaints again, never not at all.
+        stream.resizes = self.client.session().resizes();
         stream.clip = self.clip_size();
         match stream.clip {
             Some((cols, rows)) => {

@@ -777,6 +777,16 @@ impl Tmux {
         self.tmux(&["resize-window", "-t", &t, "-x", &c, "-y", &r]);
     }
 
+    /// Resize window `name` (its pane's program gets SIGWINCH, as from a terminal).
+    pub fn resize(&self, name: &str, cols: u16, rows: u16) {
+        let (t, c, r) = (format!("t:{name}"), cols.to_string(), rows.to_string());
+        assert!(
+            self.tmux(&["resize-window", "-t", &t, "-x", &c, "-y", &r])
+                .status
+                .success()
+        );
+    }
+
     pub fn send_keys(&self, name: &str, keys: &[&str]) {
         let t = format!("t:{name}");
         let mut args = vec!["send-keys", "-t", &t];
@@ -804,6 +814,18 @@ impl Tmux {
         let t = format!("t:{name}");
         String::from_utf8_lossy(&self.tmux(&["capture-pane", "-e", "-p", "-t", &t]).stdout)
             .into_owned()
+    }
+
+    /// The same with every cell, trailing blanks included (`capture-pane -e -N`): blank
+    /// cells with a background or other attributes are not trimmed away.
+    pub fn capture_cells(&self, name: &str) -> String {
+        let t = format!("t:{name}");
+        String::from_utf8_lossy(
+            &self
+                .tmux(&["capture-pane", "-e", "-N", "-p", "-t", &t])
+                .stdout,
+        )
+        .into_owned()
     }
 
     pub fn wait_for(&self, name: &str, needle: &str) -> String {

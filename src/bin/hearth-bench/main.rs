@@ -8,7 +8,10 @@
 //! - isolation: one stalled viewer (a pipe nobody reads) during the flood;
 //! - the control plane during the flood (hearth): `hearth ps` and `hearth screen` round
 //!   trips, and one `hearth logs ID` (its time and peak RSS);
-//! - 500 viewers on one hearth session.
+//! - 500 viewers on one hearth session;
+//! - `--model`: the screen model alone (no daemon, no ssh): bytes per second parsed for a
+//!   plain flood and for a full-screen agent UI redrawing, and the time of one late-joiner
+//!   repaint (the numbers to compare screen models or patches to one by).
 //!
 //! Prints a table with hearth/baseline ratios and writes JSON (`--out`). Not part of CI:
 //! speed is measured here, never asserted in tests.
@@ -36,6 +39,8 @@ struct Args {
     big_flood: u64,
     baseline: bool,
     out: PathBuf,
+    /// Measure the screen model alone, then stop.
+    model: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -47,6 +52,7 @@ fn parse_args() -> anyhow::Result<Args> {
         big_flood: 2_000_000,
         baseline: true,
         out: PathBuf::from("target/bench.json"),
+        model: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -64,10 +70,11 @@ fn parse_args() -> anyhow::Result<Args> {
             "--big" => a.big = val()?.parse()?,
             "--big-flood-mb" => a.big_flood = val()?.parse::<u64>()? * 1_000_000,
             "--no-baseline" => a.baseline = false,
+            "--model" => a.model = true,
             "--out" => a.out = PathBuf::from(val()?),
             "-h" | "--help" => {
                 println!(
-                    "hearth-bench [--viewers 1,10,50] [--samples 200] [--flood-mb 20] [--big 500] [--big-flood-mb 2] [--no-baseline] [--out FILE]"
+                    "hearth-bench [--viewers 1,10,50] [--samples 200] [--flood-mb 20] [--big 500] [--big-flood-mb 2] [--no-baseline] [--out FILE] | --model"
                 );
                 std::process::exit(0);
             }
@@ -77,8 +84,71 @@ fn parse_args() -> anyhow::Result<Args> {
     Ok(a)
 }
 
+/// The screen model alone: MB/s for a base64 flood and for an agent UI redrawing (colours,
+/// cursor moves, erases, a scroll region), and microseconds per 120x40 repaint.
+fn model_bench() {
+    use hearth::session::screen::Screen;
+    let flood: Vec<u8> = (0..200_000u32)
+        .flat_map(|i| format!("{:0>99}\r\n", i.wrapping_mul(2_654_435_761)).into_bytes())
+        .collect();
+    let mut frame = String::new();
+    for i in 0..500u32 {
+        frame.push_str("\x1b[H\x1b[2;38r");
+        for row in 0..38u32 {
+            let c = (i + row) % 256;
+            frame.push_str(&format!(
+                "\x1b[{};1H\x1b[38;5;{c}m\x1b[1m● \x1b[22;2mstep {row}\x1b[0m \x1b[48;2;30;30;{c}m\
+                 reading src/session/mod.rs … {i}\x1b[K\x1b[0m",
+                row + 2
+            ));
+        }
+        frame.push_str("\x1b[r\x1b[40;1H\x1b[7m esc to interrupt \x1b[0m\x1b[K\x1bM\x1b[2L");
+    }
+    // Best and median of 5 runs each (a fresh screen per run).
+    let timed = |bytes: &[u8]| -> (f64, f64) {
+        let mut secs: Vec<f64> = (0..5)
+            .map(|_| {
+                let mut screen = Screen::new(40, 120);
+                let start = Instant::now();
+                for chunk in bytes.chunks(16 * 1024) {
+                    screen.process(chunk);
+                }
+                start.elapsed().as_secs_f64()
+            })
+            .collect();
+        secs.sort_by(f64::total_cmp);
+        (secs[0], secs[2])
+    };
+    let frame = frame.into_bytes();
+    for (name, bytes) in [("flood", &flood), ("agent-ui", &frame)] {
+        let mb = bytes.len() as f64 / 1e6;
+        let (best, median) = timed(bytes);
+        println!(
+            "model {name}: {mb:.1} MB, best {:.1} MB/s, median {:.1} MB/s",
+            mb / best,
+            mb / median
+        );
+    }
+    let mut screen = Screen::new(40, 120);
+    screen.process(&frame);
+    let start = Instant::now();
+    let mut len = 0;
+    for _ in 0..2000 {
+        len += screen.repaint().len();
+    }
+    println!(
+        "model repaint 120x40: {:.1} us each ({} bytes)",
+        start.elapsed().as_secs_f64() * 1e6 / 2000.0,
+        len / 2000
+    );
+}
+
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
+    if args.model {
+        model_bench();
+        return Ok(());
+    }
     let mut systems: Vec<Box<dyn System>> = vec![Box::new(systems::Hearth::start()?)];
     if args.baseline {
         systems.push(Box::new(systems::Sshd::start()?));

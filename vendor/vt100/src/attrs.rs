@@ -81,6 +81,16 @@ impl Attrs {
         self.mode & TEXT_MODE_BG_256 != 0
     }
 
+    /// hearth: the attributes an erase or a scroll fills cells with: the background only
+    /// (as xterm and tmux do), never the foreground, bold, underline or inverse.
+    pub(crate) fn bg_only(&self) -> Self {
+        Self {
+            fgcolor: crate::Color::Default,
+            bgcolor: self.bgcolor,
+            mode: self.mode & TEXT_MODE_BG_256,
+        }
+    }
+
     pub fn set_normal_intensity(&mut self) {
         self.mode &= !TEXT_MODE_INTENSITY;
     }

@@ -14,6 +14,8 @@ pub struct Grid {
     scrollback: alloc::collections::VecDeque<crate::row::Row>,
     scrollback_len: usize,
     scrollback_offset: usize,
+    /// hearth: what new rows and cells are filled with (the current background).
+    fill: crate::attrs::Attrs,
 }
 
 impl Grid {
@@ -30,7 +32,20 @@ impl Grid {
             scrollback: alloc::collections::VecDeque::new(),
             scrollback_len,
             scrollback_offset: 0,
+            fill: crate::attrs::Attrs::default(),
         }
+    }
+
+    /// hearth: the attributes (background only) that scrolling, inserting and deleting
+    /// fill new cells with.
+    pub fn set_fill(&mut self, fill: crate::attrs::Attrs) {
+        self.fill = fill;
+    }
+
+    fn fill_cell(&self) -> crate::Cell {
+        let mut cell = crate::Cell::new();
+        cell.clear(self.fill);
+        cell
     }
 
     pub fn allocate_rows(&mut self) {
@@ -45,7 +60,11 @@ impl Grid {
     }
 
     fn new_row(&self) -> crate::row::Row {
-        crate::row::Row::new(self.size.cols)
+        let mut row = crate::row::Row::new(self.size.cols);
+        if self.fill != crate::attrs::Attrs::default() {
+            row.clear(self.fill);
+        }
+        row
     }
 
     pub fn clear(&mut self) {
@@ -64,7 +83,11 @@ impl Grid {
         self.size
     }
 
-    pub fn set_size(&mut self, size: Size) {
+    /// Resizes the grid. hearth: the rows move as tmux moves them, so the program's
+    /// last lines stay in view: a shorter grid first drops the rows below the cursor,
+    /// then moves rows off the top into the scrollback; a taller grid pulls rows back
+    /// from the scrollback. Returns how many rows the content moved down (negative: up).
+    pub fn set_size(&mut self, size: Size) -> i32 {
         if size.cols != self.size.cols {
             for row in &mut self.rows {
                 row.wrap(false);
@@ -74,12 +97,23 @@ impl Grid {
         if self.scroll_bottom == self.size.rows - 1 {
             self.scroll_bottom = size.rows - 1;
         }
+        // hearth: a new height resets the scroll region (tmux's screen_resize_y).
+        if size.rows != self.size.rows {
+            self.scroll_top = 0;
+            self.scroll_bottom = size.rows - 1;
+        }
 
+        let shift = if self.rows.is_empty() {
+            0
+        } else {
+            self.move_rows_for_height(size.rows)
+        };
         self.size = size;
         for row in &mut self.rows {
             row.resize(size.cols, crate::Cell::new());
         }
-        self.rows.resize(usize::from(size.rows), self.new_row());
+        self.rows
+            .resize(usize::from(size.rows), crate::row::Row::new(size.cols));
 
         if self.scroll_bottom >= size.rows {
             self.scroll_bottom = size.rows - 1;
@@ -98,6 +132,46 @@ impl Grid {
         if self.saved_pos.col > self.size.cols - 1 {
             self.saved_pos.col = self.size.cols - 1;
         }
+        shift
+    }
+
+    /// hearth: the row moves of `set_size` for a new height (tmux's `screen_resize_y`).
+    fn move_rows_for_height(&mut self, rows: u16) -> i32 {
+        let old = self.size.rows;
+        if rows < old {
+            let mut needed = old - rows;
+            let below = old - 1 - self.pos.row.min(old - 1);
+            let eat = below.min(needed);
+            self.rows.truncate(usize::from(old - eat));
+            needed -= eat;
+            for removed in self.rows.drain(..usize::from(needed)) {
+                if self.scrollback_len > 0 {
+                    self.scrollback.push_back(removed);
+                }
+            }
+            while self.scrollback.len() > self.scrollback_len {
+                self.scrollback.pop_front();
+            }
+            self.scrollback_offset =
+                self.scrollback_offset.min(self.scrollback.len());
+            self.pos.row = self.pos.row.saturating_sub(needed);
+            self.saved_pos.row = self.saved_pos.row.saturating_sub(needed);
+            -i32::from(needed)
+        } else {
+            let pull = usize::from(rows - old).min(self.scrollback.len());
+            for _ in 0..pull {
+                if let Some(row) = self.scrollback.pop_back() {
+                    self.rows.insert(0, row);
+                }
+            }
+            self.scrollback_offset =
+                self.scrollback_offset.min(self.scrollback.len());
+            // pull <= rows - old, which fits in a u16
+            let pull = u16::try_from(pull).unwrap_or(0);
+            self.pos.row += pull;
+            self.saved_pos.row += pull;
+            i32::from(pull)
+        }
     }
 
     pub fn pos(&self) -> Pos {
@@ -111,6 +185,32 @@ impl Grid {
         self.pos = pos;
         self.row_clamp_top(self.origin_mode);
         self.row_clamp_bottom(self.origin_mode);
+        self.col_clamp();
+    }
+
+    /// hearth: take the cursor, its saved copy, origin mode and the scroll region from
+    /// the other grid: a terminal has one cursor and one region, whichever screen it
+    /// shows (tmux).
+    pub fn take_cursor_from(&mut self, other: &Self) {
+        self.pos = other.pos;
+        self.saved_pos = other.saved_pos;
+        self.origin_mode = other.origin_mode;
+        self.saved_origin_mode = other.saved_origin_mode;
+        self.scroll_top = other.scroll_top;
+        self.scroll_bottom = other.scroll_bottom;
+        // (a pending wrap stays pending)
+        self.row_clamp();
+    }
+
+    /// hearth: a cursor past the last column (a wrap pending) goes back onto it.
+    pub fn end_pending_wrap(&mut self) {
+        self.col_clamp();
+    }
+
+    /// hearth: put the cursor back where it was (an absolute position).
+    pub fn restore_pos(&mut self, pos: Pos) {
+        self.pos = pos;
+        self.row_clamp();
         self.col_clamp();
     }
 
@@ -515,12 +615,13 @@ impl Grid {
                 // size.cols
                 .unwrap()
                 .is_wide_continuation();
+        let fill = self.fill_cell();
         let row = self.current_row_mut();
         for _ in 0..count {
             if wide {
                 row.get_mut(pos.col).unwrap().set_wide_continuation(false);
             }
-            row.insert(pos.col, crate::Cell::new());
+            row.insert(pos.col, fill.clone());
             if wide {
                 row.get_mut(pos.col).unwrap().set_wide_continuation(true);
             }
@@ -531,11 +632,12 @@ impl Grid {
     pub fn delete_cells(&mut self, count: u16) {
         let size = self.size;
         let pos = self.pos;
+        let fill = self.fill_cell();
         let row = self.current_row_mut();
         for _ in 0..(count.min(size.cols - pos.col)) {
             row.remove(pos.col);
         }
-        row.resize(size.cols, crate::Cell::new());
+        row.resize(size.cols, fill);
     }
 
     pub fn erase_cells(&mut self, count: u16, attrs: crate::attrs::Attrs) {
@@ -547,19 +649,29 @@ impl Grid {
         }
     }
 
+    /// hearth: the last row IL/DL move rows within (tmux): the region's bottom when
+    /// the cursor is in the scroll region, else the screen's.
+    fn edit_bottom(&self) -> u16 {
+        if self.in_scroll_region() {
+            self.scroll_bottom
+        } else {
+            self.size.rows - 1
+        }
+    }
+
     pub fn insert_lines(&mut self, count: u16) {
-        for _ in 0..count {
-            self.rows.remove(usize::from(self.scroll_bottom));
+        let bottom = self.edit_bottom();
+        for _ in 0..count.min(bottom + 1 - self.pos.row) {
+            self.rows.remove(usize::from(bottom));
             self.rows.insert(usize::from(self.pos.row), self.new_row());
-            // self.scroll_bottom is maintained to always be a valid row
-            self.rows[usize::from(self.scroll_bottom)].wrap(false);
+            self.rows[usize::from(bottom)].wrap(false);
         }
     }
 
     pub fn delete_lines(&mut self, count: u16) {
-        for _ in 0..(count.min(self.size.rows - self.pos.row)) {
-            self.rows
-                .insert(usize::from(self.scroll_bottom) + 1, self.new_row());
+        let bottom = self.edit_bottom();
+        for _ in 0..count.min(bottom + 1 - self.pos.row) {
+            self.rows.insert(usize::from(bottom) + 1, self.new_row());
             self.rows.remove(usize::from(self.pos.row));
         }
     }
@@ -601,14 +713,14 @@ impl Grid {
 
     pub fn set_scroll_region(&mut self, top: u16, bottom: u16) {
         let bottom = bottom.min(self.size().rows - 1);
-        if top < bottom {
-            self.scroll_top = top;
-            self.scroll_bottom = bottom;
-        } else {
-            self.scroll_top = 0;
-            self.scroll_bottom = self.size().rows - 1;
+        // hearth: as xterm and tmux: a region of fewer than two rows is ignored, and a
+        // new region homes the cursor (to the region's top only in origin mode).
+        if top >= bottom {
+            return;
         }
-        self.pos.row = self.scroll_top;
+        self.scroll_top = top;
+        self.scroll_bottom = bottom;
+        self.pos.row = if self.origin_mode { self.scroll_top } else { 0 };
         self.pos.col = 0;
     }
 
@@ -621,10 +733,14 @@ impl Grid {
         self.set_pos(Pos { row: 0, col: 0 });
     }
 
+    /// hearth: as xterm and tmux, a cursor at or above the bottom margin stops there,
+    /// even when it starts above the scroll region.
     pub fn row_inc_clamp(&mut self, count: u16) {
-        let in_scroll_region = self.in_scroll_region();
+        let above_bottom = self.pos.row <= self.scroll_bottom;
         self.pos.row = self.pos.row.saturating_add(count);
-        self.row_clamp_bottom(in_scroll_region);
+        self.row_clamp_bottom(above_bottom);
+        // a cursor move ends a pending wrap
+        self.col_clamp();
     }
 
     pub fn row_inc_scroll(&mut self, count: u16) -> u16 {
@@ -639,25 +755,31 @@ impl Grid {
         }
     }
 
+    /// hearth: and a cursor at or below the top margin stops at it.
     pub fn row_dec_clamp(&mut self, count: u16) {
-        let in_scroll_region = self.in_scroll_region();
+        let below_top = self.pos.row >= self.scroll_top;
         self.pos.row = self.pos.row.saturating_sub(count);
-        self.row_clamp_top(in_scroll_region);
+        self.row_clamp_top(below_top);
+        self.col_clamp();
     }
 
+    /// hearth: reverse index as xterm and tmux: at the top margin the region scrolls
+    /// down; elsewhere the cursor moves up a row, and on the screen's top row outside
+    /// the region nothing happens (upstream scrolled the region there).
     pub fn row_dec_scroll(&mut self, count: u16) {
-        let in_scroll_region = self.in_scroll_region();
-        // need to account for clamping by both row_clamp_top and by
-        // saturating_sub
-        let extra_lines = count.saturating_sub(self.pos.row);
-        self.pos.row = self.pos.row.saturating_sub(count);
-        let lines = self.row_clamp_top(in_scroll_region);
-        self.scroll_down(lines + extra_lines);
+        for _ in 0..count {
+            if self.pos.row == self.scroll_top {
+                self.scroll_down(1);
+            } else if self.pos.row > 0 {
+                self.pos.row -= 1;
+            }
+        }
     }
 
     pub fn row_set(&mut self, i: u16) {
         self.pos.row = i;
         self.row_clamp();
+        self.col_clamp();
     }
 
     pub fn col_inc(&mut self, count: u16) {

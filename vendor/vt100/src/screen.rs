@@ -85,6 +85,9 @@ pub struct Screen {
 
     attrs: crate::attrs::Attrs,
     saved_attrs: crate::attrs::Attrs,
+    /// hearth: the cursor and attributes `?1049h` saved (tmux keeps them apart from
+    /// DECSC's), restored by `?1049l`.
+    alternate_saved: Option<(crate::grid::Pos, crate::attrs::Attrs)>,
 
     modes: u8,
     mouse_protocol_mode: MouseProtocolMode,
@@ -107,6 +110,7 @@ impl Screen {
 
             attrs: crate::attrs::Attrs::default(),
             saved_attrs: crate::attrs::Attrs::default(),
+            alternate_saved: None,
 
             modes: 0,
             mouse_protocol_mode: MouseProtocolMode::default(),
@@ -119,9 +123,15 @@ impl Screen {
 
     /// Resizes the terminal.
     pub fn set_size(&mut self, rows: u16, cols: u16) {
-        self.grid.set_size(crate::grid::Size { rows, cols });
+        let shift = self.grid.set_size(crate::grid::Size { rows, cols });
         self.alternate_grid
             .set_size(crate::grid::Size { rows, cols });
+        // hearth: the cursor `?1049h` saved moves with the main screen's rows.
+        if let Some((pos, _)) = &mut self.alternate_saved {
+            let row = (i32::from(pos.row) + shift).clamp(0, i32::from(rows) - 1);
+            pos.row = u16::try_from(row).unwrap_or(0);
+            pos.col = pos.col.min(cols - 1);
+        }
     }
 
     /// Returns the current size of the terminal.
@@ -710,14 +720,33 @@ impl Screen {
         }
     }
 
+    /// hearth: as tmux: entering when already there does nothing; otherwise the
+    /// alternate screen starts clear, with the cursor where it was.
     fn enter_alternate_grid(&mut self) {
+        if self.mode(MODE_ALTERNATE_SCREEN) {
+            return;
+        }
         self.grid_mut().set_scrollback(0);
-        self.set_mode(MODE_ALTERNATE_SCREEN);
         self.alternate_grid.allocate_rows();
+        self.alternate_grid.clear();
+        self.alternate_grid.take_cursor_from(&self.grid);
+        self.set_mode(MODE_ALTERNATE_SCREEN);
     }
 
+    /// hearth: the main screen comes back with the cursor where it is now.
     fn exit_alternate_grid(&mut self) {
+        if !self.mode(MODE_ALTERNATE_SCREEN) {
+            return;
+        }
+        self.grid.take_cursor_from(&self.alternate_grid);
         self.clear_mode(MODE_ALTERNATE_SCREEN);
+    }
+
+    /// hearth: the background new and erased cells take.
+    fn sync_fill(&mut self) {
+        let fill = self.attrs.bg_only();
+        self.grid.set_fill(fill);
+        self.alternate_grid.set_fill(fill);
     }
 
     fn save_cursor(&mut self) {
@@ -728,6 +757,7 @@ impl Screen {
     fn restore_cursor(&mut self) {
         self.grid_mut().restore_cursor();
         self.attrs = self.saved_attrs;
+        self.sync_fill();
     }
 
     fn set_mode(&mut self, mode: u8) {
@@ -920,8 +950,10 @@ impl Screen {
                 // pos.row is assumed valid, and pos.col was just
                 // checked to be greater than 0.
                 .unwrap();
+            // hearth: the other half of a wide character becomes a blank cell with
+            // no attributes (tmux's screen_write_overwrite).
             if prev_cell.is_wide() {
-                prev_cell.clear(*prev_cell.attrs());
+                prev_cell.clear(crate::attrs::Attrs::default());
             }
         }
 
@@ -936,7 +968,7 @@ impl Screen {
                 // was wide, so there must have been a continuation cell
                 // after it.
                 .unwrap();
-            next_cell.set(' ', attrs);
+            next_cell.clear(crate::attrs::Attrs::default());
         }
 
         if !cell_was_wide && cell_is_wide {
@@ -964,7 +996,7 @@ impl Screen {
                     // the cell at base_pos.col + 1 was previously wide, so
                     // it must have had a continuation cell after it.
                     .unwrap();
-                next_next_cell.clear(attrs);
+                next_next_cell.clear(crate::attrs::Attrs::default());
                 if base_pos.col + 2 == size.cols - 1 {
                     self.grid_mut()
                         .drawing_row_mut(base_pos.row)
@@ -1123,7 +1155,7 @@ impl Screen {
         mode: u16,
         mut unhandled: impl FnMut(&mut Self),
     ) {
-        let attrs = self.attrs;
+        let attrs = self.attrs.bg_only();
         match mode {
             0 => self.grid_mut().erase_all_forward(attrs),
             1 => self.grid_mut().erase_all_backward(attrs),
@@ -1148,7 +1180,7 @@ impl Screen {
         mode: u16,
         mut unhandled: impl FnMut(&mut Self),
     ) {
-        let attrs = self.attrs;
+        let attrs = self.attrs.bg_only();
         match mode {
             0 => self.grid_mut().erase_row_forward(attrs),
             1 => self.grid_mut().erase_row_backward(attrs),
@@ -1193,7 +1225,7 @@ impl Screen {
 
     // CSI X
     pub(crate) fn ech(&mut self, count: u16) {
-        let attrs = self.attrs;
+        let attrs = self.attrs.bg_only();
         self.grid_mut().erase_cells(count, attrs);
     }
 
@@ -1214,7 +1246,7 @@ impl Screen {
                 [6] => self.grid_mut().set_origin_mode(true),
                 [9] => self.set_mouse_mode(MouseProtocolMode::Press),
                 [25] => self.clear_mode(MODE_HIDE_CURSOR),
-                [47] => self.enter_alternate_grid(),
+                [47 | 1047] => self.enter_alternate_grid(),
                 [1000] => {
                     self.set_mouse_mode(MouseProtocolMode::PressRelease);
                 }
@@ -1229,8 +1261,10 @@ impl Screen {
                     self.set_mouse_encoding(MouseProtocolEncoding::Sgr);
                 }
                 [1049] => {
-                    self.decsc();
-                    self.alternate_grid.clear();
+                    if !self.mode(MODE_ALTERNATE_SCREEN) {
+                        self.alternate_saved =
+                            Some((self.grid.pos(), self.attrs));
+                    }
                     self.enter_alternate_grid();
                 }
                 [2004] => self.set_mode(MODE_BRACKETED_PASTE),
@@ -1251,8 +1285,9 @@ impl Screen {
                 [6] => self.grid_mut().set_origin_mode(false),
                 [9] => self.clear_mouse_mode(MouseProtocolMode::Press),
                 [25] => self.set_mode(MODE_HIDE_CURSOR),
-                [47] => {
+                [47 | 1047] => {
                     self.exit_alternate_grid();
+                    self.grid.end_pending_wrap();
                 }
                 [1000] => {
                     self.clear_mouse_mode(MouseProtocolMode::PressRelease);
@@ -1271,7 +1306,14 @@ impl Screen {
                 }
                 [1049] => {
                     self.exit_alternate_grid();
-                    self.decrc();
+                    // tmux: the cursor comes back even when the alternate screen
+                    // was not on, but only once something saved it.
+                    if let Some((pos, attrs)) = self.alternate_saved {
+                        self.grid.restore_pos(pos);
+                        self.attrs = attrs;
+                        self.sync_fill();
+                    }
+                    self.grid.end_pending_wrap();
                 }
                 [2004] => self.clear_mode(MODE_BRACKETED_PASTE),
                 _ => unhandled(self),
@@ -1281,6 +1323,15 @@ impl Screen {
 
     // CSI m
     pub(crate) fn sgr(
+        &mut self,
+        params: &vte::Params,
+        unhandled: impl FnMut(&mut Self),
+    ) {
+        self.sgr_params(params, unhandled);
+        self.sync_fill();
+    }
+
+    fn sgr_params(
         &mut self,
         params: &vte::Params,
         mut unhandled: impl FnMut(&mut Self),
