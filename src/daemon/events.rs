@@ -161,7 +161,9 @@ impl SessionSink {
 pub fn from_session(e: SessionEvent) -> EventKind {
     match e {
         SessionEvent::Exited(exit_code) => EventKind::Exited { exit_code },
-        SessionEvent::Joined { client, role, addr } => EventKind::Joined {
+        SessionEvent::Joined {
+            client, role, addr, ..
+        } => EventKind::Joined {
             client,
             role: peer_role(role),
             addr,
@@ -177,7 +179,7 @@ pub fn from_session(e: SessionEvent) -> EventKind {
         SessionEvent::Lock { locked: false, by } => EventKind::Unlocked { by },
         SessionEvent::Title(title) => EventKind::Title { title },
         SessionEvent::Bell => EventKind::Bell,
-        SessionEvent::Message { by } => EventKind::Message { by },
+        SessionEvent::Message { by, .. } => EventKind::Message { by },
         SessionEvent::Input { client } => EventKind::Input { client },
         SessionEvent::Match { trigger, text } => EventKind::Match { trigger, text },
     }

@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
+use super::SessionEvent;
+
 /// Events queued before they are counted as lost.
 const QUEUE: usize = 4096;
 /// Bytes past the cap kept for joins, leaves, kicks, roles, locks and input summaries.
@@ -132,68 +134,42 @@ impl Meter {
     }
 }
 
-/// What the audit records (besides typed input).
-#[derive(Debug, Clone)]
-pub enum AuditEvent {
-    Joined {
-        client: String,
-        role: &'static str,
-        addr: String,
-        fingerprint: String,
-    },
-    Left {
-        client: String,
-    },
-    Kicked {
-        client: String,
-        by: String,
-    },
-    Role {
-        client: String,
-        role: &'static str,
-        by: String,
-    },
-    Lock {
-        locked: bool,
-        by: String,
-    },
-    /// A message to everyone attached (a client's, from its menu, or the owner's `msg`).
-    Message {
-        by: String,
-        text: String,
-    },
-}
-
-impl AuditEvent {
-    fn json(&self, t: f64) -> Value {
-        match self {
-            AuditEvent::Joined {
-                client,
-                role,
-                addr,
-                fingerprint,
-            } => json!({"t": t, "event": "joined", "client": client, "role": role,
-                        "addr": addr, "fingerprint": fingerprint}),
-            AuditEvent::Left { client } => json!({"t": t, "event": "left", "client": client}),
-            AuditEvent::Kicked { client, by } => {
-                json!({"t": t, "event": "kicked", "client": client, "by": by})
-            }
-            AuditEvent::Role { client, role, by } => {
-                json!({"t": t, "event": "role", "client": client, "role": role, "by": by})
-            }
-            AuditEvent::Lock { locked, by } => json!({"t": t,
-                "event": if *locked { "locked" } else { "unlocked" }, "by": by}),
-            AuditEvent::Message { by, text } => {
-                json!({"t": t, "event": "message", "by": by, "text": text})
-            }
+/// A session event's line in the trail, or `None` for those the trail does not keep
+/// (the exit, titles, bells, typing marks and trigger matches: the daemon's events carry
+/// them; typed input is recorded as itself).
+fn event_line(e: &SessionEvent, t: f64) -> Option<Value> {
+    Some(match e {
+        SessionEvent::Joined {
+            client,
+            role,
+            addr,
+            fingerprint,
+        } => json!({"t": t, "event": "joined", "client": client, "role": role.as_str(),
+                    "addr": addr, "fingerprint": fingerprint}),
+        SessionEvent::Left { client } => json!({"t": t, "event": "left", "client": client}),
+        SessionEvent::Kicked { client, by } => {
+            json!({"t": t, "event": "kicked", "client": client, "by": by})
         }
-    }
+        SessionEvent::Role { client, role, by } => {
+            json!({"t": t, "event": "role", "client": client, "role": role.as_str(), "by": by})
+        }
+        SessionEvent::Lock { locked, by } => json!({"t": t,
+            "event": if *locked { "locked" } else { "unlocked" }, "by": by}),
+        SessionEvent::Message { by, text } => {
+            json!({"t": t, "event": "message", "by": by, "text": text})
+        }
+        SessionEvent::Exited(_)
+        | SessionEvent::Title(_)
+        | SessionEvent::Bell
+        | SessionEvent::Input { .. }
+        | SessionEvent::Match { .. } => return None,
+    })
 }
 
 enum Msg {
     /// Typed by a client (its name), or sent over the control API (`uid`).
     Input(Instant, String, Option<u32>, Vec<u8>),
-    Event(Instant, AuditEvent),
+    Event(Instant, SessionEvent),
     Finish,
 }
 
@@ -269,7 +245,11 @@ impl Audit {
         }
     }
 
-    pub fn event(&self, at: Instant, event: AuditEvent) {
+    /// Queue a session event for the trail (those it keeps: see `event_line`).
+    pub fn event(&self, at: Instant, event: SessionEvent) {
+        if event_line(&event, 0.0).is_none() {
+            return;
+        }
         self.send(Msg::Event(at, event));
     }
 
@@ -335,8 +315,9 @@ impl AuditWriter {
                     }
                 }
                 Msg::Event(at, e) => {
-                    let line = e.json(self.t(at));
-                    self.line(&line);
+                    if let Some(line) = event_line(&e, self.t(at)) {
+                        self.line(&line);
+                    }
                 }
             }
         }

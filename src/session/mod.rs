@@ -97,8 +97,10 @@ pub enum AttachError {
     Locked,
 }
 
-/// What a session reports as it happens (the daemon turns these into its events). The
-/// sink never blocks: it only appends to a bounded ring.
+/// What a session reports as it happens: one stream that feeds both the audit trail (the
+/// events about clients, `audit::event_line`) and the daemon's event ring (all of them,
+/// as the wire's `EventKind`, `daemon::events::from_session`). The sink never blocks: it
+/// only appends to a bounded ring.
 #[derive(Debug, Clone)]
 pub enum SessionEvent {
     Exited(i32),
@@ -106,6 +108,8 @@ pub enum SessionEvent {
         client: String,
         role: Role,
         addr: String,
+        /// The key it authenticated with (the audit keeps it; the ring does not).
+        fingerprint: String,
     },
     Left {
         client: String,
@@ -127,6 +131,8 @@ pub enum SessionEvent {
     Bell,
     Message {
         by: String,
+        /// What it said (the audit keeps it; the ring does not).
+        text: String,
     },
     /// A client typed (at most once per client per second).
     Input {
@@ -498,7 +504,7 @@ impl Session {
             .map(|c| c.name.clone())
             .collect();
         for client in attached {
-            self.audit(audit::AuditEvent::Left { client });
+            self.audit(SessionEvent::Left { client });
         }
         // Flush the recording before anyone can see the exit: `kill` and shutdown wait for
         // the exit, so they lose nothing.
@@ -738,16 +744,11 @@ impl Session {
             );
             self.client_count.send_replace(clients.len());
             if let Some(e) = clients.get(&key) {
-                self.audit(audit::AuditEvent::Joined {
-                    client: name.clone(),
-                    role: e.spec.role.as_str(),
-                    addr: e.spec.address.clone(),
-                    fingerprint: e.spec.key_fingerprint.clone(),
-                });
-                self.emit(SessionEvent::Joined {
+                self.report(SessionEvent::Joined {
                     client: name.clone(),
                     role: e.spec.role,
                     addr: e.spec.address.clone(),
+                    fingerprint: e.spec.key_fingerprint.clone(),
                 });
             }
             (key, name, stats, kick, wake, inbox)
@@ -769,10 +770,7 @@ impl Session {
         {
             let mut clients = self.clients.lock();
             if let Some(c) = clients.remove(&key) {
-                self.audit(audit::AuditEvent::Left {
-                    client: c.name.clone(),
-                });
-                self.emit(SessionEvent::Left { client: c.name });
+                self.report(SessionEvent::Left { client: c.name });
             }
             // Under the lock, as in `attach`: a join in between cannot be overwritten by a
             // stale count.
@@ -812,11 +810,7 @@ impl Session {
     pub fn set_locked(&self, locked: bool, by: &str) {
         self.locked.store(locked, Ordering::Release);
         tracing::info!(session = %self.id, locked, by, "lock changed");
-        self.audit(audit::AuditEvent::Lock {
-            locked,
-            by: by.to_string(),
-        });
-        self.emit(SessionEvent::Lock {
+        self.report(SessionEvent::Lock {
             locked,
             by: by.to_string(),
         });
@@ -841,12 +835,7 @@ impl Session {
             (*id, c.name.clone())
         };
         tracing::info!(session = %self.id, client = %name, role = role.as_str(), by, "role changed");
-        self.audit(audit::AuditEvent::Role {
-            client: name.clone(),
-            role: role.as_str(),
-            by: by.to_string(),
-        });
-        self.emit(SessionEvent::Role {
+        self.report(SessionEvent::Role {
             client: name.clone(),
             role,
             by: by.to_string(),
@@ -858,19 +847,22 @@ impl Session {
             .ok_or(RoleError::NoSuchClient(name))
     }
 
-    /// Record an event in the audit trail (if recording).
-    fn audit(&self, event: audit::AuditEvent) {
+    /// Record an event in the audit trail (if recording) only.
+    fn audit(&self, event: SessionEvent) {
         if let Some(r) = &self.recorder {
             r.audit.event(std::time::Instant::now(), event);
         }
     }
 
+    /// Report an event: to the audit trail (the ones it keeps) and to the daemon.
+    fn report(&self, event: SessionEvent) {
+        self.audit(event.clone());
+        self.emit(event);
+    }
+
     /// Show `text` to every client but `from` (the writer tasks draw it as a banner).
     pub fn notify_others(&self, from: &str, text: &str) {
-        self.emit(SessionEvent::Message {
-            by: from.to_string(),
-        });
-        self.audit(audit::AuditEvent::Message {
+        self.report(SessionEvent::Message {
             by: from.to_string(),
             text: text.to_string(),
         });
@@ -899,11 +891,7 @@ impl Session {
         let kick = found?;
         kick.cancel();
         tracing::info!(session = %self.id, client = %peer.name, by, "kicked");
-        self.audit(audit::AuditEvent::Kicked {
-            client: peer.name.clone(),
-            by: by.to_string(),
-        });
-        self.emit(SessionEvent::Kicked {
+        self.report(SessionEvent::Kicked {
             client: peer.name.clone(),
             by: by.to_string(),
         });
@@ -926,11 +914,7 @@ impl Session {
             tracing::info!(session = %self.id, clients = names.len(), by, "kicked every client");
         }
         for client in names {
-            self.audit(audit::AuditEvent::Kicked {
-                client: client.clone(),
-                by: by.to_string(),
-            });
-            self.emit(SessionEvent::Kicked {
+            self.report(SessionEvent::Kicked {
                 client,
                 by: by.to_string(),
             });

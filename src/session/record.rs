@@ -590,7 +590,7 @@ mod tests {
 
     #[test]
     fn output_at_its_cap_does_not_stop_the_audit() {
-        use crate::session::audit::AuditEvent;
+        use crate::session::{Role, SessionEvent};
         let dir = tempfile::tempdir().unwrap();
         let mut config = RecordConfig::new(dir.path().to_path_buf());
         config.max_bytes = 1000;
@@ -607,9 +607,9 @@ mod tests {
             .input(Instant::now(), "mallory-1", b"rm -rf ~/work\r");
         r.audit.event(
             Instant::now(),
-            AuditEvent::Role {
+            SessionEvent::Role {
                 client: "bob-1".into(),
-                role: "viewer",
+                role: Role::Viewer,
                 by: "alice-1".into(),
             },
         );
@@ -650,7 +650,7 @@ mod tests {
 
     #[test]
     fn past_the_audit_cap_input_is_counted_and_joins_and_roles_go_on() {
-        use crate::session::audit::AuditEvent;
+        use crate::session::SessionEvent;
         let dir = tempfile::tempdir().unwrap();
         let mut config = RecordConfig::new(dir.path().to_path_buf());
         config.max_audit_bytes = 1000;
@@ -660,7 +660,7 @@ mod tests {
         }
         r.audit.event(
             Instant::now(),
-            AuditEvent::Left {
+            SessionEvent::Left {
                 client: "a-1".into(),
             },
         );
