@@ -299,7 +299,9 @@ async fn run(sources: Vec<Source>, label: &str, out: Out) -> Result<(), Failure>
     }
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let only_here = sources.len() == 1 && sources[0].host == super::remote::LOCAL;
-    let mut live = Live::start(sources, Dashboard::new(label, no_color)).await?;
+    // The followers' tasks: they end when `live` is dropped.
+    let tasks = tokio_util::task::TaskTracker::new();
+    let mut live = Live::start(sources, Dashboard::new(label, no_color), &tasks).await?;
     // New sessions start here, like `server`; on another host, where its daemon starts them.
     if only_here {
         live.new_cwd = Some(
@@ -372,6 +374,10 @@ async fn run(sources: Vec<Source>, label: &str, out: Out) -> Result<(), Failure>
         }
     };
     stop.store(true, Ordering::Relaxed);
+    // Every follower ends with `live` (its drop cancels them).
+    drop(live);
+    tasks.close();
+    tasks.wait().await;
     result
 }
 

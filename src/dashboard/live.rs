@@ -16,6 +16,7 @@ use std::time::Duration;
 use hearth_rpc::{ApiError, ErrorKind, Event, EventKind, HearthClient, ReadFrom, SendRequest};
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
 
 use super::{Action, Dashboard, Key};
 
@@ -150,9 +151,14 @@ pub struct Live {
 }
 
 impl Live {
-    /// List the sessions, start following events and the selected session's screen, and
-    /// fetch every session's last line once. With several sources, ids are `host/id`.
-    pub async fn start(sources: Vec<Source>, mut dash: Dashboard) -> Result<Live, ApiError> {
+    /// List the sessions, start following events and the selected session's screen (tasks
+    /// on `tasks`, ended when the `Live` is dropped), and fetch every session's last line
+    /// once. With several sources, ids are `host/id`.
+    pub async fn start(
+        sources: Vec<Source>,
+        mut dash: Dashboard,
+        tasks: &TaskTracker,
+    ) -> Result<Live, ApiError> {
         if sources.is_empty() {
             return Err(ApiError::invalid("no daemon to show"));
         }
@@ -172,13 +178,14 @@ impl Live {
         };
         for i in 0..sources.len() {
             follow_events(
+                tasks,
                 std::sync::Arc::clone(&sources),
                 i,
                 out.clone(),
                 stop.clone(),
             );
         }
-        let select = follow_screen(std::sync::Arc::clone(&sources), out, stop.clone());
+        let select = follow_screen(tasks, std::sync::Arc::clone(&sources), out, stop.clone());
         let mut live = Live {
             dash,
             sources,
@@ -479,12 +486,13 @@ fn route<'a>(sources: &'a [Source], id: &str) -> Option<(&'a Source, String)> {
 /// again when a session appeared or events were missed). A connection that fails is made
 /// again (with back-off) if the source can.
 fn follow_events(
+    tasks: &TaskTracker,
     sources: std::sync::Arc<Vec<Source>>,
     index: usize,
     tx: Feed,
     stop: CancellationToken,
 ) {
-    tokio::spawn(stop.clone().run_until_cancelled_owned(async move {
+    tasks.spawn(stop.clone().run_until_cancelled_owned(async move {
         let source = &sources[index];
         let multi = sources.len() > 1;
         let mut since = None;
@@ -557,12 +565,13 @@ fn follow_events(
 /// The selected session's screen: fetched at once, then each time its output moves, at
 /// most ~10 times a second. Returns where to send the newly selected id.
 fn follow_screen(
+    tasks: &TaskTracker,
     sources: std::sync::Arc<Vec<Source>>,
     tx: Feed,
     stop: CancellationToken,
 ) -> mpsc::UnboundedSender<String> {
     let (select, mut selected) = mpsc::unbounded_channel::<String>();
-    tokio::spawn(stop.run_until_cancelled_owned(async move {
+    tasks.spawn(stop.run_until_cancelled_owned(async move {
         let mut id: Option<String> = None;
         let mut offset: Option<u64> = None;
         loop {

@@ -95,7 +95,11 @@ pub async fn run(mut client: Client, mut rx: mpsc::Receiver<FromClient>, first: 
         ..Dashboard::new(client.lobby.host.clone(), false)
     };
     let live = tokio::select! {
-        live = Live::start(vec![Source::new("lobby", client.lobby.sessions.api())], dash) => live,
+        live = Live::start(
+            vec![Source::new("lobby", client.lobby.sessions.api())],
+            dash,
+            &client.lobby.tracker,
+        ) => live,
         _ = client.stop.cancelled() => return,
     };
     let mut live = match live {
