@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::mailbox::Outbox;
+use super::mailbox::{Outbox, ToWriter};
 use crate::menu::detector::{Detector, Event};
 use crate::menu::view::{self, PeerRow};
 use crate::menu::{Action, Menu, MenuConfig, Page, parse_keys_at};
@@ -42,23 +42,6 @@ pub enum FromClient {
     Data(Bytes),
     /// The client's window changed (its size is already recorded in the session).
     Resized,
-}
-
-/// To the client's writer task.
-#[derive(Debug)]
-pub enum ToWriter {
-    /// Show this menu frame (entering the menu's alternate screen if needed).
-    Menu(Vec<u8>),
-    /// Leave the menu: repaint from the screen model and stream live again.
-    Live,
-    /// Say goodbye and close this client's channel (exit status 0).
-    Detach,
-    /// Leave the session for the lobby (the channel stays open).
-    Lobby,
-    /// The client's window changed: re-check whether it needs clipped frames.
-    Resized,
-    /// A one-line note for this client only, shown like a message banner.
-    Note(String),
 }
 
 /// The per-client queue to the PTY, bounded in messages and in bytes.

@@ -4,7 +4,7 @@
 //! with the menu's decoder, and follows the daemon through an in-process control API client
 //! ([`crate::dashboard::live::Live`], the same feed `hearth top` uses). Enter joins the
 //! selected session **on the same connection**: the task hands the channel to a normal
-//! session client ([`super::handler::join`]) and forwards the client's input to it until
+//! session client ([`super::seat::join`]) and forwards the client's input to it until
 //! its stream ends; the session's `!>` menu then offers "Sessions..." to come back, and a
 //! program that exits or a kick also brings the client back here.
 //!
@@ -30,9 +30,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::LobbyServer;
-use super::handler::{Identity, Seat, join, role_of};
 use super::input::FromClient;
 use super::keys::KeyData;
+use super::seat::{Identity, Seat, join, role_of};
 use super::writer::End;
 use crate::dashboard::live::{Live, Source};
 use crate::dashboard::{Action, Dashboard};

@@ -17,9 +17,25 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+
 use tokio::sync::Notify;
 
-use super::input::ToWriter;
+/// To the client's writer task.
+#[derive(Debug)]
+pub enum ToWriter {
+    /// Show this menu frame (entering the menu's alternate screen if needed).
+    Menu(Vec<u8>),
+    /// Leave the menu: repaint from the screen model and stream live again.
+    Live,
+    /// Say goodbye and close this client's channel (exit status 0).
+    Detach,
+    /// Leave the session for the lobby (the channel stays open).
+    Lobby,
+    /// The client's window changed: re-check whether it needs clipped frames.
+    Resized,
+    /// A one-line note for this client only, shown like a message banner.
+    Note(String),
+}
 
 #[derive(Default)]
 struct State {

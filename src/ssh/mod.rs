@@ -12,6 +12,7 @@ pub mod keys;
 pub mod lobby;
 pub mod mailbox;
 pub mod preauth;
+pub mod seat;
 pub mod stream;
 pub mod writer;
 

@@ -26,7 +26,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::input::ToWriter;
+use super::mailbox::ToWriter;
 use super::mailbox::{Inbox, Mail};
 use crate::session::reader::{BURST, COALESCE, FRAME_INTERVAL, Next, Reader, SMALL};
 use crate::session::{Attachment, Notice, size};
