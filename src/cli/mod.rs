@@ -326,16 +326,36 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             ApiError::invalid(format!("--host {h}: `{what}` runs on this machine only")).into(),
         );
     }
-    if let Command::Ps { all, hosts } = &cli.command
+    if let Some(done) = run_fanned_out(&cli.command, &socket, host.as_deref(), json).await {
+        return done;
+    }
+    match host {
+        Some(h) => run_remote(cli.command, &h, json).await,
+        None => run_local(cli.command, socket, json).await,
+    }
+}
+
+/// `ps`, `events` and `top` over several hosts (`--hosts`, or `ps`'s configured default
+/// hosts); `None` when the command is not one of those.
+async fn run_fanned_out(
+    command: &Command,
+    socket: &std::path::Path,
+    host: Option<&str>,
+    json: bool,
+) -> Option<Result<(), Failure>> {
+    if let Command::Ps { all, hosts } = command
         && host.is_none()
     {
         let hosts = if hosts.is_empty() {
-            remote::hosts()?.default
+            match remote::hosts() {
+                Ok(h) => h.default,
+                Err(e) => return Some(Err(e)),
+            }
         } else {
             hosts.clone()
         };
         if !hosts.is_empty() {
-            return ps_hosts(&socket, &hosts, *all, output::Out { json }).await;
+            return Some(ps_hosts(socket, &hosts, *all, output::Out { json }).await);
         }
     }
     if let Command::Events {
@@ -343,52 +363,55 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         target,
         follow,
         since,
-    } = &cli.command
+    } = command
         && !hosts.is_empty()
     {
         if host.is_some() || since.is_some() {
-            return Err(ApiError::invalid(
+            return Some(Err(ApiError::invalid(
                 "--hosts takes the place of --host, and sequence numbers (--since) are per host",
             )
-            .into());
+            .into()));
         }
-        return events::events_hosts(
-            &socket,
-            hosts,
-            output::Out { json },
-            target.clone(),
-            *follow,
-        )
-        .await;
+        return Some(
+            events::events_hosts(socket, hosts, output::Out { json }, target.clone(), *follow)
+                .await,
+        );
     }
-    if let Command::Top { hosts } = &cli.command
+    if let Command::Top { hosts } = command
         && !hosts.is_empty()
     {
         if host.is_some() {
-            return Err(ApiError::invalid("--hosts takes the place of --host").into());
+            return Some(Err(
+                ApiError::invalid("--hosts takes the place of --host").into()
+            ));
         }
-        return top::top_hosts(&socket, hosts, output::Out { json }).await;
+        return Some(top::top_hosts(socket, hosts, output::Out { json }).await);
     }
-    if let Some(h) = host {
-        if let Command::Replay { source, .. } = &cli.command
-            && !std::path::Path::new(source).is_file()
-        {
-            return Err(ApiError::invalid(format!(
-                "replay plays a recording file, which is on {h}: run `ssh -t {h} hearth replay {source}`"
-            ))
-            .into());
-        }
-        let r = remote::connect(&h, &remote::hosts()?).await?;
-        return run_client(
-            cli.command,
-            &r.client,
-            r.info,
-            output::Out { json },
-            Some(&h),
-        )
-        .await;
+    None
+}
+
+/// A command for the daemon on `h` (`--host`), over OpenSSH.
+async fn run_remote(command: Command, h: &str, json: bool) -> Result<(), Failure> {
+    if let Command::Replay { source, .. } = &command
+        && !std::path::Path::new(source).is_file()
+    {
+        return Err(ApiError::invalid(format!(
+            "replay plays a recording file, which is on {h}: run `ssh -t {h} hearth replay {source}`"
+        ))
+        .into());
     }
-    match cli.command {
+    let r = remote::connect(h, &remote::hosts()?).await?;
+    run_client(command, &r.client, r.info, output::Out { json }, Some(h)).await
+}
+
+/// A command on this machine: the ones that need no daemon, then the daemon's (started
+/// when the command needs one).
+async fn run_local(
+    command: Command,
+    socket: std::path::PathBuf,
+    json: bool,
+) -> Result<(), Failure> {
+    match command {
         Command::ProxyStdio => remote::proxy_stdio(&socket).await,
         Command::Daemon {
             kill_grace,
@@ -658,35 +681,16 @@ async fn run_client(
             });
             out.history(&call(client.history(ctx(), None, since)).await?)
         }
-        Command::Up { target } => out.session(&call(client.up(ctx(), target)).await?),
-        Command::Down { target, kick } => {
-            out.session(&call(client.down(ctx(), target, kick)).await?)
-        }
-        Command::Kill { targets, all } => {
-            out.killed(&call(client.kill(ctx(), targets, all)).await?)
-        }
-        Command::Peers { target } => out.peers(&call(client.peers(ctx(), target)).await?),
-        Command::Kick {
-            target,
-            client: name,
-        } => out.kicked(&call(client.kick(ctx(), target, name)).await?),
-        Command::Lock { target } => out.session(&call(client.lock(ctx(), target, true)).await?),
-        Command::Unlock { target } => out.session(&call(client.lock(ctx(), target, false)).await?),
-        Command::Role {
-            target,
-            client: name,
-            role,
-        } => {
-            let p = call(client.role(ctx(), target, name, role)).await?;
-            out.value(serde_json::to_value(&p).unwrap_or_default(), || {
-                format!("{} is now {}", p.client, p.role)
-            });
-        }
-        Command::Msg { target, text } => {
-            let text = text.join(" ");
-            call(client.message(ctx(), target, text.clone())).await?;
-            out.value(json!({"sent": text}), String::new);
-        }
+        command @ (Command::Up { .. }
+        | Command::Down { .. }
+        | Command::Kill { .. }
+        | Command::Peers { .. }
+        | Command::Kick { .. }
+        | Command::Lock { .. }
+        | Command::Unlock { .. }
+        | Command::Role { .. }
+        | Command::Msg { .. }
+        | Command::Restart { .. }) => manage(command, client, out).await?,
         Command::Tail { target, bytes } => dvr::tail(client, out, target, bytes).await?,
         Command::Logs {
             target,
@@ -701,15 +705,6 @@ async fn run_client(
             since,
             ..
         } => events::events(client, out, target, follow, since).await?,
-        Command::Restart {
-            target,
-            open,
-            keys_only,
-        } => {
-            let s = call(client.restart(ctx(), target, open, keys_only)).await?;
-            out.session_restarted(&s);
-            warn_if_open(&s);
-        }
         Command::Send(args) => agent::send(client, out, args).await?,
         Command::Wait(args) => agent::wait(client, out, args).await?,
         Command::Status { target, lines } => agent::status(client, out, target, lines).await?,
@@ -753,6 +748,53 @@ async fn run_client(
                 format!("daemon (pid {}) stopped", info.pid)
             });
         }
+    }
+    Ok(())
+}
+
+/// The commands that manage a session and its clients (up, down, kill, peers, kick, lock,
+/// role, msg, restart).
+async fn manage(command: Command, client: &HearthClient, out: output::Out) -> Result<(), Failure> {
+    match command {
+        Command::Up { target } => out.session(&call(client.up(ctx(), target)).await?),
+        Command::Down { target, kick } => {
+            out.session(&call(client.down(ctx(), target, kick)).await?)
+        }
+        Command::Kill { targets, all } => {
+            out.killed(&call(client.kill(ctx(), targets, all)).await?)
+        }
+        Command::Peers { target } => out.peers(&call(client.peers(ctx(), target)).await?),
+        Command::Kick {
+            target,
+            client: name,
+        } => out.kicked(&call(client.kick(ctx(), target, name)).await?),
+        Command::Lock { target } => out.session(&call(client.lock(ctx(), target, true)).await?),
+        Command::Unlock { target } => out.session(&call(client.lock(ctx(), target, false)).await?),
+        Command::Role {
+            target,
+            client: name,
+            role,
+        } => {
+            let p = call(client.role(ctx(), target, name, role)).await?;
+            out.value(serde_json::to_value(&p).unwrap_or_default(), || {
+                format!("{} is now {}", p.client, p.role)
+            });
+        }
+        Command::Msg { target, text } => {
+            let text = text.join(" ");
+            call(client.message(ctx(), target, text.clone())).await?;
+            out.value(json!({"sent": text}), String::new);
+        }
+        Command::Restart {
+            target,
+            open,
+            keys_only,
+        } => {
+            let s = call(client.restart(ctx(), target, open, keys_only)).await?;
+            out.session_restarted(&s);
+            warn_if_open(&s);
+        }
+        _ => unreachable!("run_client passes only the session-management commands"),
     }
     Ok(())
 }

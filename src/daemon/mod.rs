@@ -701,29 +701,8 @@ impl Daemon {
             .registry
             .claim(plan.name.as_deref(), self.config.max_sessions)?;
         // Bind first: a busy port fails the call before anything is spawned.
-        let (bind, port) = (plan.bind, plan.port);
-        if port != 0
-            && let Some(owner) = self.registry.port_owner(port)
-        {
-            return Err(ApiError::new(
-                ErrorKind::PortUnavailable,
-                format!(
-                    "port {port} belongs to session {} (down); `hearth up {}` reopens it, or \
-                     `hearth kill {}` frees it",
-                    owner.session.id, owner.session.id, owner.session.id
-                ),
-            ));
-        }
-        let listener = ssh::bind(bind, port).await.map_err(|e| {
-            ApiError::new(
-                ErrorKind::PortUnavailable,
-                format!("cannot listen on {bind} port {port}: {e}"),
-            )
-        })?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| ApiError::internal(e.to_string()))?
-            .port();
+        let bind = plan.bind;
+        let (listener, port) = self.bind_session_port(bind, plan.port).await?;
 
         let id = self.new_id();
         let keep: std::collections::HashSet<String> = self
@@ -794,6 +773,38 @@ impl Daemon {
             tracing::warn!(session = %info.id, port, access = %info.access, "OPEN session: any client that reaches the port joins, without a key");
         }
         Ok(info)
+    }
+
+    /// A session's listener on `bind`:`port` (0: any free port), and the port it got. A port
+    /// a session that is down still owns is refused with what to do about it.
+    async fn bind_session_port(
+        &self,
+        bind: std::net::IpAddr,
+        port: u16,
+    ) -> Result<(tokio::net::TcpListener, u16), ApiError> {
+        if port != 0
+            && let Some(owner) = self.registry.port_owner(port)
+        {
+            return Err(ApiError::new(
+                ErrorKind::PortUnavailable,
+                format!(
+                    "port {port} belongs to session {} (down); `hearth up {}` reopens it, or \
+                     `hearth kill {}` frees it",
+                    owner.session.id, owner.session.id, owner.session.id
+                ),
+            ));
+        }
+        let listener = ssh::bind(bind, port).await.map_err(|e| {
+            ApiError::new(
+                ErrorKind::PortUnavailable,
+                format!("cannot listen on {bind} port {port}: {e}"),
+            )
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .port();
+        Ok((listener, port))
     }
 
     /// Run the config's triggers that name this session, and its own, in one task.
