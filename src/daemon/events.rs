@@ -18,7 +18,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::session::activity::BUSY_WITHIN;
-use crate::session::{Role, Session, SessionEvent};
+use crate::session::boundary::peer_role;
+use crate::session::{Session, SessionEvent};
 
 /// Default number of events kept.
 pub const DEFAULT_CAPACITY: usize = 10_000;
@@ -182,15 +183,6 @@ pub fn from_session(e: SessionEvent) -> EventKind {
         SessionEvent::Message { by, .. } => EventKind::Message { by },
         SessionEvent::Input { client } => EventKind::Input { client },
         SessionEvent::Match { trigger, text } => EventKind::Match { trigger, text },
-    }
-}
-
-/// A session role as the wire names it (events and `peers`).
-pub fn peer_role(r: Role) -> hearth_rpc::PeerRole {
-    match r {
-        Role::Owner => hearth_rpc::PeerRole::Owner,
-        Role::Collaborator => hearth_rpc::PeerRole::Collaborator,
-        Role::Viewer => hearth_rpc::PeerRole::Viewer,
     }
 }
 

@@ -87,7 +87,7 @@ pub fn plan(req: &CreateRequest, config: &Config) -> Result<Plan, ApiError> {
         collaborators: parse_key_args("--allow-key", &req.allow_keys)?,
         viewers: parse_key_args("--viewer-key", &req.viewer_keys)?,
         viewers_only: req.viewers_only,
-        open: req.open.map(super::service::granted),
+        open: req.open.map(crate::session::boundary::granted),
         menu: menu_config(req, &config.menu)?,
         record: config.record.clone().filter(|_| !req.no_record),
         viewer_history: req.viewer_history,

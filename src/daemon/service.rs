@@ -9,42 +9,18 @@ use std::time::Duration;
 use hearth_rpc::{
     ApiError, CreateRequest, DaemonInfo, EndedSession, ErrorKind, EventBatch, Grant, Hearth,
     OutputChunk, PROTOCOL_VERSION, PeerInfo, ReadFrom, SendReply, SendRequest, SessionInfo,
-    VERSION, WaitFor, WaitReason, WaitReply, WaitRequest,
+    VERSION, WaitReply, WaitRequest,
 };
 use tarpc::context::Context;
 
 use super::{Daemon, history};
-use crate::session::reader::Next;
-use crate::session::wait::{Until, Waited};
-
-/// Most text one `send` types (the request frame limit is 4 MiB).
-const MAX_SEND: usize = hearth_rpc::MAX_SEND_BYTES;
-use crate::session::{self, Role, RoleError, Who};
+use crate::session;
 
 // Session errors become the socket's error here, at the adapter's edge.
-
-impl From<RoleError> for ApiError {
-    fn from(e: RoleError) -> ApiError {
-        match e {
-            RoleError::NoSuchClient(_) => {
-                ApiError::not_found(format!("{e} in the session (see `hearth peers`)"))
-            }
-            RoleError::Owner(_) | RoleError::Invalid => ApiError::invalid(e.to_string()),
-        }
-    }
-}
 
 impl From<session::SpawnError> for ApiError {
     fn from(e: session::SpawnError) -> ApiError {
         ApiError::new(ErrorKind::Spawn, e.to_string())
-    }
-}
-
-/// The session's role for a role given over the wire.
-pub fn granted(g: Grant) -> Role {
-    match g {
-        Grant::Viewer => Role::Viewer,
-        Grant::Collaborator => Role::Collaborator,
     }
 }
 
@@ -163,23 +139,13 @@ impl Hearth for Control {
 
     async fn peers(self, _: Context, target: String) -> Result<Vec<PeerInfo>, ApiError> {
         self.check()?;
-        let hosted = self.daemon.registry.resolve(&target)?;
-        Ok(hosted.session.peers().into_iter().map(peer_info).collect())
+        Ok(self.daemon.registry.resolve(&target)?.session.peer_infos())
     }
 
     async fn kick(self, _: Context, target: String, client: String) -> Result<PeerInfo, ApiError> {
         self.check()?;
         let hosted = self.daemon.registry.resolve(&target)?;
-        hosted
-            .session
-            .kick(Who::Name(&client), BY_CLI)
-            .map(peer_info)
-            .ok_or_else(|| {
-                ApiError::not_found(format!(
-                    "no client '{client}' in session {} (see `hearth peers {}`)",
-                    hosted.session.id, hosted.session.id
-                ))
-            })
+        hosted.session.kick_named(&client, BY_CLI)
     }
 
     async fn lock(self, _: Context, target: String, locked: bool) -> Result<SessionInfo, ApiError> {
@@ -198,31 +164,13 @@ impl Hearth for Control {
     ) -> Result<PeerInfo, ApiError> {
         self.check()?;
         let hosted = self.daemon.registry.resolve(&target)?;
-        hosted
-            .session
-            .set_role(Who::Name(&client), granted(role), BY_CLI)
-            .map(peer_info)
-            .map_err(ApiError::from)
+        hosted.session.grant(&client, role, BY_CLI)
     }
 
     async fn message(self, _: Context, target: String, text: String) -> Result<(), ApiError> {
         self.check()?;
         let hosted = self.daemon.registry.resolve(&target)?;
-        let text: String = text.chars().filter(|c| !c.is_control()).collect();
-        if text.trim().is_empty() {
-            return Err(ApiError::invalid("the message is empty"));
-        }
-        if text.chars().count() > crate::menu::MAX_MESSAGE {
-            return Err(ApiError::new(
-                ErrorKind::Limit,
-                format!(
-                    "messages are at most {} characters",
-                    crate::menu::MAX_MESSAGE
-                ),
-            ));
-        }
-        hosted.session.notify_others("owner", &text);
-        Ok(())
+        hosted.session.message("owner", &text)
     }
 
     async fn read(
@@ -242,8 +190,8 @@ impl Hearth for Control {
                 let ended = self.daemon.find_ended(&target).await?;
                 let (data, next) = match ended.recording {
                     Some(path) if path.is_file() => {
-                        let max = (max as usize).clamp(1, 4 * 1024 * 1024);
-                        let from = session_from(from);
+                        let max = session::boundary::read_limit(max);
+                        let from = session::boundary::read_from(from);
                         tokio::task::spawn_blocking(move || {
                             session::cast::read_output(&path, from, max)
                         })
@@ -272,33 +220,7 @@ impl Hearth for Control {
             }
             Err(e) => return Err(e),
         };
-        let session = &hosted.session;
-        let max = (max as usize).clamp(1, 4 * 1024 * 1024);
-        let from = session_from(from);
-        let (mut reader, mut skipped) = session::reader::Reader::bytes(session, from);
-        let mut waited = wait_ms == 0;
-        let data = loop {
-            match reader.read(max) {
-                Next::Data(bytes) => break bytes.to_vec(),
-                // The log moved on under us: count the loss and read from its start.
-                Next::Behind(lost) => skipped += lost,
-                Next::UpToDate if !waited => {
-                    waited = true;
-                    let wait = Duration::from_millis(u64::from(wait_ms.min(30_000)));
-                    let _ = tokio::time::timeout(wait, reader.changed()).await;
-                }
-                Next::UpToDate | Next::Exited(_) => break Vec::new(),
-            }
-        };
-        let exit_code = session.exit_code();
-        Ok(OutputChunk {
-            data,
-            next: reader.cursor(),
-            skipped,
-            exited: exit_code.is_some(),
-            exit_code,
-            end: Some(session.output_end()),
-        })
+        Ok(hosted.session.read_chunk(from, max, wait_ms).await)
     }
 
     async fn events(
@@ -361,52 +283,9 @@ impl Hearth for Control {
     ) -> Result<SendReply, ApiError> {
         self.check()?;
         let hosted = self.daemon.registry.resolve(&target)?;
-        let session = &hosted.session;
-        if req.text.len() > MAX_SEND {
-            return Err(ApiError::new(
-                ErrorKind::Limit,
-                format!(
-                    "the text is {} bytes; send at most {MAX_SEND} at once",
-                    req.text.len()
-                ),
-            ));
-        }
-        let (app_cursor, bracketed) = session.input_modes();
-        let mut bytes = Vec::with_capacity(req.text.len() + 16);
-        if req.paste && bracketed {
-            bytes.extend_from_slice(b"\x1b[200~");
-            bytes.extend_from_slice(req.text.as_bytes());
-            bytes.extend_from_slice(b"\x1b[201~");
-        } else {
-            bytes.extend_from_slice(req.text.as_bytes());
-        }
-        if req.enter && !req.text.is_empty() {
-            bytes.push(b'\r');
-        }
-        for key in &req.keys {
-            let k = session::keys::key_bytes(key, app_cursor).map_err(ApiError::invalid)?;
-            bytes.extend_from_slice(&k);
-        }
-        if bytes.is_empty() {
-            return Err(ApiError::invalid(
-                "nothing to send: give text, --key, --stdin or --file",
-            ));
-        }
-        let n = bytes.len() as u64;
         // SAFETY: getuid has no preconditions.
         let uid = unsafe { libc::getuid() };
-        let offset = session
-            .send(bytes::Bytes::from(bytes), uid)
-            .await
-            .map_err(|e| match e {
-                session::SendError::Busy { .. } => {
-                    ApiError::new(ErrorKind::Busy, format!("session {}: {e}", session.id))
-                }
-                session::SendError::Exited => {
-                    ApiError::state(format!("session {}: {e}", session.id))
-                }
-            })?;
-        Ok(SendReply { bytes: n, offset })
+        hosted.session.send_request(req, uid).await
     }
 
     async fn wait(
@@ -417,10 +296,7 @@ impl Hearth for Control {
     ) -> Result<WaitReply, ApiError> {
         self.check()?;
         let hosted = self.daemon.registry.resolve(&target)?;
-        let until = until(req.until)?;
-        let limit = Duration::from_millis(u64::from(req.timeout_ms.min(30_000)));
-        let waited = session::wait::wait(&hosted.session, &until, req.from, limit).await;
-        Ok(wait_reply(waited, &until))
+        hosted.session.wait_request(req).await
     }
 
     async fn screen(self, _: Context, target: String, ansi: bool) -> Result<String, ApiError> {
@@ -448,11 +324,7 @@ impl Hearth for Control {
             }
             Err(e) => return Err(e),
         };
-        Ok(if ansi {
-            String::from_utf8_lossy(&hosted.session.screen_ansi()).into_owned()
-        } else {
-            hosted.session.screen_text()
-        })
+        Ok(hosted.session.screen_of(ansi))
     }
 
     async fn history(
@@ -480,92 +352,4 @@ impl Hearth for Control {
         self.daemon.cancel.cancel();
         Ok(())
     }
-}
-
-fn session_from(from: ReadFrom) -> session::ReadFrom {
-    match from {
-        ReadFrom::Start => session::ReadFrom::Start,
-        ReadFrom::End => session::ReadFrom::End,
-        ReadFrom::Offset(o) => session::ReadFrom::Offset(o),
-        ReadFrom::Tail(n) => session::ReadFrom::Tail(n),
-        ReadFrom::SinceSecs(s) => session::ReadFrom::Since(Duration::from_secs(s)),
-    }
-}
-
-fn peer_info(p: crate::session::Peer) -> PeerInfo {
-    PeerInfo {
-        client: p.name,
-        user: p.spec.user,
-        role: super::events::peer_role(p.spec.role),
-        cols: p.size.0,
-        rows: p.size.1,
-        address: p.spec.address,
-        connected_at: humantime::format_rfc3339_seconds(p.connected_at).to_string(),
-        bytes_in: p.bytes_in,
-        bytes_out: p.bytes_out,
-        key_fingerprint: p.spec.key_fingerprint,
-    }
-}
-
-/// A wait condition from the wire, checked.
-fn until(w: WaitFor) -> Result<Until, ApiError> {
-    Ok(match w {
-        WaitFor::Match {
-            regex,
-            screen,
-            include_echo,
-        } => {
-            if regex.is_empty() {
-                return Err(ApiError::invalid(
-                    "the pattern is empty: give a regex to match",
-                ));
-            }
-            let regex = regex::RegexBuilder::new(&regex)
-                .size_limit(1 << 20)
-                .build()
-                .map_err(|e| ApiError::invalid(format!("invalid regex: {e}")))?;
-            Until::Match {
-                regex,
-                screen,
-                echo: include_echo,
-            }
-        }
-        WaitFor::Idle { ms } => Until::Idle(Duration::from_millis(ms.max(1))),
-        WaitFor::Exit => Until::Exit,
-    })
-}
-
-fn wait_reply(waited: Waited, until: &Until) -> WaitReply {
-    let mut reply = WaitReply {
-        reason: WaitReason::Timeout,
-        matched: None,
-        line: None,
-        offset: 0,
-        exit_code: None,
-        idle_ms: None,
-    };
-    match waited {
-        Waited::Match { text, line, offset } => {
-            reply.reason = WaitReason::Match;
-            reply.matched = Some(text);
-            reply.line = Some(line);
-            reply.offset = offset;
-        }
-        Waited::Idle { idle, offset } => {
-            reply.reason = WaitReason::Idle;
-            reply.idle_ms = Some(idle.as_millis() as u64);
-            reply.offset = offset;
-        }
-        Waited::Exit { code, offset } | Waited::Ended { code, offset } => {
-            reply.reason = if matches!(until, Until::Exit) {
-                WaitReason::Exit
-            } else {
-                WaitReason::Ended
-            };
-            reply.exit_code = Some(code);
-            reply.offset = offset;
-        }
-        Waited::Timeout { resume } => reply.offset = resume,
-    }
-    reply
 }

@@ -15,6 +15,7 @@
 
 pub mod activity;
 pub mod audit;
+pub mod boundary;
 pub mod cast;
 mod client;
 pub mod echo;
