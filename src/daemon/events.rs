@@ -15,11 +15,9 @@ use std::sync::Arc;
 use hearth_rpc::{Event, EventKind};
 use parking_lot::Mutex;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
-use crate::session::activity::BUSY_WITHIN;
+use crate::session::SessionEvent;
 use crate::session::boundary::peer_role;
-use crate::session::{Session, SessionEvent};
 
 /// Default number of events kept.
 pub const DEFAULT_CAPACITY: usize = 10_000;
@@ -183,50 +181,11 @@ pub fn from_session(e: SessionEvent) -> EventKind {
         SessionEvent::Message { by, .. } => EventKind::Message { by },
         SessionEvent::Input { client } => EventKind::Input { client },
         SessionEvent::Match { trigger, text } => EventKind::Match { trigger, text },
-    }
-}
-
-/// `busy` when output starts after a quiet spell, `idle` after [`BUSY_WITHIN`] without
-/// output, and a recording that stopped with an error: derived from the session's own
-/// signals, never polled from outside. Ends with the program or the daemon.
-pub async fn watch_activity(session: Arc<Session>, ring: Arc<EventRing>, stop: CancellationToken) {
-    let mut output = session.output_watch();
-    let mut exit = session.exit_watch();
-    let mut recording_error_told = false;
-    let publish = |kind| ring.publish(&session.id, session.name.as_deref(), kind);
-    loop {
-        // Quiet: wait for output (one wake-up, not one per chunk).
-        output.borrow_and_update();
-        if !session.activity.busy() {
-            tokio::select! {
-                r = output.changed() => if r.is_err() { return },
-                _ = exit.wait_for(|c| c.is_some()) => return,
-                _ = stop.cancelled() => return,
-            }
-        }
-        publish(EventKind::Busy);
-        // Busy until BUSY_WITHIN passes without output: sleep on the activity clock, so a
-        // flood costs this task nothing per chunk.
-        loop {
-            if !session.activity.busy() {
-                break;
-            }
-            let idle = session.activity.idle();
-            tokio::select! {
-                _ = tokio::time::sleep(BUSY_WITHIN - idle) => {}
-                _ = exit.wait_for(|c| c.is_some()) => return,
-                _ = stop.cancelled() => return,
-            }
-        }
-        // A title or bell held back by the once-a-second limit is reported now.
-        session.report_signals();
-        publish(EventKind::Idle {
-            idle_ms: session.activity.idle().as_millis() as u64,
-        });
-        if !recording_error_told && let Some(error) = session.recording_error() {
-            recording_error_told = true;
-            publish(EventKind::RecordingError { error });
-        }
+        SessionEvent::Busy => EventKind::Busy,
+        SessionEvent::Idle { idle } => EventKind::Idle {
+            idle_ms: idle.as_millis() as u64,
+        },
+        SessionEvent::RecordingError(error) => EventKind::RecordingError { error },
     }
 }
 

@@ -831,16 +831,13 @@ impl Daemon {
             .publish(&h.session.id, h.session.name.as_deref(), kind);
     }
 
-    /// `busy`/`idle`/`recording_error`, derived from the session's activity (the rest of
-    /// its events come through its sink).
+    /// `busy`/`idle`/`recording_error`: the session reports them from its own activity,
+    /// through its event sink like the rest of its events.
     fn watch_events(&self, hosted: &Arc<Hosted>) {
-        let (watched, ring, stop) = (
-            Arc::clone(hosted),
-            Arc::clone(&self.events),
+        self.tracker.spawn(crate::session::activity::report(
+            Arc::clone(&hosted.session),
             self.cancel.clone(),
-        );
-        self.tracker
-            .spawn(events::watch_activity(watched.session.clone(), ring, stop));
+        ));
     }
 
     /// An exited session accepts no joins: free its port once the program ends, and note

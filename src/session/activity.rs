@@ -1,6 +1,7 @@
 //! What a session has been doing: when it last printed, when and by whom it was last typed
-//! into. `busy`/`idle` are derived from these here, never polled from outside. Lock-free
-//! except the typist's name (a short std section).
+//! into. `busy`/`idle` are derived from these here, never polled from outside, and
+//! [`report`] turns them into the session's `Busy`/`Idle` events. Lock-free except the
+//! typist's name (a short std section).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -100,6 +101,54 @@ impl Activity {
             last_output_at: self.at(out),
             last_input_at: self.at(self.last_input.load(Ordering::Relaxed)),
             last_input_by: self.last_input_by.lock().clone(),
+        }
+    }
+}
+
+/// Report `busy` when output starts after a quiet spell, `idle` after [`BUSY_WITHIN`]
+/// without output, and a recording that stopped with an error, as the session's events:
+/// derived from its own signals, never polled from outside. Ends with the program or
+/// `stop`.
+pub async fn report(
+    session: std::sync::Arc<super::Session>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use super::SessionEvent;
+    let mut output = session.output_watch();
+    let mut exit = session.exit_watch();
+    let mut recording_error_told = false;
+    loop {
+        // Quiet: wait for output (one wake-up, not one per chunk).
+        output.borrow_and_update();
+        if !session.activity.busy() {
+            tokio::select! {
+                r = output.changed() => if r.is_err() { return },
+                _ = exit.wait_for(|c| c.is_some()) => return,
+                _ = stop.cancelled() => return,
+            }
+        }
+        session.emit(SessionEvent::Busy);
+        // Busy until BUSY_WITHIN passes without output: sleep on the activity clock, so a
+        // flood costs this task nothing per chunk.
+        loop {
+            if !session.activity.busy() {
+                break;
+            }
+            let idle = session.activity.idle();
+            tokio::select! {
+                _ = tokio::time::sleep(BUSY_WITHIN - idle) => {}
+                _ = exit.wait_for(|c| c.is_some()) => return,
+                _ = stop.cancelled() => return,
+            }
+        }
+        // A title or bell held back by the once-a-second limit is reported now.
+        session.report_signals();
+        session.emit(SessionEvent::Idle {
+            idle: session.activity.idle(),
+        });
+        if !recording_error_told && let Some(error) = session.recording_error() {
+            recording_error_told = true;
+            session.emit(SessionEvent::RecordingError(error));
         }
     }
 }

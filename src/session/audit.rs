@@ -162,7 +162,10 @@ fn event_line(e: &SessionEvent, t: f64) -> Option<Value> {
         | SessionEvent::Title(_)
         | SessionEvent::Bell
         | SessionEvent::Input { .. }
-        | SessionEvent::Match { .. } => return None,
+        | SessionEvent::Match { .. }
+        | SessionEvent::Busy
+        | SessionEvent::Idle { .. }
+        | SessionEvent::RecordingError(_) => return None,
     })
 }
 

@@ -144,6 +144,14 @@ pub enum SessionEvent {
         trigger: String,
         text: String,
     },
+    /// Output started after a quiet spell (`activity::report`).
+    Busy,
+    /// No output for [`activity::BUSY_WITHIN`]; quiet for `idle`.
+    Idle {
+        idle: Duration,
+    },
+    /// The recording stopped with this error (said once).
+    RecordingError(String),
 }
 
 /// Where a session's events go.
