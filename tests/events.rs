@@ -303,3 +303,28 @@ fn a_hook_leaves_nothing_behind_after_its_timeout() {
         (!running("^sleep 471[123]$")).then_some(())
     });
 }
+
+/// A program that prints and then goes quiet is reported `busy`, then `idle` about
+/// `BUSY_WITHIN` (2 s) after its last output, once per spell, with how long it has been
+/// quiet; the session reports them through the same stream as its other events.
+#[test]
+fn a_program_is_reported_busy_then_idle_once_per_spell() {
+    let d = TestDaemon::start();
+    let s = d.session(&[], &["sh", "-c", "echo working; sleep 1000"]);
+    let id = id_of(&s);
+    let evs = wait_kind(&d, &id, "idle");
+    let k = kinds(&evs);
+    let busy = k.iter().position(|k| k == "busy").expect("a busy event");
+    let idle = k.iter().position(|k| k == "idle").unwrap();
+    assert!(busy < idle, "{k:?}");
+    assert_eq!(k.iter().filter(|k| *k == "busy").count(), 1, "{k:?}");
+    assert!(evs[idle]["idle_ms"].as_u64().unwrap() >= 1000, "{}", evs[idle]);
+    // A new spell of output: busy again, then idle again.
+    d.ok(&["send", &id, "x"]);
+    wait_until("a second idle", DEADLINE, || {
+        let k = kinds(&events(&d, &[&id]));
+        (k.iter().filter(|k| *k == "idle").count() == 2).then_some(())
+    });
+    let k = kinds(&events(&d, &[&id]));
+    assert_eq!(k.iter().filter(|k| *k == "busy").count(), 2, "{k:?}");
+}
