@@ -318,7 +318,11 @@ fn a_program_is_reported_busy_then_idle_once_per_spell() {
     let idle = k.iter().position(|k| k == "idle").unwrap();
     assert!(busy < idle, "{k:?}");
     assert_eq!(k.iter().filter(|k| *k == "busy").count(), 1, "{k:?}");
-    assert!(evs[idle]["idle_ms"].as_u64().unwrap() >= 1000, "{}", evs[idle]);
+    assert!(
+        evs[idle]["idle_ms"].as_u64().unwrap() >= 1000,
+        "{}",
+        evs[idle]
+    );
     // A new spell of output: busy again, then idle again.
     d.ok(&["send", &id, "x"]);
     wait_until("a second idle", DEADLINE, || {
