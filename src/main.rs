@@ -56,6 +56,7 @@ fn main() -> std::process::ExitCode {
 fn init_tracing(command: &Command) {
     let (default, log_file) = match command {
         Command::Daemon { log_file, .. } => ("info", log_file.clone()),
+        Command::SessionHost { .. } => ("info", None),
         _ => ("warn", None),
     };
     let asked = std::env::var("HEARTH_LOG").ok();
@@ -90,7 +91,10 @@ fn init_tracing(command: &Command) {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
     }
-    if matches!(command, Command::Daemon { .. }) {
+    if matches!(
+        command,
+        Command::Daemon { .. } | Command::SessionHost { .. }
+    ) {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             tracing::error!("panic: {info}");

@@ -130,6 +130,8 @@ fn under_systemd_the_daemon_notifies_readiness_and_the_unit_says_so() {
         "Type=notify",
         "hearth daemon",
         "Restart=on-failure",
+        // Sessions in processes of their own outlive `systemctl --user restart hearth`.
+        "KillMode=process",
         "WantedBy=default.target",
     ] {
         assert!(unit.contains(want), "unit lacks {want}");

@@ -45,7 +45,7 @@ pub async fn bounded<T>(
 
 /// Bumped whenever a request or response changes shape. [`Hearth::hello`] never changes
 /// shape, so a mismatch is always reported as a clear error rather than a decode failure.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The most text one `send` takes (bytes).
 pub const MAX_SEND_BYTES: usize = 2 * 1024 * 1024;
@@ -141,6 +141,8 @@ pub trait Hearth {
         target: Option<String>,
         since_unix: Option<u64>,
     ) -> Result<Vec<EndedSession>, ApiError>;
-    /// Stop the daemon: every session is ended as by `kill --all`.
-    async fn shutdown() -> Result<(), ApiError>;
+    /// Stop the daemon: every session is ended as by `kill --all`; with `keep_sessions`,
+    /// sessions served by processes of their own keep running (a new daemon adopts them),
+    /// and a daemon that holds sessions in its own process refuses.
+    async fn shutdown(keep_sessions: bool) -> Result<(), ApiError>;
 }

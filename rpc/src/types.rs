@@ -463,6 +463,11 @@ pub enum EventKind {
     Input {
         client: String,
     },
+    /// The session's own process went away without ending it (it crashed or was killed):
+    /// the session is gone, and what it left running was ended.
+    Lost {
+        reason: String,
+    },
     /// This reader fell behind the daemon's ring: `count` events are gone.
     Skipped {
         count: u64,
@@ -491,6 +496,7 @@ impl EventKind {
             EventKind::Message { .. } => "message",
             EventKind::RecordingError { .. } => "recording_error",
             EventKind::Input { .. } => "input",
+            EventKind::Lost { .. } => "lost",
             EventKind::Skipped { .. } => "skipped",
         }
     }

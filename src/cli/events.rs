@@ -180,6 +180,7 @@ fn human(e: &Event) -> String {
         EventKind::Message { by } => format!("message from {by}"),
         EventKind::RecordingError { error } => format!("recording error: {error}"),
         EventKind::Input { client } => format!("{client} typed"),
+        EventKind::Lost { reason } => format!("lost: {reason}"),
         EventKind::Skipped { count } => {
             format!("({count} events skipped: this reader fell behind)")
         }

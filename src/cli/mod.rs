@@ -68,6 +68,26 @@ pub enum Command {
         /// The lobby's address (default 0.0.0.0; `[lobby] bind`)
         #[arg(long, value_name = "ADDR")]
         lobby_bind: Option<String>,
+        /// Serve each new session from a process of its own, so it outlives the daemon
+        /// (a crash, a restart, an upgrade); `[sessions] processes = "own"`
+        #[arg(long)]
+        session_processes: bool,
+        /// Take over from the daemon running on this socket without ending its sessions:
+        /// the upgrade path (install a new hearth, run `hearth daemon --replace`). Sessions
+        /// in the old daemon's own process make it refuse
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Serve one session in a process of its own (the daemon starts it; not for people)
+    #[command(hide = true)]
+    SessionHost {
+        /// The session's own control socket
+        #[arg(long, value_name = "PATH")]
+        socket: PathBuf,
+        #[arg(long, default_value_t = 3.0, value_name = "SECS")]
+        kill_grace: f64,
+        #[arg(long, default_value_t = 30, value_name = "SECS")]
+        login_grace: u64,
     },
     /// Start a session: your $SHELL (or CMD) in a PTY, served over SSH on its own port
     Server(ServerArgs),
@@ -232,8 +252,13 @@ pub enum Command {
     Version,
     /// Bridge stdin/stdout to this machine's daemon (what `--host` runs over ssh)
     ProxyStdio,
-    /// Stop the daemon, ending every session
-    Shutdown,
+    /// Stop the daemon, ending every session (or, with --keep-sessions, only the daemon)
+    Shutdown {
+        /// Stop only the daemon: sessions in processes of their own keep running, with
+        /// their clients, and the next daemon adopts them (`[sessions] processes = "own"`)
+        #[arg(long)]
+        keep_sessions: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -418,8 +443,24 @@ async fn run_local(
             login_grace,
             lobby_port,
             lobby_bind,
+            session_processes,
+            replace,
             ..
-        } => crate::daemon::main(socket, kill_grace, login_grace, (lobby_port, lobby_bind))
+        } => crate::daemon::main(
+            socket,
+            kill_grace,
+            login_grace,
+            (lobby_port, lobby_bind),
+            session_processes,
+            replace,
+        )
+        .await
+        .map_err(Failure::from),
+        Command::SessionHost {
+            socket,
+            kill_grace,
+            login_grace,
+        } => crate::daemon::host::main(socket, kill_grace, login_grace)
             .await
             .map_err(Failure::from),
         Command::Completions { .. } | Command::Man { .. } if json => Err(ApiError::invalid(
@@ -447,9 +488,10 @@ async fn run_local(
             )
         }
         // Asking about (or stopping) a daemon never starts one.
-        Command::Shutdown => match connect::connect_only(&socket).await {
+        Command::Shutdown { keep_sessions } => match connect::connect_only(&socket).await {
             Ok((client, info)) => {
-                run_client(Command::Shutdown, &client, info, output::Out { json }, None).await
+                let command = Command::Shutdown { keep_sessions };
+                run_client(command, &client, info, output::Out { json }, None).await
             }
             Err(Failure::Api(e))
                 if e.kind == ErrorKind::Daemon && e.message.starts_with("no hearth") =>
@@ -613,6 +655,7 @@ async fn call<T>(
 fn local_only(command: &Command) -> Option<&'static str> {
     Some(match command {
         Command::Daemon { .. } => "daemon",
+        Command::SessionHost { .. } => "session-host",
         Command::ProxyStdio => "proxy-stdio",
         Command::Doctor => "doctor",
         Command::Completions { .. } => "completions",
@@ -664,7 +707,9 @@ async fn run_client(
     host: Option<&str>,
 ) -> Result<(), Failure> {
     match command {
-        Command::Daemon { .. } | Command::ProxyStdio => unreachable!("handled by run"),
+        Command::Daemon { .. } | Command::SessionHost { .. } | Command::ProxyStdio => {
+            unreachable!("handled by run")
+        }
         Command::Server(args) => server(client, out, args, host).await?,
         Command::Ps { all: false, .. } => out.sessions(&call(client.list(ctx())).await?),
         Command::Ps { all: true, .. } => {
@@ -739,14 +784,29 @@ async fn run_client(
         Command::Completions { .. } | Command::Man { .. } | Command::Doctor => {
             unreachable!("handled by run")
         }
-        Command::Shutdown => {
+        Command::Shutdown { keep_sessions } => {
+            let kept = if keep_sessions {
+                call(client.list(ctx())).await?.len()
+            } else {
+                0
+            };
             // The daemon may close the connection before the answer arrives: what counts
-            // is that it stops answering.
-            let _ = client.shutdown(ctx()).await;
+            // is that it stops answering. A refusal is an answer.
+            if let Ok(Err(refused)) = client.shutdown(ctx(), keep_sessions).await {
+                return Err(refused.into());
+            }
             connect::wait_until_gone(std::path::Path::new(&info.socket)).await?;
-            out.value(json!({"stopped": true, "pid": info.pid}), || {
-                format!("daemon (pid {}) stopped", info.pid)
-            });
+            out.value(
+                json!({"stopped": true, "pid": info.pid, "sessions_kept": kept}),
+                || match kept {
+                    0 => format!("daemon (pid {}) stopped", info.pid),
+                    n => format!(
+                        "daemon (pid {}) stopped; {n} session(s) keep running (the next \
+                         daemon adopts them)",
+                        info.pid
+                    ),
+                },
+            );
         }
     }
     Ok(())

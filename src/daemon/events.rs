@@ -48,20 +48,26 @@ impl EventRing {
 
     /// Append an event (never waits; the oldest goes when the ring is full).
     pub fn publish(&self, session: &str, name: Option<&str>, kind: EventKind) {
+        self.publish_event(Event {
+            seq: 0,
+            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            session: session.to_string(),
+            name: name.map(str::to_string),
+            kind,
+        });
+    }
+
+    /// Append an event that happened elsewhere (a session host's), keeping its time; it
+    /// gets this ring's next sequence number.
+    pub fn publish_event(&self, mut event: Event) {
         let next = {
             let mut r = self.ring.lock();
-            let seq = r.next_seq;
+            event.seq = r.next_seq;
             r.next_seq += 1;
             if r.events.len() >= r.capacity {
                 r.events.pop_front();
             }
-            r.events.push_back(Event {
-                seq,
-                time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-                session: session.to_string(),
-                name: name.map(str::to_string),
-                kind,
-            });
+            r.events.push_back(event);
             r.next_seq
         };
         self.next.send_replace(next);

@@ -210,13 +210,23 @@ pub fn find(dir: &Path, live: &HashSet<String>, target: &str) -> Result<Record, 
     }
 }
 
-/// At daemon start (nothing is live yet): records of sessions that never got their end
-/// noted ended with the previous daemon. Mark them lost, with the last write of their
-/// recording as the end; their ids, so what they left running can be ended.
-pub fn settle_lost(dir: &Path) -> HashSet<String> {
+/// At daemon start (only the session hosts it adopted, `live`, are alive): records of
+/// other sessions that never got their end noted ended with the previous daemon. Mark them
+/// lost, with the last write of their recording as the end; their ids, so what they left
+/// running can be ended.
+pub fn settle_lost(dir: &Path, live: &HashSet<String>) -> HashSet<String> {
+    settle(dir, |r| !live.contains(&r.id))
+}
+
+/// A session whose own process went away without noting its end: mark its record lost.
+pub fn mark_lost(dir: &Path, id: &str) {
+    settle(dir, |r| r.id == id);
+}
+
+fn settle(dir: &Path, which: impl Fn(&Record) -> bool) -> HashSet<String> {
     let mut lost = HashSet::new();
     for (modified, _, mut record) in load_all(dir) {
-        if record.ended_unix.is_some() {
+        if record.ended_unix.is_some() || !which(&record) {
             continue;
         }
         let last = record
@@ -314,12 +324,15 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         // The next daemon finds cccc3333 never ended: it ended with the daemon.
         assert_eq!(
-            settle_lost(dir.path()),
+            settle_lost(dir.path(), &HashSet::new()),
             HashSet::from(["cccc3333".to_string()])
         );
         let lost = find(dir.path(), &HashSet::new(), "cccc3333").unwrap();
         assert!(lost.lost && lost.ended_unix.is_some() && lost.exit_code.is_none());
-        assert!(settle_lost(dir.path()).is_empty(), "settled once");
+        assert!(
+            settle_lost(dir.path(), &HashSet::new()).is_empty(),
+            "settled once"
+        );
     }
 
     #[test]

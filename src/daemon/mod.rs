@@ -11,8 +11,10 @@ pub mod events;
 pub mod frames;
 pub mod history;
 pub mod hooks;
+pub mod host;
 pub mod plan;
 pub mod registry;
+pub mod remote;
 pub mod service;
 pub mod socket;
 
@@ -104,6 +106,11 @@ pub struct Config {
     pub lobby: Option<std::net::SocketAddr>,
     /// The size a session starts at when its request gives none (`[sessions] size`).
     pub default_size: Option<(u16, u16)>,
+    /// Serve each new session from a process of its own (`hearth session-host`), so it
+    /// outlives this daemon (`daemon --session-processes`, `[sessions] processes`).
+    pub session_processes: bool,
+    /// Set in a session host: the one session it serves.
+    pub host: Option<host::HostStart>,
 }
 
 impl Default for Config {
@@ -130,6 +137,8 @@ impl Default for Config {
             exec_shim: None,
             lobby: None,
             default_size: None,
+            session_processes: false,
+            host: None,
             record: Some(crate::session::record::RecordConfig::new(
                 crate::paths::recordings_dir(),
             )),
@@ -144,13 +153,98 @@ pub async fn main(
     kill_grace: f64,
     login_grace: u64,
     (lobby_port, lobby_bind): (Option<u16>, Option<String>),
+    session_processes: bool,
+    replace: bool,
 ) -> anyhow::Result<()> {
+    let mut config = load_config(kill_grace, login_grace)?;
+    config.lobby = config_file::load_lobby(&crate::paths::config_file(), lobby_port, lobby_bind)?;
+    config.session_processes |= session_processes;
+    if replace {
+        take_over(&socket).await?;
+    }
+    serve(socket, config, replace).await
+}
+
+/// `daemon --replace`: ask the daemon running on `socket` to stop without ending its
+/// sessions (over the socket; with SIGTERM when it speaks another protocol version). A
+/// daemon that holds sessions in its own process refuses, and nothing is replaced.
+async fn take_over(socket: &Path) -> anyhow::Result<()> {
+    use hearth_rpc::socket::ConnectError;
+    match hearth_rpc::socket::connect(socket).await {
+        Ok((client, info)) => {
+            tracing::info!(pid = info.pid, version = %info.version, "taking over from the running daemon");
+            if let Ok(Err(e)) = client.shutdown(tarpc::context::current(), true).await {
+                anyhow::bail!(
+                    "the running daemon (pid {}) cannot hand over: {}",
+                    info.pid,
+                    e.message
+                );
+            }
+        }
+        // Nothing answers: start as usual.
+        Err(ConnectError::Unreachable(..)) => {}
+        Err(e) => {
+            let Some(pid) = socket::holder(socket) else {
+                anyhow::bail!(
+                    "cannot take over from the daemon on {}: {e}",
+                    socket.display()
+                );
+            };
+            tracing::warn!(pid, error = %e, "the running daemon speaks another protocol: SIGTERM");
+            // SAFETY: a plain syscall on the hearth process that holds the socket's lock.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    }
+    Ok(())
+}
+
+/// The daemon's settings: the command line's, then the config file's.
+pub(crate) fn load_config(kill_grace: f64, login_grace: u64) -> anyhow::Result<Config> {
     if !(0.0..=3600.0).contains(&kill_grace) {
         anyhow::bail!("--kill-grace must be between 0 and 3600 seconds");
     }
-    let lobby = config_file::load_lobby(&crate::paths::config_file(), lobby_port, lobby_bind)?;
+    let file = crate::paths::config_file();
+    let mut config = Config {
+        kill_grace: Duration::from_secs_f64(kill_grace),
+        login_grace: Duration::from_secs(login_grace),
+        menu: config_file::load_menu(&file)?,
+        // This process is the `hearth` binary: /proc/self/exe is it even after an upgrade
+        // replaced the file.
+        exec_shim: Some(PathBuf::from("/proc/self/exe")),
+        record: config_file::load_recording(
+            &file,
+            crate::session::record::RecordConfig::new(crate::paths::recordings_dir()),
+        )?,
+        ..Default::default()
+    };
+    config_file::apply_limits(&file, &mut config)?;
+    config.default_size = config_file::load_default_size(&file)?;
+    config.session_processes = config_file::load_session_processes(&file)?;
+    let (ring, hooks, triggers) = config_file::load_events(&file)?;
+    if let Some(n) = ring {
+        config.event_ring = n;
+    }
+    config.hooks = hooks;
+    config.triggers = triggers;
+    Ok(config)
+}
+
+/// Bind the control socket at `socket` and run a daemon (or a session host) on it until a
+/// signal or the `shutdown` call: signals, the child subreaper and its reaper around
+/// [`Daemon::run`].
+pub(crate) async fn serve(socket: PathBuf, config: Config, replace: bool) -> anyhow::Result<()> {
     raise_fd_limit();
-    let control = socket::bind(&socket).await?;
+    // Taking over: the running daemon lets go of the socket once it has stopped.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let control = loop {
+        match socket::bind(&socket).await {
+            Ok(c) => break c,
+            Err(e) if replace && socket::is_held(&e) && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let shutdown = tokio_util::sync::CancellationToken::new();
     // The root of the cancellation tree: a signal cancels it; the task ends with it.
     let on_signal = shutdown.clone();
@@ -191,28 +285,6 @@ pub async fn main(
             let _ = tokio::task::spawn_blocking(crate::session::procs::reap_orphans).await;
         }
     });
-    let mut config = Config {
-        kill_grace: Duration::from_secs_f64(kill_grace),
-        login_grace: Duration::from_secs(login_grace),
-        menu: config_file::load_menu(&crate::paths::config_file())?,
-        // This process is the `hearth` binary: /proc/self/exe is it even after an upgrade
-        // replaced the file.
-        exec_shim: Some(PathBuf::from("/proc/self/exe")),
-        lobby,
-        record: config_file::load_recording(
-            &crate::paths::config_file(),
-            crate::session::record::RecordConfig::new(crate::paths::recordings_dir()),
-        )?,
-        ..Default::default()
-    };
-    config_file::apply_limits(&crate::paths::config_file(), &mut config)?;
-    config.default_size = config_file::load_default_size(&crate::paths::config_file())?;
-    let (ring, hooks, triggers) = config_file::load_events(&crate::paths::config_file())?;
-    if let Some(n) = ring {
-        config.event_ring = n;
-    }
-    config.hooks = hooks;
-    config.triggers = triggers;
     let result = Daemon::run(control, config, shutdown.clone()).await;
     shutdown.cancel();
     let _ = signals.await;
@@ -244,7 +316,9 @@ fn raise_fd_limit() {
 
 pub struct Daemon {
     config: Config,
-    registry: Registry,
+    registry: Registry<Hosted>,
+    /// Sessions served by processes of their own.
+    remotes: Registry<remote::Remote>,
     ssh_config: Arc<russh::server::Config>,
     socket: PathBuf,
     started_at: SystemTime,
@@ -259,6 +333,9 @@ pub struct Daemon {
     guard: Arc<ssh::preauth::PreAuth>,
     /// The daemon-wide event ring.
     pub events: Arc<events::EventRing>,
+    /// Whether stopping ends the sessions in processes of their own too: `shutdown` says;
+    /// a signal keeps them (sessions in this process always end with it).
+    end_sessions_on_stop: std::sync::atomic::AtomicBool,
     /// What started the last sessions removed (by `kill`), for `restart`: (id, request).
     ended: parking_lot::Mutex<std::collections::VecDeque<Ended>>,
     /// Where the lobby listens, once it does.
@@ -350,6 +427,7 @@ impl Daemon {
             host_public,
             ssh_config: Arc::new(ssh::server_config(host_key)),
             registry: Registry::default(),
+            remotes: Registry::default(),
             socket: control.path.clone(),
             started_at: SystemTime::now(),
             cancel: shutdown.clone(),
@@ -359,6 +437,7 @@ impl Daemon {
             lobby: parking_lot::Mutex::new(None),
             control_conns: Arc::default(),
             events: Arc::new(events::EventRing::new(config.event_ring)),
+            end_sessions_on_stop: std::sync::atomic::AtomicBool::new(!config.session_processes),
             guard: Arc::new(ssh::preauth::PreAuth::new(
                 config.max_unauthenticated,
                 config.max_unauthenticated_per_source,
@@ -368,7 +447,10 @@ impl Daemon {
         });
         // SAFETY: getuid has no preconditions.
         let uid = unsafe { libc::getuid() };
-        daemon.end_what_a_crash_left().await;
+        if daemon.config.host.is_none() {
+            daemon.adopt_session_hosts().await;
+            daemon.end_what_a_crash_left().await;
+        }
         if let Some(addr) = daemon.config.lobby {
             daemon.open_lobby(addr).await?;
         }
@@ -398,10 +480,37 @@ impl Daemon {
             uid,
             shutdown.clone(),
         ));
+        if let Some(start) = daemon.config.host.clone() {
+            let reply = daemon.create_as(start.request, start.restarted_from).await;
+            host::answer(&reply);
+            if reply.is_err() {
+                shutdown.cancel();
+            }
+        }
         shutdown.cancelled().await;
         let _ = accepting.await;
-        tracing::info!("shutting down: ending every session");
-        daemon.kill_all().await;
+        if daemon
+            .end_sessions_on_stop
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            tracing::info!("shutting down: ending every session");
+            daemon.kill_all().await;
+        } else {
+            let kept = daemon.remotes.all().len();
+            tracing::info!(
+                sessions = kept,
+                "stopping the daemon only: sessions in processes of their own keep running"
+            );
+            let local: Vec<String> = daemon
+                .registry
+                .all()
+                .iter()
+                .map(|h| h.session.id.clone())
+                .collect();
+            if !local.is_empty() {
+                let _ = daemon.kill(&local, false).await;
+            }
+        }
         daemon.sessions_cancel.cancel();
         drop(control);
         daemon.tracker.close();
@@ -626,10 +735,24 @@ impl Daemon {
         *self.lobby.lock()
     }
 
+    /// The session `target` names (id, name or unique id prefix), wherever it runs.
+    pub fn resolve(&self, target: &str) -> Result<Target, ApiError> {
+        match self.registry.resolve(target) {
+            Ok(h) => Ok(Target::Local(h)),
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                self.remotes.resolve(target).map(Target::Remote)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn new_id(&self) -> String {
+        if let Some(host) = &self.config.host {
+            return host.id.clone();
+        }
         loop {
             let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-            if !self.registry.id_taken(&id) {
+            if !self.registry.id_taken(&id) && !self.remotes.id_taken(&id) {
                 return id;
             }
         }
@@ -646,8 +769,8 @@ impl Daemon {
     ) -> Result<SessionInfo, ApiError> {
         // Refused before anything is ended: an open session is reopened to anyone only when
         // asked again.
-        let was_open = match self.registry.resolve(target) {
-            Ok(h) => h.request.open,
+        let was_open = match self.resolve(target) {
+            Ok(t) => t.request().open,
             Err(e) if e.kind == ErrorKind::NotFound => self.find_ended(target).await?.request.open,
             Err(e) => return Err(e),
         };
@@ -658,18 +781,17 @@ impl Daemon {
                  keys only"
             )));
         }
-        let (mut req, old) = match self.registry.resolve(target) {
-            Ok(h) => {
-                if h.session.exit_code().is_none() {
+        let (mut req, old) = match self.resolve(target) {
+            Ok(t) => {
+                let id = t.id().to_string();
+                if t.info().await.exit_code.is_none() {
                     return Err(ApiError::state(format!(
-                        "session {} is still running: `hearth kill` it first, or wait for it to exit",
-                        h.session.id
+                        "session {id} is still running: `hearth kill` it first, or wait for it to exit"
                     )));
                 }
-                let req = h.request.clone();
-                self.kill(std::slice::from_ref(&h.session.id), false)
-                    .await?;
-                (req, h.session.id.clone())
+                let req = t.request().clone();
+                self.kill(std::slice::from_ref(&id), false).await?;
+                (req, id)
             }
             Err(e) if e.kind == ErrorKind::NotFound => {
                 let ended = self.find_ended(target).await?;
@@ -695,6 +817,9 @@ impl Daemon {
         if self.cancel.is_cancelled() {
             return Err(ApiError::state("the daemon is shutting down"));
         }
+        if self.config.session_processes && self.config.host.is_none() {
+            return self.create_remote(req, restarted_from).await;
+        }
         let mut plan = plan::plan(&req, &self.config)?;
         // Name and slot are claimed atomically before any await; held until registered.
         let _claim = self
@@ -705,17 +830,15 @@ impl Daemon {
         let (listener, port) = self.bind_session_port(bind, plan.port).await?;
 
         let id = self.new_id();
-        let keep: std::collections::HashSet<String> = self
-            .registry
-            .all()
-            .iter()
-            .map(|h| h.session.id.clone())
-            .chain([id.clone()])
-            .collect();
+        let mut keep = self.live_ids();
+        keep.insert(id.clone());
         let (sid, limits) = (id.clone(), self.config.limits.clone());
         let (name, mut spec, record) = (plan.name.clone(), plan.spec.clone(), plan.record.clone());
         spec.session_id = Some(id.clone());
-        spec.socket = Some(self.socket.clone());
+        spec.socket = Some(match &self.config.host {
+            Some(host) => host.daemon_socket.clone(),
+            None => self.socket.clone(),
+        });
         let open = plan.open;
         let session_triggers = std::mem::take(&mut plan.triggers);
         // fork/exec and the recording's files: blocking work, off the runtime.
@@ -785,14 +908,7 @@ impl Daemon {
         if port != 0
             && let Some(owner) = self.registry.port_owner(port)
         {
-            return Err(ApiError::new(
-                ErrorKind::PortUnavailable,
-                format!(
-                    "port {port} belongs to session {} (down); `hearth up {}` reopens it, or \
-                     `hearth kill {}` frees it",
-                    owner.session.id, owner.session.id, owner.session.id
-                ),
-            ));
+            return Err(port_kept(port, &owner.session.id));
         }
         let listener = ssh::bind(bind, port).await.map_err(|e| {
             ApiError::new(
@@ -866,31 +982,46 @@ impl Daemon {
         self.config.record.as_ref().map(|r| r.dir.as_path())
     }
 
-    /// Sessions of a previous daemon that died without ending them: note them as lost in
-    /// history before the first call is served (so `history` never shows them as running),
-    /// and end what they left running (children that ignored the hangup or left the tty's
-    /// session), with the usual SIGHUP, grace, SIGKILL, in the background.
+    /// Sessions of a previous daemon that died without ending them (and that no session
+    /// host adopted here serves): note them as lost in history before the first call is
+    /// served (so `history` never shows them as running), and end what they left running.
     async fn end_what_a_crash_left(&self) {
         let Some(dir) = self.history_dir().map(Path::to_path_buf) else {
             return;
         };
+        let live = self.live_ids();
+        if let Ok(lost) =
+            tokio::task::spawn_blocking(move || history::settle_lost(&dir, &live)).await
+        {
+            self.end_marked(lost);
+        }
+    }
+
+    /// End what sessions that are gone (`lost`) left running (children that ignored the
+    /// hangup or left the tty's session), with the usual SIGHUP, grace, SIGKILL, in the
+    /// background.
+    fn end_marked(&self, lost: std::collections::HashSet<String>) {
+        if lost.is_empty() {
+            return;
+        }
         let grace = self.config.kill_grace;
         let stop = self.cancel.clone();
-        let lost = tokio::task::spawn_blocking(move || {
-            let lost = history::settle_lost(&dir);
-            let pids = crate::session::pty::marked_processes(&lost);
-            (lost, pids)
-        })
-        .await;
         self.tracker.spawn(async move {
-            let Ok((lost, pids)) = lost else { return };
+            let lost = Arc::new(lost);
+            let marked = Arc::clone(&lost);
+            let Ok(pids) =
+                tokio::task::spawn_blocking(move || crate::session::pty::marked_processes(&marked))
+                    .await
+            else {
+                return;
+            };
             if pids.is_empty() {
                 return;
             }
             tracing::warn!(
                 sessions = lost.len(),
                 processes = pids.len(),
-                "ending what sessions of a daemon that died left running"
+                "ending what sessions that are gone left running"
             );
             for p in &pids {
                 // SAFETY: a plain syscall; a process already gone is fine.
@@ -912,12 +1043,16 @@ impl Daemon {
         });
     }
 
-    /// Ids of the sessions this daemon holds.
+    /// Ids of the sessions this daemon holds (in a session host: also the ones the daemon
+    /// held when it started this host).
     pub fn live_ids(&self) -> std::collections::HashSet<String> {
+        let held = self.config.host.iter().flat_map(|h| h.keep.iter().cloned());
         self.registry
             .all()
             .iter()
             .map(|h| h.session.id.clone())
+            .chain(self.remotes.all().iter().map(|r| r.id.clone()))
+            .chain(held)
             .collect()
     }
 
@@ -939,6 +1074,7 @@ impl Daemon {
             viewer_history: plan.viewer_history,
             cancel: self.sessions_cancel.child_token(),
             tracker: self.tracker.clone(),
+            connections: TaskTracker::new(),
         })
     }
 
@@ -984,43 +1120,68 @@ impl Daemon {
     }
 
     pub async fn kill(&self, targets: &[String], all: bool) -> Result<Vec<SessionInfo>, ApiError> {
-        let victims: Vec<Arc<Hosted>> = if all {
-            self.registry.all()
+        let victims: Vec<Target> = if all {
+            let local = self.registry.all().into_iter().map(Target::Local);
+            local
+                .chain(self.remotes.all().into_iter().map(Target::Remote))
+                .collect()
         } else {
             if targets.is_empty() {
                 return Err(ApiError::invalid("name at least one session, or use --all"));
             }
             // Resolve every target before touching any: a typo kills nothing.
-            let mut v: Vec<Arc<Hosted>> = Vec::new();
+            let mut v: Vec<Target> = Vec::new();
             for t in targets {
-                let h = self.registry.resolve(t)?;
-                if !v.iter().any(|x| x.session.id == h.session.id) {
-                    v.push(h);
+                let t = self.resolve(t)?;
+                if !v.iter().any(|x| x.id() == t.id()) {
+                    v.push(t);
                 }
             }
             v
         };
         let grace = self.config.kill_grace;
-        let ended = futures::future::join_all(victims.iter().map(|h| end_session(h, grace))).await;
-        let mut remembered = self.ended.lock();
-        for (h, info) in victims.iter().zip(&ended) {
-            if let Some(dir) = self.history_dir() {
+        let ended = futures::future::join_all(victims.iter().map(|t| async move {
+            match t {
+                Target::Local(h) => end_session(h, grace).await,
+                Target::Remote(r) => self.end_remote(r).await,
+            }
+        }))
+        .await;
+        for (t, info) in victims.iter().zip(&ended) {
+            if let (Some(dir), Target::Local(h)) = (self.history_dir(), t) {
                 record_end(dir, h);
             }
-            self.registry.remove(&h.session.id);
-            remembered.push_back(Ended {
-                id: h.session.id.clone(),
-                request: h.request.clone(),
+            self.registry.remove(t.id());
+            self.remotes.remove(t.id());
+            self.remember(Ended {
+                id: t.id().to_string(),
+                request: t.request().clone(),
                 exit_code: info.exit_code,
-                recording: h.session.recording(),
+                recording: info.recording.as_ref().map(PathBuf::from),
             });
-            if remembered.len() > REMEMBER_ENDED {
-                remembered.pop_front();
-            }
         }
-        drop(remembered);
+        // A session host ends with its session: a moment after this reply has left (the
+        // daemon also asks it to stop at once, with `shutdown`).
+        if self.config.host.is_some() && self.registry.all().is_empty() {
+            let stop = self.cancel.clone();
+            self.tracker.spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => stop.cancel(),
+                    _ = stop.cancelled() => {}
+                }
+            });
+        }
         self.trim_soon();
         Ok(ended)
+    }
+
+    /// Keep what started a removed session, and how it ended, for `restart` and readers.
+    fn remember(&self, ended: Ended) {
+        let mut remembered = self.ended.lock();
+        remembered.push_back(ended);
+        if remembered.len() > REMEMBER_ENDED {
+            remembered.pop_front();
+        }
     }
 
     /// Give the memory of ended sessions back to the system a moment after they go (their
@@ -1086,7 +1247,48 @@ impl Daemon {
     }
 }
 
-/// Note a session's end (exit code, time) in its history record.
+/// The error for a port that a session which is down keeps for itself.
+fn port_kept(port: u16, id: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::PortUnavailable,
+        format!(
+            "port {port} belongs to session {id} (down); `hearth up {id}` reopens it, or \
+             `hearth kill {id}` frees it"
+        ),
+    )
+}
+
+/// A session the daemon holds: in its own process, or in a process of its own.
+#[derive(Clone)]
+pub enum Target {
+    Local(Arc<Hosted>),
+    Remote(Arc<remote::Remote>),
+}
+
+impl Target {
+    pub fn id(&self) -> &str {
+        match self {
+            Target::Local(h) => &h.session.id,
+            Target::Remote(r) => &r.id,
+        }
+    }
+
+    pub fn request(&self) -> &CreateRequest {
+        match self {
+            Target::Local(h) => &h.request,
+            Target::Remote(r) => &r.request,
+        }
+    }
+
+    /// Its info (a host is asked; the last known if it does not answer at once).
+    pub async fn info(&self) -> SessionInfo {
+        match self {
+            Target::Local(h) => h.info(),
+            Target::Remote(r) => r.info().await,
+        }
+    }
+}
+
 /// What the lobby sees of the daemon. Weak: the lobby's tasks never keep a stopped
 /// daemon alive.
 struct LobbySessions(std::sync::Weak<Daemon>);
@@ -1094,7 +1296,17 @@ struct LobbySessions(std::sync::Weak<Daemon>);
 impl ssh::Sessions for LobbySessions {
     fn joinable(&self, target: &str) -> Result<Arc<ssh::SessionServer>, String> {
         let daemon = self.0.upgrade().ok_or("the daemon is stopping")?;
-        let hosted = daemon.registry.resolve(target).map_err(|e| e.message)?;
+        let hosted = match daemon.resolve(target).map_err(|e| e.message)? {
+            Target::Local(h) => h,
+            Target::Remote(r) => {
+                return Err(format!(
+                    "{} runs in a process of its own: join it with `ssh -p {}` (the lobby \
+                     cannot join it yet)",
+                    r.name.clone().unwrap_or_else(|| r.id.clone()),
+                    r.port
+                ));
+            }
+        };
         let label = hosted
             .session
             .name
@@ -1134,7 +1346,12 @@ async fn end_session(h: &Hosted, grace: Duration) -> SessionInfo {
     h.close_listener();
     let code = h.session.terminate(grace).await;
     tracing::info!(session = %h.session.id, ?code, "session ended");
+    // Clients leave, then their connections close (the last words flushed), within 2 s
+    // together; then whatever remains is cut.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     h.session.wait_empty(Duration::from_secs(2)).await;
+    h.shared.connections.close();
+    let _ = tokio::time::timeout_at(deadline, h.shared.connections.wait()).await;
     h.shared.cancel.cancel();
     h.info()
 }

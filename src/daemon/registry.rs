@@ -1,5 +1,7 @@
 //! The daemon's sessions: each [`Hosted`] pairs a transport-free session with its SSH
-//! listener. Lookup by id, unique id prefix or name. Plain data under a short-held lock.
+//! listener (a session in this process); a [`super::remote::Remote`] is a session served by
+//! its own process. [`Registry`] holds either kind: lookup by id, unique id prefix or name,
+//! names and slots claimed atomically. Plain data under a short-held lock.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -109,32 +111,60 @@ impl Hosted {
     }
 }
 
-#[derive(Default)]
-pub struct Registry {
-    sessions: Mutex<Vec<Arc<Hosted>>>,
+/// What the registry needs to know of an entry.
+pub trait Entry {
+    fn id(&self) -> &str;
+    fn name(&self) -> Option<&str>;
+    /// The port it keeps for itself while it is down (`hearth up` reopens it), if it is.
+    fn kept_port(&self) -> Option<u16>;
+}
+
+impl Entry for Hosted {
+    fn id(&self) -> &str {
+        &self.session.id
+    }
+    fn name(&self) -> Option<&str> {
+        self.session.name.as_deref()
+    }
+    fn kept_port(&self) -> Option<u16> {
+        (self.state() == SessionState::Down).then_some(self.port)
+    }
+}
+
+pub struct Registry<T> {
+    sessions: Mutex<Vec<Arc<T>>>,
     /// Names (and slots) taken by creates still under way: checked and taken under the
     /// sessions lock, so two concurrent creates cannot both get a name. Lock order:
     /// `sessions` -> `pending`.
     pending: Mutex<Vec<Option<String>>>,
 }
 
+impl<T> Default for Registry<T> {
+    fn default() -> Self {
+        Registry {
+            sessions: Mutex::new(Vec::new()),
+            pending: Mutex::new(Vec::new()),
+        }
+    }
+}
+
 /// A create's claim on its name and a session slot; dropping it releases the claim (the
 /// registered session holds the name from then on).
 pub struct Claim<'a> {
-    registry: &'a Registry,
+    pending: &'a Mutex<Vec<Option<String>>>,
     name: Option<String>,
 }
 
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
-        let mut pending = self.registry.pending.lock();
+        let mut pending = self.pending.lock();
         if let Some(i) = pending.iter().position(|n| *n == self.name) {
             pending.swap_remove(i);
         }
     }
 }
 
-impl Registry {
+impl<T: Entry> Registry<T> {
     /// Claim `name` and a slot under `max` sessions, atomically against every other create.
     pub fn claim(&self, name: Option<&str>, max: usize) -> Result<Claim<'_>, ApiError> {
         let sessions = self.sessions.lock();
@@ -146,9 +176,7 @@ impl Registry {
             ));
         }
         if let Some(n) = name {
-            let taken = sessions
-                .iter()
-                .any(|h| h.session.name.as_deref() == Some(n))
+            let taken = sessions.iter().any(|h| h.name() == Some(n))
                 || pending.iter().any(|p| p.as_deref() == Some(n));
             if taken {
                 return Err(ApiError::new(
@@ -159,54 +187,51 @@ impl Registry {
         }
         pending.push(name.map(str::to_string));
         Ok(Claim {
-            registry: self,
+            pending: &self.pending,
             name: name.map(str::to_string),
         })
     }
 
     /// The `down` session that keeps `port` for itself, if any.
-    pub fn port_owner(&self, port: u16) -> Option<Arc<Hosted>> {
+    pub fn port_owner(&self, port: u16) -> Option<Arc<T>> {
         self.sessions
             .lock()
             .iter()
-            .find(|h| h.port == port && h.state() == SessionState::Down)
+            .find(|h| h.kept_port() == Some(port))
             .cloned()
     }
 
-    pub fn all(&self) -> Vec<Arc<Hosted>> {
+    pub fn all(&self) -> Vec<Arc<T>> {
         self.sessions.lock().clone()
     }
 
     pub fn id_taken(&self, id: &str) -> bool {
-        self.sessions.lock().iter().any(|h| h.session.id == id)
+        self.sessions.lock().iter().any(|h| h.id() == id)
     }
 
-    pub fn insert(&self, hosted: Arc<Hosted>) {
+    pub fn insert(&self, hosted: Arc<T>) {
         self.sessions.lock().push(hosted);
     }
 
     pub fn remove(&self, id: &str) {
-        self.sessions.lock().retain(|h| h.session.id != id);
+        self.sessions.lock().retain(|h| h.id() != id);
     }
 
     /// Exact id, then exact name, then unique id prefix.
-    pub fn resolve(&self, target: &str) -> Result<Arc<Hosted>, ApiError> {
+    pub fn resolve(&self, target: &str) -> Result<Arc<T>, ApiError> {
         let sessions = self.sessions.lock();
         if target.is_empty() {
             return Err(ApiError::invalid("empty session id"));
         }
-        if let Some(h) = sessions.iter().find(|h| h.session.id == target) {
+        if let Some(h) = sessions.iter().find(|h| h.id() == target) {
             return Ok(Arc::clone(h));
         }
-        if let Some(h) = sessions
-            .iter()
-            .find(|h| h.session.name.as_deref() == Some(target))
-        {
+        if let Some(h) = sessions.iter().find(|h| h.name() == Some(target)) {
             return Ok(Arc::clone(h));
         }
-        let matches: Vec<&Arc<Hosted>> = sessions
+        let matches: Vec<&Arc<T>> = sessions
             .iter()
-            .filter(|h| h.session.id.starts_with(target))
+            .filter(|h| h.id().starts_with(target))
             .collect();
         match matches.as_slice() {
             [one] => Ok(Arc::clone(one)),
@@ -217,10 +242,7 @@ impl Registry {
                 ErrorKind::Ambiguous,
                 format!(
                     "'{target}' matches several sessions: {}",
-                    many.iter()
-                        .map(|h| h.session.id.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    many.iter().map(|h| h.id()).collect::<Vec<_>>().join(", ")
                 ),
             )),
         }

@@ -13,7 +13,7 @@ use hearth_rpc::{
 };
 use tarpc::context::Context;
 
-use super::{Daemon, history};
+use super::{Daemon, Target, history};
 use crate::session;
 
 // Session errors become the socket's error here, at the adapter's edge.
@@ -101,29 +101,41 @@ impl Hearth for Control {
 
     async fn list(self, _: Context) -> Result<Vec<SessionInfo>, ApiError> {
         self.check()?;
-        Ok(self
+        let local = self
             .daemon
             .registry
             .all()
             .iter()
             .map(|h| h.info())
-            .collect())
+            .collect();
+        let remotes = self.daemon.remotes.all();
+        let remote = futures::future::join_all(remotes.iter().map(|r| r.info())).await;
+        Ok([local, remote].concat())
     }
 
-    async fn get(self, _: Context, target: String) -> Result<SessionInfo, ApiError> {
+    async fn get(self, ctx: Context, target: String) -> Result<SessionInfo, ApiError> {
         self.check()?;
-        Ok(self.daemon.registry.resolve(&target)?.info())
+        match self.daemon.resolve(&target)? {
+            Target::Local(h) => Ok(h.info()),
+            Target::Remote(r) => r.call(async |c, id| c.get(ctx, id).await).await,
+        }
     }
 
-    async fn up(self, _: Context, target: String) -> Result<SessionInfo, ApiError> {
+    async fn up(self, ctx: Context, target: String) -> Result<SessionInfo, ApiError> {
         self.check()?;
+        if let Target::Remote(r) = self.daemon.resolve(&target)? {
+            return r.call(async |c, id| c.up(ctx, id).await).await;
+        }
         self.daemon
             .on_main(|daemon| async move { daemon.up(&target).await })
             .await
     }
 
-    async fn down(self, _: Context, target: String, kick: bool) -> Result<SessionInfo, ApiError> {
+    async fn down(self, ctx: Context, target: String, kick: bool) -> Result<SessionInfo, ApiError> {
         self.check()?;
+        if let Target::Remote(r) = self.daemon.resolve(&target)? {
+            return r.call(async |c, id| c.down(ctx, id, kick).await).await;
+        }
         self.daemon.down(&target, kick)
     }
 
@@ -137,53 +149,84 @@ impl Hearth for Control {
         self.daemon.kill(&targets, all).await
     }
 
-    async fn peers(self, _: Context, target: String) -> Result<Vec<PeerInfo>, ApiError> {
+    async fn peers(self, ctx: Context, target: String) -> Result<Vec<PeerInfo>, ApiError> {
         self.check()?;
-        Ok(self.daemon.registry.resolve(&target)?.session.peer_infos())
+        match self.daemon.resolve(&target)? {
+            Target::Local(h) => Ok(h.session.peer_infos()),
+            Target::Remote(r) => r.call(async |c, id| c.peers(ctx, id).await).await,
+        }
     }
 
-    async fn kick(self, _: Context, target: String, client: String) -> Result<PeerInfo, ApiError> {
+    async fn kick(
+        self,
+        ctx: Context,
+        target: String,
+        client: String,
+    ) -> Result<PeerInfo, ApiError> {
         self.check()?;
-        let hosted = self.daemon.registry.resolve(&target)?;
-        hosted.session.kick_named(&client, BY_CLI)
+        match self.daemon.resolve(&target)? {
+            Target::Local(h) => h.session.kick_named(&client, BY_CLI),
+            Target::Remote(r) => r.call(async |c, id| c.kick(ctx, id, client).await).await,
+        }
     }
 
-    async fn lock(self, _: Context, target: String, locked: bool) -> Result<SessionInfo, ApiError> {
+    async fn lock(
+        self,
+        ctx: Context,
+        target: String,
+        locked: bool,
+    ) -> Result<SessionInfo, ApiError> {
         self.check()?;
-        let hosted = self.daemon.registry.resolve(&target)?;
-        hosted.session.set_locked(locked, BY_CLI);
-        Ok(hosted.info())
+        match self.daemon.resolve(&target)? {
+            Target::Local(h) => {
+                h.session.set_locked(locked, BY_CLI);
+                Ok(h.info())
+            }
+            Target::Remote(r) => r.call(async |c, id| c.lock(ctx, id, locked).await).await,
+        }
     }
 
     async fn role(
         self,
-        _: Context,
+        ctx: Context,
         target: String,
         client: String,
         role: Grant,
     ) -> Result<PeerInfo, ApiError> {
         self.check()?;
-        let hosted = self.daemon.registry.resolve(&target)?;
-        hosted.session.grant(&client, role, BY_CLI)
+        match self.daemon.resolve(&target)? {
+            Target::Local(h) => h.session.grant(&client, role, BY_CLI),
+            Target::Remote(r) => {
+                r.call(async |c, id| c.role(ctx, id, client, role).await)
+                    .await
+            }
+        }
     }
 
-    async fn message(self, _: Context, target: String, text: String) -> Result<(), ApiError> {
+    async fn message(self, ctx: Context, target: String, text: String) -> Result<(), ApiError> {
         self.check()?;
-        let hosted = self.daemon.registry.resolve(&target)?;
-        hosted.session.message("owner", &text)
+        match self.daemon.resolve(&target)? {
+            Target::Local(h) => h.session.message("owner", &text),
+            Target::Remote(r) => r.call(async |c, id| c.message(ctx, id, text).await).await,
+        }
     }
 
     async fn read(
         self,
-        _: Context,
+        ctx: Context,
         target: String,
         from: ReadFrom,
         max: u32,
         wait_ms: u32,
     ) -> Result<OutputChunk, ApiError> {
         self.check()?;
-        let hosted = match self.daemon.registry.resolve(&target) {
-            Ok(h) => h,
+        let hosted = match self.daemon.resolve(&target) {
+            Ok(Target::Local(h)) => h,
+            Ok(Target::Remote(r)) => {
+                return r
+                    .call(async |c, id| c.read(ctx, id, from, max, wait_ms).await)
+                    .await;
+            }
             // Ended (killed, or with an earlier daemon): read what its recording kept,
             // and report the end, not "not found".
             Err(e) if e.kind == ErrorKind::NotFound => {
@@ -235,8 +278,8 @@ impl Hearth for Control {
         // A session that has ended is matched by its id or name as the events recorded it.
         let wanted: Option<String> = match &session {
             None => None,
-            Some(t) => Some(match self.daemon.registry.resolve(t) {
-                Ok(h) => h.session.id.clone(),
+            Some(t) => Some(match self.daemon.resolve(t) {
+                Ok(h) => h.id().to_string(),
                 Err(_) => t.clone(),
             }),
         };
@@ -277,32 +320,41 @@ impl Hearth for Control {
 
     async fn send(
         self,
-        _: Context,
+        ctx: Context,
         target: String,
         req: SendRequest,
     ) -> Result<SendReply, ApiError> {
         self.check()?;
-        let hosted = self.daemon.registry.resolve(&target)?;
-        // SAFETY: getuid has no preconditions.
-        let uid = unsafe { libc::getuid() };
-        hosted.session.send_request(req, uid).await
+        match self.daemon.resolve(&target)? {
+            Target::Local(h) => {
+                // SAFETY: getuid has no preconditions.
+                let uid = unsafe { libc::getuid() };
+                h.session.send_request(req, uid).await
+            }
+            Target::Remote(r) => r.call(async |c, id| c.send(ctx, id, req).await).await,
+        }
     }
 
     async fn wait(
         self,
-        _: Context,
+        ctx: Context,
         target: String,
         req: WaitRequest,
     ) -> Result<WaitReply, ApiError> {
         self.check()?;
-        let hosted = self.daemon.registry.resolve(&target)?;
-        hosted.session.wait_request(req).await
+        match self.daemon.resolve(&target)? {
+            Target::Local(h) => h.session.wait_request(req).await,
+            Target::Remote(r) => r.call(async |c, id| c.wait(ctx, id, req).await).await,
+        }
     }
 
-    async fn screen(self, _: Context, target: String, ansi: bool) -> Result<String, ApiError> {
+    async fn screen(self, ctx: Context, target: String, ansi: bool) -> Result<String, ApiError> {
         self.check()?;
-        let hosted = match self.daemon.registry.resolve(&target) {
-            Ok(h) => h,
+        let hosted = match self.daemon.resolve(&target) {
+            Ok(Target::Local(h)) => h,
+            Ok(Target::Remote(r)) => {
+                return r.call(async |c, id| c.screen(ctx, id, ansi).await).await;
+            }
             // An ended session's last screen: its recording replayed into the screen model.
             Err(e) if e.kind == ErrorKind::NotFound => {
                 let ended = self.daemon.find_ended(&target).await?;
@@ -346,9 +398,22 @@ impl Hearth for Control {
         .map_err(|e| ApiError::internal(e.to_string()))?
     }
 
-    async fn shutdown(self, _: Context) -> Result<(), ApiError> {
+    async fn shutdown(self, _: Context, keep_sessions: bool) -> Result<(), ApiError> {
         self.check()?;
-        tracing::info!("shutdown requested over the control socket");
+        if keep_sessions {
+            let held = self.daemon.registry.all().len();
+            if held > 0 {
+                return Err(ApiError::state(format!(
+                    "{held} session(s) run inside this daemon's process and would end with it; \
+                     only sessions in processes of their own (`[sessions] processes = \"own\"`) \
+                     outlive the daemon. `hearth shutdown` ends them all"
+                )));
+            }
+        }
+        tracing::info!(keep_sessions, "shutdown requested over the control socket");
+        self.daemon
+            .end_sessions_on_stop
+            .store(!keep_sessions, Ordering::Release);
         self.daemon.cancel.cancel();
         Ok(())
     }

@@ -23,6 +23,24 @@ impl Drop for ControlSocket {
     }
 }
 
+/// The pid written in the lock file of the daemon holding `path`, if it is a live
+/// `hearth` process.
+pub fn holder(path: &Path) -> Option<libc::pid_t> {
+    let text = std::fs::read_to_string(path.with_extension("lock")).ok()?;
+    let pid: libc::pid_t = text.trim().parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let is_hearth = cmdline
+        .split(|b| *b == 0)
+        .any(|arg| arg == b"daemon" || arg == b"session-host");
+    is_hearth.then_some(pid)
+}
+
+/// Whether `bind` failed because another daemon holds the lock.
+pub fn is_held(e: &anyhow::Error) -> bool {
+    e.to_string()
+        .starts_with("another hearth daemon is running")
+}
+
 pub async fn bind(path: &Path) -> anyhow::Result<ControlSocket> {
     let dir = path
         .parent()
@@ -83,6 +101,14 @@ pub async fn bind(path: &Path) -> anyhow::Result<ControlSocket> {
                     .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
             }
         }
+    }
+    // Who holds the lock: `daemon --replace` asks that process to stop when it cannot ask
+    // over the socket (another protocol version).
+    {
+        use std::io::Write;
+        let mut l = &lock;
+        let _ = l.set_len(0);
+        let _ = writeln!(l, "{}", std::process::id());
     }
     let listener =
         UnixListener::bind(path).with_context(|| format!("cannot bind {}", path.display()))?;

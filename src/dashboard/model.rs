@@ -63,7 +63,9 @@ impl Model {
             return !matches!(e.kind, EventKind::Exited { .. });
         };
         match &e.kind {
-            EventKind::Created | EventKind::Skipped { .. } => return true,
+            EventKind::Created | EventKind::Skipped { .. } | EventKind::Lost { .. } => {
+                return true;
+            }
             EventKind::Busy => {
                 s.activity = Activity::Busy;
                 s.idle_ms = 0;

@@ -447,6 +447,9 @@ impl Session {
             {
                 typist.wake.notify_one();
             }
+            // Activity first: whoever the output watch wakes (the busy/idle reporter) must
+            // find this output's time already there.
+            self.activity.output();
             self.output_end.send_replace(end);
             for piece in pieces {
                 match piece {
@@ -465,7 +468,6 @@ impl Session {
         if let Some((before, now)) = signals {
             self.emit_signals(before, now);
         }
-        self.activity.output();
         for query in asks {
             self.ask_one_client(Bytes::from(query));
         }

@@ -128,6 +128,10 @@ pub struct SessionServer {
     /// Cancelled when the session is removed or the daemon stops.
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,
+    /// This session's connections (each also on `tracker`): ending a session waits a
+    /// moment for them to close by themselves, so what was said last (the client's
+    /// terminal restored, the exit status) leaves before the rest is cut.
+    pub connections: TaskTracker,
 }
 
 /// The daemon's lobby: one more listener whose clients see the dashboard of every session
@@ -293,9 +297,13 @@ pub fn serve(listener: TcpListener, place: Place) -> std::io::Result<Listener> {
             if let Err(e) = stream.set_nodelay(true) {
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
-            place
-                .tracker()
-                .spawn(handler::run_connection(place.clone(), stream, peer, slot));
+            let connection = handler::run_connection(place.clone(), stream, peer, slot);
+            match &place {
+                Place::Session(s) => place
+                    .tracker()
+                    .spawn(s.connections.track_future(connection)),
+                Place::Lobby(_) => place.tracker().spawn(connection),
+            };
         }
         tracing::debug!(%addr, "listener closed");
     });

@@ -459,6 +459,27 @@ impl PeakRss {
 
 impl Drop for TestDaemon {
     fn drop(&mut self) {
+        // `shutdown` ends every session, those in processes of their own too (SIGTERM
+        // stops only the daemon then); SIGTERM after it is the backstop.
+        if let Some(child) = self.child.as_mut()
+            && child.try_wait().ok().flatten().is_none()
+        {
+            let stop = self
+                .env
+                .command(&["shutdown"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            if let Ok(mut stop) = stop {
+                let end = Instant::now() + DEADLINE;
+                while stop.try_wait().ok().flatten().is_none() && Instant::now() < end {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let _ = stop.kill();
+                let _ = stop.wait();
+            }
+        }
         if !self.terminate() {
             eprintln!("daemon did not stop on SIGTERM");
         }
