@@ -66,7 +66,7 @@ pub fn read_from(from: ReadFrom) -> super::ReadFrom {
     }
 }
 
-/// Bytes one read may return: what was asked, within 1..=[`MAX_READ`].
+/// Bytes one read may return: what was asked, within 1..=`MAX_READ` (4 MiB).
 pub fn read_limit(max: u32) -> usize {
     (max as usize).clamp(1, MAX_READ)
 }
