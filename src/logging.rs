@@ -174,6 +174,15 @@ impl RotatingFile {
     }
 }
 
+/// Whether `file` is what `path` names now (same device and inode).
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
 impl Inner {
     fn rotated(&self, n: usize) -> PathBuf {
         let mut p = self.path.clone().into_os_string();
@@ -199,17 +208,57 @@ impl Inner {
     }
 
     fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        if self.size > 0 && self.size + line.len() as u64 > self.rotation.max_bytes {
-            self.rotate()?;
+        // The daemon and its session hosts share the file: one of them may have rotated it
+        // (follow the path), and the size is the file's, not what this process wrote.
+        if let Some(f) = &self.file
+            && !same_file(f, &self.path)
+        {
+            self.file = None;
         }
         if self.file.is_none() {
             self.file = Some(open_append(&self.path)?);
+        }
+        self.size = self
+            .file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map_or(self.size, |m| m.len());
+        if self.size > 0 && self.size + line.len() as u64 > self.rotation.max_bytes {
+            self.rotate_once()?;
         }
         if let Some(f) = self.file.as_mut() {
             f.write_all(line)?;
             self.size += line.len() as u64;
         }
         Ok(())
+    }
+
+    /// Rotate, unless another process just did (checked under a lock file, so two writers
+    /// never rotate the same file twice).
+    fn rotate_once(&mut self) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let mut lock_path = self.path.clone().into_os_string();
+        lock_path.push(".lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(PathBuf::from(lock_path))?;
+        // SAFETY: flock on a descriptor we own; released when `lock` closes.
+        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+        if self.file.as_ref().is_some_and(|f| same_file(f, &self.path)) {
+            self.rotate()
+        } else {
+            // Someone else rotated: write to the new file.
+            self.file = Some(open_append(&self.path)?);
+            self.size = self
+                .file
+                .as_ref()
+                .and_then(|f| f.metadata().ok())
+                .map_or(0, |m| m.len());
+            Ok(())
+        }
     }
 }
 
@@ -264,6 +313,37 @@ mod tests {
             Some(&format!("line {}", MAX_HELD + 4).as_str())
         );
         assert_eq!(lines.len(), MAX_HELD + 1);
+    }
+
+    #[test]
+    fn two_processes_share_the_file_and_rotate_it_once_each_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("daemon.log");
+        let rotation = Rotation {
+            max_bytes: 1000,
+            files: 3,
+        };
+        // The daemon and a session host: two writers on one path.
+        let a = RotatingFile::open(path.clone(), rotation.clone()).unwrap();
+        let b = RotatingFile::open(path.clone(), rotation).unwrap();
+        for n in 0..500 {
+            let (log, who) = if n % 2 == 0 { (&a, 'a') } else { (&b, 'b') };
+            let line = format!("{who}{n:05}{}\n", "x".repeat(93));
+            log.make_writer().write_all(line.as_bytes()).unwrap();
+        }
+        let mut kept = String::new();
+        for name in ["daemon.log", "daemon.log.1", "daemon.log.2"] {
+            let text = std::fs::read_to_string(dir.path().join(name)).unwrap();
+            assert!(text.len() <= 1000, "{name}: {} bytes", text.len());
+            kept.push_str(&text);
+        }
+        // Three files of ten lines: the newest 25 lines are all there (a second rotation
+        // of the same file by the other writer would have thrown recent ones away).
+        for n in 475..500 {
+            let who = if n % 2 == 0 { 'a' } else { 'b' };
+            assert!(kept.contains(&format!("{who}{n:05}")), "line {n} lost");
+        }
+        assert!(!dir.path().join("daemon.log.3").exists());
     }
 
     #[test]

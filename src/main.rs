@@ -34,6 +34,9 @@ fn main() -> std::process::ExitCode {
         Command::Daemon {
             log_file: Some(_),
             ..
+        } | Command::SessionHost {
+            log_file: Some(_),
+            ..
         }
     );
     match runtime.block_on(hearth::cli::run(cli)) {
@@ -56,7 +59,7 @@ fn main() -> std::process::ExitCode {
 fn init_tracing(command: &Command) {
     let (default, log_file) = match command {
         Command::Daemon { log_file, .. } => ("info", log_file.clone()),
-        Command::SessionHost { .. } => ("info", None),
+        Command::SessionHost { log_file, .. } => ("info", log_file.clone()),
         _ => ("warn", None),
     };
     let asked = std::env::var("HEARTH_LOG").ok();

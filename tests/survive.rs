@@ -6,8 +6,58 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use std::process::Stdio;
+
 use common::*;
 use serde_json::Value;
+
+/// `hearth --json events --follow`, read as it prints.
+struct Follower {
+    child: std::process::Child,
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    partial: String,
+    seen: Vec<Value>,
+}
+
+impl Follower {
+    fn start(d: &TestDaemon) -> Follower {
+        let mut child = d
+            .command(&["--json", "events", "--follow", "--since", "1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let rx = drain(child.stdout.take().unwrap());
+        Follower {
+            child,
+            rx,
+            partial: String::new(),
+            seen: Vec::new(),
+        }
+    }
+
+    /// Read until `done` holds for what was seen.
+    fn until(&mut self, what: &str, done: impl Fn(&[Value]) -> bool) {
+        wait_until(what, DEADLINE, || {
+            while let Ok(chunk) = self.rx.try_recv() {
+                self.partial.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(n) = self.partial.find('\n') {
+                    let line: String = self.partial.drain(..=n).collect();
+                    self.seen.push(serde_json::from_str(line.trim()).unwrap());
+                }
+            }
+            done(&self.seen).then_some(())
+        });
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 /// A daemon whose sessions each get a process of their own, and the guard that makes sure
 /// none of them outlives the test (bind it first: it goes after the daemon).
@@ -103,6 +153,13 @@ fn sessions_clients_and_recordings_outlive_a_daemon_killed_with_sigkill() {
         (d.peer_count(&id) == 2).then_some(())
     });
 
+    // A follower of every event, started before the crash.
+    let mut follower = Follower::start(&d);
+    d.ok(&["msg", "a", "before the crash"]);
+    follower.until("the follower to see the message", |seen| {
+        seen.iter().any(|e| e["kind"] == "message")
+    });
+
     d.crash();
     // No daemon runs: what one client types reaches the program and the other client.
     tmux.type_text("one", "echo away-$((6*7))\r");
@@ -124,6 +181,26 @@ fn sessions_clients_and_recordings_outlive_a_daemon_killed_with_sigkill() {
     assert!(String::from_utf8_lossy(&screen.stdout).contains("back-42"));
     let logs = d.cli(&["logs", "a"]);
     assert!(String::from_utf8_lossy(&logs.stdout).contains("away-42"));
+
+    // The follower went on across the restart: every event once, in order, with what
+    // happened while no daemon ran (the client typing).
+    d.ok(&["msg", "a", "after the restart"]);
+    follower.until("the follower to see the second message", |seen| {
+        seen.iter().filter(|e| e["kind"] == "message").count() == 2
+    });
+    let seen = &follower.seen;
+    let seqs: Vec<u64> = seen.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "no gap, no repeat: {seqs:?}"
+    );
+    let first = seen.iter().position(|e| e["kind"] == "message").unwrap();
+    assert!(
+        seen[first..]
+            .iter()
+            .any(|e| e["kind"] == "input" && e["session"] == id.as_str()),
+        "the client's typing while no daemon ran: {seen:?}"
+    );
 
     let killed = d.ok(&["kill", "a"]);
     let recording = killed[0]["recording"].as_str().unwrap().to_string();

@@ -20,6 +20,10 @@ pub struct DaemonInfo {
     /// Where the lobby listens (`ADDR:PORT`), if it is open.
     #[serde(default)]
     pub lobby: Option<String>,
+    /// Names the numbering of its events: a reader's `since` holds for every daemon with
+    /// the same epoch (a restarted daemon continues its predecessor's ring).
+    #[serde(default)]
+    pub events_epoch: String,
 }
 
 /// A session's lifecycle state.

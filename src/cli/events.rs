@@ -13,6 +13,8 @@ use super::{Failure, call, ctx};
 
 pub async fn events(
     client: &HearthClient,
+    info: &hearth_rpc::DaemonInfo,
+    local: bool,
     out: Out,
     target: Option<String>,
     follow: bool,
@@ -24,11 +26,28 @@ pub async fn events(
         (None, false) => Some(0),
         (None, true) => None,
     };
+    let mut client = client.clone();
+    let mut epoch = info.events_epoch.clone();
     loop {
         let wait_ms = if follow { 25_000 } else { 0 };
         let mut c = ctx();
         c.deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let batch = call(client.events(c, from, target.clone(), 1000, wait_ms)).await?;
+        let batch = match call(client.events(c, from, target.clone(), 1000, wait_ms)).await {
+            Ok(batch) => batch,
+            // Following this machine's daemon and it went away (a crash, a restart, an
+            // upgrade): wait for the next one and go on where this left off.
+            Err(_) if follow && local => {
+                let (again, info) = reconnect(std::path::Path::new(&info.socket)).await;
+                if info.events_epoch != epoch || info.events_epoch.is_empty() {
+                    // Another numbering: all it holds is new to us.
+                    from = Some(0);
+                    epoch = info.events_epoch;
+                }
+                client = again;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let mut stdout = std::io::stdout().lock();
         for e in &batch.events {
             if writeln!(stdout, "{}", line(e, out, None)).is_err() {
@@ -41,6 +60,30 @@ pub async fn events(
         if !follow && done {
             return Ok(());
         }
+    }
+}
+
+/// Connect to the daemon on `socket` again, waiting (0.1 s doubling to 2 s) for one to
+/// answer; says so once on stderr.
+async fn reconnect(socket: &std::path::Path) -> (HearthClient, hearth_rpc::DaemonInfo) {
+    let mut pause = Duration::from_millis(100);
+    let mut told = false;
+    loop {
+        if let Ok((client, info)) = hearth_rpc::socket::connect(socket).await {
+            if told {
+                eprintln!(
+                    "hearth: the daemon is back (pid {}); following on",
+                    info.pid
+                );
+            }
+            return (client, info);
+        }
+        if !told {
+            eprintln!("hearth: the daemon went away; waiting for it (Ctrl-C stops)");
+            told = true;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
     }
 }
 
@@ -67,14 +110,17 @@ pub async fn events_hosts(
         tokio::spawn(async move {
             let mut from = if follow { None } else { Some(0) };
             let mut backoff = Duration::from_secs(1);
-            let mut daemon: Option<(u32, String)> = None;
+            let mut daemon: Option<String> = None;
             loop {
                 let err = match super::remote::open(&host, &socket, &config, true).await {
                     Ok((client, info, _remote)) => {
                         backoff = Duration::from_secs(1);
-                        // Another daemon than before (it restarted): its sequence numbers
-                        // start again, and all it holds is new to us.
-                        let this = (info.pid, info.started_at.clone());
+                        // Another numbering than before (a daemon that did not continue
+                        // its predecessor's ring): all it holds is new to us.
+                        let this = match info.events_epoch.as_str() {
+                            "" => format!("{} {}", info.pid, info.started_at),
+                            epoch => epoch.to_string(),
+                        };
                         if daemon.as_ref().is_some_and(|d| *d != this) {
                             from = Some(0);
                         }

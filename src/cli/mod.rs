@@ -88,6 +88,9 @@ pub enum Command {
         kill_grace: f64,
         #[arg(long, default_value_t = 30, value_name = "SECS")]
         login_grace: u64,
+        /// Log to this file (the daemon's), as the daemon does
+        #[arg(long, value_name = "PATH")]
+        log_file: Option<PathBuf>,
     },
     /// Start a session: your $SHELL (or CMD) in a PTY, served over SSH on its own port
     Server(ServerArgs),
@@ -445,14 +448,14 @@ async fn run_local(
             lobby_bind,
             session_processes,
             replace,
-            ..
+            log_file,
         } => crate::daemon::main(
             socket,
             kill_grace,
             login_grace,
             (lobby_port, lobby_bind),
-            session_processes,
-            replace,
+            (session_processes, replace),
+            log_file,
         )
         .await
         .map_err(Failure::from),
@@ -460,7 +463,8 @@ async fn run_local(
             socket,
             kill_grace,
             login_grace,
-        } => crate::daemon::host::main(socket, kill_grace, login_grace)
+            log_file,
+        } => crate::daemon::host::main(socket, kill_grace, login_grace, log_file)
             .await
             .map_err(Failure::from),
         Command::Completions { .. } | Command::Man { .. } if json => Err(ApiError::invalid(
@@ -749,7 +753,7 @@ async fn run_client(
             follow,
             since,
             ..
-        } => events::events(client, out, target, follow, since).await?,
+        } => events::events(client, &info, host.is_none(), out, target, follow, since).await?,
         Command::Send(args) => agent::send(client, out, args).await?,
         Command::Wait(args) => agent::wait(client, out, args).await?,
         Command::Status { target, lines } => agent::status(client, out, target, lines).await?,

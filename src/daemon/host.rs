@@ -52,7 +52,12 @@ pub fn socket_of(daemon_socket: &Path, id: &str) -> PathBuf {
 
 /// `hearth session-host`: read the start from stdin, then serve the session until it is
 /// killed (or the process is told to stop: SIGTERM ends the session like `kill`).
-pub async fn main(socket: PathBuf, kill_grace: f64, login_grace: u64) -> anyhow::Result<()> {
+pub async fn main(
+    socket: PathBuf,
+    kill_grace: f64,
+    login_grace: u64,
+    log_file: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let line = tokio::task::spawn_blocking(|| {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).map(|_| line)
@@ -70,6 +75,7 @@ pub async fn main(socket: PathBuf, kill_grace: f64, login_grace: u64) -> anyhow:
     config.event_ring = config.event_ring.min(HOST_EVENT_RING);
     config.max_sessions = 1;
     config.host = Some(start);
+    config.log_file = log_file;
     let result = super::serve(socket.clone(), config, false).await;
     let _ = std::fs::remove_file(socket.with_extension("lock"));
     result

@@ -111,6 +111,8 @@ pub struct Config {
     pub session_processes: bool,
     /// Set in a session host: the one session it serves.
     pub host: Option<host::HostStart>,
+    /// The log file (`daemon --log-file`), which session hosts share.
+    pub log_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -139,6 +141,7 @@ impl Default for Config {
             default_size: None,
             session_processes: false,
             host: None,
+            log_file: None,
             record: Some(crate::session::record::RecordConfig::new(
                 crate::paths::recordings_dir(),
             )),
@@ -153,12 +156,13 @@ pub async fn main(
     kill_grace: f64,
     login_grace: u64,
     (lobby_port, lobby_bind): (Option<u16>, Option<String>),
-    session_processes: bool,
-    replace: bool,
+    (session_processes, replace): (bool, bool),
+    log_file: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let mut config = load_config(kill_grace, login_grace)?;
     config.lobby = config_file::load_lobby(&crate::paths::config_file(), lobby_port, lobby_bind)?;
     config.session_processes |= session_processes;
+    config.log_file = log_file;
     if replace {
         take_over(&socket).await?;
     }
@@ -436,7 +440,15 @@ impl Daemon {
             ended: parking_lot::Mutex::new(std::collections::VecDeque::new()),
             lobby: parking_lot::Mutex::new(None),
             control_conns: Arc::default(),
-            events: Arc::new(events::EventRing::new(config.event_ring)),
+            // A host's ring lives as long as its session; the daemon's continues across
+            // restarts, from its journal beside the socket.
+            events: Arc::new(match &config.host {
+                Some(_) => events::EventRing::new(config.event_ring),
+                None => events::EventRing::journaled(
+                    config.event_ring,
+                    &control.path.with_file_name("events.jsonl"),
+                ),
+            }),
             end_sessions_on_stop: std::sync::atomic::AtomicBool::new(!config.session_processes),
             guard: Arc::new(ssh::preauth::PreAuth::new(
                 config.max_unauthenticated,

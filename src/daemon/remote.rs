@@ -161,6 +161,11 @@ async fn spawn_host(
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit());
+    // It logs where the daemon does: the same file (rotated by whichever writes past the
+    // cap), or the daemon's stderr.
+    if let Some(log) = &config.log_file {
+        command.arg("--log-file").arg(log);
+    }
     // SAFETY: only setsid between fork and exec (async-signal-safe): a session of its own,
     // so a signal for the daemon's process group or terminal never reaches the host.
     unsafe {
@@ -288,7 +293,8 @@ impl Daemon {
                     Ok(batch) => {
                         for e in batch.events {
                             remote.observe(&e.kind);
-                            ring.publish_event(e);
+                            let host_seq = e.seq;
+                            ring.publish_event(e, Some(host_seq));
                         }
                         since = batch.next;
                         continue;
@@ -322,6 +328,7 @@ impl Daemon {
     fn lost(&self, remote: &Remote, reason: &str) {
         tracing::warn!(session = %remote.id, host_pid = remote.pid, reason, "session lost");
         self.remotes.remove(&remote.id);
+        self.events.forget_host(&remote.id);
         let last = remote.last.lock().clone();
         self.remember(Ended {
             id: remote.id.clone(),
@@ -424,13 +431,16 @@ impl Daemon {
         let ctx = context_for(Duration::from_secs(5));
         let unreachable = |e: RpcError| ApiError::internal(e.to_string());
         let sessions = client.list(ctx).await.map_err(unreachable)??;
-        // Its events from now on: what the previous daemon already published is not repeated.
-        let since = client
+        // Its events after the last the daemon's ring took from it (the previous daemon's,
+        // continued from its journal): nothing repeated, nothing missed while no daemon
+        // ran. Without one, from now on.
+        let end = client
             .events(ctx, None, None, 1, 0)
             .await
             .map_err(unreachable)??
             .next;
         for info in &sessions {
+            let since = self.events.host_seq(&info.id).map_or(end, |s| s + 1);
             let request = self.request_of(info).await;
             let remote = Arc::new(Remote::new(
                 info,

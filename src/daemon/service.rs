@@ -89,6 +89,7 @@ impl Hearth for Control {
             host_key: self.daemon.host_public.0.clone(),
             host_key_fingerprint: self.daemon.host_public.1.clone(),
             lobby: self.daemon.lobby_addr().map(|a| a.to_string()),
+            events_epoch: self.daemon.events.epoch.clone(),
         })
     }
 

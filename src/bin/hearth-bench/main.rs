@@ -9,6 +9,8 @@
 //! - the control plane during the flood (hearth): `hearth ps` and `hearth screen` round
 //!   trips, and one `hearth logs ID` (its time and peak RSS);
 //! - 500 viewers on one hearth session;
+//! - `--idle N`: N idle sessions, with sessions in the daemon's process and in processes of
+//!   their own: total PSS of hearth's processes per session, and the time to start one;
 //! - `--model`: the screen model alone (no daemon, no ssh): bytes per second parsed for a
 //!   plain flood and for a full-screen agent UI redrawing, and the time of one late-joiner
 //!   repaint (the numbers to compare screen models or patches to one by).
@@ -41,6 +43,8 @@ struct Args {
     out: PathBuf,
     /// Measure the screen model alone, then stop.
     model: bool,
+    /// Measure this many idle sessions, then stop.
+    idle: Option<usize>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -53,6 +57,7 @@ fn parse_args() -> anyhow::Result<Args> {
         baseline: true,
         out: PathBuf::from("target/bench.json"),
         model: false,
+        idle: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -71,10 +76,11 @@ fn parse_args() -> anyhow::Result<Args> {
             "--big-flood-mb" => a.big_flood = val()?.parse::<u64>()? * 1_000_000,
             "--no-baseline" => a.baseline = false,
             "--model" => a.model = true,
+            "--idle" => a.idle = Some(val()?.parse()?),
             "--out" => a.out = PathBuf::from(val()?),
             "-h" | "--help" => {
                 println!(
-                    "hearth-bench [--viewers 1,10,50] [--samples 200] [--flood-mb 20] [--big 500] [--big-flood-mb 2] [--no-baseline] [--out FILE] | --model"
+                    "hearth-bench [--viewers 1,10,50] [--samples 200] [--flood-mb 20] [--big 500] [--big-flood-mb 2] [--no-baseline] [--out FILE] | --model | --idle N"
                 );
                 std::process::exit(0);
             }
@@ -82,6 +88,52 @@ fn parse_args() -> anyhow::Result<Args> {
         }
     }
     Ok(a)
+}
+
+/// `n` idle `/bin/sh` sessions, in the daemon's process and then each in its own: the
+/// PSS of every hearth process (daemon and session hosts; not the shells) per session,
+/// and the time `server` takes for one.
+fn idle_bench(n: usize) -> anyhow::Result<()> {
+    for (mode, extra) in [
+        ("in the daemon", ""),
+        ("own processes", "[sessions]\nprocesses = \"own\"\n"),
+    ] {
+        let h = systems::Hearth::start_with(extra)?;
+        let start = Instant::now();
+        for _ in 0..n {
+            let out = h.cli(&[
+                "server",
+                "--bind",
+                "127.0.0.1",
+                "--no-record",
+                "--",
+                "/bin/sh",
+            ])?;
+            if !out.status.success() {
+                bail!("server failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+        let create_ms = start.elapsed().as_secs_f64() * 1000.0 / n as f64;
+        // Settled: every session's first output is long past (idle after 2 s).
+        std::thread::sleep(Duration::from_secs(4));
+        let hearths: Vec<u32> = procs::tree(h.daemon_pid())
+            .into_iter()
+            .filter(|p| procs::name(*p) == "hearth")
+            .collect();
+        let pss: u64 = hearths.iter().map(|p| procs::pss_kib(*p)).sum();
+        let cpu: f64 = hearths.iter().map(|p| procs::cpu_secs(*p)).sum();
+        std::thread::sleep(Duration::from_secs(5));
+        let cpu_idle: f64 = hearths.iter().map(|p| procs::cpu_secs(*p)).sum::<f64>() - cpu;
+        println!(
+            "idle {n} sessions, {mode}: {} hearth processes, PSS {:.1} MiB in all, {:.0} KiB \
+             per session; `server` {create_ms:.0} ms each; CPU while idle {:.2} s over 5 s",
+            hearths.len(),
+            pss as f64 / 1024.0,
+            pss as f64 / n as f64,
+            cpu_idle
+        );
+    }
+    Ok(())
 }
 
 /// The screen model alone: MB/s for a base64 flood and for an agent UI redrawing (colours,
@@ -148,6 +200,9 @@ fn main() -> anyhow::Result<()> {
     if args.model {
         model_bench();
         return Ok(());
+    }
+    if let Some(n) = args.idle {
+        return idle_bench(n);
     }
     let mut systems: Vec<Box<dyn System>> = vec![Box::new(systems::Hearth::start()?)];
     if args.baseline {

@@ -65,6 +65,11 @@ pub struct Hearth {
 
 impl Hearth {
     pub fn start() -> anyhow::Result<Hearth> {
+        Self::start_with("")
+    }
+
+    /// A daemon whose config file has `extra` appended (a `[sessions]` table, say).
+    pub fn start_with(extra: &str) -> anyhow::Result<Hearth> {
         let bin = std::env::current_exe()?
             .parent()
             .context("no exe dir")?
@@ -87,8 +92,10 @@ impl Hearth {
         std::fs::create_dir_all(&conf)?;
         std::fs::write(
             conf.join("config.toml"),
-            "[limits]\nmax_unauthenticated = 2000\nmax_unauthenticated_per_source = 2000\n\
-             max_clients = 2000\n",
+            format!(
+                "[limits]\nmax_unauthenticated = 2000\nmax_unauthenticated_per_source = 2000\n\
+                 max_clients = 2000\n{extra}"
+            ),
         )?;
         let daemon = Self::spawn(&bin, dir.path())?;
         let h = Hearth {
@@ -129,7 +136,12 @@ impl Hearth {
         ]
     }
 
-    fn cli(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    /// The daemon's pid.
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon.id()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
         Ok(Command::new(&self.bin)
             .args(args)
             .envs(Self::env_of(self.dir.path()))
@@ -188,6 +200,8 @@ impl System for Hearth {
 
 impl Drop for Hearth {
     fn drop(&mut self) {
+        // `shutdown` ends sessions in processes of their own too (SIGTERM would not).
+        let _ = self.cli(&["shutdown"]);
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.daemon.id() as i32, libc::SIGTERM) };
         let _ = self.daemon.wait();
