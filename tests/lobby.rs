@@ -8,8 +8,13 @@ use common::*;
 
 /// A daemon with the lobby open on a free loopback port; (daemon, lobby port).
 fn lobby_daemon() -> (TestDaemon, u16) {
+    lobby_daemon_with("")
+}
+
+/// The same, with `extra` in its config file.
+fn lobby_daemon_with(extra: &str) -> (TestDaemon, u16) {
     let env = Env::new();
-    env.write_config("[lobby]\nport = 0\nbind = \"127.0.0.1\"\n");
+    env.write_config(&format!("[lobby]\nport = 0\nbind = \"127.0.0.1\"\n{extra}"));
     let d = env.start_daemon();
     let v = d.ok(&["version"]);
     let addr: std::net::SocketAddr = v["daemon"]["lobby"]
@@ -23,6 +28,18 @@ fn lobby_daemon() -> (TestDaemon, u16) {
 #[test]
 fn openssh_lists_filters_joins_types_and_comes_back_on_one_connection() {
     let (d, port) = lobby_daemon();
+    lists_filters_joins_types_and_comes_back(&d, port);
+}
+
+/// The same when each session runs in a process of its own: the lobby joins it over SSH
+/// on the client's behalf, and the client never notices.
+#[test]
+fn the_lobby_joins_sessions_in_processes_of_their_own_the_same_way() {
+    let (d, port) = lobby_daemon_with("[sessions]\nprocesses = \"own\"\n");
+    lists_filters_joins_types_and_comes_back(&d, port);
+}
+
+fn lists_filters_joins_types_and_comes_back(d: &TestDaemon, port: u16) {
     d.session(&["--name", "api"], &["/bin/sh"]);
     d.session(
         &["--name", "web"],
@@ -121,6 +138,16 @@ async fn only_owner_keys_enter_the_lobby() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_joins_at_once_and_an_exit_or_a_down_session_returns_to_the_lobby() {
     let (d, port) = lobby_daemon();
+    exec_joins_and_exits_return(&d, port).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_the_lobby_a_session_process_that_exits_or_is_down_returns_to_the_lobby() {
+    let (d, port) = lobby_daemon_with("[sessions]\nprocesses = \"own\"\n");
+    exec_joins_and_exits_return(&d, port).await;
+}
+
+async fn exec_joins_and_exits_return(d: &TestDaemon, port: u16) {
     d.session(&["--name", "job"], &["sh", "-c", "read x; exit 4"]);
     let (down, _) = d.shell(&["--name", "quiet"]);
     d.ok(&["down", &down]);
@@ -200,4 +227,34 @@ async fn r_replays_a_recording_in_the_channel_and_comes_back() {
         "the recording was played: {:?}",
         tail(&raw, 400)
     );
+}
+
+/// Naming a lobby client is the daemon's lobby key's privilege only: a viewer that sets
+/// `HEARTH_LOBBY_CLIENT` to the owner's key on a session's own port stays a viewer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_lobby_key_may_name_a_client() {
+    let (d, _) = lobby_daemon_with("[sessions]\nprocesses = \"own\"\n");
+    let viewer = d.other_key("viewer");
+    let s = d.session(
+        &["--name", "guarded", "--viewer-key", &viewer.public_line()],
+        &["/bin/sh"],
+    );
+    let handle = try_connect(port_of(&s), &viewer, "mallory").await.unwrap();
+    let channel = handle.channel_open_session().await.unwrap();
+    let claim = format!("127.0.0.1:1 root {}", d.owner.public_line());
+    channel
+        .set_env(true, "HEARTH_LOBBY_CLIENT", claim)
+        .await
+        .unwrap();
+    channel
+        .request_pty(true, "xterm", 80, 24, 0, 0, &[])
+        .await
+        .unwrap();
+    channel.request_shell(true).await.unwrap();
+    let peers = wait_until("the viewer to attach", DEADLINE, || {
+        let p = d.ok(&["peers", "guarded"]);
+        (p.as_array().unwrap().len() == 1).then_some(p)
+    });
+    assert_eq!(peers[0]["role"], "viewer", "{peers}");
+    assert_eq!(peers[0]["user"], "mallory", "{peers}");
 }

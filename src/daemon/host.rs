@@ -45,6 +45,12 @@ pub fn sessions_dir(daemon_socket: &Path) -> PathBuf {
         .join("sessions")
 }
 
+/// The daemon's lobby key (beside its socket): the lobby joins sessions in processes of
+/// their own with it, on behalf of its clients.
+pub fn lobby_key(daemon_socket: &Path) -> PathBuf {
+    daemon_socket.with_file_name("lobby_key")
+}
+
 /// A session host's socket.
 pub fn socket_of(daemon_socket: &Path, id: &str) -> PathBuf {
     sessions_dir(daemon_socket).join(format!("{id}.sock"))
@@ -58,6 +64,10 @@ pub async fn main(
     login_grace: u64,
     log_file: Option<PathBuf>,
 ) -> anyhow::Result<()> {
+    // Started as /proc/self/exe (the daemon's own binary, even after an upgrade replaced
+    // the file): named `hearth` in ps and top, not `exe`.
+    // SAFETY: PR_SET_NAME with a NUL-terminated name of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"hearth".as_ptr()) };
     let line = tokio::task::spawn_blocking(|| {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).map(|_| line)

@@ -337,6 +337,8 @@ pub struct Daemon {
     guard: Arc<ssh::preauth::PreAuth>,
     /// The daemon-wide event ring.
     pub events: Arc<events::EventRing>,
+    /// The lobby's key for sessions in processes of their own (the daemon's only).
+    lobby_key: Option<Arc<russh::keys::PrivateKey>>,
     /// Whether stopping ends the sessions in processes of their own too: `shutdown` says;
     /// a signal keeps them (sessions in this process always end with it).
     end_sessions_on_stop: std::sync::atomic::AtomicBool,
@@ -450,6 +452,13 @@ impl Daemon {
                 ),
             }),
             end_sessions_on_stop: std::sync::atomic::AtomicBool::new(!config.session_processes),
+            lobby_key: match &config.host {
+                Some(_) => None,
+                None => ssh::keys::load_or_create_host_key(&host::lobby_key(&control.path))
+                    .map(Arc::new)
+                    .map_err(|e| tracing::warn!(error = %e, "no lobby key: the lobby cannot join sessions in processes of their own"))
+                    .ok(),
+            },
             guard: Arc::new(ssh::preauth::PreAuth::new(
                 config.max_unauthenticated,
                 config.max_unauthenticated_per_source,
@@ -733,6 +742,7 @@ impl Daemon {
             login_grace: self.config.login_grace,
             sessions: Arc::new(LobbySessions(Arc::downgrade(self))),
             host: crate::join::hostname().unwrap_or_else(|| "this machine".into()),
+            delegate: self.lobby_key.clone(),
             cancel: self.cancel.child_token(),
             tracker: self.tracker.clone(),
         });
@@ -1078,6 +1088,11 @@ impl Daemon {
                 viewers: plan.viewers,
                 viewers_only: plan.viewers_only,
                 open: plan.open,
+                delegate: self.config.host.as_ref().and_then(|h| {
+                    let path = host::lobby_key(&h.daemon_socket);
+                    let key = russh::keys::load_secret_key(&path, None).ok()?;
+                    Some(key.public_key().key_data().clone())
+                }),
             }),
             guard: Arc::clone(&self.guard),
             login_grace: self.config.login_grace,
@@ -1301,36 +1316,43 @@ impl Target {
     }
 }
 
+/// Whether a session in `state` takes joins; why not, in words for the client.
+fn joinable_in(state: hearth_rpc::SessionState, label: &str, id: &str) -> Result<(), String> {
+    match state {
+        hearth_rpc::SessionState::Up => Ok(()),
+        hearth_rpc::SessionState::Exited => Err(format!("{label} has exited")),
+        hearth_rpc::SessionState::Down => Err(format!(
+            "{label} is down (no new joins): `hearth up {id}` first"
+        )),
+    }
+}
+
 /// What the lobby sees of the daemon. Weak: the lobby's tasks never keep a stopped
 /// daemon alive.
 struct LobbySessions(std::sync::Weak<Daemon>);
 
 impl ssh::Sessions for LobbySessions {
-    fn joinable(&self, target: &str) -> Result<Arc<ssh::SessionServer>, String> {
+    fn joinable(&self, target: &str) -> Result<ssh::Joinable, String> {
         let daemon = self.0.upgrade().ok_or("the daemon is stopping")?;
-        let hosted = match daemon.resolve(target).map_err(|e| e.message)? {
-            Target::Local(h) => h,
-            Target::Remote(r) => {
-                return Err(format!(
-                    "{} runs in a process of its own: join it with `ssh -p {}` (the lobby \
-                     cannot join it yet)",
-                    r.name.clone().unwrap_or_else(|| r.id.clone()),
-                    r.port
-                ));
+        match daemon.resolve(target).map_err(|e| e.message)? {
+            Target::Local(hosted) => {
+                let label = hosted
+                    .session
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| hosted.session.id.clone());
+                joinable_in(hosted.state(), &label, &hosted.session.id)?;
+                Ok(ssh::Joinable::Here(Arc::clone(&hosted.shared)))
             }
-        };
-        let label = hosted
-            .session
-            .name
-            .clone()
-            .unwrap_or_else(|| hosted.session.id.clone());
-        match hosted.state() {
-            hearth_rpc::SessionState::Up => Ok(Arc::clone(&hosted.shared)),
-            hearth_rpc::SessionState::Exited => Err(format!("{label} has exited")),
-            hearth_rpc::SessionState::Down => Err(format!(
-                "{label} is down (no new joins): `hearth up {}` first",
-                hosted.session.id
-            )),
+            Target::Remote(r) => {
+                let label = r.name.clone().unwrap_or_else(|| r.id.clone());
+                joinable_in(r.state(), &label, &r.id)?;
+                Ok(ssh::Joinable::Elsewhere {
+                    addr: r.local_addr(),
+                    name: label,
+                    id: r.id.clone(),
+                })
+            }
         }
     }
 

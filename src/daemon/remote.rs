@@ -113,6 +113,23 @@ impl Remote {
         }
     }
 
+    /// Its state, as last heard.
+    pub fn state(&self) -> SessionState {
+        self.last.lock().state
+    }
+
+    /// Where this machine reaches its SSH listener (loopback for a wildcard bind).
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        let ip = match self.last.lock().bind.parse::<IpAddr>() {
+            Ok(IpAddr::V4(v4)) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Ok(IpAddr::V6(v6)) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            Ok(ip) => ip,
+            Err(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        };
+        std::net::SocketAddr::new(ip, self.port)
+    }
+
     /// What an event tells of its state.
     fn observe(&self, kind: &EventKind) {
         let mut last = self.last.lock();
@@ -151,6 +168,7 @@ async fn spawn_host(
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let mut command = std::process::Command::new("/proc/self/exe");
     command
+        .arg0("hearth")
         .arg("session-host")
         .arg("--socket")
         .arg(socket)

@@ -66,6 +66,7 @@ pub async fn run_connection(
         channel_used: false,
         seat: Arc::new(Mutex::new(Seat::default())),
         joined: false,
+        delegated: false,
         input: None,
         stop: cut.child_token(),
         cut: cut.clone(),
@@ -159,6 +160,9 @@ pub struct Connection {
     seat: Arc<Mutex<Seat>>,
     /// A shell or exec request was served (a second one is refused).
     joined: bool,
+    /// Authenticated with the daemon's lobby key: it acts for the lobby client it names
+    /// ([`super::LOBBY_CLIENT`]), with that client's own role here (none until named).
+    delegated: bool,
     /// To this client's input task (menu detector, then the PTY), or to its lobby.
     input: Option<mpsc::Sender<FromClient>>,
     /// Stops this client's writer task.
@@ -239,6 +243,35 @@ impl Connection {
         self.place.guard().succeeded(self.peer.ip());
     }
 
+    /// Take on the lobby client named by `value` (`ADDR USER KEYTYPE BASE64`), if this
+    /// session's access admits its key from its address.
+    async fn act_for(&mut self, value: &str) {
+        let mut parts = value.splitn(3, ' ');
+        let (Some(addr), Some(user), Some(line)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return;
+        };
+        let (Ok(addr), Ok(key)) = (
+            addr.parse::<SocketAddr>(),
+            russh::keys::PublicKey::from_openssh(line),
+        ) else {
+            return;
+        };
+        let key = key.key_data().clone();
+        match role_of(self.place.access(), &key, addr.ip()).await {
+            Ok(role) => {
+                self.role = Some(role);
+                self.fingerprint = fingerprint_of(&key);
+                self.user = sanitize_user(user);
+                self.peer = addr;
+                tracing::info!(parent: &self.span, user = %self.user, fingerprint = %self.fingerprint, role = role.as_str(), %addr, "joined from the lobby");
+            }
+            Err(why) => {
+                tracing::info!(parent: &self.span, fingerprint = %fingerprint_of(&key), "the lobby's client is refused: {why}");
+            }
+        }
+    }
+
     fn identity(&self) -> Identity {
         Identity {
             user: self.user.clone(),
@@ -294,6 +327,14 @@ impl Connection {
                 return;
             }
         };
+        if self.delegated && self.role.is_none() {
+            refuse(
+                session,
+                channel,
+                "hearth: your key is refused here\r\n".into(),
+            );
+            return;
+        }
         let joined = join(
             &shared,
             &self.seat,
@@ -302,13 +343,21 @@ impl Connection {
             channel,
             self.stop.clone(),
             self.cut.clone(),
-            false,
+            self.delegated,
             &self.span,
         );
         match joined {
             Ok(joined) => {
+                let super::seat::Joined {
+                    attachment,
+                    input,
+                    writer,
+                } = joined;
+                if self.delegated {
+                    tell_the_lobby(&shared, writer, session.handle(), channel);
+                }
                 if self.loud() {
-                    tracing::info!(parent: &self.span, client = %joined.attachment.name, role = ?self.role, "attached");
+                    tracing::info!(parent: &self.span, client = %attachment.name, role = ?self.role, "attached");
                 }
                 let _ = session.channel_success(channel);
                 if let Some(cmd) = exec.filter(|c| !c.is_empty())
@@ -316,7 +365,7 @@ impl Connection {
                 {
                     let mut line = cmd.to_vec();
                     line.push(b'\r');
-                    let (attachment, stop) = (Arc::clone(&joined.attachment), self.stop.clone());
+                    let stop = self.stop.clone();
                     shared.tracker.spawn(async move {
                         tokio::select! {
                             _ = attachment.input(Bytes::from(line)) => {}
@@ -324,7 +373,7 @@ impl Connection {
                         }
                     });
                 }
-                self.input = Some(joined.input);
+                self.input = Some(input);
             }
             Err(e) => refuse(session, channel, format!("hearth: cannot join: {e}\r\n")),
         }
@@ -352,6 +401,9 @@ impl russh::server::Handler for Connection {
     ) -> Result<Auth, Self::Error> {
         // Only say "go on and sign" for keys we would accept; others fail fast.
         let key = offer.public_key.key_data();
+        if self.access().delegate.as_ref() == Some(key) {
+            return Ok(Auth::Accept);
+        }
         Ok(match self.role_of(key).await {
             Ok(_) => Auth::Accept,
             Err(why) => {
@@ -367,6 +419,13 @@ impl russh::server::Handler for Connection {
         key: russh::server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         let key = key.public_key.key_data();
+        if self.access().delegate.as_ref() == Some(key) {
+            // The daemon's lobby: no role until it names its client.
+            self.accepted(user, Role::Viewer, None, "lobby".into());
+            self.role = None;
+            self.delegated = true;
+            return Ok(Auth::Accept);
+        }
         match self.role_of(key).await {
             Ok(role) => {
                 self.accepted(user, role, Some(key.clone()), fingerprint_of(key));
@@ -457,8 +516,9 @@ impl russh::server::Handler for Connection {
     ) -> Result<(), Self::Error> {
         let id = channel.id();
         drop(channel);
-        // One session channel per connection, ever: a kicked client cannot reopen one.
-        if self.role.is_none() || self.channel_used {
+        // One session channel per connection, ever: a kicked client cannot reopen one. (The
+        // lobby's connection has its role once it names its client, on this channel.)
+        if (self.role.is_none() && !self.delegated) || self.channel_used {
             reply
                 .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
@@ -542,11 +602,16 @@ impl russh::server::Handler for Connection {
     async fn env_request(
         &mut self,
         _channel: ChannelId,
-        _name: &str,
-        _value: &str,
+        name: &str,
+        value: &str,
         _session: &mut SshSession,
     ) -> Result<(), Self::Error> {
-        // Accepted and ignored: the session's environment is the session's.
+        // The daemon's lobby names the client it acts for: that client's own key decides,
+        // against this session's access, as if it had come to this port.
+        if self.delegated && name == super::LOBBY_CLIENT && self.role.is_none() {
+            self.act_for(value).await;
+        }
+        // Anything else is accepted and ignored: the session's environment is its own.
         Ok(())
     }
 
@@ -588,6 +653,36 @@ impl russh::server::Handler for Connection {
         }
         Ok(())
     }
+}
+
+/// A visit from the lobby: when the client's stream ends the way the lobby takes it back
+/// (the program exited, a kick, "Sessions..."), say how on stderr and close the channel.
+fn tell_the_lobby(
+    shared: &super::SessionServer,
+    writer: tokio::task::JoinHandle<super::writer::End>,
+    handle: russh::server::Handle,
+    channel: ChannelId,
+) {
+    use super::writer::End;
+    shared.tracker.spawn(async move {
+        let how = match writer.await.unwrap_or(End::Gone) {
+            End::Lobby => "lobby".to_string(),
+            End::Exited(code) => format!("exited {code}"),
+            End::Kicked => "kicked".to_string(),
+            _ => return,
+        };
+        let said = format!("{}{how}\n", super::LOBBY_END);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+            handle
+                .extended_data(channel, 1, Bytes::from(said))
+                .await
+                .ok()?;
+            handle.exit_status_request(channel, 0).await.ok()?;
+            handle.eof(channel).await.ok()?;
+            handle.close(channel).await.ok()
+        })
+        .await;
+    });
 }
 
 /// SSH user names end up in client names and logs: keep them short and printable.

@@ -80,7 +80,7 @@ enum Choice {
 }
 
 /// How a visit to a session ended.
-enum Visit {
+pub enum Visit {
     /// Back in the lobby, with this to say.
     Back(String),
     /// The client left (detached) or went away.
@@ -319,7 +319,17 @@ impl Client {
     /// Join the session `target` names on this channel; come back when its stream ends.
     async fn visit(&mut self, target: &str, rx: &mut mpsc::Receiver<FromClient>) -> Visit {
         let shared = match self.lobby.sessions.joinable(target) {
-            Ok(s) => s,
+            Ok(super::Joinable::Here(s)) => s,
+            Ok(super::Joinable::Elsewhere { addr, name, id }) => {
+                let Some(delegate) = self.lobby.delegate.clone() else {
+                    return Visit::Back(format!("{name} cannot be joined from the lobby"));
+                };
+                if !self.leave_the_lobby_screen().await {
+                    return Visit::Closed;
+                }
+                tracing::info!(parent: &self.span, session = %id, "joining a session in its own process");
+                return super::proxy::visit(self, delegate, addr, &name, rx).await;
+            }
             Err(why) => return Visit::Back(why),
         };
         let name = shared
@@ -336,14 +346,7 @@ impl Client {
             role,
             ..self.who.clone()
         };
-        // Out of the lobby's screen; the session's repaint selects the program's own.
-        let enter = [RESET_MODES, b"\x1b[?25h"].concat();
-        if self
-            .handle
-            .data(self.channel, Bytes::from(enter))
-            .await
-            .is_err()
-        {
+        if !self.leave_the_lobby_screen().await {
             return Visit::Closed;
         }
         let stop = self.stop.child_token();
@@ -383,6 +386,16 @@ impl Client {
             End::Kicked => Visit::Back(format!("you were disconnected from {name}")),
             End::Detached | End::Gone | End::Stopped => Visit::Closed,
         }
+    }
+
+    /// Out of the lobby's screen; the session's repaint selects the program's own. Whether
+    /// the client is still there.
+    async fn leave_the_lobby_screen(&self) -> bool {
+        let enter = [RESET_MODES, b"\x1b[?25h"].concat();
+        self.handle
+            .data(self.channel, Bytes::from(enter))
+            .await
+            .is_ok()
     }
 
     /// Play a session's recording on this channel; any key stops it.

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod lobby;
 pub mod mailbox;
 pub mod preauth;
+pub mod proxy;
 pub mod seat;
 pub mod stream;
 pub mod writer;
@@ -44,7 +45,19 @@ pub struct Access {
     pub viewers_only: bool,
     /// `--open`: any client (any key, or none) joins with this role.
     pub open: Option<Role>,
+    /// The daemon's lobby key (a session in a process of its own): a connection with it
+    /// joins on behalf of the lobby client it names, whose own key this access then
+    /// checks, as on this port ([`LOBBY_CLIENT`]).
+    pub delegate: Option<KeyData>,
 }
+
+/// The environment variable a lobby connection names its client with:
+/// `ADDR USER KEYTYPE BASE64` (the client's address, user name and public key).
+pub const LOBBY_CLIENT: &str = "HEARTH_LOBBY_CLIENT";
+
+/// What the lobby hears, on stderr, of how a visit ended (then the channel closes):
+/// `lobby`, `exited CODE` or `kicked`.
+pub const LOBBY_END: &str = "\0hearth-lobby-end ";
 
 /// Why a key was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,15 +159,30 @@ pub struct LobbyServer {
     pub sessions: Arc<dyn Sessions>,
     /// The name shown in the dashboard's header (this machine's host name).
     pub host: String,
+    /// The daemon's lobby key, to join sessions in processes of their own.
+    pub delegate: Option<Arc<russh::keys::PrivateKey>>,
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,
+}
+
+/// A session the lobby can join.
+pub enum Joinable {
+    /// In this process.
+    Here(Arc<SessionServer>),
+    /// In a process of its own: the lobby joins it over SSH on its port, with the daemon's
+    /// lobby key on behalf of its client (`ssh::proxy`).
+    Elsewhere {
+        addr: std::net::SocketAddr,
+        name: String,
+        id: String,
+    },
 }
 
 /// What the lobby needs from the daemon (which implements it).
 pub trait Sessions: Send + Sync {
     /// The session `target` (id, unique id prefix or name) names, if a client may join it
     /// now; otherwise why not, in words for the client.
-    fn joinable(&self, target: &str) -> Result<Arc<SessionServer>, String>;
+    fn joinable(&self, target: &str) -> Result<Joinable, String>;
     /// A control API client for one lobby connection (in-process; it acts as the owner).
     fn api(&self) -> hearth_rpc::HearthClient;
 }

@@ -45,7 +45,12 @@ struct Args {
     model: bool,
     /// Measure this many idle sessions, then stop.
     idle: Option<usize>,
+    /// hearth's sessions each in a process of their own.
+    own_processes: bool,
 }
+
+/// The config that gives each session a process of its own.
+const OWN_PROCESSES: &str = "[sessions]\nprocesses = \"own\"\n";
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut a = Args {
@@ -58,6 +63,7 @@ fn parse_args() -> anyhow::Result<Args> {
         out: PathBuf::from("target/bench.json"),
         model: false,
         idle: None,
+        own_processes: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -77,10 +83,11 @@ fn parse_args() -> anyhow::Result<Args> {
             "--no-baseline" => a.baseline = false,
             "--model" => a.model = true,
             "--idle" => a.idle = Some(val()?.parse()?),
+            "--session-processes" => a.own_processes = true,
             "--out" => a.out = PathBuf::from(val()?),
             "-h" | "--help" => {
                 println!(
-                    "hearth-bench [--viewers 1,10,50] [--samples 200] [--flood-mb 20] [--big 500] [--big-flood-mb 2] [--no-baseline] [--out FILE] | --model | --idle N"
+                    "hearth-bench [--viewers 1,10,50] [--samples 200] [--flood-mb 20] [--big 500] [--big-flood-mb 2] [--no-baseline] [--session-processes] [--out FILE] | --model | --idle N"
                 );
                 std::process::exit(0);
             }
@@ -94,10 +101,7 @@ fn parse_args() -> anyhow::Result<Args> {
 /// PSS of every hearth process (daemon and session hosts; not the shells) per session,
 /// and the time `server` takes for one.
 fn idle_bench(n: usize) -> anyhow::Result<()> {
-    for (mode, extra) in [
-        ("in the daemon", ""),
-        ("own processes", "[sessions]\nprocesses = \"own\"\n"),
-    ] {
+    for (mode, extra) in [("in the daemon", ""), ("own processes", OWN_PROCESSES)] {
         let h = systems::Hearth::start_with(extra)?;
         let start = Instant::now();
         for _ in 0..n {
@@ -204,7 +208,12 @@ fn main() -> anyhow::Result<()> {
     if let Some(n) = args.idle {
         return idle_bench(n);
     }
-    let mut systems: Vec<Box<dyn System>> = vec![Box::new(systems::Hearth::start()?)];
+    let hearth = if args.own_processes {
+        systems::Hearth::start_with(OWN_PROCESSES)?
+    } else {
+        systems::Hearth::start()?
+    };
+    let mut systems: Vec<Box<dyn System>> = vec![Box::new(hearth)];
     if args.baseline {
         systems.push(Box::new(systems::Sshd::start()?));
     }

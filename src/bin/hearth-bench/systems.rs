@@ -157,6 +157,8 @@ impl System for Hearth {
     fn fresh_session(&mut self) -> anyhow::Result<u16> {
         // A fresh daemon per case, so memory figures do not reuse an earlier case's heap.
         if self.session.take().is_some() {
+            // `shutdown` ends sessions in processes of their own too (SIGTERM would not).
+            let _ = self.cli(&["shutdown"]);
             // SAFETY: signalling our own child.
             unsafe { libc::kill(self.daemon.id() as i32, libc::SIGTERM) };
             let _ = self.daemon.wait();
@@ -182,7 +184,11 @@ impl System for Hearth {
     }
 
     fn server_pids(&self) -> Vec<u32> {
-        vec![self.daemon.id()]
+        // The daemon and its session hosts (not the shells they run).
+        procs::tree(self.daemon.id())
+            .into_iter()
+            .filter(|p| *p == self.daemon.id() || procs::name(*p) == "hearth")
+            .collect()
     }
 
     fn control(&self) -> Option<Control> {
