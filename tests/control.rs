@@ -372,7 +372,8 @@ fn the_cli_starts_the_daemon_when_none_answers() {
 
 #[test]
 fn sigterm_ends_children_and_removes_the_socket() {
-    let mut d = TestDaemon::start();
+    // Sessions in the daemon's process end with it (tests/survive.rs: in their own).
+    let mut d = TestDaemon::start_in_daemon();
     // A child that ignores SIGHUP must still end (SIGKILL after the grace period).
     let stubborn = d.session(&[], &["sh", "-c", "trap '' HUP; sleep 1000"]);
     let plain = d.session(&[], &["sleep", "1000"]);

@@ -257,7 +257,13 @@ fn kill_and_shutdown_lose_no_recorded_byte() {
     d.ok(&["kill", "a"]);
     let pa = PathBuf::from(a["recording"].as_str().unwrap());
     assert_eq!(recorded_text(&pa), expected);
-    assert!(d.terminate());
+    // `shutdown` ends every session (SIGTERM stops only the daemon when sessions run in
+    // processes of their own).
+    d.ok(&["shutdown"]);
+    let mut daemon = d.child.take().unwrap();
+    wait_until("the daemon to stop", DEADLINE, || {
+        daemon.try_wait().unwrap().map(|_| ())
+    });
     let pb = PathBuf::from(b["recording"].as_str().unwrap());
     assert_eq!(recorded_text(&pb), expected);
 }

@@ -144,7 +144,8 @@ fn ended_sessions_stay_known_across_daemon_restarts() {
 /// as ended with it.
 #[test]
 fn recordings_survive_a_daemon_crash() {
-    let mut d = TestDaemon::start();
+    // Sessions in the daemon's process end with it (tests/survive.rs: in their own).
+    let mut d = TestDaemon::start_in_daemon();
     let ticker = d.session(
         &["--name", "ticker"],
         &[
@@ -204,7 +205,8 @@ fn recordings_survive_a_daemon_crash() {
 /// (even one ignoring SIGHUP), and the next daemon ends what is left.
 #[test]
 fn nothing_a_session_started_outlives_kill_or_a_daemon_crash() {
-    let mut d = TestDaemon::start();
+    // Sessions in the daemon's process end with it (tests/survive.rs: in their own).
+    let mut d = TestDaemon::start_in_daemon();
     let dir = d.dir.path().to_path_buf();
     let script = |tag: &str| {
         format!(

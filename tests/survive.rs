@@ -59,8 +59,9 @@ impl Drop for Follower {
     }
 }
 
-/// A daemon whose sessions each get a process of their own, and the guard that makes sure
-/// none of them outlives the test (bind it first: it goes after the daemon).
+/// A daemon whose sessions each get a process of their own (the default, said anyway), and
+/// the guard that makes sure none of them outlives the test (bind it first: it goes after
+/// the daemon).
 fn split_daemon() -> (NoLeftovers, TestDaemon) {
     let env = Env::new();
     env.write_config("[sessions]\nprocesses = \"own\"\n");
@@ -136,6 +137,28 @@ fn ids(list: &Value) -> Vec<(String, String, u64, i64)> {
 
 #[test]
 fn sessions_clients_and_recordings_outlive_a_daemon_killed_with_sigkill() {
+    outlive_the_daemon(Away::Crash);
+}
+
+/// The upgrade path under the same load: a new binary on disk takes over.
+#[test]
+fn sessions_clients_and_recordings_outlive_daemon_replace() {
+    outlive_the_daemon(Away::Replace);
+}
+
+/// How the daemon goes away.
+enum Away {
+    /// `kill -9`, then a new daemon.
+    Crash,
+    /// `hearth daemon --replace` from a new binary on disk.
+    Replace,
+}
+
+/// 3 sessions, 2 OpenSSH clients in one, an events follower; the daemon goes away `how`:
+/// the clients stay and keep working while no daemon runs, the next daemon has the same
+/// sessions (ids, names, ports, pids), every call works, the follower goes on without a
+/// gap or a repeat, and the recording has it all.
+fn outlive_the_daemon(how: Away) {
     let (_cleanup, mut d) = split_daemon();
     let a = d.session(&["--name", "a"], &["/bin/sh"]);
     d.session(&["--name", "b"], &["/bin/sh"]);
@@ -160,12 +183,28 @@ fn sessions_clients_and_recordings_outlive_a_daemon_killed_with_sigkill() {
         seen.iter().any(|e| e["kind"] == "message")
     });
 
-    d.crash();
-    // No daemon runs: what one client types reaches the program and the other client.
-    tmux.type_text("one", "echo away-$((6*7))\r");
-    tmux.wait_for("two", "away-42");
-
-    d.restart();
+    match how {
+        Away::Crash => {
+            d.crash();
+            // No daemon runs: what one client types reaches the program and the other.
+            tmux.type_text("one", "echo away-$((6*7))\r");
+            tmux.wait_for("two", "away-42");
+            d.restart();
+        }
+        Away::Replace => {
+            let installed = replace_daemon(&mut d);
+            tmux.type_text("one", "echo away-$((6*7))\r");
+            tmux.wait_for("two", "away-42");
+            let pid = d.pid();
+            let version = d.ok(&["version"]);
+            assert_eq!(version["daemon"]["pid"], pid, "{version}");
+            assert_eq!(
+                std::fs::read_link(format!("/proc/{pid}/exe")).unwrap(),
+                installed,
+                "the new daemon is the binary now on disk"
+            );
+        }
+    }
     assert_eq!(
         ids(&d.ok(&["ps"])),
         before,
@@ -352,7 +391,7 @@ fn sigterm_and_shutdown_keep_sessions_stop_only_the_daemon() {
 
 #[test]
 fn keep_sessions_is_refused_by_a_daemon_that_holds_its_sessions() {
-    let d = TestDaemon::start();
+    let d = TestDaemon::start_in_daemon();
     d.shell(&[]);
     let message = d.err(&["shutdown", "--keep-sessions"], "invalid_state");
     assert!(message.contains("processes = \"own\""), "{message}");
@@ -363,20 +402,9 @@ fn keep_sessions_is_refused_by_a_daemon_that_holds_its_sessions() {
     );
 }
 
-#[test]
-fn daemon_replace_takes_over_with_no_session_or_client_lost() {
-    let (_cleanup, mut d) = split_daemon();
-    let a = d.session(&["--name", "a"], &["/bin/sh"]);
-    let (id, port) = (id_of(&a), port_of(&a));
-    let tmux = Tmux::new(d.dir.path());
-    let line = format!("ssh {} -tt 127.0.0.1", ssh_args(&d.owner, port).join(" "));
-    tmux.run("one", 80, 24, &line);
-    wait_until("the client to attach", DEADLINE, || {
-        (d.peer_count(&id) == 1).then_some(())
-    });
-    let before = ids(&d.ok(&["ps"]));
-
-    // A new binary on disk (a new file: what an upgrade installs), run with --replace.
+/// Install a new binary (a new file, as an upgrade does) and run `daemon --replace` from
+/// it; returns once the old daemon has handed over and exited and the new one answers.
+fn replace_daemon(d: &mut TestDaemon) -> std::path::PathBuf {
     let bin = d.dir.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let installed = bin.join("hearth");
@@ -392,25 +420,14 @@ fn daemon_replace_takes_over_with_no_session_or_client_lost() {
             ),
             &bin,
         )
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
         .spawn()
         .unwrap();
     wait_until("the old daemon to hand over and exit", DEADLINE, || {
         old.try_wait().unwrap().map(|_| ())
     });
-    let pid = new.id();
     d.child = Some(new);
     d.wait_ready();
-    let version = d.ok(&["version"]);
-    assert_eq!(version["daemon"]["pid"], pid, "{version}");
-    assert_eq!(
-        std::fs::read_link(format!("/proc/{pid}/exe")).unwrap(),
-        installed,
-        "the new daemon is the binary now on disk"
-    );
-    assert_eq!(ids(&d.ok(&["ps"])), before);
-    assert_eq!(d.peer_count(&id), 1, "the client is still attached");
-    tmux.type_text("one", "echo after-$((5*5))\r");
-    tmux.wait_for("one", "after-25");
+    installed
 }

@@ -68,10 +68,10 @@ pub enum Command {
         /// The lobby's address (default 0.0.0.0; `[lobby] bind`)
         #[arg(long, value_name = "ADDR")]
         lobby_bind: Option<String>,
-        /// Serve each new session from a process of its own, so it outlives the daemon
-        /// (a crash, a restart, an upgrade); `[sessions] processes = "own"`
+        /// Keep sessions in the daemon's process, so they end with it (by default each runs
+        /// in a process of its own and outlives the daemon); `[sessions] processes = "daemon"`
         #[arg(long)]
-        session_processes: bool,
+        sessions_in_daemon: bool,
         /// Take over from the daemon running on this socket without ending its sessions:
         /// the upgrade path (install a new hearth, run `hearth daemon --replace`). Sessions
         /// in the old daemon's own process make it refuse
@@ -446,7 +446,7 @@ async fn run_local(
             login_grace,
             lobby_port,
             lobby_bind,
-            session_processes,
+            sessions_in_daemon,
             replace,
             log_file,
         } => crate::daemon::main(
@@ -454,7 +454,7 @@ async fn run_local(
             kill_grace,
             login_grace,
             (lobby_port, lobby_bind),
-            (session_processes, replace),
+            (sessions_in_daemon, replace),
             log_file,
         )
         .await

@@ -94,16 +94,16 @@ struct SessionsSection {
     /// `"120x40"`: the size a session starts at when nothing else says (MCP, the
     /// dashboards' `n`, `server` run without a terminal).
     size: Option<String>,
-    /// `"own"`: each session in a process of its own, so it outlives the daemon;
-    /// `"daemon"` (the default for now): sessions live in the daemon's process.
+    /// `"own"` (the default): each session in a process of its own, so it outlives the
+    /// daemon; `"daemon"`: sessions live in the daemon's process and end with it.
     processes: Option<String>,
 }
 
 /// `[sessions] processes`: whether each session gets a process of its own.
 pub fn load_session_processes(path: &Path) -> anyhow::Result<bool> {
     match read(path)?.sessions.processes.as_deref() {
-        None | Some("daemon") => Ok(false),
-        Some("own") => Ok(true),
+        Some("daemon") => Ok(false),
+        None | Some("own") => Ok(true),
         Some(other) => anyhow::bail!(
             "{}: sessions.processes = {other:?}: use \"own\" (each session in a process of \
              its own) or \"daemon\"",

@@ -107,7 +107,8 @@ pub struct Config {
     /// The size a session starts at when its request gives none (`[sessions] size`).
     pub default_size: Option<(u16, u16)>,
     /// Serve each new session from a process of its own (`hearth session-host`), so it
-    /// outlives this daemon (`daemon --session-processes`, `[sessions] processes`).
+    /// outlives this daemon (`[sessions] processes`, default "own"; `daemon
+    /// --sessions-in-daemon` turns it off).
     pub session_processes: bool,
     /// Set in a session host: the one session it serves.
     pub host: Option<host::HostStart>,
@@ -156,12 +157,12 @@ pub async fn main(
     kill_grace: f64,
     login_grace: u64,
     (lobby_port, lobby_bind): (Option<u16>, Option<String>),
-    (session_processes, replace): (bool, bool),
+    (sessions_in_daemon, replace): (bool, bool),
     log_file: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let mut config = load_config(kill_grace, login_grace)?;
     config.lobby = config_file::load_lobby(&crate::paths::config_file(), lobby_port, lobby_bind)?;
-    config.session_processes |= session_processes;
+    config.session_processes &= !sessions_in_daemon;
     config.log_file = log_file;
     if replace {
         take_over(&socket).await?;

@@ -22,6 +22,9 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// The longest any one CLI call in a test may take: well above every call's own bound
 /// (the longest, `wait`'s polls, are 30 s each), far below a hung suite.
+/// The config that keeps sessions in the daemon's process.
+pub const IN_DAEMON: &str = "[sessions]\nprocesses = \"daemon\"\n";
+
 pub const CLI_BOUND: Duration = Duration::from_secs(90);
 
 /// Run `cmd` to completion like [`Command::output`], but kill it and panic (naming it and
@@ -343,6 +346,14 @@ impl std::ops::Deref for TestDaemon {
 impl TestDaemon {
     pub fn start() -> TestDaemon {
         Env::new().start_daemon()
+    }
+
+    /// A daemon whose sessions live in its own process (`[sessions] processes =
+    /// "daemon"`): for what only that mode does (sessions end with the daemon).
+    pub fn start_in_daemon() -> TestDaemon {
+        let env = Env::new();
+        env.write_config(IN_DAEMON);
+        env.start_daemon()
     }
 
     pub fn pid(&self) -> u32 {

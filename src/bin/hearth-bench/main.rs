@@ -45,12 +45,14 @@ struct Args {
     model: bool,
     /// Measure this many idle sessions, then stop.
     idle: Option<usize>,
-    /// hearth's sessions each in a process of their own.
-    own_processes: bool,
+    /// hearth's sessions in the daemon's process (default: each in its own).
+    in_daemon: bool,
 }
 
-/// The config that gives each session a process of its own.
+/// The config that gives each session a process of its own (the default).
 const OWN_PROCESSES: &str = "[sessions]\nprocesses = \"own\"\n";
+/// The config that keeps sessions in the daemon's process.
+const IN_DAEMON: &str = "[sessions]\nprocesses = \"daemon\"\n";
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut a = Args {
@@ -63,7 +65,7 @@ fn parse_args() -> anyhow::Result<Args> {
         out: PathBuf::from("target/bench.json"),
         model: false,
         idle: None,
-        own_processes: false,
+        in_daemon: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -83,11 +85,11 @@ fn parse_args() -> anyhow::Result<Args> {
             "--no-baseline" => a.baseline = false,
             "--model" => a.model = true,
             "--idle" => a.idle = Some(val()?.parse()?),
-            "--session-processes" => a.own_processes = true,
+            "--sessions-in-daemon" => a.in_daemon = true,
             "--out" => a.out = PathBuf::from(val()?),
             "-h" | "--help" => {
                 println!(
-                    "hearth-bench [--viewers 1,10,50] [--samples 200] [--flood-mb 20] [--big 500] [--big-flood-mb 2] [--no-baseline] [--session-processes] [--out FILE] | --model | --idle N"
+                    "hearth-bench [--viewers 1,10,50] [--samples 200] [--flood-mb 20] [--big 500] [--big-flood-mb 2] [--no-baseline] [--sessions-in-daemon] [--out FILE] | --model | --idle N"
                 );
                 std::process::exit(0);
             }
@@ -208,10 +210,10 @@ fn main() -> anyhow::Result<()> {
     if let Some(n) = args.idle {
         return idle_bench(n);
     }
-    let hearth = if args.own_processes {
-        systems::Hearth::start_with(OWN_PROCESSES)?
+    let hearth = if args.in_daemon {
+        systems::Hearth::start_with(IN_DAEMON)?
     } else {
-        systems::Hearth::start()?
+        systems::Hearth::start_with(OWN_PROCESSES)?
     };
     let mut systems: Vec<Box<dyn System>> = vec![Box::new(hearth)];
     if args.baseline {

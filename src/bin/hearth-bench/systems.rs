@@ -64,10 +64,6 @@ pub struct Hearth {
 }
 
 impl Hearth {
-    pub fn start() -> anyhow::Result<Hearth> {
-        Self::start_with("")
-    }
-
     /// A daemon whose config file has `extra` appended (a `[sessions]` table, say).
     pub fn start_with(extra: &str) -> anyhow::Result<Hearth> {
         let bin = std::env::current_exe()?
