@@ -345,7 +345,10 @@ fn a_request_a_session_process_refuses_leaves_nothing_running() {
         "spawn",
     );
     assert!(message.contains("/nonexistent/program"), "{message}");
-    assert!(hosts_of(&d.socket).is_empty(), "{:?}", hosts_of(&d.socket));
+    // A refused host answers, then ends.
+    wait_until("the refused hosts to end", DEADLINE, || {
+        hosts_of(&d.socket).is_empty().then_some(())
+    });
     wait_until(
         "the refused hosts' sockets to go",
         Duration::from_secs(5),
