@@ -305,7 +305,8 @@ fn shutdown_ends_every_session_process_and_what_it_started() {
         })
         .collect();
     assert_eq!(hosts_of(&d.socket).len(), 2);
-    d.ok(&["shutdown"]);
+    let out = d.ok(&["shutdown"]);
+    assert_eq!(out["sessions_ended"], 2, "it says so: {out}");
     wait_until("every session process to end", DEADLINE, || {
         hosts_of(&d.socket).is_empty().then_some(())
     });

@@ -789,22 +789,28 @@ async fn run_client(
             unreachable!("handled by run")
         }
         Command::Shutdown { keep_sessions } => {
-            let kept = if keep_sessions {
-                call(client.list(ctx())).await?.len()
-            } else {
-                0
-            };
+            let sessions = call(client.list(ctx())).await?.len();
             // The daemon may close the connection before the answer arrives: what counts
             // is that it stops answering. A refusal is an answer.
             if let Ok(Err(refused)) = client.shutdown(ctx(), keep_sessions).await {
                 return Err(refused.into());
             }
             connect::wait_until_gone(std::path::Path::new(&info.socket)).await?;
+            let (ended, kept) = if keep_sessions {
+                (0, sessions)
+            } else {
+                (sessions, 0)
+            };
             out.value(
-                json!({"stopped": true, "pid": info.pid, "sessions_kept": kept}),
-                || match kept {
-                    0 => format!("daemon (pid {}) stopped", info.pid),
-                    n => format!(
+                json!({"stopped": true, "pid": info.pid, "sessions_ended": ended,
+                       "sessions_kept": kept}),
+                || match (ended, kept) {
+                    (0, 0) => format!("daemon (pid {}) stopped", info.pid),
+                    (n, 0) => format!(
+                        "daemon (pid {}) stopped; {n} session(s) ended with it",
+                        info.pid
+                    ),
+                    (_, n) => format!(
                         "daemon (pid {}) stopped; {n} session(s) keep running (the next \
                          daemon adopts them)",
                         info.pid

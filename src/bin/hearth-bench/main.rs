@@ -103,21 +103,14 @@ fn parse_args() -> anyhow::Result<Args> {
 /// PSS of every hearth process (daemon and session hosts; not the shells) per session,
 /// and the time `server` takes for one.
 fn idle_bench(n: usize) -> anyhow::Result<()> {
-    for (mode, extra) in [("in the daemon", ""), ("own processes", OWN_PROCESSES)] {
+    for (mode, extra) in [
+        ("in the daemon", IN_DAEMON),
+        ("own processes", OWN_PROCESSES),
+    ] {
         let h = systems::Hearth::start_with(extra)?;
         let start = Instant::now();
         for _ in 0..n {
-            let out = h.cli(&[
-                "server",
-                "--bind",
-                "127.0.0.1",
-                "--no-record",
-                "--",
-                "/bin/sh",
-            ])?;
-            if !out.status.success() {
-                bail!("server failed: {}", String::from_utf8_lossy(&out.stderr));
-            }
+            h.shell()?;
         }
         let create_ms = start.elapsed().as_secs_f64() * 1000.0 / n as f64;
         // Settled: every session's first output is long past (idle after 2 s).

@@ -132,6 +132,23 @@ impl Hearth {
         ]
     }
 
+    /// A new unrecorded `/bin/sh` session on loopback; its JSON.
+    pub fn shell(&self) -> anyhow::Result<serde_json::Value> {
+        let out = self.cli(&[
+            "--json",
+            "server",
+            "--bind",
+            "127.0.0.1",
+            "--no-record",
+            "--",
+            "/bin/sh",
+        ])?;
+        if !out.status.success() {
+            bail!("server failed: {}", String::from_utf8_lossy(&out.stdout));
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
     /// The daemon's pid.
     pub fn daemon_pid(&self) -> u32 {
         self.daemon.id()
@@ -165,16 +182,7 @@ impl System for Hearth {
                     .unwrap_or(false)
             })?;
         }
-        let out = self.cli(&[
-            "--json",
-            "server",
-            "--bind",
-            "127.0.0.1",
-            "--no-record",
-            "--",
-            "/bin/sh",
-        ])?;
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let v = self.shell()?;
         self.session = Some(v["id"].as_str().context("id")?.to_string());
         Ok(v["port"].as_u64().context("port")? as u16)
     }
