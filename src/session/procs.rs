@@ -110,6 +110,11 @@ pub fn become_subreaper() -> std::io::Result<()> {
 /// Reap every ended child nobody else owns (adopted orphans); how many. Blocking (reads
 /// /proc): call off the runtime.
 pub fn reap_orphans() -> usize {
+    if !a_child_has_ended() {
+        // Nothing to reap: no need to read /proc (the sweep runs every few seconds in
+        // every session process).
+        return 0;
+    }
     let me = std::process::id() as libc::pid_t;
     let _g = SPAWN.lock();
     let owned = OWNED.lock().clone().unwrap_or_default();
@@ -129,6 +134,22 @@ pub fn reap_orphans() -> usize {
         set.retain(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
     }
     reaped
+}
+
+/// Whether some child of this process has ended and waits to be reaped (asked without
+/// reaping it: its owner, if any, still gets its status).
+fn a_child_has_ended() -> bool {
+    // SAFETY: waitid with a zeroed siginfo we own; WNOWAIT leaves the child waitable.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let r = libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        r == 0 && info.si_pid() != 0
+    }
 }
 
 /// Every process with its `/proc/<pid>/stat` fields.
