@@ -74,6 +74,8 @@ async fn every_documented_field_is_in_real_output() {
     shapes.insert("error", d.json(&["status", "nosuch"]).1);
     shapes.insert("ended", ended);
     shapes.insert("ps --hosts", d.ok(&["ps", "--hosts", "local"]));
+    // Last: it stops the daemon.
+    shapes.insert("shutdown", d.ok(&["shutdown"]));
     let doc = documented();
     assert!(doc.len() >= 11, "sections found: {:?}", doc.keys());
     for (section, fields) in &doc {

@@ -22,6 +22,7 @@ pub mod echo;
 pub mod keys;
 pub mod log;
 pub mod procs;
+pub mod profile;
 pub mod pty;
 pub mod query;
 pub mod reader;
