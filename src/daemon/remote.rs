@@ -361,11 +361,16 @@ impl Daemon {
                 reason: reason.to_string(),
             },
         );
-        let _ = std::fs::remove_file(&remote.socket);
-        let _ = std::fs::remove_file(remote.socket.with_extension("lock"));
-        if let Some(dir) = self.history_dir() {
-            history::mark_lost(dir, &remote.id);
-        }
+        // Files off the runtime: the record is read and written again.
+        let (socket, id) = (remote.socket.clone(), remote.id.clone());
+        let dir = self.history_dir().map(Path::to_path_buf);
+        self.tracker.spawn_blocking(move || {
+            let _ = std::fs::remove_file(&socket);
+            let _ = std::fs::remove_file(socket.with_extension("lock"));
+            if let Some(dir) = dir {
+                history::mark_lost(&dir, &id);
+            }
+        });
         self.end_marked(std::collections::HashSet::from([remote.id.clone()]));
     }
 
