@@ -108,6 +108,27 @@ pub struct SessionInfo {
     /// that id follows here.
     #[serde(default)]
     pub restarted_from: Option<String>,
+    /// What its agent is doing, as a profile reads its screen (`[[profiles]]`):
+    /// `working`, `waiting_input`, `needs_approval`, `rate_limited`, `error`, `exited`, or
+    /// `unknown` when no profile applies. (`state` is the listener's: up, down, exited.)
+    #[serde(default = "unknown")]
+    pub agent_state: String,
+    /// When it entered that state (RFC 3339), once a profile applies.
+    #[serde(default)]
+    pub agent_state_since: Option<String>,
+    /// Its agent needs a human: `needs_approval`, `waiting_input`, `rate_limited`, `error`.
+    #[serde(default)]
+    pub attention: bool,
+    /// The profile that reads it, if one applies.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// What the deciding rule captured (`resets_at`...).
+    #[serde(default)]
+    pub agent_fields: std::collections::BTreeMap<String, String>,
+}
+
+fn unknown() -> String {
+    "unknown".into()
 }
 
 /// A session that has ended and left the daemon, as `history` and `ps --all` report it.
@@ -467,6 +488,15 @@ pub enum EventKind {
     Input {
         client: String,
     },
+    /// Its agent's state changed, as its profile reads the screen (`working`,
+    /// `waiting_input`, `needs_approval`, `rate_limited`, `error`, `exited`); `text` is
+    /// the line a rule matched.
+    State {
+        from: String,
+        to: String,
+        reason: String,
+        text: Option<String>,
+    },
     /// The session's own process went away without ending it (it crashed or was killed):
     /// the session is gone, and what it left running was ended.
     Lost {
@@ -501,6 +531,7 @@ impl EventKind {
             EventKind::RecordingError { .. } => "recording_error",
             EventKind::Input { .. } => "input",
             EventKind::Lost { .. } => "lost",
+            EventKind::State { .. } => "state",
             EventKind::Skipped { .. } => "skipped",
         }
     }

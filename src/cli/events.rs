@@ -225,6 +225,10 @@ fn human(e: &Event) -> String {
         EventKind::Match { trigger, text } => format!("trigger {trigger} matched: {text}"),
         EventKind::Message { by } => format!("message from {by}"),
         EventKind::RecordingError { error } => format!("recording error: {error}"),
+        EventKind::State { from, to, text, .. } => match text {
+            Some(t) => format!("{from} -> {to}: {t}"),
+            None => format!("{from} -> {to}"),
+        },
         EventKind::Input { client } => format!("{client} typed"),
         EventKind::Lost { reason } => format!("lost: {reason}"),
         EventKind::Skipped { count } => {

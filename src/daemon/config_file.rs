@@ -85,6 +85,28 @@ struct File {
     hosts: HostsSection,
     #[serde(default)]
     sessions: SessionsSection,
+    /// `[[profiles]]`: how to read agents' screens into states.
+    #[serde(default)]
+    profiles: Vec<crate::session::profile::ProfileSpec>,
+}
+
+/// `[[profiles]]`, checked: a bad regex or state is an error naming the profile and rule;
+/// names are unique.
+pub fn load_profiles(path: &Path) -> anyhow::Result<Vec<crate::session::profile::Profile>> {
+    let mut out: Vec<crate::session::profile::Profile> = Vec::new();
+    for spec in read(path)?.profiles {
+        let profile = crate::session::profile::Profile::new(&spec)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if out.iter().any(|p| p.name == profile.name) {
+            anyhow::bail!(
+                "{}: two profiles are named {:?}",
+                path.display(),
+                profile.name
+            );
+        }
+        out.push(profile);
+    }
+    Ok(out)
 }
 
 /// `[sessions]`: defaults for new sessions.

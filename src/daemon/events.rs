@@ -415,6 +415,17 @@ pub fn from_session(e: SessionEvent) -> EventKind {
             idle_ms: idle.as_millis() as u64,
         },
         SessionEvent::RecordingError(error) => EventKind::RecordingError { error },
+        SessionEvent::State {
+            from,
+            to,
+            reason,
+            text,
+        } => EventKind::State {
+            from: from.name().to_string(),
+            to: to.name().to_string(),
+            reason,
+            text,
+        },
     }
 }
 

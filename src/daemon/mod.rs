@@ -114,6 +114,8 @@ pub struct Config {
     pub host: Option<host::HostStart>,
     /// The log file (`daemon --log-file`), which session hosts share.
     pub log_file: Option<PathBuf>,
+    /// `[[profiles]]`: how agents' screens read as states.
+    pub profiles: Arc<Vec<crate::session::profile::Profile>>,
 }
 
 impl Default for Config {
@@ -143,6 +145,7 @@ impl Default for Config {
             session_processes: false,
             host: None,
             log_file: None,
+            profiles: Arc::default(),
             record: Some(crate::session::record::RecordConfig::new(
                 crate::paths::recordings_dir(),
             )),
@@ -225,6 +228,7 @@ pub(crate) fn load_config(kill_grace: f64, login_grace: u64) -> anyhow::Result<C
     config_file::apply_limits(&file, &mut config)?;
     config.default_size = config_file::load_default_size(&file)?;
     config.session_processes = config_file::load_session_processes(&file)?;
+    config.profiles = Arc::new(config_file::load_profiles(&file)?);
     let (ring, hooks, triggers) = config_file::load_events(&file)?;
     if let Some(n) = ring {
         config.event_ring = n;
@@ -913,6 +917,13 @@ impl Daemon {
         sink.open();
         self.watch_events(&hosted);
         self.start_triggers(&hosted, session_triggers);
+        if !self.config.profiles.is_empty() {
+            self.tracker.spawn(crate::session::profile::watch(
+                Arc::clone(&hosted.session),
+                Arc::clone(&self.config.profiles),
+                self.cancel.clone(),
+            ));
+        }
         let info = hosted.info();
         tracing::info!(session = %info.id, port, command = ?info.command, "session started");
         if open.is_some() {

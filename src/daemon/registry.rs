@@ -49,6 +49,7 @@ impl Hosted {
         let act = s.activity.snapshot();
         let (title, bells) = s.title_and_bells();
         let (cols, rows) = s.pty_size();
+        let agent = s.agent.lock().clone();
         SessionInfo {
             id: s.id.clone(),
             name: s.name.clone(),
@@ -96,6 +97,11 @@ impl Hosted {
                 .map(|k| ssh::keys::fingerprint_of(k.public_key().key_data()))
                 .unwrap_or_default(),
             restarted_from: self.restarted_from.clone(),
+            agent_state: agent.state.name().to_string(),
+            agent_state_since: agent.profile.as_ref().map(|_| rfc3339(agent.since)),
+            attention: agent.state.attention(),
+            profile: agent.profile,
+            agent_fields: agent.fields,
         }
     }
 

@@ -100,6 +100,7 @@ impl Model {
             EventKind::Role { .. }
             | EventKind::Match { .. }
             | EventKind::Message { .. }
+            | EventKind::State { .. }
             | EventKind::Input { .. } => {}
         }
         false
@@ -272,6 +273,11 @@ pub mod tests {
             bell_count: 0,
             host_key_fingerprint: String::new(),
             restarted_from: None,
+            agent_state: "unknown".into(),
+            agent_state_since: None,
+            attention: false,
+            profile: None,
+            agent_fields: Default::default(),
         }
     }
 

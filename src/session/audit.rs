@@ -165,7 +165,8 @@ fn event_line(e: &SessionEvent, t: f64) -> Option<Value> {
         | SessionEvent::Match { .. }
         | SessionEvent::Busy
         | SessionEvent::Idle { .. }
-        | SessionEvent::RecordingError(_) => return None,
+        | SessionEvent::RecordingError(_)
+        | SessionEvent::State { .. } => return None,
     })
 }
 

@@ -153,6 +153,13 @@ pub enum SessionEvent {
     },
     /// The recording stopped with this error (said once).
     RecordingError(String),
+    /// Its agent's state changed (`profile::watch`): from, to, why, the line it matched.
+    State {
+        from: profile::AgentState,
+        to: profile::AgentState,
+        reason: String,
+        text: Option<String>,
+    },
 }
 
 /// Where a session's events go.
@@ -255,6 +262,8 @@ pub struct Session {
     events: std::sync::OnceLock<EventSink>,
     /// Input lately (bounded), so waits and triggers can tell an echo from output.
     typed: Mutex<echo::Typed>,
+    /// What its agent is doing, as a profile reads its screen (`profile::watch`).
+    pub agent: Mutex<profile::Status>,
 }
 
 impl Session {
@@ -336,6 +345,7 @@ impl Session {
             typist: Mutex::new(None),
             events: events.map_or_else(std::sync::OnceLock::new, std::sync::OnceLock::from),
             typed: Mutex::new(echo::Typed::default()),
+            agent: Mutex::new(profile::Status::default()),
             spec,
         });
         if let Err(e) = pty::start_threads(&session, reader, writer, input_rx) {

@@ -11,7 +11,8 @@
 //! touch the session, the clock or any I/O.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use regex::Regex;
 use serde::Deserialize;
@@ -145,6 +146,168 @@ pub struct Seen<'a> {
     pub exited: bool,
 }
 
+/// What a session's agent is doing now, and since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub state: AgentState,
+    pub since: SystemTime,
+    /// The profile that reads it, once one applies.
+    pub profile: Option<String>,
+    /// The deciding rule's captures.
+    pub fields: BTreeMap<String, String>,
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Status {
+            state: AgentState::Unknown,
+            since: SystemTime::now(),
+            profile: None,
+            fields: BTreeMap::new(),
+        }
+    }
+}
+
+/// Output quiet this long is "settled" enough to read the screen (a redraw in progress is
+/// not read half-way).
+const DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// Read the session's screen with the first of `profiles` that applies to it, whenever
+/// output settles (and again when a rule's quiet time or [`SETTLED`] passes), and report
+/// each change of state as an event, once. While output flows the task sleeps on the
+/// activity clock (a flood costs it nothing per chunk) and says `working` once. Ends with
+/// the program (reporting `exited`) or `stop`.
+pub async fn watch(
+    session: Arc<super::Session>,
+    profiles: Arc<Vec<Profile>>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut output = session.output_watch();
+    let mut exit = session.exit_watch();
+    let mut chosen: Option<usize> = None;
+    loop {
+        // Settled: wait for output (one wake-up), the program's end, or the stop.
+        output.borrow_and_update();
+        tokio::select! {
+            r = output.changed() => if r.is_err() { return },
+            _ = exit.wait_for(|c| c.is_some()) => break,
+            _ = stop.cancelled() => return,
+        }
+        if let Some(i) = chosen {
+            let name = profiles[i].name.clone();
+            set(
+                &session,
+                AgentState::Working,
+                format!("profile {name}: output"),
+                None,
+                BTreeMap::new(),
+                &name,
+            );
+        }
+        // Read at each threshold of quiet: the debounce, each rule's quiet time, settled.
+        let mut thresholds: Vec<Duration> = chosen
+            .map(|i| profiles[i].quiet_times())
+            .unwrap_or_default();
+        thresholds.extend([DEBOUNCE, SETTLED]);
+        thresholds.sort();
+        thresholds.dedup();
+        for threshold in thresholds {
+            // Sleep on the activity clock until output has been quiet this long.
+            loop {
+                let quiet = session.activity.idle();
+                if quiet >= threshold {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(threshold - quiet) => {}
+                    _ = exit.wait_for(|c| c.is_some()) => break,
+                    _ = stop.cancelled() => return,
+                }
+            }
+            if exit.borrow().is_some() {
+                break;
+            }
+            let (screen, title) = (session.screen_text(), session.title_and_bells().0);
+            if chosen.is_none() {
+                chosen = profiles
+                    .iter()
+                    .position(|p| p.applies(&session.spec.command, &screen, title.as_deref()));
+            }
+            let Some(i) = chosen else { continue };
+            let profile = &profiles[i];
+            let reading = profile.read(&Seen {
+                screen: &screen,
+                title: title.as_deref(),
+                quiet: session.activity.idle(),
+                exited: false,
+            });
+            let reason = match &reading.line {
+                Some(_) => format!("profile {}: a rule matched", profile.name),
+                None => format!("profile {}: output settled", profile.name),
+            };
+            set(
+                &session,
+                reading.state,
+                reason,
+                reading.line,
+                reading.fields,
+                &profile.name,
+            );
+        }
+        if exit.borrow().is_some() {
+            break;
+        }
+    }
+    if let Some(i) = chosen {
+        let name = profiles[i].name.clone();
+        set(
+            &session,
+            AgentState::Exited,
+            format!("profile {name}: the program exited"),
+            None,
+            BTreeMap::new(),
+            &name,
+        );
+    }
+}
+
+/// Record a state and report it if it changed.
+fn set(
+    session: &super::Session,
+    state: AgentState,
+    reason: String,
+    text: Option<String>,
+    fields: BTreeMap<String, String>,
+    profile: &str,
+) {
+    let from = {
+        let mut status = session.agent.lock();
+        if status.state == state && status.fields == fields {
+            return;
+        }
+        let from = status.state;
+        *status = Status {
+            state,
+            since: if from == state {
+                status.since
+            } else {
+                SystemTime::now()
+            },
+            profile: Some(profile.to_string()),
+            fields,
+        };
+        from
+    };
+    if from != state {
+        session.emit(super::SessionEvent::State {
+            from,
+            to: state,
+            reason,
+            text,
+        });
+    }
+}
+
 /// Regexes are bounded: a profile cannot make a look cost more than this much automaton.
 const REGEX_SIZE: usize = 1 << 20;
 
@@ -202,6 +365,11 @@ impl Profile {
             title: opt("title", &spec.detect.title)?,
             rules,
         })
+    }
+
+    /// The quiet times its rules wait for.
+    fn quiet_times(&self) -> Vec<Duration> {
+        self.rules.iter().map(|r| r.quiet).collect()
     }
 
     /// Whether this profile is for the program `command` runs, now that it shows

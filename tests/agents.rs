@@ -1,0 +1,121 @@
+//! Agent states read from the screen by a profile (`[[profiles]]`): a real daemon, a real
+//! session host and PTY, `tests/fixtures/fake-agent.sh` drawing the prompts the profile
+//! keys on.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const AGENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fake-agent.sh");
+
+/// A profile for the fake agent: the text each rule expects is the fixture's.
+const PROFILE: &str = r#"
+[[profiles]]
+name = "fake"
+detect = { banner = 'FakeAgent \d' }
+[[profiles.rules]]
+state = "needs_approval"
+pattern = 'Do you want to run'
+bottom = 4
+[[profiles.rules]]
+state = "rate_limited"
+pattern = 'limit reached\. It resets at (?P<resets_at>\S+?)\.?$'
+bottom = 2
+[[profiles.rules]]
+state = "waiting_input"
+pattern = '^agent>\s*$'
+bottom = 1
+"#;
+
+/// The `state` events of session `id` so far.
+fn states(d: &TestDaemon, id: &str) -> Vec<Value> {
+    let out = d.cli(&["--json", "events", "--since", "1", id]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["kind"] == "state")
+        .collect()
+}
+
+/// Wait until the session's agent is in `state`; its `ps` entry.
+fn wait_state(d: &TestDaemon, id: &str, state: &str) -> Value {
+    wait_until(&format!("the agent to be {state}"), DEADLINE, || {
+        let s = d.ok(&["status", id]);
+        let s = if s["session"].is_object() {
+            s["session"].clone()
+        } else {
+            s
+        };
+        (s["agent_state"] == state).then_some(s)
+    })
+}
+
+#[test]
+fn a_profile_reads_approval_input_and_limits_from_the_screen_once_per_change() {
+    let env = Env::new();
+    env.write_config(PROFILE);
+    let d = env.start_daemon();
+    let s = d.session(&["--name", "fake"], &["sh", AGENT]);
+    let id = id_of(&s);
+
+    let s = wait_state(&d, &id, "waiting_input");
+    assert_eq!(s["profile"], "fake", "{s}");
+    assert_eq!(s["attention"], true, "{s}");
+
+    d.ok(&["send", &id, "approve"]);
+    let s = wait_state(&d, &id, "needs_approval");
+    assert_eq!(s["attention"], true);
+    let last = states(&d, &id).pop().unwrap();
+    assert_eq!(last["to"], "needs_approval");
+    assert_eq!(last["text"], "Do you want to run `make`?", "{last}");
+
+    d.ok(&["send", &id, "1"]);
+    wait_state(&d, &id, "waiting_input");
+
+    d.ok(&["send", &id, "limit"]);
+    let s = wait_state(&d, &id, "rate_limited");
+    assert_eq!(s["agent_fields"]["resets_at"], "3pm", "{s}");
+
+    d.ok(&["send", &id, "quit"]);
+    wait_state(&d, &id, "exited");
+
+    // Once per change, each from the state before it, in the order they happened.
+    let events = states(&d, &id);
+    let mut was = "unknown".to_string();
+    for e in &events {
+        assert_eq!(e["from"], was.as_str(), "{events:#?}");
+        assert_ne!(e["from"], e["to"], "{events:#?}");
+        was = e["to"].as_str().unwrap().to_string();
+    }
+    let to: Vec<&str> = events.iter().map(|e| e["to"].as_str().unwrap()).collect();
+    let wanted = [
+        "waiting_input",
+        "needs_approval",
+        "waiting_input",
+        "rate_limited",
+        "exited",
+    ];
+    let mut at = 0;
+    for s in &to {
+        if at < wanted.len() && *s == wanted[at] {
+            at += 1;
+        }
+    }
+    assert_eq!(at, wanted.len(), "{to:?}");
+}
+
+#[test]
+fn a_bad_profile_is_a_clear_error_at_start() {
+    let env = Env::new();
+    env.write_config(
+        "[[profiles]]\nname = \"broken\"\n[[profiles.rules]]\nstate = \"error\"\npattern = \"(\"\n",
+    );
+    let out = env
+        .command(&["daemon"])
+        .stdin(std::process::Stdio::null())
+        .output_bounded();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("profile broken: rule 1"), "{err}");
+}
