@@ -63,9 +63,32 @@ fn a_profile_reads_approval_input_and_limits_from_the_screen_once_per_change() {
     assert_eq!(s["profile"], "fake", "{s}");
     assert_eq!(s["attention"], true, "{s}");
 
+    // A supervisor waits for the approval prompt before it is drawn.
+    let waiter = d
+        .command(&[
+            "--json",
+            "wait",
+            &id,
+            "--state",
+            "needs_approval,rate_limited",
+            "--timeout",
+            "20s",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     d.ok(&["send", &id, "approve"]);
+    let waited = waiter.wait_with_output().unwrap();
+    assert!(waited.status.success(), "{waited:?}");
+    let waited: Value = serde_json::from_slice(&waited.stdout).unwrap();
+    assert_eq!(waited["reason"], "state", "{waited}");
+    assert_eq!(waited["state"], "needs_approval", "{waited}");
     let s = wait_state(&d, &id, "needs_approval");
     assert_eq!(s["attention"], true);
+    // `ps` says so, marked.
+    let table = String::from_utf8_lossy(&d.cli(&["ps"]).stdout).into_owned();
+    assert!(table.contains("needs_approval !"), "{table}");
     let last = states(&d, &id).pop().unwrap();
     assert_eq!(last["to"], "needs_approval");
     assert_eq!(last["text"], "Do you want to run `make`?", "{last}");
@@ -103,6 +126,14 @@ fn a_profile_reads_approval_input_and_limits_from_the_screen_once_per_change() {
         }
     }
     assert_eq!(at, wanted.len(), "{to:?}");
+}
+
+#[test]
+fn waiting_for_an_unknown_state_is_a_clear_error() {
+    let d = TestDaemon::start();
+    let (id, _) = d.shell(&[]);
+    let message = d.err(&["wait", &id, "--state", "sleepy"], "invalid_argument");
+    assert!(message.contains("unknown state 'sleepy'"), "{message}");
 }
 
 #[test]

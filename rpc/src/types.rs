@@ -203,6 +203,9 @@ pub enum WaitFor {
     Idle { ms: u64 },
     /// The program exits.
     Exit,
+    /// Its agent is in one of these states (`needs_approval`, `waiting_input`...), as its
+    /// profile reads the screen.
+    State { states: Vec<String> },
 }
 
 /// One bounded wait: at most `timeout_ms` (capped at 30 000); a match scans output from
@@ -225,6 +228,8 @@ pub enum WaitReason {
     /// The program exited before a match or idleness.
     Ended,
     Timeout,
+    /// Its agent reached one of the states waited for.
+    State,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -238,6 +243,9 @@ pub struct WaitReply {
     pub offset: u64,
     pub exit_code: Option<i32>,
     pub idle_ms: Option<u64>,
+    /// The agent state reached (`wait --state`).
+    #[serde(default)]
+    pub state: Option<String>,
 }
 
 /// `create`'s arguments. Empty `command` means the user's `$SHELL`.

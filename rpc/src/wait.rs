@@ -19,6 +19,7 @@ impl WaitReason {
             WaitReason::Idle => "idle",
             WaitReason::Exit | WaitReason::Ended => "exit",
             WaitReason::Timeout => "timeout",
+            WaitReason::State => "state",
         }
     }
 }

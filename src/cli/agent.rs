@@ -37,7 +37,7 @@ pub struct SendArgs {
 }
 
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("until").required(true).args(["pattern", "idle", "exit"])))]
+#[command(group(clap::ArgGroup::new("until").required(true).args(["pattern", "idle", "exit", "state"])))]
 pub struct WaitArgs {
     target: String,
     /// A line of output (escape sequences stripped) matching this regex
@@ -56,6 +56,10 @@ pub struct WaitArgs {
     /// The program exits
     #[arg(long)]
     exit: bool,
+    /// Its agent is in one of these states, as its profile reads the screen
+    /// (needs_approval, waiting_input, rate_limited, error, working, exited; comma-separated)
+    #[arg(long, value_delimiter = ',', value_name = "STATE")]
+    state: Vec<String>,
     /// Search output from this cursor (`send --json` prints it as `offset`); default: now
     #[arg(long, value_name = "CURSOR")]
     from: Option<u64>,
@@ -92,6 +96,9 @@ pub async fn send(client: &HearthClient, out: Out, args: SendArgs) -> Result<(),
 
 pub async fn wait(client: &HearthClient, out: Out, args: WaitArgs) -> Result<(), Failure> {
     let until = match (&args.pattern, args.idle) {
+        _ if !args.state.is_empty() => WaitFor::State {
+            states: args.state.clone(),
+        },
         (Some(p), _) => WaitFor::Match {
             regex: p.clone(),
             screen: args.screen,
@@ -105,14 +112,14 @@ pub async fn wait(client: &HearthClient, out: Out, args: WaitArgs) -> Result<(),
     let r =
         hearth_rpc::wait::wait_for(client, &args.target, until, args.from, args.timeout).await?;
     let status = match r.reason {
-        WaitReason::Match | WaitReason::Idle | WaitReason::Exit => 0,
+        WaitReason::Match | WaitReason::Idle | WaitReason::Exit | WaitReason::State => 0,
         WaitReason::Ended => 3,
         WaitReason::Timeout => 124,
     };
     let reason = r.reason.reported();
     out.value(
         json!({"reason": reason, "match": r.matched, "line": r.line, "offset": r.offset,
-               "exit_code": r.exit_code, "idle_ms": r.idle_ms}),
+               "exit_code": r.exit_code, "idle_ms": r.idle_ms, "state": r.state}),
         || match r.reason {
             WaitReason::Match => r.line.clone().unwrap_or_default(),
             WaitReason::Idle => format!("idle for {} ms", r.idle_ms.unwrap_or(0)),
@@ -122,6 +129,7 @@ pub async fn wait(client: &HearthClient, out: Out, args: WaitArgs) -> Result<(),
                 r.exit_code.unwrap_or(-1)
             ),
             WaitReason::Timeout => "timed out".into(),
+            WaitReason::State => format!("state: {}", r.state.clone().unwrap_or_default()),
         },
     );
     if status == 0 {

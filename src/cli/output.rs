@@ -479,6 +479,10 @@ fn bytes(n: u64) -> String {
 
 /// `busy`, `idle 3m`, `exited 0`.
 pub fn activity(s: &SessionInfo) -> String {
+    // An agent a profile reads: its state, marked when it needs a human.
+    if s.agent_state != "unknown" && s.activity != hearth_rpc::Activity::Exited {
+        return format!("{}{}", s.agent_state, if s.attention { " !" } else { "" });
+    }
     match s.activity {
         hearth_rpc::Activity::Busy => "busy".into(),
         hearth_rpc::Activity::Idle => format!("idle {}", age(s.idle_ms / 1000)),

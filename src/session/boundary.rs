@@ -254,6 +254,24 @@ fn until(w: WaitFor) -> Result<Until, ApiError> {
         }
         WaitFor::Idle { ms } => Until::Idle(Duration::from_millis(ms.max(1))),
         WaitFor::Exit => Until::Exit,
+        WaitFor::State { states } => {
+            let parsed = states
+                .iter()
+                .map(|s| {
+                    super::profile::AgentState::parse(s).ok_or_else(|| {
+                        ApiError::invalid(format!(
+                            "unknown state '{}': one of working, waiting_input, \
+                             needs_approval, rate_limited, error, exited",
+                            crate::text::safe(s)
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if parsed.is_empty() {
+                return Err(ApiError::invalid("name at least one state to wait for"));
+            }
+            Until::State(parsed)
+        }
     })
 }
 
@@ -265,6 +283,7 @@ fn wait_reply(waited: Waited, until: &Until) -> WaitReply {
         offset: 0,
         exit_code: None,
         idle_ms: None,
+        state: None,
     };
     match waited {
         Waited::Match { text, line, offset } => {
@@ -288,6 +307,11 @@ fn wait_reply(waited: Waited, until: &Until) -> WaitReply {
             reply.offset = offset;
         }
         Waited::Timeout { resume } => reply.offset = resume,
+        Waited::State { state, offset } => {
+            reply.reason = WaitReason::State;
+            reply.state = Some(state.name().to_string());
+            reply.offset = offset;
+        }
     }
     reply
 }

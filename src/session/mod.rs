@@ -264,6 +264,8 @@ pub struct Session {
     typed: Mutex<echo::Typed>,
     /// What its agent is doing, as a profile reads its screen (`profile::watch`).
     pub agent: Mutex<profile::Status>,
+    /// The same state, for waiters.
+    pub agent_state: watch::Sender<profile::AgentState>,
 }
 
 impl Session {
@@ -346,6 +348,7 @@ impl Session {
             events: events.map_or_else(std::sync::OnceLock::new, std::sync::OnceLock::from),
             typed: Mutex::new(echo::Typed::default()),
             agent: Mutex::new(profile::Status::default()),
+            agent_state: watch::channel(profile::AgentState::Unknown).0,
             spec,
         });
         if let Err(e) = pty::start_threads(&session, reader, writer, input_rx) {

@@ -185,13 +185,17 @@ pub async fn watch(
     let mut output = session.output_watch();
     let mut exit = session.exit_watch();
     let mut chosen: Option<usize> = None;
+    // Output from before this task subscribed is read at once (a banner, a first prompt).
+    let mut pending = session.output_end() > 0;
     loop {
         // Settled: wait for output (one wake-up), the program's end, or the stop.
         output.borrow_and_update();
-        tokio::select! {
-            r = output.changed() => if r.is_err() { return },
-            _ = exit.wait_for(|c| c.is_some()) => break,
-            _ = stop.cancelled() => return,
+        if !std::mem::take(&mut pending) {
+            tokio::select! {
+                r = output.changed() => if r.is_err() { return },
+                _ = exit.wait_for(|c| c.is_some()) => break,
+                _ = stop.cancelled() => return,
+            }
         }
         if let Some(i) = chosen {
             let name = profiles[i].name.clone();
@@ -298,6 +302,7 @@ fn set(
         };
         from
     };
+    session.agent_state.send_replace(state);
     if from != state {
         session.emit(super::SessionEvent::State {
             from,

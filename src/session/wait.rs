@@ -33,6 +33,8 @@ pub enum Until {
     Idle(Duration),
     /// The program exits.
     Exit,
+    /// Its agent is in one of these states.
+    State(Vec<super::profile::AgentState>),
 }
 
 /// How a wait ended.
@@ -61,6 +63,11 @@ pub enum Waited {
     Timeout {
         resume: u64,
     },
+    /// The agent reached `state`.
+    State {
+        state: super::profile::AgentState,
+        offset: u64,
+    },
 }
 
 /// Wait until `until` holds, at most `limit`. A stream match starts at `from` (default:
@@ -86,6 +93,7 @@ pub async fn wait(
             }
         }
         Until::Idle(quiet) => idle(session, *quiet, deadline).await,
+        Until::State(states) => agent_state(session, states, deadline).await,
         Until::Match {
             regex,
             screen: true,
@@ -96,6 +104,30 @@ pub async fn wait(
             screen: false,
             echo,
         } => stream_match(session, regex, *echo, from, deadline).await,
+    }
+}
+
+/// Until the agent is in one of `states` (at once if it is), the program ends, or the
+/// deadline.
+async fn agent_state(
+    session: &Arc<Session>,
+    states: &[super::profile::AgentState],
+    deadline: Instant,
+) -> Waited {
+    let mut state = session.agent_state.subscribe();
+    let mut exit = session.exit_watch();
+    tokio::select! {
+        reached = tokio::time::timeout_at(deadline, state.wait_for(|s| states.contains(s))) => {
+            match reached {
+                Ok(Ok(s)) => Waited::State { state: *s, offset: session.output_end() },
+                _ => Waited::Timeout { resume: session.output_end() },
+            }
+        }
+        // An exit that the profile does not turn into a state waited for ends the wait.
+        code = exit.wait_for(|c| c.is_some()), if !states.contains(&super::profile::AgentState::Exited) => {
+            let code = code.ok().and_then(|c| *c).unwrap_or(-1);
+            Waited::Ended { code, offset: session.output_end() }
+        }
     }
 }
 
