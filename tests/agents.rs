@@ -4,8 +4,9 @@
 
 mod common;
 
+use common::mcp::Mcp;
 use common::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const AGENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fake-agent.sh");
 
@@ -92,6 +93,19 @@ fn a_profile_reads_approval_input_and_limits_from_the_screen_once_per_change() {
     let last = states(&d, &id).pop().unwrap();
     assert_eq!(last["to"], "needs_approval");
     assert_eq!(last["text"], "Do you want to run `make`?", "{last}");
+
+    // A supervising model sees it over MCP, and waits on it the same way.
+    let mut m = Mcp::start(&d);
+    let (err, st) = m.tool("session_status", json!({"session": id}));
+    assert!(!err, "{st}");
+    assert_eq!(st["agent_state"], "needs_approval", "{st}");
+    assert_eq!(st["attention"], true, "{st}");
+    let (err, w) = m.tool(
+        "wait_for",
+        json!({"session": id, "state": ["needs_approval"], "timeout_ms": 10000}),
+    );
+    assert!(!err, "{w}");
+    assert_eq!(w["state"], "needs_approval", "{w}");
 
     d.ok(&["send", &id, "1"]);
     wait_state(&d, &id, "waiting_input");

@@ -7,6 +7,8 @@ use hearth_rpc::{Activity, Event, EventKind, SessionInfo, SessionState};
 /// What a row's badge says, and how it is coloured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tone {
+    /// Its agent needs a human (a profile reads its screen).
+    Attention,
     Busy,
     Idle,
     Exited,
@@ -97,10 +99,14 @@ impl Model {
             EventKind::Title { title } => s.title = Some(title.clone()),
             EventKind::Bell => s.bell_count += 1,
             EventKind::RecordingError { error } => s.recording_error = Some(error.clone()),
+            EventKind::State { to, .. } => {
+                s.attention = crate::session::profile::AgentState::parse(to)
+                    .is_some_and(crate::session::profile::AgentState::attention);
+                s.agent_state = to.clone();
+            }
             EventKind::Role { .. }
             | EventKind::Match { .. }
             | EventKind::Message { .. }
-            | EventKind::State { .. }
             | EventKind::Input { .. } => {}
         }
         false
@@ -113,8 +119,9 @@ impl Model {
     }
 
     /// The rows shown: filtered by name, id or command (case-insensitive), grouped by host
-    /// (ids are `host/id` when several daemons are shown), running sessions first, each
-    /// group by name then id (a stable order: rows do not jump when a session turns busy).
+    /// (ids are `host/id` when several daemons are shown), sessions whose agent needs a
+    /// human first, then running ones, each group by name then id (a stable order: rows do
+    /// not jump when a session turns busy).
     pub fn visible(&self) -> Vec<&SessionInfo> {
         let needle = self.filter.to_lowercase();
         let mut rows: Vec<&SessionInfo> = self
@@ -132,6 +139,7 @@ impl Model {
         rows.sort_by(|a, b| {
             (
                 host_of(&a.id),
+                !a.attention,
                 a.exit_code.is_some(),
                 a.name.is_none(),
                 &a.name,
@@ -139,6 +147,7 @@ impl Model {
             )
                 .cmp(&(
                     host_of(&b.id),
+                    !b.attention,
                     b.exit_code.is_some(),
                     b.name.is_none(),
                     &b.name,
@@ -221,6 +230,9 @@ fn badge_idle(s: &SessionInfo, idle_ms: u64) -> Badge {
         (Some(c), ..) => (format!("exited {c}"), Tone::Failed),
         (None, SessionState::Down, _) => ("down".into(), Tone::Down),
         (None, _, _) if s.locked => ("locked".into(), Tone::Locked),
+        // An agent a profile reads: its state, and a mark when it needs a human.
+        (None, ..) if s.attention => (format!("! {}", s.agent_state), Tone::Attention),
+        (None, ..) if s.agent_state != "unknown" => (s.agent_state.clone(), Tone::Busy),
         (None, _, Activity::Busy) => ("busy".into(), Tone::Busy),
         (None, ..) => (format!("idle {}", short_age(idle_ms / 1000)), Tone::Idle),
     };
@@ -362,6 +374,35 @@ pub mod tests {
         let row = m.visible()[0].clone();
         assert_eq!(m.badge(&row, now).text, "idle 2s");
         assert_eq!(m.badge(&row, now + 30_000).text, "idle 32s");
+    }
+
+    #[test]
+    fn an_agent_that_needs_a_human_is_marked_and_listed_first() {
+        let mut m = Model::default();
+        m.set_sessions(vec![
+            info("aaaa0001", Some("alpha")),
+            info("bbbb0002", Some("beta")),
+        ]);
+        assert_eq!(m.visible()[0].id, "aaaa0001");
+        let state = |to: &str| EventKind::State {
+            from: "working".into(),
+            to: to.into(),
+            reason: "profile x".into(),
+            text: None,
+        };
+        m.apply(&event("bbbb0002", state("needs_approval")));
+        let rows = m.visible();
+        assert_eq!(rows[0].id, "bbbb0002", "attention first");
+        assert_eq!(
+            badge(rows[0]),
+            Badge {
+                text: "! needs_approval".into(),
+                tone: Tone::Attention
+            }
+        );
+        m.apply(&event("bbbb0002", state("working")));
+        assert_eq!(m.visible()[0].id, "aaaa0001", "back in its place");
+        assert_eq!(badge(m.visible()[1]).text, "working");
     }
 
     #[test]

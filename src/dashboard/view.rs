@@ -81,6 +81,7 @@ fn draw_table(frame: &mut Frame, d: &Dashboard, area: Rect, style: &dyn Fn(Style
         .map(|s| {
             let b = d.model.badge(s, now_ms);
             let colour = match b.tone {
+                Tone::Attention => Color::Magenta,
                 Tone::Busy => Color::Green,
                 Tone::Idle => Color::Gray,
                 Tone::Exited => Color::Blue,

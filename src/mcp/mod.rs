@@ -182,6 +182,9 @@ struct WaitArgs {
     idle_ms: Option<u64>,
     #[serde(default)]
     exit: bool,
+    /// Agent states, any of which ends the wait.
+    #[serde(default)]
+    state: Vec<String>,
     from: Option<u64>,
     timeout_ms: u64,
 }
@@ -358,16 +361,18 @@ impl HearthMcp {
     async fn wait_for(&self, c: &HearthClient, w: WaitArgs) -> Result<Value, Fail> {
         let chosen = usize::from(w.pattern.is_some())
             + usize::from(w.idle_ms.is_some())
-            + usize::from(w.exit);
+            + usize::from(w.exit)
+            + usize::from(!w.state.is_empty());
         if chosen != 1 {
             return Err(invalid(
-                "give exactly one of pattern, idle_ms or exit: true",
+                "give exactly one of pattern, idle_ms, exit: true or state",
             ));
         }
         if w.timeout_ms == 0 || w.timeout_ms > MAX_WAIT_MS {
             return Err(invalid(format!("timeout_ms: use 1 to {MAX_WAIT_MS}")));
         }
         let until = match (w.pattern, w.idle_ms) {
+            _ if !w.state.is_empty() => WaitFor::State { states: w.state },
             (Some(regex), _) => WaitFor::Match {
                 regex,
                 screen: w.screen,
@@ -380,7 +385,7 @@ impl HearthMcp {
         let r = hearth_rpc::wait::wait_for(c, &w.session, until, w.from, Some(timeout)).await?;
         Ok(
             json!({"reason": r.reason.reported(), "match": r.matched, "line": r.line,
-            "offset": r.offset, "exit_code": r.exit_code,
+            "offset": r.offset, "exit_code": r.exit_code, "state": r.state,
             "ended_first": r.reason == WaitReason::Ended}),
         )
     }
@@ -438,8 +443,9 @@ fn output_schema(name: &str) -> Value {
                                 "exit_code": opt("integer")}),
         "wait_for" => json!({"reason": str_, "match": opt("string"), "line": opt("string"),
                              "offset": int, "exit_code": opt("integer"),
-                             "ended_first": {"type": "boolean"}}),
-        "session_status" => json!({"id": str_, "activity": str_,
+                             "state": opt("string"), "ended_first": {"type": "boolean"}}),
+        "session_status" => json!({"id": str_, "activity": str_, "agent_state": str_,
+                                   "attention": {"type": "boolean"},
                                    "lines": {"type": "array", "items": str_}}),
         "kill_session" => json!({"killed": {"type": "array", "items": str_}}),
         "list_events" => json!({"events": {"type": "array", "items": {"type": "object"}},
@@ -507,11 +513,12 @@ fn tools() -> Vec<Tool> {
         ),
         tool(
             "wait_for",
-            "Wait (up to timeout_ms, at most 60000) until the session prints a line matching `pattern` (a regex; `screen: true` matches the rendered screen instead, for full-screen programs), or is idle for `idle_ms`, or exits (`exit: true`). Give exactly one condition. Prefer this over polling read_screen. Pass `from` (send_input's offset) to match only output after your input. The terminal's echo of what was typed or sent never matches (the reply does), unless `include_echo: true`.",
+            "Wait (up to timeout_ms, at most 60000) until the session prints a line matching `pattern` (a regex; `screen: true` matches the rendered screen instead, for full-screen programs), or is idle for `idle_ms`, or exits (`exit: true`), or its agent reaches one of `state` (needs_approval, waiting_input, rate_limited, error, working, exited; read from the screen by a `[[profiles]]` profile). Give exactly one condition. Prefer this over polling read_screen. Pass `from` (send_input's offset) to match only output after your input. The terminal's echo of what was typed or sent never matches (the reply does), unless `include_echo: true`.",
             obj(
                 json!({"session": session, "pattern": {"type": "string"}, "screen": {"type": "boolean"},
                        "include_echo": {"type": "boolean"},
                        "idle_ms": {"type": "integer", "minimum": 1}, "exit": {"type": "boolean"},
+                       "state": {"type": "array", "items": {"type": "string", "enum": ["working", "waiting_input", "needs_approval", "rate_limited", "error", "exited"]}},
                        "from": {"type": "integer", "minimum": 0},
                        "timeout_ms": {"type": "integer", "minimum": 1, "maximum": MAX_WAIT_MS}}),
                 &["session", "timeout_ms"],
@@ -519,7 +526,7 @@ fn tools() -> Vec<Tool> {
         ),
         tool(
             "session_status",
-            "What a session is doing: activity (busy/idle/exited), idle time, title, last input and its last non-empty screen lines.",
+            "What a session is doing: activity (busy/idle/exited), its agent's state as a profile reads the screen (agent_state: needs_approval, waiting_input, rate_limited, error, working, exited or unknown; attention: true when a human is needed; agent_fields such as resets_at), idle time, title, last input and its last non-empty screen lines.",
             obj(json!({"session": session}), &["session"]),
         ),
         tool(
