@@ -164,3 +164,32 @@ fn a_bad_profile_is_a_clear_error_at_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("profile broken: rule 1"), "{err}");
 }
+
+/// `hearth top` in a real terminal: the session whose agent needs a human is marked and
+/// listed first (going back to its place is the model's unit test).
+#[test]
+fn top_marks_and_lists_first_the_agent_that_needs_a_human() {
+    let env = Env::new();
+    env.write_config(PROFILE);
+    let d = env.start_daemon();
+    // "aaa" sorts before "zzz" by name; the fake agent is "zzz".
+    d.session(&["--name", "aaa"], &["sh", "-c", "echo plain; sleep 1000"]);
+    let s = d.session(&["--name", "zzz"], &["sh", AGENT]);
+    let id = id_of(&s);
+    wait_state(&d, &id, "waiting_input");
+    let tmux = Tmux::new(d.dir.path());
+    let line = format!(
+        "env HOME={} HEARTH_SOCKET={} HEARTH_NO_AUTOSTART=1 TERM=xterm-256color {BIN} top",
+        d.home.display(),
+        d.socket.display(),
+    );
+    tmux.run("top", 100, 30, &line);
+    tmux.wait_for("top", "hearth top");
+    d.ok(&["send", &id, "approve"]);
+    let screen = tmux.wait_for("top", "! approve");
+    let (a, z) = (screen.find("aaa").unwrap(), screen.find("zzz").unwrap());
+    assert!(z < a, "the agent that needs a human comes first:\n{screen}");
+    // Answered: it waits for its next prompt, which needs a human too.
+    d.ok(&["send", &id, "2"]);
+    tmux.wait_for("top", "! input");
+}

@@ -231,12 +231,23 @@ fn badge_idle(s: &SessionInfo, idle_ms: u64) -> Badge {
         (None, SessionState::Down, _) => ("down".into(), Tone::Down),
         (None, _, _) if s.locked => ("locked".into(), Tone::Locked),
         // An agent a profile reads: its state, and a mark when it needs a human.
-        (None, ..) if s.attention => (format!("! {}", s.agent_state), Tone::Attention),
+        (None, ..) if s.attention => (attention_badge(&s.agent_state), Tone::Attention),
         (None, ..) if s.agent_state != "unknown" => (s.agent_state.clone(), Tone::Busy),
         (None, _, Activity::Busy) => ("busy".into(), Tone::Busy),
         (None, ..) => (format!("idle {}", short_age(idle_ms / 1000)), Tone::Idle),
     };
     Badge { text, tone }
+}
+
+/// A state that needs a human, short enough for the badge column.
+fn attention_badge(state: &str) -> String {
+    let short = match state {
+        "needs_approval" => "approve",
+        "waiting_input" => "input",
+        "rate_limited" => "limit",
+        other => other,
+    };
+    format!("! {short}")
 }
 
 /// `5s`, `3m`, `2h`, `4d`.
@@ -396,7 +407,7 @@ pub mod tests {
         assert_eq!(
             badge(rows[0]),
             Badge {
-                text: "! needs_approval".into(),
+                text: "! approve".into(),
                 tone: Tone::Attention
             }
         );
