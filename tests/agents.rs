@@ -59,6 +59,7 @@ fn a_profile_reads_approval_input_and_limits_from_the_screen_once_per_change() {
     let d = env.start_daemon();
     let s = d.session(&["--name", "fake"], &["sh", AGENT]);
     let id = id_of(&s);
+    let recording = s["recording"].as_str().unwrap().to_string();
 
     let s = wait_state(&d, &id, "waiting_input");
     assert_eq!(s["profile"], "fake", "{s}");
@@ -140,6 +141,20 @@ fn a_profile_reads_approval_input_and_limits_from_the_screen_once_per_change() {
         }
     }
     assert_eq!(at, wanted.len(), "{to:?}");
+
+    // The recording, replayed through the profile, gives the same timeline up to the exit
+    // (which a recording does not hold: the replay reads the last screen as settled).
+    d.ok(&["kill", &id]);
+    let replayed = d.ok(&["profile", "test", "fake", &recording]);
+    assert_eq!(replayed["detected"], true, "{replayed}");
+    let steps: Vec<&str> = replayed["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["to"].as_str().unwrap())
+        .collect();
+    let live: Vec<&str> = to.iter().copied().filter(|s| *s != "exited").collect();
+    assert!(steps.starts_with(&live), "{live:?} then exited; {replayed}");
 }
 
 #[test]
@@ -148,6 +163,12 @@ fn waiting_for_an_unknown_state_is_a_clear_error() {
     let (id, _) = d.shell(&[]);
     let message = d.err(&["wait", &id, "--state", "sleepy"], "invalid_argument");
     assert!(message.contains("unknown state 'sleepy'"), "{message}");
+    // `profile test` of a profile that is not there says which ones are.
+    let message = d.err(
+        &["profile", "test", "nosuch", "/nonexistent.cast"],
+        "not_found",
+    );
+    assert!(message.contains("it has: none"), "{message}");
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod dvr;
 mod ecosystem;
 mod events;
 pub mod output;
+mod profile;
 mod remote;
 mod top;
 
@@ -231,6 +232,11 @@ pub enum Command {
         #[arg(long)]
         ansi: bool,
     },
+    /// Agent profiles (`[[profiles]]` in the config file)
+    Profile {
+        #[command(subcommand)]
+        action: ProfileAction,
+    },
     /// Play a recording in this terminal with its timing (space pauses, q quits)
     Replay {
         /// A session (id, prefix or name) or a .cast file
@@ -261,6 +267,17 @@ pub enum Command {
         /// their clients, and the next daemon adopts them (`[sessions] processes = "own"`)
         #[arg(long)]
         keep_sessions: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileAction {
+    /// Replay a recording through a profile and print its state timeline (no daemon)
+    Test {
+        /// The profile's name
+        name: String,
+        /// An asciicast recording (`~/.local/state/hearth/recordings/ID.cast`)
+        file: std::path::PathBuf,
     },
 }
 
@@ -474,6 +491,9 @@ async fn run_local(
         Command::Completions { shell } => ecosystem::completions(shell),
         Command::Man { dir } => ecosystem::man(dir.as_deref(), output::Out { json }),
         Command::Doctor => doctor::doctor(output::Out { json }, &socket).await,
+        Command::Profile {
+            action: ProfileAction::Test { name, file },
+        } => profile::test(&name, &file, output::Out { json }),
         // A file needs no daemon.
         Command::Replay {
             source,
@@ -662,6 +682,7 @@ fn local_only(command: &Command) -> Option<&'static str> {
         Command::SessionHost { .. } => "session-host",
         Command::ProxyStdio => "proxy-stdio",
         Command::Doctor => "doctor",
+        Command::Profile { .. } => "profile",
         Command::Completions { .. } => "completions",
         Command::Man { .. } => "man",
         _ => return None,
@@ -785,7 +806,10 @@ async fn run_client(
             };
             ecosystem::known_hosts(out, &info, hosts, &joins)?
         }
-        Command::Completions { .. } | Command::Man { .. } | Command::Doctor => {
+        Command::Completions { .. }
+        | Command::Man { .. }
+        | Command::Doctor
+        | Command::Profile { .. } => {
             unreachable!("handled by run")
         }
         Command::Shutdown { keep_sessions } => {

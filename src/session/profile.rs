@@ -209,12 +209,10 @@ pub async fn watch(
             );
         }
         // Read at each threshold of quiet: the debounce, each rule's quiet time, settled.
-        let mut thresholds: Vec<Duration> = chosen
-            .map(|i| profiles[i].quiet_times())
-            .unwrap_or_default();
-        thresholds.extend([DEBOUNCE, SETTLED]);
-        thresholds.sort();
-        thresholds.dedup();
+        let thresholds = match chosen {
+            Some(i) => profiles[i].thresholds(),
+            None => vec![DEBOUNCE, SETTLED],
+        };
         for threshold in thresholds {
             // Sleep on the activity clock until output has been quiet this long.
             loop {
@@ -375,6 +373,21 @@ impl Profile {
     /// The quiet times its rules wait for.
     fn quiet_times(&self) -> Vec<Duration> {
         self.rules.iter().map(|r| r.quiet).collect()
+    }
+
+    /// The times of quiet at which the session reads the screen with this profile, in
+    /// order: the debounce, each rule's quiet time (a shorter one waits for the debounce:
+    /// a screen is never read mid-redraw), settled.
+    pub fn thresholds(&self) -> Vec<Duration> {
+        let mut t: Vec<Duration> = self
+            .quiet_times()
+            .into_iter()
+            .map(|q| q.max(DEBOUNCE))
+            .collect();
+        t.extend([DEBOUNCE, SETTLED]);
+        t.sort();
+        t.dedup();
+        t
     }
 
     /// Whether this profile is for the program `command` runs, now that it shows
