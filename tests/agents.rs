@@ -214,3 +214,31 @@ fn top_marks_and_lists_first_the_agent_that_needs_a_human() {
     d.ok(&["send", &id, "2"]);
     tmux.wait_for("top", "! input");
 }
+
+/// An agent that asks the terminal for a desktop notification (OSC 9, OSC 777) is heard:
+/// one `notify` event with the text, cleaned.
+#[test]
+fn a_desktop_notification_from_the_program_is_an_event() {
+    let d = TestDaemon::start();
+    let s = d.session(
+        &[],
+        &[
+            "sh",
+            "-c",
+            r"printf '\033]9;needs \033[1myou\007'; sleep 1; printf '\033]777;notify;Agent;done\007'; sleep 1000",
+        ],
+    );
+    let id = id_of(&s);
+    let texts = wait_until("two notify events", DEADLINE, || {
+        let out = d.cli(&["--json", "events", "--since", "1", &id]);
+        let texts: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["kind"] == "notify")
+            .map(|e| e["text"].as_str().unwrap_or("").to_string())
+            .collect();
+        (texts.len() == 2).then_some(texts)
+    });
+    // The escape inside the first ended it, as in any terminal: no sequence gets through.
+    assert_eq!(texts, ["needs", "Agent: done"]);
+}

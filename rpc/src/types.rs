@@ -496,6 +496,11 @@ pub enum EventKind {
     Input {
         client: String,
     },
+    /// The program asked for a desktop notification (OSC 9 or OSC 777): an agent wants a
+    /// human. `text` is cleaned and at most 200 characters.
+    Notify {
+        text: String,
+    },
     /// Its agent's state changed, as its profile reads the screen (`working`,
     /// `waiting_input`, `needs_approval`, `rate_limited`, `error`, `exited`); `text` is
     /// the line a rule matched.
@@ -540,6 +545,7 @@ impl EventKind {
             EventKind::Input { .. } => "input",
             EventKind::Lost { .. } => "lost",
             EventKind::State { .. } => "state",
+            EventKind::Notify { .. } => "notify",
             EventKind::Skipped { .. } => "skipped",
         }
     }

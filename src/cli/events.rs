@@ -225,6 +225,7 @@ fn human(e: &Event) -> String {
         EventKind::Match { trigger, text } => format!("trigger {trigger} matched: {text}"),
         EventKind::Message { by } => format!("message from {by}"),
         EventKind::RecordingError { error } => format!("recording error: {error}"),
+        EventKind::Notify { text } => format!("notification: {text}"),
         EventKind::State { from, to, text, .. } => match text {
             Some(t) => format!("{from} -> {to}: {t}"),
             None => format!("{from} -> {to}"),

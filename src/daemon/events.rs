@@ -415,6 +415,7 @@ pub fn from_session(e: SessionEvent) -> EventKind {
             idle_ms: idle.as_millis() as u64,
         },
         SessionEvent::RecordingError(error) => EventKind::RecordingError { error },
+        SessionEvent::Notify(text) => EventKind::Notify { text },
         SessionEvent::State {
             from,
             to,

@@ -166,6 +166,7 @@ fn event_line(e: &SessionEvent, t: f64) -> Option<Value> {
         | SessionEvent::Busy
         | SessionEvent::Idle { .. }
         | SessionEvent::RecordingError(_)
+        | SessionEvent::Notify(_)
         | SessionEvent::State { .. } => return None,
     })
 }

@@ -153,6 +153,8 @@ pub enum SessionEvent {
     },
     /// The recording stopped with this error (said once).
     RecordingError(String),
+    /// The program asked for a desktop notification (OSC 9, OSC 777): its text, cleaned.
+    Notify(String),
     /// Its agent's state changed (`profile::watch`): from, to, why, the line it matched.
     State {
         from: profile::AgentState,
@@ -403,7 +405,9 @@ impl Session {
             || out
                 .seen_at
                 .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
-        if !due || (s.title == out.seen.title && s.bells == out.seen.bells) {
+        if !due
+            || (s.title == out.seen.title && s.bells == out.seen.bells && s.notes == out.seen.notes)
+        {
             return None;
         }
         out.seen_at = Some(std::time::Instant::now());
@@ -419,6 +423,9 @@ impl Session {
         }
         if now.bells > before.bells {
             self.emit(SessionEvent::Bell);
+        }
+        if now.notes > before.notes {
+            self.emit(SessionEvent::Notify(now.note.unwrap_or_default()));
         }
     }
 

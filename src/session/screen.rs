@@ -13,12 +13,26 @@ const SCROLLBACK: usize = 1000;
 /// Sequences that switch to the alternate screen (xterm's three flavours).
 const ENTER_ALT: [&[u8]; 3] = [b"\x1b[?1049h", b"\x1b[?1047h", b"\x1b[?47h"];
 
-/// What the emulator reports besides the screen: the title programs set (OSC 0/2) and
-/// bells. Program output is hostile input: the title is cut and cleaned.
+/// What the emulator reports besides the screen: the title programs set (OSC 0/2), bells,
+/// and desktop notifications (OSC 9 as iTerm2 has it, OSC 777 `notify` as urxvt has it:
+/// what agents send when they want a human). Program output is hostile input: texts are
+/// cut and cleaned.
 #[derive(Debug, Default, Clone)]
 pub struct Signals {
     pub title: Option<String>,
     pub bells: u64,
+    /// Notifications so far, and the last one's text.
+    pub notes: u64,
+    pub note: Option<String>,
+}
+
+/// Text from a program, for a human: no control characters, at most `max` characters.
+fn clean(bytes: &[u8], max: usize) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(max)
+        .collect()
 }
 
 /// Longest title kept, in characters.
@@ -29,12 +43,30 @@ impl vt100::Callbacks for Signals {
         self.bells += 1;
     }
     fn set_window_title(&mut self, _: &mut vt100::Screen, title: &[u8]) {
-        let clean: String = String::from_utf8_lossy(title)
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(MAX_TITLE)
-            .collect();
+        let clean = clean(title, MAX_TITLE);
         self.title = (!clean.is_empty()).then_some(clean);
+    }
+    fn unhandled_osc(&mut self, _: &mut vt100::Screen, params: &[&[u8]]) {
+        let text = match params {
+            // OSC 9 ; text (iTerm2). `9;4;...` and other numbers are ConEmu's progress and
+            // friends, not notifications.
+            [b"9", rest @ ..] if !rest.is_empty() && !rest[0].iter().all(u8::is_ascii_digit) => {
+                clean(&rest.join(&b';'), MAX_TITLE)
+            }
+            // OSC 777 ; notify ; title ; body (urxvt).
+            [b"777", b"notify", title, body @ ..] => {
+                let body = clean(&body.join(&b';'), MAX_TITLE);
+                let title = clean(title, MAX_TITLE);
+                if body.is_empty() {
+                    title
+                } else {
+                    format!("{title}: {body}").chars().take(MAX_TITLE).collect()
+                }
+            }
+            _ => return,
+        };
+        self.notes += 1;
+        self.note = Some(text.trim().to_string());
     }
 }
 
@@ -293,6 +325,29 @@ fn history_frame(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn desktop_notifications_are_counted_cleaned_and_progress_is_not_one() {
+        let mut s = Screen::new(10, 40);
+        s.process(b"\x1b]9;Claude needs your permission\x07");
+        assert_eq!(s.signals().notes, 1);
+        assert_eq!(
+            s.signals().note.as_deref(),
+            Some("Claude needs your permission")
+        );
+        // An escape inside ends the string (as in every terminal): no sequence gets in.
+        s.process(b"\x1b]777;notify;Codex;approve\x1b[31m this\x07");
+        assert_eq!(s.signals().notes, 2);
+        assert_eq!(s.signals().note.as_deref(), Some("Codex: approve"));
+        // ConEmu/Windows Terminal progress (OSC 9;4) and other OSCs are not notifications.
+        s.process(b"\x1b]9;4;1;50\x07\x1b]7;file:///tmp\x07");
+        assert_eq!(s.signals().notes, 2);
+        let long = format!("\x1b]9;{}\x07", "x".repeat(10_000));
+        s.process(long.as_bytes());
+        assert_eq!(s.signals().note.as_ref().unwrap().len(), MAX_TITLE);
+        // Nothing of them lands on the screen but what followed the cut-off one.
+        assert_eq!(s.text().trim(), "this");
+    }
 
     #[test]
     fn repaint_reproduces_the_screen_in_a_fresh_emulator() {
