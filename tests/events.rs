@@ -332,3 +332,20 @@ fn a_program_is_reported_busy_then_idle_once_per_spell() {
     let k = kinds(&events(&d, &[&id]));
     assert_eq!(k.iter().filter(|k| *k == "busy").count(), 2, "{k:?}");
 }
+
+/// `events NAME` of a session that has ended finds it by the name its events recorded,
+/// even when NAME is also the start of a live session's id.
+#[test]
+fn an_ended_sessions_name_wins_over_a_live_sessions_id_prefix() {
+    let d = TestDaemon::start();
+    let (live, _) = d.shell(&[]);
+    let name = &live[..2];
+    let ended = d.session(&["--name", name], &["/bin/sh"]);
+    d.ok(&["kill", name]);
+    let evs = events(&d, &[name]);
+    assert!(!evs.is_empty());
+    assert!(
+        evs.iter().all(|e| e["session"] == id_of(&ended).as_str()),
+        "{evs:?}"
+    );
+}

@@ -155,6 +155,15 @@ impl EventRing {
         self.ring.lock().host_seqs.remove(id);
     }
 
+    /// Whether an event in the ring names a session `target` (its id or name).
+    pub fn mentions(&self, target: &str) -> bool {
+        self.ring
+            .lock()
+            .events
+            .iter()
+            .any(|e| e.session == target || e.name.as_deref() == Some(target))
+    }
+
     /// The sequence number the next event will get.
     pub fn next_seq(&self) -> u64 {
         *self.next.borrow()

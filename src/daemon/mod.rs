@@ -1319,6 +1319,13 @@ impl Target {
         }
     }
 
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Target::Local(h) => h.session.name.as_deref(),
+            Target::Remote(r) => r.name.as_deref(),
+        }
+    }
+
     /// Its info (a host is asked; the last known if it does not answer at once).
     pub async fn info(&self) -> SessionInfo {
         match self {

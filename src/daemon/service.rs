@@ -276,14 +276,18 @@ impl Hearth for Control {
         wait_ms: u32,
     ) -> Result<EventBatch, ApiError> {
         self.check()?;
-        // A session that has ended is matched by its id or name as the events recorded it.
-        let wanted: Option<String> = match &session {
-            None => None,
-            Some(t) => Some(match self.daemon.resolve(t) {
-                Ok(h) => h.id().to_string(),
-                Err(_) => t.clone(),
-            }),
-        };
+        // A live session by its id or name; then one that has ended, by its id or name as
+        // the events recorded it; then a live session by a unique id prefix.
+        let wanted: Option<String> = session.as_deref().map(|t| {
+            let live = self.daemon.resolve(t).ok();
+            let exact = live.as_ref().filter(|h| h.id() == t || h.name() == Some(t));
+            match (exact, live.as_ref()) {
+                (Some(h), _) => h.id().to_string(),
+                _ if self.daemon.events.mentions(t) => t.to_string(),
+                (None, Some(h)) => h.id().to_string(),
+                (None, None) => t.to_string(),
+            }
+        });
         let keep = |e: &hearth_rpc::Event| {
             wanted
                 .as_deref()
