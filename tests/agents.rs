@@ -242,3 +242,48 @@ fn a_desktop_notification_from_the_program_is_an_event() {
     // The escape inside the first ended it, as in any terminal: no sequence gets through.
     assert_eq!(texts, ["needs", "Agent: done"]);
 }
+
+/// A hook with `to` runs once per change to those states, and for nothing else.
+#[test]
+fn a_hook_runs_once_per_change_to_the_states_it_names() {
+    let env = Env::new();
+    let log = env.dir.path().join("hook.log");
+    env.write_config(&format!(
+        "{PROFILE}\n[[hooks]]\non = [\"state\"]\nto = [\"needs_approval\"]\n\
+         run = 'printf \"%s\\n\" \"$HEARTH_EVENT\" >> {}'\n",
+        log.display()
+    ));
+    let d = env.start_daemon();
+    let s = d.session(&["--name", "fake"], &["sh", AGENT]);
+    let id = id_of(&s);
+    wait_state(&d, &id, "waiting_input");
+    for round in 1..=2 {
+        d.ok(&["send", &id, "approve"]);
+        wait_state(&d, &id, "needs_approval");
+        d.ok(&["send", &id, "1"]);
+        wait_state(&d, &id, "waiting_input");
+        wait_until(&format!("hook run {round}"), DEADLINE, || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            (text.lines().count() == round).then_some(())
+        });
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    for line in text.lines() {
+        let e: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(e["kind"], "state", "{e}");
+        assert_eq!(e["to"], "needs_approval", "{e}");
+    }
+    // A state that does not exist is an error at start.
+    let bad = Env::new();
+    bad.write_config("[[hooks]]\non = [\"state\"]\nto = [\"sleepy\"]\nrun = \"true\"\n");
+    let out = bad
+        .command(&["daemon"])
+        .stdin(std::process::Stdio::null())
+        .output_bounded();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("hooks[0].to"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

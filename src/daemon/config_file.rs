@@ -201,6 +201,10 @@ pub struct Hook {
     pub on: Vec<String>,
     /// A glob on the session's name or id (`*`, `?`).
     pub session: Option<String>,
+    /// For `state` events: only changes to these agent states (`needs_approval`...);
+    /// empty: every change.
+    #[serde(default)]
+    pub to: Vec<String>,
     /// Run with `sh -c`.
     pub run: String,
     /// Default 10 s, then SIGKILL.
@@ -281,6 +285,16 @@ pub fn load_events(
     for (i, h) in file.hooks.iter().enumerate() {
         if h.run.trim().is_empty() {
             anyhow::bail!("{}: hooks[{i}].run is empty", path.display());
+        }
+        if let Some(bad) =
+            h.to.iter()
+                .find(|s| crate::session::profile::AgentState::parse(s).is_none())
+        {
+            anyhow::bail!(
+                "{}: hooks[{i}].to = {bad:?}: use working, waiting_input, needs_approval, \
+                 rate_limited, error or exited",
+                path.display()
+            );
         }
     }
     Ok((file.events.ring, file.hooks, triggers))

@@ -33,7 +33,13 @@ pub fn wants(hook: &Hook, e: &Event) -> bool {
                 .as_deref()
                 .is_some_and(|n| crate::authorized_keys::glob(g.as_bytes(), n.as_bytes()))
     });
-    kind_ok && session_ok && kind != "skipped"
+    // `to`: a state change to one of these states (other kinds pass; `on` picks kinds).
+    let to_ok = hook.to.is_empty()
+        || match &e.kind {
+            hearth_rpc::EventKind::State { to, .. } => hook.to.iter().any(|s| s == to),
+            _ => false,
+        };
+    kind_ok && session_ok && to_ok && kind != "skipped"
 }
 
 /// Run `hooks` on every event from now on, until `stop`.
