@@ -812,37 +812,47 @@ async fn run_client(
         | Command::Profile { .. } => {
             unreachable!("handled by run")
         }
-        Command::Shutdown { keep_sessions } => {
-            let sessions = call(client.list(ctx())).await?.len();
-            // The daemon may close the connection before the answer arrives: what counts
-            // is that it stops answering. A refusal is an answer.
-            if let Ok(Err(refused)) = client.shutdown(ctx(), keep_sessions).await {
-                return Err(refused.into());
-            }
-            connect::wait_until_gone(std::path::Path::new(&info.socket)).await?;
-            let (ended, kept) = if keep_sessions {
-                (0, sessions)
-            } else {
-                (sessions, 0)
-            };
-            out.value(
-                json!({"stopped": true, "pid": info.pid, "sessions_ended": ended,
-                       "sessions_kept": kept}),
-                || match (ended, kept) {
-                    (0, 0) => format!("daemon (pid {}) stopped", info.pid),
-                    (n, 0) => format!(
-                        "daemon (pid {}) stopped; {n} session(s) ended with it",
-                        info.pid
-                    ),
-                    (_, n) => format!(
-                        "daemon (pid {}) stopped; {n} session(s) keep running (the next \
-                         daemon adopts them)",
-                        info.pid
-                    ),
-                },
-            );
-        }
+        Command::Shutdown { keep_sessions } => shutdown(client, &info, keep_sessions, out).await?,
     }
+    Ok(())
+}
+
+/// `shutdown [--keep-sessions]`: ask the daemon to stop, wait until it has, and say how
+/// many sessions ended with it or keep running.
+async fn shutdown(
+    client: &HearthClient,
+    info: &hearth_rpc::DaemonInfo,
+    keep_sessions: bool,
+    out: output::Out,
+) -> Result<(), Failure> {
+    let sessions = call(client.list(ctx())).await?.len();
+    // The daemon may close the connection before the answer arrives: what counts
+    // is that it stops answering. A refusal is an answer.
+    if let Ok(Err(refused)) = client.shutdown(ctx(), keep_sessions).await {
+        return Err(refused.into());
+    }
+    connect::wait_until_gone(std::path::Path::new(&info.socket)).await?;
+    let (ended, kept) = if keep_sessions {
+        (0, sessions)
+    } else {
+        (sessions, 0)
+    };
+    out.value(
+        json!({"stopped": true, "pid": info.pid, "sessions_ended": ended,
+               "sessions_kept": kept}),
+        || match (ended, kept) {
+            (0, 0) => format!("daemon (pid {}) stopped", info.pid),
+            (n, 0) => format!(
+                "daemon (pid {}) stopped; {n} session(s) ended with it",
+                info.pid
+            ),
+            (_, n) => format!(
+                "daemon (pid {}) stopped; {n} session(s) keep running (the next \
+                 daemon adopts them)",
+                info.pid
+            ),
+        },
+    );
     Ok(())
 }
 

@@ -89,72 +89,92 @@ pub fn test(name: &str, cast: &Path, out: Out) -> Result<(), Failure> {
 /// matched at some point.
 fn timeline(profile: &Profile, path: &Path) -> std::io::Result<(Vec<Step>, bool)> {
     let mut cast = Cast::open(path)?;
-    let command: Vec<String> = Vec::new();
     let mut screen = Screen::new(cast.header.rows.max(1), cast.header.cols.max(1));
-    let thresholds = profile.thresholds();
-    let mut state = AgentState::Unknown;
-    let mut steps = Vec::new();
-    let mut detected = false;
-    // The latest output's time, and the next threshold to read at after it.
-    let mut last: Option<f64> = None;
-    let mut next = 0;
-    let mut read_until = |screen: &Screen,
-                          state: &mut AgentState,
-                          steps: &mut Vec<Step>,
-                          last: Option<f64>,
-                          next: &mut usize,
-                          now: Option<f64>| {
-        let Some(last) = last else { return };
-        while *next < thresholds.len() {
-            let at = last + thresholds[*next].as_secs_f64();
-            if now.is_some_and(|now| at >= now) {
-                return;
-            }
-            let text = screen.text();
-            let title = screen.signals().title.clone();
-            detected |= profile.applies(&command, &text, title.as_deref());
-            let reading = profile.read(&Seen {
-                screen: &text,
-                title: title.as_deref(),
-                quiet: thresholds[*next],
-                exited: false,
-            });
-            if reading.state != *state {
-                steps.push(Step {
-                    at,
-                    from: *state,
-                    to: reading.state,
-                    text: reading.line,
-                });
-                *state = reading.state;
-            }
-            *next += 1;
-        }
+    let mut replay = Replay {
+        profile,
+        thresholds: profile.thresholds(),
+        state: AgentState::Unknown,
+        steps: Vec::new(),
+        detected: false,
+        last: None,
+        next: 0,
     };
     while let Some(e) = cast.next_event() {
         match e {
             Event::Output(t, text) => {
-                read_until(&screen, &mut state, &mut steps, last, &mut next, Some(t));
-                // Output after the screen settled: working again.
-                if last.is_some() && next >= thresholds.len() && state != AgentState::Working {
-                    steps.push(Step {
-                        at: t,
-                        from: state,
-                        to: AgentState::Working,
-                        text: None,
-                    });
-                    state = AgentState::Working;
-                }
-                if last.is_none() || next >= thresholds.len() {
-                    next = 0;
-                }
+                replay.read_until(&screen, Some(t));
+                replay.output(t);
                 screen.process(text.as_bytes());
-                last = Some(t);
             }
             Event::Resize(_, cols, rows) => screen.resize(rows.max(1), cols.max(1)),
             Event::Marker(..) => {}
         }
     }
-    read_until(&screen, &mut state, &mut steps, last, &mut next, None);
-    Ok((steps, detected))
+    replay.read_until(&screen, None);
+    Ok((replay.steps, replay.detected))
+}
+
+/// A live session's reading schedule, played over recorded times.
+struct Replay<'a> {
+    profile: &'a Profile,
+    thresholds: Vec<std::time::Duration>,
+    state: AgentState,
+    steps: Vec<Step>,
+    detected: bool,
+    /// The latest output's time, and the next threshold to read at after it.
+    last: Option<f64>,
+    next: usize,
+}
+
+impl Replay<'_> {
+    fn settled(&self) -> bool {
+        self.next >= self.thresholds.len()
+    }
+
+    fn change(&mut self, at: f64, to: AgentState, text: Option<String>) {
+        if to != self.state {
+            self.steps.push(Step {
+                at,
+                from: self.state,
+                to,
+                text,
+            });
+            self.state = to;
+        }
+    }
+
+    /// Read `screen` at each threshold after the latest output that comes before `now`
+    /// (all of them at the end of the recording).
+    fn read_until(&mut self, screen: &Screen, now: Option<f64>) {
+        let Some(last) = self.last else { return };
+        while !self.settled() {
+            let quiet = self.thresholds[self.next];
+            let at = last + quiet.as_secs_f64();
+            if now.is_some_and(|now| at >= now) {
+                return;
+            }
+            let text = screen.text();
+            let title = screen.signals().title.clone();
+            self.detected |= self.profile.applies(&[], &text, title.as_deref());
+            let reading = self.profile.read(&Seen {
+                screen: &text,
+                title: title.as_deref(),
+                quiet,
+                exited: false,
+            });
+            self.change(at, reading.state, reading.line);
+            self.next += 1;
+        }
+    }
+
+    /// Output at `t`: working again if the screen had settled; a new spell of readings.
+    fn output(&mut self, t: f64) {
+        if self.last.is_some() && self.settled() {
+            self.change(t, AgentState::Working, None);
+        }
+        if self.last.is_none() || self.settled() {
+            self.next = 0;
+        }
+        self.last = Some(t);
+    }
 }

@@ -473,21 +473,7 @@ impl Daemon {
         });
         // SAFETY: getuid has no preconditions.
         let uid = unsafe { libc::getuid() };
-        if daemon.config.host.is_none() {
-            daemon.adopt_session_hosts().await;
-            daemon.end_what_a_crash_left().await;
-        }
-        if let Some(addr) = daemon.config.lobby {
-            daemon.open_lobby(addr).await?;
-        }
-        if !daemon.config.hooks.is_empty() {
-            daemon.tracker.spawn(hooks::run(
-                Arc::new(daemon.config.hooks.clone()),
-                Arc::clone(&daemon.events),
-                daemon.tracker.clone(),
-                shutdown.clone(),
-            ));
-        }
+        daemon.before_serving().await?;
         tracing::info!(socket = %daemon.socket.display(), pid = std::process::id(), "daemon ready");
         // Under systemd (Type=notify), say so; elsewhere this does nothing.
         if std::env::var_os("NOTIFY_SOCKET").is_some()
@@ -515,28 +501,7 @@ impl Daemon {
         }
         shutdown.cancelled().await;
         let _ = accepting.await;
-        if daemon
-            .end_sessions_on_stop
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
-            tracing::info!("shutting down: ending every session");
-            daemon.kill_all().await;
-        } else {
-            let kept = daemon.remotes.all().len();
-            tracing::info!(
-                sessions = kept,
-                "stopping the daemon only: sessions in processes of their own keep running"
-            );
-            let local: Vec<String> = daemon
-                .registry
-                .all()
-                .iter()
-                .map(|h| h.session.id.clone())
-                .collect();
-            if !local.is_empty() {
-                let _ = daemon.kill(&local, false).await;
-            }
-        }
+        daemon.end_sessions().await;
         daemon.sessions_cancel.cancel();
         drop(control);
         daemon.tracker.close();
@@ -549,6 +514,54 @@ impl Daemon {
         control_thread.stop().await;
         tracing::info!("daemon stopped");
         Ok(())
+    }
+
+    /// Before the first call is served: adopt the session hosts a previous daemon left and
+    /// settle the rest as lost (not in a host), open the lobby, start the hooks.
+    async fn before_serving(self: &Arc<Self>) -> anyhow::Result<()> {
+        if self.config.host.is_none() {
+            self.adopt_session_hosts().await;
+            self.end_what_a_crash_left().await;
+        }
+        if let Some(addr) = self.config.lobby {
+            self.open_lobby(addr).await?;
+        }
+        if !self.config.hooks.is_empty() {
+            self.tracker.spawn(hooks::run(
+                Arc::new(self.config.hooks.clone()),
+                Arc::clone(&self.events),
+                self.tracker.clone(),
+                self.cancel.clone(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// On the way out: every session ends (`shutdown`, or sessions in this process), or
+    /// only this process's while those in processes of their own keep running (a signal,
+    /// `shutdown --keep-sessions`).
+    async fn end_sessions(&self) {
+        if self
+            .end_sessions_on_stop
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            tracing::info!("shutting down: ending every session");
+            self.kill_all().await;
+            return;
+        }
+        tracing::info!(
+            sessions = self.remotes.all().len(),
+            "stopping the daemon only: sessions in processes of their own keep running"
+        );
+        let local: Vec<String> = self
+            .registry
+            .all()
+            .iter()
+            .map(|h| h.session.id.clone())
+            .collect();
+        if !local.is_empty() {
+            let _ = self.kill(&local, false).await;
+        }
     }
 
     /// The control socket's accept loop, on the control runtime: each connection from this
