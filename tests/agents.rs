@@ -168,7 +168,10 @@ fn waiting_for_an_unknown_state_is_a_clear_error() {
         &["profile", "test", "nosuch", "/nonexistent.cast"],
         "not_found",
     );
-    assert!(message.contains("it has: none"), "{message}");
+    assert!(
+        message.contains("there are: claude-code, codex, gemini, aider"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -241,6 +244,54 @@ fn a_desktop_notification_from_the_program_is_an_event() {
     });
     // The escape inside the first ended it, as in any terminal: no sequence gets through.
     assert_eq!(texts, ["needs", "Agent: done"]);
+    // A program that asks for a human wants one, with no profile: its state says so.
+    let s = wait_state(&d, &id, "waiting_input");
+    assert_eq!(s["profile"], Value::Null, "{s}");
+    let last = states(&d, &id).pop().unwrap();
+    assert_eq!(last["reason"], "a notification", "{last}");
+    assert_eq!(last["text"], "Agent: done", "{last}");
+}
+
+/// A shell that speaks OSC 133 (shell integration) says where it is: `prompt` and
+/// `command` events (with the exit status), and a state without any profile: waiting at
+/// its prompt, working while a command runs however quiet it is.
+#[test]
+fn shell_integration_marks_are_events_and_give_a_plain_shell_a_state() {
+    let d = TestDaemon::start();
+    let prompt = r"printf '\033]133;A\007$ \033]133;B\007'";
+    let script = format!(
+        "{prompt}; read x; printf '\\033]133;C\\007running\\n'; sleep 3; \
+         printf '\\033]133;D;3\\007'; {prompt}; sleep 1000"
+    );
+    let s = d.session(&[], &["sh", "-c", &script]);
+    let id = id_of(&s);
+    let s = wait_state(&d, &id, "waiting_input");
+    assert_eq!(s["profile"], Value::Null, "{s}");
+    d.ok(&["send", &id, "make"]);
+    wait_state(&d, &id, "working");
+    let events = wait_until("the command's end and the next prompt", DEADLINE, || {
+        let out = d.cli(&["--json", "events", "--since", "1", &id]);
+        let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| ["prompt", "command", "state"].contains(&e["kind"].as_str().unwrap()))
+            .collect();
+        events
+            .iter()
+            .any(|e| e["kind"] == "command")
+            .then_some(events)
+    });
+    let command = events.iter().find(|e| e["kind"] == "command").unwrap();
+    assert_eq!(command["exit_code"], 3, "{events:#?}");
+    // Quiet for 3 s while the command ran, and never read as waiting: the shell said it ran.
+    let to: Vec<&str> = events
+        .iter()
+        .take_while(|e| e["kind"] != "command")
+        .filter(|e| e["kind"] == "state")
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(to, ["waiting_input", "working"], "{events:#?}");
+    wait_state(&d, &id, "waiting_input");
 }
 
 /// A hook with `to` runs once per change to those states, and for nothing else.
@@ -286,4 +337,92 @@ fn a_hook_runs_once_per_change_to_the_states_it_names() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+const AGENT_UI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/agent-ui.sh");
+
+/// A shipped profile (no config file) reads the fixture that draws its agent's text
+/// through every state, one event per change, and `hearth profile test` on the session's
+/// recording gives the same timeline.
+fn shipped_profile_reads(look: &str, profile: &str, limit_field: Option<(&str, &str)>) {
+    let d = TestDaemon::start();
+    let s = d.session(&["--name", look], &["sh", AGENT_UI, look]);
+    let id = id_of(&s);
+    let recording = s["recording"].as_str().unwrap().to_string();
+    let s = wait_state(&d, &id, "waiting_input");
+    assert_eq!(s["profile"], profile, "{s}");
+    let mut seen = states(&d, &id).len();
+    // Each step: what to type, and the states it goes through, exactly.
+    let steps: [(&str, &[&str]); 6] = [
+        ("work", &["working", "waiting_input"]),
+        ("approve", &["working", "needs_approval"]),
+        ("1", &["working", "waiting_input"]),
+        ("error", &["working", "error"]),
+        ("limit", &["working", "rate_limited"]),
+        // The echo of `quit` may be read as output before the exit is.
+        ("quit", &["working", "exited"]),
+    ];
+    for (typed, mut wanted) in steps {
+        d.ok(&["send", &id, typed]);
+        let events = wait_until(&format!("{look}: {typed} -> {wanted:?}"), DEADLINE, || {
+            let events = states(&d, &id);
+            let done = events.len() >= seen + wanted.len()
+                || (typed == "quit" && events.last().is_some_and(|e| e["to"] == "exited"));
+            done.then_some(events)
+        });
+        if typed == "quit" && events.len() == seen + 1 {
+            wanted = &wanted[1..];
+        }
+        let to: Vec<&str> = events[seen..]
+            .iter()
+            .map(|e| e["to"].as_str().unwrap())
+            .collect();
+        assert_eq!(to, wanted, "{look}: after {typed:?}: {events:#?}");
+        seen += wanted.len();
+        if typed == "limit"
+            && let Some((key, value)) = limit_field
+        {
+            let s = d.ok(&["status", &id]);
+            assert_eq!(s["agent_fields"][key], value, "{s}");
+        }
+    }
+    let live: Vec<String> = states(&d, &id)
+        .iter()
+        .map(|e| e["to"].as_str().unwrap().to_string())
+        .filter(|s| s != "exited")
+        .collect();
+    let replayed = d.ok(&["profile", "test", profile, &recording]);
+    assert_eq!(replayed["detected"], true, "{replayed}");
+    let steps: Vec<String> = replayed["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["to"].as_str().unwrap().to_string())
+        .collect();
+    assert!(steps.starts_with(&live), "live {live:?}; {replayed:#}");
+}
+
+#[test]
+fn the_claude_code_profile_reads_its_fixture() {
+    shipped_profile_reads(
+        "claude",
+        "claude-code",
+        Some(("resets_at", "3pm (Europe/Paris)")),
+    );
+}
+
+#[test]
+fn the_codex_profile_reads_its_fixture() {
+    // Its limit message runs over 80 columns: the profile reads it joined.
+    shipped_profile_reads("codex", "codex", Some(("resets_at", "3:05 PM")));
+}
+
+#[test]
+fn the_gemini_profile_reads_its_fixture() {
+    shipped_profile_reads("gemini", "gemini", None);
+}
+
+#[test]
+fn the_aider_profile_reads_its_fixture() {
+    shipped_profile_reads("aider", "aider", Some(("retry_in", "0.5 seconds")));
 }

@@ -501,6 +501,13 @@ pub enum EventKind {
     Notify {
         text: String,
     },
+    /// A shell that speaks OSC 133 (shell integration) showed its prompt.
+    Prompt,
+    /// A command finished, as a shell that speaks OSC 133 reports it, with the exit status
+    /// it gave.
+    Command {
+        exit_code: Option<i32>,
+    },
     /// Its agent's state changed, as its profile reads the screen (`working`,
     /// `waiting_input`, `needs_approval`, `rate_limited`, `error`, `exited`); `text` is
     /// the line a rule matched.
@@ -546,6 +553,8 @@ impl EventKind {
             EventKind::Lost { .. } => "lost",
             EventKind::State { .. } => "state",
             EventKind::Notify { .. } => "notify",
+            EventKind::Prompt => "prompt",
+            EventKind::Command { .. } => "command",
             EventKind::Skipped { .. } => "skipped",
         }
     }

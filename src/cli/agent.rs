@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use hearth_rpc::{ApiError, HearthClient, SendRequest, WaitFor, WaitReason};
 use serde_json::json;
 
-use super::output::{Out, activity};
+use super::output::{Out, activity, agent};
 use super::{Failure, call, ctx};
 
 #[derive(clap::Args, Debug)]
@@ -158,10 +158,11 @@ pub async fn status(
     v["lines"] = json!(last);
     out.value(v, || {
         let mut t = format!(
-            "{} {}  {}  {}x{}  clients {}  output {} bytes",
+            "{} {}  {}  agent {}  {}x{}  clients {}  output {} bytes",
             s.id,
             s.name.as_deref().unwrap_or(""),
             activity(&s),
+            agent(&s),
             s.cols,
             s.rows,
             s.clients,

@@ -226,6 +226,11 @@ fn human(e: &Event) -> String {
         EventKind::Message { by } => format!("message from {by}"),
         EventKind::RecordingError { error } => format!("recording error: {error}"),
         EventKind::Notify { text } => format!("notification: {text}"),
+        EventKind::Prompt => "prompt".to_string(),
+        EventKind::Command { exit_code } => match exit_code {
+            Some(c) => format!("command finished ({c})"),
+            None => "command finished".to_string(),
+        },
         EventKind::State { from, to, text, .. } => match text {
             Some(t) => format!("{from} -> {to}: {t}"),
             None => format!("{from} -> {to}"),

@@ -379,7 +379,7 @@ fn table_rows(list: &[SessionInfo]) -> Vec<Vec<String>> {
         .map_or(0, |d| d.as_secs());
     let mut rows = vec![
         [
-            "ID", "NAME", "PORT", "STATE", "ACTIVITY", "CLIENTS", "AGE", "COMMAND", "JOIN",
+            "ID", "NAME", "PORT", "STATE", "ACTIVITY", "AGENT", "CLIENTS", "AGE", "COMMAND", "JOIN",
         ]
         .map(String::from)
         .to_vec(),
@@ -406,6 +406,7 @@ fn table_rows(list: &[SessionInfo]) -> Vec<Vec<String>> {
             s.port.to_string(),
             state,
             activity(s),
+            agent(s),
             s.clients.to_string(),
             age(now.saturating_sub(s.created_unix)),
             command,
@@ -478,11 +479,27 @@ fn bytes(n: u64) -> String {
 }
 
 /// `busy`, `idle 3m`, `exited 0`.
-pub fn activity(s: &SessionInfo) -> String {
-    // An agent a profile reads: its state, marked when it needs a human.
-    if s.agent_state != "unknown" && s.activity != hearth_rpc::Activity::Exited {
-        return format!("{}{}", s.agent_state, if s.attention { " !" } else { "" });
+/// What its agent is doing (`-` when nothing reads it), marked with `!` when a human is
+/// needed, with the time a limit resets when the screen said.
+pub fn agent(s: &SessionInfo) -> String {
+    if s.agent_state == "unknown" {
+        return "-".into();
     }
+    let mut out = s.agent_state.clone();
+    if s.agent_state == "rate_limited"
+        && let Some(at) = s.agent_fields.get("resets_at")
+    {
+        out.push_str(" until ");
+        out.push_str(at);
+    }
+    if s.attention {
+        out.push_str(" !");
+    }
+    out
+}
+
+/// Busy or idle (and for how long), or how it exited.
+pub fn activity(s: &SessionInfo) -> String {
     match s.activity {
         hearth_rpc::Activity::Busy => "busy".into(),
         hearth_rpc::Activity::Idle => format!("idle {}", age(s.idle_ms / 1000)),

@@ -1,7 +1,7 @@
 //! `hearth profile test NAME FILE.cast`: replay a recording through a profile and print the
 //! state timeline, reading the screen at the same moments a live session would (each
-//! threshold of quiet after the latest output; `working` when output starts again after it
-//! settled). The way to check and share a profile, and to check one against a recording.
+//! threshold of quiet after the latest output; `working` when output comes again after a
+//! reading). The way to check and share a profile, and to check one against a recording.
 //! Reads the config file and the recording only; no daemon.
 
 use std::path::Path;
@@ -12,8 +12,8 @@ use serde_json::json;
 use super::Failure;
 use super::output::Out;
 use crate::session::cast::{Cast, Event};
-use crate::session::profile::{AgentState, Profile, Seen};
-use crate::session::screen::Screen;
+use crate::session::profile::{self, AgentState, Profile, Seen};
+use crate::session::screen::{Screen, Signals};
 
 /// One change of state, `at` seconds into the recording.
 struct Step {
@@ -29,13 +29,9 @@ pub fn test(name: &str, cast: &Path, out: Out) -> Result<(), Failure> {
     let Some(profile) = profiles.iter().find(|p| p.name == name) else {
         let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
         return Err(ApiError::not_found(format!(
-            "no profile named '{}' in the config file (it has: {})",
+            "no profile named '{}' (there are: {}; yours in the config file come first)",
             crate::text::safe(name),
-            if names.is_empty() {
-                "none".to_string()
-            } else {
-                names.join(", ")
-            }
+            names.join(", ")
         ))
         .into());
     };
@@ -96,6 +92,7 @@ fn timeline(profile: &Profile, path: &Path) -> std::io::Result<(Vec<Step>, bool)
         state: AgentState::Unknown,
         steps: Vec::new(),
         detected: false,
+        before: Signals::default(),
         last: None,
         next: 0,
     };
@@ -103,7 +100,7 @@ fn timeline(profile: &Profile, path: &Path) -> std::io::Result<(Vec<Step>, bool)
         match e {
             Event::Output(t, text) => {
                 replay.read_until(&screen, Some(t));
-                replay.output(t);
+                replay.output(t, &screen);
                 screen.process(text.as_bytes());
             }
             Event::Resize(_, cols, rows) => screen.resize(rows.max(1), cols.max(1)),
@@ -121,6 +118,8 @@ struct Replay<'a> {
     state: AgentState,
     steps: Vec<Step>,
     detected: bool,
+    /// The signals when the latest output started.
+    before: Signals,
     /// The latest output's time, and the next threshold to read at after it.
     last: Option<f64>,
     next: usize,
@@ -153,27 +152,31 @@ impl Replay<'_> {
             if now.is_some_and(|now| at >= now) {
                 return;
             }
-            let text = screen.text();
-            let title = screen.signals().title.clone();
-            self.detected |= self.profile.applies(&[], &text, title.as_deref());
-            let reading = self.profile.read(&Seen {
-                screen: &text,
-                title: title.as_deref(),
-                quiet,
-                exited: false,
-            });
-            self.change(at, reading.state, reading.line);
+            let text = screen.lines();
+            let signals = screen.signals();
+            let title = signals.title.as_deref();
+            self.detected |= self.profile.applies(&[], &text, title);
+            let (note, bell) = profile::fresh_note(&self.before, signals);
+            let seen = Seen {
+                note,
+                bell,
+                mark: signals.mark,
+                ..Seen::screen(&text, title, quiet)
+            };
+            if let Some(reading) = profile::read(Some(self.profile), &seen, true) {
+                self.change(at, reading.state, reading.line);
+            }
             self.next += 1;
         }
     }
 
-    /// Output at `t`: working again if the screen had settled; a new spell of readings.
-    fn output(&mut self, t: f64) {
-        if self.last.is_some() && self.settled() {
+    /// Output at `t`: working again if the screen was read since the last output; a new
+    /// spell of readings.
+    fn output(&mut self, t: f64, screen: &Screen) {
+        if self.next > 0 {
             self.change(t, AgentState::Working, None);
-        }
-        if self.last.is_none() || self.settled() {
             self.next = 0;
+            self.before = screen.signals().clone();
         }
         self.last = Some(t);
     }

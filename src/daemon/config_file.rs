@@ -85,26 +85,30 @@ struct File {
     hosts: HostsSection,
     #[serde(default)]
     sessions: SessionsSection,
-    /// `[[profiles]]`: how to read agents' screens into states.
-    #[serde(default)]
-    profiles: Vec<crate::session::profile::ProfileSpec>,
+    /// `[[profiles]]`: how to read agents' screens into states (checked here with the rest
+    /// of the file; `load_profiles` reads them again for their lines).
+    #[serde(default, rename = "profiles")]
+    _profiles: Vec<crate::session::profile::ProfileSpec>,
 }
 
-/// `[[profiles]]`, checked: a bad regex or state is an error naming the profile and rule;
-/// names are unique.
+/// `[[profiles]]`, checked (a bad regex or state is an error naming the profile, rule and
+/// line; names are unique), then the profiles hearth ships that none of them replaces.
 pub fn load_profiles(path: &Path) -> anyhow::Result<Vec<crate::session::profile::Profile>> {
-    let mut out: Vec<crate::session::profile::Profile> = Vec::new();
-    for spec in read(path)?.profiles {
-        let profile = crate::session::profile::Profile::new(&spec)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        if out.iter().any(|p| p.name == profile.name) {
-            anyhow::bail!(
-                "{}: two profiles are named {:?}",
-                path.display(),
-                profile.name
-            );
+    use crate::session::profile;
+    // The whole file is checked as usual first (unknown keys, syntax).
+    read(path)?;
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut out = profile::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let shipped = profile::parse(profile::SHIPPED)
+        .map_err(|e| anyhow::anyhow!("the profiles hearth ships: {e}"))?;
+    for p in shipped {
+        if !out.iter().any(|mine| mine.name == p.name) {
+            out.push(p);
         }
-        out.push(profile);
     }
     Ok(out)
 }

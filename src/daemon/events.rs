@@ -425,6 +425,8 @@ pub fn from_session(e: SessionEvent) -> EventKind {
         },
         SessionEvent::RecordingError(error) => EventKind::RecordingError { error },
         SessionEvent::Notify(text) => EventKind::Notify { text },
+        SessionEvent::Prompt => EventKind::Prompt,
+        SessionEvent::Command { exit_code } => EventKind::Command { exit_code },
         SessionEvent::State {
             from,
             to,

@@ -930,13 +930,13 @@ impl Daemon {
         sink.open();
         self.watch_events(&hosted);
         self.start_triggers(&hosted, session_triggers);
-        if !self.config.profiles.is_empty() {
-            self.tracker.spawn(crate::session::profile::watch(
-                Arc::clone(&hosted.session),
-                Arc::clone(&self.config.profiles),
-                self.cancel.clone(),
-            ));
-        }
+        // Always: the profiles hearth ships, and terminal signals (notifications, OSC 133)
+        // give a state without any.
+        self.tracker.spawn(crate::session::profile::watch(
+            Arc::clone(&hosted.session),
+            Arc::clone(&self.config.profiles),
+            self.cancel.clone(),
+        ));
         let info = hosted.info();
         tracing::info!(session = %info.id, port, command = ?info.command, "session started");
         if open.is_some() {

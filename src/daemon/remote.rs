@@ -46,7 +46,7 @@ pub struct Remote {
     /// The last the daemon heard of it (answers, and the events it follows).
     last: Mutex<SessionInfo>,
     /// The daemon is ending it (`kill`, `shutdown`): its going away is not a loss.
-    ending: AtomicBool,
+    pub(super) ending: AtomicBool,
     /// Stops its event follower.
     stop: CancellationToken,
 }

@@ -33,7 +33,46 @@ pub struct Control {
     greeted: Arc<AtomicBool>,
 }
 
+/// How long a read waits for a session being ended to be gone.
+const ENDING_WAIT: Duration = Duration::from_secs(15);
+
 impl Control {
+    /// A read of a session that has ended (killed, or with an earlier daemon): what its
+    /// recording kept, and the end, not "not found".
+    async fn read_ended(
+        &self,
+        target: &str,
+        from: ReadFrom,
+        max: u32,
+    ) -> Result<OutputChunk, ApiError> {
+        let ended = self.daemon.find_ended(target).await?;
+        let (data, next) = match ended.recording {
+            Some(path) if path.is_file() => {
+                let max = session::boundary::read_limit(max);
+                let from = session::boundary::read_from(from);
+                tokio::task::spawn_blocking(move || session::cast::read_output(&path, from, max))
+                    .await
+                    .map_err(|e| ApiError::internal(e.to_string()))?
+                    .map_err(|e| ApiError::internal(format!("cannot read the recording: {e}")))?
+            }
+            _ => (
+                Vec::new(),
+                match from {
+                    ReadFrom::Offset(o) => o,
+                    _ => 0,
+                },
+            ),
+        };
+        Ok(OutputChunk {
+            data,
+            next,
+            skipped: 0,
+            exited: true,
+            exit_code: ended.exit_code,
+            end: None,
+        })
+    }
+
     pub fn new(daemon: Arc<Daemon>) -> Self {
         Control {
             daemon,
@@ -224,43 +263,26 @@ impl Hearth for Control {
         let hosted = match self.daemon.resolve(&target) {
             Ok(Target::Local(h)) => h,
             Ok(Target::Remote(r)) => {
-                return r
+                let read = r
                     .call(async |c, id| c.read(ctx, id, from, max, wait_ms).await)
                     .await;
+                // Its process went away because the session is being ended: once it has,
+                // this is a read of an ended session, as below.
+                if read.is_err() && r.ending.load(std::sync::atomic::Ordering::Acquire) {
+                    let deadline = tokio::time::Instant::now() + ENDING_WAIT;
+                    while tokio::time::Instant::now() < deadline
+                        && self.daemon.resolve(&target).is_ok()
+                    {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    return self.read_ended(&target, from, max).await;
+                }
+                return read;
             }
             // Ended (killed, or with an earlier daemon): read what its recording kept,
             // and report the end, not "not found".
             Err(e) if e.kind == ErrorKind::NotFound => {
-                let ended = self.daemon.find_ended(&target).await?;
-                let (data, next) = match ended.recording {
-                    Some(path) if path.is_file() => {
-                        let max = session::boundary::read_limit(max);
-                        let from = session::boundary::read_from(from);
-                        tokio::task::spawn_blocking(move || {
-                            session::cast::read_output(&path, from, max)
-                        })
-                        .await
-                        .map_err(|e| ApiError::internal(e.to_string()))?
-                        .map_err(|e| {
-                            ApiError::internal(format!("cannot read the recording: {e}"))
-                        })?
-                    }
-                    _ => (
-                        Vec::new(),
-                        match from {
-                            ReadFrom::Offset(o) => o,
-                            _ => 0,
-                        },
-                    ),
-                };
-                return Ok(OutputChunk {
-                    data,
-                    next,
-                    skipped: 0,
-                    exited: true,
-                    exit_code: ended.exit_code,
-                    end: None,
-                });
+                return self.read_ended(&target, from, max).await;
             }
             Err(e) => return Err(e),
         };

@@ -104,7 +104,7 @@ impl Model {
                     .is_some_and(crate::session::profile::AgentState::attention);
                 s.agent_state = to.clone();
             }
-            EventKind::Notify { .. } => {}
+            EventKind::Notify { .. } | EventKind::Prompt | EventKind::Command { .. } => {}
             EventKind::Role { .. }
             | EventKind::Match { .. }
             | EventKind::Message { .. }

@@ -167,6 +167,8 @@ fn event_line(e: &SessionEvent, t: f64) -> Option<Value> {
         | SessionEvent::Idle { .. }
         | SessionEvent::RecordingError(_)
         | SessionEvent::Notify(_)
+        | SessionEvent::Prompt
+        | SessionEvent::Command { .. }
         | SessionEvent::State { .. } => return None,
     })
 }

@@ -155,6 +155,12 @@ pub enum SessionEvent {
     RecordingError(String),
     /// The program asked for a desktop notification (OSC 9, OSC 777): its text, cleaned.
     Notify(String),
+    /// A shell showed its prompt (OSC 133 `A`).
+    Prompt,
+    /// A command finished (OSC 133 `D`), with the status it reported.
+    Command {
+        exit_code: Option<i32>,
+    },
     /// Its agent's state changed (`profile::watch`): from, to, why, the line it matched.
     State {
         from: profile::AgentState,
@@ -406,7 +412,11 @@ impl Session {
                 .seen_at
                 .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
         if !due
-            || (s.title == out.seen.title && s.bells == out.seen.bells && s.notes == out.seen.notes)
+            || (s.title == out.seen.title
+                && s.bells == out.seen.bells
+                && s.notes == out.seen.notes
+                && s.prompts == out.seen.prompts
+                && s.commands == out.seen.commands)
         {
             return None;
         }
@@ -426,6 +436,14 @@ impl Session {
         }
         if now.notes > before.notes {
             self.emit(SessionEvent::Notify(now.note.unwrap_or_default()));
+        }
+        if now.commands > before.commands {
+            self.emit(SessionEvent::Command {
+                exit_code: now.exit_code,
+            });
+        }
+        if now.prompts > before.prompts {
+            self.emit(SessionEvent::Prompt);
         }
     }
 
@@ -637,6 +655,11 @@ impl Session {
         self.model.lock().screen.text()
     }
 
+    /// The screen with soft-wrapped rows joined ([`screen::Screen::lines`]).
+    pub fn screen_lines(&self) -> String {
+        self.model.lock().screen.lines()
+    }
+
     /// Type `data` into the program for the control API: one message to the PTY writer, so
     /// it is written as one unit and never interleaves with a typist's keys. Returns the
     /// output offset before the write, so a wait from it cannot miss the reply.
@@ -693,6 +716,11 @@ impl Session {
     }
 
     /// The title the program set (OSC 0/2), and how many bells it rang.
+    /// What the program signalled besides the screen (title, bells, notifications, OSC 133).
+    pub fn signals(&self) -> screen::Signals {
+        self.model.lock().screen.signals().clone()
+    }
+
     pub fn title_and_bells(&self) -> (Option<String>, u64) {
         let model = self.model.lock();
         let s = model.screen.signals();

@@ -2,13 +2,16 @@
 //! a profile says how to recognise an agent (its command, a banner on screen, its title) and,
 //! per state, an ordered list of screen rules (a regex on the whole screen or its bottom N
 //! lines, with an optional quiet time); named captures become fields (`resets_at`...).
-//! [`Profile::read`] is pure: the caller hands it the screen's text, the title, how long the
-//! output has been quiet and whether the program runs, when output settles (never per
-//! byte), and gets a [`Reading`]: the state, the matched line and the captures.
+//! [`read`] is pure: the caller hands it the screen's text, the title, how long the output
+//! has been quiet, the terminal signals that came with it (a notification, a bell, the last
+//! OSC 133 mark) and whether the program runs, when output settles (never per byte), and
+//! gets a [`Reading`]: the state, why, the matched line and the captures. [`watch`] is the
+//! session's task that calls it at the right moments and reports each change once.
 //!
-//! Owns the profile format (`[[profiles]]` in the config file), its checks (unknown keys and
-//! bad regexes are errors naming the profile and rule) and the evaluation; it must not
-//! touch the session, the clock or any I/O.
+//! Owns the profile format (`[[profiles]]` in the config file, and the profiles hearth
+//! ships, `profiles.toml`), its checks (unknown keys and bad regexes are errors naming the
+//! profile, rule and line) and the evaluation; it must not touch the clock or any I/O
+//! outside [`watch`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -80,8 +83,9 @@ pub struct ProfileSpec {
     pub name: String,
     #[serde(default)]
     pub detect: DetectSpec,
+    /// Spanned: an error names the line the rule is on.
     #[serde(default)]
-    pub rules: Vec<RuleSpec>,
+    pub rules: Vec<toml::Spanned<RuleSpec>>,
 }
 
 /// How a profile recognises its agent: any one that is given and matches.
@@ -131,10 +135,47 @@ struct Rule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reading {
     pub state: AgentState,
-    /// The line the rule matched on, if a rule decided.
+    pub why: Why,
+    /// The line the rule matched on, or the notification's text.
     pub line: Option<String>,
     /// The rule's named captures.
     pub fields: BTreeMap<String, String>,
+}
+
+/// What decided a reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// A profile's rule matched the screen.
+    Rule,
+    /// The program asked for a desktop notification (OSC 9, OSC 777).
+    Notification,
+    /// The program rang the bell (counts only for a program a profile applies to).
+    Bell,
+    /// A shell said its prompt is up (OSC 133 `A`/`B`).
+    Prompt,
+    /// A shell said a command runs (OSC 133 `C`).
+    Command,
+    /// Output flows.
+    Output,
+    /// Output has settled.
+    Settled,
+    /// The program exited.
+    Exited,
+}
+
+impl Why {
+    fn describe(self) -> &'static str {
+        match self {
+            Why::Rule => "a rule matched",
+            Why::Notification => "a notification",
+            Why::Bell => "a bell",
+            Why::Prompt => "a shell prompt (OSC 133)",
+            Why::Command => "a command runs (OSC 133)",
+            Why::Output => "output",
+            Why::Settled => "output settled",
+            Why::Exited => "the program exited",
+        }
+    }
 }
 
 /// What the session shows when it looks.
@@ -144,6 +185,70 @@ pub struct Seen<'a> {
     /// Time since the last output.
     pub quiet: Duration,
     pub exited: bool,
+    /// A notification that came with the latest output (its text), else a bell's `"bell"`.
+    pub note: Option<&'a str>,
+    /// Whether that is a bell.
+    pub bell: bool,
+    /// The last OSC 133 mark the program wrote.
+    pub mark: Option<super::screen::Mark>,
+}
+
+impl<'a> Seen<'a> {
+    /// A screen and no signals.
+    pub fn screen(screen: &'a str, title: Option<&'a str>, quiet: Duration) -> Seen<'a> {
+        Seen {
+            screen,
+            title,
+            quiet,
+            exited: false,
+            note: None,
+            bell: false,
+            mark: None,
+        }
+    }
+}
+
+/// The state `seen` shows, as `profile` (if one applies) reads it: its first matching rule;
+/// else a notification (or, with a profile, a bell) that came with the latest output means a
+/// human is wanted; else an OSC 133 mark says prompt or command; else output flowing is
+/// `working` and settled output `waiting_input`. Without a profile, a program that never
+/// signalled (`speaks` false) has no state: `None`.
+pub fn read(profile: Option<&Profile>, seen: &Seen, speaks: bool) -> Option<Reading> {
+    let plain = |state, why| Reading {
+        state,
+        why,
+        line: None,
+        fields: BTreeMap::new(),
+    };
+    if profile.is_none() && !speaks {
+        return None;
+    }
+    if seen.exited {
+        return Some(plain(AgentState::Exited, Why::Exited));
+    }
+    if let Some(r) = profile.and_then(|p| p.rule(seen)) {
+        return Some(r);
+    }
+    if let Some(note) = seen.note.filter(|_| !seen.bell || profile.is_some()) {
+        return Some(Reading {
+            line: (!seen.bell).then(|| note.to_string()),
+            ..plain(
+                AgentState::WaitingInput,
+                if seen.bell {
+                    Why::Bell
+                } else {
+                    Why::Notification
+                },
+            )
+        });
+    }
+    use super::screen::Mark;
+    Some(match seen.mark {
+        Some(Mark::Prompt) => plain(AgentState::WaitingInput, Why::Prompt),
+        Some(Mark::Running) => plain(AgentState::Working, Why::Command),
+        Some(Mark::Done) | None if seen.quiet < SETTLED => plain(AgentState::Working, Why::Output),
+        Some(Mark::Done) | None => plain(AgentState::WaitingInput, Why::Settled),
+    })
 }
 
 /// What a session's agent is doing now, and since when.
@@ -172,11 +277,11 @@ impl Default for Status {
 /// not read half-way).
 const DEBOUNCE: Duration = Duration::from_millis(250);
 
-/// Read the session's screen with the first of `profiles` that applies to it, whenever
-/// output settles (and again when a rule's quiet time or [`SETTLED`] passes), and report
-/// each change of state as an event, once. While output flows the task sleeps on the
-/// activity clock (a flood costs it nothing per chunk) and says `working` once. Ends with
-/// the program (reporting `exited`) or `stop`.
+/// Read the session's screen with the first of `profiles` that applies to it (and the
+/// terminal signals its program sends), whenever output settles (and again when a rule's
+/// quiet time or [`SETTLED`] passes), and report each change of state as an event, once.
+/// While output flows the task sleeps on the activity clock (a flood costs it nothing per
+/// chunk) and says `working` once. Ends with the program (reporting `exited`) or `stop`.
 pub async fn watch(
     session: Arc<super::Session>,
     profiles: Arc<Vec<Profile>>,
@@ -185,6 +290,12 @@ pub async fn watch(
     let mut output = session.output_watch();
     let mut exit = session.exit_watch();
     let mut chosen: Option<usize> = None;
+    // Whether the program has sent a notification or an OSC 133 mark: then it has a state
+    // even when no profile applies.
+    let mut speaks = false;
+    // The signals as they were when the latest output started: a notification since then
+    // came with it.
+    let mut before = super::screen::Signals::default();
     // Output from before this task subscribed is read at once (a banner, a first prompt).
     let mut pending = session.output_end() > 0;
     loop {
@@ -197,24 +308,33 @@ pub async fn watch(
                 _ = stop.cancelled() => return,
             }
         }
-        if let Some(i) = chosen {
-            let name = profiles[i].name.clone();
-            set(
-                &session,
-                AgentState::Working,
-                format!("profile {name}: output"),
-                None,
-                BTreeMap::new(),
-                &name,
-            );
-        }
         // Read at each threshold of quiet: the debounce, each rule's quiet time, settled.
-        let thresholds = match chosen {
-            Some(i) => profiles[i].thresholds(),
-            None => vec![DEBOUNCE, SETTLED],
-        };
-        for threshold in thresholds {
-            // Sleep on the activity clock until output has been quiet this long.
+        // Output after a read starts the spell again (working, then the first threshold).
+        let mut signals = before.clone();
+        let mut thresholds = vec![DEBOUNCE, SETTLED];
+        let mut next = 0;
+        let mut restart = true;
+        while next < thresholds.len() {
+            if std::mem::take(&mut restart) {
+                output.borrow_and_update();
+                before = signals.clone();
+                if let Some(i) = chosen {
+                    thresholds = profiles[i].thresholds();
+                }
+                next = 0;
+                if chosen.is_some() || speaks {
+                    let working = Reading {
+                        state: AgentState::Working,
+                        why: Why::Output,
+                        line: None,
+                        fields: BTreeMap::new(),
+                    };
+                    set(&session, working, chosen.map(|i| profiles[i].name.as_str()));
+                }
+            }
+            let threshold = thresholds[next];
+            // Sleep on the activity clock until output has been quiet this long (after a
+            // read, output wakes it: a new spell).
             loop {
                 let quiet = session.activity.idle();
                 if quiet >= threshold {
@@ -222,6 +342,11 @@ pub async fn watch(
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(threshold - quiet) => {}
+                    r = output.changed(), if next > 0 => {
+                        if r.is_err() { return }
+                        restart = true;
+                        break;
+                    }
                     _ = exit.wait_for(|c| c.is_some()) => break,
                     _ = stop.cancelled() => return,
                 }
@@ -229,59 +354,82 @@ pub async fn watch(
             if exit.borrow().is_some() {
                 break;
             }
-            let (screen, title) = (session.screen_text(), session.title_and_bells().0);
-            if chosen.is_none() {
-                chosen = profiles
-                    .iter()
-                    .position(|p| p.applies(&session.spec.command, &screen, title.as_deref()));
+            if restart || (next > 0 && output.has_changed().unwrap_or(false)) {
+                restart = true;
+                continue;
             }
-            let Some(i) = chosen else { continue };
-            let profile = &profiles[i];
-            let reading = profile.read(&Seen {
+            output.borrow_and_update();
+            let screen = session.screen_lines();
+            signals = session.signals();
+            if chosen.is_none() {
+                chosen = profiles.iter().position(|p| {
+                    p.applies(&session.spec.command, &screen, signals.title.as_deref())
+                });
+                // Its rules' quiet times from here on.
+                if let Some(i) = chosen {
+                    thresholds = profiles[i].thresholds();
+                    next = thresholds.iter().take_while(|t| **t <= threshold).count();
+                } else {
+                    next += 1;
+                }
+            } else {
+                next += 1;
+            }
+            let profile = chosen.map(|i| &profiles[i]);
+            speaks |= signals.notes > 0 || signals.mark.is_some();
+            let (note, bell) = fresh_note(&before, &signals);
+            let seen = Seen {
                 screen: &screen,
-                title: title.as_deref(),
+                title: signals.title.as_deref(),
                 quiet: session.activity.idle(),
                 exited: false,
-            });
-            let reason = match &reading.line {
-                Some(_) => format!("profile {}: a rule matched", profile.name),
-                None => format!("profile {}: output settled", profile.name),
+                note,
+                bell,
+                mark: signals.mark,
             };
-            set(
-                &session,
-                reading.state,
-                reason,
-                reading.line,
-                reading.fields,
-                &profile.name,
-            );
+            if let Some(reading) = read(profile, &seen, speaks) {
+                set(&session, reading, profile.map(|p| p.name.as_str()));
+            }
         }
+        before = signals;
         if exit.borrow().is_some() {
             break;
         }
     }
-    if let Some(i) = chosen {
-        let name = profiles[i].name.clone();
-        set(
-            &session,
-            AgentState::Exited,
-            format!("profile {name}: the program exited"),
-            None,
-            BTreeMap::new(),
-            &name,
-        );
+    if chosen.is_some() || speaks {
+        let exited = Reading {
+            state: AgentState::Exited,
+            why: Why::Exited,
+            line: None,
+            fields: BTreeMap::new(),
+        };
+        set(&session, exited, chosen.map(|i| profiles[i].name.as_str()));
     }
 }
 
-/// Record a state and report it if it changed.
-fn set(
-    session: &super::Session,
-    state: AgentState,
-    reason: String,
-    text: Option<String>,
-    fields: BTreeMap<String, String>,
-    profile: &str,
-) {
+/// A notification (its text) or a bell in `now` that was not in `before`, and whether it
+/// is the bell.
+pub fn fresh_note<'a>(
+    before: &super::screen::Signals,
+    now: &'a super::screen::Signals,
+) -> (Option<&'a str>, bool) {
+    if now.notes > before.notes {
+        (Some(now.note.as_deref().unwrap_or("")), false)
+    } else if now.bells > before.bells {
+        (Some("bell"), true)
+    } else {
+        (None, false)
+    }
+}
+
+/// Record a reading and report it if the state changed.
+fn set(session: &super::Session, reading: Reading, profile: Option<&str>) {
+    let Reading {
+        state,
+        why,
+        line,
+        fields,
+    } = reading;
     let from = {
         let mut status = session.agent.lock();
         if status.state == state && status.fields == fields {
@@ -295,18 +443,22 @@ fn set(
             } else {
                 SystemTime::now()
             },
-            profile: Some(profile.to_string()),
+            profile: profile.map(str::to_string),
             fields,
         };
         from
     };
     session.agent_state.send_replace(state);
     if from != state {
+        let reason = match profile {
+            Some(p) => format!("profile {p}: {}", why.describe()),
+            None => why.describe().to_string(),
+        };
         session.emit(super::SessionEvent::State {
             from,
             to: state,
             reason,
-            text,
+            text: line,
         });
     }
 }
@@ -324,8 +476,9 @@ fn compile(what: &str, pattern: &str) -> Result<Regex, String> {
 }
 
 impl Profile {
-    /// Check a profile as written: every state named exists, every regex compiles.
-    pub fn new(spec: &ProfileSpec) -> Result<Profile, String> {
+    /// Check a profile as written in `source`: every state named exists, every regex
+    /// compiles.
+    pub fn new(spec: &ProfileSpec, source: &str) -> Result<Profile, String> {
         let name = &spec.name;
         if name.is_empty() {
             return Err("a profile needs a name".into());
@@ -340,7 +493,9 @@ impl Profile {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                let what = format!("profile {name}: rule {}", i + 1);
+                let line = line_of(source, r.span().start);
+                let what = format!("profile {name}: rule {} (line {line})", i + 1);
+                let r = r.get_ref();
                 let state = AgentState::parse(&r.state)
                     .filter(|s| !matches!(s, AgentState::Unknown | AgentState::Exited))
                     .ok_or_else(|| {
@@ -406,18 +561,9 @@ impl Profile {
                 .is_some_and(|(r, t)| r.is_match(t))
     }
 
-    /// The state the screen shows: the first rule (in order) that matches its region once
-    /// output has been quiet long enough; else working while output flows and waiting for
-    /// input once it has settled; exited once the program has.
-    pub fn read(&self, seen: &Seen) -> Reading {
-        let plain = |state| Reading {
-            state,
-            line: None,
-            fields: BTreeMap::new(),
-        };
-        if seen.exited {
-            return plain(AgentState::Exited);
-        }
+    /// The state the screen shows by the first rule (in order) that matches its region once
+    /// output has been quiet long enough.
+    fn rule(&self, seen: &Seen) -> Option<Reading> {
         for rule in &self.rules {
             if seen.quiet < rule.quiet {
                 continue;
@@ -434,19 +580,47 @@ impl Profile {
                     .flatten()
                     .filter_map(|n| Some((n.to_string(), caps.name(n)?.as_str().to_string())))
                     .collect();
-                return Reading {
+                return Some(Reading {
                     state: rule.state,
+                    why: Why::Rule,
                     line: Some(line_at(region, m.start).trim().to_string()),
                     fields,
-                };
+                });
             }
         }
-        plain(if seen.quiet < SETTLED {
-            AgentState::Working
-        } else {
-            AgentState::WaitingInput
-        })
+        None
     }
+}
+
+/// The profiles hearth ships (`profiles.toml`, docs/agents.md).
+pub const SHIPPED: &str = include_str!("profiles.toml");
+
+/// `[[profiles]]` of a config file (or of [`SHIPPED`]), checked: errors name the profile,
+/// rule and line; names are unique.
+pub fn parse(source: &str) -> Result<Vec<Profile>, String> {
+    #[derive(Deserialize)]
+    struct File {
+        #[serde(default)]
+        profiles: Vec<ProfileSpec>,
+    }
+    let file: File = toml::from_str(source).map_err(|e| e.to_string())?;
+    let mut out: Vec<Profile> = Vec::new();
+    for spec in &file.profiles {
+        let profile = Profile::new(spec, source)?;
+        if out.iter().any(|p| p.name == profile.name) {
+            return Err(format!("two profiles are named {:?}", profile.name));
+        }
+        out.push(profile);
+    }
+    Ok(out)
+}
+
+/// The 1-based line of byte `at` in `source`.
+fn line_of(source: &str, at: usize) -> usize {
+    source
+        .get(..at)
+        .map_or(0, |s| s.bytes().filter(|&b| b == b'\n').count())
+        + 1
 }
 
 /// The last `n` lines of `text` with something on them (blank rows at the bottom of a
@@ -475,12 +649,12 @@ mod tests {
     use super::*;
 
     fn profile(toml_text: &str) -> Result<Profile, String> {
-        #[derive(Deserialize)]
-        struct File {
-            profiles: Vec<ProfileSpec>,
-        }
-        let file: File = toml::from_str(toml_text).map_err(|e| e.to_string())?;
-        Profile::new(&file.profiles[0])
+        Ok(parse(toml_text)?.remove(0))
+    }
+
+    /// The state `p` reads from `seen`.
+    fn state(p: &Profile, seen: &Seen) -> AgentState {
+        read(Some(p), seen, false).unwrap().state
     }
 
     const AGENT: &str = r#"
@@ -502,12 +676,7 @@ mod tests {
     "#;
 
     fn seen(screen: &str, quiet_ms: u64) -> Seen<'_> {
-        Seen {
-            screen,
-            title: None,
-            quiet: Duration::from_millis(quiet_ms),
-            exited: false,
-        }
+        Seen::screen(screen, None, Duration::from_millis(quiet_ms))
     }
 
     #[test]
@@ -519,7 +688,7 @@ mod tests {
 
         let approval =
             "step 1\nstep 2\n\n Do you want to run `rm -rf build`?\n 1. Yes\n 2. No\n\n\n";
-        let r = p.read(&seen(approval, 0));
+        let r = read(Some(&p), &seen(approval, 0), false).unwrap();
         assert_eq!(r.state, AgentState::NeedsApproval);
         assert_eq!(
             r.line.as_deref(),
@@ -529,25 +698,25 @@ mod tests {
 
         // Scrolled above the bottom 6 lines: no longer the prompt on screen.
         let old = format!("{approval}{}", "more output\n".repeat(10));
-        assert_eq!(p.read(&seen(&old, 0)).state, AgentState::Working);
-        assert_eq!(p.read(&seen(&old, 3000)).state, AgentState::WaitingInput);
+        assert_eq!(state(&p, &seen(&old, 0)), AgentState::Working);
+        assert_eq!(state(&p, &seen(&old, 3000)), AgentState::WaitingInput);
 
         let limited = "Usage limit reached. It resets at 3pm (Europe/Paris)\n> ";
         // The prompt is on screen too, and quiet long enough for its rule: the earlier
         // rule wins.
-        let r = p.read(&seen(limited, 600));
+        let r = read(Some(&p), &seen(limited, 600), false).unwrap();
         assert_eq!(r.state, AgentState::RateLimited, "an earlier rule wins");
         assert_eq!(r.fields.get("resets_at").map(String::as_str), Some("3pm"));
 
         // A rule with a quiet time waits for it.
         let prompt = "done.\n> ";
-        assert_eq!(p.read(&seen(prompt, 100)).state, AgentState::Working);
-        assert_eq!(p.read(&seen(prompt, 600)).state, AgentState::WaitingInput);
+        assert_eq!(state(&p, &seen(prompt, 100)), AgentState::Working);
+        assert_eq!(state(&p, &seen(prompt, 600)), AgentState::WaitingInput);
         let ended = Seen {
             exited: true,
             ..seen(prompt, 600)
         };
-        assert_eq!(p.read(&ended).state, AgentState::Exited);
+        assert_eq!(state(&p, &ended), AgentState::Exited);
     }
 
     #[test]
@@ -560,7 +729,7 @@ mod tests {
             pattern = "(unclosed"
         "#;
         let e = profile(bad_regex).unwrap_err();
-        assert!(e.contains("profile x: rule 1"), "{e}");
+        assert!(e.contains("profile x: rule 1 (line 4)"), "{e}");
         let bad_state = r#"
             [[profiles]]
             name = "x"
@@ -585,7 +754,7 @@ mod tests {
             pattern = 'a\bb'
         "#;
         let p = profile(never).unwrap();
-        assert_eq!(p.read(&seen("anything", 0)).state, AgentState::Working);
+        assert_eq!(state(&p, &seen("anything", 0)), AgentState::Working);
     }
 
     #[test]
@@ -593,5 +762,225 @@ mod tests {
         assert_eq!(bottom_lines("a\nb\nc\n\n\n", 2), "b\nc");
         assert_eq!(bottom_lines("a\nb", 5), "a\nb");
         assert_eq!(line_at("one\ntwo\nthree", 5), "two");
+    }
+
+    #[test]
+    fn terminal_signals_read_as_states_when_no_rule_decides() {
+        use crate::session::screen::Mark;
+        let p = profile(AGENT).unwrap();
+        let noted = Seen {
+            note: Some("Agent needs your permission"),
+            ..seen("working on it", 300)
+        };
+        let r = read(Some(&p), &noted, false).unwrap();
+        assert_eq!(
+            (r.state, r.why),
+            (AgentState::WaitingInput, Why::Notification)
+        );
+        assert_eq!(r.line.as_deref(), Some("Agent needs your permission"));
+        // Without a profile too: a program that asks for a human wants one.
+        assert_eq!(
+            read(None, &noted, true).unwrap().state,
+            AgentState::WaitingInput
+        );
+        // A rule still comes first.
+        let approval = Seen {
+            note: Some("hey"),
+            ..seen("Do you want to run `x`?", 300)
+        };
+        assert_eq!(state(&p, &approval), AgentState::NeedsApproval);
+        // A bell means a human only for a program a profile applies to.
+        let bell = Seen {
+            note: Some("bell"),
+            bell: true,
+            ..seen("$ ", 300)
+        };
+        assert_eq!(read(Some(&p), &bell, false).unwrap().why, Why::Bell);
+        assert_eq!(read(None, &bell, true).unwrap().state, AgentState::Working);
+        // OSC 133: the shell says where it is, without waiting for output to settle.
+        let at = |mark| Seen {
+            mark: Some(mark),
+            ..seen("$ make", 300)
+        };
+        assert_eq!(state(&p, &at(Mark::Prompt)), AgentState::WaitingInput);
+        assert_eq!(state(&p, &at(Mark::Running)), AgentState::Working);
+        assert_eq!(state(&p, &at(Mark::Done)), AgentState::Working);
+        // A program without a profile that never signalled has no state.
+        assert_eq!(read(None, &seen("$ ", 5000), false), None);
+        assert_eq!(
+            read(None, &seen("$ ", 5000), true).unwrap().state,
+            AgentState::WaitingInput
+        );
+    }
+
+    /// Each shipped profile against the text its rules say they key on (the same text the
+    /// fixture agents draw, tests/fixtures/agent-ui.sh).
+    #[test]
+    fn the_shipped_profiles_read_the_text_they_document() {
+        let shipped = parse(SHIPPED).unwrap();
+        let names: Vec<&str> = shipped.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["claude-code", "codex", "gemini", "aider"]);
+        let by = |n: &str| shipped.iter().find(|p| p.name == n).unwrap();
+        // (profile, screen, state, a captured field)
+        type Case<'a> = (&'a str, &'a str, AgentState, Option<(&'a str, &'a str)>);
+        let cases: &[Case] = &[
+            (
+                "claude-code",
+                "● Done.\n\nClaude usage limit reached. Your limit will reset at 3pm (Europe/Paris).\n╭──╮\n│ > │\n╰──╯",
+                AgentState::RateLimited,
+                Some(("resets_at", "3pm (Europe/Paris)")),
+            ),
+            (
+                "claude-code",
+                "5-hour limit reached ∙ resets 11:30am",
+                AgentState::RateLimited,
+                Some(("resets_at", "11:30am")),
+            ),
+            (
+                "claude-code",
+                "╭──╮\n│ Bash command │\n│   make test │\n│ Do you want to proceed? │\n│ ❯ 1. Yes │\n│   2. No │\n╰──╯",
+                AgentState::NeedsApproval,
+                None,
+            ),
+            (
+                "claude-code",
+                "│ Do you want to make this edit to main.rs? │",
+                AgentState::NeedsApproval,
+                None,
+            ),
+            (
+                "claude-code",
+                "> fix it\n✻ Thinking… (3s · esc to interrupt)\n╭──╮\n│ > │\n╰──╯",
+                AgentState::Working,
+                None,
+            ),
+            (
+                "claude-code",
+                "  ⎿  API Error: 529 {\"type\":\"overloaded_error\"}\n╭──╮\n│ > │\n╰──╯",
+                AgentState::Error,
+                None,
+            ),
+            (
+                "claude-code",
+                "● Done.\n╭───────╮\n│ >     │\n╰───────╯\n  ? for shortcuts",
+                AgentState::WaitingInput,
+                None,
+            ),
+            (
+                "codex",
+                "■ You've hit your usage limit. Upgrade to Pro (https://openai.com/chatgpt/pricing) or try again at 3:05 PM.",
+                AgentState::RateLimited,
+                Some(("resets_at", "3:05 PM")),
+            ),
+            (
+                "codex",
+                "Would you like to run the following command?\n\n  $ make test\n\n› 1. Yes, proceed (y)\n  2. No (esc)",
+                AgentState::NeedsApproval,
+                None,
+            ),
+            (
+                "codex",
+                "• Working (12s • esc to interrupt)\n\n› \n  ⏎ send",
+                AgentState::Working,
+                None,
+            ),
+            (
+                "codex",
+                "■ stream error: 500 Internal Server Error\n\n› \n  ⏎ send",
+                AgentState::Error,
+                None,
+            ),
+            (
+                "codex",
+                "• Done.\n\n› Ask Codex to do anything\n  ⏎ send",
+                AgentState::WaitingInput,
+                None,
+            ),
+            (
+                "gemini",
+                "You have reached your daily gemini-2.5-pro quota limit.\n│ >   Type your message or @path/to/file │",
+                AgentState::RateLimited,
+                None,
+            ),
+            (
+                "gemini",
+                "Usage limit reached for gemini-2.5-pro. Access resets at 1:30 AM.",
+                AgentState::RateLimited,
+                Some(("resets_at", "1:30 AM")),
+            ),
+            (
+                "gemini",
+                "│ Allow execution of: 'make'? │\n│ ● 1. Yes, allow once │",
+                AgentState::NeedsApproval,
+                None,
+            ),
+            (
+                "gemini",
+                "⠋ Thinking… (esc to cancel, 5s)\n│ >   Type your message or @path/to/file │",
+                AgentState::Working,
+                None,
+            ),
+            (
+                "gemini",
+                "✕ [API Error: got status: INTERNAL]\n│ >   Type your message or @path/to/file │",
+                AgentState::Error,
+                None,
+            ),
+            (
+                "gemini",
+                "✦ Done.\n│ >   Type your message or @path/to/file │",
+                AgentState::WaitingInput,
+                None,
+            ),
+            (
+                "aider",
+                "litellm.RateLimitError: AnthropicException - rate limit\nThe API provider has rate limited you. Try again later or check your quotas.\nRetrying in 0.5 seconds...",
+                AgentState::RateLimited,
+                Some(("retry_in", "0.5 seconds")),
+            ),
+            (
+                "aider",
+                "Run shell command? (Y)es/(N)o/(D)on't ask again [Yes]:",
+                AgentState::NeedsApproval,
+                None,
+            ),
+            (
+                "aider",
+                "litellm.APIConnectionError: connection refused\n>",
+                AgentState::Error,
+                None,
+            ),
+            (
+                "aider",
+                "Applied edit to main.py\n>",
+                AgentState::WaitingInput,
+                None,
+            ),
+            (
+                "aider",
+                "Applied edit to main.py\narchitect>",
+                AgentState::WaitingInput,
+                None,
+            ),
+        ];
+        for (name, screen, want, field) in cases {
+            let r = read(Some(by(name)), &seen(screen, 600), false).unwrap();
+            assert_eq!(r.state, *want, "{name} on {screen:?}: {r:?}");
+            assert_eq!(r.why, Why::Rule, "{name} on {screen:?}: {r:?}");
+            if let Some((k, v)) = field {
+                assert_eq!(r.fields.get(*k).map(String::as_str), Some(*v), "{r:?}");
+            }
+        }
+        // Detection by command and banner.
+        assert!(by("claude-code").applies(&["claude".into()], "", None));
+        assert!(by("claude-code").applies(&["node".into()], "│ ✻ Welcome to Claude Code! │", None));
+        assert!(by("codex").applies(&["sh".into()], ">_ OpenAI Codex (v0.46.0)", None));
+        assert!(by("gemini").applies(&["/usr/local/bin/gemini".into()], "", None));
+        assert!(by("aider").applies(&["python3".into()], "Aider v0.86.1\nMain model: x", None));
+        assert!(
+            !shipped
+                .iter()
+                .any(|p| p.applies(&["bash".into()], "$ ls\nREADME.md", None))
+        );
     }
 }

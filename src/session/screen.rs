@@ -14,9 +14,10 @@ const SCROLLBACK: usize = 1000;
 const ENTER_ALT: [&[u8]; 3] = [b"\x1b[?1049h", b"\x1b[?1047h", b"\x1b[?47h"];
 
 /// What the emulator reports besides the screen: the title programs set (OSC 0/2), bells,
-/// and desktop notifications (OSC 9 as iTerm2 has it, OSC 777 `notify` as urxvt has it:
-/// what agents send when they want a human). Program output is hostile input: texts are
-/// cut and cleaned.
+/// desktop notifications (OSC 9 as iTerm2 has it, OSC 777 `notify` as urxvt has it: what
+/// agents send when they want a human) and shell-integration marks (OSC 133, FinalTerm's:
+/// where a prompt starts and a command runs and ends). Program output is hostile input:
+/// texts are cut and cleaned.
 #[derive(Debug, Default, Clone)]
 pub struct Signals {
     pub title: Option<String>,
@@ -24,6 +25,23 @@ pub struct Signals {
     /// Notifications so far, and the last one's text.
     pub notes: u64,
     pub note: Option<String>,
+    /// The last OSC 133 mark, and how many prompts (A) and finished commands (D) so far.
+    pub mark: Option<Mark>,
+    pub prompts: u64,
+    pub commands: u64,
+    /// The exit status the last finished command reported (`133;D;status`), if it did.
+    pub exit_code: Option<i32>,
+}
+
+/// Where a shell that speaks OSC 133 says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// `A` (the prompt starts) or `B` (the prompt ends, the user types): waiting for input.
+    Prompt,
+    /// `C`: a command runs (its output follows).
+    Running,
+    /// `D`: the command finished.
+    Done,
 }
 
 /// Text from a program, for a human: no control characters, at most `max` characters.
@@ -47,6 +65,26 @@ impl vt100::Callbacks for Signals {
         self.title = (!clean.is_empty()).then_some(clean);
     }
     fn unhandled_osc(&mut self, _: &mut vt100::Screen, params: &[&[u8]]) {
+        if let [b"133", kind, rest @ ..] = params {
+            match kind.first() {
+                Some(b'A') => {
+                    self.prompts += 1;
+                    self.mark = Some(Mark::Prompt);
+                }
+                Some(b'B') => self.mark = Some(Mark::Prompt),
+                Some(b'C') => self.mark = Some(Mark::Running),
+                Some(b'D') => {
+                    self.commands += 1;
+                    self.mark = Some(Mark::Done);
+                    self.exit_code = rest
+                        .first()
+                        .and_then(|c| std::str::from_utf8(c).ok())
+                        .and_then(|c| c.parse().ok());
+                }
+                _ => {}
+            }
+            return;
+        }
         let text = match params {
             // OSC 9 ; text (iTerm2). `9;4;...` and other numbers are ConEmu's progress and
             // friends, not notifications.
@@ -231,6 +269,26 @@ impl Screen {
         }
         lines.join("\n")
     }
+
+    /// The screen as lines the way the program wrote them: a row whose text ran over the
+    /// right edge (a soft wrap) goes on in the next without a line break. What agent
+    /// profiles read, so a long message matches whatever the width.
+    pub fn lines(&self) -> String {
+        let screen = self.parser.screen();
+        let (_, cols) = screen.size();
+        let mut out = String::new();
+        for (i, row) in screen.rows(0, cols).enumerate() {
+            if screen.row_wrapped(i as u16) {
+                out.push_str(&row);
+            } else {
+                out.push_str(row.trim_end());
+                out.push('\n');
+            }
+        }
+        let end = out.trim_end().len();
+        out.truncate(end);
+        out
+    }
 }
 
 fn find_enter_alt(bytes: &[u8]) -> Option<usize> {
@@ -347,6 +405,32 @@ mod tests {
         assert_eq!(s.signals().note.as_ref().unwrap().len(), MAX_TITLE);
         // Nothing of them lands on the screen but what followed the cut-off one.
         assert_eq!(s.text().trim(), "this");
+    }
+
+    #[test]
+    fn shell_integration_marks_are_read_and_leave_the_screen_alone() {
+        let mut s = Screen::new(10, 40);
+        s.process(b"\x1b]133;A\x07$ \x1b]133;B\x07");
+        assert_eq!(s.signals().mark, Some(Mark::Prompt));
+        assert_eq!(s.signals().prompts, 1);
+        s.process(b"make\r\n\x1b]133;C\x07building\r\n");
+        assert_eq!(s.signals().mark, Some(Mark::Running));
+        s.process(b"\x1b]133;D;2\x1b\\\x1b]133;A;cl=m\x07$ ");
+        let sig = s.signals();
+        assert_eq!((sig.commands, sig.exit_code, sig.prompts), (1, Some(2), 2));
+        assert_eq!(sig.mark, Some(Mark::Prompt));
+        // No status, or garbage for one: none.
+        s.process(b"\x1b]133;D\x07\x1b]133;D;x\x07");
+        assert_eq!((s.signals().commands, s.signals().exit_code), (3, None));
+        assert_eq!(s.text(), "$ make\nbuilding\n$");
+    }
+
+    #[test]
+    fn lines_join_the_rows_a_long_line_wrapped_onto() {
+        let mut s = Screen::new(5, 10);
+        s.process(b"0123456789abcdef\r\nshort  \r\n\x1b[4;1Hhard");
+        assert_eq!(s.lines(), "0123456789abcdef\nshort\nhard");
+        assert_eq!(s.text(), "0123456789\nabcdef\nshort\nhard");
     }
 
     #[test]
