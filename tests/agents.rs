@@ -426,3 +426,98 @@ fn the_gemini_profile_reads_its_fixture() {
 fn the_aider_profile_reads_its_fixture() {
     shipped_profile_reads("aider", "aider", Some(("retry_in", "0.5 seconds")));
 }
+
+/// `on_rate_limit`: once the reset time the screen gave has passed, the text is typed,
+/// once; someone typing first cancels it; a time it cannot read is said, not guessed.
+/// Each step is a `resume` event and in the audit trail.
+#[test]
+fn on_rate_limit_types_once_the_limit_resets_unless_someone_typed_first() {
+    let env = Env::new();
+    env.write_config(
+        r#"
+[[profiles]]
+name = "fake"
+detect = { banner = 'FakeAgent \d' }
+on_rate_limit = { send = "continue\r", margin = "0s" }
+[[profiles.rules]]
+state = "rate_limited"
+pattern = 'limit reached\. It resets (?:at )?(?P<resets_at>.+?)\.?$'
+bottom = 2
+[[profiles.rules]]
+state = "waiting_input"
+pattern = '^agent>\s*$'
+bottom = 1
+"#,
+    );
+    let d = env.start_daemon();
+    let s = d.session(&["--name", "fake"], &["sh", AGENT]);
+    let id = id_of(&s);
+    let recording = s["recording"].as_str().unwrap().to_string();
+    wait_state(&d, &id, "waiting_input");
+    let resumes = |n: usize| {
+        wait_until(&format!("{n} resume events"), DEADLINE, || {
+            let out = d.cli(&["--json", "events", "--since", "1", &id]);
+            let steps: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|e| e["kind"] == "resume")
+                .collect();
+            (steps.len() >= n).then_some(steps)
+        })
+    };
+
+    // The limit resets in 2 s: scheduled, then typed.
+    d.ok(&["send", &id, "limit in 2s"]);
+    let steps = resumes(2);
+    assert_eq!(steps[0]["step"], "scheduled", "{steps:#?}");
+    assert!(steps[0]["at"].is_string(), "{steps:#?}");
+    assert_eq!(steps[1]["step"], "sent", "{steps:#?}");
+    wait_until("the agent to get it", DEADLINE, || {
+        let screen = String::from_utf8_lossy(&d.cli(&["screen", &id]).stdout).into_owned();
+        screen.contains("answer: continue").then_some(())
+    });
+    wait_state(&d, &id, "waiting_input");
+
+    // Someone types before the reset: nothing is typed for them.
+    d.ok(&["send", &id, "limit in 4s"]);
+    let steps = resumes(3);
+    assert_eq!(steps[2]["step"], "scheduled", "{steps:#?}");
+    d.ok(&["send", &id, "I will handle it"]);
+    let steps = resumes(4);
+    assert_eq!(steps[3]["step"], "cancelled", "{steps:#?}");
+    assert_eq!(steps[3]["reason"], "someone typed first", "{steps:#?}");
+
+    // A time it cannot read.
+    d.ok(&["send", &id, "limit at teatime"]);
+    let steps = resumes(5);
+    assert_eq!(steps[4]["step"], "cancelled", "{steps:#?}");
+    assert!(
+        steps[4]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot read a time in \"teatime\""),
+        "{steps:#?}"
+    );
+    // Past the second limit's reset (a check that nothing happens waits out its time):
+    // still typed only once.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let screen = String::from_utf8_lossy(&d.cli(&["screen", &id]).stdout).into_owned();
+    assert_eq!(screen.matches("answer: continue").count(), 1, "{screen}");
+    let steps = resumes(5);
+    assert_eq!(steps.len(), 5, "{steps:#?}");
+
+    // The audit trail has every step.
+    d.ok(&["kill", &id]);
+    let audit = std::fs::read_to_string(recording.replace(".cast", ".audit.jsonl")).unwrap();
+    let logged: Vec<String> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "resume")
+        .map(|e| e["step"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        logged,
+        ["scheduled", "sent", "scheduled", "cancelled", "cancelled"],
+        "{audit}"
+    );
+}

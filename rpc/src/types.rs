@@ -508,6 +508,14 @@ pub enum EventKind {
     Command {
         exit_code: Option<i32>,
     },
+    /// Typing after a rate limit resets (a profile's `on_rate_limit`): `step` is
+    /// `scheduled` (for `at`, RFC 3339), `sent`, or `cancelled` (`reason`: someone typed
+    /// first, the limit ended on its own, no readable time).
+    Resume {
+        step: String,
+        at: Option<String>,
+        reason: Option<String>,
+    },
     /// Its agent's state changed, as its profile reads the screen (`working`,
     /// `waiting_input`, `needs_approval`, `rate_limited`, `error`, `exited`); `text` is
     /// the line a rule matched.
@@ -555,6 +563,7 @@ impl EventKind {
             EventKind::Notify { .. } => "notify",
             EventKind::Prompt => "prompt",
             EventKind::Command { .. } => "command",
+            EventKind::Resume { .. } => "resume",
             EventKind::Skipped { .. } => "skipped",
         }
     }

@@ -227,6 +227,11 @@ fn human(e: &Event) -> String {
         EventKind::RecordingError { error } => format!("recording error: {error}"),
         EventKind::Notify { text } => format!("notification: {text}"),
         EventKind::Prompt => "prompt".to_string(),
+        EventKind::Resume { step, at, reason } => match (at, reason) {
+            (Some(at), _) => format!("rate-limit resume {step} for {at}"),
+            (_, Some(r)) => format!("rate-limit resume {step}: {r}"),
+            _ => format!("rate-limit resume {step}"),
+        },
         EventKind::Command { exit_code } => match exit_code {
             Some(c) => format!("command finished ({c})"),
             None => "command finished".to_string(),

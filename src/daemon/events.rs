@@ -427,6 +427,10 @@ pub fn from_session(e: SessionEvent) -> EventKind {
         SessionEvent::Notify(text) => EventKind::Notify { text },
         SessionEvent::Prompt => EventKind::Prompt,
         SessionEvent::Command { exit_code } => EventKind::Command { exit_code },
+        SessionEvent::Resume(step) => {
+            let (step, at, reason) = crate::session::resume::describe(&step);
+            EventKind::Resume { step, at, reason }
+        }
         SessionEvent::State {
             from,
             to,

@@ -937,6 +937,18 @@ impl Daemon {
             Arc::clone(&self.config.profiles),
             self.cancel.clone(),
         ));
+        if self
+            .config
+            .profiles
+            .iter()
+            .any(|p| p.on_rate_limit.is_some())
+        {
+            self.tracker.spawn(crate::session::resume::run(
+                Arc::clone(&hosted.session),
+                Arc::clone(&self.config.profiles),
+                self.cancel.clone(),
+            ));
+        }
         let info = hosted.info();
         tracing::info!(session = %info.id, port, command = ?info.command, "session started");
         if open.is_some() {

@@ -104,7 +104,10 @@ impl Model {
                     .is_some_and(crate::session::profile::AgentState::attention);
                 s.agent_state = to.clone();
             }
-            EventKind::Notify { .. } | EventKind::Prompt | EventKind::Command { .. } => {}
+            EventKind::Notify { .. }
+            | EventKind::Prompt
+            | EventKind::Command { .. }
+            | EventKind::Resume { .. } => {}
             EventKind::Role { .. }
             | EventKind::Match { .. }
             | EventKind::Message { .. }

@@ -75,6 +75,12 @@ impl Activity {
         self.last_output.load(Ordering::Relaxed) != NEVER && self.idle() < BUSY_WITHIN
     }
 
+    /// Time since anyone (a client or the API) last typed, if one ever did.
+    pub fn since_input(&self) -> Option<Duration> {
+        let last = self.last_input.load(Ordering::Relaxed);
+        (last != NEVER).then(|| Duration::from_millis(self.now_ms().saturating_sub(last)))
+    }
+
     /// Time since a client (not the API) last typed, if one ever did.
     pub fn since_client_input(&self) -> Option<Duration> {
         let last = self.last_client_input.load(Ordering::Relaxed);

@@ -27,6 +27,7 @@ pub mod pty;
 pub mod query;
 pub mod reader;
 pub mod record;
+pub mod resume;
 pub mod screen;
 pub mod size;
 pub mod trigger;
@@ -161,6 +162,8 @@ pub enum SessionEvent {
     Command {
         exit_code: Option<i32>,
     },
+    /// A step of typing after a rate limit resets (`resume`).
+    Resume(resume::Step),
     /// Its agent's state changed (`profile::watch`): from, to, why, the line it matched.
     State {
         from: profile::AgentState,
@@ -915,7 +918,7 @@ impl Session {
     }
 
     /// Report an event: to the audit trail (the ones it keeps) and to the daemon.
-    fn report(&self, event: SessionEvent) {
+    pub(crate) fn report(&self, event: SessionEvent) {
         self.audit(event.clone());
         self.emit(event);
     }

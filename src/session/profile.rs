@@ -86,6 +86,19 @@ pub struct ProfileSpec {
     /// Spanned: an error names the line the rule is on.
     #[serde(default)]
     pub rules: Vec<toml::Spanned<RuleSpec>>,
+    /// Type this once a rate limit resets (off unless given).
+    pub on_rate_limit: Option<OnRateLimitSpec>,
+}
+
+/// `on_rate_limit = { send = "continue\r", after = "resets_at", margin = "1m" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnRateLimitSpec {
+    pub send: String,
+    /// The capture holding the reset time (default `resets_at`).
+    pub after: Option<String>,
+    /// Waited past the reset time (default 1 minute).
+    pub margin: Option<String>,
 }
 
 /// How a profile recognises its agent: any one that is given and matches.
@@ -121,6 +134,8 @@ pub struct Profile {
     banner: Option<Regex>,
     title: Option<Regex>,
     rules: Vec<Rule>,
+    /// What to type once a rate limit resets.
+    pub on_rate_limit: Option<super::resume::OnRateLimit>,
 }
 
 #[derive(Debug, Clone)]
@@ -463,6 +478,9 @@ fn set(session: &super::Session, reading: Reading, profile: Option<&str>) {
     }
 }
 
+/// The most `on_rate_limit.send` may type.
+const MAX_SEND: usize = 4096;
+
 /// Regexes are bounded: a profile cannot make a look cost more than this much automaton.
 const REGEX_SIZE: usize = 1 << 20;
 
@@ -516,7 +534,28 @@ impl Profile {
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
+        let on_rate_limit = spec
+            .on_rate_limit
+            .as_ref()
+            .map(|o| {
+                let what = format!("profile {name}: on_rate_limit");
+                if o.send.is_empty() || o.send.len() > MAX_SEND {
+                    return Err(format!("{what}: send must be 1 to {MAX_SEND} bytes"));
+                }
+                let margin = match &o.margin {
+                    None => Duration::from_secs(60),
+                    Some(m) => humantime::parse_duration(m)
+                        .map_err(|e| format!("{what}: margin {m:?}: {e}"))?,
+                };
+                Ok(super::resume::OnRateLimit {
+                    send: o.send.clone(),
+                    after: o.after.clone().unwrap_or_else(|| "resets_at".into()),
+                    margin,
+                })
+            })
+            .transpose()?;
         Ok(Profile {
+            on_rate_limit,
             name: name.clone(),
             command: opt("command", &spec.detect.command)?,
             banner: opt("banner", &spec.detect.banner)?,
@@ -745,6 +784,22 @@ mod tests {
             colour = "red"
         "#;
         assert!(profile(unknown_key).unwrap_err().contains("colour"));
+        let bad_margin = r#"
+            [[profiles]]
+            name = "x"
+            on_rate_limit = { send = "continue\r", margin = "soon" }
+        "#;
+        let e = profile(bad_margin).unwrap_err();
+        assert!(
+            e.contains("profile x: on_rate_limit: margin \"soon\""),
+            "{e}"
+        );
+        let p = profile(&bad_margin.replace("soon", "90s")).unwrap();
+        let o = p.on_rate_limit.unwrap();
+        assert_eq!(
+            (o.after.as_str(), o.margin),
+            ("resets_at", Duration::from_secs(90))
+        );
         // A regex that never matches is harmless.
         let never = r#"
             [[profiles]]
