@@ -521,3 +521,44 @@ bottom = 1
         "{audit}"
     );
 }
+
+/// A session flooding output under a profile: read once as working while it floods (the
+/// screen is never read mid-flood), then once settled; no flapping.
+#[test]
+fn a_flood_under_a_profile_is_one_working_spell() {
+    let env = Env::new();
+    env.write_config(
+        "[[profiles]]\nname = \"any\"\ndetect = { command = '^sh$' }\n\
+         [[profiles.rules]]\nstate = \"waiting_input\"\npattern = '^\\$ $'\nbottom = 1\n",
+    );
+    let d = env.start_daemon();
+    let s = d.session(
+        &[],
+        &[
+            "sh",
+            "-c",
+            "printf '$ '; read x; head -c 6000000 /dev/zero | od -v; printf '$ '; sleep 1000",
+        ],
+    );
+    let id = id_of(&s);
+    wait_state(&d, &id, "waiting_input");
+    let before = states(&d, &id).len();
+    d.ok(&["send", &id, "go"]);
+    wait_until("the flood to end", DEADLINE * 3, || {
+        let s = d.ok(&["status", &id]);
+        let s = if s["session"].is_object() {
+            s["session"].clone()
+        } else {
+            s
+        };
+        (s["output_bytes"].as_u64().unwrap_or(0) > 20_000_000
+            && s["agent_state"] == "waiting_input")
+            .then_some(())
+    });
+    let events = states(&d, &id);
+    let to: Vec<&str> = events[before..]
+        .iter()
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(to, ["working", "waiting_input"], "{events:#?}");
+}

@@ -47,7 +47,38 @@ struct Args {
     idle: Option<usize>,
     /// hearth's sessions in the daemon's process (default: each in its own).
     in_daemon: bool,
+    /// An agent profile reads every session (the shipped Claude Code rules on the shell).
+    profile: bool,
 }
+
+/// A profile that applies to every program, with the rules of the shipped Claude Code
+/// profile: the cost of reading states during the flood.
+const PROFILE: &str = r#"
+[[profiles]]
+name = "bench"
+detect = { command = '.' }
+[[profiles.rules]]
+state = "rate_limited"
+pattern = '(?i)limit reached(?:[^\n]*?\bresets?(?: at)? (?P<resets_at>\d{1,2}(?::\d{2})?\s?[ap]m))?'
+bottom = 12
+[[profiles.rules]]
+state = "needs_approval"
+pattern = 'Do you want to (?:proceed|make this edit|create|allow)|Would you like to proceed\?'
+bottom = 15
+[[profiles.rules]]
+state = "working"
+pattern = 'esc to interrupt'
+bottom = 8
+[[profiles.rules]]
+state = "error"
+pattern = '^\s*⎿?\s*API Error'
+bottom = 8
+[[profiles.rules]]
+state = "waiting_input"
+pattern = '^[│\s]*>(?:\s|$)'
+bottom = 6
+quiet_ms = 500
+"#;
 
 /// The config that gives each session a process of its own (the default).
 const OWN_PROCESSES: &str = "[sessions]\nprocesses = \"own\"\n";
@@ -66,6 +97,7 @@ fn parse_args() -> anyhow::Result<Args> {
         model: false,
         idle: None,
         in_daemon: false,
+        profile: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -86,10 +118,11 @@ fn parse_args() -> anyhow::Result<Args> {
             "--model" => a.model = true,
             "--idle" => a.idle = Some(val()?.parse()?),
             "--sessions-in-daemon" => a.in_daemon = true,
+            "--profile" => a.profile = true,
             "--out" => a.out = PathBuf::from(val()?),
             "-h" | "--help" => {
                 println!(
-                    "hearth-bench [--viewers 1,10,50] [--samples 200] [--flood-mb 20] [--big 500] [--big-flood-mb 2] [--no-baseline] [--sessions-in-daemon] [--out FILE] | --model | --idle N"
+                    "hearth-bench [--viewers 1,10,50] [--samples 200] [--flood-mb 20] [--big 500] [--big-flood-mb 2] [--no-baseline] [--sessions-in-daemon] [--profile] [--out FILE] | --model | --idle N"
                 );
                 std::process::exit(0);
             }
@@ -203,11 +236,13 @@ fn main() -> anyhow::Result<()> {
     if let Some(n) = args.idle {
         return idle_bench(n);
     }
-    let hearth = if args.in_daemon {
-        systems::Hearth::start_with(IN_DAEMON)?
+    let processes = if args.in_daemon {
+        IN_DAEMON
     } else {
-        systems::Hearth::start_with(OWN_PROCESSES)?
+        OWN_PROCESSES
     };
+    let profile = if args.profile { PROFILE } else { "" };
+    let hearth = systems::Hearth::start_with(&format!("{processes}{profile}"))?;
     let mut systems: Vec<Box<dyn System>> = vec![Box::new(hearth)];
     if args.baseline {
         systems.push(Box::new(systems::Sshd::start()?));
