@@ -24,3 +24,8 @@ ci:
 bench *ARGS:
     cargo build --release --locked --bins
     ./target/release/hearth-bench {{ARGS}}
+
+# What an agent profile costs a session during a flood (docs/performance.md).
+bench-profile-cost ROUNDS="4":
+    cargo build --release --locked --bins
+    ./contrib/bench/profile-cost.sh {{ROUNDS}}

@@ -510,3 +510,61 @@ fn restart_starts_the_same_command_name_and_port_after_an_exit_or_a_kill() {
     assert!(msg.contains("still running"), "{msg}");
     d.err(&["restart", "never-was"], "not_found");
 }
+
+/// `send --name GLOB` (and `--all`) types into each picked session as one unit and says
+/// what happened to each: an offset to wait from, or why not; one session that cannot
+/// take input never stops the others, and the command exits 1.
+#[test]
+fn send_to_many_reports_each_and_never_stops_at_one_that_cannot_take_it() {
+    let d = TestDaemon::start();
+    let echo = ["sh", "-c", "while IFS= read -r l; do echo \"got:$l\"; done"];
+    for i in 0..19 {
+        d.session(&["--name", &format!("fleet-{i:02}")], &echo);
+    }
+    let dead = id_of(&d.session(&["--name", "fleet-19"], &["true"]));
+    wait_until("fleet-19 to exit", DEADLINE, || {
+        (d.ok(&["status", &dead])["activity"] == "exited").then_some(())
+    });
+    let other = id_of(&d.session(&["--name", "other"], &echo));
+
+    let out = d.cli(&["--json", "send", "--name", "fleet-*", "hello", "fleet"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 20, "{rows:#?}");
+    let failed: Vec<&Value> = rows.iter().filter(|r| r["error"].is_object()).collect();
+    assert_eq!(failed.len(), 1, "{rows:#?}");
+    assert_eq!(failed[0]["name"], "fleet-19", "{rows:#?}");
+    assert!(failed[0]["error"]["message"].is_string(), "{rows:#?}");
+    // Each reply is there, after the offset each send gave.
+    for r in rows.iter().filter(|r| r["offset"].is_u64()) {
+        let id = r["session"].as_str().unwrap();
+        let offset = r["offset"].as_u64().unwrap().to_string();
+        let w = d.ok(&[
+            "wait",
+            id,
+            "--match",
+            "^got:hello fleet$",
+            "--from",
+            &offset,
+            "--timeout",
+            "20s",
+        ]);
+        assert_eq!(w["reason"], "match", "{id}: {w}");
+    }
+    // The glob picked only its own.
+    let logs = String::from_utf8_lossy(&d.cli(&["logs", &other]).stdout).into_owned();
+    assert!(!logs.contains("got:hello"), "{logs}");
+    // --all reaches it too; text output names each session.
+    let out = d.cli(&["send", "--all", "everyone"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 21, "{text}");
+    assert!(text.contains("other: sent 9 bytes"), "{text}");
+    // Nothing picked, a bad state, and neither a target nor a selector: clear errors.
+    let m = d.err(&["send", "--name", "nosuch-*", "x"], "not_found");
+    assert!(m.contains("no session matches"), "{m}");
+    let m = d.err(&["send", "--state", "sleepy", "x"], "invalid_argument");
+    assert!(m.contains("unknown state 'sleepy'"), "{m}");
+    let m = d.err(&["send"], "invalid_argument");
+    assert!(m.contains("--all"), "{m}");
+}

@@ -599,3 +599,73 @@ fn replay_leaves_the_terminal_clean() {
         "0 1 0"
     );
 }
+
+/// `logs --tail N` / `-n N`: the last N lines, as tail(1) gives them, however much came
+/// before; with `--follow`, what comes next; `--timeout` ends a follow.
+#[test]
+fn logs_tail_gives_the_last_lines_then_follows_until_the_timeout() {
+    let d = TestDaemon::start();
+    let s = d.session(
+        &["--name", "lines"],
+        &[
+            "sh",
+            "-c",
+            "i=1; while [ $i -le 20000 ]; do echo \"line $i\"; i=$((i+1)); done; \
+             read x; echo after; sleep 1000",
+        ],
+    );
+    let id = id_of(&s);
+    wait_until("all 20000 lines", DEADLINE, || {
+        let out = d.cli(&["logs", "--tail", "1", &id]);
+        (String::from_utf8_lossy(&out.stdout) == "line 20000\n").then_some(())
+    });
+    let logs = |args: &[&str]| {
+        let mut all = vec!["logs"];
+        all.extend_from_slice(args);
+        all.push(&id);
+        let out = d.cli(&all);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // 200 KB of output: more than the first look back (64 KiB) holds.
+    assert_eq!(
+        logs(&["--tail", "3"]),
+        "line 19998\nline 19999\nline 20000\n"
+    );
+    assert_eq!(logs(&["-n", "1"]), "line 20000\n");
+    assert_eq!(logs(&["-n", "0"]), "");
+    let all = logs(&["-n", "100000"]);
+    assert!(all.starts_with("line 1\nline 2\n"), "{}", tail(&all, 50));
+    assert_eq!(all.lines().count(), 20000);
+    let n15000 = logs(&["-n", "15000"]);
+    assert!(n15000.starts_with("line 5001\n"), "{}", &n15000[..40]);
+    assert_eq!(
+        d.ok(&["logs", "-n", "2", &id])["text"],
+        "line 19999\nline 20000\n"
+    );
+
+    // Follow from the last line on; the timeout ends it with success.
+    let mut follow = d
+        .command(&["logs", "-n", "1", "--follow", "--timeout", "3s", &id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 11];
+    follow
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    assert_eq!(&first, b"line 20000\n");
+    d.ok(&["send", &id, "go"]);
+    let out = follow.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("after"), "{text}");
+    assert!(!text.contains("line 19999"), "{text}");
+    // --timeout without --follow is a usage error.
+    let out = d.cli(&["logs", "--timeout", "1s", &id]);
+    assert!(!out.status.success());
+}

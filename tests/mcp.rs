@@ -180,3 +180,59 @@ fn oversized_requests_and_crowds_of_calls_get_answers() {
         answered.insert(r["id"].as_u64().unwrap());
     }
 }
+
+/// Send, then wait without `from`: the wait starts at that send's offset, so the reply is
+/// found however fast it came (it is usually printed before the wait starts). 1,000 of
+/// 1,000 tries; then broadcast with selectors.
+#[test]
+fn send_then_wait_without_from_never_misses_the_reply() {
+    let d = TestDaemon::start();
+    let s = d.session(
+        &["--name", "echoer"],
+        &["sh", "-c", "while IFS= read -r l; do echo \"got:$l\"; done"],
+    );
+    let id = id_of(&s);
+    let mut m = Mcp::start(&d);
+    for i in 0..1000 {
+        let (err, sent) = m.tool(
+            "send_input",
+            json!({"session": "echoer", "text": format!("n{i}")}),
+        );
+        assert!(!err, "{sent}");
+        // The id, not the name: the same session either way.
+        let (err, w) = m.tool(
+            "wait_for",
+            json!({"session": id, "pattern": format!("^got:n{i}$"), "timeout_ms": 5000}),
+        );
+        assert!(!err, "try {i}: {w}");
+        assert_eq!(w["reason"], "match", "try {i}: {w}");
+        assert_eq!(w["from"], sent["offset"], "try {i}: {w}");
+    }
+    // Broadcast: by name glob, every result with its offset; then the reply.
+    d.session(
+        &["--name", "echoer-2"],
+        &["sh", "-c", "while IFS= read -r l; do echo \"got:$l\"; done"],
+    );
+    let (err, r) = m.tool("send_input", json!({"name": "echoer*", "text": "all"}));
+    assert!(!err, "{r}");
+    let results = r["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{r}");
+    for res in results {
+        assert!(res["offset"].is_u64(), "{r}");
+        let (err, w) = m.tool(
+            "wait_for",
+            json!({"session": res["session"], "pattern": "^got:all$", "timeout_ms": 5000}),
+        );
+        assert!(!err && w["reason"] == "match", "{w}");
+    }
+    // Neither a session nor a selector, or both: a tool error that says what to give.
+    let (err, r) = m.tool("send_input", json!({"text": "x"}));
+    assert!(err, "{r}");
+    let (err, r) = m.tool(
+        "send_input",
+        json!({"session": id, "all": true, "text": "x"}),
+    );
+    assert!(err, "{r}");
+    let (err, r) = m.tool("send_input", json!({"state": ["sleepy"], "text": "x"}));
+    assert!(err && r.to_string().contains("unknown state"), "{r}");
+}

@@ -1,4 +1,5 @@
-//! Commands for scripts and supervising agents: `send` (type into a session as one unit),
+//! Commands for scripts and supervising agents: `send` (type into a session as one unit,
+//! or into each of several picked by `--all`, `--name GLOB`, `--state STATE`),
 //! `wait` (for a match, idleness or the exit; the waiting runs in the daemon, this loops over
 //! bounded long polls through `hearth_rpc::wait` and never misses output), and `status`.
 
@@ -15,9 +16,20 @@ use super::{Failure, call, ctx};
 
 #[derive(clap::Args, Debug)]
 pub struct SendArgs {
-    target: String,
+    /// The session (id, prefix or name); or pick several with --all, --name, --state
+    target: Option<String>,
     /// Text to type (words are joined with spaces), followed by Enter
     text: Vec<String>,
+    /// Every session (that is listed: one that cannot take input is reported, not skipped)
+    #[arg(long)]
+    all: bool,
+    /// Sessions whose name matches this glob (`*`, `?`)
+    #[arg(long = "name", value_name = "GLOB")]
+    name_glob: Option<String>,
+    /// Sessions whose agent is in one of these states (comma-separated: waiting_input,
+    /// needs_approval...); with --name, both must hold
+    #[arg(long, value_delimiter = ',', value_name = "STATE")]
+    state: Vec<String>,
     /// Do not press Enter after the text
     #[arg(long)]
     no_enter: bool,
@@ -68,7 +80,21 @@ pub struct WaitArgs {
     timeout: Option<Duration>,
 }
 
-pub async fn send(client: &HearthClient, out: Out, args: SendArgs) -> Result<(), Failure> {
+pub async fn send(client: &HearthClient, out: Out, mut args: SendArgs) -> Result<(), Failure> {
+    let many = args.all || args.name_glob.is_some() || !args.state.is_empty();
+    // With a selector there is no target: the first word was text.
+    let target = if many {
+        if let Some(first) = args.target.take() {
+            args.text.insert(0, first);
+        }
+        None
+    } else {
+        Some(args.target.take().ok_or_else(|| {
+            ApiError::invalid(
+                "name a session, or pick several with --all, --name GLOB or --state STATE",
+            )
+        })?)
+    };
     let text = if args.stdin {
         let mut buf = Vec::new();
         std::io::stdin()
@@ -84,13 +110,123 @@ pub async fn send(client: &HearthClient, out: Out, args: SendArgs) -> Result<(),
     let req = SendRequest {
         text,
         enter: !args.no_enter,
-        keys: args.keys,
+        keys: std::mem::take(&mut args.keys),
         paste: args.paste,
     };
-    let r = call(client.send(ctx(), args.target, req)).await?;
+    let Some(target) = target else {
+        return broadcast(client, out, &args, req).await;
+    };
+    let r = call(client.send(ctx(), target, req)).await?;
     out.value(json!({"bytes": r.bytes, "offset": r.offset}), || {
         format!("sent {} bytes (output offset {})", r.bytes, r.offset)
     });
+    Ok(())
+}
+
+/// Every state named is one (a typo must not pick nothing, silently).
+pub fn check_states(states: &[String]) -> Result<(), ApiError> {
+    for s in states {
+        if crate::session::profile::AgentState::parse(s).is_none() {
+            return Err(ApiError::invalid(format!(
+                "unknown state '{}' (working, waiting_input, needs_approval, rate_limited, \
+                 error, exited, unknown)",
+                crate::text::safe(s)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The sessions a broadcast picks: those whose name matches `name_glob` (when given; `*`
+/// and `?`) and whose agent is in one of `states` (when any).
+pub fn pick(
+    sessions: Vec<hearth_rpc::SessionInfo>,
+    name_glob: Option<&str>,
+    states: &[String],
+) -> Vec<hearth_rpc::SessionInfo> {
+    sessions
+        .into_iter()
+        .filter(|s| {
+            name_glob.is_none_or(|g| {
+                s.name
+                    .as_deref()
+                    .is_some_and(|n| crate::authorized_keys::glob(g.as_bytes(), n.as_bytes()))
+            })
+        })
+        .filter(|s| states.is_empty() || states.contains(&s.agent_state))
+        .collect()
+}
+
+/// `send --all | --name GLOB | --state STATE`: the same input to each picked session, each
+/// as one unit, at once; one result per session (`{session, name, bytes, offset}` or
+/// `{session, name, error}`); a session that cannot take it never stops the others; exit 1
+/// when any could not.
+async fn broadcast(
+    client: &HearthClient,
+    out: Out,
+    args: &SendArgs,
+    req: SendRequest,
+) -> Result<(), Failure> {
+    check_states(&args.state)?;
+    let picked = pick(
+        call(client.list(ctx())).await?,
+        args.name_glob.as_deref(),
+        &args.state,
+    );
+    if picked.is_empty() {
+        return Err(ApiError::not_found("no session matches (see `hearth ps`)").into());
+    }
+    let sends = picked.iter().map(|s| {
+        let req = req.clone();
+        async move { (s, call(client.send(ctx(), s.id.clone(), req)).await) }
+    });
+    let results = futures::future::join_all(sends).await;
+    let mut failed = 0;
+    let mut rows = Vec::with_capacity(results.len());
+    let mut lines = Vec::with_capacity(results.len());
+    for (s, r) in results {
+        let name = s.name.clone();
+        match r {
+            Ok(r) => {
+                rows.push(
+                    json!({"session": s.id, "name": name, "bytes": r.bytes, "offset": r.offset}),
+                );
+                lines.push(format!(
+                    "{} {}: sent {} bytes (output offset {})",
+                    s.id,
+                    name.as_deref().unwrap_or("-"),
+                    r.bytes,
+                    r.offset
+                ));
+            }
+            Err(e) => {
+                failed += 1;
+                let e = match e {
+                    Failure::Api(e) => e,
+                    Failure::Other(e) => ApiError::internal(format!("{e:#}")),
+                    Failure::Exit(c) => ApiError::internal(format!("exit {c}")),
+                };
+                lines.push(format!(
+                    "{} {}: {}",
+                    s.id,
+                    name.as_deref().unwrap_or("-"),
+                    e.message
+                ));
+                rows.push(json!({"session": s.id, "name": name,
+                                 "error": {"kind": e.kind, "message": e.message}}));
+            }
+        }
+    }
+    out.value(json!(rows), || {
+        lines
+            .iter()
+            .map(|l| crate::text::safe(l).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    if failed > 0 {
+        return Err(Failure::Exit(1));
+    }
     Ok(())
 }
 

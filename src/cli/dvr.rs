@@ -46,27 +46,59 @@ pub async fn tail(
     Ok(())
 }
 
+/// How `logs` reads.
+pub struct LogsArgs {
+    pub follow: bool,
+    pub since: Option<Duration>,
+    /// Only the last this many lines first.
+    pub lines: Option<usize>,
+    /// Stop following after this long.
+    pub timeout: Option<Duration>,
+}
+
 pub async fn logs(
     client: &HearthClient,
     out: Out,
     target: String,
-    follow: bool,
-    since: Option<Duration>,
+    how: LogsArgs,
 ) -> Result<(), Failure> {
+    let follow = how.follow;
     if follow && out.json {
         return Err(ApiError::invalid("--follow streams text; use it without --json").into());
     }
-    let mut from = match since {
+    let deadline = how.timeout.map(|d| std::time::Instant::now() + d);
+    let mut from = match how.since {
         Some(d) => ReadFrom::SinceSecs(d.as_secs().max(1)),
         None => ReadFrom::Start,
     };
     let mut strip = AnsiStrip::default();
     let mut text = Vec::new();
     let mut stdout = std::io::stdout().lock();
+    if let Some(n) = how.lines {
+        let (last, next) = last_lines(client, &target, n).await?;
+        if out.json {
+            text = last;
+        } else {
+            stdout.write_all(&last).context("cannot write to stdout")?;
+            stdout.flush().context("cannot write to stdout")?;
+        }
+        from = ReadFrom::Offset(next);
+    }
     // Without --follow: what was there when we asked, not a flood that keeps coming.
     let mut stop_at: Option<u64> = None;
     loop {
-        let chunk = read(client, &target, from, if follow { 10_000 } else { 0 }).await?;
+        let wait_ms = match (follow, deadline) {
+            (false, _) => 0,
+            (true, None) => 10_000,
+            (true, Some(d)) => {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Ok(());
+                }
+                left.as_millis().min(10_000) as u32
+            }
+        };
+        let chunk = read(client, &target, from, wait_ms).await?;
         if !follow {
             stop_at = stop_at.or(chunk.end);
         }
@@ -101,6 +133,46 @@ pub async fn logs(
         }
     }
 }
+
+/// The last `n` lines of what a session printed so far (escape sequences stripped), and
+/// the offset after them: reads back from the end, more each time, until it holds more
+/// than `n` lines or all that is retained.
+async fn last_lines(
+    client: &HearthClient,
+    target: &str,
+    n: usize,
+) -> Result<(Vec<u8>, u64), Failure> {
+    let mut back: u64 = 64 * 1024;
+    loop {
+        // Everything from `back` bytes before the end to the end as it is now.
+        let first = read(client, target, ReadFrom::Tail(back), 0).await?;
+        let end = first.end.unwrap_or(first.next);
+        let mut data = first.data;
+        let mut next = first.next;
+        let mut at_start = first.skipped == 0 && (data.len() as u64) < back.min(1 << 20);
+        while next < end {
+            let more = read(client, target, ReadFrom::Offset(next), 0).await?;
+            if more.data.is_empty() {
+                break;
+            }
+            data.extend_from_slice(&more.data);
+            next = more.next;
+        }
+        at_start |= next <= back;
+        let plain = AnsiStrip::default().feed(&data);
+        let lines: Vec<&[u8]> = plain.split_inclusive(|&b| b == b'\n').collect();
+        // A line cut at the front is not one of them unless it is the very start.
+        if lines.len() > n || at_start || back >= MAX_BACK {
+            let keep = lines.len().min(n);
+            let text = lines[lines.len() - keep..].concat();
+            return Ok((text, next));
+        }
+        back *= 4;
+    }
+}
+
+/// How far back `logs --tail` reads at most (the retained output is 8 MiB by default).
+const MAX_BACK: u64 = 64 << 20;
 
 pub async fn screen(
     client: &HearthClient,

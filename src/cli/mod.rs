@@ -5,7 +5,7 @@
 //! daemon, SSH or session internals (key files are checked with the shared
 //! [`crate::authorized_keys`] rules).
 
-mod agent;
+pub(crate) mod agent;
 mod connect;
 mod doctor;
 mod dvr;
@@ -222,8 +222,14 @@ pub enum Command {
         #[arg(long, short)]
         follow: bool,
         /// Only output from this long ago on (e.g. 30s, 5m, 1h)
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "lines")]
         since: Option<std::time::Duration>,
+        /// Only the last N lines (then, with --follow, what comes next)
+        #[arg(long = "tail", short = 'n', value_name = "N")]
+        lines: Option<usize>,
+        /// With --follow: stop after this long (e.g. 30s), exit 0
+        #[arg(long, value_parser = humantime::parse_duration, requires = "follow", value_name = "DUR")]
+        timeout: Option<std::time::Duration>,
     },
     /// Print the current screen (exactly what an attached client sees)
     Screen {
@@ -766,7 +772,17 @@ async fn run_client(
             target,
             follow,
             since,
-        } => dvr::logs(client, out, target, follow, since).await?,
+            lines,
+            timeout,
+        } => {
+            let how = dvr::LogsArgs {
+                follow,
+                since,
+                lines,
+                timeout,
+            };
+            dvr::logs(client, out, target, how).await?
+        }
         Command::Screen { target, ansi } => dvr::screen(client, out, target, ansi).await?,
         Command::Mcp => crate::mcp::serve(client.clone(), remote::mcp_hosts()?).await?,
         Command::Events {

@@ -63,7 +63,14 @@ pub struct HearthMcp {
     /// Tool calls running at once; the rest wait their turn (a daemon connection takes 64
     /// calls in flight and refuses more).
     in_flight: std::sync::Arc<tokio::sync::Semaphore>,
+    /// The output offset of this connection's last `send_input` to each session, by host
+    /// and session id: `wait_for` without `from` starts there, so send-then-wait never
+    /// misses a reply however fast it comes. At most [`MAX_SENT`] sessions.
+    sent: std::sync::Arc<parking_lot::Mutex<std::collections::HashMap<(String, String), u64>>>,
 }
+
+/// Sessions whose last send offset one MCP connection keeps (then it starts over).
+const MAX_SENT: usize = 4096;
 
 /// Tool calls run at once; more wait (within their own time bound).
 pub const MAX_IN_FLIGHT: usize = 32;
@@ -79,6 +86,7 @@ pub async fn serve(client: HearthClient, hosts: std::sync::Arc<dyn Hosts>) -> an
         hosts,
         open: Default::default(),
         in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+        sent: Default::default(),
     }
     .serve((theirs, tokio::io::stdout()))
     .await
@@ -141,7 +149,13 @@ struct Start {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Send {
-    session: String,
+    session: Option<String>,
+    #[serde(default)]
+    all: bool,
+    /// A glob on session names.
+    name: Option<String>,
+    #[serde(default)]
+    state: Vec<String>,
     #[serde(default)]
     text: String,
     #[serde(default)]
@@ -249,7 +263,7 @@ impl HearthMcp {
         let run = async {
             // Waits its turn: more than MAX_IN_FLIGHT calls queue here, never fail.
             let _turn = self.in_flight.acquire().await;
-            self.call_on(&c, name, &a, host.is_some()).await
+            self.call_on(&c, name, &a, host.as_deref()).await
         };
         let result = tokio::time::timeout(limit, run).await.unwrap_or_else(|_| {
             Err(Fail(ApiError::new(
@@ -271,8 +285,9 @@ impl HearthMcp {
         c: &HearthClient,
         name: &str,
         a: &Map<String, Value>,
-        remote: bool,
+        host: Option<&str>,
     ) -> Result<Value, Fail> {
+        let remote = host.is_some();
         let quick = Duration::from_secs(60);
         Ok(match name {
             "list_sessions" => json!({"sessions": c.list(ctx(quick)).await??}),
@@ -280,24 +295,7 @@ impl HearthMcp {
                 c.create(ctx(quick), start_request(args(a)?, remote))
                     .await??
             ),
-            "send_input" => {
-                let s: Send = args(a)?;
-                if s.text.len() > hearth_rpc::MAX_SEND_BYTES {
-                    return Err(invalid(format!(
-                        "text: {} bytes; send at most {} at once",
-                        s.text.len(),
-                        hearth_rpc::MAX_SEND_BYTES
-                    )));
-                }
-                let req = SendRequest {
-                    text: s.text,
-                    enter: s.enter,
-                    keys: s.keys,
-                    paste: false,
-                };
-                let r = c.send(ctx(quick), s.session, req).await??;
-                json!({"bytes": r.bytes, "offset": r.offset})
-            }
+            "send_input" => self.send_input(c, args(a)?, host).await?,
             "read_screen" => {
                 let s: Screen = args(a)?;
                 json!({"screen": c.screen(ctx(quick), s.session, s.ansi).await??})
@@ -315,7 +313,7 @@ impl HearthMcp {
                 json!({"text": String::from_utf8_lossy(&r.data), "next": r.next,
                        "skipped": r.skipped, "exit_code": r.exit_code})
             }
-            "wait_for" => self.wait_for(c, args(a)?).await?,
+            "wait_for" => self.wait_for(c, args(a)?, host).await?,
             "session_status" => {
                 let s: Session = args(a)?;
                 let info = c.get(ctx(quick), s.session.clone()).await??;
@@ -358,7 +356,97 @@ impl HearthMcp {
     }
 
     /// One bounded wait, looping over the daemon's 30 s polls.
-    async fn wait_for(&self, c: &HearthClient, w: WaitArgs) -> Result<Value, Fail> {
+    /// The id `session` names now, if it names one.
+    async fn id_of(c: &HearthClient, session: &str) -> Option<String> {
+        let info = c
+            .get(ctx(Duration::from_secs(10)), session.to_string())
+            .await;
+        info.ok().and_then(Result::ok).map(|i| i.id)
+    }
+
+    /// Remember where this connection's input to session `id` started.
+    fn remember(&self, host: Option<&str>, id: String, offset: u64) {
+        let mut sent = self.sent.lock();
+        if sent.len() >= MAX_SENT {
+            sent.clear();
+        }
+        sent.insert((host.unwrap_or("").to_string(), id), offset);
+    }
+
+    /// `send_input`: to one session, or to each picked by `all`, `name` (a glob) or
+    /// `state`, like `hearth send --all|--name|--state`.
+    async fn send_input(
+        &self,
+        c: &HearthClient,
+        s: Send,
+        host: Option<&str>,
+    ) -> Result<Value, Fail> {
+        let quick = Duration::from_secs(60);
+        if s.text.len() > hearth_rpc::MAX_SEND_BYTES {
+            return Err(invalid(format!(
+                "text: {} bytes; send at most {} at once",
+                s.text.len(),
+                hearth_rpc::MAX_SEND_BYTES
+            )));
+        }
+        let req = SendRequest {
+            text: s.text,
+            enter: s.enter,
+            keys: s.keys,
+            paste: false,
+        };
+        let many = s.all || s.name.is_some() || !s.state.is_empty();
+        match (s.session, many) {
+            (Some(session), false) => {
+                let r = c.send(ctx(quick), session.clone(), req).await??;
+                if let Some(id) = Self::id_of(c, &session).await {
+                    self.remember(host, id, r.offset);
+                }
+                Ok(json!({"bytes": r.bytes, "offset": r.offset}))
+            }
+            (None, true) => {
+                crate::cli::agent::check_states(&s.state)?;
+                let picked = crate::cli::agent::pick(
+                    c.list(ctx(quick)).await??,
+                    s.name.as_deref(),
+                    &s.state,
+                );
+                if picked.is_empty() {
+                    return Err(Fail(ApiError::not_found("no session matches")));
+                }
+                let sends = picked.iter().map(|p| {
+                    let req = req.clone();
+                    async move { (p, c.send(ctx(quick), p.id.clone(), req).await) }
+                });
+                let mut results = Vec::with_capacity(picked.len());
+                for (p, r) in futures::future::join_all(sends).await {
+                    results.push(match r {
+                        Ok(Ok(r)) => {
+                            self.remember(host, p.id.clone(), r.offset);
+                            json!({"session": p.id, "name": p.name, "bytes": r.bytes,
+                                   "offset": r.offset})
+                        }
+                        Ok(Err(e)) => json!({"session": p.id, "name": p.name,
+                                             "error": {"kind": e.kind, "message": e.message}}),
+                        Err(e) => json!({"session": p.id, "name": p.name,
+                                         "error": {"kind": ErrorKind::Daemon,
+                                                   "message": e.to_string()}}),
+                    });
+                }
+                Ok(json!({"results": results}))
+            }
+            _ => Err(invalid(
+                "give session, or pick several with all: true, name (a glob) or state, not both",
+            )),
+        }
+    }
+
+    async fn wait_for(
+        &self,
+        c: &HearthClient,
+        w: WaitArgs,
+        host: Option<&str>,
+    ) -> Result<Value, Fail> {
         let chosen = usize::from(w.pattern.is_some())
             + usize::from(w.idle_ms.is_some())
             + usize::from(w.exit)
@@ -382,11 +470,23 @@ impl HearthMcp {
             _ => WaitFor::Exit,
         };
         let timeout = Duration::from_millis(w.timeout_ms);
-        let r = hearth_rpc::wait::wait_for(c, &w.session, until, w.from, Some(timeout)).await?;
+        // Without `from`: from this connection's last input to that session (else now).
+        let from = match w.from {
+            Some(f) => Some(f),
+            None => match Self::id_of(c, &w.session).await {
+                Some(id) => self
+                    .sent
+                    .lock()
+                    .get(&(host.unwrap_or("").to_string(), id))
+                    .copied(),
+                None => None,
+            },
+        };
+        let r = hearth_rpc::wait::wait_for(c, &w.session, until, from, Some(timeout)).await?;
         Ok(
             json!({"reason": r.reason.reported(), "match": r.matched, "line": r.line,
             "offset": r.offset, "exit_code": r.exit_code, "state": r.state,
-            "ended_first": r.reason == WaitReason::Ended}),
+            "ended_first": r.reason == WaitReason::Ended, "from": from}),
         )
     }
 }
@@ -486,12 +586,15 @@ fn tools() -> Vec<Tool> {
         ),
         tool(
             "send_input",
-            "Type into a session as one unit: `text`, then Enter (unless enter: false), then each named key (enter, tab, esc, up, down, C-c, M-x, f1...). Returns `offset`: pass it as `from` to wait_for so the reply cannot be missed.",
+            "Type into a session as one unit: `text`, then Enter (unless enter: false), then each named key (enter, tab, esc, up, down, C-c, M-x, f1...). Returns `offset`; a wait_for on that session without `from` starts there, so the reply cannot be missed. Instead of `session`, pick several with `all: true`, `name` (a glob: agent-*) and/or `state` (e.g. [\"waiting_input\"]): each gets the input as one unit and `results` lists an offset or an error per session.",
             obj(
                 json!({"session": session, "text": {"type": "string"},
                        "keys": {"type": "array", "items": {"type": "string"}},
-                       "enter": {"type": "boolean", "default": true}}),
-                &["session"],
+                       "enter": {"type": "boolean", "default": true},
+                       "all": {"type": "boolean", "description": "Every session"},
+                       "name": {"type": "string", "description": "Sessions whose name matches this glob (* and ?)"},
+                       "state": {"type": "array", "items": {"type": "string"}, "description": "Sessions whose agent is in one of these states"}}),
+                &[],
             ),
         ),
         tool(
@@ -513,7 +616,7 @@ fn tools() -> Vec<Tool> {
         ),
         tool(
             "wait_for",
-            "Wait (up to timeout_ms, at most 60000) until the session prints a line matching `pattern` (a regex; `screen: true` matches the rendered screen instead, for full-screen programs), or is idle for `idle_ms`, or exits (`exit: true`), or its agent reaches one of `state` (needs_approval, waiting_input, rate_limited, error, working, exited; read from the screen by a `[[profiles]]` profile). Give exactly one condition. Prefer this over polling read_screen. Pass `from` (send_input's offset) to match only output after your input. The terminal's echo of what was typed or sent never matches (the reply does), unless `include_echo: true`.",
+            "Wait (up to timeout_ms, at most 60000) until the session prints a line matching `pattern` (a regex; `screen: true` matches the rendered screen instead, for full-screen programs), or is idle for `idle_ms`, or exits (`exit: true`), or its agent reaches one of `state` (needs_approval, waiting_input, rate_limited, error, working, exited; read from the screen by a `[[profiles]]` profile). Give exactly one condition. Prefer this over polling read_screen. Without `from`, it matches output from your last send_input to that session on (or from now, if you sent none), so send-then-wait never misses the reply; pass `from` (an offset) to choose. The terminal's echo of what was typed or sent never matches (the reply does), unless `include_echo: true`.",
             obj(
                 json!({"session": session, "pattern": {"type": "string"}, "screen": {"type": "boolean"},
                        "include_echo": {"type": "boolean"},
@@ -560,8 +663,8 @@ impl ServerHandler for HearthMcp {
             .with_server_info(Implementation::new("hearth", hearth_rpc::VERSION))
             .with_instructions(
                 "hearth runs shared terminal sessions (often coding agents). Start or find a \
-                 session, send_input to type into it, wait_for its reply (pass send_input's \
-                 offset as from), read_screen or session_status to look.",
+                 session, send_input to type into it, wait_for its reply (it starts at your \
+                 last send_input to that session), read_screen or session_status to look.",
             )
     }
 

@@ -49,6 +49,8 @@ struct Args {
     in_daemon: bool,
     /// An agent profile reads every session (the shipped Claude Code rules on the shell).
     profile: bool,
+    /// Servers on core 0, the harness and its clients on core 1.
+    pin: bool,
 }
 
 /// A profile that applies to every program, with the rules of the shipped Claude Code
@@ -98,6 +100,7 @@ fn parse_args() -> anyhow::Result<Args> {
         idle: None,
         in_daemon: false,
         profile: false,
+        pin: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -119,10 +122,11 @@ fn parse_args() -> anyhow::Result<Args> {
             "--idle" => a.idle = Some(val()?.parse()?),
             "--sessions-in-daemon" => a.in_daemon = true,
             "--profile" => a.profile = true,
+            "--pin" => a.pin = true,
             "--out" => a.out = PathBuf::from(val()?),
             "-h" | "--help" => {
                 println!(
-                    "hearth-bench [--viewers 1,10,50] [--samples 200] [--flood-mb 20] [--big 500] [--big-flood-mb 2] [--no-baseline] [--sessions-in-daemon] [--profile] [--out FILE] | --model | --idle N"
+                    "hearth-bench [--viewers 1,10,50] [--samples 200] [--flood-mb 20] [--big 500] [--big-flood-mb 2] [--no-baseline] [--sessions-in-daemon] [--profile] [--pin] [--out FILE] | --model | --idle N"
                 );
                 std::process::exit(0);
             }
@@ -236,6 +240,10 @@ fn main() -> anyhow::Result<()> {
     if let Some(n) = args.idle {
         return idle_bench(n);
     }
+    if args.pin {
+        procs::pin()?;
+        println!("pinned: servers on core 0, the harness and its clients on core 1");
+    }
     let processes = if args.in_daemon {
         IN_DAEMON
     } else {
@@ -307,7 +315,7 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!("machine: {machine}");
-    let doc = json!({"machine": machine, "flood_bytes": args.flood_bytes, "results": results,
+    let doc = json!({"machine": machine, "pinned": procs::pinned(), "flood_bytes": args.flood_bytes, "results": results,
                      "isolation": isolation, "ratios": ratios});
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;

@@ -1,6 +1,54 @@
-//! Process facts from /proc: process trees, PSS, CPU time.
+//! Process facts from /proc: process trees, PSS, CPU time; and pinning servers and
+//! clients to separate cores (`--pin`).
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// With `--pin`: the core the servers (and everything they start) run on; the harness and
+/// its clients run on the other.
+static SERVER_CPU: OnceLock<usize> = OnceLock::new();
+
+/// Pin the calling thread (at start: the whole harness, since threads and children inherit
+/// it) to `cpu`.
+fn pin_to(cpu: usize) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET and sched_setaffinity only read
+    // and write that set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Servers on core 0, the harness and its clients on core 1.
+pub fn pin() -> anyhow::Result<()> {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        anyhow::bail!("--pin needs two cores");
+    }
+    pin_to(1)?;
+    let _ = SERVER_CPU.set(0);
+    Ok(())
+}
+
+/// Whether `--pin` is on.
+pub fn pinned() -> bool {
+    SERVER_CPU.get().is_some()
+}
+
+/// Start `cmd` on the servers' core when pinned.
+pub fn server(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    if let Some(&cpu) = SERVER_CPU.get() {
+        // SAFETY: sched_setaffinity is a plain system call, safe between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || pin_to(cpu));
+        }
+    }
+    cmd
+}
 
 /// (pid, ppid) of every process.
 fn parents() -> HashMap<u32, u32> {

@@ -112,7 +112,7 @@ impl Hearth {
             .create(true)
             .append(true)
             .open(dir.join("daemon.log"))?;
-        Ok(Command::new(bin)
+        Ok(procs::server(&mut Command::new(bin))
             .arg("daemon")
             .envs(Self::env_of(dir))
             .stdin(Stdio::null())
@@ -267,7 +267,7 @@ impl Sshd {
             ),
         )?;
         std::fs::create_dir_all("/run/sshd").ok();
-        let sshd = Command::new(sshd_bin)
+        let sshd = procs::server(&mut Command::new(sshd_bin))
             .args(["-D", "-e", "-f"])
             .arg(&config)
             .stdin(Stdio::null())
