@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use hearth_rpc::{ErrorKind, PROTOCOL_VERSION};
+use serde_json::Value;
 
 fn state(d: &TestDaemon, id: &str) -> serde_json::Value {
     let list = d.ok(&["ps"]);
@@ -639,4 +640,89 @@ fn thousands_of_idle_control_connections_never_keep_ps_out() {
         .filter(|l| l.contains("control accept failed") || l.contains("control connections"))
         .count();
     assert!(noisy <= 2, "{noisy} log lines about control connections");
+}
+
+/// `rename`: the id, port and clients stay; every command finds the session by its new
+/// name and none by the old, which is free again; events and its end carry the new name.
+/// In a session's own process and in the daemon's.
+#[test]
+fn rename_then_every_command_finds_the_new_name() {
+    for d in [TestDaemon::start(), TestDaemon::start_in_daemon()] {
+        let echo = ["sh", "-c", "while IFS= read -r l; do echo \"got:$l\"; done"];
+        let s = d.session(&["--name", "old"], &echo);
+        let (id, port) = (id_of(&s), port_of(&s));
+        d.session(&["--name", "taken"], &["sleep", "1000"]);
+        // Refused: a name in use, one like an id, a bad one, no such session.
+        let m = d.err(&["rename", "old", "taken"], "already_exists");
+        assert!(m.contains("'taken'"), "{m}");
+        let m = d.err(&["rename", "old", "deadbeef"], "invalid_argument");
+        assert!(m.contains("looks like a session id"), "{m}");
+        d.err(&["rename", "old", "two words"], "invalid_argument");
+        d.err(&["rename", "nosuch", "x"], "not_found");
+
+        let r = d.ok(&["rename", "old", "new"]);
+        assert_eq!(
+            (r["name"].as_str(), id_of(&r), port_of(&r)),
+            (Some("new"), id.clone(), port)
+        );
+        assert_eq!(id_of(&d.ok(&["status", "new"])), id);
+        d.err(&["status", "old"], "not_found");
+        let off = d.ok(&["send", "new", "hi"])["offset"].to_string();
+        let w = d.ok(&[
+            "wait",
+            "new",
+            "--match",
+            "^got:hi$",
+            "--from",
+            &off,
+            "--timeout",
+            "10s",
+        ]);
+        assert_eq!(w["reason"], "match", "{w}");
+        let ps = d.ok(&["ps"]);
+        let names: Vec<&str> = ps["sessions"]
+            .as_array()
+            .or(ps.as_array())
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["name"].as_str())
+            .collect();
+        assert!(names.contains(&"new") && !names.contains(&"old"), "{ps}");
+        assert!(
+            d.ok(&["screen", "new"])["screen"]
+                .as_str()
+                .unwrap()
+                .contains("got:hi")
+        );
+        d.ok(&["lock", "new"]);
+        d.ok(&["unlock", "new"]);
+        // One `renamed` event; later events carry the new name.
+        d.ok(&["msg", "new", "hello"]);
+        let events = wait_until("the message event", DEADLINE, || {
+            let out = d.cli(&["--json", "events", "--since", "1", &id]);
+            let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            events
+                .iter()
+                .any(|e| e["kind"] == "message")
+                .then_some(events)
+        });
+        let renamed: Vec<&Value> = events.iter().filter(|e| e["kind"] == "renamed").collect();
+        assert_eq!(renamed.len(), 1, "{events:#?}");
+        assert_eq!(
+            (renamed[0]["from"].as_str(), renamed[0]["to"].as_str()),
+            (Some("old"), Some("new"))
+        );
+        let message = events.iter().find(|e| e["kind"] == "message").unwrap();
+        assert_eq!(message["name"], "new", "{message}");
+        // The old name is free.
+        d.session(&["--name", "old"], &["sleep", "1000"]);
+        // Ended: found by its new name, and restarted with it.
+        d.ok(&["kill", "new"]);
+        assert!(String::from_utf8_lossy(&d.cli(&["logs", "new"]).stdout).contains("got:hi"));
+        let r = d.ok(&["restart", "new"]);
+        assert_eq!(r["name"], "new", "{r}");
+    }
 }

@@ -45,7 +45,7 @@ pub async fn bounded<T>(
 
 /// Bumped whenever a request or response changes shape. [`Hearth::hello`] never changes
 /// shape, so a mismatch is always reported as a clear error rather than a decode failure.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The most text one `send` takes (bytes).
 pub const MAX_SEND_BYTES: usize = 2 * 1024 * 1024;
@@ -84,6 +84,9 @@ pub trait Hearth {
     async fn list() -> Result<Vec<SessionInfo>, ApiError>;
     /// One session.
     async fn get(target: String) -> Result<SessionInfo, ApiError>;
+    /// Give a session another name (unique; not one that looks like an id). Its id, port,
+    /// recording and clients stay; events from then on carry the new name.
+    async fn rename(target: String, name: String) -> Result<SessionInfo, ApiError>;
     /// Reopen a `down` session's listener on the same port.
     async fn up(target: String) -> Result<SessionInfo, ApiError>;
     /// Close a session's listener; attached clients stay unless `kick`.

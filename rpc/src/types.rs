@@ -508,6 +508,11 @@ pub enum EventKind {
     Command {
         exit_code: Option<i32>,
     },
+    /// It was given another name (`rename`); events after this carry the new one.
+    Renamed {
+        from: Option<String>,
+        to: String,
+    },
     /// Typing after a rate limit resets (a profile's `on_rate_limit`): `step` is
     /// `scheduled` (for `at`, RFC 3339), `sent`, or `cancelled` (`reason`: someone typed
     /// first, the limit ended on its own, no readable time).
@@ -564,6 +569,7 @@ impl EventKind {
             EventKind::Prompt => "prompt",
             EventKind::Command { .. } => "command",
             EventKind::Resume { .. } => "resume",
+            EventKind::Renamed { .. } => "renamed",
             EventKind::Skipped { .. } => "skipped",
         }
     }

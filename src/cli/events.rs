@@ -227,6 +227,10 @@ fn human(e: &Event) -> String {
         EventKind::RecordingError { error } => format!("recording error: {error}"),
         EventKind::Notify { text } => format!("notification: {text}"),
         EventKind::Prompt => "prompt".to_string(),
+        EventKind::Renamed { from, to } => match from {
+            Some(f) => format!("renamed from {f} to {to}"),
+            None => format!("named {to}"),
+        },
         EventKind::Resume { step, at, reason } => match (at, reason) {
             (Some(at), _) => format!("rate-limit resume {step} for {at}"),
             (_, Some(r)) => format!("rate-limit resume {step}: {r}"),

@@ -113,6 +113,8 @@ pub enum Command {
     },
     /// Reopen a session's SSH listener on the same port
     Up { target: String },
+    /// Give a session another name (its id, port, clients and recording stay)
+    Rename { target: String, name: String },
     /// Close a session's SSH listener; attached clients stay unless --kick
     Down {
         target: String,
@@ -758,6 +760,7 @@ async fn run_client(
             out.history(&call(client.history(ctx(), None, since)).await?)
         }
         command @ (Command::Up { .. }
+        | Command::Rename { .. }
         | Command::Down { .. }
         | Command::Kill { .. }
         | Command::Peers { .. }
@@ -877,6 +880,9 @@ async fn shutdown(
 async fn manage(command: Command, client: &HearthClient, out: output::Out) -> Result<(), Failure> {
     match command {
         Command::Up { target } => out.session(&call(client.up(ctx(), target)).await?),
+        Command::Rename { target, name } => {
+            out.session(&call(client.rename(ctx(), target, name)).await?)
+        }
         Command::Down { target, kick } => {
             out.session(&call(client.down(ctx(), target, kick)).await?)
         }

@@ -355,7 +355,8 @@ fn write_journal(
 pub struct SessionSink {
     ring: Arc<EventRing>,
     id: String,
-    name: Option<String>,
+    /// Its name as events carry it (a `renamed` event changes it).
+    name: Mutex<Option<String>>,
     /// `None` once open; until then, what happened (bounded).
     early: Mutex<Option<Vec<EventKind>>>,
 }
@@ -368,28 +369,34 @@ impl SessionSink {
         Arc::new(SessionSink {
             ring,
             id: id.to_string(),
-            name: name.map(str::to_string),
+            name: Mutex::new(name.map(str::to_string)),
             early: Mutex::new(Some(Vec::new())),
         })
     }
 
     pub fn emit(&self, e: SessionEvent) {
+        if let SessionEvent::Renamed { to, .. } = &e {
+            *self.name.lock() = Some(to.clone());
+        }
         let kind = from_session(e);
         let mut early = self.early.lock();
         match early.as_mut() {
             Some(held) if held.len() < EARLY => held.push(kind),
             Some(_) => {}
-            None => self.ring.publish(&self.id, self.name.as_deref(), kind),
+            None => self
+                .ring
+                .publish(&self.id, self.name.lock().as_deref(), kind),
         }
     }
 
     /// Publish `created`, then what was held, then go live.
     pub fn open(&self) {
         let mut early = self.early.lock();
+        let name = self.name.lock().clone();
         self.ring
-            .publish(&self.id, self.name.as_deref(), EventKind::Created);
+            .publish(&self.id, name.as_deref(), EventKind::Created);
         for kind in early.take().unwrap_or_default() {
-            self.ring.publish(&self.id, self.name.as_deref(), kind);
+            self.ring.publish(&self.id, name.as_deref(), kind);
         }
     }
 }
@@ -426,6 +433,7 @@ pub fn from_session(e: SessionEvent) -> EventKind {
         SessionEvent::RecordingError(error) => EventKind::RecordingError { error },
         SessionEvent::Notify(text) => EventKind::Notify { text },
         SessionEvent::Prompt => EventKind::Prompt,
+        SessionEvent::Renamed { from, to } => EventKind::Renamed { from, to },
         SessionEvent::Command { exit_code } => EventKind::Command { exit_code },
         SessionEvent::Resume(step) => {
             let (step, at, reason) = crate::session::resume::describe(&step);

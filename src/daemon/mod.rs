@@ -829,7 +829,11 @@ impl Daemon {
                         "session {id} is still running: `hearth kill` it first, or wait for it to exit"
                     )));
                 }
-                let req = t.request().clone();
+                // With the name it has now (it may have been renamed).
+                let req = CreateRequest {
+                    name: t.name(),
+                    ..t.request().clone()
+                };
                 self.kill(std::slice::from_ref(&id), false).await?;
                 (req, id)
             }
@@ -841,6 +845,57 @@ impl Daemon {
         };
         req.open = open;
         self.create_as(req, Some(old)).await
+    }
+
+    /// Give a session another name: unique among live sessions (and names being claimed),
+    /// not one that looks like an id. A session in a process of its own is renamed there
+    /// (its events, audit and history carry the name), then here.
+    pub async fn rename(
+        self: &Arc<Self>,
+        target: &str,
+        name: &str,
+    ) -> Result<SessionInfo, ApiError> {
+        plan::validate_name(name)?;
+        let t = self.resolve(target)?;
+        if t.name().as_deref() == Some(name) {
+            return Ok(t.info().await);
+        }
+        let taken = |n: &str| {
+            ApiError::new(
+                ErrorKind::AlreadyExists,
+                format!("a session named '{n}' already exists"),
+            )
+        };
+        match t {
+            Target::Local(h) => {
+                // Held until the new name is in place: no create or rename takes it meanwhile.
+                let _claim = self.registry.claim(Some(name), usize::MAX)?;
+                if self
+                    .remotes
+                    .resolve(name)
+                    .is_ok_and(|r| r.name.lock().as_deref() == Some(name))
+                {
+                    return Err(taken(name));
+                }
+                h.session.rename(name.to_string());
+                let info = h.info();
+                if let Some(dir) = self.history_dir() {
+                    history::write(dir, &history::Record::new(&info, &h.request));
+                }
+                Ok(info)
+            }
+            Target::Remote(r) => {
+                let _claim = self.remotes.claim(Some(name), usize::MAX)?;
+                if self
+                    .registry
+                    .resolve(name)
+                    .is_ok_and(|h| h.session.name().as_deref() == Some(name))
+                {
+                    return Err(taken(name));
+                }
+                self.rename_remote(&r, name).await
+            }
+        }
     }
 
     pub async fn create(self: &Arc<Self>, req: CreateRequest) -> Result<SessionInfo, ApiError> {
@@ -988,7 +1043,7 @@ impl Daemon {
             .config
             .triggers
             .iter()
-            .filter(|t| t.applies_to(&hosted.session.id, hosted.session.name.as_deref()))
+            .filter(|t| t.applies_to(&hosted.session.id, hosted.session.name().as_deref()))
             .cloned()
             .collect();
         triggers.extend(own);
@@ -1003,7 +1058,7 @@ impl Daemon {
 
     fn publish(&self, h: &Hosted, kind: hearth_rpc::EventKind) {
         self.events
-            .publish(&h.session.id, h.session.name.as_deref(), kind);
+            .publish(&h.session.id, h.session.name().as_deref(), kind);
     }
 
     /// `busy`/`idle`/`recording_error`: the session reports them from its own activity,
@@ -1219,7 +1274,10 @@ impl Daemon {
             self.remotes.remove(t.id());
             self.remember(Ended {
                 id: t.id().to_string(),
-                request: t.request().clone(),
+                request: CreateRequest {
+                    name: t.name(),
+                    ..t.request().clone()
+                },
                 exit_code: info.exit_code,
                 recording: info.recording.as_ref().map(PathBuf::from),
             });
@@ -1301,7 +1359,11 @@ impl Daemon {
         Ok(Ended {
             recording: r.recording.map(PathBuf::from),
             id: r.id,
-            request: r.request,
+            // The name it ended with (it may have been renamed since it started).
+            request: CreateRequest {
+                name: r.name,
+                ..r.request
+            },
             exit_code: r.exit_code,
         })
     }
@@ -1344,10 +1406,10 @@ impl Target {
         }
     }
 
-    pub fn name(&self) -> Option<&str> {
+    pub fn name(&self) -> Option<String> {
         match self {
-            Target::Local(h) => h.session.name.as_deref(),
-            Target::Remote(r) => r.name.as_deref(),
+            Target::Local(h) => h.session.name(),
+            Target::Remote(r) => r.name.lock().clone(),
         }
     }
 
@@ -1382,14 +1444,13 @@ impl ssh::Sessions for LobbySessions {
             Target::Local(hosted) => {
                 let label = hosted
                     .session
-                    .name
-                    .clone()
+                    .name()
                     .unwrap_or_else(|| hosted.session.id.clone());
                 joinable_in(hosted.state(), &label, &hosted.session.id)?;
                 Ok(ssh::Joinable::Here(Arc::clone(&hosted.shared)))
             }
             Target::Remote(r) => {
-                let label = r.name.clone().unwrap_or_else(|| r.id.clone());
+                let label = r.name.lock().clone().unwrap_or_else(|| r.id.clone());
                 joinable_in(r.state(), &label, &r.id)?;
                 Ok(ssh::Joinable::Elsewhere {
                     addr: r.local_addr(),

@@ -171,7 +171,7 @@ fn parse_key_args(
     Ok(all)
 }
 
-fn validate_name(name: &str) -> Result<(), ApiError> {
+pub(super) fn validate_name(name: &str) -> Result<(), ApiError> {
     // Ids are 8 lowercase hex characters: a name like one would shadow or be shadowed.
     if name.len() == 8
         && name

@@ -52,7 +52,7 @@ impl Hosted {
         let agent = s.agent.lock().clone();
         SessionInfo {
             id: s.id.clone(),
-            name: s.name.clone(),
+            name: s.name(),
             port: self.port,
             bind: self.bind.to_string(),
             state: self.state(),
@@ -120,7 +120,7 @@ impl Hosted {
 /// What the registry needs to know of an entry.
 pub trait Entry {
     fn id(&self) -> &str;
-    fn name(&self) -> Option<&str>;
+    fn name(&self) -> Option<String>;
     /// The port it keeps for itself while it is down (`hearth up` reopens it), if it is.
     fn kept_port(&self) -> Option<u16>;
 }
@@ -129,8 +129,8 @@ impl Entry for Hosted {
     fn id(&self) -> &str {
         &self.session.id
     }
-    fn name(&self) -> Option<&str> {
-        self.session.name.as_deref()
+    fn name(&self) -> Option<String> {
+        self.session.name()
     }
     fn kept_port(&self) -> Option<u16> {
         (self.state() == SessionState::Down).then_some(self.port)
@@ -182,7 +182,7 @@ impl<T: Entry> Registry<T> {
             ));
         }
         if let Some(n) = name {
-            let taken = sessions.iter().any(|h| h.name() == Some(n))
+            let taken = sessions.iter().any(|h| h.name().as_deref() == Some(n))
                 || pending.iter().any(|p| p.as_deref() == Some(n));
             if taken {
                 return Err(ApiError::new(
@@ -232,7 +232,10 @@ impl<T: Entry> Registry<T> {
         if let Some(h) = sessions.iter().find(|h| h.id() == target) {
             return Ok(Arc::clone(h));
         }
-        if let Some(h) = sessions.iter().find(|h| h.name() == Some(target)) {
+        if let Some(h) = sessions
+            .iter()
+            .find(|h| h.name().as_deref() == Some(target))
+        {
             return Ok(Arc::clone(h));
         }
         let matches: Vec<&Arc<T>> = sessions

@@ -34,7 +34,8 @@ const FOLLOW_WAIT_MS: u32 = 25_000;
 /// A session served by a host process.
 pub struct Remote {
     pub id: String,
-    pub name: Option<String>,
+    /// Its name (`rename` changes it).
+    pub name: Mutex<Option<String>>,
     pub port: u16,
     /// The host's control socket.
     pub socket: PathBuf,
@@ -55,8 +56,8 @@ impl Entry for Remote {
     fn id(&self) -> &str {
         &self.id
     }
-    fn name(&self) -> Option<&str> {
-        self.name.as_deref()
+    fn name(&self) -> Option<String> {
+        self.name.lock().clone()
     }
     fn kept_port(&self) -> Option<u16> {
         (self.last.lock().state == SessionState::Down).then_some(self.port)
@@ -74,7 +75,7 @@ impl Remote {
     ) -> Remote {
         Remote {
             id: info.id.clone(),
-            name: info.name.clone(),
+            name: Mutex::new(info.name.clone()),
             port: info.port,
             socket,
             pid,
@@ -350,13 +351,16 @@ impl Daemon {
         let last = remote.last.lock().clone();
         self.remember(Ended {
             id: remote.id.clone(),
-            request: remote.request.clone(),
+            request: hearth_rpc::CreateRequest {
+                name: remote.name(),
+                ..remote.request.clone()
+            },
             exit_code: last.exit_code,
             recording: last.recording.map(PathBuf::from),
         });
         self.events.publish(
             &remote.id,
-            remote.name.as_deref(),
+            remote.name().as_deref(),
             EventKind::Lost {
                 reason: reason.to_string(),
             },
@@ -372,6 +376,22 @@ impl Daemon {
             }
         });
         self.end_marked(std::collections::HashSet::from([remote.id.clone()]));
+    }
+
+    /// Rename a session in its own process (which checks and records it), then here.
+    pub(super) async fn rename_remote(
+        &self,
+        remote: &Remote,
+        name: &str,
+    ) -> Result<SessionInfo, ApiError> {
+        let ctx = context_for(Duration::from_secs(10));
+        let name = name.to_string();
+        let info = remote
+            .call(async |c, id| c.rename(ctx, id, name).await)
+            .await?;
+        *remote.name.lock() = info.name.clone();
+        *remote.last.lock() = info.clone();
+        Ok(info)
     }
 
     /// End a session served by a host: the host ends it as `kill` would, then stops. A host

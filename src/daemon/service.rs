@@ -161,6 +161,16 @@ impl Hearth for Control {
         }
     }
 
+    async fn rename(
+        self,
+        _: Context,
+        target: String,
+        name: String,
+    ) -> Result<SessionInfo, ApiError> {
+        self.check()?;
+        self.daemon.rename(&target, &name).await
+    }
+
     async fn up(self, ctx: Context, target: String) -> Result<SessionInfo, ApiError> {
         self.check()?;
         if let Target::Remote(r) = self.daemon.resolve(&target)? {
@@ -302,7 +312,9 @@ impl Hearth for Control {
         // the events recorded it; then a live session by a unique id prefix.
         let wanted: Option<String> = session.as_deref().map(|t| {
             let live = self.daemon.resolve(t).ok();
-            let exact = live.as_ref().filter(|h| h.id() == t || h.name() == Some(t));
+            let exact = live
+                .as_ref()
+                .filter(|h| h.id() == t || h.name().as_deref() == Some(t));
             match (exact, live.as_ref()) {
                 (Some(h), _) => h.id().to_string(),
                 _ if self.daemon.events.mentions(t) => t.to_string(),

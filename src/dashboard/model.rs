@@ -104,6 +104,7 @@ impl Model {
                     .is_some_and(crate::session::profile::AgentState::attention);
                 s.agent_state = to.clone();
             }
+            EventKind::Renamed { to, .. } => s.name = Some(to.clone()),
             EventKind::Notify { .. }
             | EventKind::Prompt
             | EventKind::Command { .. }

@@ -158,6 +158,9 @@ fn event_line(e: &SessionEvent, t: f64) -> Option<Value> {
         SessionEvent::Message { by, text } => {
             json!({"t": t, "event": "message", "by": by, "text": text})
         }
+        SessionEvent::Renamed { from, to } => {
+            json!({"t": t, "event": "renamed", "from": from, "to": to})
+        }
         SessionEvent::Resume(step) => {
             let (step, at, reason) = super::resume::describe(step);
             json!({"t": t, "event": "resume", "step": step, "at": at, "reason": reason})

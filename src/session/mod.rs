@@ -164,6 +164,11 @@ pub enum SessionEvent {
     },
     /// A step of typing after a rate limit resets (`resume`).
     Resume(resume::Step),
+    /// It was given another name.
+    Renamed {
+        from: Option<String>,
+        to: String,
+    },
     /// Its agent's state changed (`profile::watch`): from, to, why, the line it matched.
     State {
         from: profile::AgentState,
@@ -223,7 +228,8 @@ struct Typist {
 /// `typist` is a leaf: never held while taking another lock.
 pub struct Session {
     pub id: String,
-    pub name: Option<String>,
+    /// Its name (`rename` changes it; read it with [`Session::name`]).
+    name: Mutex<Option<String>>,
     pub spec: Spec,
     pub created_at: SystemTime,
     pub pid: u32,
@@ -323,7 +329,7 @@ impl Session {
         };
         let session = Arc::new(Session {
             id,
-            name,
+            name: Mutex::new(name),
             created_at: SystemTime::now(),
             pid: leader.pid,
             leader: Arc::clone(&leader),
@@ -719,6 +725,19 @@ impl Session {
     }
 
     /// The title the program set (OSC 0/2), and how many bells it rang.
+    /// Its name now.
+    pub fn name(&self) -> Option<String> {
+        self.name.lock().clone()
+    }
+
+    /// Give it another name (the registry checked that no other session has it); a
+    /// `renamed` event, in the audit trail too.
+    pub fn rename(&self, to: String) {
+        let from = self.name.lock().replace(to.clone());
+        tracing::info!(session = %self.id, from = ?from, to = %to, "renamed");
+        self.report(SessionEvent::Renamed { from, to });
+    }
+
     /// What the program signalled besides the screen (title, bells, notifications, OSC 133).
     pub fn signals(&self) -> screen::Signals {
         self.model.lock().screen.signals().clone()

@@ -380,7 +380,7 @@ impl InputTask {
         let peers = session.peers();
         self.drawn = peers.iter().map(|p| p.id).collect();
         let ctx = view::ViewModel {
-            session: session.name.clone().unwrap_or_else(|| session.id.clone()),
+            session: session.name().unwrap_or_else(|| session.id.clone()),
             client: self.client.name.clone(),
             role: self.client.role().as_str().to_string(),
             read_only: self.client.read_only(),

@@ -334,8 +334,7 @@ impl Client {
         };
         let name = shared
             .session
-            .name
-            .clone()
+            .name()
             .unwrap_or_else(|| shared.session.id.clone());
         // The session's own access decides, as on its own port.
         let role = match role_of(&shared.access, &self.key, self.who.peer.ip()).await {
