@@ -726,3 +726,79 @@ fn rename_then_every_command_finds_the_new_name() {
         assert_eq!(r["name"], "new", "{r}");
     }
 }
+
+/// `prune`: sessions whose program ended and ones idle for a while (no output, no input,
+/// nobody attached) go, each with a `pruned` event and a history record; `--dry-run` only
+/// says which. `[limits] idle_kill_after` does it on its own.
+#[test]
+fn prune_removes_exited_and_idle_sessions_and_says_why() {
+    let d = TestDaemon::start();
+    let done = id_of(&d.session(&["--name", "done"], &["true"]));
+    let quiet = id_of(&d.session(&["--name", "quiet"], &["sleep", "1000"]));
+    let busy = id_of(&d.session(
+        &["--name", "busy"],
+        &["sh", "-c", "while true; do echo tick; sleep 0.2; done"],
+    ));
+    wait_until("done to exit", DEADLINE, || {
+        (d.ok(&["status", &done])["activity"] == "exited").then_some(())
+    });
+    let ids = |v: &Value| -> Vec<String> {
+        let mut ids: Vec<String> = v.as_array().unwrap().iter().map(id_of).collect();
+        ids.sort();
+        ids
+    };
+    d.err(&["prune"], "invalid_argument");
+    // Dry run: says, removes nothing.
+    let would = d.ok(&["prune", "--exited", "--dry-run"]);
+    assert_eq!(ids(&would), vec![done.clone()]);
+    assert_eq!(d.ok(&["status", &done])["id"], done.as_str());
+    // Idle for 1 s: the quiet one, not the one that prints.
+    wait_until("quiet to be idle for 1 s", DEADLINE, || {
+        ids(&d.ok(&["prune", "--idle", "1s", "--dry-run"]))
+            .contains(&quiet)
+            .then_some(())
+    });
+    let pruned = d.ok(&["prune", "--idle", "1s"]);
+    assert_eq!(ids(&pruned), vec![quiet.clone()]);
+    d.err(&["status", &quiet], "not_found");
+    assert_eq!(d.ok(&["status", &busy])["id"], busy.as_str());
+    let pruned = d.ok(&["prune", "--exited"]);
+    assert_eq!(ids(&pruned), vec![done.clone()]);
+    // Each with a pruned event saying why, and in history.
+    let out = d.cli(&["--json", "events", "--since", "1"]);
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|e: &Value| e["kind"] == "pruned")
+        .collect();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert!(
+        events[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("idle for 1s"),
+        "{events:#?}"
+    );
+    assert_eq!(events[1]["reason"], "its program exited (0)", "{events:#?}");
+    let history = d.ok(&["history"]);
+    let text = history.to_string();
+    assert!(text.contains(&quiet) && text.contains(&done), "{history}");
+
+    // idle_kill_after prunes on its own.
+    let env = Env::new();
+    env.write_config("[limits]\nidle_kill_after = \"2s\"\n");
+    let d = env.start_daemon();
+    let quiet = id_of(&d.session(&[], &["sleep", "1000"]));
+    wait_until("idle_kill_after to prune it", DEADLINE, || {
+        (d.cli(&["status", &quiet]).status.code() != Some(0)).then_some(())
+    });
+    // A bad value is an error at start.
+    let bad = Env::new();
+    bad.write_config("[limits]\nidle_kill_after = \"soon\"\n");
+    let out = bad
+        .command(&["daemon"])
+        .stdin(std::process::Stdio::null())
+        .output_bounded();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("idle_kill_after"));
+}

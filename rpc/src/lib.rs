@@ -45,7 +45,7 @@ pub async fn bounded<T>(
 
 /// Bumped whenever a request or response changes shape. [`Hearth::hello`] never changes
 /// shape, so a mismatch is always reported as a clear error rather than a decode failure.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// The most text one `send` takes (bytes).
 pub const MAX_SEND_BYTES: usize = 2 * 1024 * 1024;
@@ -93,6 +93,13 @@ pub trait Hearth {
     async fn down(target: String, kick: bool) -> Result<SessionInfo, ApiError>;
     /// End sessions (SIGHUP, grace, SIGKILL) and remove them. `all` ignores `targets`.
     async fn kill(targets: Vec<String>, all: bool) -> Result<Vec<SessionInfo>, ApiError>;
+    /// Kill sessions whose program ended (`exited`) and ones idle for `idle_ms` (no output,
+    /// no input, nobody attached); `dry_run`: only say which. Each gets a `pruned` event.
+    async fn prune(
+        idle_ms: Option<u64>,
+        exited: bool,
+        dry_run: bool,
+    ) -> Result<Vec<SessionInfo>, ApiError>;
     /// The clients attached to a session.
     async fn peers(target: String) -> Result<Vec<PeerInfo>, ApiError>;
     /// Disconnect one client (by its name, e.g. `alice-1`).

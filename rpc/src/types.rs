@@ -508,6 +508,11 @@ pub enum EventKind {
     Command {
         exit_code: Option<i32>,
     },
+    /// `prune` (or `[limits] idle_kill_after`) is removing it, and why; `exited` or the
+    /// kill's end follows.
+    Pruned {
+        reason: String,
+    },
     /// It was given another name (`rename`); events after this carry the new one.
     Renamed {
         from: Option<String>,
@@ -570,6 +575,7 @@ impl EventKind {
             EventKind::Command { .. } => "command",
             EventKind::Resume { .. } => "resume",
             EventKind::Renamed { .. } => "renamed",
+            EventKind::Pruned { .. } => "pruned",
             EventKind::Skipped { .. } => "skipped",
         }
     }

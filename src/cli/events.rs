@@ -227,6 +227,7 @@ fn human(e: &Event) -> String {
         EventKind::RecordingError { error } => format!("recording error: {error}"),
         EventKind::Notify { text } => format!("notification: {text}"),
         EventKind::Prompt => "prompt".to_string(),
+        EventKind::Pruned { reason } => format!("pruned: {reason}"),
         EventKind::Renamed { from, to } => match from {
             Some(f) => format!("renamed from {f} to {to}"),
             None => format!("named {to}"),

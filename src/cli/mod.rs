@@ -130,6 +130,19 @@ pub enum Command {
         #[arg(long, conflicts_with = "targets")]
         all: bool,
     },
+    /// Kill sessions whose program ended, or that have been idle (no output, no input,
+    /// nobody attached) for a while
+    Prune {
+        /// Sessions idle this long (e.g. 8h, 30m)
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DUR")]
+        idle: Option<std::time::Duration>,
+        /// Sessions whose program has exited
+        #[arg(long)]
+        exited: bool,
+        /// Only list what would be pruned
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// List the clients attached to a session
     Peers { target: String },
     /// Disconnect one client from a session
@@ -761,6 +774,7 @@ async fn run_client(
         }
         command @ (Command::Up { .. }
         | Command::Rename { .. }
+        | Command::Prune { .. }
         | Command::Down { .. }
         | Command::Kill { .. }
         | Command::Peers { .. }
@@ -880,6 +894,15 @@ async fn shutdown(
 async fn manage(command: Command, client: &HearthClient, out: output::Out) -> Result<(), Failure> {
     match command {
         Command::Up { target } => out.session(&call(client.up(ctx(), target)).await?),
+        Command::Prune {
+            idle,
+            exited,
+            dry_run,
+        } => {
+            let idle_ms = idle.map(|d| d.as_millis() as u64);
+            let list = call(client.prune(ctx(), idle_ms, exited, dry_run)).await?;
+            out.pruned(&list, dry_run)
+        }
         Command::Rename { target, name } => {
             out.session(&call(client.rename(ctx(), target, name)).await?)
         }

@@ -306,6 +306,26 @@ impl Out {
         })
     }
 
+    pub fn pruned(&self, list: &[SessionInfo], dry_run: bool) {
+        self.emit(&list, || {
+            if list.is_empty() {
+                return "nothing to prune".into();
+            }
+            let verb = if dry_run { "would prune" } else { "pruned" };
+            list.iter()
+                .map(|s| {
+                    safe(&format!(
+                        "{verb} {} {}",
+                        s.id,
+                        s.name.as_deref().unwrap_or("-")
+                    ))
+                    .into_owned()
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
+
     pub fn peers(&self, list: &[PeerInfo]) {
         self.emit(&list, || {
             if list.is_empty() {

@@ -51,6 +51,7 @@
 //!                                # (random early drop from half of it)
 //! max_unauthenticated_per_source = 10  # ...from one source:
 //! per_source_netblock = "32:64"  # an IPv4 /32 and an IPv6 /64 (OpenSSH's syntax)
+//! idle_kill_after = "8h"         # kill sessions idle this long (off by default)
 //! ```
 
 use std::path::Path;
@@ -321,6 +322,8 @@ struct LimitsSection {
     max_unauthenticated: Option<usize>,
     max_unauthenticated_per_source: Option<usize>,
     per_source_netblock: Option<String>,
+    /// `"8h"`: kill sessions idle this long (no output, no input, nobody attached).
+    idle_kill_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -399,6 +402,18 @@ pub fn apply_limits(path: &Path, config: &mut super::Config) -> anyhow::Result<(
     }
     if let Some(v) = l.max_unauthenticated_per_source {
         config.max_unauthenticated_per_source = check("max_unauthenticated_per_source", v, 10_000)?;
+    }
+    if let Some(v) = &l.idle_kill_after {
+        let d = humantime::parse_duration(v)
+            .ok()
+            .filter(|d| *d >= Duration::from_secs(1) && *d <= Duration::from_secs(366 * 86_400))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: limits.idle_kill_after = {v:?}: a duration from 1s to 366d, e.g. \"8h\"",
+                    path.display()
+                )
+            })?;
+        config.idle_kill_after = Some(d);
     }
     if let Some(v) = &l.per_source_netblock {
         config.source_prefixes = parse_netblock(v).ok_or_else(|| {

@@ -76,6 +76,9 @@ pub struct Config {
     pub kill_grace: Duration,
     pub limits: Limits,
     pub max_sessions: usize,
+    /// `[limits] idle_kill_after`: sessions idle this long (no output, no input, nobody
+    /// attached) are pruned.
+    pub idle_kill_after: Option<Duration>,
     /// Concurrent SSH connections that have not authenticated yet, daemon-wide (random
     /// early drop from half of it)...
     pub max_unauthenticated: usize,
@@ -124,6 +127,7 @@ impl Default for Config {
             kill_grace: Duration::from_secs(3),
             limits: Limits::default(),
             max_sessions: 100,
+            idle_kill_after: None,
             // A pre-auth connection costs a task and a few KiB, not a process as in sshd.
             max_unauthenticated: 4096,
             max_unauthenticated_per_source: 10,
@@ -525,6 +529,21 @@ impl Daemon {
         }
         if let Some(addr) = self.config.lobby {
             self.open_lobby(addr).await?;
+        }
+        if let (None, Some(after)) = (&self.config.host, self.config.idle_kill_after) {
+            let (daemon, stop) = (Arc::clone(self), self.cancel.clone());
+            self.tracker.spawn(async move {
+                let every = (after / 4).clamp(Duration::from_millis(250), Duration::from_secs(60));
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                    if let Err(e) = daemon.prune(Some(after), false, false).await {
+                        tracing::warn!(error = %e.message, "idle_kill_after: prune failed");
+                    }
+                }
+            });
         }
         if !self.config.hooks.is_empty() {
             self.tracker.spawn(hooks::run(
@@ -1238,6 +1257,49 @@ impl Daemon {
         Ok(hosted.info())
     }
 
+    /// Sessions to prune: those whose program ended (`exited`), and those idle for `idle`
+    /// (no output and no input for that long, nobody attached). Unless `dry_run`, each gets
+    /// a `pruned` event saying why and is killed (its history record says how it ended).
+    pub async fn prune(
+        &self,
+        idle: Option<Duration>,
+        exited: bool,
+        dry_run: bool,
+    ) -> Result<Vec<SessionInfo>, ApiError> {
+        if idle.is_none() && !exited {
+            return Err(ApiError::invalid(
+                "say what to prune: --idle DUR, --exited, or both",
+            ));
+        }
+        let targets: Vec<Target> = (self.registry.all().into_iter().map(Target::Local))
+            .chain(self.remotes.all().into_iter().map(Target::Remote))
+            .collect();
+        let mut picked = Vec::new();
+        for t in targets {
+            let info = t.info().await;
+            if let Some(reason) = prune_reason(&info, idle, exited, SystemTime::now()) {
+                picked.push((info, reason));
+            }
+        }
+        if dry_run {
+            return Ok(picked.into_iter().map(|(info, _)| info).collect());
+        }
+        let mut pruned = Vec::with_capacity(picked.len());
+        for (info, reason) in picked {
+            tracing::info!(session = %info.id, %reason, "pruned");
+            self.events.publish(
+                &info.id,
+                info.name.as_deref(),
+                hearth_rpc::EventKind::Pruned { reason },
+            );
+            // Gone meanwhile (it ended, someone killed it): nothing to do.
+            if let Ok(mut killed) = self.kill(std::slice::from_ref(&info.id), false).await {
+                pruned.append(&mut killed);
+            }
+        }
+        Ok(pruned)
+    }
+
     pub async fn kill(&self, targets: &[String], all: bool) -> Result<Vec<SessionInfo>, ApiError> {
         let victims: Vec<Target> = if all {
             let local = self.registry.all().into_iter().map(Target::Local);
@@ -1493,4 +1555,33 @@ async fn end_session(h: &Hosted, grace: Duration) -> SessionInfo {
     let _ = tokio::time::timeout_at(deadline, h.shared.connections.wait()).await;
     h.shared.cancel.cancel();
     h.info()
+}
+
+/// Why `prune` takes this session, if it does: its program ended (with `exited`), or it
+/// has been idle for `idle` (no output, no input, nobody attached) at `now`.
+fn prune_reason(
+    info: &SessionInfo,
+    idle: Option<Duration>,
+    exited: bool,
+    now: SystemTime,
+) -> Option<String> {
+    if info.exit_code.is_some() || info.state == hearth_rpc::SessionState::Exited {
+        return exited.then(|| match info.exit_code {
+            Some(c) => format!("its program exited ({c})"),
+            None => "its program exited".into(),
+        });
+    }
+    let idle = idle?;
+    let input_age = info
+        .last_input_at
+        .as_deref()
+        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+        .map(|t| now.duration_since(t).unwrap_or_default());
+    let quiet = Duration::from_millis(info.idle_ms);
+    (info.clients == 0 && quiet >= idle && input_age.is_none_or(|a| a >= idle)).then(|| {
+        format!(
+            "idle for {} (no output or input, nobody attached)",
+            humantime::format_duration(Duration::from_secs(quiet.as_secs()))
+        )
+    })
 }

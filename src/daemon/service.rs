@@ -161,6 +161,18 @@ impl Hearth for Control {
         }
     }
 
+    async fn prune(
+        self,
+        _: Context,
+        idle_ms: Option<u64>,
+        exited: bool,
+        dry_run: bool,
+    ) -> Result<Vec<SessionInfo>, ApiError> {
+        self.check()?;
+        let idle = idle_ms.map(Duration::from_millis);
+        self.daemon.prune(idle, exited, dry_run).await
+    }
+
     async fn rename(
         self,
         _: Context,

@@ -106,6 +106,7 @@ impl Model {
             }
             EventKind::Renamed { to, .. } => s.name = Some(to.clone()),
             EventKind::Notify { .. }
+            | EventKind::Pruned { .. }
             | EventKind::Prompt
             | EventKind::Command { .. }
             | EventKind::Resume { .. } => {}
