@@ -23,6 +23,8 @@ fn an_agent_supervises_a_session_over_mcp() {
         "wait_for",
         "session_status",
         "kill_session",
+        "restart_session",
+        "list_history",
         "send_message",
         "list_events",
     ] {
@@ -235,4 +237,47 @@ fn send_then_wait_without_from_never_misses_the_reply() {
     assert!(err, "{r}");
     let (err, r) = m.tool("send_input", json!({"state": ["sleepy"], "text": "x"}));
     assert!(err && r.to_string().contains("unknown state"), "{r}");
+}
+
+/// `restart_session` and `list_history`: a model can bring back a session that exited, and
+/// look back at the ones that ended, newest first.
+#[test]
+fn restart_session_and_list_history_over_mcp() {
+    let d = TestDaemon::start();
+    let mut m = Mcp::start(&d);
+    let (err, s) = m.tool(
+        "start_session",
+        json!({"command": ["sh", "-c", "exit 3"], "name": "flaky"}),
+    );
+    assert!(!err, "{s}");
+    let old = s["id"].as_str().unwrap().to_string();
+    let (err, w) = m.tool(
+        "wait_for",
+        json!({"session": old, "exit": true, "timeout_ms": 10000}),
+    );
+    assert!(!err && w["exit_code"] == 3, "{w}");
+    let (err, r) = m.tool("restart_session", json!({"session": "flaky"}));
+    assert!(!err, "{r}");
+    assert_eq!(r["restarted_from"], old.as_str(), "{r}");
+    assert_eq!(r["name"], "flaky", "{r}");
+    assert_ne!(r["id"], old.as_str(), "{r}");
+    let (err, h) = m.tool("list_history", json!({}));
+    assert!(!err, "{h}");
+    let first = &h["sessions"][0];
+    assert_eq!(first["id"], old.as_str(), "newest first: {h}");
+    assert_eq!(first["exit_code"], 3, "{h}");
+    let (err, h) = m.tool("list_history", json!({"session": "nosuch"}));
+    assert!(
+        err || h["sessions"].as_array().is_some_and(|a| a.is_empty()),
+        "{h}"
+    );
+    // A running session is refused, with the CLI's kind.
+    let (err, s) = m.tool(
+        "start_session",
+        json!({"command": ["sleep", "1000"], "name": "sleeper"}),
+    );
+    assert!(!err, "{s}");
+    let (err, r) = m.tool("restart_session", json!({"session": "sleeper"}));
+    assert!(err, "{r}");
+    assert_eq!(r["error"]["kind"], "invalid_state", "{r}");
 }

@@ -148,6 +148,14 @@ struct Start {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct History {
+    session: Option<String>,
+    since_hours: Option<u64>,
+    max: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Send {
     session: Option<String>,
     #[serde(default)]
@@ -329,6 +337,26 @@ impl HearthMcp {
                 v["lines"] = json!(lines);
                 v
             }
+            "restart_session" => {
+                let s: Session = args(a)?;
+                // Never reopened to anyone: a session started with --open restarts for keys
+                // only from here (a human can `hearth restart --open`).
+                json!(c.restart(ctx(quick), s.session, None, true).await??)
+            }
+            "list_history" => {
+                let s: History = args(a)?;
+                let since = s.since_hours.map(|h| {
+                    std::time::SystemTime::now()
+                        .checked_sub(Duration::from_secs(h.saturating_mul(3600)))
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map_or(0, |d| d.as_secs())
+                });
+                let mut ended = c.history(ctx(quick), s.session, since).await??;
+                // Newest first (as the daemon lists them), bounded: a model reads the top.
+                let total = ended.len();
+                ended.truncate(s.max.unwrap_or(50).clamp(1, 500));
+                json!({"sessions": ended, "total": total})
+            }
             "kill_session" => {
                 let s: Session = args(a)?;
                 let killed = c.kill(ctx(quick), vec![s.session], false).await??;
@@ -355,7 +383,6 @@ impl HearthMcp {
         })
     }
 
-    /// One bounded wait, looping over the daemon's 30 s polls.
     /// The id `session` names now, if it names one.
     async fn id_of(c: &HearthClient, session: &str) -> Option<String> {
         let info = c
@@ -441,6 +468,8 @@ impl HearthMcp {
         }
     }
 
+    /// One bounded wait, looping over the daemon's 30 s polls; without `from`, from this
+    /// connection's last `send_input` to that session.
     async fn wait_for(
         &self,
         c: &HearthClient,
@@ -548,6 +577,11 @@ fn output_schema(name: &str) -> Value {
                                    "attention": {"type": "boolean"},
                                    "lines": {"type": "array", "items": str_}}),
         "kill_session" => json!({"killed": {"type": "array", "items": str_}}),
+        "restart_session" => json!({"id": str_, "name": opt("string"), "port": int,
+                                    "restarted_from": opt("string")}),
+        "list_history" => json!({"sessions": {"type": "array", "items": {"type": "object",
+                                   "description": "An ended session, as `hearth history --json` shows it"}},
+                                 "total": int}),
         "list_events" => json!({"events": {"type": "array", "items": {"type": "object"}},
                                 "next": int}),
         _ => json!({}),
@@ -636,6 +670,21 @@ fn tools() -> Vec<Tool> {
             "kill_session",
             "End a session's program (SIGHUP, then SIGKILL) and remove the session.",
             obj(json!({"session": session}), &["session"]),
+        ),
+        tool(
+            "restart_session",
+            "Start again what an exited, killed or ended session ran (same command, cwd, env, name and port; a new id, `restarted_from` names the old). A session still running is refused: kill_session it first. One started open to anyone restarts for keys only.",
+            obj(json!({"session": session}), &["session"]),
+        ),
+        tool(
+            "list_history",
+            "Sessions that have ended (also with earlier daemons), newest first: id, name, command, when, exit code, recording. `session` (an id or name) keeps one; `since_hours` only those that ended within that many hours; at most `max` (default 50, up to 500); `total` says how many there were.",
+            obj(
+                json!({"session": {"type": "string"},
+                       "since_hours": {"type": "integer", "minimum": 1},
+                       "max": {"type": "integer", "minimum": 1, "maximum": 500}}),
+                &[],
+            ),
         ),
         tool(
             "send_message",
