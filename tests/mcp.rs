@@ -281,3 +281,50 @@ fn restart_session_and_list_history_over_mcp() {
     assert!(err, "{r}");
     assert_eq!(r["error"]["kind"], "invalid_state", "{r}");
 }
+
+/// A client that asks for progress (`_meta.progressToken`) hears from a long `wait_for`
+/// every second, with its token, before the answer; one that does not, hears nothing.
+#[test]
+fn wait_for_reports_progress_when_asked() {
+    let d = TestDaemon::start();
+    let (id, _) = d.shell(&[]);
+    let mut m = Mcp::start(&d);
+    m.send(
+        json!({"jsonrpc": "2.0", "id": 900, "method": "tools/call", "params": {
+        "name": "wait_for",
+        "arguments": {"session": id, "pattern": "^never-printed$", "timeout_ms": 3500},
+        "_meta": {"progressToken": "w1"}}}),
+    );
+    let mut progress = Vec::new();
+    let answer = loop {
+        let v = m.next_message();
+        if v["id"] == 900 {
+            break v;
+        }
+        if v["method"] == "notifications/progress" {
+            progress.push(v["params"].clone());
+        }
+    };
+    assert_eq!(
+        answer["result"]["structuredContent"]["reason"], "timeout",
+        "{answer}"
+    );
+    assert!(progress.len() >= 2, "{progress:#?}");
+    for p in &progress {
+        assert_eq!(p["progressToken"], "w1", "{p}");
+        assert_eq!(p["total"], 3.5, "{p}");
+    }
+    assert!(
+        progress
+            .windows(2)
+            .all(|w| w[0]["progress"].as_f64() < w[1]["progress"].as_f64())
+    );
+    // Without a token: the answer only.
+    m.send(
+        json!({"jsonrpc": "2.0", "id": 901, "method": "tools/call", "params": {
+        "name": "wait_for",
+        "arguments": {"session": id, "pattern": "^never-printed$", "timeout_ms": 1500}}}),
+    );
+    let v = m.next_message();
+    assert_eq!(v["id"], 901, "only the answer: {v}");
+}

@@ -22,7 +22,8 @@ use hearth_rpc::{
 };
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    InitializeResult, ListToolsResult, PaginatedRequestParams, ServerCapabilities, Tool,
+    InitializeResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+    ServerCapabilities, Tool,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler, ServiceExt};
@@ -34,6 +35,9 @@ pub const MAX_WAIT_MS: u64 = 60_000;
 pub const MAX_EVENTS_WAIT_MS: u64 = 30_000;
 /// Most output one `read_output` returns.
 pub const MAX_READ: u32 = 256 * 1024;
+
+/// How often a `wait_for` whose caller asked for progress reports it.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Most other hosts one MCP server keeps connections to.
 pub const MAX_HOSTS: usize = 32;
@@ -566,13 +570,16 @@ fn output_schema(name: &str) -> Value {
     let props = match name {
         "list_sessions" => json!({"sessions": {"type": "array", "items": session}}),
         "start_session" => json!({"id": str_, "name": opt("string"), "port": int, "join": str_}),
-        "send_input" => json!({"bytes": int, "offset": int}),
+        "send_input" => json!({"bytes": int, "offset": int,
+                               "results": {"type": "array", "items": {"type": "object",
+                                   "description": "{session, name, bytes, offset} or {session, name, error}"}}}),
         "read_screen" => json!({"screen": str_}),
         "read_output" => json!({"text": str_, "next": int, "skipped": int,
                                 "exit_code": opt("integer")}),
         "wait_for" => json!({"reason": str_, "match": opt("string"), "line": opt("string"),
                              "offset": int, "exit_code": opt("integer"),
-                             "state": opt("string"), "ended_first": {"type": "boolean"}}),
+                             "state": opt("string"), "ended_first": {"type": "boolean"},
+                             "from": opt("integer")}),
         "session_status" => json!({"id": str_, "activity": str_, "agent_state": str_,
                                    "attention": {"type": "boolean"},
                                    "lines": {"type": "array", "items": str_}}),
@@ -728,11 +735,43 @@ impl ServerHandler for HearthMcp {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let empty = Map::new();
         let a = request.arguments.as_ref().unwrap_or(&empty);
-        let result = match self.call(&request.name, a).await {
+        let work = self.call(&request.name, a);
+        // A client that asked for progress (`_meta.progressToken`) hears from a wait every
+        // second: how long it has waited, of how long at most.
+        let token = request
+            .meta
+            .as_ref()
+            .and_then(|m| m.get_progress_token())
+            .or_else(|| context.meta.get_progress_token());
+        let outcome = match token {
+            Some(token) if request.name == "wait_for" => {
+                let total =
+                    a.get("timeout_ms").and_then(Value::as_u64).unwrap_or(0) as f64 / 1000.0;
+                let started = Instant::now();
+                let mut tick = tokio::time::interval(PROGRESS_EVERY);
+                tick.tick().await;
+                tokio::pin!(work);
+                loop {
+                    tokio::select! {
+                        r = &mut work => break r,
+                        _ = tick.tick() => {
+                            let waited = started.elapsed().as_secs_f64().floor();
+                            let note = ProgressNotificationParam::new(token.clone(), waited)
+                                .with_total(total)
+                                .with_message(format!("waited {waited:.0} s of at most {total:.0} s"));
+                            // A client that cannot take it does not stop the wait.
+                            let _ = context.peer.notify_progress(note).await;
+                        }
+                    }
+                }
+            }
+            _ => work.await,
+        };
+        let result = match outcome {
             Ok(v) => {
                 let text = serde_json::to_string_pretty(&v).unwrap_or_default();
                 let mut r = CallToolResult::success(vec![ContentBlock::text(text)]);
