@@ -157,6 +157,18 @@ pub struct Reading {
     pub fields: BTreeMap<String, String>,
 }
 
+impl Reading {
+    /// A state with nothing matched or captured.
+    fn plain(state: AgentState, why: Why) -> Reading {
+        Reading {
+            state,
+            why,
+            line: None,
+            fields: BTreeMap::new(),
+        }
+    }
+}
+
 /// What decided a reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Why {
@@ -229,12 +241,7 @@ impl<'a> Seen<'a> {
 /// `working` and settled output `waiting_input`. Without a profile, a program that never
 /// signalled (`speaks` false) has no state: `None`.
 pub fn read(profile: Option<&Profile>, seen: &Seen, speaks: bool) -> Option<Reading> {
-    let plain = |state, why| Reading {
-        state,
-        why,
-        line: None,
-        fields: BTreeMap::new(),
-    };
+    let plain = Reading::plain;
     if profile.is_none() && !speaks {
         return None;
     }
@@ -338,12 +345,7 @@ pub async fn watch(
                 }
                 next = 0;
                 if chosen.is_some() || speaks {
-                    let working = Reading {
-                        state: AgentState::Working,
-                        why: Why::Output,
-                        line: None,
-                        fields: BTreeMap::new(),
-                    };
+                    let working = Reading::plain(AgentState::Working, Why::Output);
                     set(&session, working, chosen.map(|i| profiles[i].name.as_str()));
                 }
             }
@@ -412,12 +414,7 @@ pub async fn watch(
         }
     }
     if chosen.is_some() || speaks {
-        let exited = Reading {
-            state: AgentState::Exited,
-            why: Why::Exited,
-            line: None,
-            fields: BTreeMap::new(),
-        };
+        let exited = Reading::plain(AgentState::Exited, Why::Exited);
         set(&session, exited, chosen.map(|i| profiles[i].name.as_str()));
     }
 }
