@@ -27,6 +27,7 @@ use rmcp::model::{
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler, ServiceExt};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -133,45 +134,70 @@ fn args<T: for<'de> Deserialize<'de>>(a: &Map<String, Value>) -> Result<T, Fail>
         .map_err(|e| invalid(format!("bad arguments: {e}")))
 }
 
-#[derive(Deserialize)]
+// The arguments of every tool, as types: each both parses a call ([`Call::parse`]) and
+// generates its tool's input schema ([`input_schema`]), so the two cannot drift. Doc
+// comments are the schema's descriptions.
+
+/// A tool that takes nothing (but `host`).
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}
+
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Session {
+    /// Session id, unique id prefix, or name
     session: String,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
 struct Start {
+    /// Program and arguments (default: the user's shell)
     #[serde(default)]
     command: Vec<String>,
+    /// A unique name
     name: Option<String>,
+    /// Working directory
     cwd: Option<String>,
+    /// Extra environment variables
     #[serde(default)]
     env: std::collections::BTreeMap<String, String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct History {
+    /// Only this one (an ended session's id or name)
     session: Option<String>,
+    /// Only those that ended within this many hours
+    #[schemars(range(min = 1))]
     since_hours: Option<u64>,
+    /// At most this many (default 50)
+    #[schemars(range(min = 1, max = 500))]
     max: Option<usize>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Send {
+    /// Session id, unique id prefix, or name (or pick several with all, name, state)
     session: Option<String>,
+    /// Every session
     #[serde(default)]
     all: bool,
-    /// A glob on session names.
+    /// Sessions whose name matches this glob (* and ?)
     name: Option<String>,
+    /// Sessions whose agent is in one of these states
     #[serde(default)]
     state: Vec<String>,
+    /// Text to type
     #[serde(default)]
     text: String,
+    /// Keys to press after the text: enter, tab, esc, up, down, C-c, M-x, f1...
     #[serde(default)]
     keys: Vec<String>,
+    /// Press Enter after the text (default true)
     #[serde(default = "yes")]
     enter: bool,
 }
@@ -180,54 +206,139 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Screen {
+    /// Session id, unique id prefix, or name
     session: String,
+    /// With colours and cursor (escape sequences)
     #[serde(default)]
     ansi: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ReadOutput {
+    /// Session id, unique id prefix, or name
     session: String,
+    /// A cursor: `next` of an earlier read, or send_input's offset
     since: Option<u64>,
+    /// At most this many bytes (default 65536)
+    #[schemars(range(min = 1, max = MAX_READ))]
     max_bytes: Option<u32>,
 }
 
-#[derive(Deserialize)]
+/// An agent state `wait_for` can wait for.
+#[derive(Deserialize, JsonSchema, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+#[schemars(inline)]
+enum StateName {
+    Working,
+    WaitingInput,
+    NeedsApproval,
+    RateLimited,
+    Error,
+    Exited,
+}
+
+impl StateName {
+    fn as_str(self) -> &'static str {
+        match self {
+            StateName::Working => "working",
+            StateName::WaitingInput => "waiting_input",
+            StateName::NeedsApproval => "needs_approval",
+            StateName::RateLimited => "rate_limited",
+            StateName::Error => "error",
+            StateName::Exited => "exited",
+        }
+    }
+}
+
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct WaitArgs {
+    /// Session id, unique id prefix, or name
     session: String,
+    /// A regex a line of output must match
     pattern: Option<String>,
+    /// Match the rendered screen instead of the output (full-screen programs)
     #[serde(default)]
     screen: bool,
+    /// Let the echo of typed or sent text match too
     #[serde(default)]
     include_echo: bool,
+    /// No output for this many ms
+    #[schemars(range(min = 1))]
     idle_ms: Option<u64>,
+    /// The program exits
     #[serde(default)]
     exit: bool,
-    /// Agent states, any of which ends the wait.
+    /// Agent states, any of which ends the wait
     #[serde(default)]
-    state: Vec<String>,
+    state: Vec<StateName>,
+    /// Match output from this offset on (default: your last send_input to it, else now)
     from: Option<u64>,
+    /// How long to wait at most
+    #[schemars(range(min = 1, max = MAX_WAIT_MS))]
     timeout_ms: u64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Message {
+    /// Session id, unique id prefix, or name
     session: String,
+    /// The one-line message
     text: String,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
 struct Events {
+    /// Sequence number to start from (default: all kept)
     since: Option<u64>,
+    /// Only this session's (id, unique id prefix, or name)
     session: Option<String>,
+    /// Wait this long for new ones when there are none
+    #[schemars(range(max = MAX_EVENTS_WAIT_MS))]
     wait_ms: Option<u64>,
+}
+
+/// A tool call, parsed: the tool's name picks its argument type. Every tool [`tools`]
+/// lists is one of these (a test checks it), and the match on it is exhaustive.
+enum Call {
+    ListSessions(NoArgs),
+    StartSession(Start),
+    SendInput(Send),
+    ReadScreen(Screen),
+    ReadOutput(ReadOutput),
+    WaitFor(WaitArgs),
+    SessionStatus(Session),
+    KillSession(Session),
+    RestartSession(Session),
+    ListHistory(History),
+    SendMessage(Message),
+    ListEvents(Events),
+}
+
+impl Call {
+    fn parse(name: &str, a: &Map<String, Value>) -> Result<Call, Fail> {
+        Ok(match name {
+            "list_sessions" => Call::ListSessions(args(a)?),
+            "start_session" => Call::StartSession(args(a)?),
+            "send_input" => Call::SendInput(args(a)?),
+            "read_screen" => Call::ReadScreen(args(a)?),
+            "read_output" => Call::ReadOutput(args(a)?),
+            "wait_for" => Call::WaitFor(args(a)?),
+            "session_status" => Call::SessionStatus(args(a)?),
+            "kill_session" => Call::KillSession(args(a)?),
+            "restart_session" => Call::RestartSession(args(a)?),
+            "list_history" => Call::ListHistory(args(a)?),
+            "send_message" => Call::SendMessage(args(a)?),
+            "list_events" => Call::ListEvents(args(a)?),
+            other => return Err(invalid(format!("no tool named '{other}'"))),
+        })
+    }
 }
 
 impl HearthMcp {
@@ -301,19 +412,14 @@ impl HearthMcp {
     ) -> Result<Value, Fail> {
         let remote = host.is_some();
         let quick = Duration::from_secs(60);
-        Ok(match name {
-            "list_sessions" => json!({"sessions": c.list(ctx(quick)).await??}),
-            "start_session" => json!(
-                c.create(ctx(quick), start_request(args(a)?, remote))
-                    .await??
-            ),
-            "send_input" => self.send_input(c, args(a)?, host).await?,
-            "read_screen" => {
-                let s: Screen = args(a)?;
+        Ok(match Call::parse(name, a)? {
+            Call::ListSessions(NoArgs {}) => json!({"sessions": c.list(ctx(quick)).await??}),
+            Call::StartSession(s) => json!(c.create(ctx(quick), start_request(s, remote)).await??),
+            Call::SendInput(s) => self.send_input(c, s, host).await?,
+            Call::ReadScreen(s) => {
                 json!({"screen": c.screen(ctx(quick), s.session, s.ansi).await??})
             }
-            "read_output" => {
-                let s: ReadOutput = args(a)?;
+            Call::ReadOutput(s) => {
                 let max = s.max_bytes.unwrap_or(64 * 1024);
                 if max == 0 || max > MAX_READ {
                     return Err(invalid(format!("max_bytes: use 1 to {MAX_READ}")));
@@ -325,9 +431,8 @@ impl HearthMcp {
                 json!({"text": String::from_utf8_lossy(&r.data), "next": r.next,
                        "skipped": r.skipped, "exit_code": r.exit_code})
             }
-            "wait_for" => self.wait_for(c, args(a)?, host).await?,
-            "session_status" => {
-                let s: Session = args(a)?;
+            Call::WaitFor(w) => self.wait_for(c, w, host).await?,
+            Call::SessionStatus(s) => {
                 let info = c.get(ctx(quick), s.session.clone()).await??;
                 let screen = c.screen(ctx(quick), s.session, false).await??;
                 let mut lines: Vec<&str> = screen
@@ -341,14 +446,12 @@ impl HearthMcp {
                 v["lines"] = json!(lines);
                 v
             }
-            "restart_session" => {
-                let s: Session = args(a)?;
+            Call::RestartSession(s) => {
                 // Never reopened to anyone: a session started with --open restarts for keys
                 // only from here (a human can `hearth restart --open`).
                 json!(c.restart(ctx(quick), s.session, None, true).await??)
             }
-            "list_history" => {
-                let s: History = args(a)?;
+            Call::ListHistory(s) => {
                 let since = s.since_hours.map(|h| {
                     std::time::SystemTime::now()
                         .checked_sub(Duration::from_secs(h.saturating_mul(3600)))
@@ -361,18 +464,15 @@ impl HearthMcp {
                 ended.truncate(s.max.unwrap_or(50).clamp(1, 500));
                 json!({"sessions": ended, "total": total})
             }
-            "kill_session" => {
-                let s: Session = args(a)?;
+            Call::KillSession(s) => {
                 let killed = c.kill(ctx(quick), vec![s.session], false).await??;
                 json!({"killed": killed.iter().map(|k| k.id.clone()).collect::<Vec<_>>()})
             }
-            "send_message" => {
-                let s: Message = args(a)?;
+            Call::SendMessage(s) => {
                 c.message(ctx(quick), s.session, s.text).await??;
                 json!({})
             }
-            "list_events" => {
-                let s: Events = args(a)?;
+            Call::ListEvents(s) => {
                 let wait = s.wait_ms.unwrap_or(0);
                 if wait > MAX_EVENTS_WAIT_MS {
                     return Err(invalid(format!("wait_ms: at most {MAX_EVENTS_WAIT_MS}")));
@@ -383,7 +483,6 @@ impl HearthMcp {
                     .await??;
                 json!({"events": b.events, "next": b.next})
             }
-            other => return Err(invalid(format!("no tool named '{other}'"))),
         })
     }
 
@@ -493,7 +592,9 @@ impl HearthMcp {
             return Err(invalid(format!("timeout_ms: use 1 to {MAX_WAIT_MS}")));
         }
         let until = match (w.pattern, w.idle_ms) {
-            _ if !w.state.is_empty() => WaitFor::State { states: w.state },
+            _ if !w.state.is_empty() => WaitFor::State {
+                states: w.state.iter().map(|s| s.as_str().to_string()).collect(),
+            },
             (Some(regex), _) => WaitFor::Match {
                 regex,
                 screen: w.screen,
@@ -549,12 +650,16 @@ fn start_request(s: Start, remote: bool) -> CreateRequest {
     }
 }
 
-fn tool(name: &'static str, description: &'static str, schema: Value) -> Tool {
+fn tool<T: JsonSchema>(name: &'static str, description: &'static str) -> Tool {
     let as_map = |v: Value| match v {
         Value::Object(m) => m,
         _ => Map::new(),
     };
-    let mut t = Tool::new(name, description, std::sync::Arc::new(as_map(schema)));
+    let mut t = Tool::new(
+        name,
+        description,
+        std::sync::Arc::new(as_map(input_schema::<T>())),
+    );
     t.output_schema = Some(std::sync::Arc::new(as_map(output_schema(name))));
     t
 }
@@ -598,117 +703,71 @@ fn output_schema(name: &str) -> Value {
     json!({"type": "object", "properties": props})
 }
 
-/// A tool's input schema; every tool also takes `host`.
-fn obj(mut props: Value, required: &[&str]) -> Value {
-    props["host"] = json!({"type": "string", "description":
-        "Another machine's hearth, reached over ssh (user@host or an ~/.ssh/config alias); default: this machine"});
-    json!({"type": "object", "properties": props, "required": required,
-           "additionalProperties": false})
+/// A tool's input schema, generated from its argument type; every tool also takes `host`.
+fn input_schema<T: JsonSchema>() -> Value {
+    let mut v = schemars::schema_for!(T).to_value();
+    if let Some(o) = v.as_object_mut() {
+        for k in ["$schema", "title", "description"] {
+            o.remove(k);
+        }
+        let props = o.entry("properties").or_insert_with(|| json!({}));
+        props["host"] = json!({"type": "string", "description":
+            "Another machine's hearth, reached over ssh (user@host or an ~/.ssh/config alias); default: this machine"});
+    }
+    v
 }
 
+/// Every tool: its name, what it does, and its argument type, which generates its input
+/// schema (and parses its calls: [`Call::parse`]).
 fn tools() -> Vec<Tool> {
-    let session = json!({"type": "string", "description": "Session id, unique id prefix, or name"});
     vec![
-        tool(
+        tool::<NoArgs>(
             "list_sessions",
             "List every hearth session (a terminal with a program, often a coding agent) with its activity (busy/idle/exited), idle time, title, size and the command that joins it over SSH. Returns {sessions: [...]}.",
-            obj(json!({}), &[]),
         ),
-        tool(
+        tool::<Start>(
             "start_session",
             "Start a new session running `command` (default: the user's shell) in a terminal that people can join over SSH. Returns the session; use its id with the other tools.",
-            obj(
-                json!({"command": {"type": "array", "items": {"type": "string"}, "description": "Program and arguments"},
-                       "name": {"type": "string", "description": "A unique name"},
-                       "cwd": {"type": "string", "description": "Working directory"},
-                       "env": {"type": "object", "additionalProperties": {"type": "string"}}}),
-                &[],
-            ),
         ),
-        tool(
+        tool::<Send>(
             "send_input",
             "Type into a session as one unit: `text`, then Enter (unless enter: false), then each named key (enter, tab, esc, up, down, C-c, M-x, f1...). Returns `offset`; a wait_for on that session without `from` starts there, so the reply cannot be missed. Instead of `session`, pick several with `all: true`, `name` (a glob: agent-*) and/or `state` (e.g. [\"waiting_input\"]): each gets the input as one unit and `results` lists an offset or an error per session.",
-            obj(
-                json!({"session": session, "text": {"type": "string"},
-                       "keys": {"type": "array", "items": {"type": "string"}},
-                       "enter": {"type": "boolean", "default": true},
-                       "all": {"type": "boolean", "description": "Every session"},
-                       "name": {"type": "string", "description": "Sessions whose name matches this glob (* and ?)"},
-                       "state": {"type": "array", "items": {"type": "string"}, "description": "Sessions whose agent is in one of these states"}}),
-                &[],
-            ),
         ),
-        tool(
+        tool::<Screen>(
             "read_screen",
             "The session's current screen as text (what a person attached sees). To wait for something to appear, use wait_for instead of polling this.",
-            obj(
-                json!({"session": session, "ansi": {"type": "boolean"}}),
-                &["session"],
-            ),
         ),
-        tool(
+        tool::<ReadOutput>(
             "read_output",
             "Raw output of a session from a cursor (`since`, as returned in `next` or by send_input), or its last max_bytes. Returns text, the next cursor and how many bytes were skipped.",
-            obj(
-                json!({"session": session, "since": {"type": "integer", "minimum": 0},
-                       "max_bytes": {"type": "integer", "minimum": 1, "maximum": MAX_READ}}),
-                &["session"],
-            ),
         ),
-        tool(
+        tool::<WaitArgs>(
             "wait_for",
             "Wait (up to timeout_ms, at most 60000) until the session prints a line matching `pattern` (a regex; `screen: true` matches the rendered screen instead, for full-screen programs), or is idle for `idle_ms`, or exits (`exit: true`), or its agent reaches one of `state` (needs_approval, waiting_input, rate_limited, error, working, exited; read from the screen by a `[[profiles]]` profile). Give exactly one condition. Prefer this over polling read_screen. Without `from`, it matches output from your last send_input to that session on (or from now, if you sent none), so send-then-wait never misses the reply; pass `from` (an offset) to choose. The terminal's echo of what was typed or sent never matches (the reply does), unless `include_echo: true`.",
-            obj(
-                json!({"session": session, "pattern": {"type": "string"}, "screen": {"type": "boolean"},
-                       "include_echo": {"type": "boolean"},
-                       "idle_ms": {"type": "integer", "minimum": 1}, "exit": {"type": "boolean"},
-                       "state": {"type": "array", "items": {"type": "string", "enum": ["working", "waiting_input", "needs_approval", "rate_limited", "error", "exited"]}},
-                       "from": {"type": "integer", "minimum": 0},
-                       "timeout_ms": {"type": "integer", "minimum": 1, "maximum": MAX_WAIT_MS}}),
-                &["session", "timeout_ms"],
-            ),
         ),
-        tool(
+        tool::<Session>(
             "session_status",
             "What a session is doing: activity (busy/idle/exited), its agent's state as a profile reads the screen (agent_state: needs_approval, waiting_input, rate_limited, error, working, exited or unknown; attention: true when a human is needed; agent_fields such as resets_at), idle time, title, last input and its last non-empty screen lines.",
-            obj(json!({"session": session}), &["session"]),
         ),
-        tool(
+        tool::<Session>(
             "kill_session",
             "End a session's program (SIGHUP, then SIGKILL) and remove the session.",
-            obj(json!({"session": session}), &["session"]),
         ),
-        tool(
+        tool::<Session>(
             "restart_session",
             "Start again what an exited, killed or ended session ran (same command, cwd, env, name and port; a new id, `restarted_from` names the old). A session still running is refused: kill_session it first. One started open to anyone restarts for keys only.",
-            obj(json!({"session": session}), &["session"]),
         ),
-        tool(
+        tool::<History>(
             "list_history",
             "Sessions that have ended (also with earlier daemons), newest first: id, name, command, when, exit code, recording. `session` (an id or name) keeps one; `since_hours` only those that ended within that many hours; at most `max` (default 50, up to 500); `total` says how many there were.",
-            obj(
-                json!({"session": {"type": "string"},
-                       "since_hours": {"type": "integer", "minimum": 1},
-                       "max": {"type": "integer", "minimum": 1, "maximum": 500}}),
-                &[],
-            ),
         ),
-        tool(
+        tool::<Message>(
             "send_message",
             "Show a one-line message to the people attached to a session (never typed into the program).",
-            obj(
-                json!({"session": session, "text": {"type": "string"}}),
-                &["session", "text"],
-            ),
         ),
-        tool(
+        tool::<Events>(
             "list_events",
             "Events from sequence number `since` (default: all kept): created, joined, busy, idle, match, exited... Waits up to wait_ms (at most 30000) for new ones. Continue with `next`.",
-            obj(
-                json!({"since": {"type": "integer", "minimum": 0}, "session": session,
-                       "wait_ms": {"type": "integer", "minimum": 0, "maximum": MAX_EVENTS_WAIT_MS}}),
-                &[],
-            ),
         ),
     ]
 }
@@ -790,5 +849,63 @@ impl ServerHandler for HearthMcp {
             }
         };
         Ok(result.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A value of the type a property's schema names (the first that is not null).
+    fn sample(prop: &Value) -> Value {
+        let kind = match &prop["type"] {
+            Value::String(t) => t.clone(),
+            Value::Array(ts) => ts
+                .iter()
+                .filter_map(Value::as_str)
+                .find(|t| *t != "null")
+                .unwrap_or("null")
+                .to_string(),
+            _ => String::new(),
+        };
+        match kind.as_str() {
+            "string" => json!("x"),
+            "integer" => json!(1),
+            "boolean" => json!(true),
+            "object" => json!({}),
+            "array" => match prop["items"]["enum"].as_array() {
+                Some(values) => json!([values[0]]),
+                None => json!([sample(&prop["items"])]),
+            },
+            other => panic!("a property of type {other:?}: {prop}"),
+        }
+    }
+
+    /// Every listed tool's input schema is its argument type's: a call that sets every
+    /// property the schema lists parses, and one with a property it does not list is
+    /// refused. (Adding a field to the type adds it to the schema; a schema written by
+    /// hand beside the type, or a tool parsed into another type, fails here.)
+    #[test]
+    fn every_tool_schema_is_generated_from_the_type_its_calls_parse_into() {
+        let tools = tools();
+        assert_eq!(tools.len(), 12);
+        for t in &tools {
+            let schema = Value::Object((*t.input_schema).clone());
+            assert_eq!(schema["type"], "object", "{}", t.name);
+            assert_eq!(schema["additionalProperties"], false, "{}", t.name);
+            let mut call = Map::new();
+            for (k, prop) in schema["properties"].as_object().unwrap() {
+                if k != "host" {
+                    call.insert(k.clone(), sample(prop));
+                }
+            }
+            if let Err(Fail(e)) = Call::parse(&t.name, &call) {
+                panic!("{}: {} with {call:?}", t.name, e.message);
+            }
+            let mut extra = call.clone();
+            extra.insert("not_a_field".into(), json!(1));
+            assert!(Call::parse(&t.name, &extra).is_err(), "{}", t.name);
+        }
+        assert!(Call::parse("no_such_tool", &Map::new()).is_err());
     }
 }
