@@ -228,32 +228,6 @@ struct ReadOutput {
     max_bytes: Option<u32>,
 }
 
-/// An agent state `wait_for` can wait for.
-#[derive(Deserialize, JsonSchema, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-#[schemars(inline)]
-enum StateName {
-    Working,
-    WaitingInput,
-    NeedsApproval,
-    RateLimited,
-    Error,
-    Exited,
-}
-
-impl StateName {
-    fn as_str(self) -> &'static str {
-        match self {
-            StateName::Working => "working",
-            StateName::WaitingInput => "waiting_input",
-            StateName::NeedsApproval => "needs_approval",
-            StateName::RateLimited => "rate_limited",
-            StateName::Error => "error",
-            StateName::Exited => "exited",
-        }
-    }
-}
-
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct WaitArgs {
@@ -275,7 +249,7 @@ struct WaitArgs {
     exit: bool,
     /// Agent states, any of which ends the wait
     #[serde(default)]
-    state: Vec<StateName>,
+    state: Vec<crate::session::profile::AgentState>,
     /// Match output from this offset on (default: your last send_input to it, else now)
     from: Option<u64>,
     /// How long to wait at most
@@ -593,7 +567,7 @@ impl HearthMcp {
         }
         let until = match (w.pattern, w.idle_ms) {
             _ if !w.state.is_empty() => WaitFor::State {
-                states: w.state.iter().map(|s| s.as_str().to_string()).collect(),
+                states: w.state.iter().map(|s| s.name().to_string()).collect(),
             },
             (Some(regex), _) => WaitFor::Match {
                 regex,

@@ -24,8 +24,13 @@ use serde::Deserialize;
 /// that the agent is working. The same spell as busy/idle.
 pub const SETTLED: Duration = super::activity::BUSY_WITHIN;
 
-/// What an agent is doing, as its screen shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// What an agent is doing, as its screen shows (`unknown`: no profile applies, busy/idle
+/// as before). Its serde and schema names are its `name`s (MCP's `wait_for` takes them).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+#[schemars(inline)]
 pub enum AgentState {
     Working,
     WaitingInput,
@@ -33,7 +38,7 @@ pub enum AgentState {
     RateLimited,
     Error,
     Exited,
-    /// No profile applies: busy/idle as before.
+    // (No per-variant docs: the schema stays one plain enum.)
     Unknown,
 }
 
@@ -350,23 +355,11 @@ pub async fn watch(
                 }
             }
             let threshold = thresholds[next];
-            // Sleep on the activity clock until output has been quiet this long (after a
-            // read, output wakes it: a new spell).
-            loop {
-                let quiet = session.activity.idle();
-                if quiet >= threshold {
-                    break;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(threshold - quiet) => {}
-                    r = output.changed(), if next > 0 => {
-                        if r.is_err() { return }
-                        restart = true;
-                        break;
-                    }
-                    _ = exit.wait_for(|c| c.is_some()) => break,
-                    _ = stop.cancelled() => return,
-                }
+            // After a read, output wakes it: a new spell.
+            match quiet_for(&session, threshold, next > 0, &mut output, &mut exit, &stop).await {
+                Woke::Stop => return,
+                Woke::Output => restart = true,
+                Woke::Quiet | Woke::Exit => {}
             }
             if exit.borrow().is_some() {
                 break;
@@ -416,6 +409,41 @@ pub async fn watch(
     if chosen.is_some() || speaks {
         let exited = Reading::plain(AgentState::Exited, Why::Exited);
         set(&session, exited, chosen.map(|i| profiles[i].name.as_str()));
+    }
+}
+
+/// Why [`quiet_for`] returned.
+enum Woke {
+    Quiet,
+    /// Output came (only when asked to wake for it).
+    Output,
+    Exit,
+    Stop,
+}
+
+/// Sleep on the activity clock until output has been quiet for `threshold` (no wake-up per
+/// chunk), the program exits, `stop`, or (with `wake_on_output`) output comes.
+async fn quiet_for(
+    session: &super::Session,
+    threshold: Duration,
+    wake_on_output: bool,
+    output: &mut tokio::sync::watch::Receiver<u64>,
+    exit: &mut tokio::sync::watch::Receiver<Option<i32>>,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Woke {
+    loop {
+        let quiet = session.activity.idle();
+        if quiet >= threshold {
+            return Woke::Quiet;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(threshold - quiet) => {}
+            r = output.changed(), if wake_on_output => {
+                return if r.is_err() { Woke::Stop } else { Woke::Output };
+            }
+            _ = exit.wait_for(|c| c.is_some()) => return Woke::Exit,
+            _ = stop.cancelled() => return Woke::Stop,
+        }
     }
 }
 
@@ -865,6 +893,157 @@ mod tests {
         );
     }
 
+    /// (profile, screen, state, a captured field)
+    type Case = (
+        &'static str,
+        &'static str,
+        AgentState,
+        Option<(&'static str, &'static str)>,
+    );
+
+    /// Each shipped profile's documented text (the same text the fixture agents draw,
+    /// tests/fixtures/agent-ui.sh), and what it reads as.
+    const SHIPPED_CASES: &[Case] = &[
+        (
+            "claude-code",
+            "● Done.\n\nClaude usage limit reached. Your limit will reset at 3pm (Europe/Paris).\n╭──╮\n│ > │\n╰──╯",
+            AgentState::RateLimited,
+            Some(("resets_at", "3pm (Europe/Paris)")),
+        ),
+        (
+            "claude-code",
+            "5-hour limit reached ∙ resets 11:30am",
+            AgentState::RateLimited,
+            Some(("resets_at", "11:30am")),
+        ),
+        (
+            "claude-code",
+            "╭──╮\n│ Bash command │\n│   make test │\n│ Do you want to proceed? │\n│ ❯ 1. Yes │\n│   2. No │\n╰──╯",
+            AgentState::NeedsApproval,
+            None,
+        ),
+        (
+            "claude-code",
+            "│ Do you want to make this edit to main.rs? │",
+            AgentState::NeedsApproval,
+            None,
+        ),
+        (
+            "claude-code",
+            "> fix it\n✻ Thinking… (3s · esc to interrupt)\n╭──╮\n│ > │\n╰──╯",
+            AgentState::Working,
+            None,
+        ),
+        (
+            "claude-code",
+            "  ⎿  API Error: 529 {\"type\":\"overloaded_error\"}\n╭──╮\n│ > │\n╰──╯",
+            AgentState::Error,
+            None,
+        ),
+        (
+            "claude-code",
+            "● Done.\n╭───────╮\n│ >     │\n╰───────╯\n  ? for shortcuts",
+            AgentState::WaitingInput,
+            None,
+        ),
+        (
+            "codex",
+            "■ You've hit your usage limit. Upgrade to Pro (https://openai.com/chatgpt/pricing) or try again at 3:05 PM.",
+            AgentState::RateLimited,
+            Some(("resets_at", "3:05 PM")),
+        ),
+        (
+            "codex",
+            "Would you like to run the following command?\n\n  $ make test\n\n› 1. Yes, proceed (y)\n  2. No (esc)",
+            AgentState::NeedsApproval,
+            None,
+        ),
+        (
+            "codex",
+            "• Working (12s • esc to interrupt)\n\n› \n  ⏎ send",
+            AgentState::Working,
+            None,
+        ),
+        (
+            "codex",
+            "■ stream error: 500 Internal Server Error\n\n› \n  ⏎ send",
+            AgentState::Error,
+            None,
+        ),
+        (
+            "codex",
+            "• Done.\n\n› Ask Codex to do anything\n  ⏎ send",
+            AgentState::WaitingInput,
+            None,
+        ),
+        (
+            "gemini",
+            "You have reached your daily gemini-2.5-pro quota limit.\n│ >   Type your message or @path/to/file │",
+            AgentState::RateLimited,
+            None,
+        ),
+        (
+            "gemini",
+            "Usage limit reached for gemini-2.5-pro. Access resets at 1:30 AM.",
+            AgentState::RateLimited,
+            Some(("resets_at", "1:30 AM")),
+        ),
+        (
+            "gemini",
+            "│ Allow execution of: 'make'? │\n│ ● 1. Yes, allow once │",
+            AgentState::NeedsApproval,
+            None,
+        ),
+        (
+            "gemini",
+            "⠋ Thinking… (esc to cancel, 5s)\n│ >   Type your message or @path/to/file │",
+            AgentState::Working,
+            None,
+        ),
+        (
+            "gemini",
+            "✕ [API Error: got status: INTERNAL]\n│ >   Type your message or @path/to/file │",
+            AgentState::Error,
+            None,
+        ),
+        (
+            "gemini",
+            "✦ Done.\n│ >   Type your message or @path/to/file │",
+            AgentState::WaitingInput,
+            None,
+        ),
+        (
+            "aider",
+            "litellm.RateLimitError: AnthropicException - rate limit\nThe API provider has rate limited you. Try again later or check your quotas.\nRetrying in 0.5 seconds...",
+            AgentState::RateLimited,
+            Some(("retry_in", "0.5 seconds")),
+        ),
+        (
+            "aider",
+            "Run shell command? (Y)es/(N)o/(D)on't ask again [Yes]:",
+            AgentState::NeedsApproval,
+            None,
+        ),
+        (
+            "aider",
+            "litellm.APIConnectionError: connection refused\n>",
+            AgentState::Error,
+            None,
+        ),
+        (
+            "aider",
+            "Applied edit to main.py\n>",
+            AgentState::WaitingInput,
+            None,
+        ),
+        (
+            "aider",
+            "Applied edit to main.py\narchitect>",
+            AgentState::WaitingInput,
+            None,
+        ),
+    ];
+
     /// Each shipped profile against the text its rules say they key on (the same text the
     /// fixture agents draw, tests/fixtures/agent-ui.sh).
     #[test]
@@ -873,149 +1052,7 @@ mod tests {
         let names: Vec<&str> = shipped.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["claude-code", "codex", "gemini", "aider"]);
         let by = |n: &str| shipped.iter().find(|p| p.name == n).unwrap();
-        // (profile, screen, state, a captured field)
-        type Case<'a> = (&'a str, &'a str, AgentState, Option<(&'a str, &'a str)>);
-        let cases: &[Case] = &[
-            (
-                "claude-code",
-                "● Done.\n\nClaude usage limit reached. Your limit will reset at 3pm (Europe/Paris).\n╭──╮\n│ > │\n╰──╯",
-                AgentState::RateLimited,
-                Some(("resets_at", "3pm (Europe/Paris)")),
-            ),
-            (
-                "claude-code",
-                "5-hour limit reached ∙ resets 11:30am",
-                AgentState::RateLimited,
-                Some(("resets_at", "11:30am")),
-            ),
-            (
-                "claude-code",
-                "╭──╮\n│ Bash command │\n│   make test │\n│ Do you want to proceed? │\n│ ❯ 1. Yes │\n│   2. No │\n╰──╯",
-                AgentState::NeedsApproval,
-                None,
-            ),
-            (
-                "claude-code",
-                "│ Do you want to make this edit to main.rs? │",
-                AgentState::NeedsApproval,
-                None,
-            ),
-            (
-                "claude-code",
-                "> fix it\n✻ Thinking… (3s · esc to interrupt)\n╭──╮\n│ > │\n╰──╯",
-                AgentState::Working,
-                None,
-            ),
-            (
-                "claude-code",
-                "  ⎿  API Error: 529 {\"type\":\"overloaded_error\"}\n╭──╮\n│ > │\n╰──╯",
-                AgentState::Error,
-                None,
-            ),
-            (
-                "claude-code",
-                "● Done.\n╭───────╮\n│ >     │\n╰───────╯\n  ? for shortcuts",
-                AgentState::WaitingInput,
-                None,
-            ),
-            (
-                "codex",
-                "■ You've hit your usage limit. Upgrade to Pro (https://openai.com/chatgpt/pricing) or try again at 3:05 PM.",
-                AgentState::RateLimited,
-                Some(("resets_at", "3:05 PM")),
-            ),
-            (
-                "codex",
-                "Would you like to run the following command?\n\n  $ make test\n\n› 1. Yes, proceed (y)\n  2. No (esc)",
-                AgentState::NeedsApproval,
-                None,
-            ),
-            (
-                "codex",
-                "• Working (12s • esc to interrupt)\n\n› \n  ⏎ send",
-                AgentState::Working,
-                None,
-            ),
-            (
-                "codex",
-                "■ stream error: 500 Internal Server Error\n\n› \n  ⏎ send",
-                AgentState::Error,
-                None,
-            ),
-            (
-                "codex",
-                "• Done.\n\n› Ask Codex to do anything\n  ⏎ send",
-                AgentState::WaitingInput,
-                None,
-            ),
-            (
-                "gemini",
-                "You have reached your daily gemini-2.5-pro quota limit.\n│ >   Type your message or @path/to/file │",
-                AgentState::RateLimited,
-                None,
-            ),
-            (
-                "gemini",
-                "Usage limit reached for gemini-2.5-pro. Access resets at 1:30 AM.",
-                AgentState::RateLimited,
-                Some(("resets_at", "1:30 AM")),
-            ),
-            (
-                "gemini",
-                "│ Allow execution of: 'make'? │\n│ ● 1. Yes, allow once │",
-                AgentState::NeedsApproval,
-                None,
-            ),
-            (
-                "gemini",
-                "⠋ Thinking… (esc to cancel, 5s)\n│ >   Type your message or @path/to/file │",
-                AgentState::Working,
-                None,
-            ),
-            (
-                "gemini",
-                "✕ [API Error: got status: INTERNAL]\n│ >   Type your message or @path/to/file │",
-                AgentState::Error,
-                None,
-            ),
-            (
-                "gemini",
-                "✦ Done.\n│ >   Type your message or @path/to/file │",
-                AgentState::WaitingInput,
-                None,
-            ),
-            (
-                "aider",
-                "litellm.RateLimitError: AnthropicException - rate limit\nThe API provider has rate limited you. Try again later or check your quotas.\nRetrying in 0.5 seconds...",
-                AgentState::RateLimited,
-                Some(("retry_in", "0.5 seconds")),
-            ),
-            (
-                "aider",
-                "Run shell command? (Y)es/(N)o/(D)on't ask again [Yes]:",
-                AgentState::NeedsApproval,
-                None,
-            ),
-            (
-                "aider",
-                "litellm.APIConnectionError: connection refused\n>",
-                AgentState::Error,
-                None,
-            ),
-            (
-                "aider",
-                "Applied edit to main.py\n>",
-                AgentState::WaitingInput,
-                None,
-            ),
-            (
-                "aider",
-                "Applied edit to main.py\narchitect>",
-                AgentState::WaitingInput,
-                None,
-            ),
-        ];
-        for (name, screen, want, field) in cases {
+        for (name, screen, want, field) in SHIPPED_CASES {
             let r = read(Some(by(name)), &seen(screen, 600), false).unwrap();
             assert_eq!(r.state, *want, "{name} on {screen:?}: {r:?}");
             assert_eq!(r.why, Why::Rule, "{name} on {screen:?}: {r:?}");
