@@ -802,3 +802,258 @@ fn prune_removes_exited_and_idle_sessions_and_says_why() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("idle_kill_after"));
 }
+
+/// The JSON events of session `id` so far.
+fn events_of(d: &TestDaemon, id: &str) -> Vec<Value> {
+    let out = d.cli(&["--json", "events", "--since", "1", id]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn millis(e: &Value) -> u128 {
+    let t = humantime::parse_rfc3339(e["time"].as_str().unwrap()).unwrap();
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+}
+
+/// `server --restart on-failure --max-restarts 2`: a program that exits 1 three times is
+/// started again twice, in the same session (id, port, the same viewer's connection, one
+/// recording), after 1 s then 2 s; the third exit ends the session. Events in order; input
+/// sent while it waits is refused, not lost. In a session's own process and in the daemon's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_program_restarts_in_place_with_growing_delays_until_max() {
+    for d in [TestDaemon::start(), TestDaemon::start_in_daemon()] {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = dir.path().to_str().unwrap();
+        // Each run counts itself, says so, and exits 1 once told to.
+        let script = "n=$(($(cat count 2>/dev/null || echo 0)+1)); echo $n > count; \
+                      echo \"run-$n of $$\"; IFS= read -r l; exit 1";
+        let s = d.session(
+            &[
+                "--restart",
+                "on-failure",
+                "--max-restarts",
+                "2",
+                "--cwd",
+                cwd,
+            ],
+            &["sh", "-c", script],
+        );
+        let (id, port) = (id_of(&s), port_of(&s));
+        assert_eq!(s["restart"]["when"], "on-failure", "{s}");
+        let viewer = SshClient::connect(port, &d.owner, "own", 80, 24).await;
+        viewer.wait_text("run-1 of").await;
+        let first_pid = d.ok(&["status", &id])["pid"].clone();
+        for n in 1..=3 {
+            d.ok(&["send", &id, "go"]);
+            if n == 3 {
+                break;
+            }
+            // Waiting: no pid, `restarting` in ps, and input is refused with why.
+            let st = wait_until("the restart to be due", DEADLINE, || {
+                let st = d.ok(&["status", &id]);
+                (!st["restarting"].is_null()).then_some(st)
+            });
+            assert_eq!(st["restarting"]["attempt"], n, "{st}");
+            assert_eq!(st["restarting"]["exit_code"], 1, "{st}");
+            assert!(st["pid"].is_null(), "{st}");
+            let m = d.err(&["send", &id, "lost?"], "invalid_state");
+            assert!(m.contains("starts again"), "{m}");
+            let ps = String::from_utf8_lossy(&d.cli(&["ps"]).stdout).into_owned();
+            assert!(ps.contains("restarting(1)"), "{ps}");
+            viewer.wait_text(&format!("run-{} of", n + 1)).await;
+            let st = d.ok(&["status", &id]);
+            assert_eq!((id_of(&st), port_of(&st)), (id.clone(), port));
+            assert_eq!(st["restarts"], n, "{st}");
+            assert_ne!(st["pid"], first_pid, "{st}");
+        }
+        let ended = wait_until("the session to end", DEADLINE, || {
+            let st = d.ok(&["status", &id]);
+            st["exit_code"].as_i64().map(|_| st)
+        });
+        assert_eq!(ended["exit_code"], 1, "{ended}");
+        // Events in order, with growing delays honoured.
+        let events: Vec<Value> = events_of(&d, &id)
+            .into_iter()
+            .filter(|e| {
+                ["restarting", "restarted", "exited"].contains(&e["kind"].as_str().unwrap())
+            })
+            .collect();
+        let shape: Vec<(String, Value, Value)> = events
+            .iter()
+            .map(|e| {
+                (
+                    e["kind"].as_str().unwrap().to_string(),
+                    e["attempt"].clone(),
+                    e["after_ms"]
+                        .clone()
+                        .as_u64()
+                        .map_or(e["exit_code"].clone(), Value::from),
+                )
+            })
+            .collect();
+        let expected: Vec<(String, Value, Value)> = vec![
+            ("restarting".into(), 1.into(), 1000.into()),
+            ("restarted".into(), 1.into(), Value::Null),
+            ("restarting".into(), 2.into(), 2000.into()),
+            ("restarted".into(), 2.into(), Value::Null),
+            ("exited".into(), Value::Null, 1.into()),
+        ];
+        assert_eq!(shape, expected, "{events:#?}");
+        for pair in [(0, 1, 1000), (2, 3, 2000)] {
+            let waited = millis(&events[pair.1]) - millis(&events[pair.0]);
+            assert!(waited + 50 >= pair.2, "waited {waited} ms for {}", pair.2);
+        }
+        // The same connection saw every run; one recording holds them, with hearth's lines.
+        assert!(viewer.raw_text().contains("run-3 of"));
+        let logs = String::from_utf8_lossy(&d.cli(&["logs", &id]).stdout).into_owned();
+        for needle in [
+            "run-1 of",
+            "run-2 of",
+            "run-3 of",
+            "[hearth] sh exited with status 1: starting it again in 2 s (restart 2 of 2)",
+            "[hearth] started again: sh -c",
+        ] {
+            assert!(logs.contains(needle), "{needle:?} not in {logs}");
+        }
+        d.ok(&["kill", &id]);
+        let history = d.ok(&["history"]);
+        let ended = history
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == id.as_str());
+        assert_eq!(
+            ended.map(|e| e["restarts"].clone()),
+            Some(2.into()),
+            "{history}"
+        );
+    }
+}
+
+/// `--resume` runs on restarts instead of the command; without it, the agent profile's
+/// `resume` does (Claude Code's `claude --continue`, here a stand-in named `claude`).
+/// `kill` while a restart waits ends the session at once, with the last status; no
+/// restart follows. Bad policies are refused before anything starts.
+#[test]
+fn resume_commands_run_on_restart_and_kill_cancels_a_pending_one() {
+    let d = TestDaemon::start();
+    let s = d.session(
+        &[
+            "--restart",
+            "always",
+            "--resume",
+            "sh -c 'echo \"resumed $0\"; sleep 1000' x",
+        ],
+        &["sh", "-c", "echo first; exit 0"],
+    );
+    let id = id_of(&s);
+    let st = wait_until("the resumed run", DEADLINE, || {
+        let st = d.ok(&["status", &id]);
+        (st["restarts"] == 1).then_some(st)
+    });
+    assert_eq!(st["command"][2], "echo \"resumed $0\"; sleep 1000", "{st}");
+    d.ok(&[
+        "wait",
+        &id,
+        "--match",
+        "^resumed x$",
+        "--from",
+        "0",
+        "--timeout",
+        "10s",
+    ]);
+
+    // A profile's resume: a `claude` that fails fresh and continues with --continue.
+    let bin = tempfile::tempdir().unwrap();
+    let claude = bin.path().join("claude");
+    std::fs::write(
+        &claude,
+        "#!/bin/sh\nif [ \"$1\" = --continue ]; then echo continued; sleep 1000; fi\necho fresh; exit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&claude, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let shadow = bin.path().to_str().unwrap();
+    let s = d.session(
+        &["--restart", "on-failure", "--shadow-dir", shadow],
+        &["claude"],
+    );
+    let id = id_of(&s);
+    d.ok(&[
+        "wait",
+        &id,
+        "--match",
+        "^continued$",
+        "--from",
+        "0",
+        "--timeout",
+        "10s",
+    ]);
+    assert_eq!(
+        d.ok(&["status", &id])["command"],
+        serde_json::json!(["claude", "--continue"])
+    );
+
+    // Killed while a restart waits (an always-failing program backs off to 2 s, 4 s...).
+    let s = d.session(&["--restart", "always"], &["sh", "-c", "exit 3"]);
+    let id = id_of(&s);
+    wait_until("a restart to wait", DEADLINE, || {
+        let st = d.ok(&["status", &id]);
+        (st["restarts"].as_u64() >= Some(1) && !st["restarting"].is_null()).then_some(())
+    });
+    let started = std::time::Instant::now();
+    d.ok(&["kill", &id]);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let events = events_of(&d, &id);
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last["kind"].as_str(), last["exit_code"].as_i64()),
+        (Some("exited"), Some(3)),
+        "{events:#?}"
+    );
+
+    // Refused, and nothing is left behind.
+    for (args, kind, says) in [
+        (&["--restart", "sometimes"][..], None, "sometimes"),
+        (
+            &["--restart", "no", "--max-restarts", "2"],
+            Some("invalid_argument"),
+            "need --restart",
+        ),
+        (
+            &["--restart", "always", "--max-restarts", "0"],
+            Some("invalid_argument"),
+            "never restarts",
+        ),
+        (
+            &["--restart", "always", "--resume", "'unbalanced"],
+            Some("invalid_argument"),
+            "not a command",
+        ),
+        (
+            &["--restart", "always", "--resume", "no-such-program-xyz"],
+            Some("spawn"),
+            "--resume",
+        ),
+    ] {
+        let mut all = vec!["server", "--bind", "127.0.0.1"];
+        all.extend_from_slice(args);
+        all.extend(["--", "sleep", "1000"]);
+        let m = match kind {
+            Some(kind) => d.err(&all, kind),
+            None => {
+                let out = d.cli(&all);
+                assert_eq!(out.status.code(), Some(2), "{args:?}");
+                String::from_utf8_lossy(&out.stderr).into_owned()
+            }
+        };
+        assert!(m.contains(says), "{args:?}: {m}");
+    }
+    let live = d.ok(&["ps"]);
+    assert_eq!(live.as_array().unwrap().len(), 2, "{live}");
+}

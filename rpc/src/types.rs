@@ -125,6 +125,50 @@ pub struct SessionInfo {
     /// What the deciding rule captured (`resets_at`...).
     #[serde(default)]
     pub agent_fields: std::collections::BTreeMap<String, String>,
+    /// When its program is started again after it exits (`server --restart`); `None`: never.
+    #[serde(default)]
+    pub restart: Option<RestartPolicy>,
+    /// How many times its program was started again (same id, same viewers, one recording).
+    #[serde(default)]
+    pub restarts: u32,
+    /// Its program exited and is waiting to be started again: `pid` is `None` meanwhile.
+    #[serde(default)]
+    pub restarting: Option<Restarting>,
+}
+
+/// When a session's program is started again after it exits (`server --restart`). The
+/// session keeps its id, name, port, clients and recording; only the program is new.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    pub when: RestartWhen,
+    /// Restarts in a row (each run shorter than 10 minutes) before it is left ended;
+    /// `None`: no limit.
+    pub max_restarts: Option<u32>,
+    /// The command run on restarts instead of the original (`--resume`, e.g. `claude
+    /// --continue`); `None`: the agent profile's `resume` arguments added to the original
+    /// command, or the original command as it was.
+    pub resume: Option<Vec<String>>,
+}
+
+/// Which exits restart the program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartWhen {
+    /// A non-zero status, or death by a signal not sent by `kill`.
+    OnFailure,
+    /// Every exit but one asked for (`kill`, `prune`, the daemon's `stop`).
+    Always,
+}
+
+/// A program that exited and is started again after a delay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restarting {
+    /// 1 for the first restart in a row.
+    pub attempt: u32,
+    /// The status it exited with.
+    pub exit_code: i32,
+    /// When it starts again (RFC 3339, UTC).
+    pub at: String,
 }
 
 fn unknown() -> String {
@@ -154,6 +198,9 @@ pub struct EndedSession {
     pub recording: Option<String>,
     /// Its size in bytes (0 without one).
     pub recording_bytes: u64,
+    /// How many times its program was started again (`server --restart`).
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 /// What a session's program is doing.
@@ -299,6 +346,9 @@ pub struct CreateRequest {
     /// What a trigger types when it matches: (name, text).
     #[serde(default)]
     pub trigger_sends: Vec<(String, String)>,
+    /// Start the program again when it exits (`--restart`); `None`: it ends the session.
+    #[serde(default)]
+    pub restart: Option<RestartPolicy>,
 }
 
 /// Who may join a session.
@@ -358,6 +408,7 @@ names!(Access { Keys => "keys", Open => "open", OpenCollaborator => "open-collab
 names!(PeerRole { Owner => "owner", Collaborator => "collaborator", Viewer => "viewer" });
 names!(Grant { Viewer => "viewer", Collaborator => "collaborator" });
 names!(Activity { Busy => "busy", Idle => "idle", Exited => "exited" });
+names!(RestartWhen { OnFailure => "on-failure", Always => "always" });
 
 /// One attached SSH client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -535,6 +586,19 @@ pub enum EventKind {
         reason: String,
         text: Option<String>,
     },
+    /// Its program exited and is started again in `after_ms` (`server --restart`): the
+    /// `attempt`th restart in a row. `restarted` follows, or `exited` if it is killed first.
+    Restarting {
+        attempt: u32,
+        exit_code: i32,
+        after_ms: u64,
+    },
+    /// Its program was started again (same session, same viewers), running `command`.
+    Restarted {
+        attempt: u32,
+        pid: u32,
+        command: Vec<String>,
+    },
     /// The session's own process went away without ending it (it crashed or was killed):
     /// the session is gone, and what it left running was ended.
     Lost {
@@ -576,6 +640,8 @@ impl EventKind {
             EventKind::Resume { .. } => "resume",
             EventKind::Renamed { .. } => "renamed",
             EventKind::Pruned { .. } => "pruned",
+            EventKind::Restarting { .. } => "restarting",
+            EventKind::Restarted { .. } => "restarted",
             EventKind::Skipped { .. } => "skipped",
         }
     }

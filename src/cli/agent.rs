@@ -310,6 +310,19 @@ pub async fn status(
         if let Some(by) = &s.last_input_by {
             t.push_str(&format!("\nlast input by {by}"));
         }
+        if let Some(p) = &s.restart {
+            t.push_str(&format!("\nrestart {}", p.when));
+            if let Some(max) = p.max_restarts {
+                t.push_str(&format!(" (at most {max} in a row)"));
+            }
+            t.push_str(&format!(": {} restarts so far", s.restarts));
+            if let Some(r) = &s.restarting {
+                t.push_str(&format!(
+                    "; exited with {}, restart {} at {}",
+                    r.exit_code, r.attempt, r.at
+                ));
+            }
+        }
         if !last.is_empty() {
             t.push_str("\n\n");
             t.push_str(&last.join("\n"));

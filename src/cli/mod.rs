@@ -362,9 +362,28 @@ pub struct ServerArgs {
     /// No pause menu in this session: every byte goes to the program
     #[arg(long, conflicts_with_all = ["menu_key", "menu_window"])]
     no_menu: bool,
+    /// Start the program again when it exits: no (default), on-failure (a non-zero
+    /// status or a signal), always. Same session: id, name, port, viewers, recording
+    #[arg(long, value_name = "WHEN")]
+    restart: Option<RestartArg>,
+    /// With --restart: give up after N restarts in a row (a run of 10 minutes resets it)
+    #[arg(long, value_name = "N", requires = "restart")]
+    max_restarts: Option<u32>,
+    /// With --restart: run this on restarts instead (shell words, e.g. "claude --continue";
+    /// default: the agent profile's resume command, else the same command)
+    #[arg(long, value_name = "CMD", requires = "restart")]
+    resume: Option<String>,
     /// The command to run instead of $SHELL
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
+}
+
+/// `server --restart`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RestartArg {
+    No,
+    OnFailure,
+    Always,
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -973,6 +992,7 @@ fn server_request(args: ServerArgs, host: Option<&str>) -> Result<CreateRequest,
         .iter()
         .map(|k| read_key_arg("--viewer-key", k))
         .collect::<Result<Vec<_>, _>>()?;
+    let restart = restart_policy(args.restart, args.max_restarts, args.resume)?;
     Ok(CreateRequest {
         port: args.port,
         bind: args.bind,
@@ -1014,7 +1034,43 @@ fn server_request(args: ServerArgs, host: Option<&str>) -> Result<CreateRequest,
         viewer_history: args.viewer_history,
         triggers: args.triggers,
         trigger_sends: args.trigger_sends,
+        restart,
     })
+}
+
+/// `--restart`, `--max-restarts` and `--resume` as one policy (`None`: never restart).
+fn restart_policy(
+    when: Option<RestartArg>,
+    max_restarts: Option<u32>,
+    resume: Option<String>,
+) -> Result<Option<hearth_rpc::RestartPolicy>, Failure> {
+    let when = match when {
+        None | Some(RestartArg::No) => None,
+        Some(RestartArg::OnFailure) => Some(hearth_rpc::RestartWhen::OnFailure),
+        Some(RestartArg::Always) => Some(hearth_rpc::RestartWhen::Always),
+    };
+    let Some(when) = when else {
+        if max_restarts.is_some() || resume.is_some() {
+            return Err(ApiError::invalid(
+                "--max-restarts and --resume need --restart on-failure or --restart always",
+            )
+            .into());
+        }
+        return Ok(None);
+    };
+    let resume = resume
+        .map(|r| match shlex::split(&r) {
+            Some(words) if !words.is_empty() => Ok(words),
+            _ => Err(ApiError::invalid(format!(
+                "--resume {r:?}: not a command (unbalanced quotes, or empty)"
+            ))),
+        })
+        .transpose()?;
+    Ok(Some(hearth_rpc::RestartPolicy {
+        when,
+        max_restarts,
+        resume,
+    }))
 }
 
 /// Key arguments take a key line or a file; files are read here, relative to the caller,

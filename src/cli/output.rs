@@ -405,10 +405,15 @@ fn table_rows(list: &[SessionInfo]) -> Vec<Vec<String>> {
         .to_vec(),
     ];
     for s in list {
-        let mut state = match (s.state.as_str(), s.exit_code) {
-            ("exited", Some(c)) => format!("exited({c})"),
-            (st, _) => st.to_string(),
+        let mut state = match (s.state.as_str(), s.exit_code, &s.restarting) {
+            ("exited", Some(c), _) => format!("exited({c})"),
+            // The listener is up; the program waits for its next start.
+            (_, None, Some(r)) => format!("restarting({})", r.exit_code),
+            (st, _, _) => st.to_string(),
         };
+        if s.restarts > 0 {
+            state.push_str(&format!(",restarts={}", s.restarts));
+        }
         // What a glance at `ps` must not miss: who may join.
         if s.access != hearth_rpc::Access::Keys {
             state.push_str(",OPEN");
@@ -458,7 +463,11 @@ fn history_table(list: &[EndedSession]) -> String {
                 age(end.saturating_sub(s.created_unix)),
             ),
             Some(end) => (
-                s.exit_code.map_or("-".into(), |c| c.to_string()),
+                s.exit_code.map_or("-".into(), |c| c.to_string())
+                    + &match s.restarts {
+                        0 => String::new(),
+                        n => format!(" ({n} restarts)"),
+                    },
                 format!("{} ago", age(now.saturating_sub(end))),
                 age(end.saturating_sub(s.created_unix)),
             ),

@@ -434,6 +434,24 @@ pub fn from_session(e: SessionEvent) -> EventKind {
         SessionEvent::Notify(text) => EventKind::Notify { text },
         SessionEvent::Prompt => EventKind::Prompt,
         SessionEvent::Renamed { from, to } => EventKind::Renamed { from, to },
+        SessionEvent::Restarting {
+            attempt,
+            exit_code,
+            after,
+        } => EventKind::Restarting {
+            attempt,
+            exit_code,
+            after_ms: after.as_millis() as u64,
+        },
+        SessionEvent::Restarted {
+            attempt,
+            pid,
+            command,
+        } => EventKind::Restarted {
+            attempt,
+            pid,
+            command,
+        },
         SessionEvent::Command { exit_code } => EventKind::Command { exit_code },
         SessionEvent::Resume(step) => {
             let (step, at, reason) = crate::session::resume::describe(&step);

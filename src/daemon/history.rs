@@ -41,6 +41,9 @@ pub struct Record {
     #[serde(default)]
     pub lost: bool,
     pub recording: Option<String>,
+    /// How many times its program was started again (`server --restart`).
+    #[serde(default)]
+    pub restarts: u32,
     /// What started it, for `restart` after the daemon restarted.
     pub request: CreateRequest,
 }
@@ -58,6 +61,7 @@ impl Record {
             exit_code: None,
             lost: false,
             recording: info.recording.clone(),
+            restarts: info.restarts,
             request: request.clone(),
         }
     }
@@ -100,6 +104,7 @@ impl Record {
             lost: self.lost,
             recording,
             recording_bytes,
+            restarts: self.restarts,
         }
     }
 }
@@ -290,6 +295,7 @@ mod tests {
             exit_code: ended.map(|_| 0),
             lost: false,
             recording: None,
+            restarts: 0,
             request: CreateRequest::default(),
         }
     }

@@ -70,6 +70,7 @@ pub fn plan(req: &CreateRequest, config: &Config) -> Result<Plan, ApiError> {
         .clone()
         .map(PathBuf::from)
         .unwrap_or_else(|| config.home.clone());
+    let restart = restart_policy(req, &command, &config.profiles)?;
     Ok(Plan {
         name: req.name.clone(),
         bind,
@@ -83,6 +84,7 @@ pub fn plan(req: &CreateRequest, config: &Config) -> Result<Plan, ApiError> {
             session_id: None,
             socket: None,
             shim: config.exec_shim.clone(),
+            restart,
         },
         collaborators: parse_key_args("--allow-key", &req.allow_keys)?,
         viewers: parse_key_args("--viewer-key", &req.viewer_keys)?,
@@ -93,6 +95,37 @@ pub fn plan(req: &CreateRequest, config: &Config) -> Result<Plan, ApiError> {
         viewer_history: req.viewer_history,
         triggers: triggers(req)?,
     })
+}
+
+/// The restart policy asked for, with the profiles' `resume` commands it may use.
+fn restart_policy(
+    req: &CreateRequest,
+    command: &[String],
+    profiles: &[crate::session::profile::Profile],
+) -> Result<Option<crate::session::restart::Policy>, ApiError> {
+    let Some(p) = &req.restart else {
+        return Ok(None);
+    };
+    if p.max_restarts == Some(0) {
+        return Err(ApiError::invalid(
+            "--max-restarts 0 never restarts: use --restart no (the default) instead",
+        ));
+    }
+    if let Some(r) = &p.resume
+        && r.first().is_none_or(String::is_empty)
+    {
+        return Err(ApiError::invalid("--resume: give a command to run"));
+    }
+    let with_resume = || profiles.iter().filter_map(|p| Some((p, p.resume.clone()?)));
+    Ok(Some(crate::session::restart::Policy {
+        when: p.when,
+        max: p.max_restarts,
+        resume: p.resume.clone(),
+        profile_resume: with_resume().map(|(p, r)| (p.name.clone(), r)).collect(),
+        command_resume: with_resume()
+            .find(|(p, _)| p.is_for_command(command))
+            .map(|(p, r)| (p.name.clone(), r)),
+    }))
 }
 
 /// The size a session starts at: the one asked for (or `[sessions] size`), checked; else

@@ -50,16 +50,17 @@ impl Hosted {
         let (title, bells) = s.title_and_bells();
         let (cols, rows) = s.pty_size();
         let agent = s.agent.lock().clone();
+        let (restarts, waiting) = s.restarts();
         SessionInfo {
             id: s.id.clone(),
             name: s.name(),
             port: self.port,
             bind: self.bind.to_string(),
             state: self.state(),
-            pid: Some(s.pid),
+            pid: s.pid(),
             exit_code: s.exit_code(),
             clients: s.client_count(),
-            command: s.spec.command.clone(),
+            command: s.command(),
             cwd: s.spec.cwd.display().to_string(),
             created_at: humantime::format_rfc3339_seconds(s.created_at).to_string(),
             created_unix,
@@ -102,6 +103,13 @@ impl Hosted {
             attention: agent.state.attention(),
             profile: agent.profile,
             agent_fields: agent.fields,
+            restart: self.request.restart.clone(),
+            restarts,
+            restarting: waiting.map(|w| hearth_rpc::Restarting {
+                attempt: w.attempt,
+                exit_code: w.exit_code,
+                at: rfc3339(w.at),
+            }),
         }
     }
 

@@ -65,7 +65,11 @@ impl Model {
             return !matches!(e.kind, EventKind::Exited { .. });
         };
         match &e.kind {
-            EventKind::Created | EventKind::Skipped { .. } | EventKind::Lost { .. } => {
+            EventKind::Created
+            | EventKind::Skipped { .. }
+            | EventKind::Lost { .. }
+            | EventKind::Restarting { .. }
+            | EventKind::Restarted { .. } => {
                 return true;
             }
             EventKind::Busy => {
@@ -307,6 +311,9 @@ pub mod tests {
             attention: false,
             profile: None,
             agent_fields: Default::default(),
+            restart: None,
+            restarts: 0,
+            restarting: None,
         }
     }
 

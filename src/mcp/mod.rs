@@ -163,6 +163,26 @@ struct Start {
     /// Extra environment variables
     #[serde(default)]
     env: std::collections::BTreeMap<String, String>,
+    /// Start the program again when it exits (same session: id, viewers, recording).
+    /// Default: no
+    restart: Option<Restart>,
+    /// With restart: give up after this many restarts in a row
+    #[schemars(range(min = 1))]
+    max_restarts: Option<u32>,
+    /// With restart: the command run on restarts (e.g. ["claude", "--continue"]; default:
+    /// the agent profile's resume command, else the same command)
+    resume: Option<Vec<String>>,
+}
+
+/// When `start_session` restarts a program: on-failure (a non-zero status or a signal),
+/// always (every exit not asked for), no.
+#[derive(Deserialize, JsonSchema, Clone, Copy)]
+#[serde(rename_all = "kebab-case")]
+#[schemars(inline)]
+enum Restart {
+    No,
+    OnFailure,
+    Always,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -388,7 +408,7 @@ impl HearthMcp {
         let quick = Duration::from_secs(60);
         Ok(match Call::parse(name, a)? {
             Call::ListSessions(NoArgs {}) => json!({"sessions": c.list(ctx(quick)).await??}),
-            Call::StartSession(s) => json!(c.create(ctx(quick), start_request(s, remote)).await??),
+            Call::StartSession(s) => json!(c.create(ctx(quick), start_request(s, remote)?).await??),
             Call::SendInput(s) => self.send_input(c, s, host).await?,
             Call::ReadScreen(s) => {
                 json!({"screen": c.screen(ctx(quick), s.session, s.ansi).await??})
@@ -601,7 +621,25 @@ impl HearthMcp {
 
 /// `start_session`'s request. On another host, this machine's directory, shell and
 /// environment mean nothing: that daemon's apply.
-fn start_request(s: Start, remote: bool) -> CreateRequest {
+fn start_request(s: Start, remote: bool) -> Result<CreateRequest, Fail> {
+    let when = match s.restart {
+        None | Some(Restart::No) => None,
+        Some(Restart::OnFailure) => Some(hearth_rpc::RestartWhen::OnFailure),
+        Some(Restart::Always) => Some(hearth_rpc::RestartWhen::Always),
+    };
+    let restart = match when {
+        None if s.max_restarts.is_some() || s.resume.is_some() => {
+            return Err(invalid(
+                "max_restarts and resume need restart: on-failure or always",
+            ));
+        }
+        None => None,
+        Some(when) => Some(hearth_rpc::RestartPolicy {
+            when,
+            max_restarts: s.max_restarts,
+            resume: s.resume,
+        }),
+    };
     let cwd = match s.cwd {
         Some(d) => Some(d),
         None if remote => None,
@@ -609,7 +647,7 @@ fn start_request(s: Start, remote: bool) -> CreateRequest {
             .map(|d| d.display().to_string())
             .ok(),
     };
-    CreateRequest {
+    Ok(CreateRequest {
         command: s.command,
         name: s.name,
         cwd,
@@ -620,8 +658,9 @@ fn start_request(s: Start, remote: bool) -> CreateRequest {
             hearth_rpc::carried_env()
         },
         shell: (!remote).then(|| std::env::var("SHELL").ok()).flatten(),
+        restart,
         ..Default::default()
-    }
+    })
 }
 
 fn tool<T: JsonSchema>(name: &'static str, description: &'static str) -> Tool {
@@ -832,6 +871,12 @@ mod tests {
 
     /// A value of the type a property's schema names (the first that is not null).
     fn sample(prop: &Value) -> Value {
+        if let Some(v) = prop["enum"]
+            .as_array()
+            .and_then(|vs| vs.iter().find(|v| !v.is_null()))
+        {
+            return v.clone();
+        }
         let kind = match &prop["type"] {
             Value::String(t) => t.clone(),
             Value::Array(ts) => ts

@@ -161,6 +161,18 @@ fn event_line(e: &SessionEvent, t: f64) -> Option<Value> {
         SessionEvent::Renamed { from, to } => {
             json!({"t": t, "event": "renamed", "from": from, "to": to})
         }
+        SessionEvent::Restarting {
+            attempt,
+            exit_code,
+            after,
+        } => json!({"t": t, "event": "restarting", "attempt": attempt, "exit_code": exit_code,
+                    "after_ms": after.as_millis() as u64}),
+        SessionEvent::Restarted {
+            attempt,
+            pid,
+            command,
+        } => json!({"t": t, "event": "restarted", "attempt": attempt, "pid": pid,
+                    "command": command}),
         SessionEvent::Resume(step) => {
             let (step, at, reason) = super::resume::describe(step);
             json!({"t": t, "event": "resume", "step": step, "at": at, "reason": reason})

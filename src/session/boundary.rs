@@ -206,7 +206,9 @@ impl Session {
                 SendError::Busy { .. } => {
                     ApiError::new(ErrorKind::Busy, format!("session {}: {e}", self.id))
                 }
-                SendError::Exited => ApiError::state(format!("session {}: {e}", self.id)),
+                SendError::Exited | SendError::Restarting { .. } => {
+                    ApiError::state(format!("session {}: {e}", self.id))
+                }
             })?;
         Ok(SendReply { bytes: n, offset })
     }

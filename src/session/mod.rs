@@ -27,6 +27,7 @@ pub mod pty;
 pub mod query;
 pub mod reader;
 pub mod record;
+pub mod restart;
 pub mod resume;
 pub mod screen;
 pub mod size;
@@ -162,6 +163,18 @@ pub enum SessionEvent {
     Command {
         exit_code: Option<i32>,
     },
+    /// The program exited and is started again after `after` (its restart policy).
+    Restarting {
+        attempt: u32,
+        exit_code: i32,
+        after: Duration,
+    },
+    /// The program was started again, running `command`.
+    Restarted {
+        attempt: u32,
+        pid: u32,
+        command: Vec<String>,
+    },
     /// A step of typing after a rate limit resets (`resume`).
     Resume(resume::Step),
     /// It was given another name.
@@ -186,6 +199,11 @@ pub type EventSink = Box<dyn Fn(SessionEvent) + Send + Sync>;
 pub enum SendError {
     #[error("the session has exited; it takes no more input")]
     Exited,
+    #[error(
+        "its program exited and starts again in {in_secs} s (restart {attempt}): nothing \
+         was sent; send once it runs (`hearth wait --state` or the `restarted` event)"
+    )]
+    Restarting { attempt: u32, in_secs: u64 },
     #[error(
         "busy: {queued} bytes of input are still waiting for the program to read them; try \
          again later"
@@ -225,16 +243,20 @@ struct Typist {
 
 /// One session. Its locks are parking_lot mutexes held for short synchronous sections,
 /// never across an await. Lock order, outermost first: `pty` -> `clients` -> `model` -> `log`.
-/// `typist` is a leaf: never held while taking another lock.
+/// `typist` and `runs` are leaves: never held while taking another lock.
 pub struct Session {
     pub id: String,
     /// Its name (`rename` changes it; read it with [`Session::name`]).
     name: Mutex<Option<String>>,
     pub spec: Spec,
     pub created_at: SystemTime,
-    pub pid: u32,
-    /// The child, signalled only until reaped.
-    leader: Arc<pty::Leader>,
+    /// The program's runs: the child now (signalled only until reaped), restarts, the wait
+    /// for the next one. A leaf lock.
+    runs: Mutex<restart::Runs>,
+    /// Wakes a run's waiter thread from its wait before a restart (`terminate`).
+    restart_wake: parking_lot::Condvar,
+    /// Each run's writer goes to the PTY writer thread here.
+    writers: std::sync::mpsc::Sender<pty::RunWriter>,
     limits: Limits,
     /// Filter and screen model. The PTY reader holds it from before a read's bytes enter
     /// the log until they are parsed, so a snapshot (taken under it: repaint + log end) is
@@ -296,6 +318,9 @@ impl Session {
         record: Option<(&record::RecordConfig, &std::collections::HashSet<String>)>,
         events: Option<EventSink>,
     ) -> Result<Arc<Session>, SpawnError> {
+        if let Some(resume) = spec.restart.as_ref().and_then(|p| p.resume.as_ref()) {
+            pty::check_program(&spec, resume).map_err(|e| SpawnError(format!("--resume: {e}")))?;
+        }
         let Spawned {
             master,
             reader,
@@ -303,6 +328,7 @@ impl Session {
             leader,
         } = pty::spawn(&spec)?;
         let (input_tx, input_rx) = mpsc::channel(limits.input_queue.max(1));
+        let (writers, runs) = std::sync::mpsc::channel();
         let input_bytes = limits.input_bytes.max(1);
         let (cols, rows) = spec.size;
         let (recorder, record_error) = match record {
@@ -331,8 +357,12 @@ impl Session {
             id,
             name: Mutex::new(name),
             created_at: SystemTime::now(),
-            pid: leader.pid,
-            leader: Arc::clone(&leader),
+            runs: Mutex::new(restart::Runs::new(
+                Arc::clone(&leader),
+                spec.command.clone(),
+            )),
+            restart_wake: parking_lot::Condvar::new(),
+            writers,
             model: Mutex::new(Model {
                 filter: QueryFilter::default(),
                 screen: Screen::new(rows, cols),
@@ -368,7 +398,16 @@ impl Session {
             agent_state: watch::channel(profile::AgentState::Unknown).0,
             spec,
         });
-        if let Err(e) = pty::start_threads(&session, reader, writer, input_rx) {
+        let started = pty::start_writer(&session, input_rx, runs).and_then(|()| {
+            pty::start_run(
+                &session,
+                reader,
+                writer,
+                Arc::clone(&leader),
+                &session.writers,
+            )
+        });
+        if let Err(e) = started {
             leader.signal(libc::SIGKILL);
             return Err(SpawnError(format!("cannot start pty threads: {e}")));
         }
@@ -551,7 +590,128 @@ impl Session {
         }
     }
 
-    /// Called by the waiter thread once the child is reaped and its output drained.
+    /// Called by a run's waiter thread once its child is reaped and its output drained:
+    /// start the program again if the restart policy says so (after its back-off, unless
+    /// the session is ended meanwhile), else end the session.
+    fn run_exited(self: &Arc<Self>, code: i32) {
+        let Some(policy) = &self.spec.restart else {
+            return self.on_exit(code);
+        };
+        let (attempt, after) = {
+            let mut runs = self.runs.lock();
+            let decided = if runs.stopping {
+                None
+            } else {
+                restart::decide(policy, runs.in_a_row, code, runs.started.elapsed())
+            };
+            let Some((attempt, after)) = decided else {
+                drop(runs);
+                return self.on_exit(code);
+            };
+            runs.in_a_row = attempt;
+            runs.waiting = Some(restart::Waiting {
+                attempt,
+                exit_code: code,
+                at: SystemTime::now() + after,
+            });
+            (attempt, after)
+        };
+        tracing::info!(session = %self.id, code, attempt, after_ms = after.as_millis() as u64, "program exited: restarting");
+        self.report(SessionEvent::Restarting {
+            attempt,
+            exit_code: code,
+            after,
+        });
+        self.mark(&format!(
+            "restarting: exit {code}, restart {attempt} in {} ms",
+            after.as_millis()
+        ));
+        let alternate = self.on_alternate_screen();
+        let line = restart::exited_line(&self.command(), code, attempt, policy, after, alternate);
+        self.on_output(line.as_bytes());
+        // The back-off, cut short by `terminate`.
+        let deadline = std::time::Instant::now() + after;
+        let mut runs = self.runs.lock();
+        while !runs.stopping
+            && !self
+                .restart_wake
+                .wait_until(&mut runs, deadline)
+                .timed_out()
+        {}
+        if runs.stopping {
+            drop(runs);
+            return self.on_exit(code);
+        }
+        drop(runs);
+        if let Err(e) = self.respawn(attempt, policy) {
+            tracing::warn!(session = %self.id, error = %e, "cannot restart the program");
+            self.on_output(restart::failed_line(&e.0).as_bytes());
+            self.on_exit(code);
+        }
+    }
+
+    /// Start the program again in a new PTY at the session's size (its screen, log,
+    /// clients and recording stay).
+    fn respawn(self: &Arc<Self>, attempt: u32, policy: &restart::Policy) -> Result<(), SpawnError> {
+        let profile = self.agent.lock().profile.clone();
+        let command = policy.command(&self.spec.command, profile.as_deref());
+        let spec = Spec {
+            command: command.clone(),
+            size: self.pty.lock().size,
+            ..self.spec.clone()
+        };
+        let Spawned {
+            master,
+            reader,
+            writer,
+            leader,
+        } = pty::spawn(&spec)?;
+        self.on_output(restart::restarted_line(&command).as_bytes());
+        self.pty.lock().master = master;
+        let stopping = {
+            let mut runs = self.runs.lock();
+            runs.leader = Arc::clone(&leader);
+            runs.command = command.clone();
+            runs.started = std::time::Instant::now();
+            runs.total += 1;
+            runs.waiting = None;
+            runs.stopping
+        };
+        if let Err(e) = pty::start_run(self, reader, writer, Arc::clone(&leader), &self.writers) {
+            leader.signal(libc::SIGKILL);
+            return Err(SpawnError(format!("cannot start pty threads: {e}")));
+        }
+        // `terminate` came while it started: it signalled the run before.
+        if stopping {
+            leader.signal(libc::SIGHUP);
+        }
+        tracing::info!(session = %self.id, pid = leader.pid, attempt, command = ?command, "program started again");
+        self.report(SessionEvent::Restarted {
+            attempt,
+            pid: leader.pid,
+            command,
+        });
+        Ok(())
+    }
+
+    /// The command of the program now (the original until a restart ran another).
+    pub fn command(&self) -> Vec<String> {
+        self.runs.lock().command.clone()
+    }
+
+    /// The running program's pid (`None` while it waits to be started again, or once
+    /// the session has ended).
+    pub fn pid(&self) -> Option<u32> {
+        let runs = self.runs.lock();
+        (runs.waiting.is_none() && !runs.leader.reaped()).then_some(runs.leader.pid)
+    }
+
+    /// Restarts so far, and the one due, if the program waits for it.
+    pub fn restarts(&self) -> (u32, Option<restart::Waiting>) {
+        let runs = self.runs.lock();
+        (runs.total, runs.waiting)
+    }
+
     fn on_exit(&self, code: i32) {
         tracing::info!(session = %self.id, code, "child exited");
         let _ = self.exited_at.set(std::time::SystemTime::now());
@@ -677,6 +837,15 @@ impl Session {
     pub async fn send(&self, data: Bytes, uid: u32) -> Result<u64, SendError> {
         if self.exit_code().is_some() {
             return Err(SendError::Exited);
+        }
+        if let Some(w) = self.runs.lock().waiting {
+            return Err(SendError::Restarting {
+                attempt: w.attempt,
+                in_secs: w
+                    .at
+                    .duration_since(SystemTime::now())
+                    .map_or(0, |d| d.as_secs_f64().ceil() as u64),
+            });
         }
         let busy = || SendError::Busy {
             queued: self.queued_input(),
@@ -1053,8 +1222,15 @@ impl Session {
     pub async fn terminate(&self, grace: Duration) -> Option<i32> {
         let mut exit = self.exit_watch();
         let already = *exit.borrow_and_update();
+        // No restart from here on; a wait for one ends now.
+        let leader = {
+            let mut runs = self.runs.lock();
+            runs.stopping = true;
+            self.restart_wake.notify_all();
+            Arc::clone(&runs.leader)
+        };
         if already.is_none() {
-            self.leader.signal(libc::SIGHUP);
+            leader.signal(libc::SIGHUP);
         }
         let strays = self.strays().await;
         for p in &strays {
@@ -1066,7 +1242,9 @@ impl Session {
             None => wait_exit(&mut exit, grace).await,
         };
         if code.is_none() && self.exit_code().is_none() {
-            self.leader.signal(libc::SIGKILL);
+            // The run now: one that started while this was signalling is ended too.
+            let leader = Arc::clone(&self.runs.lock().leader);
+            leader.signal(libc::SIGKILL);
         }
         if !strays.is_empty() {
             // Give the strays the same grace, then SIGKILL what is left.
@@ -1088,7 +1266,7 @@ impl Session {
 
     /// The session's processes found by their environment (off the runtime).
     async fn strays(&self) -> Vec<libc::pid_t> {
-        let (id, leader) = (self.id.clone(), Arc::clone(&self.leader));
+        let (id, leader) = (self.id.clone(), Arc::clone(&self.runs.lock().leader));
         tokio::task::spawn_blocking(move || pty::session_processes(&id, &leader))
             .await
             .unwrap_or_default()

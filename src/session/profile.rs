@@ -93,6 +93,8 @@ pub struct ProfileSpec {
     pub rules: Vec<toml::Spanned<RuleSpec>>,
     /// Type this once a rate limit resets (off unless given).
     pub on_rate_limit: Option<OnRateLimitSpec>,
+    /// The command a restart policy runs instead of the original (`claude --continue`).
+    pub resume: Option<Vec<String>>,
 }
 
 /// `on_rate_limit = { send = "continue\r", after = "resets_at", margin = "1m" }`.
@@ -141,6 +143,8 @@ pub struct Profile {
     rules: Vec<Rule>,
     /// What to type once a rate limit resets.
     pub on_rate_limit: Option<super::resume::OnRateLimit>,
+    /// The command a restart policy runs instead of the original (`server --restart`).
+    pub resume: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -579,8 +583,17 @@ impl Profile {
                 })
             })
             .transpose()?;
+        if let Some(r) = &spec.resume
+            && (r.first().is_none_or(String::is_empty) || r.len() > 64)
+        {
+            return Err(format!(
+                "profile {name}: resume must be a command: 1 to 64 arguments, the first a \
+                 program"
+            ));
+        }
         Ok(Profile {
             on_rate_limit,
+            resume: spec.resume.clone(),
             name: name.clone(),
             command: opt("command", &spec.detect.command)?,
             banner: opt("banner", &spec.detect.banner)?,
@@ -609,14 +622,19 @@ impl Profile {
         t
     }
 
-    /// Whether this profile is for the program `command` runs, now that it shows
-    /// `screen` with `title`.
-    pub fn applies(&self, command: &[String], screen: &str, title: Option<&str>) -> bool {
+    /// Whether `detect.command` names the program `command` runs.
+    pub fn is_for_command(&self, command: &[String]) -> bool {
         let program = command
             .first()
             .map(|c| c.rsplit('/').next().unwrap_or(c))
             .unwrap_or("");
         self.command.as_ref().is_some_and(|r| r.is_match(program))
+    }
+
+    /// Whether this profile is for the program `command` runs, now that it shows
+    /// `screen` with `title`.
+    pub fn applies(&self, command: &[String], screen: &str, title: Option<&str>) -> bool {
+        self.is_for_command(command)
             || self.banner.as_ref().is_some_and(|r| r.is_match(screen))
             || self
                 .title

@@ -4,6 +4,9 @@
 //! - the waiter reaps the child with `waitpid` and reports its exit status once the
 //!   reader has seen EOF (or shortly after, when a background job keeps the tty open).
 //!
+//! The writer lives as long as the session; a reader and a waiter belong to one run of the
+//! program (a restart policy starts another run, with a new PTY, in the same session).
+//!
 //! Nothing here runs on the tokio runtime. It must not know about clients or transports.
 
 use std::io::{Read, Write};
@@ -19,6 +22,9 @@ use super::Session;
 /// What to run and where.
 #[derive(Debug, Clone)]
 pub struct Spec {
+    /// When the program is started again after it exits (`None`: its exit ends the
+    /// session).
+    pub restart: Option<super::restart::Policy>,
     /// Program and arguments; never empty.
     pub command: Vec<String>,
     pub cwd: PathBuf,
@@ -120,17 +126,7 @@ pub fn spawn(spec: &Spec) -> Result<Spawned, SpawnError> {
             pixel_height: 0,
         })
         .map_err(|e| SpawnError(format!("cannot open a pty: {e}")))?;
-    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
-    let mut child_path = match &spec.shadow_dir {
-        Some(dir) => format!("{}:{path}", dir.display()),
-        None => path,
-    };
-    if let Some((_, v)) = spec.env.iter().rev().find(|(k, _)| k == "PATH") {
-        child_path = match &spec.shadow_dir {
-            Some(dir) => format!("{}:{v}", dir.display()),
-            None => v.clone(),
-        };
-    }
+    let child_path = child_path(spec);
     let mut cmd = match &spec.shim {
         Some(hearth) => {
             // The shim execs the program by path: find it as exec would, to fail here.
@@ -198,6 +194,32 @@ pub fn spawn(spec: &Spec) -> Result<Spawned, SpawnError> {
     })
 }
 
+/// The `PATH` the program gets: the caller's (`spec.env`), else the daemon's, after the
+/// shadow directory.
+fn child_path(spec: &Spec) -> String {
+    let path = spec
+        .env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    match &spec.shadow_dir {
+        Some(dir) => format!("{}:{path}", dir.display()),
+        None => path,
+    }
+}
+
+/// Whether `command` would start under `spec` (its program found as exec would): a restart
+/// command is checked when the session starts, not first when it is needed.
+pub fn check_program(spec: &Spec, command: &[String]) -> Result<(), SpawnError> {
+    let program = command
+        .first()
+        .ok_or_else(|| SpawnError("empty command".into()))?;
+    resolve(program, &child_path(spec), &spec.cwd).map(drop)
+}
+
 /// Where `program` is, as `execvp` would find it with `path` (relative entries and
 /// relative programs from `cwd`).
 fn resolve(program: &str, path: &str, cwd: &std::path::Path) -> Result<PathBuf, SpawnError> {
@@ -229,12 +251,89 @@ fn resolve(program: &str, path: &str, cwd: &std::path::Path) -> Result<PathBuf, 
         })
 }
 
-/// Start the reader, writer and waiter threads for `session`.
-pub fn start_threads(
+/// One run's side of the PTY writer thread: where to write, and the flags its waiter uses
+/// to stop a write once the child is gone.
+pub struct RunWriter {
+    writer: Box<dyn Write + Send>,
+    /// The run's child is gone: stop writing, drop the writer (its pty fd goes now).
+    dead: Arc<std::sync::atomic::AtomicBool>,
+    /// A write is in progress (the waiter may have to release it).
+    writing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Start the session's PTY writer thread (one for its life: it drains the input channel
+/// into the current run's pty, taking each new run's writer from `runs`).
+pub fn start_writer(
+    session: &Session,
+    mut input: mpsc::Receiver<super::Queued>,
+    runs: std::sync::mpsc::Receiver<RunWriter>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name(format!("pty-write-{}", session.id))
+        .spawn(move || {
+            use std::sync::atomic::Ordering;
+            let mut batch = Vec::with_capacity(4096);
+            // The budget shares of what is in `batch`: released once it is written.
+            let mut shares = Vec::new();
+            let mut current: Option<RunWriter> = None;
+            while let Some((first, share)) = input.blocking_recv() {
+                // A new run (the first, or a restart) takes what is typed from now on.
+                while let Ok(run) = runs.try_recv() {
+                    current = Some(run);
+                }
+                batch.clear();
+                shares.clear();
+                batch.extend_from_slice(&first);
+                shares.push(share);
+                while batch.len() < 64 * 1024 {
+                    match input.try_recv() {
+                        Ok((more, share)) => {
+                            batch.extend_from_slice(&more);
+                            shares.push(share);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                // In pieces, so a stop is seen between them; after the child is gone (or a
+                // write failed) input is drained and dropped, so senders never block.
+                for piece in batch.chunks(WRITE_PIECE) {
+                    let Some(run) = current.as_mut() else { break };
+                    if run.dead.load(Ordering::Acquire) {
+                        current = None;
+                        break;
+                    }
+                    run.writing.store(true, Ordering::Release);
+                    let ok = run
+                        .writer
+                        .write_all(piece)
+                        .and_then(|()| run.writer.flush())
+                        .is_ok();
+                    run.writing.store(false, Ordering::Release);
+                    if !ok {
+                        current = None;
+                    }
+                }
+                if current
+                    .as_ref()
+                    .is_some_and(|r| r.dead.load(Ordering::Acquire))
+                {
+                    // Its pty fd goes now, not when the session is dropped.
+                    current = None;
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Start one run of the program: hand its writer to the writer thread (through `writers`),
+/// and start its reader and waiter threads. The waiter reports the exit to
+/// `Session::run_exited` once the reader has drained the output.
+pub fn start_run(
     session: &Arc<Session>,
     mut reader: Box<dyn Read + Send>,
     writer: Box<dyn Write + Send>,
-    mut input: mpsc::Receiver<super::Queued>,
+    leader: Arc<Leader>,
+    writers: &std::sync::mpsc::Sender<RunWriter>,
 ) -> std::io::Result<()> {
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     // Once the child is gone nothing reads what the writer writes: it stops writing, and a
@@ -242,6 +341,12 @@ pub fn start_threads(
     let dead = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let slave_path = session.pty.lock().master.tty_name();
+    // The writer thread outlives every run; it is gone only if the session is.
+    let _ = writers.send(RunWriter {
+        writer,
+        dead: Arc::clone(&dead),
+        writing: Arc::clone(&writing),
+    });
     let s = Arc::clone(session);
     std::thread::Builder::new()
         .name(format!("pty-read-{}", session.id))
@@ -259,54 +364,7 @@ pub fn start_threads(
             let _ = done_tx.send(());
         })?;
 
-    let (stop_writing, in_write) = (Arc::clone(&dead), Arc::clone(&writing));
-    std::thread::Builder::new()
-        .name(format!("pty-write-{}", session.id))
-        .spawn(move || {
-            use std::sync::atomic::Ordering;
-            let mut batch = Vec::with_capacity(4096);
-            // The budget shares of what is in `batch`: released once it is written.
-            let mut shares = Vec::new();
-            let mut writer = Some(writer);
-            while let Some((first, share)) = input.blocking_recv() {
-                batch.clear();
-                shares.clear();
-                batch.extend_from_slice(&first);
-                shares.push(share);
-                while batch.len() < 64 * 1024 {
-                    match input.try_recv() {
-                        Ok((more, share)) => {
-                            batch.extend_from_slice(&more);
-                            shares.push(share);
-                        }
-                        Err(_) => break,
-                    }
-                }
-                // In pieces, so a stop is seen between them; after the child is gone (or a
-                // write failed) input is drained and dropped, so senders never block.
-                for piece in batch.chunks(WRITE_PIECE) {
-                    let Some(w) = writer.as_mut() else { break };
-                    if stop_writing.load(Ordering::Acquire) {
-                        writer = None;
-                        break;
-                    }
-                    in_write.store(true, Ordering::Release);
-                    let ok = w.write_all(piece).and_then(|()| w.flush()).is_ok();
-                    in_write.store(false, Ordering::Release);
-                    if !ok {
-                        writer = None;
-                    }
-                }
-                if stop_writing.load(Ordering::Acquire) {
-                    // Its pty fd goes now, not when the session is dropped.
-                    writer = None;
-                }
-            }
-            drop(writer);
-        })?;
-
     let s = Arc::clone(session);
-    let leader = Arc::clone(&session.leader);
     std::thread::Builder::new()
         .name(format!("pty-wait-{}", session.id))
         .spawn(move || {
@@ -315,7 +373,7 @@ pub fn start_threads(
             // Let the reader deliver the last output; a background job holding the tty
             // open must not keep the session from reporting its exit.
             let _ = done_rx.recv_timeout(Duration::from_millis(1500));
-            s.on_exit(code);
+            s.run_exited(code);
         })?;
     Ok(())
 }
