@@ -280,6 +280,25 @@ fn restart_session_and_list_history_over_mcp() {
     let (err, r) = m.tool("restart_session", json!({"session": "sleeper"}));
     assert!(err, "{r}");
     assert_eq!(r["error"]["kind"], "invalid_state", "{r}");
+    // A restart policy: the program starts again in the same session, as `resume`.
+    let (err, s) = m.tool(
+        "start_session",
+        json!({"command": ["sh", "-c", "exit 4"], "restart": "on-failure",
+               "resume": ["sh", "-c", "echo resumed-by-mcp; sleep 1000"]}),
+    );
+    assert!(!err, "{s}");
+    assert_eq!(s["restart"]["when"], "on-failure", "{s}");
+    let (err, w) = m.tool(
+        "wait_for",
+        json!({"session": s["id"], "pattern": "^resumed-by-mcp$", "from": 0, "timeout_ms": 10000}),
+    );
+    assert!(!err && w["reason"] == "match", "{w}");
+    let (err, r) = m.tool(
+        "start_session",
+        json!({"command": ["true"], "max_restarts": 2}),
+    );
+    assert!(err, "{r}");
+    assert_eq!(r["error"]["kind"], "invalid_argument", "{r}");
 }
 
 /// A client that asks for progress (`_meta.progressToken`) hears from a long `wait_for`

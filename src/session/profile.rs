@@ -837,6 +837,13 @@ mod tests {
             e.contains("profile x: on_rate_limit: margin \"soon\""),
             "{e}"
         );
+        for resume in ["[]", "[\"\"]"] {
+            let bad = format!("[[profiles]]\nname = \"x\"\nresume = {resume}\n");
+            let e = profile(&bad).unwrap_err();
+            assert!(e.contains("profile x: resume must be a command"), "{e}");
+        }
+        let ok = "[[profiles]]\nname = \"x\"\nresume = [\"x\", \"-c\"]\n";
+        assert_eq!(profile(ok).unwrap().resume.unwrap(), ["x", "-c"]);
         let p = profile(&bad_margin.replace("soon", "90s")).unwrap();
         let o = p.on_rate_limit.unwrap();
         assert_eq!(
