@@ -315,7 +315,7 @@ pub async fn status(
             if let Some(max) = p.max_restarts {
                 t.push_str(&format!(" (at most {max} in a row)"));
             }
-            t.push_str(&format!(": {} restarts so far", s.restarts));
+            t.push_str(&format!(", restarts so far: {}", s.restarts));
             if let Some(r) = &s.restarting {
                 t.push_str(&format!(
                     "; exited with {}, restart {} at {}",

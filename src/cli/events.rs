@@ -228,6 +228,19 @@ fn human(e: &Event) -> String {
         EventKind::Notify { text } => format!("notification: {text}"),
         EventKind::Prompt => "prompt".to_string(),
         EventKind::Pruned { reason } => format!("pruned: {reason}"),
+        EventKind::Restarting {
+            attempt,
+            exit_code,
+            after_ms,
+        } => format!(
+            "exited with code {exit_code}: restart {attempt} in {:.1} s",
+            *after_ms as f64 / 1000.0
+        ),
+        EventKind::Restarted {
+            attempt,
+            pid,
+            command,
+        } => format!("restart {attempt}: {} (pid {pid})", command.join(" ")),
         EventKind::Renamed { from, to } => match from {
             Some(f) => format!("renamed from {f} to {to}"),
             None => format!("named {to}"),

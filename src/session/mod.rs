@@ -626,8 +626,14 @@ impl Session {
             "restarting: exit {code}, restart {attempt} in {} ms",
             after.as_millis()
         ));
-        let alternate = self.on_alternate_screen();
-        let line = restart::exited_line(&self.command(), code, attempt, policy, after, alternate);
+        let left = {
+            let model = self.model.lock();
+            restart::Left {
+                alternate: model.screen.on_alternate_screen(),
+                line_start: model.screen.cursor().1 == 0,
+            }
+        };
+        let line = restart::exited_line(&self.command(), code, attempt, policy, after, left);
         self.on_output(line.as_bytes());
         // The back-off, cut short by `terminate`.
         let deadline = std::time::Instant::now() + after;

@@ -114,27 +114,38 @@ pub fn decide(policy: &Policy, in_a_row: u32, code: i32, ran: Duration) -> Optio
     Some((attempt, delay(attempt)))
 }
 
-/// Terminal modes a program that died may have left on (mouse reporting, bracketed paste,
-/// application keys, a hidden cursor, colours), turned off before hearth's line, so the
-/// next program and every client's terminal start from a sane state.
-const SANE: &str =
-    "\x1b[0m\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l\x1b[?1l\x1b>";
+/// Where the cursor was when the program exited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Left {
+    /// On the alternate screen (leaving it shows what was on the main one).
+    pub alternate: bool,
+    /// At the start of a line (no new line is needed before hearth's).
+    pub line_start: bool,
+}
 
-/// What the session shows when its program exited and will be started again; `alternate`:
-/// the program left the alternate screen on (leaving it shows what was on the main one).
+/// What the session shows when its program exited and will be started again: first the
+/// modes a program that died may have left on (mouse reporting, bracketed paste,
+/// application keys, a hidden cursor, colours, the alternate screen) turned off, so the
+/// next program and every client's terminal start from a sane state.
 pub fn exited_line(
     command: &[String],
     code: i32,
     attempt: u32,
     policy: &Policy,
     after: Duration,
-    alternate: bool,
+    left: Left,
 ) -> String {
+    use super::screen::{LEAVE_ALTERNATE, RESTORE};
     let of = policy.max.map(|m| format!(" of {m}")).unwrap_or_default();
     format!(
-        "{}{SANE}\r\n[hearth] {} exited with status {code}: starting it again in {} \
+        "{}{RESTORE}{}[hearth] {} exited with status {code}: starting it again in {} \
          (restart {attempt}{of})\r\n",
-        if alternate { "\x1b[?1049l" } else { "" },
+        if left.alternate { LEAVE_ALTERNATE } else { "" },
+        if left.line_start && !left.alternate {
+            ""
+        } else {
+            "\r\n"
+        },
         plain(command.first().map_or("the program", String::as_str)),
         seconds(after),
     )
@@ -225,22 +236,27 @@ mod tests {
     #[test]
     fn the_lines_say_why_and_carry_no_controls_from_the_command() {
         let p = policy(RestartWhen::OnFailure, Some(3));
-        let line = exited_line(
-            &["ag\x1b]0;x\x07ent".into()],
-            1,
-            2,
-            &p,
-            Duration::from_secs(2),
-            false,
-        );
-        assert!(
-            line.contains(
-                "ag?]0;x?ent exited with status 1: starting it again in 2 s (restart 2 of 3)"
-            ),
-            "{line:?}"
-        );
+        let mid_line = Left {
+            alternate: false,
+            line_start: false,
+        };
+        let command = ["ag\x1b]0;x\x07ent".to_string()];
+        let line = exited_line(&command, 1, 2, &p, Duration::from_secs(2), mid_line);
+        let said = "[hearth] ag?]0;x?ent exited with status 1: starting it again in 2 s \
+                    (restart 2 of 3)\r\n";
+        assert!(line.ends_with(&format!("\r\n{said}")), "{line:?}");
         assert!(!line.contains("\x1b[?1049l"));
-        assert!(exited_line(&[], 1, 1, &p, FIRST_DELAY, true).starts_with("\x1b[?1049l"));
+        let line_start = Left {
+            alternate: false,
+            line_start: true,
+        };
+        let line = exited_line(&command, 1, 2, &p, Duration::from_secs(2), line_start);
+        assert!(line.ends_with(&format!("u{said}")), "{line:?}");
+        let alternate = Left {
+            alternate: true,
+            line_start: true,
+        };
+        assert!(exited_line(&[], 1, 1, &p, FIRST_DELAY, alternate).starts_with("\x1b[?1049l"));
         assert_eq!(
             restarted_line(&["claude".into(), "--continue".into()]),
             "[hearth] started again: claude --continue\r\n"
