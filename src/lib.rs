@@ -12,6 +12,7 @@
 //! - [`dashboard`]: the dashboard of every session (`hearth top`, the lobby): model, keys,
 //!   view, and the feed both share.
 //! - [`mcp`]: `hearth mcp`, the MCP server over `hearth-rpc`.
+//! - [`search`]: `grep` over every recording: text indexes beside them, the scan.
 //! - [`authorized_keys`]: `authorized_keys` lines and key-file rules (shared by `ssh` and `cli`).
 //! - [`join`]: this machine's host name and the `ssh` line that joins a listener.
 //! - [`paths`]: XDG locations.
@@ -27,6 +28,7 @@ pub mod logging;
 pub mod mcp;
 pub mod menu;
 pub mod paths;
+pub mod search;
 pub mod session;
 pub mod ssh;
 pub mod text;

@@ -151,6 +151,13 @@ pub trait Hearth {
         target: Option<String>,
         since_unix: Option<u64>,
     ) -> Result<Vec<EndedSession>, ApiError>;
+    /// Search the plain text of every recording (live and ended sessions, newest first)
+    /// for a regex: a batch of hits found within a fraction of a second, and a cursor to
+    /// go on from (`None`: done). Hits stream: the first comes as soon as it is found.
+    async fn search(
+        request: SearchRequest,
+        cursor: Option<SearchCursor>,
+    ) -> Result<SearchBatch, ApiError>;
     /// Stop the daemon: every session is ended as by `kill --all`; with `keep_sessions`,
     /// sessions served by processes of their own keep running (a new daemon adopts them),
     /// and a daemon that holds sessions in its own process refuses.

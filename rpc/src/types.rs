@@ -492,6 +492,80 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+/// `grep`'s question: a regex over the plain text of recordings (live and ended sessions).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchRequest {
+    /// A regex (Rust syntax); `^` and `$` match at line ends; a match never spans lines.
+    pub pattern: String,
+    pub ignore_case: bool,
+    /// Only these sessions (ids, id prefixes or names; live or ended); empty: all.
+    pub sessions: Vec<String>,
+    pub scope: SearchScope,
+    /// Only lines printed at or after this time (seconds since the Unix epoch).
+    pub since_unix: Option<u64>,
+    /// Only lines printed before this time.
+    pub until_unix: Option<u64>,
+    /// Lines of context before and after each hit (at most 20).
+    pub context: u32,
+    /// Stop after this many hits.
+    pub max: Option<u64>,
+}
+
+/// Which sessions `grep` searches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchScope {
+    /// Running and ended.
+    #[default]
+    All,
+    Live,
+    Ended,
+}
+
+/// Where a search goes on (opaque to callers: hand it back as it came).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchCursor {
+    /// The sessions still to search, in order; the first is under way at `offset`.
+    pub sessions: Vec<String>,
+    pub offset: u64,
+    /// Hits so far (for `max`).
+    pub found: u64,
+    /// The last hit (session, line, seconds into the recording): a repeat of it is not
+    /// reported again.
+    pub last: Option<(String, String, f64)>,
+}
+
+/// One line that matched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub session: String,
+    pub name: Option<String>,
+    /// Whether the session is running.
+    pub live: bool,
+    /// When it was printed (RFC 3339, UTC, to a tenth of a second).
+    pub time: String,
+    /// Seconds into the recording (`replay ID --from` it).
+    pub offset_secs: f64,
+    /// The line, as the terminal showed it (escape sequences dropped), cut to 1,000 bytes
+    /// around the match.
+    pub line: String,
+    pub before: Vec<String>,
+    pub after: Vec<String>,
+    /// The same line matched again this many more times within a minute (a program
+    /// redrawing its screen): reported once.
+    pub repeats: u32,
+}
+
+/// Hits found so far, and where to go on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchBatch {
+    pub hits: Vec<SearchHit>,
+    /// Call again with this to go on; `None`: done.
+    pub next: Option<SearchCursor>,
+    /// Recordings skipped or partly unreadable, in words.
+    pub warnings: Vec<String>,
+}
+
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

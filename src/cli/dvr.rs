@@ -229,8 +229,35 @@ pub async fn recording_path(client: &HearthClient, arg: &str) -> Result<PathBuf,
     }
 }
 
+/// Where `replay` starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum From {
+    /// This far into the recording.
+    Offset(Duration),
+    /// At this time.
+    At(std::time::SystemTime),
+}
+
+/// `--from`: seconds (`62.3`, `62.3s`, `+62.3s`, as `grep` prints them), a duration (`2m`,
+/// `1h 5m`), or a time (RFC 3339).
+pub fn parse_from(s: &str) -> Result<From, String> {
+    let secs = s.trim().trim_start_matches('+');
+    if let Ok(n) = secs.strip_suffix('s').unwrap_or(secs).parse::<f64>()
+        && n.is_finite()
+        && n >= 0.0
+    {
+        return Ok(From::Offset(Duration::from_secs_f64(n)));
+    }
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(From::Offset(d));
+    }
+    humantime::parse_rfc3339_weak(s)
+        .map(From::At)
+        .map_err(|_| format!("{s:?}: give seconds (62.3s), a duration (2m) or a time (RFC 3339)"))
+}
+
 /// Play `path` on stdout with its timing at `speed`, starting at `from`.
-pub fn replay(path: &Path, speed: f64, from: Duration) -> Result<(), Failure> {
+pub fn replay(path: &Path, speed: f64, from: Option<From>) -> Result<(), Failure> {
     if !(speed > 0.0 && speed <= 1000.0) {
         return Err(ApiError::invalid("--speed must be above 0 and at most 1000").into());
     }
@@ -251,7 +278,20 @@ pub fn replay(path: &Path, speed: f64, from: Duration) -> Result<(), Failure> {
         .ok_or_else(|| {
             ApiError::invalid(format!("{} is not an asciicast v2 file", path.display()))
         })?;
-    let _ = header;
+    let from = match from {
+        None => Duration::ZERO,
+        Some(From::Offset(d)) => d,
+        Some(From::At(t)) => {
+            let start = std::time::UNIX_EPOCH
+                + Duration::from_secs(header["timestamp"].as_u64().unwrap_or(0));
+            t.duration_since(start).map_err(|_| {
+                ApiError::invalid(format!(
+                    "--from: the recording starts at {}, after that time",
+                    humantime::format_rfc3339_seconds(start)
+                ))
+            })?
+        }
+    };
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let _raw = if interactive { RawMode::enable() } else { None };
     let mut stdout = std::io::stdout().lock();

@@ -11,6 +11,7 @@ mod doctor;
 mod dvr;
 mod ecosystem;
 mod events;
+mod grep;
 pub mod output;
 mod profile;
 mod remote;
@@ -246,6 +247,9 @@ pub enum Command {
         #[arg(long, value_parser = humantime::parse_duration, requires = "follow", value_name = "DUR")]
         timeout: Option<std::time::Duration>,
     },
+    /// Search what every session printed, running or ended (plain text, newest first;
+    /// exit 0 with hits, 1 without)
+    Grep(grep::GrepArgs),
     /// Print the current screen (exactly what an attached client sees)
     Screen {
         target: String,
@@ -265,9 +269,10 @@ pub enum Command {
         /// Playback speed
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
-        /// Start this far into the recording (e.g. 90s, 2m)
-        #[arg(long, value_parser = humantime::parse_duration)]
-        from: Option<std::time::Duration>,
+        /// Start this far into the recording (90s, 2m, 62.3s as `grep` prints it) or at a
+        /// time (RFC 3339, e.g. a `grep` hit's)
+        #[arg(long, value_parser = dvr::parse_from, value_name = "WHEN")]
+        from: Option<dvr::From>,
     },
     /// Every session at a glance, live, with a preview; Enter attaches (? lists the keys)
     Top {
@@ -545,11 +550,7 @@ async fn run_local(
                     ApiError::invalid("replay plays in the terminal; it has no --json").into(),
                 );
             }
-            dvr::replay(
-                std::path::Path::new(&source),
-                speed,
-                from.unwrap_or_default(),
-            )
+            dvr::replay(std::path::Path::new(&source), speed, from)
         }
         // Asking about (or stopping) a daemon never starts one.
         Command::Shutdown { keep_sessions } => match connect::connect_only(&socket).await {
@@ -820,6 +821,7 @@ async fn run_client(
             dvr::logs(client, out, target, how).await?
         }
         Command::Screen { target, ansi } => dvr::screen(client, out, target, ansi).await?,
+        Command::Grep(args) => grep::grep(client, out, args).await?,
         Command::Mcp => crate::mcp::serve(client.clone(), remote::mcp_hosts()?).await?,
         Command::Events {
             target,
@@ -841,7 +843,7 @@ async fn run_client(
                 );
             }
             let path = dvr::recording_path(client, &source).await?;
-            dvr::replay(&path, speed, from.unwrap_or_default())?
+            dvr::replay(&path, speed, from)?
         }
         Command::Version => out.version(&info),
         Command::Top { .. } => top::top(client, out, host).await?,

@@ -410,9 +410,7 @@ async fn replay(
     term: &mut ratatui::Terminal<ratatui::backend::CrosstermBackend<std::io::Stdout>>,
 ) -> Result<(), Failure> {
     let path = super::dvr::recording_path(client, id).await?;
-    suspended(paused, term, move || {
-        super::dvr::replay(&path, 1.0, Duration::ZERO)
-    })?
+    suspended(paused, term, move || super::dvr::replay(&path, 1.0, None))?
 }
 
 /// Run `f` with the terminal handed back (cooked mode, main screen, no key reader), then

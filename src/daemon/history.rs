@@ -166,6 +166,14 @@ fn load_all(dir: &Path) -> Vec<(SystemTime, PathBuf, Record)> {
         .collect()
 }
 
+/// Every recorded session's id and the name it had (its record's: the last written).
+pub fn names(dir: &Path) -> std::collections::HashMap<String, Option<String>> {
+    load_all(dir)
+        .into_iter()
+        .map(|(_, _, r)| (r.id, r.name))
+        .collect()
+}
+
 /// Records of sessions not in `live`, newest first (by end, else start).
 fn ended(dir: &Path, live: &HashSet<String>) -> Vec<Record> {
     let mut records: Vec<Record> = load_all(dir)

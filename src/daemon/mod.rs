@@ -1178,6 +1178,23 @@ impl Daemon {
 
     /// Ids of the sessions this daemon holds (in a session host: also the ones the daemon
     /// held when it started this host).
+    /// Sessions whose program runs: their ids and names now.
+    pub fn live_names(&self) -> std::collections::HashMap<String, Option<String>> {
+        self.registry
+            .all()
+            .iter()
+            .filter(|h| h.session.exit_code().is_none())
+            .map(|h| (h.session.id.clone(), h.session.name()))
+            .chain(
+                self.remotes
+                    .all()
+                    .iter()
+                    .filter(|r| !r.exited())
+                    .map(|r| (r.id.clone(), r.name.lock().clone())),
+            )
+            .collect()
+    }
+
     pub fn live_ids(&self) -> std::collections::HashSet<String> {
         let held = self.config.host.iter().flat_map(|h| h.keep.iter().cloned());
         self.registry

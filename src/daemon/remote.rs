@@ -65,6 +65,13 @@ impl Entry for Remote {
 }
 
 impl Remote {
+    /// Whether its program has exited, as far as the daemon heard.
+    pub fn exited(&self) -> bool {
+        self.last.lock().exit_code.is_some()
+    }
+}
+
+impl Remote {
     fn new(
         info: &SessionInfo,
         socket: PathBuf,

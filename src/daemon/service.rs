@@ -449,6 +449,28 @@ impl Hearth for Control {
         .map_err(|e| ApiError::internal(e.to_string()))?
     }
 
+    async fn search(
+        self,
+        _: Context,
+        request: hearth_rpc::SearchRequest,
+        cursor: Option<hearth_rpc::SearchCursor>,
+    ) -> Result<hearth_rpc::SearchBatch, ApiError> {
+        self.check()?;
+        let Some(dir) = self.daemon.history_dir().map(std::path::Path::to_path_buf) else {
+            return Err(ApiError::state(
+                "recording is off in this daemon ([recording] enabled = false): there is \
+                 nothing to search",
+            ));
+        };
+        let live = self.daemon.live_names();
+        tokio::task::spawn_blocking(move || {
+            let names = history::names(&dir);
+            crate::search::run(&dir, &request, cursor, &live, &names)
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+    }
+
     async fn shutdown(self, _: Context, keep_sessions: bool) -> Result<(), ApiError> {
         self.check()?;
         if keep_sessions {

@@ -9,7 +9,8 @@
 //! were not recorded; a disk error stops the recording with a visible status, never the
 //! session.
 //! A size cap per recording stops the cast with a marker (the audit goes on); a total cap
-//! prunes the oldest recordings of ended sessions at start. Resizes are recorded when the
+//! prunes the oldest recordings of ended sessions at start (their text indexes, `grep`'s,
+//! count and go too). Resizes are recorded when the
 //! size really changes, at most every [`RESIZE_EVERY`] (the latest wins). The cast is
 //! written out at least every second while output flows. Files are 0600 in a 0700
 //! directory. `finish` flushes and syncs, so `kill` and shutdown lose nothing queued.
@@ -474,10 +475,11 @@ pub fn prune(dir: &Path, max_total: u64, keep: &HashSet<String>) {
         .filter_map(|e| {
             let path = e.path();
             let name = path.file_name()?.to_str()?.to_string();
-            let id = name
-                .strip_suffix(".cast")
-                .or_else(|| name.strip_suffix(".audit.jsonl"))
-                .or_else(|| name.strip_suffix(".session.json"))?
+            // A recording's text index (`grep`) counts and goes with it.
+            let id = [".cast", ".audit.jsonl", ".session.json"]
+                .into_iter()
+                .chain(crate::search::index::SUFFIXES)
+                .find_map(|suffix| name.strip_suffix(suffix))?
                 .to_string();
             let meta = e.metadata().ok()?;
             Some((meta.modified().ok()?, meta.len(), path, id))
