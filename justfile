@@ -29,3 +29,8 @@ bench *ARGS:
 bench-profile-cost ROUNDS="4":
     cargo build --release --locked --bins
     ./contrib/bench/profile-cost.sh {{ROUNDS}}
+
+# `hearth grep` over 1 GiB of recordings beside ripgrep (docs/performance.md; needs rg).
+bench-grep *ARGS:
+    cargo build --release --locked --bins
+    ./contrib/bench/grep.py {{ARGS}}

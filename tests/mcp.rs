@@ -25,6 +25,7 @@ fn an_agent_supervises_a_session_over_mcp() {
         "kill_session",
         "restart_session",
         "list_history",
+        "search_output",
         "send_message",
         "list_events",
     ] {
@@ -346,4 +347,51 @@ fn wait_for_reports_progress_when_asked() {
     );
     let v = m.next_message();
     assert_eq!(v["id"], 901, "only the answer: {v}");
+}
+
+/// `search_output`: a supervisor looks back through what sessions printed; bounded, with
+/// `more` when there was more; a bad regex is a clear error.
+#[test]
+fn search_output_finds_what_sessions_printed() {
+    let d = TestDaemon::start();
+    let mut m = Mcp::start(&d);
+    let (err, s) = m.tool(
+        "start_session",
+        json!({"command": ["sh", "-c", "echo 'one mcp-needle'; echo 'two mcp-needle'; sleep 1000"], "name": "printer"}),
+    );
+    assert!(!err, "{s}");
+    let hits = wait_until("the hits", DEADLINE, || {
+        let (err, r) = m.tool(
+            "search_output",
+            json!({"pattern": "mcp-needle", "context": 1}),
+        );
+        assert!(!err, "{r}");
+        (r["hits"].as_array().unwrap().len() == 2).then_some(r)
+    });
+    assert_eq!(hits["more"], false, "{hits}");
+    let h = &hits["hits"][0];
+    assert_eq!(
+        (h["name"].as_str(), h["line"].as_str()),
+        (Some("printer"), Some("one mcp-needle")),
+        "{hits}"
+    );
+    assert_eq!(h["after"][0], "two mcp-needle", "{hits}");
+    let (err, r) = m.tool(
+        "search_output",
+        json!({"pattern": "mcp-needle", "max": 1, "running": true}),
+    );
+    assert!(!err, "{r}");
+    assert_eq!(
+        (r["hits"].as_array().unwrap().len(), r["more"].as_bool()),
+        (1, Some(true)),
+        "{r}"
+    );
+    let (err, r) = m.tool(
+        "search_output",
+        json!({"pattern": "mcp-needle", "running": false}),
+    );
+    assert!(!err && r["hits"].as_array().unwrap().is_empty(), "{r}");
+    let (err, r) = m.tool("search_output", json!({"pattern": "(unclosed"}));
+    assert!(err, "{r}");
+    assert_eq!(r["error"]["kind"], "invalid_argument", "{r}");
 }

@@ -187,6 +187,30 @@ enum Restart {
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+struct SearchArgs {
+    /// A regex (Rust syntax); ^ and $ match at line ends; a match never spans lines
+    pattern: String,
+    /// Only these sessions (ids or names)
+    #[serde(default)]
+    sessions: Vec<String>,
+    /// Only lines printed within this many minutes
+    #[schemars(range(min = 1))]
+    since_minutes: Option<u64>,
+    /// Case-insensitive
+    #[serde(default)]
+    ignore_case: bool,
+    /// Lines of context around each hit (default 0)
+    #[schemars(range(max = 5))]
+    context: Option<u32>,
+    /// Only running sessions (true) or only ended ones (false); default both
+    running: Option<bool>,
+    /// At most this many hits (default 20)
+    #[schemars(range(min = 1, max = 200))]
+    max: Option<u64>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct History {
     /// Only this one (an ended session's id or name)
     session: Option<String>,
@@ -311,6 +335,7 @@ enum Call {
     KillSession(Session),
     RestartSession(Session),
     ListHistory(History),
+    SearchOutput(SearchArgs),
     SendMessage(Message),
     ListEvents(Events),
 }
@@ -328,6 +353,7 @@ impl Call {
             "kill_session" => Call::KillSession(args(a)?),
             "restart_session" => Call::RestartSession(args(a)?),
             "list_history" => Call::ListHistory(args(a)?),
+            "search_output" => Call::SearchOutput(args(a)?),
             "send_message" => Call::SendMessage(args(a)?),
             "list_events" => Call::ListEvents(args(a)?),
             other => return Err(invalid(format!("no tool named '{other}'"))),
@@ -458,6 +484,7 @@ impl HearthMcp {
                 ended.truncate(s.max.unwrap_or(50).clamp(1, 500));
                 json!({"sessions": ended, "total": total})
             }
+            Call::SearchOutput(s) => search_output(c, s).await?,
             Call::KillSession(s) => {
                 let killed = c.kill(ctx(quick), vec![s.session], false).await??;
                 json!({"killed": killed.iter().map(|k| k.id.clone()).collect::<Vec<_>>()})
@@ -619,6 +646,61 @@ impl HearthMcp {
     }
 }
 
+/// How long `search_output` searches before it answers with what it found.
+const SEARCH_FOR: Duration = Duration::from_secs(20);
+
+/// `search_output`: `grep` for a model: bounded hits, `more` when there were more.
+async fn search_output(c: &HearthClient, s: SearchArgs) -> Result<Value, Fail> {
+    let max = s.max.unwrap_or(20);
+    if !(1..=200).contains(&max) {
+        return Err(invalid("max: use 1 to 200"));
+    }
+    if s.context.is_some_and(|n| n > 5) {
+        return Err(invalid("context: at most 5 lines"));
+    }
+    let req = hearth_rpc::SearchRequest {
+        pattern: s.pattern,
+        ignore_case: s.ignore_case,
+        sessions: s.sessions,
+        scope: match s.running {
+            None => hearth_rpc::SearchScope::All,
+            Some(true) => hearth_rpc::SearchScope::Live,
+            Some(false) => hearth_rpc::SearchScope::Ended,
+        },
+        since_unix: s.since_minutes.map(|m| {
+            std::time::SystemTime::now()
+                .checked_sub(Duration::from_secs(m.saturating_mul(60)))
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs())
+        }),
+        until_unix: None,
+        context: s.context.unwrap_or(0),
+        // One more than asked: whether there are more.
+        max: Some(max + 1),
+    };
+    let until = tokio::time::Instant::now() + SEARCH_FOR;
+    let (mut hits, mut warnings, mut cursor) = (Vec::new(), Vec::new(), None);
+    let more = loop {
+        let b = c
+            .search(ctx(Duration::from_secs(30)), req.clone(), cursor)
+            .await??;
+        hits.extend(b.hits);
+        warnings.extend(b.warnings);
+        if hits.len() as u64 > max {
+            hits.truncate(max as usize);
+            break true;
+        }
+        match b.next {
+            Some(next) if tokio::time::Instant::now() < until => cursor = Some(next),
+            // Out of time with more to search: say so.
+            Some(_) => break true,
+            None => break false,
+        }
+    };
+    warnings.truncate(20);
+    Ok(json!({"hits": hits, "more": more, "warnings": warnings}))
+}
+
 /// `start_session`'s request. On another host, this machine's directory, shell and
 /// environment mean nothing: that daemon's apply.
 fn start_request(s: Start, remote: bool) -> Result<CreateRequest, Fail> {
@@ -707,6 +789,10 @@ fn output_schema(name: &str) -> Value {
         "list_history" => json!({"sessions": {"type": "array", "items": {"type": "object",
                                    "description": "An ended session, as `hearth history --json` shows it"}},
                                  "total": int}),
+        "search_output" => json!({"hits": {"type": "array", "items": {"type": "object",
+                                    "description": "A matching line, as `hearth grep --json` prints it"}},
+                                  "more": {"type": "boolean"},
+                                  "warnings": {"type": "array", "items": str_}}),
         "list_events" => json!({"events": {"type": "array", "items": {"type": "object"}},
                                 "next": int}),
         _ => json!({}),
@@ -773,6 +859,10 @@ fn tools() -> Vec<Tool> {
         tool::<History>(
             "list_history",
             "Sessions that have ended (also with earlier daemons), newest first: id, name, command, when, exit code, recording. `session` (an id or name) keeps one; `since_hours` only those that ended within that many hours; at most `max` (default 50, up to 500); `total` says how many there were.",
+        ),
+        tool::<SearchArgs>(
+            "search_output",
+            "Search what sessions printed (running and ended ones, also with earlier daemons; newest first) for a regex: each hit has the session, when the line was printed, `offset_secs` into its recording, the line as the terminal showed it and `context` lines around it. `more` says there were more hits than `max` (default 20, up to 200).",
         ),
         tool::<Message>(
             "send_message",
@@ -907,7 +997,7 @@ mod tests {
     #[test]
     fn every_tool_schema_is_generated_from_the_type_its_calls_parse_into() {
         let tools = tools();
-        assert_eq!(tools.len(), 12);
+        assert_eq!(tools.len(), 13);
         for t in &tools {
             let schema = Value::Object((*t.input_schema).clone());
             assert_eq!(schema["type"], "object", "{}", t.name);
