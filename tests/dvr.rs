@@ -324,6 +324,17 @@ async fn rewind_scrolls_history_while_the_session_goes_on() {
         s.contains("22 of") && s.contains("hist-30") && !s.contains("hist-60")
     })
     .await;
+    // Find typed in Rewind: the newest row with it, then older ones (`n`).
+    a.send("/HIST-17").await;
+    a.wait_screen("find: HIST-17_").await;
+    a.send("\r").await;
+    a.wait_for("the hit near the top", |c| {
+        let s = c.screen();
+        s.lines().take(6).any(|l| l.starts_with("hist-17")) && !s.contains("find:")
+    })
+    .await;
+    a.send("n").await;
+    a.wait_screen("not found further back").await;
     // The session carries on meanwhile.
     b.send("echo meanwhile-$((3+4))\r").await;
     b.wait_text("meanwhile-7").await;

@@ -263,7 +263,16 @@ pub enum Action {
     ToggleLock,
     /// Leave the session for the lobby's list of sessions.
     Lobby,
+    /// Rewind: scroll to the newest row with this text more than `older_than` rows back
+    /// (`None`: anywhere); then draw.
+    Find {
+        text: String,
+        older_than: Option<usize>,
+    },
 }
+
+/// Longest search typed in Rewind, in characters.
+pub const MAX_SEARCH: usize = 100;
 
 /// Longest message, in characters.
 pub const MAX_MESSAGE: usize = 200;
@@ -278,8 +287,13 @@ pub struct Menu {
     pub rewind: bool,
     /// The client came from the lobby (it may go back: "Sessions...").
     pub lobby: bool,
-    /// A one-line status shown under the items (e.g. "message sent").
+    /// A one-line status shown under the items (e.g. "message sent"), or in Rewind's
+    /// status line ("not found").
     pub status: Option<String>,
+    /// Rewind: the search being typed after `/`.
+    pub search: Option<String>,
+    /// Rewind: the last search (`n` finds the next older row with it).
+    pub last_search: Option<String>,
 }
 
 impl Menu {
@@ -291,6 +305,8 @@ impl Menu {
             rewind,
             lobby: false,
             status: None,
+            search: None,
+            last_search: None,
         }
     }
 
@@ -312,7 +328,38 @@ impl Menu {
         match &mut self.page {
             Page::Rewind(back) => {
                 let page = usize::from(rows.max(2) - 1);
+                self.status = None;
+                if let Some(typed) = self.search.as_mut() {
+                    match key {
+                        Key::Char(c) if typed.chars().count() < MAX_SEARCH => typed.push(c),
+                        Key::Backspace => {
+                            typed.pop();
+                        }
+                        Key::Esc => self.search = None,
+                        Key::Enter => {
+                            let text = self.search.take().unwrap_or_default();
+                            if !text.is_empty() {
+                                self.last_search = Some(text.clone());
+                                return Action::Find {
+                                    text,
+                                    older_than: None,
+                                };
+                            }
+                        }
+                        _ => {}
+                    }
+                    return Action::Draw;
+                }
                 match key {
+                    Key::Char('/') => self.search = Some(String::new()),
+                    Key::Char('n') => {
+                        if let Some(text) = self.last_search.clone() {
+                            return Action::Find {
+                                text,
+                                older_than: Some(*back),
+                            };
+                        }
+                    }
                     Key::Up | Key::Char('k') => *back += 1,
                     Key::Down | Key::Char('j') => *back = back.saturating_sub(1),
                     Key::PageUp | Key::Char('b') => *back += page,
@@ -553,6 +600,53 @@ mod tests {
             parse_keys(b"\x1b[5~\x1b[6~\x1b[H\x1b[4~"),
             vec![Key::PageUp, Key::PageDown, Key::Home, Key::End]
         );
+    }
+
+    #[test]
+    fn rewind_finds_typed_text_and_n_goes_older() {
+        let mut m = Menu::new(false, true);
+        m.key(Key::Char('7'), 1, 11);
+        assert_eq!(
+            m.key(Key::Char('n'), 1, 11),
+            Action::Draw,
+            "nothing searched yet"
+        );
+        m.key(Key::Char('/'), 1, 11);
+        for c in "errx".chars() {
+            m.key(Key::Char(c), 1, 11);
+        }
+        m.key(Key::Backspace, 1, 11);
+        assert_eq!(m.search.as_deref(), Some("err"));
+        // Keys while typing are text, not scrolling.
+        m.key(Key::Char('k'), 1, 11);
+        assert_eq!(m.page, Page::Rewind(0));
+        assert_eq!(
+            m.key(Key::Enter, 1, 11),
+            Action::Find {
+                text: "errk".into(),
+                older_than: None
+            }
+        );
+        assert_eq!(m.search, None);
+        m.page = Page::Rewind(40);
+        assert_eq!(
+            m.key(Key::Char('n'), 1, 11),
+            Action::Find {
+                text: "errk".into(),
+                older_than: Some(40)
+            }
+        );
+        // Esc leaves the search, then Rewind.
+        m.key(Key::Char('/'), 1, 11);
+        assert_eq!(m.key(Key::Esc, 1, 11), Action::Draw);
+        assert_eq!(m.key(Key::Esc, 1, 11), Action::Resume);
+        // Bounded.
+        m.page = Page::Rewind(0);
+        m.key(Key::Char('/'), 1, 11);
+        for _ in 0..500 {
+            m.key(Key::Char('x'), 1, 11);
+        }
+        assert_eq!(m.search.as_ref().map(|s| s.len()), Some(MAX_SEARCH));
     }
 
     #[test]

@@ -341,9 +341,53 @@ impl History {
     }
 
     /// A rewind frame `back` rows into the history at `cols` x `rows`, and the `back`
-    /// actually shown.
-    pub fn frame(&mut self, back: usize, cols: u16, rows: u16) -> (Vec<u8>, usize) {
-        history_frame(&mut self.0, back, cols, rows)
+    /// actually shown; `note` (a search being typed, "not found") replaces the status.
+    pub fn frame(
+        &mut self,
+        back: usize,
+        cols: u16,
+        rows: u16,
+        note: Option<&str>,
+    ) -> (Vec<u8>, usize) {
+        history_frame(&mut self.0, back, cols, rows, note)
+    }
+
+    /// The newest row containing `needle` (case-insensitive) that is more than `older_than`
+    /// rows back (`None`: any, the live screen's rows too): the `back` that shows it near
+    /// the top of a `rows`-high view.
+    pub fn find(&mut self, needle: &str, older_than: Option<usize>, rows: u16) -> Option<usize> {
+        let needle = needle.to_lowercase();
+        if needle.is_empty() {
+            return None;
+        }
+        let screen = &mut self.0;
+        let (height, cols) = screen.size();
+        let height = usize::from(height.max(1));
+        screen.set_scrollback(usize::MAX);
+        let available = screen.scrollback();
+        // Views `height` rows apart cover every row once: in view `b`, row `i` (from the
+        // top) is the row `b - i` rows back (below zero: lower on the live screen). Newest
+        // first: views from the live one up, rows from the bottom up.
+        let mut view = 0;
+        let found = loop {
+            screen.set_scrollback(view);
+            let shown = screen.scrollback();
+            let rows_text: Vec<String> = screen.rows(0, cols).take(height).collect();
+            let hit = rows_text.iter().enumerate().rev().find_map(|(i, text)| {
+                let back = shown as isize - i as isize;
+                (older_than.is_none_or(|o| back > o as isize)
+                    && text.to_lowercase().contains(&needle))
+                .then_some(back)
+            });
+            if hit.is_some() || shown >= available {
+                break hit;
+            }
+            view = shown + height;
+        };
+        // A few rows above it for context.
+        found.map(|back| {
+            (back + (usize::from(rows) / 3) as isize).clamp(0, available as isize) as usize
+        })
     }
 }
 
@@ -355,6 +399,7 @@ fn history_frame(
     back: usize,
     cols: u16,
     rows: u16,
+    note: Option<&str>,
 ) -> (Vec<u8>, usize) {
     use std::io::Write;
     let cols = if cols == 0 { 80 } else { cols };
@@ -368,12 +413,14 @@ fn history_frame(
     let mut out = Vec::with_capacity(cols as usize * rows as usize + 256);
     out.extend_from_slice(b"\x1b[?25l\x1b[0m\x1b[H\x1b[2J");
     write_rows(&mut out, screen, cols, rows.saturating_sub(1).max(1));
-    let status = if available == 0 {
-        " REWIND  no history yet: everything is on the screen  ·  Esc: live ".to_string()
-    } else {
-        format!(
-            " REWIND  {back} of {available} rows back  ·  ↑↓ line  PgUp/PgDn page  Home/End  ·  Esc: live "
-        )
+    let status = match note {
+        Some(note) => format!(" REWIND  {note}"),
+        None if available == 0 => {
+            " REWIND  no history yet: everything is on the screen  ·  Esc: live ".to_string()
+        }
+        None => format!(
+            " REWIND  {back} of {available} rows back  ·  ↑↓ line  PgUp/PgDn page  Home/End  ·  / find  n older  ·  Esc: live "
+        ),
     };
     let status: String = status.chars().take(cols as usize).collect();
     let _ = write!(out, "\x1b[{rows};1H\x1b[0;30;43m\x1b[2K{status}\x1b[0m");
@@ -595,16 +642,16 @@ mod tests {
         for i in 0..30 {
             s.process(format!("line-{i}\r\n").as_bytes());
         }
-        let (frame, back) = History::new(s.snapshot_screen()).frame(10, 20, 5);
+        let (frame, back) = History::new(s.snapshot_screen()).frame(10, 20, 5, None);
         assert_eq!(back, 10);
         let mut view = Screen::new(5, 20);
         view.process(&frame);
         assert!(view.text().starts_with("line-16"), "{}", view.text());
         assert!(view.text().contains("REWIND"));
-        let (_, back) = History::new(s.snapshot_screen()).frame(usize::MAX / 2, 20, 5);
+        let (_, back) = History::new(s.snapshot_screen()).frame(usize::MAX / 2, 20, 5, None);
         assert_eq!(back, 26);
         let mut status = Screen::new(5, 80);
-        status.process(&History::new(s.snapshot_screen()).frame(10, 80, 5).0);
+        status.process(&History::new(s.snapshot_screen()).frame(10, 80, 5, None).0);
         assert!(
             status.text().contains("10 of 26 rows back"),
             "{}",
@@ -614,7 +661,11 @@ mod tests {
         let mut short = Screen::new(5, 80);
         short.process(b"one\r\ntwo\r\n");
         let mut view = Screen::new(5, 80);
-        view.process(&History::new(short.snapshot_screen()).frame(0, 80, 5).0);
+        view.process(
+            &History::new(short.snapshot_screen())
+                .frame(0, 80, 5, None)
+                .0,
+        );
         assert!(view.text().contains("no history yet"), "{}", view.text());
     }
 
@@ -650,8 +701,48 @@ mod tests {
         s.process(&bytes);
         let _ = s.repaint();
         let _ = s.clipped(3, 2, true);
-        let _ = History::new(s.snapshot_screen()).frame(5, 3, 2);
+        let _ = History::new(s.snapshot_screen()).frame(5, 3, 2, None);
         // The panic guard must not be what saved us: the emulator itself never panicked.
         assert_eq!(s.resets, 0, "the terminal emulator panicked on garbage");
+    }
+
+    #[test]
+    fn history_finds_the_newest_row_with_text_then_older_ones() {
+        let mut s = Screen::new(5, 30);
+        for i in 1..=40 {
+            s.process(
+                format!("row-{i} {}\r\n", if i % 10 == 3 { "Needle" } else { "hay" }).as_bytes(),
+            );
+        }
+        let mut h = History::new(s.snapshot_screen());
+        let top = |h: &mut History, back: usize| {
+            let (frame, _) = h.frame(back, 30, 6, None);
+            let mut v = Screen::new(6, 30);
+            v.process(&frame);
+            v.text()
+        };
+        // Newest first (row-33), shown a third of the view below the top; then older ones.
+        let back = h.find("needle", None, 6).unwrap();
+        let shown = top(&mut h, back);
+        assert!(
+            shown.lines().nth(2).unwrap().starts_with("row-33"),
+            "{shown}"
+        );
+        let older = h.find("NEEDLE", Some(back - 2), 6).unwrap();
+        assert!(
+            top(&mut h, older)
+                .lines()
+                .nth(2)
+                .unwrap()
+                .starts_with("row-23")
+        );
+        let oldest = h.find("needle", Some(older - 2), 6).unwrap();
+        let oldest = h.find("needle", Some(oldest - 2), 6).unwrap();
+        assert!(top(&mut h, oldest).contains("row-3 Needle"));
+        assert_eq!(h.find("needle", Some(oldest), 6), None);
+        assert_eq!(h.find("absent", None, 6), None);
+        // On the live screen too.
+        assert_eq!(h.find("row-40", None, 6), Some(0));
+        assert!(top(&mut h, 0).contains("row-40"));
     }
 }

@@ -277,6 +277,31 @@ impl InputTask {
                     self.writer.post(ToWriter::Lobby);
                     return None;
                 }
+                Action::Find { text, older_than } => {
+                    let rows = self.client.size().1;
+                    let history = self
+                        .history
+                        .get_or_insert_with(|| self.client.session().history());
+                    match history.find(&text, older_than, rows) {
+                        Some(back) => {
+                            if let Some(Menu {
+                                page: Page::Rewind(at),
+                                ..
+                            }) = self.menu.as_mut()
+                            {
+                                *at = back;
+                            }
+                        }
+                        None => self.set_status(format!(
+                            "{text:?} not found{}  ·  / find  Esc: live",
+                            if older_than.is_some() {
+                                " further back"
+                            } else {
+                                ""
+                            }
+                        )),
+                    }
+                }
                 Action::ToggleReadOnly => {
                     let ro = !self.client.read_only();
                     self.client.set_read_only(ro);
@@ -364,13 +389,24 @@ impl InputTask {
         let (cols, rows) = self.client.size();
         if let Some(Menu {
             page: Page::Rewind(back),
+            search,
+            status,
             ..
         }) = self.menu.as_mut()
         {
             let history = self
                 .history
                 .get_or_insert_with(|| self.client.session().history());
-            let (frame, shown) = history.frame(*back, cols, rows);
+            // What is being typed, or what the last search said; else the usual status.
+            let note = match (search.as_deref(), status.as_deref()) {
+                (Some(typed), _) => Some(format!(
+                    "find: {}_  ·  Enter: the newest  Esc: cancel",
+                    crate::text::safe(typed)
+                )),
+                (None, Some(said)) => Some(crate::text::safe(said).into_owned()),
+                (None, None) => None,
+            };
+            let (frame, shown) = history.frame(*back, cols, rows, note.as_deref());
             *back = shown;
             self.writer.post(ToWriter::Menu(frame));
             return;
