@@ -229,6 +229,46 @@ async fn r_replays_a_recording_in_the_channel_and_comes_back() {
     );
 }
 
+/// `f` finds text in the selected session's recording and replays from its last hit: what
+/// came before is written at once, so the replay of a long recording from a late hit ends
+/// quickly (from the start it would take its gaps, about 6 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f_replays_from_the_last_hit_of_a_search() {
+    let (d, port) = lobby_daemon();
+    let s = d.session(
+        &["--name", "slow"],
+        &[
+            "sh",
+            "-c",
+            "for i in 1 2 3 4; do echo step-$i; sleep 1.5; done; echo late-mark; sleep 1000",
+        ],
+    );
+    let id = id_of(&s);
+    let c = SshClient::connect(port, &d.owner, "me", 100, 30).await;
+    c.wait_screen("late-mark").await;
+    wait_until("the hit in the recording", DEADLINE, || {
+        (d.cli(&["grep", "late-mark", &id]).status.code() == Some(0)).then_some(())
+    });
+    // Not there: said, nothing played.
+    c.send("fnowhere-text\r").await;
+    c.wait_screen("is not in").await;
+    c.received.lock().raw.clear();
+    let started = std::time::Instant::now();
+    c.send("fLATE-MARK\r").await;
+    c.wait_screen(&format!("replayed {id}")).await;
+    let took = started.elapsed();
+    let raw = c.raw_text();
+    assert!(
+        raw.contains("step-1") && raw.contains("late-mark"),
+        "{:?}",
+        tail(&raw, 400)
+    );
+    assert!(
+        took < std::time::Duration::from_secs(4),
+        "replayed from the start? {took:?}"
+    );
+}
+
 /// Naming a lobby client is the daemon's lobby key's privilege only: a viewer that sets
 /// `HEARTH_LOBBY_CLIENT` to the owner's key on a session's own port stays a viewer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -350,7 +350,7 @@ async fn run(sources: Vec<Source>, label: &str, out: Out) -> Result<(), Failure>
                 });
                 live.refresh().await;
             }
-            Some(Action::Replay(id)) => {
+            Some(Action::Replay { id, find }) => {
                 let Some((source, real)) = live.route(&id) else {
                     continue;
                 };
@@ -361,10 +361,29 @@ async fn run(sources: Vec<Source>, label: &str, out: Out) -> Result<(), Failure>
                     ));
                     continue;
                 }
-                let outcome = match source.client() {
-                    Ok(client) => replay(&client, &real, &paused, &mut term).await,
-                    Err(e) => Err(e.into()),
+                let client = match source.client() {
+                    Ok(client) => client,
+                    Err(e) => {
+                        live.dash.status = Some(e.message);
+                        continue;
+                    }
                 };
+                // From the last line with the text asked for.
+                let from = match &find {
+                    None => None,
+                    Some(text) => match live.last_hit(&id, text).await {
+                        Ok(Some(t)) => Some(t),
+                        Ok(None) => {
+                            live.dash.status = Some(format!("{text:?} is not in {id}'s recording"));
+                            continue;
+                        }
+                        Err(e) => {
+                            live.dash.status = Some(e.message);
+                            continue;
+                        }
+                    },
+                };
+                let outcome = replay(&client, &real, from, &paused, &mut term).await;
                 live.dash.status = Some(match outcome {
                     Err(e) => e.message(),
                     Ok(()) => format!("replayed {id}"),
@@ -406,11 +425,13 @@ async fn attach_routed(live: &Live, s: &SessionInfo) -> Result<std::process::Com
 async fn replay(
     client: &HearthClient,
     id: &str,
+    from: Option<f64>,
     paused: &Arc<AtomicBool>,
     term: &mut ratatui::Terminal<ratatui::backend::CrosstermBackend<std::io::Stdout>>,
 ) -> Result<(), Failure> {
     let path = super::dvr::recording_path(client, id).await?;
-    suspended(paused, term, move || super::dvr::replay(&path, 1.0, None))?
+    let from = from.map(|t| super::dvr::From::Offset(Duration::from_secs_f64(t.max(0.0))));
+    suspended(paused, term, move || super::dvr::replay(&path, 1.0, from))?
 }
 
 /// Run `f` with the terminal handed back (cooked mode, main screen, no key reader), then

@@ -298,6 +298,34 @@ impl Live {
     }
 
     /// Where session `id`'s recording is (a live or an ended session).
+    /// Seconds into `id`'s recording of the last line containing `text` (case-insensitive),
+    /// if any: where a replay "from the hit" starts.
+    pub async fn last_hit(&self, id: &str, text: &str) -> Result<Option<f64>, ApiError> {
+        let (source, id) = self
+            .route(id)
+            .ok_or_else(|| ApiError::not_found(format!("no session {id}")))?;
+        let client = source.client()?;
+        let req = hearth_rpc::SearchRequest {
+            pattern: regex::escape(text),
+            ignore_case: true,
+            sessions: vec![id],
+            ..Default::default()
+        };
+        let (mut last, mut cursor) = (None, None);
+        // Hits come oldest first within a session: the last one wins (bounded by time).
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let b = call(client.search(ctx(), req.clone(), cursor)).await?;
+            if let Some(h) = b.hits.last() {
+                last = Some(h.offset_secs);
+            }
+            match b.next {
+                Some(next) if tokio::time::Instant::now() < until => cursor = Some(next),
+                _ => return Ok(last),
+            }
+        }
+    }
+
     pub async fn recording(&self, id: &str) -> Result<std::path::PathBuf, ApiError> {
         let (source, id) = self
             .route(id)
@@ -443,7 +471,9 @@ impl Live {
                     .await
                     .map(|s| format!("started {}{on} on port {}", s.id, s.port))
             }
-            Action::Attach(_) | Action::Replay(_) | Action::Preview(_) | Action::Quit => return,
+            Action::Attach(_) | Action::Replay { .. } | Action::Preview(_) | Action::Quit => {
+                return;
+            }
         };
         self.dash.status = Some(outcome.unwrap_or_else(|e| e.message));
         self.refresh().await;

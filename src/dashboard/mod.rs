@@ -31,7 +31,11 @@ pub enum Action {
     Kill(String),
     /// Start a session running this command line (`sh -c`), or the shell when empty.
     New(String),
-    Replay(String),
+    /// Play its recording; with `find`, from the last line with that text.
+    Replay {
+        id: String,
+        find: Option<String>,
+    },
     Message {
         id: String,
         text: String,
@@ -46,6 +50,8 @@ pub enum Action {
 pub enum Prompt {
     Send(String),
     Message(String),
+    /// `f`: text to find in its recording, to replay from there.
+    Find(String),
     New,
 }
 
@@ -168,6 +174,14 @@ impl Dashboard {
                         None
                     }
                     Prompt::Message(id) => Some(Action::Message { id, text }),
+                    Prompt::Find(id) if text.trim().is_empty() => {
+                        self.status = Some(format!("nothing to find in {id}"));
+                        None
+                    }
+                    Prompt::Find(id) => Some(Action::Replay {
+                        id,
+                        find: Some(text),
+                    }),
                     Prompt::New => Some(Action::New(text)),
                 },
                 Key::Backspace => {
@@ -235,7 +249,14 @@ impl Dashboard {
                         self.mode = Mode::ConfirmKill(s.id);
                         None
                     }
-                    Key::Char('r') => Some(Action::Replay(s.id)),
+                    Key::Char('r') => Some(Action::Replay {
+                        id: s.id,
+                        find: None,
+                    }),
+                    Key::Char('f') => {
+                        self.mode = Mode::Prompt(Prompt::Find(s.id), String::new());
+                        None
+                    }
                     _ => None,
                 }
             }
@@ -294,6 +315,18 @@ mod tests {
             })
         );
         assert_eq!(d.mode, Mode::Normal);
+        // f: text to find, then a replay from its last hit.
+        d.key(Key::Char('f'));
+        assert_eq!(d.key(Key::Enter), None, "nothing to find");
+        d.key(Key::Char('f'));
+        typed(&mut d, "error");
+        assert_eq!(
+            d.key(Key::Enter),
+            Some(Action::Replay {
+                id: "aaaa0001".into(),
+                find: Some("error".into())
+            })
+        );
         // Kill asks first; anything but y keeps the session.
         d.key(Key::Char('x'));
         assert_eq!(d.mode, Mode::ConfirmKill("aaaa0001".into()));
@@ -319,7 +352,10 @@ mod tests {
         assert_eq!(d.key(Key::Enter), None, "an empty message is not sent");
         assert_eq!(
             d.key(Key::Char('r')),
-            Some(Action::Replay("bbbb0002".into()))
+            Some(Action::Replay {
+                id: "bbbb0002".into(),
+                find: None
+            })
         );
         d.key(Key::Char('?'));
         assert_eq!(d.mode, Mode::Help);

@@ -22,6 +22,7 @@ const HELP: &[(&str, &str)] = &[
     ("x", "kill the session (asks first)"),
     ("n", "start a new session (asks for a command)"),
     ("r", "replay its recording"),
+    ("f", "find text in its recording, replay from the last hit"),
     ("?", "this help"),
     ("q", "quit"),
 ];
@@ -188,6 +189,7 @@ fn draw_foot(frame: &mut Frame, d: &Dashboard, area: Rect, style: &dyn Fn(Style)
         Mode::Prompt(Prompt::Send(id), t) => prompt(&format!("send to {id}:"), t),
         Mode::Prompt(Prompt::Message(id), t) => prompt(&format!("message to {id}:"), t),
         Mode::Prompt(Prompt::New, t) => prompt("new session, command (empty: shell):", t),
+        Mode::Prompt(Prompt::Find(id), t) => prompt(&format!("find in {id}'s recording:"), t),
         Mode::ConfirmKill(id) => Line::from(Span::styled(
             format!("kill {id}? y/n"),
             style(Style::default().fg(Color::Red).add_modifier(Modifier::BOLD)),

@@ -285,11 +285,28 @@ impl Client {
                                         let _ = tokio::time::timeout(Duration::from_secs(2), out.flush()).await;
                                         return Choice::Join(s.id);
                                     }
-                                    Some(Action::Replay(id)) => {
+                                    Some(Action::Replay { id, find }) => {
                                         if tokio::time::timeout(Duration::from_secs(2), out.flush()).await.is_err() {
                                             return Choice::Gone;
                                         }
-                                        let status = match self.replay(live, &id, rx).await {
+                                        // From the last line with the text asked for.
+                                        let from = match &find {
+                                            None => 0.0,
+                                            Some(text) => match live.last_hit(&id, text).await {
+                                                Ok(Some(t)) => t,
+                                                Ok(None) => {
+                                                    live.dash.status = Some(format!("{text:?} is not in {id}'s recording"));
+                                                    dirty = true;
+                                                    continue;
+                                                }
+                                                Err(e) => {
+                                                    live.dash.status = Some(e.message);
+                                                    dirty = true;
+                                                    continue;
+                                                }
+                                            },
+                                        };
+                                        let status = match self.replay(live, &id, from, rx).await {
                                             Ok(s) => s,
                                             Err(()) => return Choice::Gone,
                                         };
@@ -397,11 +414,13 @@ impl Client {
             .is_ok()
     }
 
-    /// Play a session's recording on this channel; any key stops it.
+    /// Play a session's recording on this channel from `from` seconds into it (what came
+    /// before is written at once: the screen as it was); any key stops it.
     async fn replay(
         &self,
         live: &Live,
         id: &str,
+        from: f64,
         rx: &mut mpsc::Receiver<FromClient>,
     ) -> Result<String, ()> {
         let path = match live.recording(id).await {
@@ -448,7 +467,8 @@ impl Client {
             let Some((t, data)) = event else {
                 break;
             };
-            let gap = Duration::from_secs_f64((t - prev).clamp(0.0, 2.0));
+            // Nothing waits before `from`.
+            let gap = Duration::from_secs_f64((t - prev.max(from)).clamp(0.0, 2.0));
             prev = t;
             tokio::select! {
                 _ = tokio::time::sleep(gap) => {}
