@@ -52,6 +52,18 @@ impl Extractor {
     pub fn feed(&mut self, data: &str, emit: &mut impl FnMut(&str)) {
         for c in data.chars() {
             match self.esc {
+                // The common case first: printable ASCII written at the cursor.
+                Esc::Ground if (' '..='~').contains(&c) && self.col < MAX_LINE => {
+                    match self.col.cmp(&self.line.len()) {
+                        std::cmp::Ordering::Equal => self.line.push(c),
+                        std::cmp::Ordering::Less => self.line[self.col] = c,
+                        std::cmp::Ordering::Greater => {
+                            self.line.resize(self.col, ' ');
+                            self.line.push(c);
+                        }
+                    }
+                    self.col += 1;
+                }
                 Esc::Ground => self.ground(c, emit),
                 Esc::Escape => self.escape(c, emit),
                 Esc::Csi => {
@@ -208,8 +220,11 @@ impl Extractor {
 
 /// Cells as text: wide characters' second cells dropped, trailing blanks trimmed.
 fn text(cells: &[char]) -> String {
-    let s: String = cells.iter().filter(|c| **c != TAIL).collect();
-    s.trim_end().to_string()
+    let mut s = String::with_capacity(cells.len());
+    s.extend(cells.iter().filter(|c| **c != TAIL));
+    let end = s.trim_end().len();
+    s.truncate(end);
+    s
 }
 
 #[cfg(test)]

@@ -104,7 +104,8 @@ pub fn update(
     let mut line = Vec::new();
     let mut read = 0u64;
     let mut done = false;
-    let mut lines: Vec<String> = Vec::new();
+    // The lines an event ends, as they go into the text file.
+    let mut out: Vec<u8> = Vec::new();
     while read < max_bytes {
         line.clear();
         let n = reader.read_until(b'\n', &mut line).map_err(io(cast))? as u64;
@@ -115,7 +116,8 @@ pub fn update(
         }
         read += n;
         meta.cast_read += n;
-        let Ok((t, kind, data)) = serde_json::from_slice::<(f64, String, String)>(&line) else {
+        type Event<'a> = (f64, &'a str, String);
+        let Ok((t, kind, data)) = serde_json::from_slice::<Event>(&line) else {
             meta.bad_lines += 1;
             continue;
         };
@@ -123,9 +125,12 @@ pub fn update(
         if kind != "o" {
             continue;
         }
-        meta.extractor
-            .feed(&data, &mut |l| lines.push(l.to_string()));
-        if lines.is_empty() {
+        out.clear();
+        meta.extractor.feed(&data, &mut |l| {
+            out.extend_from_slice(l.as_bytes());
+            out.push(b'\n');
+        });
+        if out.is_empty() {
             continue;
         }
         if meta.last_entry_t.is_none_or(|e| t - e >= MAP_EVERY) {
@@ -136,11 +141,8 @@ pub fn update(
             meta.map_len += 1;
             meta.last_entry_t = Some(t);
         }
-        for l in lines.drain(..) {
-            txt.write_all(l.as_bytes()).map_err(io(&f.txt))?;
-            txt.write_all(b"\n").map_err(io(&f.txt))?;
-            meta.txt_len += l.len() as u64 + 1;
-        }
+        txt.write_all(&out).map_err(io(&f.txt))?;
+        meta.txt_len += out.len() as u64;
     }
     done |= meta.cast_read >= cast_len;
     txt.flush().map_err(io(&f.txt))?;
