@@ -60,7 +60,14 @@ async fn every_documented_field_is_in_real_output() {
     let gone = d.session(&[], &["true"]);
     d.ok(&["kill", &id_of(&gone)]);
     let ended = d.ok(&["ps", "--all"])["ended"][0].clone();
+    // A grep hit, once the recording has the line.
+    let hit: Value = wait_until("a grep hit", DEADLINE, || {
+        let out = d.cli(&["--json", "grep", "^shape-2$", "-C", "1"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        serde_json::from_str(text.lines().next()?).ok()
+    });
     let mut shapes: BTreeMap<&str, Value> = BTreeMap::new();
+    shapes.insert("grep", hit);
     shapes.insert("session", session.clone());
     shapes.insert("status", d.ok(&["status", &id]));
     shapes.insert("peer", d.ok(&["peers", &id])[0].clone());
