@@ -333,15 +333,32 @@ fn a_program_is_reported_busy_then_idle_once_per_spell() {
     assert_eq!(k.iter().filter(|k| *k == "busy").count(), 2, "{k:?}");
 }
 
-/// `events NAME` of a session that has ended finds it by the name its events recorded,
-/// even when NAME is also the start of a live session's id.
+/// `events NAME` (and `logs`, `screen`) of a session that has ended finds it by the name
+/// it had, even when NAME is also the start of a live session's id.
 #[test]
 fn an_ended_sessions_name_wins_over_a_live_sessions_id_prefix() {
     let d = TestDaemon::start();
     let (live, _) = d.shell(&[]);
     let name = &live[..2];
-    let ended = d.session(&["--name", name], &["/bin/sh"]);
+    let ended = d.session(
+        &["--name", name],
+        &["sh", "-c", "echo ended-words; sleep 1000"],
+    );
+    d.ok(&[
+        "wait",
+        name,
+        "--match",
+        "^ended-words$",
+        "--from",
+        "0",
+        "--timeout",
+        "10s",
+    ]);
     d.ok(&["kill", name]);
+    let logs = String::from_utf8_lossy(&d.cli(&["logs", name]).stdout).into_owned();
+    assert!(logs.contains("ended-words"), "{logs:?}");
+    let screen = d.ok(&["screen", name]);
+    assert!(screen.to_string().contains("ended-words"), "{screen}");
     let evs = events(&d, &[name]);
     assert!(!evs.is_empty());
     assert!(

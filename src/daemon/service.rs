@@ -37,6 +37,20 @@ pub struct Control {
 const ENDING_WAIT: Duration = Duration::from_secs(15);
 
 impl Control {
+    /// Whether `target` is an ended session's exact id or name while only the start of a
+    /// live one's id: then it means the ended one (as for `events`), not the live one.
+    async fn means_ended(&self, target: &str) -> bool {
+        match self.daemon.resolve(target) {
+            Ok(t) if t.id() == target || t.name().as_deref() == Some(target) => false,
+            Ok(_) => self
+                .daemon
+                .find_ended(target)
+                .await
+                .is_ok_and(|e| e.id == target || e.request.name.as_deref() == Some(target)),
+            Err(_) => false,
+        }
+    }
+
     /// A read of a session that has ended (killed, or with an earlier daemon): what its
     /// recording kept, and the end, not "not found".
     async fn read_ended(
@@ -282,6 +296,9 @@ impl Hearth for Control {
         wait_ms: u32,
     ) -> Result<OutputChunk, ApiError> {
         self.check()?;
+        if self.means_ended(&target).await {
+            return self.read_ended(&target, from, max).await;
+        }
         let hosted = match self.daemon.resolve(&target) {
             Ok(Target::Local(h)) => h,
             Ok(Target::Remote(r)) => {
@@ -401,7 +418,12 @@ impl Hearth for Control {
 
     async fn screen(self, ctx: Context, target: String, ansi: bool) -> Result<String, ApiError> {
         self.check()?;
-        let hosted = match self.daemon.resolve(&target) {
+        let resolved = if self.means_ended(&target).await {
+            Err(ApiError::not_found(format!("session {target} has ended")))
+        } else {
+            self.daemon.resolve(&target)
+        };
+        let hosted = match resolved {
             Ok(Target::Local(h)) => h,
             Ok(Target::Remote(r)) => {
                 return r.call(async |c, id| c.screen(ctx, id, ansi).await).await;
