@@ -128,7 +128,7 @@ pub trait Hearth {
         keys_only: bool,
     ) -> Result<SessionInfo, ApiError>;
     /// Events from sequence number `since` (default: only new ones), for one session or all:
-    /// a long poll that waits up to `wait_ms` (at most 30 000) when there are none. A caller
+    /// a long poll that waits up to `wait_ms` (at most 300 000) when there are none. A caller
     /// that fell behind the ring gets a `skipped` event first.
     async fn events(
         since: Option<u64>,

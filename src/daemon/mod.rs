@@ -291,8 +291,10 @@ pub(crate) async fn serve(socket: PathBuf, config: Config, replace: bool) -> any
         loop {
             tokio::select! {
                 _ = child.recv() => {}
-                // A SIGCHLD can coalesce with another: sweep now and then anyway.
-                _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                // Every SIGCHLD sweeps every ended child (signals that coalesce lose
+                // nothing); a rare sweep anyway, for a zombie handed over without one. Rare:
+                // every session process runs this, and an idle one must not wake for it.
+                _ = tokio::time::sleep(Duration::from_secs(300)) => {}
                 _ = reap_stop.cancelled() => return,
             }
             let _ = tokio::task::spawn_blocking(crate::session::procs::reap_orphans).await;

@@ -29,7 +29,7 @@ use super::{Daemon, Ended, history, plan};
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long one event poll waits on a host.
-const FOLLOW_WAIT_MS: u32 = 25_000;
+const FOLLOW_WAIT_MS: u32 = super::service::MAX_EVENTS_WAIT_MS;
 
 /// A session served by a host process.
 pub struct Remote {

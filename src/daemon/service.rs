@@ -33,6 +33,11 @@ pub struct Control {
     greeted: Arc<AtomicBool>,
 }
 
+/// The longest `events` long poll: the daemon follows each session process's events with
+/// one, so an idle session wakes nobody more often than this (a dead process is seen at
+/// once anyway: its connection closes).
+pub const MAX_EVENTS_WAIT_MS: u32 = 300_000;
+
 /// How long a read waits for a session being ended to be gone.
 const ENDING_WAIT: Duration = Duration::from_secs(15);
 
@@ -359,7 +364,7 @@ impl Hearth for Control {
         let ring = &self.daemon.events;
         let since = since.unwrap_or_else(|| ring.next_seq());
         let max = (max as usize).clamp(1, 10_000);
-        let wait = Duration::from_millis(u64::from(wait_ms.min(30_000)));
+        let wait = Duration::from_millis(u64::from(wait_ms.min(MAX_EVENTS_WAIT_MS)));
         let deadline = tokio::time::Instant::now() + wait;
         let mut from = since;
         loop {

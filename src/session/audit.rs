@@ -196,6 +196,8 @@ enum Msg {
     /// Typed by a client (its name), or sent over the control API (`uid`).
     Input(Instant, String, Option<u32>, Vec<u8>),
     Event(Instant, SessionEvent),
+    /// Input is being counted (a burst began): the thread wakes to write its summary.
+    Counting,
     Finish,
 }
 
@@ -267,7 +269,13 @@ impl Audit {
             drop(meter);
             self.send(Msg::Input(at, client.to_string(), uid, bytes.to_vec()));
         } else {
+            let began = !meter.counting.contains_key(client);
             meter.count(client, uid, bytes, at);
+            drop(meter);
+            if began {
+                // Only a wake-up: when the queue is full the thread is awake anyway.
+                let _ = self.tx.try_send(Msg::Counting);
+            }
         }
     }
 
@@ -311,21 +319,31 @@ impl AuditWriter {
     fn run(&mut self, rx: Receiver<Msg>) {
         loop {
             // Write out whenever the queue runs dry, so the file is current within
-            // moments; wake now and then to write the bursts that ended.
+            // moments; while input is being counted, wake now and then to write the bursts
+            // that ended; otherwise sleep until something comes (an idle session costs
+            // no wake-ups).
             let msg = match rx.try_recv() {
                 Ok(m) => m,
                 Err(_) => {
                     self.summaries(false);
                     self.flush();
-                    match rx.recv_timeout(Duration::from_millis(250)) {
-                        Ok(m) => m,
-                        Err(RecvTimeoutError::Timeout) => continue,
-                        Err(RecvTimeoutError::Disconnected) => break,
+                    if self.meter.lock().counting.is_empty() {
+                        match rx.recv() {
+                            Ok(m) => m,
+                            Err(_) => break,
+                        }
+                    } else {
+                        match rx.recv_timeout(Duration::from_millis(250)) {
+                            Ok(m) => m,
+                            Err(RecvTimeoutError::Timeout) => continue,
+                            Err(RecvTimeoutError::Disconnected) => break,
+                        }
                     }
                 }
             };
             match msg {
                 Msg::Finish => break,
+                Msg::Counting => {}
                 Msg::Input(at, client, uid, bytes) => {
                     // Content queued before the cap was reached is counted instead.
                     if self.capped.load(Ordering::Relaxed) {

@@ -111,8 +111,7 @@ pub fn become_subreaper() -> std::io::Result<()> {
 /// /proc): call off the runtime.
 pub fn reap_orphans() -> usize {
     if !a_child_has_ended() {
-        // Nothing to reap: no need to read /proc (the sweep runs every few seconds in
-        // every session process).
+        // Nothing to reap: no need to read /proc.
         return 0;
     }
     let me = std::process::id() as libc::pid_t;

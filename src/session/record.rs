@@ -285,7 +285,12 @@ impl CastWriter {
                     std::thread::sleep(GATHER);
                     continue;
                 }
-                Err(TryRecvError::Empty) => rx.recv_timeout(FLUSH_AFTER),
+                // Something to write out later: wake for it. Nothing: sleep until an event
+                // (an idle session costs no wake-ups).
+                Err(TryRecvError::Empty) if dirty || self.pending_resize.is_some() => {
+                    rx.recv_timeout(FLUSH_AFTER)
+                }
+                Err(TryRecvError::Empty) => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             gathered = !matches!(received, Ok(Event::Output(..)));
             let event = match received {
