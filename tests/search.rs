@@ -250,3 +250,29 @@ fn replay_starts_at_a_hit() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("starts at"));
     let _ = Duration::ZERO;
 }
+
+/// Many long hits with the most context never make a reply too big to carry: batches are
+/// bounded in bytes too, and every hit arrives.
+#[test]
+fn long_lines_with_much_context_arrive_in_bounded_batches() {
+    let d = TestDaemon::start();
+    let id = id_of(&d.session(
+        &[],
+        &["sh", "-c", "i=0; while [ $i -lt 2000 ]; do printf 'needle%0600d%0600d\\n' $i $i; i=$((i+1)); done; sleep 1000"],
+    ));
+    wait_until("the last line recorded", DEADLINE, || {
+        (grep(&d, &["needle0*1999", &id]).0 == 0).then_some(())
+    });
+    let (status, hits, stderr) = grep(&d, &["needle", "-C", "20", &id]);
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(hits.len(), 2000, "{stderr}");
+    // Every hit has all its context, wherever a batch or a read ended.
+    for (i, h) in hits.iter().enumerate() {
+        let n = |k: &str| h[k].as_array().unwrap().len();
+        assert_eq!(
+            (n("before"), n("after")),
+            (i.min(20), (1999 - i).min(20)),
+            "hit {i}"
+        );
+    }
+}

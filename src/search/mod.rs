@@ -28,6 +28,9 @@ const FIRST_HITS: Duration = Duration::from_millis(30);
 const CALL_BUDGET: Duration = Duration::from_millis(300);
 /// Hits in one batch at most.
 const BATCH: usize = 500;
+/// Bytes of hits (lines and context) in one batch at most: a reply stays far below the
+/// transport's 16 MiB frame, even JSON-escaped.
+const BATCH_BYTES: usize = 2 << 20;
 /// Recording bytes indexed between two looks at the clock.
 const INDEX_STEP: u64 = 32 << 20;
 /// The longest pattern, and the most context.
@@ -98,6 +101,8 @@ pub fn run(
         next: None,
         warnings: Vec::new(),
     };
+    // Bytes of the hits in the batch.
+    let mut size = 0usize;
     while let Some(id) = cursor.sessions.first().cloned() {
         // Gone since the search started (pruned): nothing to search.
         let Some(c) = by_id.get(id.as_str()) else {
@@ -105,13 +110,22 @@ pub fn run(
             cursor.offset = 0;
             continue;
         };
-        let enough = |b: &SearchBatch, c: &SearchCursor| {
+        let enough = |b: &SearchBatch, c: &SearchCursor, size: usize| {
             b.hits.len() >= BATCH
+                || size >= BATCH_BYTES
                 || req.max.is_some_and(|m| c.found >= m)
                 || (!b.hits.is_empty() && started.elapsed() >= FIRST_HITS)
                 || started.elapsed() >= CALL_BUDGET
         };
-        match search_one(dir, c, req, &re, &mut cursor, &mut batch, started) {
+        match search_one(
+            dir,
+            c,
+            req,
+            &re,
+            &mut cursor,
+            (&mut batch, &mut size),
+            started,
+        ) {
             Ok(true) => {
                 cursor.sessions.remove(0);
                 cursor.offset = 0;
@@ -126,7 +140,7 @@ pub fn run(
         if req.max.is_some_and(|m| cursor.found >= m) {
             return Ok(batch);
         }
-        if enough(&batch, &cursor) {
+        if enough(&batch, &cursor, size) {
             break;
         }
     }
@@ -143,7 +157,7 @@ fn search_one(
     req: &SearchRequest,
     re: &Regex,
     cursor: &mut SearchCursor,
-    batch: &mut SearchBatch,
+    (batch, size): (&mut SearchBatch, &mut usize),
     started: Instant,
 ) -> Result<bool, index::IndexError> {
     // Bring its index up to date, a step at a time (a call has a budget).
@@ -183,8 +197,9 @@ fn search_one(
         if since.is_some_and(|s| t < s) || until.is_some_and(|u| t >= u) {
             return true;
         }
-        report(c, &meta, t, h, cursor, batch);
+        report(c, &meta, t, h, cursor, batch, size);
         !(batch.hits.len() >= BATCH
+            || *size >= BATCH_BYTES
             || req.max.is_some_and(|m| cursor.found >= m)
             || started.elapsed() >= FIRST_HITS)
     };
@@ -204,13 +219,15 @@ fn search_one(
         && since.is_none_or(|s| meta.last_t >= s)
         && re.is_match(pending.as_bytes())
     {
+        let before = scan::last_lines(&files.txt, meta.txt_len, context)
+            .map_err(|e| index::IndexError::Io(files.txt.display().to_string(), e))?;
         let hit = scan::Hit {
             offset: meta.txt_len,
             line: pending,
-            before: Vec::new(),
+            before,
             after: Vec::new(),
         };
-        report(c, &meta, meta.last_t, hit, cursor, batch);
+        report(c, &meta, meta.last_t, hit, cursor, batch, size);
     }
     Ok(true)
 }
@@ -223,6 +240,7 @@ fn report(
     h: scan::Hit,
     cursor: &mut SearchCursor,
     batch: &mut SearchBatch,
+    size: &mut usize,
 ) {
     if let Some((session, line, at)) = &cursor.last
         && *session == c.id
@@ -242,6 +260,12 @@ fn report(
         UNIX_EPOCH + Duration::from_secs(meta.started_unix) + Duration::from_secs_f64(t.max(0.0));
     cursor.found += 1;
     cursor.last = Some((c.id.clone(), h.line.clone(), t));
+    *size += h.line.len()
+        + h.before
+            .iter()
+            .chain(&h.after)
+            .map(String::len)
+            .sum::<usize>();
     batch.hits.push(SearchHit {
         session: c.id.clone(),
         name: c.name.clone(),

@@ -48,13 +48,14 @@ pub fn scan(
     if from >= to {
         return Ok(Stopped::End);
     }
+    // The last `context` lines before `buf` (a scan that resumes mid-text starts with the
+    // lines before it).
+    let mut tail: VecDeque<String> = last_lines(txt, from, context)?.into();
     let mut file = File::open(txt)?;
     file.seek(SeekFrom::Start(from))?;
     let mut file = file.take(to - from);
     let mut pos = from;
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + 64 * 1024);
-    // The last `context` lines before `buf`.
-    let mut tail: VecDeque<String> = VecDeque::new();
     let mut eof = false;
     loop {
         if !eof {
@@ -65,14 +66,22 @@ pub fn scan(
         if buf.is_empty() {
             return Ok(Stopped::End);
         }
-        let end = if eof {
-            buf.len()
+        // Whole lines, and of those the ones to search now: the last `context` lines wait
+        // for the next round (unless the text ends), so a hit's after-context never stops
+        // at a chunk's end.
+        let (whole, end) = if eof {
+            (buf.len(), buf.len())
         } else {
-            match memchr::memrchr(b'\n', &buf) {
-                Some(i) => i + 1,
+            let Some(i) = memchr::memrchr(b'\n', &buf) else {
+                continue;
+            };
+            let whole = i + 1;
+            match memchr::memrchr_iter(b'\n', &buf[..whole]).nth(context) {
+                Some(j) => (whole, j + 1),
                 None => continue,
             }
         };
+        let lookahead = &buf[..whole];
         let chunk = &buf[..end];
         let mut at = 0;
         while at < chunk.len() {
@@ -94,7 +103,7 @@ pub fn scan(
                     offset: pos + start as u64,
                     line: window(line, at_in_line),
                     before: before(chunk, start, context, &tail),
-                    after: after(chunk, stop, context),
+                    after: after(lookahead, stop, context),
                 };
                 if !on_hit(hit) {
                     return Ok(Stopped::At(pos + (stop + 1).min(chunk.len()) as u64));
@@ -135,6 +144,28 @@ fn window(line: &[u8], at: usize) -> String {
         &text[start..end],
         if end < text.len() { "…" } else { "" }
     )
+}
+
+/// The last `n` whole lines of the first `len` bytes of `txt` (the context before a line
+/// that is not in the text yet). Lines are at most [`super::extract::MAX_LINE`] characters,
+/// so this reads a bounded tail, whatever the file's size.
+pub fn last_lines(txt: &Path, len: u64, n: usize) -> std::io::Result<Vec<String>> {
+    if n == 0 || len == 0 {
+        return Ok(Vec::new());
+    }
+    let most = (n as u64 + 1) * (super::extract::MAX_LINE as u64 * 4 + 1);
+    let start = len.saturating_sub(most);
+    let mut file = File::open(txt)?;
+    file.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::new();
+    file.take(len - start).read_to_end(&mut buf)?;
+    // A partial first line (the tail did not reach the file's start) is no line.
+    let from = if start > 0 {
+        memchr::memchr(b'\n', &buf).map_or(buf.len(), |i| i + 1)
+    } else {
+        0
+    };
+    Ok(before(&buf[from..], buf.len() - from, n, &VecDeque::new()))
 }
 
 /// Up to `n` lines before the line starting at `start` (from `tail` when the chunk has too
@@ -197,6 +228,26 @@ mod tests {
     }
 
     #[test]
+    fn last_lines_reads_only_a_bounded_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.txt");
+        let mut text = String::new();
+        for i in 0..20_000 {
+            text.push_str(&format!("line {i} {}\n", "x".repeat(i % 300)));
+        }
+        std::fs::write(&p, &text).unwrap();
+        let len = text.len() as u64;
+        let last = last_lines(&p, len, 3).unwrap();
+        assert_eq!(last.len(), 3);
+        assert!(last[0].starts_with("line 19997 "), "{last:?}");
+        assert!(last[2].starts_with("line 19999 "), "{last:?}");
+        // Fewer lines than asked for: all of them; none asked: none.
+        std::fs::write(&p, "a\nb\n").unwrap();
+        assert_eq!(last_lines(&p, 4, 5).unwrap(), ["a", "b"]);
+        assert!(last_lines(&p, 4, 0).unwrap().is_empty());
+    }
+
+    #[test]
     fn hits_carry_their_line_offset_and_context() {
         let text = "one\ntwo error\nthree\nfour\nfive error\nsix\n";
         let found = hits(text, "error", 1);
@@ -238,6 +289,41 @@ mod tests {
             ["line 199997 of some output", "line 199998 of some output"]
         );
         assert!(text.len() > 2 * CHUNK);
+    }
+
+    #[test]
+    fn context_crosses_chunks_and_resumed_scans() {
+        let mut text = String::new();
+        for i in 0..400_000 {
+            text.push_str(&format!("line {i} of some output\n"));
+        }
+        assert!(text.len() > 2 * CHUNK);
+        // Every line: whichever falls at a chunk's end still has all its context.
+        let found = hits(&text, "^line", 3);
+        assert_eq!(found.len(), 400_000);
+        for (i, h) in found.iter().enumerate() {
+            assert_eq!(h.before.len(), i.min(3), "line {i}");
+            assert_eq!(h.after.len(), (399_999 - i).min(3), "line {i}");
+        }
+        // A scan resumed mid-text starts with the lines before it.
+        let from = text.find("line 10 ").unwrap() as u64;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.txt");
+        std::fs::write(&p, &text).unwrap();
+        let re = regex::bytes::Regex::new("^line 1[01] ").unwrap();
+        let far = Instant::now() + Duration::from_secs(60);
+        let mut first = None;
+        scan(&p, (from, from + 200), &re, 2, far, &mut |h| {
+            first.get_or_insert(h);
+            true
+        })
+        .unwrap();
+        let first = first.unwrap();
+        assert_eq!(first.line, "line 10 of some output");
+        assert_eq!(
+            first.before,
+            ["line 8 of some output", "line 9 of some output"]
+        );
     }
 
     #[test]
