@@ -32,3 +32,4 @@ pub mod search;
 pub mod session;
 pub mod ssh;
 pub mod text;
+pub mod web;

@@ -45,7 +45,7 @@ pub async fn bounded<T>(
 
 /// Bumped whenever a request or response changes shape. [`Hearth::hello`] never changes
 /// shape, so a mismatch is always reported as a clear error rather than a decode failure.
-pub const PROTOCOL_VERSION: u32 = 8;
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// The most text one `send` takes (bytes).
 pub const MAX_SEND_BYTES: usize = 2 * 1024 * 1024;
@@ -158,6 +158,13 @@ pub trait Hearth {
         request: SearchRequest,
         cursor: Option<SearchCursor>,
     ) -> Result<SearchBatch, ApiError>;
+    /// A read-only web link to a session, valid for `expires_secs` (default a day): the
+    /// token is in the answer only. Refused unless the daemon serves the web (`[web] port`).
+    async fn share(target: String, expires_secs: Option<u64>) -> Result<Share, ApiError>;
+    /// The live links, oldest first (no tokens).
+    async fn shares() -> Result<Vec<Share>, ApiError>;
+    /// Revoke a link (its token or id), or every link with `all`: its viewers are cut.
+    async fn unshare(which: Option<String>, all: bool) -> Result<Vec<Share>, ApiError>;
     /// Stop the daemon: every session is ended as by `kill --all`; with `keep_sessions`,
     /// sessions served by processes of their own keep running (a new daemon adopts them),
     /// and a daemon that holds sessions in its own process refuses.

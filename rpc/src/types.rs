@@ -423,8 +423,39 @@ pub struct PeerInfo {
     pub connected_at: String,
     pub bytes_in: u64,
     pub bytes_out: u64,
-    /// SHA-256 fingerprint of the key the client authenticated with.
+    /// SHA-256 fingerprint of the key the client authenticated with (`share:ID` for a
+    /// browser: the link it came through).
     pub key_fingerprint: String,
+    /// `ssh`, or `web` for a browser watching through a share link.
+    #[serde(default)]
+    pub kind: PeerKind,
+}
+
+/// How a peer is connected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerKind {
+    #[default]
+    Ssh,
+    Web,
+}
+
+/// A read-only web link to a session (`hearth share`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Share {
+    /// Names the link in `share --list` and `--revoke` (not the token).
+    pub id: String,
+    pub session: String,
+    pub name: Option<String>,
+    /// The token, only in the answer to `share` (it is kept hashed, never shown again).
+    pub token: Option<String>,
+    /// The link to open, only in the answer to `share`.
+    pub url: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    pub expires_at: String,
+    /// Browsers watching through it now.
+    pub viewers: u32,
 }
 
 /// Where a `read` starts.

@@ -70,6 +70,12 @@ pub enum Command {
         /// The lobby's address (default 0.0.0.0; `[lobby] bind`)
         #[arg(long, value_name = "ADDR")]
         lobby_bind: Option<String>,
+        /// Serve read-only web links to sessions (`hearth share`) on this port (`[web] port`)
+        #[arg(long, value_name = "PORT")]
+        web_port: Option<u16>,
+        /// The web links' address (default 127.0.0.1; `[web] bind`)
+        #[arg(long, value_name = "ADDR")]
+        web_bind: Option<String>,
         /// Keep sessions in the daemon's process, so they end with it (by default each runs
         /// in a process of its own and outlives the daemon); `[sessions] processes = "daemon"`
         #[arg(long)]
@@ -116,6 +122,25 @@ pub enum Command {
     Up { target: String },
     /// Give a session another name (its id, port, clients and recording stay)
     Rename { target: String, name: String },
+    /// A read-only web link to a session, for people without an SSH key on this machine:
+    /// the live screen in any browser (the daemon needs `[web] port` or `--web-port`)
+    Share {
+        /// The session (id, prefix or name)
+        #[arg(required_unless_present_any = ["list", "revoke", "all"])]
+        target: Option<String>,
+        /// How long the link works (default 24h, at most 366 days)
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DUR")]
+        expires: Option<std::time::Duration>,
+        /// The live links (ids, sessions, expiry, viewers; never the tokens)
+        #[arg(long, conflicts_with_all = ["target", "expires", "revoke", "all"])]
+        list: bool,
+        /// Revoke a link (its token, or its id as --list shows): its viewers are cut
+        #[arg(long, value_name = "TOKEN|ID", conflicts_with_all = ["target", "expires", "all"])]
+        revoke: Option<String>,
+        /// Revoke every link
+        #[arg(long, conflicts_with_all = ["target", "expires"])]
+        all: bool,
+    },
     /// Close a session's SSH listener; attached clients stay unless --kick
     Down {
         target: String,
@@ -508,6 +533,8 @@ async fn run_local(
             login_grace,
             lobby_port,
             lobby_bind,
+            web_port,
+            web_bind,
             sessions_in_daemon,
             replace,
             log_file,
@@ -516,6 +543,7 @@ async fn run_local(
             kill_grace,
             login_grace,
             (lobby_port, lobby_bind),
+            (web_port, web_bind),
             (sessions_in_daemon, replace),
             log_file,
         )
@@ -720,6 +748,7 @@ async fn call<T>(
 fn local_only(command: &Command) -> Option<&'static str> {
     Some(match command {
         Command::Daemon { .. } => "daemon",
+        Command::Share { .. } => "share",
         Command::SessionHost { .. } => "session-host",
         Command::ProxyStdio => "proxy-stdio",
         Command::Doctor => "doctor",
@@ -794,6 +823,7 @@ async fn run_client(
         }
         command @ (Command::Up { .. }
         | Command::Rename { .. }
+        | Command::Share { .. }
         | Command::Prune { .. }
         | Command::Down { .. }
         | Command::Kill { .. }
@@ -926,6 +956,24 @@ async fn manage(command: Command, client: &HearthClient, out: output::Out) -> Re
         }
         Command::Rename { target, name } => {
             out.session(&call(client.rename(ctx(), target, name)).await?)
+        }
+        Command::Share {
+            target,
+            expires,
+            list,
+            revoke,
+            all,
+        } => {
+            if list {
+                out.shares(&call(client.shares(ctx())).await?)
+            } else if revoke.is_some() || all {
+                out.unshared(&call(client.unshare(ctx(), revoke, all)).await?)
+            } else {
+                let target = target.unwrap_or_default();
+                out.shared(
+                    &call(client.share(ctx(), target, expires.map(|d| d.as_secs().max(1)))).await?,
+                )
+            }
         }
         Command::Down { target, kick } => {
             out.session(&call(client.down(ctx(), target, kick)).await?)

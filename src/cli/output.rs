@@ -334,6 +334,7 @@ impl Out {
             let mut rows = vec![
                 [
                     "CLIENT",
+                    "KIND",
                     "ROLE",
                     "SIZE",
                     "ADDRESS",
@@ -347,6 +348,10 @@ impl Out {
             for p in list {
                 rows.push(vec![
                     p.client.clone(),
+                    match p.kind {
+                        hearth_rpc::PeerKind::Ssh => "ssh".into(),
+                        hearth_rpc::PeerKind::Web => "web".into(),
+                    },
                     p.role.to_string(),
                     format!("{}x{}", p.cols, p.rows),
                     p.address.clone(),
@@ -356,6 +361,54 @@ impl Out {
                 ]);
             }
             render(&rows)
+        })
+    }
+
+    /// A new link: shown once.
+    pub fn shared(&self, s: &hearth_rpc::Share) {
+        self.emit(s, || {
+            crate::text::safe_lines(&format!(
+                "{}\nread-only, live; expires {}\nshown once: anyone with it can watch. `hearth share --revoke {}` ends it",
+                s.url.as_deref().unwrap_or("-"),
+                s.expires_at,
+                s.id
+            ))
+            .into_owned()
+        })
+    }
+
+    pub fn shares(&self, list: &[hearth_rpc::Share]) {
+        self.emit(&list, || {
+            if list.is_empty() {
+                return "no share links".into();
+            }
+            let mut rows = vec![
+                ["LINK", "SESSION", "NAME", "EXPIRES", "VIEWERS"]
+                    .map(String::from)
+                    .to_vec(),
+            ];
+            for s in list {
+                rows.push(vec![
+                    s.id.clone(),
+                    s.session.clone(),
+                    s.name.clone().unwrap_or_else(|| "-".into()),
+                    s.expires_at.clone(),
+                    s.viewers.to_string(),
+                ]);
+            }
+            render(&rows)
+        })
+    }
+
+    pub fn unshared(&self, list: &[hearth_rpc::Share]) {
+        self.emit(&list, || {
+            if list.is_empty() {
+                return "no share links".into();
+            }
+            list.iter()
+                .map(|s| safe(&format!("revoked {} (session {})", s.id, s.session)).into_owned())
+                .collect::<Vec<_>>()
+                .join("\n")
         })
     }
 

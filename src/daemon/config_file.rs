@@ -42,6 +42,12 @@
 //! port = 2222                    # owner keys only; `ssh -p 2222 host` (off by default)
 //! bind = "0.0.0.0"               # default 0.0.0.0, like sessions
 //!
+//! [web]                          # read-only web links to sessions (`hearth share`)
+//! port = 8080                    # off by default
+//! bind = "127.0.0.1"             # default 127.0.0.1: reach it through a reverse proxy,
+//!                                # `ssh -L` or a VPN (docs/web.md)
+//! url = "https://hearth.example.org"  # the links' base, when a proxy serves them
+//!
 //! [limits]
 //! log_bytes = 8388608            # output retained per session for lagging readers
 //! input_bytes = 8388608          # input queued for a program that is not reading it
@@ -82,6 +88,8 @@ struct File {
     triggers: Vec<TriggerSection>,
     #[serde(default)]
     lobby: LobbySection,
+    #[serde(default)]
+    web: WebSection,
     #[serde(default)]
     hosts: HostsSection,
     #[serde(default)]
@@ -189,6 +197,51 @@ pub struct Hosts {
 struct LobbySection {
     port: Option<u16>,
     bind: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebSection {
+    port: Option<u16>,
+    bind: Option<String>,
+    url: Option<String>,
+}
+
+/// Where the web front listens and the base of its links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Web {
+    pub addr: std::net::SocketAddr,
+    /// `[web] url`: the links' base (a reverse proxy's address); `None`: this address.
+    pub url: Option<String>,
+}
+
+/// `[web]` (`None`: no web front), with `port` and `bind` from the command line over the
+/// file's.
+pub fn load_web(
+    path: &Path,
+    port: Option<u16>,
+    bind: Option<String>,
+) -> anyhow::Result<Option<Web>> {
+    let w = read(path)?.web;
+    let Some(port) = port.or(w.port) else {
+        if bind.is_some() || w.bind.is_some() || w.url.is_some() {
+            anyhow::bail!("[web] needs a port too (--web-port or [web] port)");
+        }
+        return Ok(None);
+    };
+    let bind = bind.or(w.bind).unwrap_or_else(|| "127.0.0.1".into());
+    let ip: std::net::IpAddr = bind
+        .parse()
+        .map_err(|_| anyhow::anyhow!("web bind '{bind}' is not an IP address"))?;
+    if let Some(u) = &w.url
+        && !(u.starts_with("http://") || u.starts_with("https://"))
+    {
+        anyhow::bail!("[web] url = '{u}': give an http:// or https:// address");
+    }
+    Ok(Some(Web {
+        addr: std::net::SocketAddr::new(ip, port),
+        url: w.url.map(|u| u.trim_end_matches('/').to_string()),
+    }))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -559,6 +612,29 @@ mod tests {
         assert_eq!(h.remote_commands["box"], "/opt/hearth");
         std::fs::write(&p, "[hosts.box]\nremote_cmd = \"x\"\n").unwrap();
         assert!(load_hosts(&p).is_err(), "typos are errors");
+    }
+
+    #[test]
+    fn the_web_is_off_unless_a_port_is_given_and_binds_loopback() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.toml");
+        assert_eq!(load_web(&p, None, None).unwrap(), None);
+        std::fs::write(&p, "[web]\nport = 8080\nurl = \"https://h.example/\"\n").unwrap();
+        let w = load_web(&p, None, None).unwrap().unwrap();
+        assert_eq!(w.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(w.url.as_deref(), Some("https://h.example"));
+        assert_eq!(
+            load_web(&p, Some(9), Some("::1".into()))
+                .unwrap()
+                .unwrap()
+                .addr
+                .to_string(),
+            "[::1]:9"
+        );
+        std::fs::write(&p, "[web]\nbind = \"0.0.0.0\"\n").unwrap();
+        assert!(load_web(&p, None, None).is_err(), "a bind without a port");
+        std::fs::write(&p, "[web]\nport = 1\nurl = \"ftp://x\"\n").unwrap();
+        assert!(load_web(&p, None, None).is_err());
     }
 
     #[test]

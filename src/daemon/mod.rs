@@ -107,6 +107,8 @@ pub struct Config {
     pub exec_shim: Option<PathBuf>,
     /// Where the lobby listens (`None`: no lobby).
     pub lobby: Option<std::net::SocketAddr>,
+    /// The web front (`None`: no web links).
+    pub web: Option<config_file::Web>,
     /// The size a session starts at when its request gives none (`[sessions] size`).
     pub default_size: Option<(u16, u16)>,
     /// Serve each new session from a process of its own (`hearth session-host`), so it
@@ -145,6 +147,7 @@ impl Default for Config {
             menu: Some(crate::menu::MenuConfig::default()),
             exec_shim: None,
             lobby: None,
+            web: None,
             default_size: None,
             session_processes: false,
             host: None,
@@ -164,11 +167,13 @@ pub async fn main(
     kill_grace: f64,
     login_grace: u64,
     (lobby_port, lobby_bind): (Option<u16>, Option<String>),
+    (web_port, web_bind): (Option<u16>, Option<String>),
     (sessions_in_daemon, replace): (bool, bool),
     log_file: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let mut config = load_config(kill_grace, login_grace)?;
     config.lobby = config_file::load_lobby(&crate::paths::config_file(), lobby_port, lobby_bind)?;
+    config.web = config_file::load_web(&crate::paths::config_file(), web_port, web_bind)?;
     config.session_processes &= !sessions_in_daemon;
     config.log_file = log_file;
     if replace {
@@ -357,6 +362,8 @@ pub struct Daemon {
     ended: parking_lot::Mutex<std::collections::VecDeque<Ended>>,
     /// Where the lobby listens, once it does.
     lobby: parking_lot::Mutex<Option<std::net::SocketAddr>>,
+    /// The web front and where it listens, once it does.
+    web: parking_lot::Mutex<Option<(Arc<crate::web::Front>, std::net::SocketAddr)>>,
     /// Control connections over the socket (bounded, idle-longest evicted).
     control_conns: Arc<parking_lot::Mutex<ControlConns>>,
     /// The runtime that carries the sessions' SSH traffic.
@@ -452,6 +459,7 @@ impl Daemon {
             tracker: TaskTracker::new(),
             ended: parking_lot::Mutex::new(std::collections::VecDeque::new()),
             lobby: parking_lot::Mutex::new(None),
+            web: parking_lot::Mutex::new(None),
             control_conns: Arc::default(),
             // A host's ring lives as long as its session; the daemon's continues across
             // restarts, from its journal beside the socket.
@@ -500,6 +508,9 @@ impl Daemon {
         ));
         if let Some(start) = daemon.config.host.clone() {
             let reply = daemon.create_as(start.request, start.restarted_from).await;
+            if reply.is_ok() {
+                daemon.serve_web_here();
+            }
             host::answer(&reply);
             if reply.is_err() {
                 shutdown.cancel();
@@ -531,6 +542,9 @@ impl Daemon {
         }
         if let Some(addr) = self.config.lobby {
             self.open_lobby(addr).await?;
+        }
+        if let (None, Some(web)) = (&self.config.host, &self.config.web) {
+            self.open_web(web.addr).await?;
         }
         if let (None, Some(after)) = (&self.config.host, self.config.idle_kill_after) {
             let (daemon, stop) = (Arc::clone(self), self.cancel.clone());
@@ -763,6 +777,155 @@ impl Daemon {
         let (client, server) = tarpc::transport::channel::unbounded();
         self.serve_control(service::Control::local(Arc::clone(self)), server);
         hearth_rpc::HearthClient::new(tarpc::client::Config::default(), client).spawn()
+    }
+
+    /// Open the web front (`hearth daemon --web-port`, `[web]`; adr/0015).
+    async fn open_web(self: &Arc<Self>, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the web front on {addr}: {e}"))?;
+        let bound = listener.local_addr()?;
+        let weak = Arc::downgrade(self);
+        let route: crate::web::Router = Arc::new(move |id: &str| {
+            let daemon = weak.upgrade()?;
+            match daemon.resolve(id).ok()? {
+                Target::Local(h) => Some(crate::web::Route::Here(Arc::clone(&h.session))),
+                Target::Remote(r) => {
+                    Some(crate::web::Route::Host(crate::web::host_socket(&r.socket)))
+                }
+            }
+        });
+        let front = crate::web::Front::new(
+            crate::web::shares::Shares::load(Some(crate::paths::state_dir().join("shares.json"))),
+            ssh::preauth::PreAuth::new(
+                self.config.max_unauthenticated,
+                self.config.max_unauthenticated_per_source,
+                self.config.source_prefixes,
+            ),
+            route,
+            self.tracker.clone(),
+            self.cancel.clone(),
+        );
+        self.tracker.spawn(Arc::clone(&front).serve(listener));
+        tracing::info!(addr = %bound, "web front open");
+        *self.web.lock() = Some((front, bound));
+        Ok(())
+    }
+
+    /// In a session host: serve the session's live view to the front on its web socket.
+    fn serve_web_here(&self) {
+        let Some(h) = self.registry.all().into_iter().next() else {
+            return;
+        };
+        let path = crate::web::host_socket(&self.socket);
+        let (tracker, cancel) = (self.tracker.clone(), self.sessions_cancel.clone());
+        let session = Arc::clone(&h.session);
+        self.tracker.spawn(async move {
+            if let Err(e) = crate::web::serve_host(path.clone(), session, tracker, cancel).await {
+                tracing::warn!(path = %path.display(), error = %e, "cannot serve the web view: share links cannot show this session");
+            }
+        });
+    }
+
+    /// Where the web front listens, once it does.
+    pub fn web_addr(&self) -> Option<std::net::SocketAddr> {
+        self.web.lock().as_ref().map(|w| w.1)
+    }
+
+    fn front(&self) -> Result<(Arc<crate::web::Front>, std::net::SocketAddr), ApiError> {
+        if self.config.host.is_some() {
+            return Err(ApiError::state(
+                "share links are the daemon's, not a session's",
+            ));
+        }
+        self.web.lock().clone().ok_or_else(|| {
+            ApiError::state(
+                "this daemon serves no web links: set `[web] port` in the config file, or \
+                 start it with `hearth daemon --web-port PORT` (docs/web.md)",
+            )
+        })
+    }
+
+    fn share_info(
+        &self,
+        s: &crate::web::shares::Share,
+        front: &crate::web::Front,
+    ) -> hearth_rpc::Share {
+        let at = |secs: u64| {
+            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+                .to_string()
+        };
+        hearth_rpc::Share {
+            id: s.id.clone(),
+            session: s.session.clone(),
+            name: self.resolve(&s.session).ok().and_then(|t| t.name()),
+            token: None,
+            url: None,
+            created_at: at(s.created_unix),
+            expires_at: at(s.expires_unix),
+            viewers: front.viewers(&s.id),
+        }
+    }
+
+    /// `share`: a new link to a live session.
+    pub fn share(
+        &self,
+        target: &str,
+        expires: Option<Duration>,
+    ) -> Result<hearth_rpc::Share, ApiError> {
+        let (front, addr) = self.front()?;
+        let id = self.resolve(target)?.id().to_string();
+        let (token, share) = front
+            .shares
+            .create(&id, expires.unwrap_or(crate::web::shares::DEFAULT_EXPIRY))
+            .map_err(ApiError::invalid)?;
+        tracing::info!(session = %id, link = %share.id, "share link made");
+        let base = match &self.config.web.as_ref().and_then(|w| w.url.clone()) {
+            Some(u) => u.clone(),
+            None => {
+                let host = if addr.ip().is_unspecified() {
+                    crate::join::hostname().unwrap_or_else(|| "localhost".into())
+                } else if addr.is_ipv6() {
+                    format!("[{}]", addr.ip())
+                } else {
+                    addr.ip().to_string()
+                };
+                format!("http://{host}:{}", addr.port())
+            }
+        };
+        let mut info = self.share_info(&share, &front);
+        info.url = Some(format!("{base}/s/{token}"));
+        info.token = Some(token);
+        Ok(info)
+    }
+
+    /// `share --list`.
+    pub fn shares(&self) -> Result<Vec<hearth_rpc::Share>, ApiError> {
+        let (front, _) = self.front()?;
+        Ok(front
+            .shares
+            .list()
+            .iter()
+            .map(|s| self.share_info(s, &front))
+            .collect())
+    }
+
+    /// `share --revoke`: the links revoked (their viewers are cut).
+    pub fn unshare(
+        &self,
+        which: Option<&str>,
+        all: bool,
+    ) -> Result<Vec<hearth_rpc::Share>, ApiError> {
+        let (front, _) = self.front()?;
+        if which.is_none() && !all {
+            return Err(ApiError::invalid("give a link's token or id, or --all"));
+        }
+        let gone = front
+            .shares
+            .revoke(if all { None } else { which })
+            .map_err(ApiError::not_found)?;
+        tracing::info!(links = gone.len(), "share links revoked");
+        Ok(gone.iter().map(|s| self.share_info(s, &front)).collect())
     }
 
     /// Open the lobby's listener (`hearth daemon --lobby-port`, `[lobby]`).

@@ -498,6 +498,32 @@ impl Hearth for Control {
         .map_err(|e| ApiError::internal(e.to_string()))?
     }
 
+    async fn share(
+        self,
+        _: Context,
+        target: String,
+        expires_secs: Option<u64>,
+    ) -> Result<hearth_rpc::Share, ApiError> {
+        self.check()?;
+        self.daemon
+            .share(&target, expires_secs.map(std::time::Duration::from_secs))
+    }
+
+    async fn shares(self, _: Context) -> Result<Vec<hearth_rpc::Share>, ApiError> {
+        self.check()?;
+        self.daemon.shares()
+    }
+
+    async fn unshare(
+        self,
+        _: Context,
+        which: Option<String>,
+        all: bool,
+    ) -> Result<Vec<hearth_rpc::Share>, ApiError> {
+        self.check()?;
+        self.daemon.unshare(which.as_deref(), all)
+    }
+
     async fn shutdown(self, _: Context, keep_sessions: bool) -> Result<(), ApiError> {
         self.check()?;
         if keep_sessions {

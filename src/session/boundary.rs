@@ -83,6 +83,10 @@ fn peer_info(p: Peer) -> PeerInfo {
         bytes_in: p.bytes_in,
         bytes_out: p.bytes_out,
         key_fingerprint: p.spec.key_fingerprint,
+        kind: match p.spec.kind {
+            super::ClientKind::Ssh => hearth_rpc::PeerKind::Ssh,
+            super::ClientKind::Web => hearth_rpc::PeerKind::Web,
+        },
     }
 }
 

@@ -42,6 +42,15 @@ pub struct ClientSpec {
     pub key_fingerprint: String,
     /// (cols, rows) from the pty-req; 0 means unknown.
     pub size: (u16, u16),
+    pub kind: ClientKind,
+}
+
+/// How a client is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    Ssh,
+    /// A browser through a share link (always a viewer).
+    Web,
 }
 
 /// A row of `peers`.

@@ -34,7 +34,7 @@ pub mod size;
 pub mod trigger;
 pub mod wait;
 
-pub use client::{Attachment, ClientSpec, Notice, Peer, Role, Stats};
+pub use client::{Attachment, ClientKind, ClientSpec, Notice, Peer, Role, Stats};
 use client::{ClientEntry, smallest_free_name};
 
 use std::collections::BTreeMap;
@@ -818,6 +818,14 @@ impl Session {
     /// under the model lock when Rewind opens; scrolling it never takes the lock.
     pub fn history(&self) -> screen::History {
         screen::History::new(self.model.lock().screen.snapshot_screen())
+    }
+
+    /// `f` over the current screen and its title, under the model lock: keep it short (the
+    /// PTY reader waits for it). The web viewer renders its rows this way.
+    pub fn with_screen<R>(&self, f: impl FnOnce(&vt100::Screen, &str) -> R) -> R {
+        let model = self.model.lock();
+        let title = model.screen.signals().title.clone().unwrap_or_default();
+        f(model.screen.vt(), &title)
     }
 
     /// The current screen with colours and cursor (what `screen --ansi` prints).

@@ -251,6 +251,11 @@ impl Screen {
         out
     }
 
+    /// The emulator's screen, to read under the model lock (short work only).
+    pub fn vt(&self) -> &vt100::Screen {
+        self.parser.screen()
+    }
+
     /// A copy of the emulator's screen (with its scrollback) for slow work off the lock.
     pub fn snapshot_screen(&self) -> vt100::Screen {
         self.parser.screen().clone()

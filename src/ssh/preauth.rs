@@ -190,6 +190,11 @@ impl PreAuth {
         until.checked_duration_since(Instant::now())
     }
 
+    /// How long `ip` must still wait after its failures, if at all.
+    pub fn penalty_of(&self, ip: IpAddr) -> Option<Duration> {
+        self.penalty(self.source(ip))
+    }
+
     /// A hard wall at the cap only (tests of the other rules).
     #[cfg(test)]
     fn without_early_drop(mut self) -> Self {

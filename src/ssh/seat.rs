@@ -73,6 +73,7 @@ pub fn join(
             cols.min(u16::MAX as u32) as u16,
             rows.min(u16::MAX as u32) as u16,
         ),
+        kind: crate::session::ClientKind::Ssh,
     };
     let attachment = Arc::new(shared.session.attach(spec)?);
     seat.attachment = Some(Arc::clone(&attachment));
