@@ -32,7 +32,10 @@ fn documented() -> BTreeMap<String, Vec<String>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_field_is_in_real_output() {
-    let d = TestDaemon::start();
+    let env = Env::new();
+    // With a web front, for `share`.
+    env.write_config("[web]\nport = 0\n");
+    let d = env.start_daemon();
     let session = d.session(&["--name", "shape"], &["/bin/sh"]);
     let id = id_of(&session);
     let _client = SshClient::connect(port_of(&session), &d.owner, "al", 80, 24).await;
@@ -72,6 +75,7 @@ async fn every_documented_field_is_in_real_output() {
     shapes.insert("status", d.ok(&["status", &id]));
     shapes.insert("peer", d.ok(&["peers", &id])[0].clone());
     shapes.insert("send", sent);
+    shapes.insert("share", d.ok(&["share", &id]));
     shapes.insert("wait", waited);
     shapes.insert("event", event);
     shapes.insert("known-hosts", d.ok(&["known-hosts"]));
