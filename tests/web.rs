@@ -364,3 +364,252 @@ fn share_needs_the_web_front() {
     assert!(msg.contains("web-port"), "{msg}");
     d.err(&["share", "nosuch"], "invalid_state");
 }
+
+/// Chrome's DevTools protocol over a WebSocket, just enough to load a page, read its text and
+/// take a screenshot (the test runs the real Debian `chromium`, headless).
+mod cdp {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+
+    pub struct Page {
+        s: TcpStream,
+        next: u64,
+    }
+
+    impl Page {
+        /// Connect to a `ws://host:port/path` debugger URL.
+        pub fn connect(url: &str) -> Page {
+            let rest = url.strip_prefix("ws://").unwrap();
+            let (host, path) = rest.split_once('/').unwrap();
+            let mut s = TcpStream::connect(host).unwrap();
+            // A browser that stops answering fails the test instead of hanging it.
+            s.set_read_timeout(Some(super::DEADLINE)).unwrap();
+            write!(
+                s,
+                "GET /{path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            assert!(line.contains(" 101 "), "{line}");
+            loop {
+                line.clear();
+                r.read_line(&mut line).unwrap();
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            // Nothing else was sent yet, so the buffered reader holds nothing more.
+            assert!(r.buffer().is_empty());
+            Page { s, next: 1 }
+        }
+
+        fn send(&mut self, text: &str) {
+            let bytes = text.as_bytes();
+            let mut frame = vec![0x81u8];
+            match bytes.len() {
+                n if n < 126 => frame.push(0x80 | n as u8),
+                n if n < 65536 => {
+                    frame.push(0x80 | 126);
+                    frame.extend_from_slice(&(n as u16).to_be_bytes());
+                }
+                n => {
+                    frame.push(0x80 | 127);
+                    frame.extend_from_slice(&(n as u64).to_be_bytes());
+                }
+            }
+            let mask = [1u8, 2, 3, 4];
+            frame.extend_from_slice(&mask);
+            frame.extend(bytes.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+            self.s.write_all(&frame).unwrap();
+        }
+
+        fn receive(&mut self) -> String {
+            let mut message = Vec::new();
+            loop {
+                let mut head = [0u8; 2];
+                self.s.read_exact(&mut head).unwrap();
+                let len = match head[1] & 0x7f {
+                    126 => {
+                        let mut b = [0u8; 2];
+                        self.s.read_exact(&mut b).unwrap();
+                        u16::from_be_bytes(b) as usize
+                    }
+                    127 => {
+                        let mut b = [0u8; 8];
+                        self.s.read_exact(&mut b).unwrap();
+                        u64::from_be_bytes(b) as usize
+                    }
+                    n => n as usize,
+                };
+                let mut payload = vec![0u8; len];
+                self.s.read_exact(&mut payload).unwrap();
+                message.extend_from_slice(&payload);
+                if head[0] & 0x80 != 0 {
+                    return String::from_utf8(message).unwrap();
+                }
+            }
+        }
+
+        /// Call `method` and return its result (events in between are skipped).
+        pub fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+            let id = self.next;
+            self.next += 1;
+            self.send(
+                &serde_json::json!({"id": id, "method": method, "params": params}).to_string(),
+            );
+            loop {
+                let v: serde_json::Value = serde_json::from_str(&self.receive()).unwrap();
+                if v["id"] == id {
+                    assert!(v.get("error").is_none(), "{method}: {v}");
+                    return v["result"].clone();
+                }
+            }
+        }
+
+        pub fn eval(&mut self, expression: &str) -> serde_json::Value {
+            self.call(
+                "Runtime.evaluate",
+                serde_json::json!({"expression": expression, "returnByValue": true}),
+            )["result"]["value"]
+                .clone()
+        }
+    }
+}
+
+/// A real browser: headless Chromium opens the link; the page (hearth's own script) shows
+/// the session's text, then what the program prints next, and a screenshot is taken.
+#[test]
+#[cfg_attr(
+    not(hearth_tests_chromium),
+    ignore = "needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)"
+)]
+fn a_real_browser_shows_the_session() {
+    use base64::Engine as _;
+    let d = daemon(false);
+    d.session(
+        &["--name", "seen"],
+        &["sh", "-c", "printf '\\033[1;32mhello from hearth\\033[0m 漢字\\n'; read x; echo \"then $x\"; sleep 600"],
+    );
+    let (url, _) = share(&d, &["seen"]);
+    let profile = d.dir.path().join("chromium");
+    let chrome = std::process::Command::new("/usr/bin/chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--window-size=1000,700",
+            "--remote-debugging-port=0",
+            "--remote-debugging-address=127.0.0.1",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("about:blank")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _chrome = Kill(chrome);
+    // Chromium writes its debugging port to DevToolsActivePort in the profile.
+    let port: u16 = wait_until("chromium's debugging port", DEADLINE, || {
+        std::fs::read_to_string(profile.join("DevToolsActivePort"))
+            .ok()?
+            .lines()
+            .next()?
+            .parse()
+            .ok()
+    });
+    let targets: Value = wait_until("chromium's page", DEADLINE, || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET /json/list HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+        )
+        .ok()?;
+        // Chromium keeps the connection open: read as much as Content-Length says.
+        let mut r = BufReader::new(s);
+        let mut len = 0;
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).ok()?;
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse().ok()?;
+            }
+        }
+        let mut body = vec![0u8; len];
+        r.read_exact(&mut body).ok()?;
+        serde_json::from_slice(&body).ok()
+    });
+    let ws = targets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["type"] == "page")
+        .unwrap()["webSocketDebuggerUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut page = cdp::Page::connect(&ws);
+    page.call("Page.navigate", serde_json::json!({"url": url}));
+    let text = |page: &mut cdp::Page| {
+        page.eval(
+            "document.getElementById('screen') ? document.getElementById('screen').innerText : ''",
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+    };
+    wait_until("the page to show the session", DEADLINE, || {
+        text(&mut page)
+            .contains("hello from hearth 漢字")
+            .then_some(())
+    });
+    assert_eq!(
+        page.eval("document.getElementById('state').textContent"),
+        "live"
+    );
+    d.ok(&["send", "seen", "the browser"]);
+    wait_until("the page to show the update", DEADLINE, || {
+        text(&mut page).contains("then the browser").then_some(())
+    });
+    // Colour from the session's escape sequences: the first run is bold green.
+    let style = page.eval(
+        "(function(){const s=document.querySelector('#screen div span');return getComputedStyle(s).color+' '+getComputedStyle(s).fontWeight})()",
+    );
+    assert_eq!(
+        style, "rgb(0, 255, 0) 700",
+        "bold green (bright, as xterm draws bold)"
+    );
+    let shot = page.call(
+        "Page.captureScreenshot",
+        serde_json::json!({"format": "png"}),
+    );
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(shot["data"].as_str().unwrap())
+        .unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 5_000,
+        "{} bytes",
+        png.len()
+    );
+    // Kept for a human to look at (CI can collect it).
+    let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web-viewer.png");
+    std::fs::write(&out, &png).unwrap();
+    eprintln!("screenshot: {}", out.display());
+}
