@@ -89,13 +89,22 @@ impl Viewer {
     }
 
     fn open_from(url: &str, from: &str) -> Viewer {
+        Self::open_at(url, "/live", from)
+    }
+
+    /// Another stream of the link (`/play?...`).
+    fn open_path(url: &str, suffix: &str) -> Viewer {
+        Self::open_at(url, suffix, "127.0.0.1")
+    }
+
+    fn open_at(url: &str, suffix: &str, from: &str) -> Viewer {
         let (addr, path) = split(url);
         let mut s = connect(addr, from);
         s.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         write!(
             s,
-            "GET {path}/live HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n"
+            "GET {path}{suffix} HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n"
         )
         .unwrap();
         let mut r = BufReader::new(s);
@@ -171,6 +180,7 @@ impl Viewer {
                 }
             }
             "end" => self.ended = Some(v["reason"].as_str().unwrap().into()),
+            "time" => {}
             other => panic!("unexpected event {other}"),
         }
     }
@@ -612,4 +622,122 @@ fn a_real_browser_shows_the_session() {
     let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web-viewer.png");
     std::fs::write(&out, &png).unwrap();
     eprintln!("screenshot: {}", out.display());
+}
+
+/// `hearth screen`'s text, as the page's rows compare with it.
+fn normal(text: &str) -> String {
+    text.lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim_end()
+        .to_string()
+}
+
+/// The time of the first output event of `id`'s recording that contains `needle`.
+fn time_of(d: &TestDaemon, id: &str, needle: &str) -> f64 {
+    let cast = d
+        .home
+        .join(".local/state/hearth/recordings")
+        .join(format!("{id}.cast"));
+    wait_until(&format!("{needle:?} in the recording"), DEADLINE, || {
+        let text = std::fs::read_to_string(&cast).ok()?;
+        text.lines().skip(1).find_map(|l| {
+            let e: Value = serde_json::from_str(l).ok()?;
+            (e[1] == "o" && e[2].as_str()?.contains(needle)).then(|| e[0].as_f64())?
+        })
+    })
+}
+
+/// The screen the page gets from `/at?t=`.
+fn screen_at(url: &str, t: f64) -> String {
+    let (status, body) = get(url, &format!("/at?t={t}"), "127.0.0.1");
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    normal(
+        &v["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(Viewer::text)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
+/// The timeline: any moment of the recording renders as `hearth screen` showed it then;
+/// playback runs to the end; markers name joins and restarts; a link to a session that has
+/// ended is its replay; a plain link to a live one has no timeline.
+#[test]
+fn the_timeline_shows_any_moment_as_hearth_screen_did() {
+    let d = daemon(false);
+    let s = d.session(
+        &["--name", "dvr"],
+        &[
+            "sh",
+            "-c",
+            "echo one; read x; printf '\\033[1;31mtwo\\033[0m\\n'; read y; echo three; sleep 600",
+        ],
+    );
+    let id = id_of(&s);
+    let screen = || normal(&String::from_utf8_lossy(&d.cli(&["screen", "dvr"]).stdout));
+    let first = wait_until("one", DEADLINE, || {
+        let s = screen();
+        s.contains("one").then_some(s)
+    });
+    let (plain, _) = share(&d, &["dvr"]);
+    let (url, link) = share(&d, &["dvr", "--replay"]);
+    assert_eq!(link["replay"], true);
+    assert_eq!(
+        get(&plain, "/timeline", "127.0.0.1").0,
+        404,
+        "no timeline unless asked"
+    );
+    // A browser joins: a marker.
+    let mut v = Viewer::open(&url);
+    v.wait("the screen", |v| v.screen().contains("one"));
+    d.ok(&["send", "dvr", "a"]);
+    let second = wait_until("two", DEADLINE, || {
+        let s = screen();
+        s.contains("two").then_some(s)
+    });
+    d.ok(&["send", "dvr", "b"]);
+    let third = wait_until("three", DEADLINE, || {
+        let s = screen();
+        s.contains("three").then_some(s)
+    });
+    let (t_one, t_two, t_three) = (
+        time_of(&d, &id, "one"),
+        time_of(&d, &id, "two"),
+        time_of(&d, &id, "three"),
+    );
+    assert_eq!(screen_at(&url, t_one + 0.0001), first);
+    assert_eq!(screen_at(&url, t_two + 0.0001), second);
+    assert_eq!(screen_at(&url, t_three + 0.0001), third);
+    assert_eq!(screen_at(&url, 0.0), "");
+    let (_, tl) = get(&url, "/timeline", "127.0.0.1");
+    let tl: Value = serde_json::from_str(&tl).unwrap();
+    assert_eq!(tl["live"], true);
+    assert!(tl["duration"].as_f64().unwrap() >= t_three);
+    assert!(
+        tl["markers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m[1].as_str().unwrap().contains("web-1 joined (viewer)")),
+        "{tl}"
+    );
+    // Playback from the start, fast: to the last screen, then `end`.
+    let mut p = Viewer::open_path(&url, "/play?t=0&speed=16");
+    assert_eq!(p.wait_end(), "finished");
+    assert_eq!(normal(&p.screen()), third);
+    // Ended: a plain link is now its replay, and a new link can be made to it.
+    d.ok(&["kill", "dvr"]);
+    assert_eq!(v.wait_end(), "exited");
+    let (_, tl) = get(&plain, "/timeline", "127.0.0.1");
+    let tl: Value = serde_json::from_str(&tl).unwrap();
+    assert_eq!(tl["live"], false);
+    assert_eq!(screen_at(&plain, 1e9), third);
+    let (late, _) = share(&d, &[&id]);
+    assert_eq!(screen_at(&late, t_two + 0.0001), second);
 }

@@ -159,8 +159,14 @@ pub trait Hearth {
         cursor: Option<SearchCursor>,
     ) -> Result<SearchBatch, ApiError>;
     /// A read-only web link to a session, valid for `expires_secs` (default a day): the
-    /// token is in the answer only. Refused unless the daemon serves the web (`[web] port`).
-    async fn share(target: String, expires_secs: Option<u64>) -> Result<Share, ApiError>;
+    /// token is in the answer only. `replay`: the page has a timeline over the recording
+    /// too (a link to an ended session always has). Refused unless the daemon serves the
+    /// web (`[web] port`).
+    async fn share(
+        target: String,
+        expires_secs: Option<u64>,
+        replay: bool,
+    ) -> Result<Share, ApiError>;
     /// The live links, oldest first (no tokens).
     async fn shares() -> Result<Vec<Share>, ApiError>;
     /// Revoke a link (its token or id), or every link with `all`: its viewers are cut.

@@ -456,6 +456,9 @@ pub struct Share {
     pub expires_at: String,
     /// Browsers watching through it now.
     pub viewers: u32,
+    /// The page has a timeline over the recording (`share --replay`).
+    #[serde(default)]
+    pub replay: bool,
 }
 
 /// Where a `read` starts.

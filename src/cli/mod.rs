@@ -131,8 +131,12 @@ pub enum Command {
         /// How long the link works (default 24h, at most 366 days)
         #[arg(long, value_parser = humantime::parse_duration, value_name = "DUR")]
         expires: Option<std::time::Duration>,
+        /// Add a timeline over the session's recording: play, pause, speed, a slider to any
+        /// moment (a link to a session that has ended always has one)
+        #[arg(long)]
+        replay: bool,
         /// The live links (ids, sessions, expiry, viewers; never the tokens)
-        #[arg(long, conflicts_with_all = ["target", "expires", "revoke", "all"])]
+        #[arg(long, conflicts_with_all = ["target", "expires", "replay", "revoke", "all"])]
         list: bool,
         /// Revoke a link (its token, or its id as --list shows): its viewers are cut
         #[arg(long, value_name = "TOKEN|ID", conflicts_with_all = ["target", "expires", "all"])]
@@ -960,6 +964,7 @@ async fn manage(command: Command, client: &HearthClient, out: output::Out) -> Re
         Command::Share {
             target,
             expires,
+            replay,
             list,
             revoke,
             all,
@@ -971,7 +976,8 @@ async fn manage(command: Command, client: &HearthClient, out: output::Out) -> Re
             } else {
                 let target = target.unwrap_or_default();
                 out.shared(
-                    &call(client.share(ctx(), target, expires.map(|d| d.as_secs().max(1)))).await?,
+                    &call(client.share(ctx(), target, expires.map(|d| d.as_secs().max(1)), replay))
+                        .await?,
                 )
             }
         }

@@ -802,7 +802,7 @@ impl Daemon {
                 self.config.max_unauthenticated_per_source,
                 self.config.source_prefixes,
             ),
-            route,
+            (route, self.history_dir().map(Path::to_path_buf)),
             self.tracker.clone(),
             self.cancel.clone(),
         );
@@ -864,20 +864,44 @@ impl Daemon {
             created_at: at(s.created_unix),
             expires_at: at(s.expires_unix),
             viewers: front.viewers(&s.id),
+            replay: s.replay,
         }
     }
 
-    /// `share`: a new link to a live session.
-    pub fn share(
+    /// `share`: a new link to a session (live, or ended: then the page is its replay).
+    pub async fn share(
         &self,
         target: &str,
         expires: Option<Duration>,
+        replay: bool,
     ) -> Result<hearth_rpc::Share, ApiError> {
         let (front, addr) = self.front()?;
-        let id = self.resolve(target)?.id().to_string();
+        let id = match self.resolve(target) {
+            Ok(t) => t.id().to_string(),
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                let ended = self.find_ended(target).await?;
+                if ended.recording.is_none() {
+                    return Err(ApiError::state(format!(
+                        "session {} has ended and left no recording to show",
+                        ended.id
+                    )));
+                }
+                ended.id
+            }
+            Err(e) => return Err(e),
+        };
+        if replay && self.history_dir().is_none() {
+            return Err(ApiError::state(
+                "recording is off in this daemon: there is no recording to replay",
+            ));
+        }
         let (token, share) = front
             .shares
-            .create(&id, expires.unwrap_or(crate::web::shares::DEFAULT_EXPIRY))
+            .create(
+                &id,
+                expires.unwrap_or(crate::web::shares::DEFAULT_EXPIRY),
+                replay,
+            )
             .map_err(ApiError::invalid)?;
         tracing::info!(session = %id, link = %share.id, "share link made");
         let base = match &self.config.web.as_ref().and_then(|w| w.url.clone()) {

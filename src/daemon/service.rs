@@ -503,10 +503,16 @@ impl Hearth for Control {
         _: Context,
         target: String,
         expires_secs: Option<u64>,
+        replay: bool,
     ) -> Result<hearth_rpc::Share, ApiError> {
         self.check()?;
         self.daemon
-            .share(&target, expires_secs.map(std::time::Duration::from_secs))
+            .share(
+                &target,
+                expires_secs.map(std::time::Duration::from_secs),
+                replay,
+            )
+            .await
     }
 
     async fn shares(self, _: Context) -> Result<Vec<hearth_rpc::Share>, ApiError> {

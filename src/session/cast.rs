@@ -79,7 +79,8 @@ impl Cast {
     }
 }
 
-fn parse_event(line: &str) -> Option<Event> {
+/// One line of a recording after its header (`None`: not an event).
+pub fn parse_event(line: &str) -> Option<Event> {
     let serde_json::Value::Array(ev) = serde_json::from_str(line).ok()? else {
         return None;
     };

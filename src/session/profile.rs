@@ -498,6 +498,8 @@ fn set(session: &super::Session, reading: Reading, profile: Option<&str>) {
             Some(p) => format!("profile {p}: {}", why.describe()),
             None => why.describe().to_string(),
         };
+        // A marker in the recording too: the web timeline shows where the state changed.
+        session.mark(&format!("hearth: state {}", state.name()));
         session.emit(super::SessionEvent::State {
             from,
             to: state,

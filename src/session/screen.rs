@@ -251,6 +251,16 @@ impl Screen {
         out
     }
 
+    /// A copy of the whole state (screen, scrollback, signals), for a recording's keyframes:
+    /// exact between whole escape sequences, as recorded events are.
+    pub fn snapshot(&self) -> Screen {
+        Screen {
+            parser: self.parser.snapshot(),
+            main_before_alt: self.main_before_alt.clone(),
+            resets: self.resets,
+        }
+    }
+
     /// The emulator's screen, to read under the model lock (short work only).
     pub fn vt(&self) -> &vt100::Screen {
         self.parser.screen()

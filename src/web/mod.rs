@@ -20,6 +20,7 @@
 pub mod live;
 mod page;
 pub mod render;
+pub mod replay;
 pub mod shares;
 
 use std::convert::Infallible;
@@ -137,6 +138,9 @@ pub struct Front {
     pub shares: shares::Shares,
     guard: PreAuth,
     route: Router,
+    /// Where recordings are (`None`: recording is off: no timelines).
+    recordings: Option<PathBuf>,
+    timelines: Arc<replay::Timelines>,
     renderers: Arc<live::Renderers>,
     /// Streams open per link (by its id).
     viewers: Arc<parking_lot::Mutex<std::collections::HashMap<String, u32>>>,
@@ -166,7 +170,7 @@ impl Front {
     pub fn new(
         shares: shares::Shares,
         guard: PreAuth,
-        route: Router,
+        (route, recordings): (Router, Option<PathBuf>),
         tracker: TaskTracker,
         cancel: CancellationToken,
     ) -> Arc<Front> {
@@ -174,6 +178,8 @@ impl Front {
             shares,
             guard,
             route,
+            recordings,
+            timelines: Arc::default(),
             renderers: Arc::default(),
             viewers: Arc::default(),
             tracker,
@@ -304,7 +310,86 @@ impl Front {
                 };
                 self.cut_when(inner, &share.id, cut, expires)
             }
+            "timeline" | "at" | "play" => self.replay(what, &req, &share, cut).await,
             _ => not_found(),
+        }
+    }
+
+    /// The timeline's answers: for a link made with `--replay`, or to a session that has
+    /// ended; over its recording.
+    async fn replay(
+        &self,
+        what: &str,
+        req: &Request<Incoming>,
+        share: &shares::Share,
+        cut: CancellationToken,
+    ) -> Response<Body> {
+        let live = (self.route)(&share.session).is_some();
+        let path = match &self.recordings {
+            Some(dir) if share.replay || !live => dir.join(format!("{}.cast", share.session)),
+            _ => return not_found(),
+        };
+        let query = |key: &str| {
+            req.uri().query().unwrap_or("").split('&').find_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                (k == key).then(|| v.parse::<f64>().ok()).flatten()
+            })
+        };
+        let t = query("t").filter(|t| t.is_finite()).unwrap_or(0.0);
+        let timelines = Arc::clone(&self.timelines);
+        match what {
+            "timeline" | "at" => {
+                let at = what == "at";
+                let answer = tokio::task::spawn_blocking(move || {
+                    if at {
+                        replay::frame_at(&timelines, &path, t)
+                    } else {
+                        timelines
+                            .get(&path)
+                            .map(|tl| replay::timeline_json(&tl, live))
+                    }
+                })
+                .await;
+                match answer {
+                    Ok(Ok(json)) => full(StatusCode::OK, "application/json", json),
+                    _ => not_found(),
+                }
+            }
+            _ => {
+                let speed = query("speed")
+                    .filter(|s| s.is_finite())
+                    .unwrap_or(1.0)
+                    .clamp(0.25, 16.0);
+                let Some(permit) = self.timelines.player() else {
+                    return full(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        "too many playbacks at once: try again\n",
+                    );
+                };
+                let (tx, body) = channel();
+                let stop = self.cancel.child_token();
+                let expires = std::time::UNIX_EPOCH + Duration::from_secs(share.expires_unix);
+                let watch = stop.clone();
+                self.tracker.spawn(async move {
+                    let left = expires
+                        .duration_since(SystemTime::now())
+                        .unwrap_or(Duration::ZERO);
+                    tokio::select! {
+                        _ = cut.cancelled() => {}
+                        _ = tokio::time::sleep(left) => {}
+                        _ = watch.cancelled() => {}
+                    }
+                    watch.cancel();
+                });
+                let done = stop.clone();
+                tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    replay::play(&timelines, &path, t, speed, tx, stop);
+                    done.cancel();
+                });
+                event_stream(body)
+            }
         }
     }
 

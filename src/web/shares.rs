@@ -33,6 +33,10 @@ pub struct Share {
     pub session: String,
     pub created_unix: u64,
     pub expires_unix: u64,
+    /// The page has a timeline over the recording too (`share --replay`); a link to a
+    /// session that has ended always has.
+    #[serde(default)]
+    pub replay: bool,
 }
 
 #[derive(Default)]
@@ -87,7 +91,12 @@ impl Shares {
     }
 
     /// A new link to `session` for `expires`: (the token, shown once; the link).
-    pub fn create(&self, session: &str, expires: Duration) -> Result<(String, Share), String> {
+    pub fn create(
+        &self,
+        session: &str,
+        expires: Duration,
+        replay: bool,
+    ) -> Result<(String, Share), String> {
         if expires.is_zero() || expires > MAX_EXPIRY {
             return Err("expires: give a duration from 1s to 366 days".into());
         }
@@ -103,6 +112,7 @@ impl Shares {
             session: session.to_string(),
             created_unix: now,
             expires_unix: now + expires.as_secs(),
+            replay,
         };
         let mut t = self.table.lock();
         self.expire(&mut t);
@@ -247,7 +257,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("shares.json");
         let s = Shares::load(Some(file.clone()));
-        let (token, share) = s.create("abcd1234", DEFAULT_EXPIRY).unwrap();
+        let (token, share) = s.create("abcd1234", DEFAULT_EXPIRY, false).unwrap();
         assert_eq!(token.len(), 40);
         let kept = std::fs::read_to_string(&file).unwrap();
         assert!(!kept.contains(&token), "the token itself is never written");
@@ -269,8 +279,8 @@ mod tests {
     #[test]
     fn revoking_or_expiring_ends_the_viewers() {
         let s = Shares::load(None);
-        let (a, sa) = s.create("s1", DEFAULT_EXPIRY).unwrap();
-        let (b, _) = s.create("s1", DEFAULT_EXPIRY).unwrap();
+        let (a, sa) = s.create("s1", DEFAULT_EXPIRY, false).unwrap();
+        let (b, _) = s.create("s1", DEFAULT_EXPIRY, false).unwrap();
         let (_, cut_a) = s.check(&a).unwrap();
         let (_, cut_b) = s.check(&b).unwrap();
         assert_eq!(s.revoke(Some(&sa.id)).unwrap().len(), 1);
@@ -281,18 +291,21 @@ mod tests {
         s.table.lock().shares[0].expires_unix = now_unix() - 1;
         assert!(s.check(&b).is_none());
         assert!(cut_b.is_cancelled());
-        assert!(s.create("s1", Duration::ZERO).is_err());
-        assert!(s.create("s1", MAX_EXPIRY + Duration::from_secs(1)).is_err());
+        assert!(s.create("s1", Duration::ZERO, false).is_err());
+        assert!(
+            s.create("s1", MAX_EXPIRY + Duration::from_secs(1), false)
+                .is_err()
+        );
     }
 
     #[test]
     fn the_table_is_bounded() {
         let s = Shares::load(None);
         for _ in 0..MAX_SHARES {
-            s.create("s", DEFAULT_EXPIRY).unwrap();
+            s.create("s", DEFAULT_EXPIRY, false).unwrap();
         }
-        assert!(s.create("s", DEFAULT_EXPIRY).is_err());
+        assert!(s.create("s", DEFAULT_EXPIRY, false).is_err());
         assert_eq!(s.revoke(None).unwrap().len(), MAX_SHARES);
-        assert!(s.create("s", DEFAULT_EXPIRY).is_ok());
+        assert!(s.create("s", DEFAULT_EXPIRY, false).is_ok());
     }
 }

@@ -77,6 +77,21 @@ impl<CB: crate::callbacks::Callbacks> Parser<CB> {
     }
 }
 
+impl<CB: crate::callbacks::Callbacks + Clone> Parser<CB> {
+    /// HEARTH-PATCH: a copy of the terminal's state (screen, scrollback, callbacks) with a
+    /// fresh escape-sequence parser: exact when taken between whole sequences.
+    #[must_use]
+    pub fn snapshot(&self) -> Self {
+        Self {
+            parser: vte::Parser::new(),
+            screen: crate::perform::WrappedScreen {
+                screen: self.screen.screen.clone(),
+                callbacks: self.screen.callbacks.clone(),
+            },
+        }
+    }
+}
+
 impl Default for Parser {
     /// Returns a parser with dimensions 80x24 and no scrollback.
     fn default() -> Self {
