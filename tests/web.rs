@@ -499,10 +499,10 @@ mod cdp {
 fn a_real_browser_shows_the_session() {
     use base64::Engine as _;
     let d = daemon(false);
-    d.session(
+    let id = id_of(&d.session(
         &["--name", "seen"],
         &["sh", "-c", "printf '\\033[1;32mhello from hearth\\033[0m 漢字\\n'; read x; echo \"then $x\"; sleep 600"],
-    );
+    ));
     let (url, _) = share(&d, &["seen"]);
     let profile = d.dir.path().join("chromium");
     let chrome = std::process::Command::new("/usr/bin/chromium")
@@ -622,6 +622,47 @@ fn a_real_browser_shows_the_session() {
     let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web-viewer.png");
     std::fs::write(&out, &png).unwrap();
     eprintln!("screenshot: {}", out.display());
+
+    // The timeline: a --replay link shows the live screen and the DVR bar; the slider goes
+    // back to before the reply, and play runs it again.
+    let (replay, _) = share(&d, &["seen", "--replay"]);
+    page.call("Page.navigate", serde_json::json!({"url": replay}));
+    wait_until("the timeline bar and the live screen", DEADLINE, || {
+        (page.eval("document.getElementById('dvr').hidden") == false
+            && text(&mut page).contains("then the browser"))
+        .then_some(())
+    });
+    let before_reply = time_of(&d, &id, "hello from hearth") + 0.001;
+    // (The recording has the reply once the recorder flushed it: within a second.)
+    time_of(&d, &id, "then the browser");
+    page.eval(&format!(
+        "(function(){{const s=document.getElementById('seek'); s.value={before_reply}; \
+         s.dispatchEvent(new Event('change')); return 1}})()"
+    ));
+    wait_until("the moment before the reply", DEADLINE, || {
+        let t = text(&mut page);
+        (t.contains("hello from hearth") && !t.contains("then the browser")).then_some(())
+    });
+    assert!(
+        page.eval("document.getElementById('state').textContent")
+            .as_str()
+            .unwrap()
+            .starts_with("replay"),
+    );
+    page.eval(
+        "document.getElementById('speed').value='8'; document.getElementById('play').click(); 1",
+    );
+    wait_until("playback to reach the reply", DEADLINE, || {
+        text(&mut page).contains("then the browser").then_some(())
+    });
+    let shot = page.call(
+        "Page.captureScreenshot",
+        serde_json::json!({"format": "png"}),
+    );
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(shot["data"].as_str().unwrap())
+        .unwrap();
+    std::fs::write(out.with_file_name("web-viewer-replay.png"), &png).unwrap();
 }
 
 /// `hearth screen`'s text, as the page's rows compare with it.

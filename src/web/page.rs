@@ -35,7 +35,7 @@ pub const HTML: &str = r#"<!doctype html>
   <button id="golive" type="button">live</button>
   <button id="play" type="button">play</button>
   <select id="speed" aria-label="speed"><option value="1">1x</option><option value="2">2x</option><option value="4">4x</option><option value="8">8x</option></select>
-  <input id="seek" type="range" min="0" max="0" step="0.1" value="0" list="marks" aria-label="time">
+  <input id="seek" type="range" min="0" max="0" step="any" value="0" list="marks" aria-label="time">
   <datalist id="marks"></datalist>
   <span id="clock">0:00</span>
   <select id="jump" aria-label="markers"><option value="">markers</option></select>
