@@ -51,6 +51,9 @@ struct Args {
     profile: bool,
     /// Servers on core 0, the harness and its clients on core 1.
     pin: bool,
+    /// Browsers on the web view during the flood (hearth only): the cases with and
+    /// without them, alternated.
+    web: usize,
 }
 
 /// A profile that applies to every program, with the rules of the shipped Claude Code
@@ -101,6 +104,7 @@ fn parse_args() -> anyhow::Result<Args> {
         in_daemon: false,
         profile: false,
         pin: false,
+        web: 0,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -123,10 +127,11 @@ fn parse_args() -> anyhow::Result<Args> {
             "--sessions-in-daemon" => a.in_daemon = true,
             "--profile" => a.profile = true,
             "--pin" => a.pin = true,
+            "--web" => a.web = val()?.parse()?,
             "--out" => a.out = PathBuf::from(val()?),
             "-h" | "--help" => {
                 println!(
-                    "hearth-bench [--viewers 1,10,50] [--samples 200] [--flood-mb 20] [--big 500] [--big-flood-mb 2] [--no-baseline] [--sessions-in-daemon] [--profile] [--pin] [--out FILE] | --model | --idle N"
+                    "hearth-bench [--viewers 1,10,50] [--samples 200] [--flood-mb 20] [--big 500] [--big-flood-mb 2] [--no-baseline] [--sessions-in-daemon] [--profile] [--pin] [--out FILE] | --model | --idle N | --web N [--viewers 50]"
                 );
                 std::process::exit(0);
             }
@@ -134,6 +139,100 @@ fn parse_args() -> anyhow::Result<Args> {
         }
     }
     Ok(a)
+}
+
+/// Browsers on the web view (`hearth share`) during the standard flood: the SSH viewers'
+/// fan-out and the typist's echo with `args.web` browsers against the same case without
+/// them (alternated three times; medians compared), and the daemon's memory per browser.
+fn web_bench(args: &Args) -> anyhow::Result<()> {
+    let mut hearth = systems::Hearth::start_with(&format!("{OWN_PROCESSES}[web]\nport = 0\n"))?;
+    let n = *args.viewers.iter().max().unwrap_or(&50);
+    let mut rows: Vec<Value> = Vec::new();
+    for _round in 0..3 {
+        for web in [0, args.web] {
+            let mut r = run_case(&mut hearth, n, args.samples, args.flood_bytes, false, web)?;
+            print_row(&r);
+            if web > 0 {
+                println!(
+                    "           {web} browsers: {:.1} KiB of server PSS each, {} bytes sent to them in all",
+                    r["pss_kib_per_web_viewer"].as_f64().unwrap_or(0.0),
+                    r["web_bytes"]
+                );
+            }
+            r["web_viewers"] = web.into();
+            rows.push(r);
+        }
+    }
+    let median = |web: usize, key: &str| {
+        let mut v: Vec<f64> = rows
+            .iter()
+            .filter(|r| r["web_viewers"] == web)
+            .filter_map(|r| r[key].as_f64())
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "\n{} browsers vs none, {n} SSH viewers (medians of 3):",
+        args.web
+    );
+    for key in [
+        "fanout_seconds",
+        "echo_p50_ms",
+        "echo_p99_ms",
+        "viewer_p50_ms",
+        "server_cpu_s",
+    ] {
+        let (without, with) = (median(0, key), median(args.web, key));
+        println!(
+            "  {key:<16} {without:>9.3} -> {with:>9.3}  ({:+.1}%)",
+            (with / without - 1.0) * 100.0
+        );
+    }
+    println!("machine: {}", machine_facts());
+    let doc = json!({"machine": machine_facts(), "web": args.web, "viewers": n, "results": rows});
+    std::fs::write(&args.out, serde_json::to_string_pretty(&doc)?)?;
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+/// `n` browsers reading the live view of the current session until `stop`: each a thread
+/// with a plain HTTP/1.1 request, counting what it reads.
+fn open_browsers(
+    c: &systems::Control,
+    n: usize,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Vec<std::thread::JoinHandle<u64>>> {
+    let out = Command::new(&c.bin)
+        .args(["--json", "share", &c.session])
+        .envs(c.env.iter().cloned())
+        .output()
+        .context("hearth share")?;
+    let v: Value = serde_json::from_slice(&out.stdout).context("hearth share's answer")?;
+    let url = v["url"].as_str().context("no url")?.to_string();
+    let rest = url.strip_prefix("http://").context("url")?;
+    let (host, path) = rest.split_once('/').context("url")?;
+    let (host, path) = (host.to_string(), format!("/{path}/live"));
+    let mut threads = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut s = std::net::TcpStream::connect(&host)?;
+        s.set_read_timeout(Some(Duration::from_millis(200)))?;
+        write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n")?;
+        let stop = Arc::clone(stop);
+        threads.push(std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut total = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                match s.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(k) => total += k as u64,
+                    Err(_) => {}
+                }
+            }
+            total
+        }));
+    }
+    Ok(threads)
 }
 
 /// `n` idle `/bin/sh` sessions, in the daemon's process and then each in its own: the
@@ -240,6 +339,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(n) = args.idle {
         return idle_bench(n);
     }
+    if args.web > 0 {
+        return web_bench(&args);
+    }
     if args.pin {
         procs::pin()?;
         println!("pinned: servers on core 0, the harness and its clients on core 1");
@@ -258,7 +360,7 @@ fn main() -> anyhow::Result<()> {
     let mut results: Vec<Value> = Vec::new();
     for &n in &args.viewers {
         for sys in systems.iter_mut() {
-            let r = run_case(sys.as_mut(), n, args.samples, args.flood_bytes, false)?;
+            let r = run_case(sys.as_mut(), n, args.samples, args.flood_bytes, false, 0)?;
             print_row(&r);
             results.push(r);
         }
@@ -271,7 +373,7 @@ fn main() -> anyhow::Result<()> {
         for _round in 0..3 {
             for stalled in [false, true] {
                 let samples = args.samples * 2;
-                let r = run_case(sys.as_mut(), 10, samples, args.flood_bytes, stalled)?;
+                let r = run_case(sys.as_mut(), 10, samples, args.flood_bytes, stalled, 0)?;
                 print_row(&r);
                 isolation.push(r);
             }
@@ -284,6 +386,7 @@ fn main() -> anyhow::Result<()> {
             args.samples.min(100),
             args.big_flood,
             false,
+            0,
         )?;
         print_row(&r);
         results.push(r);
@@ -515,6 +618,7 @@ fn run_case(
     samples: usize,
     flood_bytes: u64,
     stalled: bool,
+    web: usize,
 ) -> anyhow::Result<Value> {
     let port = sys.fresh_session()?;
     let key = sys.key().to_path_buf();
@@ -557,6 +661,18 @@ fn run_case(
     };
     std::thread::sleep(Duration::from_millis(300));
     let mem_viewers = mem_kib(sys);
+    // Browsers, if asked for: attached now, reading through the floods.
+    let web_stop = Arc::new(AtomicBool::new(false));
+    let browsers = match (web, sys.control()) {
+        (0, _) | (_, None) => Vec::new(),
+        (_, Some(c)) => open_browsers(&c, web, &web_stop)?,
+    };
+    let mem_web = if browsers.is_empty() {
+        mem_viewers
+    } else {
+        std::thread::sleep(Duration::from_millis(500));
+        mem_kib(sys)
+    };
 
     // Fan-out: the flood, then a marker only the shell's arithmetic prints.
     let t0 = Instant::now();
@@ -621,6 +737,8 @@ fn run_case(
         None => None,
     };
     let server_cpu = cpu(sys) - cpu0;
+    web_stop.store(true, Ordering::Release);
+    let web_bytes: u64 = browsers.into_iter().filter_map(|t| t.join().ok()).sum();
     drop(viewers);
     drop(typist);
     drop(_stall);
@@ -656,6 +774,8 @@ fn run_case(
         "logs_ms": ctl.as_ref().and_then(|c| c.logs_ms),
         "logs_max_rss_kib": ctl.as_ref().and_then(|c| c.logs_rss_kib),
         "server_cpu_s": server_cpu,
+        "pss_kib_per_web_viewer": if web > 0 { mem_web.saturating_sub(mem_viewers) as f64 / web as f64 } else { 0.0 },
+        "web_bytes": web_bytes,
         "harness_cpu_s": (self1 - self0) + (children1 - children0),
     }))
 }
