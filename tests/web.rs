@@ -782,3 +782,49 @@ fn the_timeline_shows_any_moment_as_hearth_screen_did() {
     let (late, _) = share(&d, &[&id]);
     assert_eq!(screen_at(&late, t_two + 0.0001), second);
 }
+
+/// Garbage, an oversized head and a half-sent request cost the daemon nothing; a locked
+/// session turns browsers away like SSH viewers, and says so.
+#[test]
+fn bad_requests_and_locked_sessions() {
+    let d = daemon(false);
+    d.session(&["--name", "x"], &["sh", "-c", "echo here; sleep 600"]);
+    let (url, _) = share(&d, &["x"]);
+    let (addr, _) = split(&url);
+    // Not HTTP at all.
+    let mut s = connect(addr, "127.0.0.5");
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let _ = s.write_all(b"\x00\x01\x02garbage\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    assert!(!String::from_utf8_lossy(&answer).contains(" 200 "));
+    // A head far bigger than allowed.
+    let mut s = connect(addr, "127.0.0.5");
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let big = format!("GET / HTTP/1.1\r\nx-big: {}\r\n\r\n", "a".repeat(64 * 1024));
+    let _ = s.write_all(big.as_bytes());
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    assert!(!String::from_utf8_lossy(&answer).contains(" 200 "));
+    // Nothing else but GET.
+    let (_, path) = split(&url);
+    let mut s = connect(addr, "127.0.0.6");
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    // Still serving.
+    assert_eq!(get(&url, "", "127.0.0.7").0, 200);
+    let mut v = Viewer::open(&url);
+    v.wait("the screen", |v| v.screen().contains("here"));
+    // Locked: new browsers are turned away (the one watching stays).
+    d.ok(&["lock", "x"]);
+    let mut late = Viewer::open(&url);
+    assert_eq!(late.wait_end(), "locked");
+    assert_eq!(d.ok(&["share", "--list"])[0]["viewers"], 1);
+}
