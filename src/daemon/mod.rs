@@ -895,14 +895,15 @@ impl Daemon {
                 "recording is off in this daemon: there is no recording to replay",
             ));
         }
-        let (token, share) = front
-            .shares
-            .create(
-                &id,
-                expires.unwrap_or(crate::web::shares::DEFAULT_EXPIRY),
-                replay,
-            )
-            .map_err(ApiError::invalid)?;
+        let (token, share) = {
+            let (front, id) = (Arc::clone(&front), id.clone());
+            let expires = expires.unwrap_or(crate::web::shares::DEFAULT_EXPIRY);
+            // It writes the links' file.
+            tokio::task::spawn_blocking(move || front.shares.create(&id, expires, replay))
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?
+                .map_err(ApiError::invalid)?
+        };
         tracing::info!(session = %id, link = %share.id, "share link made");
         let base = match &self.config.web.as_ref().and_then(|w| w.url.clone()) {
             Some(u) => u.clone(),
@@ -935,19 +936,23 @@ impl Daemon {
     }
 
     /// `share --revoke`: the links revoked (their viewers are cut).
-    pub fn unshare(
+    pub async fn unshare(
         &self,
-        which: Option<&str>,
+        which: Option<String>,
         all: bool,
     ) -> Result<Vec<hearth_rpc::Share>, ApiError> {
         let (front, _) = self.front()?;
         if which.is_none() && !all {
             return Err(ApiError::invalid("give a link's token or id, or --all"));
         }
-        let gone = front
-            .shares
-            .revoke(if all { None } else { which })
-            .map_err(ApiError::not_found)?;
+        let f = Arc::clone(&front);
+        // It writes the links' file.
+        let gone = tokio::task::spawn_blocking(move || {
+            f.shares.revoke(if all { None } else { which.as_deref() })
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(ApiError::not_found)?;
         tracing::info!(links = gone.len(), "share links revoked");
         Ok(gone.iter().map(|s| self.share_info(s, &front)).collect())
     }

@@ -527,7 +527,7 @@ impl Hearth for Control {
         all: bool,
     ) -> Result<Vec<hearth_rpc::Share>, ApiError> {
         self.check()?;
-        self.daemon.unshare(which.as_deref(), all)
+        self.daemon.unshare(which, all).await
     }
 
     async fn shutdown(self, _: Context, keep_sessions: bool) -> Result<(), ApiError> {

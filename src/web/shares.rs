@@ -90,7 +90,8 @@ impl Shares {
         }
     }
 
-    /// A new link to `session` for `expires`: (the token, shown once; the link).
+    /// A new link to `session` for `expires`: (the token, shown once; the link). Writes the
+    /// file: call it off the async runtime.
     pub fn create(
         &self,
         session: &str,
@@ -148,7 +149,8 @@ impl Shares {
     }
 
     /// Revoke the links `which` names (a token or a link's id), or every link: the ones
-    /// revoked. A name that matches none is an error.
+    /// revoked. A name that matches none is an error. Writes the file: call it off the
+    /// async runtime.
     pub fn revoke(&self, which: Option<&str>) -> Result<Vec<Share>, String> {
         let mut t = self.table.lock();
         let gone: Vec<Share> = match which {
@@ -174,33 +176,10 @@ impl Shares {
         Ok(gone)
     }
 
-    /// Revoke every link to `session` (it was killed or pruned): how many.
-    pub fn forget_session(&self, session: &str) -> usize {
-        let ids: Vec<String> = self
-            .list()
-            .into_iter()
-            .filter(|s| s.session == session)
-            .map(|s| s.id)
-            .collect();
-        for id in &ids {
-            let _ = self.revoke(Some(id));
-        }
-        ids.len()
-    }
-
-    /// When the next link expires, if any.
-    pub fn next_expiry(&self) -> Option<SystemTime> {
-        let t = self.table.lock();
-        t.shares
-            .iter()
-            .map(|s| UNIX_EPOCH + Duration::from_secs(s.expires_unix))
-            .min()
-    }
-
-    /// Drop expired links and end their viewers.
+    /// Drop expired links and end their viewers (in memory only: the file drops them at
+    /// the next change, and loading skips them, so a lookup never writes).
     fn expire(&self, t: &mut Table) {
         let now = now_unix();
-        let before = t.shares.len();
         let (live, dead): (Vec<Share>, Vec<Share>) = std::mem::take(&mut t.shares)
             .into_iter()
             .partition(|s| s.expires_unix > now);
@@ -210,15 +189,6 @@ impl Shares {
                 c.cancel();
             }
         }
-        if t.shares.len() != before {
-            self.save(&t.shares);
-        }
-    }
-
-    /// Expire what is due now (the front calls this when the next expiry comes).
-    pub fn expire_now(&self) {
-        let mut t = self.table.lock();
-        self.expire(&mut t);
     }
 
     fn save(&self, shares: &[Share]) {
