@@ -229,7 +229,7 @@ fn live_screen_and_peers(in_daemon: bool) {
     let (url, link) = share(&d, &["web"]);
     assert_eq!(link["session"], id.as_str());
     assert_eq!(link["token"].as_str().unwrap().len(), 40);
-    // The page, with the headers that keep the token to itself.
+    // The page.
     let (status, page) = get(&url, "", "127.0.0.1");
     assert_eq!(status, 200);
     assert!(page.contains("/app.js"));

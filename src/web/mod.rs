@@ -337,10 +337,19 @@ impl Front {
         };
         let t = query("t").filter(|t| t.is_finite()).unwrap_or(0.0);
         let timelines = Arc::clone(&self.timelines);
+        // Reading a recording is work on a blocking thread: a bounded number at once.
+        let Some(permit) = self.timelines.player() else {
+            return full(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "too many replays at once: try again\n",
+            );
+        };
         match what {
             "timeline" | "at" => {
                 let at = what == "at";
                 let answer = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
                     if at {
                         replay::frame_at(&timelines, &path, t)
                     } else {
@@ -360,13 +369,6 @@ impl Front {
                     .filter(|s| s.is_finite())
                     .unwrap_or(1.0)
                     .clamp(0.25, 16.0);
-                let Some(permit) = self.timelines.player() else {
-                    return full(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "text/plain",
-                        "too many playbacks at once: try again\n",
-                    );
-                };
                 let (tx, body) = channel();
                 let stop = self.cancel.child_token();
                 let expires = std::time::UNIX_EPOCH + Duration::from_secs(share.expires_unix);

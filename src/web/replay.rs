@@ -29,7 +29,7 @@ pub const MAX_KEYS: usize = 16;
 pub const KEY_SPACING: u64 = 4 << 20;
 /// Recordings whose keyframes are kept.
 pub const CACHED: usize = 2;
-/// Playbacks at once, daemon-wide.
+/// Readers of recordings at once (playbacks, jumps, timelines), daemon-wide.
 pub const MAX_PLAYERS: usize = 32;
 /// Markers a timeline lists, at most.
 const MAX_MARKERS: usize = 500;
@@ -274,7 +274,8 @@ impl Timelines {
         Ok(t)
     }
 
-    /// A place for one playback, if there is one.
+    /// A place for one reader of a recording (a playback, a jump, a timeline), if there
+    /// is one.
     pub fn player(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         Arc::clone(&self.players).try_acquire_owned().ok()
     }
