@@ -235,6 +235,60 @@ fn open_browsers(
     Ok(threads)
 }
 
+/// The standard flood through a PTY (80x24) to a reader that discards everything, as fast
+/// as the kernel and the shell make it: the floor any server's fan-out at one viewer is
+/// compared with (median of 3).
+fn pty_floor(flood_bytes: u64) -> anyhow::Result<f64> {
+    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let pair = native_pty_system()
+            .openpty(PtySize {
+                rows: 24,
+                cols: 80,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .map_err(|e| anyhow::anyhow!("openpty: {e}"))?;
+        let mut cmd = CommandBuilder::new("sh");
+        cmd.args([
+            "-c",
+            &format!(
+                "head -c {} /dev/urandom | base64 -w 100; echo END-$((1+1))",
+                flood_bytes * 3 / 4
+            ),
+        ]);
+        let mut reader = pair
+            .master
+            .try_clone_reader()
+            .map_err(|e| anyhow::anyhow!("pty reader: {e}"))?;
+        let t0 = Instant::now();
+        let mut child = pair
+            .slave
+            .spawn_command(cmd)
+            .map_err(|e| anyhow::anyhow!("spawn: {e}"))?;
+        drop(pair.slave);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut tail: Vec<u8> = Vec::new();
+        loop {
+            let n = reader.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                bail!("the floor's flood ended without its marker");
+            }
+            tail.extend_from_slice(&buf[..n]);
+            if tail.windows(MARKER.len()).any(|w| w == MARKER) {
+                break;
+            }
+            let keep = tail.len().saturating_sub(MARKER.len());
+            tail.drain(..keep);
+        }
+        times.push(t0.elapsed().as_secs_f64());
+        let _ = child.wait();
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[1])
+}
+
 /// `n` idle `/bin/sh` sessions, in the daemon's process and then each in its own: the
 /// PSS of every hearth process (daemon and session hosts; not the shells) per session,
 /// and the time `server` takes for one.
@@ -357,6 +411,9 @@ fn main() -> anyhow::Result<()> {
     if args.baseline {
         systems.push(Box::new(systems::Sshd::start()?));
     }
+    // The floor: the same flood through a PTY to a reader that discards it (no server).
+    let floor = pty_floor(args.flood_bytes)?;
+    println!("floor: the flood through a PTY to a discarding reader: {floor:.3} s (median of 3)");
     let mut results: Vec<Value> = Vec::new();
     for &n in &args.viewers {
         for sys in systems.iter_mut() {
@@ -391,11 +448,21 @@ fn main() -> anyhow::Result<()> {
         print_row(&r);
         results.push(r);
     }
-    let ratios = ratios(
+    let mut ratios = ratios(
         &results,
         &isolation,
         *args.viewers.iter().max().unwrap_or(&1),
     );
+    for sys in ["hearth", "sshd+tmux"] {
+        if let Some(f1) = find(&results, sys, 1, false).and_then(|r| r["fanout_seconds"].as_f64()) {
+            let key = if sys == "hearth" {
+                "hearth_fanout_at_1_over_floor (target <= 1.2)".to_string()
+            } else {
+                format!("{sys}_fanout_at_1_over_floor")
+            };
+            ratios[key] = json!((f1 / floor * 1000.0).round() / 1000.0);
+        }
+    }
     let machine = machine_facts();
     println!("\nratios (hearth / sshd+tmux, same run):");
     for (k, v) in ratios.as_object().into_iter().flatten() {
@@ -418,7 +485,7 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!("machine: {machine}");
-    let doc = json!({"machine": machine, "pinned": procs::pinned(), "flood_bytes": args.flood_bytes, "results": results,
+    let doc = json!({"machine": machine, "pinned": procs::pinned(), "flood_bytes": args.flood_bytes, "floor_seconds": floor, "results": results,
                      "isolation": isolation, "ratios": ratios});
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
@@ -492,6 +559,12 @@ fn ratios(results: &[Value], isolation: &[Value], n: usize) -> Value {
         format!("baseline_join_max_over_min_at_{n}"): div(f(b, "join_max_ms"), f(b, "join_min_ms")),
         format!("hearth_lone_join_max_over_min_at_{n} (target <= 1.3)"): div(f(h, "lone_join_max_ms"), f(h, "lone_join_min_ms")),
         format!("lone_join_p50_at_{n}"): div(f(h, "lone_join_p50_ms"), f(b, "lone_join_p50_ms")),
+        "cpu_per_byte_at_1 (target <= 0.8)": div(f(h1, "cpu_ns_per_delivered_byte"), f(b1, "cpu_ns_per_delivered_byte")),
+        "cpu_per_byte_at_10": div(
+            f(find(results, "hearth", 10, false), "cpu_ns_per_delivered_byte"),
+            f(find(results, "sshd+tmux", 10, false), "cpu_ns_per_delivered_byte"),
+        ),
+        format!("cpu_per_byte_at_{n} (target <= 0.5)"): div(f(h, "cpu_ns_per_delivered_byte"), f(b, "cpu_ns_per_delivered_byte")),
         "hearth_stall_p99_change_medians (target < 1.2)": div(median(true, "echo_p99_ms"), median(false, "echo_p99_ms")),
         "hearth_stall_fanout_change_medians": div(median(true, "fanout_seconds"), median(false, "fanout_seconds")),
     })
@@ -675,6 +748,7 @@ fn run_case(
     };
 
     // Fan-out: the flood, then a marker only the shell's arithmetic prints.
+    let cpu_flood0 = cpu(sys);
     let t0 = Instant::now();
     let cmd = format!(
         "head -c {} /dev/urandom | base64 -w 100; echo END-$((1+1))\r",
@@ -701,6 +775,8 @@ fn run_case(
         std::thread::sleep(Duration::from_millis(2));
     }
     let fanout = t0.elapsed().as_secs_f64();
+    // The server's CPU over the flood alone, per byte delivered to the typist and viewers.
+    let flood_cpu = cpu(sys) - cpu_flood0;
     peak = peak.max(mem_kib(sys));
     std::thread::sleep(Duration::from_millis(500));
     while chunks.try_recv().is_ok() {}
@@ -774,6 +850,8 @@ fn run_case(
         "logs_ms": ctl.as_ref().and_then(|c| c.logs_ms),
         "logs_max_rss_kib": ctl.as_ref().and_then(|c| c.logs_rss_kib),
         "server_cpu_s": server_cpu,
+        "flood_cpu_s": flood_cpu,
+        "cpu_ns_per_delivered_byte": flood_cpu * 1e9 / (flood_bytes as f64 * (n as f64 + 1.0)),
         "pss_kib_per_web_viewer": if web > 0 { mem_web.saturating_sub(mem_viewers) as f64 / web as f64 } else { 0.0 },
         "web_bytes": web_bytes,
         "harness_cpu_s": (self1 - self0) + (children1 - children0),
