@@ -333,8 +333,8 @@ fn a_program_is_reported_busy_then_idle_once_per_spell() {
     assert_eq!(k.iter().filter(|k| *k == "busy").count(), 2, "{k:?}");
 }
 
-/// `events NAME` (and `logs`, `screen`) of a session that has ended finds it by the name
-/// it had, even when NAME is also the start of a live session's id.
+/// `events NAME` (and `logs`, `screen`, `replay`) of a session that has ended finds it by
+/// the name it had, even when NAME is also the start of a live session's id.
 #[test]
 fn an_ended_sessions_name_wins_over_a_live_sessions_id_prefix() {
     let d = TestDaemon::start();
@@ -359,6 +359,13 @@ fn an_ended_sessions_name_wins_over_a_live_sessions_id_prefix() {
     assert!(logs.contains("ended-words"), "{logs:?}");
     let screen = d.ok(&["screen", name]);
     assert!(screen.to_string().contains("ended-words"), "{screen}");
+    let replay = d.cli(&["replay", name, "--speed", "1000"]);
+    let played = String::from_utf8_lossy(&replay.stdout).into_owned();
+    assert!(
+        played.contains("ended-words"),
+        "{played:?} {}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
     let evs = events(&d, &[name]);
     assert!(!evs.is_empty());
     assert!(

@@ -828,3 +828,20 @@ fn bad_requests_and_locked_sessions() {
     assert_eq!(late.wait_end(), "locked");
     assert_eq!(d.ok(&["share", "--list"])[0]["viewers"], 1);
 }
+
+/// `share NAME` of a session that has ended finds it by the name it had, even when NAME is
+/// also the start of a live session's id (as `events`, `logs` and `replay` do).
+#[test]
+fn share_of_an_ended_name_that_starts_a_live_id() {
+    let d = daemon(false);
+    let (live, _) = d.shell(&[]);
+    let name = &live[..2];
+    let ended = id_of(&d.session(&["--name", name], &["sh", "-c", "echo gone; sleep 600"]));
+    time_of(&d, &ended, "gone");
+    d.ok(&["kill", name]);
+    let (url, link) = share(&d, &[name]);
+    assert_eq!(link["session"], ended.as_str());
+    assert!(screen_at(&url, 1e9).contains("gone"));
+    // The live one, by its whole id.
+    assert_eq!(share(&d, &[&live]).1["session"], live.as_str());
+}

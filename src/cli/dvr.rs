@@ -202,6 +202,19 @@ pub async fn recording_path(client: &HearthClient, arg: &str) -> Result<PathBuf,
         return Ok(path.to_path_buf());
     }
     let info = match call(client.get(ctx(), arg.to_string())).await {
+        // Only the start of a live session's id: an ended session's exact id or name wins
+        // (as for `events` and `logs`).
+        Ok(info) if info.id != arg && info.name.as_deref() != Some(arg) => {
+            let ended = call(client.history(ctx(), Some(arg.to_string()), None))
+                .await
+                .ok()
+                .and_then(|h| h.into_iter().next())
+                .filter(|s| s.id == arg || s.name.as_deref() == Some(arg));
+            match ended.and_then(|s| s.recording) {
+                Some(r) => return Ok(PathBuf::from(r)),
+                None => info,
+            }
+        }
         Ok(info) => info,
         // An ended session: its recording, if kept.
         Err(Failure::Api(e)) if e.kind == hearth_rpc::ErrorKind::NotFound => {

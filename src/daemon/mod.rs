@@ -877,18 +877,30 @@ impl Daemon {
     ) -> Result<hearth_rpc::Share, ApiError> {
         let (front, addr) = self.front()?;
         let id = match self.resolve(target) {
-            Ok(t) => t.id().to_string(),
-            Err(e) if e.kind == ErrorKind::NotFound => {
-                let ended = self.find_ended(target).await?;
-                if ended.recording.is_none() {
-                    return Err(ApiError::state(format!(
-                        "session {} has ended and left no recording to show",
-                        ended.id
-                    )));
+            // Its exact id or name: the live one.
+            Ok(t) if t.id() == target || t.name().as_deref() == Some(target) => t.id().to_string(),
+            // Only the start of a live id, or nothing live: an ended session's exact id or
+            // name wins (as for `events`, `logs`, `replay`).
+            resolved => {
+                let prefix = resolved.is_ok();
+                match self.find_ended(target).await {
+                    Ok(e)
+                        if !prefix
+                            || e.id == target
+                            || e.request.name.as_deref() == Some(target) =>
+                    {
+                        if e.recording.is_none() {
+                            return Err(ApiError::state(format!(
+                                "session {} has ended and left no recording to show",
+                                e.id
+                            )));
+                        }
+                        e.id
+                    }
+                    Err(e) if !prefix => return Err(e),
+                    _ => resolved?.id().to_string(),
                 }
-                ended.id
             }
-            Err(e) => return Err(e),
         };
         if replay && self.history_dir().is_none() {
             return Err(ApiError::state(
