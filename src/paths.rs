@@ -1,8 +1,34 @@
 //! Where hearth keeps its files, following the XDG base directories:
-//! host key under the data dir, daemon log and recordings under the state dir. The
-//! control socket's path is `hearth_rpc::socket`'s business.
+//! host key under the data dir, daemon log and recordings under the state dir; and how a
+//! small private file is written whole ([`write_private`]). The control socket's path is
+//! `hearth_rpc::socket`'s business.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Write `bytes` to `target` whole: a hidden temporary file beside it (0600, unique even
+/// when two writers race), fsync, rename; the temporary file is removed if the rename
+/// fails. The directory is created if needed.
+pub fn write_private(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = target.parent().unwrap_or(Path::new("."));
+    std::fs::DirBuilder::new().recursive(true).create(dir)?;
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = target.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{}.{seq}.tmp", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, target).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
 
 fn home() -> PathBuf {
     std::env::var_os("HOME")

@@ -11,8 +11,6 @@
 //! those files only; it must not touch a live session.
 
 use std::collections::HashSet;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -122,25 +120,10 @@ pub fn path(dir: &Path, id: &str) -> PathBuf {
 /// Write (or rewrite) a record. Errors are logged: history is best effort, never a reason
 /// for a session to fail.
 pub fn write(dir: &Path, record: &Record) {
-    let result = (|| -> std::io::Result<()> {
-        std::fs::DirBuilder::new().recursive(true).create(dir)?;
-        let target = path(dir, &record.id);
-        // Unique: the end can be noted by the exit watcher and `kill` at once.
-        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = dir.join(format!(".{}{SUFFIX}.{seq}.tmp", record.id));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&serde_json::to_vec(record).unwrap_or_default())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &target).inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
-    })();
+    let result = crate::paths::write_private(
+        &path(dir, &record.id),
+        &serde_json::to_vec(record).unwrap_or_default(),
+    );
     if let Err(e) = result {
         tracing::warn!(session = %record.id, error = %e, "cannot write the session's history record");
     }

@@ -229,19 +229,7 @@ impl Front {
                 let (front, slot) = (Arc::clone(&front), Arc::clone(&slot));
                 async move { Ok::<_, Infallible>(front.handle(req, peer, &slot).await) }
             });
-            let cancel = self.cancel.clone();
-            self.tracker.spawn(async move {
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_TIMEOUT)
-                    .max_buf_size(MAX_HEAD)
-                    .keep_alive(false)
-                    .serve_connection(TokioIo::new(stream), service);
-                tokio::select! {
-                    _ = conn => {}
-                    _ = cancel.cancelled() => {}
-                }
-            });
+            serve_connection(&self.tracker, stream, service, self.cancel.clone());
         }
     }
 
@@ -445,6 +433,28 @@ impl Front {
     }
 }
 
+/// Serve one HTTP/1.1 connection (one request: no keep-alive; its head capped in size
+/// and time) until it ends or `cancel`.
+fn serve_connection<I, S>(tracker: &TaskTracker, io: I, service: S, cancel: CancellationToken)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = Body> + Send + 'static,
+    S::Future: Send,
+{
+    tracker.spawn(async move {
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .max_buf_size(MAX_HEAD)
+            .keep_alive(false)
+            .serve_connection(TokioIo::new(io), service);
+        tokio::select! {
+            _ = conn => {}
+            _ = cancel.cancelled() => {}
+        }
+    });
+}
+
 /// Answer `status` and close, for a connection refused before its request.
 async fn refuse(stream: tokio::net::TcpStream, status: StatusCode) {
     use tokio::io::AsyncWriteExt;
@@ -520,17 +530,7 @@ pub async fn serve_host(
                 let r = host_answer(&req, &session, &renderers, &tracker);
                 async move { Ok::<_, Infallible>(r) }
             });
-            let cancel = cancel.clone();
-            t.spawn(async move {
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .max_buf_size(MAX_HEAD)
-                    .keep_alive(false)
-                    .serve_connection(TokioIo::new(stream), service);
-                tokio::select! {
-                    _ = conn => {}
-                    _ = cancel.cancelled() => {}
-                }
-            });
+            serve_connection(&t, stream, service, cancel.clone());
         }
         let _ = std::fs::remove_file(&path);
     });

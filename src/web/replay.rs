@@ -107,12 +107,11 @@ impl Timeline {
         };
         let mut r = Reader::open(path, from)?;
         let mut at = r.offset;
-        while let Some((e, next)) = r.peek_next() {
+        while let Some((e, next)) = r.next() {
             if time_of(&e) > t {
                 break;
             }
             apply(&mut screen, &e);
-            r.consume(next);
             at = next;
         }
         Ok((screen, at))
@@ -177,7 +176,6 @@ struct Reader {
     offset: u64,
     header: (u16, u16),
     started_unix: u64,
-    pending: Option<(Event, u64)>,
 }
 
 impl Reader {
@@ -200,17 +198,12 @@ impl Reader {
             offset,
             header: (head.cols, head.rows),
             started_unix: head.timestamp,
-            pending: None,
         })
     }
 
     /// The next event and the offset after it; lines that are not events are skipped, a
     /// torn last line ends it.
     fn next(&mut self) -> Option<(Event, u64)> {
-        if let Some(p) = self.pending.take() {
-            self.offset = p.1;
-            return Some(p);
-        }
         let mut line = String::new();
         loop {
             line.clear();
@@ -223,21 +216,6 @@ impl Reader {
                 return Some((e, self.offset));
             }
         }
-    }
-
-    fn peek_next(&mut self) -> Option<(Event, u64)> {
-        if self.pending.is_none() {
-            let before = self.offset;
-            let e = self.next()?;
-            self.offset = before;
-            self.pending = Some(e);
-        }
-        self.pending.clone()
-    }
-
-    fn consume(&mut self, next: u64) {
-        self.pending = None;
-        self.offset = next;
     }
 }
 

@@ -7,9 +7,7 @@
 //! live at once. Owns nothing but the table and its file; knows nothing of HTTP.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
@@ -195,27 +193,12 @@ impl Shares {
         let Some(file) = &self.file else {
             return;
         };
-        if let Err(e) = write_private(file, &serde_json::to_vec(shares).unwrap_or_default()) {
+        if let Err(e) =
+            crate::paths::write_private(file, &serde_json::to_vec(shares).unwrap_or_default())
+        {
             tracing::warn!(file = %file.display(), error = %e, "cannot keep the share links");
         }
     }
-}
-
-/// Write `bytes` to `path` whole (temp file, 0600, fsync, rename).
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

@@ -448,21 +448,12 @@ fn main() -> anyhow::Result<()> {
         print_row(&r);
         results.push(r);
     }
-    let mut ratios = ratios(
+    let ratios = ratios(
         &results,
         &isolation,
         *args.viewers.iter().max().unwrap_or(&1),
+        floor,
     );
-    for sys in ["hearth", "sshd+tmux"] {
-        if let Some(f1) = find(&results, sys, 1, false).and_then(|r| r["fanout_seconds"].as_f64()) {
-            let key = if sys == "hearth" {
-                "hearth_fanout_at_1_over_floor (target <= 1.2)".to_string()
-            } else {
-                format!("{sys}_fanout_at_1_over_floor")
-            };
-            ratios[key] = json!((f1 / floor * 1000.0).round() / 1000.0);
-        }
-    }
     let machine = machine_facts();
     println!("\nratios (hearth / sshd+tmux, same run):");
     for (k, v) in ratios.as_object().into_iter().flatten() {
@@ -525,7 +516,7 @@ fn find<'a>(results: &'a [Value], system: &str, n: usize, stalled: bool) -> Opti
         .find(|r| r["system"] == system && r["viewers"] == n && r["stalled_viewer"] == stalled)
 }
 
-fn ratios(results: &[Value], isolation: &[Value], n: usize) -> Value {
+fn ratios(results: &[Value], isolation: &[Value], n: usize, floor: f64) -> Value {
     let f = |r: Option<&Value>, k: &str| r.and_then(|r| r[k].as_f64());
     let (h, b) = (
         find(results, "hearth", n, false),
@@ -565,6 +556,8 @@ fn ratios(results: &[Value], isolation: &[Value], n: usize) -> Value {
             f(find(results, "sshd+tmux", 10, false), "cpu_ns_per_delivered_byte"),
         ),
         format!("cpu_per_byte_at_{n} (target <= 0.5)"): div(f(h, "cpu_ns_per_delivered_byte"), f(b, "cpu_ns_per_delivered_byte")),
+        "hearth_fanout_at_1_over_floor (target <= 1.2)": div(f(h1, "fanout_seconds"), Some(floor)),
+        "sshd+tmux_fanout_at_1_over_floor": div(f(b1, "fanout_seconds"), Some(floor)),
         "hearth_stall_p99_change_medians (target < 1.2)": div(median(true, "echo_p99_ms"), median(false, "echo_p99_ms")),
         "hearth_stall_fanout_change_medians": div(median(true, "fanout_seconds"), median(false, "fanout_seconds")),
     })
@@ -748,39 +741,22 @@ fn run_case(
     };
 
     // Fan-out: the flood, then a marker only the shell's arithmetic prints.
-    let cpu_flood0 = cpu(sys);
-    let t0 = Instant::now();
     let cmd = format!(
         "head -c {} /dev/urandom | base64 -w 100; echo END-$((1+1))\r",
         flood_bytes * 3 / 4
     );
-    typist.stdin.write_all(cmd.as_bytes())?;
-    let deadline = t0 + Duration::from_secs(900);
-    let mut peak = mem_viewers;
-    let mut last_poll = Instant::now();
-    while !viewers
-        .iter()
-        .chain(std::iter::once(&typist))
-        .all(|v| v.saw_marker.load(Ordering::Acquire))
-    {
-        if Instant::now() > deadline {
-            bail!("{}: flood did not finish with {n} viewers", sys.name());
-        }
-        while chunks.try_recv().is_ok() {}
-        while watcher.try_recv().is_ok() {}
-        if last_poll.elapsed() > Duration::from_millis(200) {
-            peak = peak.max(mem_kib(sys));
-            last_poll = Instant::now();
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let fanout = t0.elapsed().as_secs_f64();
-    // The server's CPU over the flood alone, per byte delivered to the typist and viewers.
-    let flood_cpu = cpu(sys) - cpu_flood0;
-    peak = peak.max(mem_kib(sys));
-    std::thread::sleep(Duration::from_millis(500));
-    while chunks.try_recv().is_ok() {}
-    while watcher.try_recv().is_ok() {}
+    let Flood {
+        fanout,
+        cpu: flood_cpu,
+        peak_kib: peak,
+    } = flood(
+        sys,
+        &mut typist,
+        &viewers,
+        (&chunks, &watcher),
+        &cmd,
+        mem_viewers,
+    )?;
 
     // Echo latency after the flood (a stalled viewer, if any, is as stuck as it gets).
     let (lat, seen) = echo_latencies(&mut typist, &chunks, &watcher, samples)?;
@@ -789,29 +765,7 @@ fn run_case(
 
     // The control plane during a second flood of the same size (its probes cost CPU: they
     // must not weigh on the fan-out figure above).
-    let ctl = match sys.control() {
-        Some(c) => {
-            let stop = Arc::new(AtomicBool::new(false));
-            let probes = control_during(c, Arc::clone(&stop));
-            typist.saw_marker.store(false, Ordering::Release);
-            typist.stdin.write_all(cmd.as_bytes())?;
-            let deadline = Instant::now() + Duration::from_secs(900);
-            while !typist.saw_marker.load(Ordering::Acquire) {
-                if Instant::now() > deadline {
-                    bail!("{}: the second flood did not finish", sys.name());
-                }
-                while chunks.try_recv().is_ok() {}
-                while watcher.try_recv().is_ok() {}
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            stop.store(true, Ordering::Release);
-            let stats = probes.join().ok();
-            std::thread::sleep(Duration::from_millis(300));
-            while chunks.try_recv().is_ok() {}
-            stats
-        }
-        None => None,
-    };
+    let ctl = control_flood(sys, &mut typist, (&chunks, &watcher), &cmd)?;
     let server_cpu = cpu(sys) - cpu0;
     web_stop.store(true, Ordering::Release);
     let web_bytes: u64 = browsers.into_iter().filter_map(|t| t.join().ok()).sum();
@@ -856,6 +810,96 @@ fn run_case(
         "web_bytes": web_bytes,
         "harness_cpu_s": (self1 - self0) + (children1 - children0),
     }))
+}
+
+/// What the fan-out flood took.
+struct Flood {
+    /// Until the typist and every viewer saw the marker.
+    fanout: f64,
+    /// The server's CPU over the flood alone.
+    cpu: f64,
+    /// The server's peak PSS meanwhile (from `start_kib`).
+    peak_kib: u64,
+}
+
+/// Type `cmd` (a flood that ends with the marker) and wait until the typist and every
+/// viewer have seen the marker, draining what the timed readers kept.
+fn flood(
+    sys: &dyn System,
+    typist: &mut Client,
+    viewers: &[Client],
+    (chunks, watcher): (&mpsc::Receiver<Vec<u8>>, &mpsc::Receiver<Vec<u8>>),
+    cmd: &str,
+    start_kib: u64,
+) -> anyhow::Result<Flood> {
+    let cpu0 = cpu(sys);
+    let t0 = Instant::now();
+    typist.stdin.write_all(cmd.as_bytes())?;
+    let deadline = t0 + Duration::from_secs(900);
+    let mut peak = start_kib;
+    let mut last_poll = Instant::now();
+    while !viewers
+        .iter()
+        .chain(std::iter::once(&*typist))
+        .all(|v| v.saw_marker.load(Ordering::Acquire))
+    {
+        if Instant::now() > deadline {
+            bail!(
+                "{}: flood did not finish with {} viewers",
+                sys.name(),
+                viewers.len()
+            );
+        }
+        while chunks.try_recv().is_ok() {}
+        while watcher.try_recv().is_ok() {}
+        if last_poll.elapsed() > Duration::from_millis(200) {
+            peak = peak.max(mem_kib(sys));
+            last_poll = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let fanout = t0.elapsed().as_secs_f64();
+    let cpu = cpu(sys) - cpu0;
+    peak = peak.max(mem_kib(sys));
+    std::thread::sleep(Duration::from_millis(500));
+    while chunks.try_recv().is_ok() {}
+    while watcher.try_recv().is_ok() {}
+    Ok(Flood {
+        fanout,
+        cpu,
+        peak_kib: peak,
+    })
+}
+
+/// The same flood again with the control plane probed meanwhile (hearth only; `None`
+/// for a system without a CLI to probe).
+fn control_flood(
+    sys: &dyn System,
+    typist: &mut Client,
+    (chunks, watcher): (&mpsc::Receiver<Vec<u8>>, &mpsc::Receiver<Vec<u8>>),
+    cmd: &str,
+) -> anyhow::Result<Option<ControlStats>> {
+    let Some(c) = sys.control() else {
+        return Ok(None);
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let probes = control_during(c, Arc::clone(&stop));
+    typist.saw_marker.store(false, Ordering::Release);
+    typist.stdin.write_all(cmd.as_bytes())?;
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while !typist.saw_marker.load(Ordering::Acquire) {
+        if Instant::now() > deadline {
+            bail!("{}: the second flood did not finish", sys.name());
+        }
+        while chunks.try_recv().is_ok() {}
+        while watcher.try_recv().is_ok() {}
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    stop.store(true, Ordering::Release);
+    let stats = probes.join().ok();
+    std::thread::sleep(Duration::from_millis(300));
+    while chunks.try_recv().is_ok() {}
+    Ok(stats)
 }
 
 /// Control-plane timings taken while the flood runs.
