@@ -50,7 +50,9 @@ fn an_agent_supervises_a_session_over_mcp() {
     assert!(!err, "{sent}");
     let (err, w) = m.tool(
         "wait_for",
-        json!({"session": id, "pattern": "^mcp-42$", "from": sent["offset"], "timeout_ms": 20000}),
+        // Not anchored at the start: text sent before the shell's first prompt is run after
+        // it, so the reply can follow the prompt on its line ("$ mcp-42").
+        json!({"session": id, "pattern": "mcp-42$", "from": sent["offset"], "timeout_ms": 20000}),
     );
     assert!(!err && w["reason"] == "match", "{w}");
     let (_, screen) = m.tool("read_screen", json!({"session": "mcp-shell"}));
