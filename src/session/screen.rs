@@ -487,6 +487,66 @@ mod tests {
         assert_eq!(s.text(), "$ make\nbuilding\n$");
     }
 
+    /// The emulator's fast path for printable ASCII (vendor/vt100, HEARTH-PATCH.md) must
+    /// leave a wide character it overwrites half of exactly as the general path does.
+    #[test]
+    fn ascii_over_half_a_wide_character_blanks_the_other_half() {
+        let cell = |s: &Screen, col: u16| {
+            let c = s.vt().cell(0, col).unwrap();
+            (
+                c.contents().to_string(),
+                c.is_wide(),
+                c.is_wide_continuation(),
+            )
+        };
+        let blank = (String::new(), false, false);
+        let mut s = Screen::new(3, 10);
+        // Over the first half.
+        s.process("中x\ra".as_bytes());
+        assert_eq!(cell(&s, 0), ("a".to_string(), false, false));
+        assert_eq!(cell(&s, 1), blank);
+        assert_eq!(cell(&s, 2), ("x".to_string(), false, false));
+        // Over the second half.
+        s.process("\x1b[2J\x1b[H中x\x1b[1;2Hb".as_bytes());
+        assert_eq!(cell(&s, 0), blank);
+        assert_eq!(cell(&s, 1), ("b".to_string(), false, false));
+        // At the last column the next character wraps (the general path's work).
+        s.process(b"\x1b[2J\x1b[1;10Hyz");
+        assert_eq!(cell(&s, 9), ("y".to_string(), false, false));
+        assert_eq!(s.vt().cell(1, 0).unwrap().contents(), "z");
+        assert_eq!(
+            s.text(),
+            "         y
+z"
+        );
+    }
+
+    /// Scrolling with a full scrollback reuses the row it drops (vendor/vt100): the row
+    /// scrolled in must be blank, in the current background, and the scrollback intact.
+    #[test]
+    fn rows_scrolled_in_after_the_scrollback_is_full_are_blank() {
+        let mut s = Screen::new(3, 10);
+        for i in 0..SCROLLBACK + 50 {
+            s.process(format!("line{i}\r\n").as_bytes());
+        }
+        s.process(b"\x1b[44m\r\n\x1b[0mlast");
+        let vt = s.vt();
+        assert_eq!(vt.cell(2, 0).unwrap().contents(), "l");
+        assert_eq!(s.text(), format!("line{}\n\nlast", SCROLLBACK + 49));
+        // The row the blue line feed brought in (then written on): blank and blue after
+        // the text, none of the dropped row's text left.
+        let blue = vt.cell(2, 5).unwrap();
+        assert_eq!(
+            (blue.contents(), blue.bgcolor()),
+            ("", vt100::Color::Idx(4))
+        );
+        // The oldest row kept: the scrollback holds the last SCROLLBACK rows above.
+        let mut back = s.snapshot_screen();
+        back.set_scrollback(usize::MAX);
+        let top = back.rows(0, 10).next().unwrap();
+        assert_eq!(top, format!("line{}", 49));
+    }
+
     #[test]
     fn lines_join_the_rows_a_long_line_wrapped_onto() {
         let mut s = Screen::new(5, 10);

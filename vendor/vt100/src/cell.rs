@@ -51,6 +51,14 @@ impl Cell {
         self.attrs = a;
     }
 
+    /// hearth: `set` for a printable ASCII character (width 1, one byte).
+    pub(crate) fn set_ascii(&mut self, c: char, a: crate::attrs::Attrs) {
+        debug_assert!(c.is_ascii() && !c.is_ascii_control());
+        self.contents[0] = c as u8;
+        self.len = 1;
+        self.attrs = a;
+    }
+
     pub(crate) fn append(&mut self, c: char) {
         let len = self.len();
         if len >= CONTENT_BYTES - 4 {

@@ -678,8 +678,25 @@ impl Grid {
 
     pub fn scroll_up(&mut self, count: u16) {
         for _ in 0..(count.min(self.size.rows - self.scroll_top)) {
+            // hearth: the row a full scrollback drops is cleared and scrolled in, rather
+            // than freeing one row and allocating another for every line.
+            let dropped = if self.scrollback_len > 0
+                && self.scroll_top == 0
+                && self.scrollback.len() >= self.scrollback_len
+            {
+                self.scrollback.pop_front()
+            } else {
+                None
+            };
+            let new_row = match dropped {
+                Some(mut row) if row.cols() == self.size.cols => {
+                    row.clear(self.fill);
+                    row
+                }
+                _ => self.new_row(),
+            };
             self.rows
-                .insert(usize::from(self.scroll_bottom) + 1, self.new_row());
+                .insert(usize::from(self.scroll_bottom) + 1, new_row);
             let removed = self.rows.remove(usize::from(self.scroll_top));
             // A scrolled-off row belongs in the scrollback only when it leaves the top of the
             // screen, i.e. when the scroll region starts at the screen top (scroll_top == 0).

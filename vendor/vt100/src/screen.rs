@@ -799,6 +799,12 @@ impl Screen {
 
 impl Screen {
     pub(crate) fn text(&mut self, c: char) {
+        // hearth: printable ASCII on a plain cell before the last column is most of
+        // what programs print; it needs none of the width, wrap and wide-character work
+        // below, which it would leave exactly as this does.
+        if (' '..='~').contains(&c) && self.text_ascii(c) {
+            return;
+        }
         let pos = self.grid().pos();
         let size = self.grid().size();
         let attrs = self.attrs;
@@ -1005,6 +1011,34 @@ impl Screen {
                 }
             }
         }
+    }
+
+    /// hearth: the fast path of `text` for a printable ASCII character: false (and
+    /// nothing changed) unless the cursor is before the row's end on a cell that is
+    /// neither half of a wide character.
+    fn text_ascii(&mut self, c: char) -> bool {
+        let attrs = self.attrs;
+        let grid = self.grid_mut();
+        let pos = grid.pos();
+        if pos.col >= grid.size().cols {
+            return false;
+        }
+        let Some(row) = grid.drawing_row_mut(pos.row) else {
+            return false;
+        };
+        if pos.col > 0 && row.get(pos.col - 1).is_some_and(crate::Cell::is_wide) {
+            return false;
+        }
+        let Some(cell) = row.get_mut(pos.col) else {
+            return false;
+        };
+        if cell.is_wide() || cell.is_wide_continuation() {
+            return false;
+        }
+        cell.set_ascii(c, attrs);
+        grid.col_inc(1);
+        self.last_char = Some(c);
+        true
     }
 
     // control codes
