@@ -13,11 +13,14 @@
 //!   their own: total PSS of hearth's processes per session, and the time to start one;
 //! - `--model`: the screen model alone (no daemon, no ssh): bytes per second parsed for a
 //!   plain flood and for a full-screen agent UI redrawing, and the time of one late-joiner
-//!   repaint (the numbers to compare screen models or patches to one by).
+//!   repaint (the numbers to compare screen models or patches to one by);
+//! - `--many SxV`: S sessions printing a line a second with V viewers on each, the viewers
+//!   multiplexed in this process (`many.rs`): joins, memory per idle viewer, owner's echo.
 //!
 //! Prints a table with hearth/baseline ratios and writes JSON (`--out`). Not part of CI:
 //! speed is measured here, never asserted in tests.
 
+mod many;
 mod procs;
 mod systems;
 
@@ -54,6 +57,8 @@ struct Args {
     /// Browsers on the web view during the flood (hearth only): the cases with and
     /// without them, alternated.
     web: usize,
+    /// `--many SxV`: S sessions printing a line a second, V viewers on each.
+    many: Option<(usize, usize)>,
 }
 
 /// A profile that applies to every program, with the rules of the shipped Claude Code
@@ -105,6 +110,7 @@ fn parse_args() -> anyhow::Result<Args> {
         profile: false,
         pin: false,
         web: 0,
+        many: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -128,10 +134,11 @@ fn parse_args() -> anyhow::Result<Args> {
             "--profile" => a.profile = true,
             "--pin" => a.pin = true,
             "--web" => a.web = val()?.parse()?,
+            "--many" => a.many = Some(many::parse(val()?)?),
             "--out" => a.out = PathBuf::from(val()?),
             "-h" | "--help" => {
                 println!(
-                    "hearth-bench [--viewers 1,10,50] [--samples 200] [--flood-mb 20] [--big 500] [--big-flood-mb 2] [--no-baseline] [--sessions-in-daemon] [--profile] [--pin] [--out FILE] | --model | --idle N | --web N [--viewers 50]"
+                    "hearth-bench [--viewers 1,10,50] [--samples 200] [--flood-mb 20] [--big 500] [--big-flood-mb 2] [--no-baseline] [--sessions-in-daemon] [--profile] [--pin] [--out FILE] | --model | --idle N | --web N [--viewers 50] | --many 100x100 [--samples N]"
                 );
                 std::process::exit(0);
             }
@@ -395,6 +402,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.web > 0 {
         return web_bench(&args);
+    }
+    if let Some((sessions, per)) = args.many {
+        return many::bench(sessions, per, args.samples, &args.out);
     }
     if args.pin {
         procs::pin()?;

@@ -82,15 +82,15 @@ impl Hearth {
         let key = ssh.join("id_ed25519");
         keygen(&key)?;
         // The viewers all join from 127.0.0.1 at once: lift the pre-auth caps (and the
-        // clients per session, for 1,000 viewers plus the typist) in the bench's own
-        // config; the defaults stay as they are.
+        // clients per session, for 1,000 viewers plus the typist, and the sessions, for
+        // `--many`) in the bench's own config; the defaults stay as they are.
         let conf = dir.path().join("home/.config/hearth");
         std::fs::create_dir_all(&conf)?;
         std::fs::write(
             conf.join("config.toml"),
             format!(
                 "[limits]\nmax_unauthenticated = 2000\nmax_unauthenticated_per_source = 2000\n\
-                 max_clients = 2000\n{extra}"
+                 max_clients = 2000\nmax_sessions = 1000\n{extra}"
             ),
         )?;
         let daemon = Self::spawn(&bin, dir.path())?;

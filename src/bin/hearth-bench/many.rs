@@ -1,0 +1,380 @@
+//! `--many SESSIONSxVIEWERS` (#32 target 5): many sessions, each printing a line a second,
+//! with many viewers on each, all from this one process. The viewers are russh clients
+//! multiplexed on one tokio runtime (one `ssh` process per viewer would not fit 10,000 on
+//! a 2-core machine); each connects, authenticates with the bench's key, asks for a pty
+//! and a shell like `ssh -tt`, and reads (and drops) what it is sent. The owner of the
+//! first session types through a real OpenSSH `ssh -tt`, as in the other cases, and a
+//! second `ssh` watches that session, for the typist-to-viewer time.
+//!
+//! Measures: how many viewers joined and how fast (connect to the first byte of the
+//! screen, all at once, 256 handshakes in flight), the server's PSS (the daemon and every
+//! session process) per viewer once all are idle, this process's memory per connection
+//! (the client side, for scale), the owner's echo while every session prints a line a
+//! second to every viewer, and the server's CPU over that phase. Limits are raised in the
+//! bench's own config (`systems::Hearth`), never by changing defaults.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use russh::ChannelMsg;
+use russh::keys::PrivateKeyWithHashAlg;
+use serde_json::json;
+
+use crate::systems::{self, System};
+use crate::{OWN_PROCESSES, echo_latencies, mem_kib, procs, ssh};
+
+/// The client handler: the bench trusts its own loopback server's key.
+struct Accept;
+
+impl russh::client::Handler for Accept {
+    type Error = russh::Error;
+    async fn check_server_key(
+        &mut self,
+        _key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+/// What one viewer did: its join time, or why it failed.
+type Joined = Result<(Duration, ViewerConn), String>;
+
+/// A joined viewer, kept open until the case ends.
+struct ViewerConn {
+    _handle: russh::client::Handle<Accept>,
+    _reader: tokio::task::JoinHandle<()>,
+}
+
+/// Parse `100x100`.
+pub fn parse(spec: &str) -> anyhow::Result<(usize, usize)> {
+    let (s, v) = spec
+        .split_once('x')
+        .context("--many takes SESSIONSxVIEWERS, e.g. 100x100")?;
+    let (s, v): (usize, usize) = (s.parse()?, v.parse()?);
+    if s == 0 || v == 0 {
+        bail!("--many needs at least one session and one viewer");
+    }
+    Ok((s, v))
+}
+
+/// Let this process hold one descriptor per viewer.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// This process's resident set (KiB): the client side.
+fn own_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn viewer(
+    port: u16,
+    key: Arc<russh::keys::PrivateKey>,
+    config: Arc<russh::client::Config>,
+    received: Arc<AtomicU64>,
+) -> Joined {
+    let started = Instant::now();
+    let mut handle = russh::client::connect(config, ("127.0.0.1", port), Accept)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let auth = handle
+        .authenticate_publickey("viewer", PrivateKeyWithHashAlg::new(key, None))
+        .await
+        .map_err(|e| format!("auth: {e}"))?;
+    if !auth.success() {
+        return Err("auth refused".into());
+    }
+    let mut channel = handle
+        .channel_open_session()
+        .await
+        .map_err(|e| format!("channel: {e}"))?;
+    channel
+        .request_pty(false, "xterm-256color", 80, 24, 0, 0, &[])
+        .await
+        .map_err(|e| format!("pty: {e}"))?;
+    channel
+        .request_shell(false)
+        .await
+        .map_err(|e| format!("shell: {e}"))?;
+    // The first byte of the screen is the join.
+    loop {
+        match channel.wait().await {
+            Some(ChannelMsg::Data { data }) => {
+                received.fetch_add(data.len() as u64, Ordering::Relaxed);
+                break;
+            }
+            Some(ChannelMsg::Close | ChannelMsg::Eof) | None => {
+                return Err("closed before the screen".into());
+            }
+            Some(_) => {}
+        }
+    }
+    let joined = started.elapsed();
+    let reader = tokio::spawn(async move {
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => {
+                    received.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+    });
+    Ok((
+        joined,
+        ViewerConn {
+            _handle: handle,
+            _reader: reader,
+        },
+    ))
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Echo samples one keystroke every 20 ms, so they spread over many of the sessions'
+/// seconds rather than falling between two of their lines (and include what waking an
+/// idle machine costs, as typing does). Sorted (typist, typist-to-viewer).
+fn paced_echo(
+    typist: &mut crate::Client,
+    chunks: &std::sync::mpsc::Receiver<Vec<u8>>,
+    watcher: &std::sync::mpsc::Receiver<Vec<u8>>,
+    samples: usize,
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    let (mut lat, mut seen) = (Vec::with_capacity(samples), Vec::with_capacity(samples));
+    for _ in 0..samples {
+        std::thread::sleep(Duration::from_millis(20));
+        while chunks.try_recv().is_ok() {}
+        while watcher.try_recv().is_ok() {}
+        let (l, s) = echo_latencies(typist, chunks, watcher, 1)?;
+        lat.extend(l);
+        seen.extend(s);
+    }
+    lat.sort_by(f64::total_cmp);
+    seen.sort_by(f64::total_cmp);
+    Ok((lat, seen))
+}
+
+/// A session that prints a line (digits only: the owner's echo is letters) every second.
+fn ticker(h: &systems::Hearth) -> anyhow::Result<u16> {
+    let out = h.cli(&[
+        "--json",
+        "server",
+        "--bind",
+        "127.0.0.1",
+        "--no-record",
+        "--",
+        "/bin/sh",
+        "-c",
+        "while :; do date +%s; sleep 1; done",
+    ])?;
+    if !out.status.success() {
+        bail!("server failed: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok(v["port"].as_u64().context("port")? as u16)
+}
+
+pub fn bench(
+    sessions: usize,
+    per: usize,
+    samples: usize,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    raise_fd_limit();
+    let mut h = systems::Hearth::start_with(OWN_PROCESSES)?;
+    let key_path = h.key().to_path_buf();
+    // The owner's session: a shell whose owner types; it prints a line a second too.
+    let owner_port = h.fresh_session()?;
+    let mut typist = ssh(&key_path, owner_port, true, false)?;
+    typist.join_ms()?;
+    let chunks = typist.chunks.take().context("typist chunks")?;
+    use std::io::Write;
+    typist
+        .stdin
+        .write_all(b"(while :; do date +%s; sleep 1; done) &\r")?;
+    let mut watcher_ssh = ssh(&key_path, owner_port, true, false)?;
+    watcher_ssh.join_ms()?;
+    let watcher = watcher_ssh.chunks.take().context("watcher chunks")?;
+    // The reference, in the same run: the owner's session alone.
+    let (lat0, seen0) = paced_echo(&mut typist, &chunks, &watcher, samples)?;
+    println!(
+        "many: owner echo alone p50 {:.2} ms, p99 {:.2} ms; typist-to-viewer p50 {:.2} ms, \
+         p99 {:.2} ms ({samples} samples, one per 20 ms)",
+        pct(&lat0, 0.5),
+        pct(&lat0, 0.99),
+        pct(&seen0, 0.5),
+        pct(&seen0, 0.99),
+    );
+    let start = Instant::now();
+    let mut ports = vec![owner_port];
+    for _ in 1..sessions {
+        ports.push(ticker(&h)?);
+    }
+    println!(
+        "many: {sessions} sessions up in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let mem_before = mem_kib(&h);
+    let rss_before = own_rss_kib();
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let key = Arc::new(russh::keys::load_secret_key(&key_path, None)?);
+    let config = Arc::new(russh::client::Config::default());
+    let received = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let results: Vec<Joined> = rt.block_on(async {
+        // At most 256 handshakes in flight: every listener's backlog stays short.
+        let gate = Arc::new(tokio::sync::Semaphore::new(256));
+        let mut tasks = Vec::with_capacity(sessions * per);
+        for _ in 0..per {
+            for port in &ports {
+                let (key, config, received, gate) = (
+                    Arc::clone(&key),
+                    Arc::clone(&config),
+                    Arc::clone(&received),
+                    Arc::clone(&gate),
+                );
+                let port = *port;
+                tasks.push(tokio::spawn(async move {
+                    let _permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
+                    tokio::time::timeout(
+                        Duration::from_secs(120),
+                        viewer(port, key, config, received),
+                    )
+                    .await
+                    .map_err(|_| "no screen within 120 s".to_string())?
+                }));
+            }
+        }
+        let mut out = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            out.push(t.await.unwrap_or_else(|e| Err(format!("task: {e}"))));
+        }
+        out
+    });
+    let all_joined = start.elapsed().as_secs_f64();
+    let mut joins: Vec<f64> = Vec::new();
+    let mut errors: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut conns = Vec::new();
+    for r in results {
+        match r {
+            Ok((d, c)) => {
+                joins.push(d.as_secs_f64() * 1000.0);
+                conns.push(c);
+            }
+            Err(e) => *errors.entry(e).or_default() += 1,
+        }
+    }
+    joins.sort_by(f64::total_cmp);
+    let total = sessions * per;
+    println!(
+        "many: {} of {total} viewers joined in {all_joined:.1} s (each: p50 {:.0} ms, p99 {:.0} ms, \
+         max {:.0} ms); failures: {errors:?}",
+        joins.len(),
+        pct(&joins, 0.5),
+        pct(&joins, 0.99),
+        pct(&joins, 1.0)
+    );
+    // Idle: every session printing its line a second, every viewer reading it.
+    std::thread::sleep(Duration::from_secs(5));
+    let mem_after = mem_kib(&h);
+    let rss_after = own_rss_kib();
+    let joined = joins.len().max(1) as f64;
+    let per_viewer = mem_after.saturating_sub(mem_before) as f64 / joined;
+    let client_per = rss_after.saturating_sub(rss_before) as f64 / joined;
+    let hosts = h.server_pids().len();
+    println!(
+        "many: server PSS {:.1} MiB before the viewers, {:.1} MiB after ({hosts} hearth \
+         processes): {per_viewer:.1} KiB per idle viewer; this process {client_per:.1} KiB \
+         per client connection",
+        mem_before as f64 / 1024.0,
+        mem_after as f64 / 1024.0,
+    );
+
+    // The owner's echo while all sessions print.
+    let cpu0: f64 = h.server_pids().into_iter().map(procs::cpu_secs).sum();
+    let bytes0 = received.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    let (lat, seen) = paced_echo(&mut typist, &chunks, &watcher, samples)?;
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = h
+        .server_pids()
+        .into_iter()
+        .map(procs::cpu_secs)
+        .sum::<f64>()
+        - cpu0;
+    let lines = (received.load(Ordering::Relaxed) - bytes0) as f64 / secs;
+    println!(
+        "many: owner echo p50 {:.2} ms, p99 {:.2} ms; typist-to-viewer p50 {:.2} ms, p99 {:.2} \
+         ms ({samples} samples, one per 20 ms, over {secs:.1} s); viewers received {:.0} KB/s; server CPU {:.0}% \
+         of one core",
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        pct(&seen, 0.5),
+        pct(&seen, 0.99),
+        lines / 1e3,
+        cpu / secs * 100.0
+    );
+    let result = json!({
+        "sessions": sessions,
+        "viewers_per_session": per,
+        "joined": joins.len(),
+        "failures": errors,
+        "all_joined_s": all_joined,
+        "join_p50_ms": pct(&joins, 0.5),
+        "join_p99_ms": pct(&joins, 0.99),
+        "join_max_ms": pct(&joins, 1.0),
+        "server_pss_before_kib": mem_before,
+        "server_pss_after_kib": mem_after,
+        "server_processes": hosts,
+        "pss_kib_per_idle_viewer": per_viewer,
+        "client_kib_per_connection": client_per,
+        "alone_echo_p50_ms": pct(&lat0, 0.5),
+        "alone_echo_p99_ms": pct(&lat0, 0.99),
+        "alone_viewer_p50_ms": pct(&seen0, 0.5),
+        "alone_viewer_p99_ms": pct(&seen0, 0.99),
+        "echo_p50_ms": pct(&lat, 0.5),
+        "echo_p99_ms": pct(&lat, 0.99),
+        "viewer_p50_ms": pct(&seen, 0.5),
+        "viewer_p99_ms": pct(&seen, 0.99),
+        "viewers_bytes_per_s": lines,
+        "server_cpu_share": cpu / secs,
+        "machine": crate::machine_facts(),
+    });
+    std::fs::write(out, serde_json::to_vec_pretty(&result)?)?;
+    println!("wrote {}", out.display());
+    drop(conns);
+    rt.shutdown_timeout(Duration::from_secs(5));
+    drop(watcher_ssh);
+    drop(typist);
+    Ok(())
+}
