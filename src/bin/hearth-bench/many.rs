@@ -181,22 +181,46 @@ fn paced_echo(
 
 /// A session that prints a line (digits only: the owner's echo is letters) every second.
 fn ticker(h: &systems::Hearth) -> anyhow::Result<u16> {
-    let out = h.cli(&[
-        "--json",
-        "server",
-        "--bind",
-        "127.0.0.1",
-        "--no-record",
-        "--",
-        "/bin/sh",
-        "-c",
-        "while :; do date +%s; sleep 1; done",
-    ])?;
-    if !out.status.success() {
-        bail!("server failed: {}", String::from_utf8_lossy(&out.stdout));
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let v = h.server(&["/bin/sh", "-c", "while :; do date +%s; sleep 1; done"])?;
     Ok(v["port"].as_u64().context("port")? as u16)
+}
+
+/// `per` viewers on each port, all at once (256 handshakes in flight, so no listener's
+/// backlog overflows); each one's join time or why it failed.
+async fn connect_all(
+    ports: &[u16],
+    per: usize,
+    key_path: &std::path::Path,
+    received: &Arc<AtomicU64>,
+) -> anyhow::Result<Vec<Joined>> {
+    let key = Arc::new(russh::keys::load_secret_key(key_path, None)?);
+    let config = Arc::new(russh::client::Config::default());
+    let gate = Arc::new(tokio::sync::Semaphore::new(256));
+    let mut tasks = Vec::with_capacity(ports.len() * per);
+    for _ in 0..per {
+        for &port in ports {
+            let (key, config, received, gate) = (
+                Arc::clone(&key),
+                Arc::clone(&config),
+                Arc::clone(received),
+                Arc::clone(&gate),
+            );
+            tasks.push(tokio::spawn(async move {
+                let _permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
+                tokio::time::timeout(
+                    Duration::from_secs(120),
+                    viewer(port, key, config, received),
+                )
+                .await
+                .map_err(|_| "no screen within 120 s".to_string())?
+            }));
+        }
+    }
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await.unwrap_or_else(|e| Err(format!("task: {e}"))));
+    }
+    Ok(out)
 }
 
 pub fn bench(
@@ -247,40 +271,9 @@ pub fn bench(
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let key = Arc::new(russh::keys::load_secret_key(&key_path, None)?);
-    let config = Arc::new(russh::client::Config::default());
     let received = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let results: Vec<Joined> = rt.block_on(async {
-        // At most 256 handshakes in flight: every listener's backlog stays short.
-        let gate = Arc::new(tokio::sync::Semaphore::new(256));
-        let mut tasks = Vec::with_capacity(sessions * per);
-        for _ in 0..per {
-            for port in &ports {
-                let (key, config, received, gate) = (
-                    Arc::clone(&key),
-                    Arc::clone(&config),
-                    Arc::clone(&received),
-                    Arc::clone(&gate),
-                );
-                let port = *port;
-                tasks.push(tokio::spawn(async move {
-                    let _permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
-                    tokio::time::timeout(
-                        Duration::from_secs(120),
-                        viewer(port, key, config, received),
-                    )
-                    .await
-                    .map_err(|_| "no screen within 120 s".to_string())?
-                }));
-            }
-        }
-        let mut out = Vec::with_capacity(tasks.len());
-        for t in tasks {
-            out.push(t.await.unwrap_or_else(|e| Err(format!("task: {e}"))));
-        }
-        out
-    });
+    let results = rt.block_on(connect_all(&ports, per, &key_path, &received))?;
     let all_joined = start.elapsed().as_secs_f64();
     let mut joins: Vec<f64> = Vec::new();
     let mut errors: std::collections::BTreeMap<String, usize> = Default::default();

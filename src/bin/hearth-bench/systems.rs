@@ -134,15 +134,21 @@ impl Hearth {
 
     /// A new unrecorded `/bin/sh` session on loopback; its JSON.
     pub fn shell(&self) -> anyhow::Result<serde_json::Value> {
-        let out = self.cli(&[
+        self.server(&["/bin/sh"])
+    }
+
+    /// A new unrecorded session running `command` on loopback; its JSON.
+    pub fn server(&self, command: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let mut args = vec![
             "--json",
             "server",
             "--bind",
             "127.0.0.1",
             "--no-record",
             "--",
-            "/bin/sh",
-        ])?;
+        ];
+        args.extend_from_slice(command);
+        let out = self.cli(&args)?;
         if !out.status.success() {
             bail!("server failed: {}", String::from_utf8_lossy(&out.stdout));
         }
