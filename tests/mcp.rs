@@ -5,6 +5,8 @@ mod common;
 
 use common::mcp::Mcp;
 use common::*;
+use std::time::Duration;
+
 use serde_json::json;
 
 #[test]
@@ -68,16 +70,22 @@ fn an_agent_supervises_a_session_over_mcp() {
         json!({"session": id, "text": "hello humans"}),
     );
     assert!(!err);
-    let (_, evs) = m.tool("list_events", json!({"session": id}));
-    let kinds: Vec<&str> = evs["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
-    assert!(
-        kinds.contains(&"created") && kinds.contains(&"message"),
-        "{kinds:?}"
+    // The message event reaches the daemon's event log from the session's process a
+    // moment after the reply (under CI load, after a first list): wait for it.
+    wait_until(
+        "the message in list_events",
+        Duration::from_secs(10),
+        || {
+            let (_, evs) = m.tool("list_events", json!({"session": id}));
+            let kinds: Vec<String> = evs["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["kind"].as_str().unwrap().to_string())
+                .collect();
+            (kinds.iter().any(|k| k == "created") && kinds.iter().any(|k| k == "message"))
+                .then_some(())
+        },
     );
     let (err, k) = m.tool("kill_session", json!({"session": id}));
     assert!(!err && k["killed"][0] == id.as_str(), "{k}");
