@@ -223,23 +223,22 @@ pub fn load_web(
     bind: Option<String>,
 ) -> anyhow::Result<Option<Web>> {
     let w = read(path)?.web;
-    let Some(port) = port.or(w.port) else {
-        if bind.is_some() || w.bind.is_some() || w.url.is_some() {
-            anyhow::bail!("[web] needs a port too (--web-port or [web] port)");
-        }
+    let Some(addr) = listen_addr(
+        "web",
+        (port.or(w.port), bind.or(w.bind)),
+        "127.0.0.1",
+        w.url.is_some(),
+    )?
+    else {
         return Ok(None);
     };
-    let bind = bind.or(w.bind).unwrap_or_else(|| "127.0.0.1".into());
-    let ip: std::net::IpAddr = bind
-        .parse()
-        .map_err(|_| anyhow::anyhow!("web bind '{bind}' is not an IP address"))?;
     if let Some(u) = &w.url
         && !(u.starts_with("http://") || u.starts_with("https://"))
     {
         anyhow::bail!("[web] url = '{u}': give an http:// or https:// address");
     }
     Ok(Some(Web {
-        addr: std::net::SocketAddr::new(ip, port),
+        addr,
         url: w.url.map(|u| u.trim_end_matches('/').to_string()),
     }))
 }
@@ -515,16 +514,33 @@ pub fn load_lobby(
     bind: Option<String>,
 ) -> anyhow::Result<Option<std::net::SocketAddr>> {
     let l = read(path)?.lobby;
-    let Some(port) = port.or(l.port) else {
-        if bind.is_some() || l.bind.is_some() {
-            anyhow::bail!("a lobby bind address needs a port too (--lobby-port or [lobby] port)");
+    listen_addr(
+        "lobby",
+        (port.or(l.port), bind.or(l.bind)),
+        "0.0.0.0",
+        false,
+    )
+}
+
+/// A `[section]`'s listening address from its port and bind (the command line's already
+/// over the file's); `None` without a port, an error if a bind (or, with `more`, another
+/// of the section's settings) is given without one.
+fn listen_addr(
+    section: &str,
+    (port, bind): (Option<u16>, Option<String>),
+    default_bind: &str,
+    more: bool,
+) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    let Some(port) = port else {
+        if bind.is_some() || more {
+            anyhow::bail!("[{section}] needs a port too (--{section}-port or [{section}] port)");
         }
         return Ok(None);
     };
-    let bind = bind.or(l.bind).unwrap_or_else(|| "0.0.0.0".into());
+    let bind = bind.unwrap_or_else(|| default_bind.into());
     let ip: std::net::IpAddr = bind
         .parse()
-        .map_err(|_| anyhow::anyhow!("lobby bind '{bind}' is not an IP address"))?;
+        .map_err(|_| anyhow::anyhow!("{section} bind '{bind}' is not an IP address"))?;
     Ok(Some(std::net::SocketAddr::new(ip, port)))
 }
 

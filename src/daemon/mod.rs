@@ -507,14 +507,7 @@ impl Daemon {
             shutdown.clone(),
         ));
         if let Some(start) = daemon.config.host.clone() {
-            let reply = daemon.create_as(start.request, start.restarted_from).await;
-            if reply.is_ok() {
-                daemon.serve_web_here();
-            }
-            host::answer(&reply);
-            if reply.is_err() {
-                shutdown.cancel();
-            }
+            daemon.start_hosted(start, &shutdown).await;
         }
         shutdown.cancelled().await;
         let _ = accepting.await;
@@ -531,6 +524,19 @@ impl Daemon {
         control_thread.stop().await;
         tracing::info!("daemon stopped");
         Ok(())
+    }
+
+    /// In a session host: start its one session and tell the daemon that spawned it how
+    /// that went; a host whose session did not start stops.
+    async fn start_hosted(self: &Arc<Self>, start: host::HostStart, shutdown: &CancellationToken) {
+        let reply = self.create_as(start.request, start.restarted_from).await;
+        if reply.is_ok() {
+            self.serve_web_here();
+        }
+        host::answer(&reply);
+        if reply.is_err() {
+            shutdown.cancel();
+        }
     }
 
     /// Before the first call is served: adopt the session hosts a previous daemon left and
@@ -876,30 +882,20 @@ impl Daemon {
         replay: bool,
     ) -> Result<hearth_rpc::Share, ApiError> {
         let (front, addr) = self.front()?;
-        let id = match self.resolve(target) {
-            // Its exact id or name: the live one.
-            Ok(t) if t.id() == target || t.name().as_deref() == Some(target) => t.id().to_string(),
-            // Only the start of a live id, or nothing live: an ended session's exact id or
-            // name wins (as for `events`, `logs`, `replay`).
-            resolved => {
-                let prefix = resolved.is_ok();
-                match self.find_ended(target).await {
-                    Ok(e)
-                        if !prefix
-                            || e.id == target
-                            || e.request.name.as_deref() == Some(target) =>
-                    {
-                        if e.recording.is_none() {
-                            return Err(ApiError::state(format!(
-                                "session {} has ended and left no recording to show",
-                                e.id
-                            )));
-                        }
+        // A live session, unless the target is an ended one's exact id or name while only
+        // the start of a live id (as for `events`, `logs`, `replay`), or nothing live.
+        let live = self.resolve(target).ok().map(|t| t.id().to_string());
+        let id = match live {
+            Some(id) if !self.means_ended(target).await => id,
+            _ => {
+                let e = self.find_ended(target).await?;
+                if e.recording.is_none() {
+                    return Err(ApiError::state(format!(
+                        "session {} has ended and left no recording to show",
                         e.id
-                    }
-                    Err(e) if !prefix => return Err(e),
-                    _ => resolved?.id().to_string(),
+                    )));
                 }
+                e.id
             }
         };
         if replay && self.history_dir().is_none() {
@@ -1613,6 +1609,19 @@ impl Daemon {
                 // SAFETY: malloc_trim has no preconditions; it only releases free memory.
                 let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
             });
+        }
+    }
+
+    /// Whether `target` is an ended session's exact id or name while only the start of a
+    /// live one's id: then it means the ended one (as for `events`), not the live one.
+    pub async fn means_ended(&self, target: &str) -> bool {
+        match self.resolve(target) {
+            Ok(t) if t.id() == target || t.name().as_deref() == Some(target) => false,
+            Ok(_) => self
+                .find_ended(target)
+                .await
+                .is_ok_and(|e| e.id == target || e.request.name.as_deref() == Some(target)),
+            Err(_) => false,
         }
     }
 

@@ -42,20 +42,6 @@ pub const MAX_EVENTS_WAIT_MS: u32 = 300_000;
 const ENDING_WAIT: Duration = Duration::from_secs(15);
 
 impl Control {
-    /// Whether `target` is an ended session's exact id or name while only the start of a
-    /// live one's id: then it means the ended one (as for `events`), not the live one.
-    async fn means_ended(&self, target: &str) -> bool {
-        match self.daemon.resolve(target) {
-            Ok(t) if t.id() == target || t.name().as_deref() == Some(target) => false,
-            Ok(_) => self
-                .daemon
-                .find_ended(target)
-                .await
-                .is_ok_and(|e| e.id == target || e.request.name.as_deref() == Some(target)),
-            Err(_) => false,
-        }
-    }
-
     /// A read of a session that has ended (killed, or with an earlier daemon): what its
     /// recording kept, and the end, not "not found".
     async fn read_ended(
@@ -301,7 +287,7 @@ impl Hearth for Control {
         wait_ms: u32,
     ) -> Result<OutputChunk, ApiError> {
         self.check()?;
-        if self.means_ended(&target).await {
+        if self.daemon.means_ended(&target).await {
             return self.read_ended(&target, from, max).await;
         }
         let hosted = match self.daemon.resolve(&target) {
@@ -423,7 +409,7 @@ impl Hearth for Control {
 
     async fn screen(self, ctx: Context, target: String, ansi: bool) -> Result<String, ApiError> {
         self.check()?;
-        let resolved = if self.means_ended(&target).await {
+        let resolved = if self.daemon.means_ended(&target).await {
             Err(ApiError::not_found(format!("session {target} has ended")))
         } else {
             self.daemon.resolve(&target)

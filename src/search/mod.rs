@@ -111,8 +111,7 @@ pub fn run(
             continue;
         };
         let enough = |b: &SearchBatch, c: &SearchCursor, size: usize| {
-            b.hits.len() >= BATCH
-                || size >= BATCH_BYTES
+            full(b, size)
                 || req.max.is_some_and(|m| c.found >= m)
                 || (!b.hits.is_empty() && started.elapsed() >= FIRST_HITS)
                 || started.elapsed() >= CALL_BUDGET
@@ -151,6 +150,11 @@ pub fn run(
 }
 
 /// Search one recording from the cursor's offset: whether it is done with.
+/// Whether a batch holds as many hits, or as many bytes of them, as one reply takes.
+fn full(batch: &SearchBatch, size: usize) -> bool {
+    batch.hits.len() >= BATCH || size >= BATCH_BYTES
+}
+
 fn search_one(
     dir: &Path,
     c: &Candidate,
@@ -198,8 +202,7 @@ fn search_one(
             return true;
         }
         report(c, &meta, t, h, cursor, batch, size);
-        !(batch.hits.len() >= BATCH
-            || *size >= BATCH_BYTES
+        !(full(batch, *size)
             || req.max.is_some_and(|m| cursor.found >= m)
             || started.elapsed() >= FIRST_HITS)
     };

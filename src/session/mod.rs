@@ -824,8 +824,7 @@ impl Session {
     /// PTY reader waits for it). The web viewer renders its rows this way.
     pub fn with_screen<R>(&self, f: impl FnOnce(&vt100::Screen, &str) -> R) -> R {
         let model = self.model.lock();
-        let title = model.screen.signals().title.clone().unwrap_or_default();
-        f(model.screen.vt(), &title)
+        f(model.screen.vt(), model.screen.title())
     }
 
     /// The current screen with colours and cursor (what `screen --ansi` prints).

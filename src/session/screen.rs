@@ -261,6 +261,11 @@ impl Screen {
         }
     }
 
+    /// The title the program set (empty if none).
+    pub fn title(&self) -> &str {
+        self.signals().title.as_deref().unwrap_or("")
+    }
+
     /// The emulator's screen, to read under the model lock (short work only).
     pub fn vt(&self) -> &vt100::Screen {
         self.parser.screen()
@@ -514,11 +519,7 @@ mod tests {
         s.process(b"\x1b[2J\x1b[1;10Hyz");
         assert_eq!(cell(&s, 9), ("y".to_string(), false, false));
         assert_eq!(s.vt().cell(1, 0).unwrap().contents(), "z");
-        assert_eq!(
-            s.text(),
-            "         y
-z"
-        );
+        assert_eq!(s.text(), "         y\nz");
     }
 
     /// Scrolling with a full scrollback reuses the row it drops (vendor/vt100): the row
@@ -544,7 +545,7 @@ z"
         let mut back = s.snapshot_screen();
         back.set_scrollback(usize::MAX);
         let top = back.rows(0, 10).next().unwrap();
-        assert_eq!(top, format!("line{}", 49));
+        assert_eq!(top, "line49");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use super::render::{self, Frame};
-use super::{Body, channel, event_stream, sse};
+use super::{Body, channel, end_event, event_stream, sse};
 use crate::session::Session;
 use crate::session::{ClientKind, ClientSpec, Role};
 
@@ -100,7 +100,7 @@ async fn render_loop(session: Arc<Session>, tx: watch::Sender<Arc<Frame>>) {
 /// A stream that only says the session is not there (`reason`).
 pub fn ended(reason: &str) -> Response<Body> {
     let (tx, body) = channel();
-    let _ = tx.try_send(sse("end", &format!("{{\"reason\":\"{reason}\"}}")));
+    let _ = tx.try_send(end_event(reason));
     event_stream(body)
 }
 
@@ -193,7 +193,7 @@ pub fn stream(
         }
         let _ = tokio::time::timeout(
             Duration::from_secs(1),
-            tx.send(sse("end", &format!("{{\"reason\":\"{reason}\"}}"))),
+            tx.send(end_event(reason)),
         )
         .await;
     });

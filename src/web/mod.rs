@@ -122,6 +122,11 @@ pub fn sse(event: &str, data: &str) -> Bytes {
     Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
 }
 
+/// The event that ends a stream, saying why (`reason` is one of ours: no escaping).
+pub fn end_event(reason: &str) -> Bytes {
+    sse("end", &format!("{{\"reason\":\"{reason}\"}}"))
+}
+
 /// Where a shared session is served.
 pub enum Route {
     /// In this process.
@@ -423,11 +428,7 @@ impl Front {
                     _ = stop.cancelled() => return,
                 }
             };
-            let _ = tokio::time::timeout(
-                Duration::from_secs(1),
-                tx.send(sse("end", &format!("{{\"reason\":\"{reason}\"}}"))),
-            )
-            .await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(end_event(reason))).await;
         });
         Response::from_parts(parts, out)
     }

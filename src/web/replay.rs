@@ -287,8 +287,7 @@ pub fn frame_at(timelines: &Timelines, path: &Path, t: f64) -> std::io::Result<S
 }
 
 fn frame_of(screen: &Screen) -> render::Frame {
-    let title = screen.signals().title.clone().unwrap_or_default();
-    render::frame(screen.vt(), &title)
+    render::frame(screen.vt(), screen.title())
 }
 
 fn whole_at(screen: &Screen, t: f64) -> String {
@@ -308,7 +307,7 @@ pub fn play(
     stop: tokio_util::sync::CancellationToken,
 ) {
     let Ok(tl) = timelines.get(path) else {
-        let _ = tx.blocking_send(sse("end", "{\"reason\":\"unreadable\"}"));
+        let _ = tx.blocking_send(super::end_event("unreadable"));
         return;
     };
     let Ok((mut screen, at)) = tl.screen_at(path, t) else {
@@ -351,7 +350,7 @@ pub fn play(
         }
     }
     flush(&screen, &mut last, now_t, &tx);
-    let _ = tx.blocking_send(sse("end", "{\"reason\":\"finished\"}"));
+    let _ = tx.blocking_send(super::end_event("finished"));
 }
 
 /// Send what changed since `last`, and the time: false once the page is gone.

@@ -55,11 +55,12 @@ fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn digest(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(token.as_bytes()))
 }
 
 impl Shares {
@@ -99,10 +100,7 @@ impl Shares {
         if expires.is_zero() || expires > MAX_EXPIRY {
             return Err("expires: give a duration from 1s to 366 days".into());
         }
-        let token: String = rand::random::<[u8; 20]>()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let token = hex(&rand::random::<[u8; 20]>());
         let digest = digest(&token);
         let now = now_unix();
         let share = Share {

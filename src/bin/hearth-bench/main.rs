@@ -406,6 +406,11 @@ fn main() -> anyhow::Result<()> {
     if let Some((sessions, per)) = args.many {
         return many::bench(sessions, per, args.samples, &args.out);
     }
+    side_by_side(&args)
+}
+
+/// The standard run: hearth and the baseline through the same cases, then the report.
+fn side_by_side(args: &Args) -> anyhow::Result<()> {
     if args.pin {
         procs::pin()?;
         println!("pinned: servers on core 0, the harness and its clients on core 1");
@@ -458,6 +463,16 @@ fn main() -> anyhow::Result<()> {
         print_row(&r);
         results.push(r);
     }
+    report(args, floor, results, isolation)
+}
+
+/// Print the ratios and the control plane's figures; write the JSON.
+fn report(
+    args: &Args,
+    floor: f64,
+    results: Vec<Value>,
+    isolation: Vec<Value>,
+) -> anyhow::Result<()> {
     let ratios = ratios(
         &results,
         &isolation,
@@ -706,26 +721,7 @@ fn run_case(
     while chunks.try_recv().is_ok() {}
     let mem_typist = mem_kib(sys);
     let cpu0 = cpu(sys);
-    let mut viewers = Vec::with_capacity(n);
-    for i in 0..n {
-        // The first viewer keeps what it reads: it times typist-to-viewer latency.
-        viewers.push(ssh(&key, port, i == 0, false)?);
-    }
-    let mut joins = Vec::with_capacity(n);
-    for v in &viewers {
-        joins.push(v.join_ms()?);
-    }
-    joins.sort_by(|a, b| a.total_cmp(b));
-    let join_ms = joins[joins.len() / 2];
-    let join_pct = |p: f64| joins[((joins.len() as f64 - 1.0) * p).round() as usize];
-    // Joins one at a time with the others attached: a stall in the server (the 40 ms of
-    // Nagle and delayed ACK that round 1 found) shows as a spread here, where joins at once
-    // mostly measure 50 `ssh` clients queued on the same cores.
-    let mut lone = Vec::with_capacity(LONE_JOINS);
-    for _ in 0..LONE_JOINS {
-        lone.push(ssh(&key, port, false, false)?.join_ms()?);
-    }
-    lone.sort_by(|a, b| a.total_cmp(b));
+    let (mut viewers, joins, lone) = join_viewers(&key, port, n)?;
     let watcher = viewers
         .first_mut()
         .and_then(|v| v.chunks.take())
@@ -739,16 +735,7 @@ fn run_case(
     let mem_viewers = mem_kib(sys);
     // Browsers, if asked for: attached now, reading through the floods.
     let web_stop = Arc::new(AtomicBool::new(false));
-    let browsers = match (web, sys.control()) {
-        (0, _) | (_, None) => Vec::new(),
-        (_, Some(c)) => open_browsers(&c, web, &web_stop)?,
-    };
-    let mem_web = if browsers.is_empty() {
-        mem_viewers
-    } else {
-        std::thread::sleep(Duration::from_millis(500));
-        mem_kib(sys)
-    };
+    let (browsers, mem_web) = browsers_on(sys, web, &web_stop, mem_viewers)?;
 
     // Fan-out: the flood, then a marker only the shell's arithmetic prints.
     let cmd = format!(
@@ -770,8 +757,6 @@ fn run_case(
 
     // Echo latency after the flood (a stalled viewer, if any, is as stuck as it gets).
     let (lat, seen) = echo_latencies(&mut typist, &chunks, &watcher, samples)?;
-    let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
-    let seen_pct = |p: f64| seen[((seen.len() as f64 - 1.0) * p).round() as usize];
 
     // The control plane during a second flood of the same size (its probes cost CPU: they
     // must not weigh on the fan-out figure above).
@@ -787,22 +772,22 @@ fn run_case(
         "system": sys.name(),
         "viewers": n,
         "stalled_viewer": stalled,
-        "echo_p50_ms": pct(0.5),
-        "echo_p99_ms": pct(0.99),
+        "echo_p50_ms": pct(&lat, 0.5),
+        "echo_p99_ms": pct(&lat, 0.99),
         "fanout_seconds": fanout,
         "fanout_mb_per_s": flood_bytes as f64 / 1e6 / fanout,
         "pss_kib_per_viewer": mem_viewers.saturating_sub(mem_typist) as f64 / (n as f64 + if stalled { 1.0 } else { 0.0 }),
         "server_pss_kib": mem_viewers,
         "peak_server_pss_kib": peak,
-        "viewer_p50_ms": seen_pct(0.5),
-        "viewer_p99_ms": seen_pct(0.99),
-        "join_ms": join_ms,
-        "join_p90_ms": join_pct(0.9),
-        "join_max_ms": join_pct(1.0),
-        "join_min_ms": join_pct(0.0),
-        "lone_join_p50_ms": lone[lone.len() / 2],
-        "lone_join_max_ms": lone[lone.len() - 1],
-        "lone_join_min_ms": lone[0],
+        "viewer_p50_ms": pct(&seen, 0.5),
+        "viewer_p99_ms": pct(&seen, 0.99),
+        "join_ms": pct(&joins, 0.5),
+        "join_p90_ms": pct(&joins, 0.9),
+        "join_max_ms": pct(&joins, 1.0),
+        "join_min_ms": pct(&joins, 0.0),
+        "lone_join_p50_ms": pct(&lone, 0.5),
+        "lone_join_max_ms": pct(&lone, 1.0),
+        "lone_join_min_ms": pct(&lone, 0.0),
         "ctl_samples": ctl.as_ref().map(|c| c.ps.len()),
         "ctl_ps_p50_ms": ctl.as_ref().and_then(|c| pct_of(&c.ps, 0.5)),
         "ctl_ps_p99_ms": ctl.as_ref().and_then(|c| pct_of(&c.ps, 0.99)),
@@ -820,6 +805,53 @@ fn run_case(
         "web_bytes": web_bytes,
         "harness_cpu_s": (self1 - self0) + (children1 - children0),
     }))
+}
+
+/// `web` browsers on the system's web view (none without one), and the server's PSS once
+/// they are there (`mem_viewers` without them).
+fn browsers_on(
+    sys: &dyn System,
+    web: usize,
+    stop: &Arc<AtomicBool>,
+    mem_viewers: u64,
+) -> anyhow::Result<(Vec<std::thread::JoinHandle<u64>>, u64)> {
+    let browsers = match (web, sys.control()) {
+        (0, _) | (_, None) => Vec::new(),
+        (_, Some(c)) => open_browsers(&c, web, stop)?,
+    };
+    if browsers.is_empty() {
+        return Ok((browsers, mem_viewers));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    Ok((browsers, mem_kib(sys)))
+}
+
+/// `n` viewers joining `port` at once (the first keeps what it reads: it times
+/// typist-to-viewer latency), then [`LONE_JOINS`] more one at a time: the viewers, and the
+/// join times of each group (ms, sorted).
+fn join_viewers(
+    key: &Path,
+    port: u16,
+    n: usize,
+) -> anyhow::Result<(Vec<Client>, Vec<f64>, Vec<f64>)> {
+    let mut viewers = Vec::with_capacity(n);
+    for i in 0..n {
+        viewers.push(ssh(key, port, i == 0, false)?);
+    }
+    let mut joins = Vec::with_capacity(n);
+    for v in &viewers {
+        joins.push(v.join_ms()?);
+    }
+    joins.sort_by(|a, b| a.total_cmp(b));
+    // Joins one at a time with the others attached: a stall in the server (the 40 ms of
+    // Nagle and delayed ACK that round 1 found) shows as a spread here, where joins at once
+    // mostly measure 50 `ssh` clients queued on the same cores.
+    let mut lone = Vec::with_capacity(LONE_JOINS);
+    for _ in 0..LONE_JOINS {
+        lone.push(ssh(key, port, false, false)?.join_ms()?);
+    }
+    lone.sort_by(|a, b| a.total_cmp(b));
+    Ok((viewers, joins, lone))
 }
 
 /// What the fan-out flood took.
@@ -925,7 +957,15 @@ struct ControlStats {
 }
 
 fn pct_of(sorted: &[f64], p: f64) -> Option<f64> {
-    (!sorted.is_empty()).then(|| sorted[((sorted.len() as f64 - 1.0) * p).round() as usize])
+    (!sorted.is_empty()).then(|| pct(sorted, p))
+}
+
+/// The `p` quantile (0 to 1) of `sorted` (NaN if empty).
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 /// `hearth ps` and `hearth screen ID` round trips (the whole CLI: start, connect,

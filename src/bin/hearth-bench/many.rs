@@ -23,7 +23,7 @@ use russh::keys::PrivateKeyWithHashAlg;
 use serde_json::json;
 
 use crate::systems::{self, System};
-use crate::{OWN_PROCESSES, echo_latencies, mem_kib, procs, ssh};
+use crate::{OWN_PROCESSES, cpu, echo_latencies, mem_kib, pct, ssh};
 
 /// The client handler: the bench trusts its own loopback server's key.
 struct Accept;
@@ -149,13 +149,6 @@ async fn viewer(
     ))
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 /// Echo samples one keystroke every 20 ms, so they spread over many of the sessions'
 /// seconds rather than falling between two of their lines (and include what waking an
 /// idle machine costs, as typing does). Sorted (typist, typist-to-viewer).
@@ -223,6 +216,111 @@ async fn connect_all(
     Ok(out)
 }
 
+/// The owner of the first session typing through `ssh -tt`, and a second `ssh` watching.
+struct Owner {
+    typist: crate::Client,
+    chunks: std::sync::mpsc::Receiver<Vec<u8>>,
+    watcher: std::sync::mpsc::Receiver<Vec<u8>>,
+    _watcher_ssh: crate::Client,
+}
+
+/// Echo samples, sorted: the typist's, and the watcher's typist-to-viewer.
+struct Echo {
+    lat: Vec<f64>,
+    seen: Vec<f64>,
+}
+
+impl Owner {
+    /// Join `port` and start the owner's own line a second (digits, as the others).
+    fn join(key: &std::path::Path, port: u16) -> anyhow::Result<Owner> {
+        use std::io::Write;
+        let mut typist = ssh(key, port, true, false)?;
+        typist.join_ms()?;
+        let chunks = typist.chunks.take().context("typist chunks")?;
+        typist
+            .stdin
+            .write_all(b"(while :; do date +%s; sleep 1; done) &\r")?;
+        let mut watcher_ssh = ssh(key, port, true, false)?;
+        watcher_ssh.join_ms()?;
+        let watcher = watcher_ssh.chunks.take().context("watcher chunks")?;
+        Ok(Owner {
+            typist,
+            chunks,
+            watcher,
+            _watcher_ssh: watcher_ssh,
+        })
+    }
+
+    fn echo(&mut self, samples: usize) -> anyhow::Result<Echo> {
+        let (lat, seen) = paced_echo(&mut self.typist, &self.chunks, &self.watcher, samples)?;
+        Ok(Echo { lat, seen })
+    }
+}
+
+impl Echo {
+    fn print(&self, what: &str) {
+        println!(
+            "many: owner echo {what} p50 {:.2} ms, p99 {:.2} ms; typist-to-viewer p50 {:.2} \
+             ms, p99 {:.2} ms ({} samples, one per 20 ms)",
+            pct(&self.lat, 0.5),
+            pct(&self.lat, 0.99),
+            pct(&self.seen, 0.5),
+            pct(&self.seen, 0.99),
+            self.lat.len(),
+        );
+    }
+}
+
+/// The viewers that joined (kept open), their join times (ms, sorted) and the failures.
+struct Viewers {
+    conns: Vec<ViewerConn>,
+    ms: Vec<f64>,
+    errors: std::collections::BTreeMap<String, usize>,
+}
+
+fn tally(results: Vec<Joined>) -> Viewers {
+    let mut j = Viewers {
+        conns: Vec::new(),
+        ms: Vec::new(),
+        errors: Default::default(),
+    };
+    for r in results {
+        match r {
+            Ok((d, c)) => {
+                j.ms.push(d.as_secs_f64() * 1000.0);
+                j.conns.push(c);
+            }
+            Err(e) => *j.errors.entry(e).or_default() += 1,
+        }
+    }
+    j.ms.sort_by(f64::total_cmp);
+    j
+}
+
+/// Every viewer at once on `rt`, reported: those that joined, and how long all took (s).
+fn join_all(
+    rt: &tokio::runtime::Runtime,
+    ports: &[u16],
+    per: usize,
+    key_path: &std::path::Path,
+    received: &Arc<AtomicU64>,
+) -> anyhow::Result<(Viewers, f64)> {
+    let start = Instant::now();
+    let joined = tally(rt.block_on(connect_all(ports, per, key_path, received))?);
+    let all_joined = start.elapsed().as_secs_f64();
+    println!(
+        "many: {} of {} viewers joined in {all_joined:.1} s (each: p50 {:.0} ms, p99 {:.0} ms, \
+         max {:.0} ms); failures: {:?}",
+        joined.ms.len(),
+        ports.len() * per,
+        pct(&joined.ms, 0.5),
+        pct(&joined.ms, 0.99),
+        pct(&joined.ms, 1.0),
+        joined.errors,
+    );
+    Ok((joined, all_joined))
+}
+
 pub fn bench(
     sessions: usize,
     per: usize,
@@ -232,28 +330,11 @@ pub fn bench(
     raise_fd_limit();
     let mut h = systems::Hearth::start_with(OWN_PROCESSES)?;
     let key_path = h.key().to_path_buf();
-    // The owner's session: a shell whose owner types; it prints a line a second too.
     let owner_port = h.fresh_session()?;
-    let mut typist = ssh(&key_path, owner_port, true, false)?;
-    typist.join_ms()?;
-    let chunks = typist.chunks.take().context("typist chunks")?;
-    use std::io::Write;
-    typist
-        .stdin
-        .write_all(b"(while :; do date +%s; sleep 1; done) &\r")?;
-    let mut watcher_ssh = ssh(&key_path, owner_port, true, false)?;
-    watcher_ssh.join_ms()?;
-    let watcher = watcher_ssh.chunks.take().context("watcher chunks")?;
+    let mut owner = Owner::join(&key_path, owner_port)?;
     // The reference, in the same run: the owner's session alone.
-    let (lat0, seen0) = paced_echo(&mut typist, &chunks, &watcher, samples)?;
-    println!(
-        "many: owner echo alone p50 {:.2} ms, p99 {:.2} ms; typist-to-viewer p50 {:.2} ms, \
-         p99 {:.2} ms ({samples} samples, one per 20 ms)",
-        pct(&lat0, 0.5),
-        pct(&lat0, 0.99),
-        pct(&seen0, 0.5),
-        pct(&seen0, 0.99),
-    );
+    let alone = owner.echo(samples)?;
+    alone.print("alone");
     let start = Instant::now();
     let mut ports = vec![owner_port];
     for _ in 1..sessions {
@@ -264,46 +345,20 @@ pub fn bench(
         start.elapsed().as_secs_f64()
     );
     std::thread::sleep(Duration::from_secs(2));
-    let mem_before = mem_kib(&h);
-    let rss_before = own_rss_kib();
+    let (mem_before, rss_before) = (mem_kib(&h), own_rss_kib());
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let received = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let results = rt.block_on(connect_all(&ports, per, &key_path, &received))?;
-    let all_joined = start.elapsed().as_secs_f64();
-    let mut joins: Vec<f64> = Vec::new();
-    let mut errors: std::collections::BTreeMap<String, usize> = Default::default();
-    let mut conns = Vec::new();
-    for r in results {
-        match r {
-            Ok((d, c)) => {
-                joins.push(d.as_secs_f64() * 1000.0);
-                conns.push(c);
-            }
-            Err(e) => *errors.entry(e).or_default() += 1,
-        }
-    }
-    joins.sort_by(f64::total_cmp);
-    let total = sessions * per;
-    println!(
-        "many: {} of {total} viewers joined in {all_joined:.1} s (each: p50 {:.0} ms, p99 {:.0} ms, \
-         max {:.0} ms); failures: {errors:?}",
-        joins.len(),
-        pct(&joins, 0.5),
-        pct(&joins, 0.99),
-        pct(&joins, 1.0)
-    );
+    let (joined, all_joined) = join_all(&rt, &ports, per, &key_path, &received)?;
     // Idle: every session printing its line a second, every viewer reading it.
     std::thread::sleep(Duration::from_secs(5));
-    let mem_after = mem_kib(&h);
-    let rss_after = own_rss_kib();
-    let joined = joins.len().max(1) as f64;
-    let per_viewer = mem_after.saturating_sub(mem_before) as f64 / joined;
-    let client_per = rss_after.saturating_sub(rss_before) as f64 / joined;
+    let (mem_after, rss_after) = (mem_kib(&h), own_rss_kib());
+    let n = joined.ms.len().max(1) as f64;
+    let per_viewer = mem_after.saturating_sub(mem_before) as f64 / n;
+    let client_per = rss_after.saturating_sub(rss_before) as f64 / n;
     let hosts = h.server_pids().len();
     println!(
         "many: server PSS {:.1} MiB before the viewers, {:.1} MiB after ({hosts} hearth \
@@ -314,60 +369,47 @@ pub fn bench(
     );
 
     // The owner's echo while all sessions print.
-    let cpu0: f64 = h.server_pids().into_iter().map(procs::cpu_secs).sum();
-    let bytes0 = received.load(Ordering::Relaxed);
-    let t0 = Instant::now();
-    let (lat, seen) = paced_echo(&mut typist, &chunks, &watcher, samples)?;
+    let (cpu0, bytes0, t0) = (cpu(&h), received.load(Ordering::Relaxed), Instant::now());
+    let loaded = owner.echo(samples)?;
     let secs = t0.elapsed().as_secs_f64();
-    let cpu = h
-        .server_pids()
-        .into_iter()
-        .map(procs::cpu_secs)
-        .sum::<f64>()
-        - cpu0;
-    let lines = (received.load(Ordering::Relaxed) - bytes0) as f64 / secs;
+    let cpu_share = (cpu(&h) - cpu0) / secs;
+    let bytes_per_s = (received.load(Ordering::Relaxed) - bytes0) as f64 / secs;
+    loaded.print("with every viewer,");
     println!(
-        "many: owner echo p50 {:.2} ms, p99 {:.2} ms; typist-to-viewer p50 {:.2} ms, p99 {:.2} \
-         ms ({samples} samples, one per 20 ms, over {secs:.1} s); viewers received {:.0} KB/s; server CPU {:.0}% \
-         of one core",
-        pct(&lat, 0.5),
-        pct(&lat, 0.99),
-        pct(&seen, 0.5),
-        pct(&seen, 0.99),
-        lines / 1e3,
-        cpu / secs * 100.0
+        "many: over those {secs:.1} s the viewers received {:.0} KB/s; server CPU {:.0}% of \
+         one core",
+        bytes_per_s / 1e3,
+        cpu_share * 100.0
     );
     let result = json!({
         "sessions": sessions,
         "viewers_per_session": per,
-        "joined": joins.len(),
-        "failures": errors,
+        "joined": joined.ms.len(),
+        "failures": joined.errors,
         "all_joined_s": all_joined,
-        "join_p50_ms": pct(&joins, 0.5),
-        "join_p99_ms": pct(&joins, 0.99),
-        "join_max_ms": pct(&joins, 1.0),
+        "join_p50_ms": pct(&joined.ms, 0.5),
+        "join_p99_ms": pct(&joined.ms, 0.99),
+        "join_max_ms": pct(&joined.ms, 1.0),
         "server_pss_before_kib": mem_before,
         "server_pss_after_kib": mem_after,
         "server_processes": hosts,
         "pss_kib_per_idle_viewer": per_viewer,
         "client_kib_per_connection": client_per,
-        "alone_echo_p50_ms": pct(&lat0, 0.5),
-        "alone_echo_p99_ms": pct(&lat0, 0.99),
-        "alone_viewer_p50_ms": pct(&seen0, 0.5),
-        "alone_viewer_p99_ms": pct(&seen0, 0.99),
-        "echo_p50_ms": pct(&lat, 0.5),
-        "echo_p99_ms": pct(&lat, 0.99),
-        "viewer_p50_ms": pct(&seen, 0.5),
-        "viewer_p99_ms": pct(&seen, 0.99),
-        "viewers_bytes_per_s": lines,
-        "server_cpu_share": cpu / secs,
+        "alone_echo_p50_ms": pct(&alone.lat, 0.5),
+        "alone_echo_p99_ms": pct(&alone.lat, 0.99),
+        "alone_viewer_p50_ms": pct(&alone.seen, 0.5),
+        "alone_viewer_p99_ms": pct(&alone.seen, 0.99),
+        "echo_p50_ms": pct(&loaded.lat, 0.5),
+        "echo_p99_ms": pct(&loaded.lat, 0.99),
+        "viewer_p50_ms": pct(&loaded.seen, 0.5),
+        "viewer_p99_ms": pct(&loaded.seen, 0.99),
+        "viewers_bytes_per_s": bytes_per_s,
+        "server_cpu_share": cpu_share,
         "machine": crate::machine_facts(),
     });
     std::fs::write(out, serde_json::to_vec_pretty(&result)?)?;
     println!("wrote {}", out.display());
-    drop(conns);
+    drop(joined);
     rt.shutdown_timeout(Duration::from_secs(5));
-    drop(watcher_ssh);
-    drop(typist);
     Ok(())
 }
