@@ -103,6 +103,10 @@ fn grep_finds_what_sessions_printed_as_the_terminal_showed_it() {
         ],
     );
     std::fs::write(recordings(&d).join("bad00000.cast"), "not a recording\n").unwrap();
+    // Its hit is reported as not live once the daemon has seen it end.
+    wait_until("the builder to end", DEADLINE, || {
+        (d.ok(&["status", &ended])["activity"] == "exited").then_some(())
+    });
 
     let hits = hits_for(&d, &["needle-one", "-C", "1"]);
     assert_eq!(lines(&hits), ["build failed: needle-one"]);
