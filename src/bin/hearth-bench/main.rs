@@ -242,6 +242,15 @@ fn open_browsers(
     Ok(threads)
 }
 
+/// The standard flood of `flood_bytes` (base64 lines of 100), then a marker only the
+/// shell's arithmetic prints.
+fn flood_cmd(flood_bytes: u64) -> String {
+    format!(
+        "head -c {} /dev/urandom | base64 -w 100; echo END-$((1+1))",
+        flood_bytes * 3 / 4
+    )
+}
+
 /// The standard flood through a PTY (80x24) to a reader that discards everything, as fast
 /// as the kernel and the shell make it: the floor any server's fan-out at one viewer is
 /// compared with (median of 3).
@@ -258,13 +267,7 @@ fn pty_floor(flood_bytes: u64) -> anyhow::Result<f64> {
             })
             .map_err(|e| anyhow::anyhow!("openpty: {e}"))?;
         let mut cmd = CommandBuilder::new("sh");
-        cmd.args([
-            "-c",
-            &format!(
-                "head -c {} /dev/urandom | base64 -w 100; echo END-$((1+1))",
-                flood_bytes * 3 / 4
-            ),
-        ]);
+        cmd.args(["-c", &flood_cmd(flood_bytes)]);
         let mut reader = pair
             .master
             .try_clone_reader()
@@ -423,12 +426,22 @@ fn side_by_side(args: &Args) -> anyhow::Result<()> {
     let profile = if args.profile { PROFILE } else { "" };
     let hearth = systems::Hearth::start_with(&format!("{processes}{profile}"))?;
     let mut systems: Vec<Box<dyn System>> = vec![Box::new(hearth)];
-    if args.baseline {
-        systems.push(Box::new(systems::Sshd::start()?));
-    }
     // The floor: the same flood through a PTY to a reader that discards it (no server).
     let floor = pty_floor(args.flood_bytes)?;
     println!("floor: the flood through a PTY to a discarding reader: {floor:.3} s (median of 3)");
+    let mut floors = Floors {
+        pty: floor,
+        transport: None,
+    };
+    if args.baseline {
+        let sshd = systems::Sshd::start()?;
+        let t = sshd.transport_floor(&flood_cmd(args.flood_bytes), MARKER)?;
+        println!(
+            "transport floor: sshd running the flood in its PTY, one ssh client: {t:.3} s (median of 3)"
+        );
+        floors.transport = Some(t);
+        systems.push(Box::new(sshd));
+    }
     let mut results: Vec<Value> = Vec::new();
     for &n in &args.viewers {
         for sys in systems.iter_mut() {
@@ -463,13 +476,21 @@ fn side_by_side(args: &Args) -> anyhow::Result<()> {
         print_row(&r);
         results.push(r);
     }
-    report(args, floor, results, isolation)
+    report(args, floors, results, isolation)
+}
+
+/// What the fan-out at one viewer is compared with.
+struct Floors {
+    /// The flood through a PTY to a reader that discards it.
+    pty: f64,
+    /// The flood over SSH to one client with no multiplexer (with the baseline only).
+    transport: Option<f64>,
 }
 
 /// Print the ratios and the control plane's figures; write the JSON.
 fn report(
     args: &Args,
-    floor: f64,
+    floors: Floors,
     results: Vec<Value>,
     isolation: Vec<Value>,
 ) -> anyhow::Result<()> {
@@ -477,7 +498,7 @@ fn report(
         &results,
         &isolation,
         *args.viewers.iter().max().unwrap_or(&1),
-        floor,
+        &floors,
     );
     let machine = machine_facts();
     println!("\nratios (hearth / sshd+tmux, same run):");
@@ -501,7 +522,8 @@ fn report(
         );
     }
     println!("machine: {machine}");
-    let doc = json!({"machine": machine, "pinned": procs::pinned(), "flood_bytes": args.flood_bytes, "floor_seconds": floor, "results": results,
+    let doc = json!({"machine": machine, "pinned": procs::pinned(), "flood_bytes": args.flood_bytes, "floor_seconds": floors.pty,
+                     "transport_floor_seconds": floors.transport, "results": results,
                      "isolation": isolation, "ratios": ratios});
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
@@ -541,7 +563,7 @@ fn find<'a>(results: &'a [Value], system: &str, n: usize, stalled: bool) -> Opti
         .find(|r| r["system"] == system && r["viewers"] == n && r["stalled_viewer"] == stalled)
 }
 
-fn ratios(results: &[Value], isolation: &[Value], n: usize, floor: f64) -> Value {
+fn ratios(results: &[Value], isolation: &[Value], n: usize, floors: &Floors) -> Value {
     let f = |r: Option<&Value>, k: &str| r.and_then(|r| r[k].as_f64());
     let (h, b) = (
         find(results, "hearth", n, false),
@@ -581,8 +603,10 @@ fn ratios(results: &[Value], isolation: &[Value], n: usize, floor: f64) -> Value
             f(find(results, "sshd+tmux", 10, false), "cpu_ns_per_delivered_byte"),
         ),
         format!("cpu_per_byte_at_{n} (target <= 0.5)"): div(f(h, "cpu_ns_per_delivered_byte"), f(b, "cpu_ns_per_delivered_byte")),
-        "hearth_fanout_at_1_over_floor (target <= 1.2)": div(f(h1, "fanout_seconds"), Some(floor)),
-        "sshd+tmux_fanout_at_1_over_floor": div(f(b1, "fanout_seconds"), Some(floor)),
+        "hearth_fanout_at_1_over_floor (target <= 1.2)": div(f(h1, "fanout_seconds"), Some(floors.pty)),
+        "sshd+tmux_fanout_at_1_over_floor": div(f(b1, "fanout_seconds"), Some(floors.pty)),
+        "hearth_fanout_at_1_over_transport_floor": div(f(h1, "fanout_seconds"), floors.transport),
+        "sshd+tmux_fanout_at_1_over_transport_floor": div(f(b1, "fanout_seconds"), floors.transport),
         "hearth_stall_p99_change_medians (target < 1.2)": div(median(true, "echo_p99_ms"), median(false, "echo_p99_ms")),
         "hearth_stall_fanout_change_medians": div(median(true, "fanout_seconds"), median(false, "fanout_seconds")),
     })
@@ -738,10 +762,7 @@ fn run_case(
     let (browsers, mem_web) = browsers_on(sys, web, &web_stop, mem_viewers)?;
 
     // Fan-out: the flood, then a marker only the shell's arithmetic prints.
-    let cmd = format!(
-        "head -c {} /dev/urandom | base64 -w 100; echo END-$((1+1))\r",
-        flood_bytes * 3 / 4
-    );
+    let cmd = format!("{}\r", flood_cmd(flood_bytes));
     let Flood {
         fanout,
         cpu: flood_cpu,

@@ -1,6 +1,7 @@
 //! The two systems under test, each started in its own temp dir on loopback:
 //! hearth (a daemon, one fresh session per case) and the baseline, OpenSSH sshd whose
-//! forced command attaches every connection to one shared tmux session.
+//! forced command attaches every connection to one shared tmux session (and, for the
+//! transport floor, a second sshd that runs the flood straight in its PTY).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -257,33 +258,13 @@ impl Sshd {
             "set -g status off\nset -g default-shell /bin/sh\n",
         )?;
         let config = d.join("sshd_config");
-        std::fs::write(
-            &config,
-            format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
-                 StrictModes no\nPermitRootLogin prohibit-password\nPidFile {pid}\nLogLevel ERROR\n\
-                 MaxStartups 1000\nMaxSessions 1000\n\
-                 ForceCommand tmux -S {sock} -f {conf} new-session -A -s shared\n",
-                hk = d.join("host_ed25519").display(),
-                ak = d.join("authorized_keys").display(),
-                pid = d.join("sshd.pid").display(),
-                sock = tmux_sock.display(),
-                conf = tmux_conf.display(),
-            ),
-        )?;
-        std::fs::create_dir_all("/run/sshd").ok();
-        let sshd = procs::server(&mut Command::new(sshd_bin))
-            .args(["-D", "-e", "-f"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(d.join("sshd.log"))?)
-            .spawn()
-            .context("starting sshd")?;
-        wait_for("sshd to listen", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        })?;
+        let force = format!(
+            "tmux -S {} -f {} new-session -A -s shared",
+            tmux_sock.display(),
+            tmux_conf.display()
+        );
+        std::fs::write(&config, sshd_config(d, port, Some(&force)))?;
+        let sshd = spawn_sshd(&config, &d.join("sshd.log"), port)?;
         Ok(Sshd {
             dir,
             sshd,
@@ -291,6 +272,32 @@ impl Sshd {
             key,
             tmux_sock,
         })
+    }
+
+    /// The transport floor: the standard flood run by a second sshd straight in its PTY
+    /// (no multiplexer) and read by one OpenSSH `ssh -tt` client, from the Enter that starts
+    /// it to the marker (median of 3). What delivering the flood over SSH to one client
+    /// costs on this machine, encryption and the client's decryption included.
+    pub fn transport_floor(&self, flood_cmd: &str, marker: &[u8]) -> anyhow::Result<f64> {
+        let d = self.dir.path();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let config = d.join("sshd_direct_config");
+        std::fs::write(&config, sshd_config(d, port, None))?;
+        let mut sshd = spawn_sshd(&config, &d.join("sshd_direct.log"), port)?;
+        let mut times = Vec::new();
+        let result = (|| {
+            for _ in 0..3 {
+                times.push(direct_flood(&self.key, port, flood_cmd, marker)?);
+            }
+            anyhow::Ok(())
+        })();
+        let _ = sshd.kill();
+        let _ = sshd.wait();
+        result?;
+        times.sort_by(f64::total_cmp);
+        Ok(times[1])
     }
 
     fn tmux_server_pid(&self) -> Option<u32> {
@@ -302,6 +309,103 @@ impl Sshd {
             .ok()?;
         String::from_utf8_lossy(&out.stdout).trim().parse().ok()
     }
+}
+
+/// An sshd config on loopback `port` with the keys in `d`; every connection runs `force`
+/// if given, else what the client asks for.
+fn sshd_config(d: &Path, port: u16, force: Option<&str>) -> String {
+    let mut config = format!(
+        "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\n\
+         PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
+         StrictModes no\nPermitRootLogin prohibit-password\nPidFile {pid}\nLogLevel ERROR\n\
+         MaxStartups 1000\nMaxSessions 1000\n",
+        hk = d.join("host_ed25519").display(),
+        ak = d.join("authorized_keys").display(),
+        pid = d.join(format!("sshd-{port}.pid")).display(),
+    );
+    if let Some(force) = force {
+        config.push_str(&format!("ForceCommand {force}\n"));
+    }
+    config
+}
+
+/// Start `/usr/sbin/sshd` on `config` (a server process: pinned with the servers) and wait
+/// until it listens on `port`.
+fn spawn_sshd(config: &Path, log: &Path, port: u16) -> anyhow::Result<Child> {
+    std::fs::create_dir_all("/run/sshd").ok();
+    let sshd = procs::server(&mut Command::new("/usr/sbin/sshd"))
+        .args(["-D", "-e", "-f"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .spawn()
+        .context("starting sshd")?;
+    wait_for("sshd to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })?;
+    Ok(sshd)
+}
+
+/// One transport-floor flood: `ssh -tt` runs a shell that says it is ready and waits for
+/// a line; the clock starts at the Enter that releases `flood_cmd`, and stops at `marker`.
+fn direct_flood(key: &Path, port: u16, flood_cmd: &str, marker: &[u8]) -> anyhow::Result<f64> {
+    use std::io::{Read, Write};
+    let mut child = Command::new("ssh")
+        .args(["-F", "/dev/null", "-i"])
+        .arg(key)
+        .args([
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "BatchMode=yes",
+            "-tt",
+            "-p",
+        ])
+        .arg(port.to_string())
+        .arg("127.0.0.1")
+        .arg(format!("echo READY-$((2+2)); read go; {flood_cmd}"))
+        .env("TERM", "xterm-256color")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("ssh")?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    let mut stdout = child.stdout.take().context("stdout")?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut tail: Vec<u8> = Vec::new();
+    let mut read_until = |needle: &[u8], tail: &mut Vec<u8>| -> anyhow::Result<()> {
+        loop {
+            let n = stdout.read(&mut buf)?;
+            if n == 0 {
+                bail!("the transport floor's ssh ended early");
+            }
+            tail.extend_from_slice(&buf[..n]);
+            if tail.windows(needle.len()).any(|w| w == needle) {
+                tail.clear();
+                return Ok(());
+            }
+            let keep = tail.len().saturating_sub(needle.len());
+            tail.drain(..keep);
+        }
+    };
+    read_until(b"READY-4", &mut tail)?;
+    let t0 = Instant::now();
+    stdin.write_all(b"\r")?;
+    stdin.flush()?;
+    read_until(marker, &mut tail)?;
+    let took = t0.elapsed().as_secs_f64();
+    drop(stdin);
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(took)
 }
 
 impl System for Sshd {
