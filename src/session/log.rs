@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 
 /// Output that arrived within this long is joined into one chunk when read (a flood's
 /// reads are microseconds apart); `--since` is as precise as this.
-const JOIN_WINDOW: Duration = Duration::from_millis(50);
+pub const JOIN_WINDOW: Duration = Duration::from_millis(50);
 
 /// What a reader gets for its cursor.
 #[derive(Debug, PartialEq, Eq)]
