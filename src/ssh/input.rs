@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -44,10 +44,43 @@ pub enum FromClient {
     Resized,
 }
 
-/// The per-client queue to the PTY, bounded in messages and in bytes.
+/// The per-client queue to the PTY, bounded in messages and in bytes. Made when the client
+/// first sends keys to the program: most of a crowd only watches, and an idle queue is a
+/// block of slots per client.
 struct PtyQueue {
-    tx: mpsc::Sender<Queued>,
-    budget: Arc<tokio::sync::Semaphore>,
+    /// Hands the receiving end to the forwarder, once.
+    open: Option<oneshot::Sender<mpsc::Receiver<Queued>>>,
+    queue: Option<(mpsc::Sender<Queued>, Arc<tokio::sync::Semaphore>)>,
+}
+
+impl PtyQueue {
+    fn new(open: oneshot::Sender<mpsc::Receiver<Queued>>) -> Self {
+        PtyQueue {
+            open: Some(open),
+            queue: None,
+        }
+    }
+
+    /// Queue `bytes` for the PTY, waiting while the client's budget is spent. Dropped if
+    /// the forwarder is gone (the client is leaving).
+    async fn send(&mut self, bytes: Bytes) {
+        let (tx, budget) = match &mut self.queue {
+            Some(queue) => queue,
+            None => {
+                let (tx, rx) = mpsc::channel::<Queued>(PTY_QUEUE);
+                if let Some(open) = self.open.take() {
+                    let _ = open.send(rx);
+                }
+                let budget = Arc::new(tokio::sync::Semaphore::new(PTY_QUEUE_BYTES));
+                self.queue.insert((tx, budget))
+            }
+        };
+        let need = bytes.len().clamp(1, PTY_QUEUE_BYTES) as u32;
+        let Ok(permit) = Arc::clone(budget).acquire_many_owned(need).await else {
+            return;
+        };
+        let _ = tx.send((bytes, permit)).await;
+    }
 }
 
 pub struct InputTask {
@@ -128,10 +161,14 @@ impl InputTask {
     /// queue drained by a second future, so a program that stops reading its input does
     /// not also freeze this loop: `!>` still opens the menu while the queue is not full.
     pub async fn run(self, rx: mpsc::Receiver<FromClient>, stop: CancellationToken) {
-        let (to_pty, mut pty_rx) = mpsc::channel::<Queued>(PTY_QUEUE);
+        let (open, opened) = oneshot::channel::<mpsc::Receiver<Queued>>();
         let client = Arc::clone(&self.client);
         let halt = stop.clone();
         let forwarder = async move {
+            // The queue is made when the client first types (a viewer never does).
+            let Ok(mut pty_rx) = opened.await else {
+                return;
+            };
             while let Some((bytes, _permit)) = pty_rx.recv().await {
                 tokio::select! {
                     _ = client.input(bytes) => {}
@@ -139,16 +176,14 @@ impl InputTask {
                 }
             }
         };
-        let budget = Arc::new(tokio::sync::Semaphore::new(PTY_QUEUE_BYTES));
-        let to_pty = PtyQueue { tx: to_pty, budget };
-        tokio::join!(self.main(rx, stop, to_pty), forwarder);
+        tokio::join!(self.main(rx, stop, PtyQueue::new(open)), forwarder);
     }
 
     async fn main(
         mut self,
         mut rx: mpsc::Receiver<FromClient>,
         stop: CancellationToken,
-        to_pty: PtyQueue,
+        mut to_pty: PtyQueue,
     ) {
         let mut refresh = tokio::time::interval(Duration::from_secs(1));
         loop {
@@ -162,7 +197,7 @@ impl InputTask {
             tokio::select! {
                 msg = rx.recv() => match msg {
                     None => break,
-                    Some(FromClient::Data(bytes)) => self.on_data(bytes, &to_pty).await,
+                    Some(FromClient::Data(bytes)) => self.on_data(bytes, &mut to_pty).await,
                     Some(FromClient::Resized) => {
                         if self.menu.is_some() {
                             self.request_draw();
@@ -177,7 +212,7 @@ impl InputTask {
                         .as_mut()
                         .and_then(|d| d.expire(std::time::Instant::now()));
                     if let Some(b) = released {
-                        self.forward(Bytes::from(b), &to_pty).await;
+                        self.forward(Bytes::from(b), &mut to_pty).await;
                     }
                 }
                 _ = refresh.tick(), if peers_open => self.request_draw(),
@@ -192,7 +227,7 @@ impl InputTask {
         }
     }
 
-    async fn forward(&mut self, bytes: Bytes, to_pty: &PtyQueue) {
+    async fn forward(&mut self, bytes: Bytes, to_pty: &mut PtyQueue) {
         // Dropped, as `Attachment::input` would; but the client is told, once, why.
         if !self.client.may_type() {
             if !self.told_read_only {
@@ -207,14 +242,10 @@ impl InputTask {
             return;
         }
         self.told_read_only = false;
-        let need = bytes.len().clamp(1, PTY_QUEUE_BYTES) as u32;
-        let Ok(permit) = Arc::clone(&to_pty.budget).acquire_many_owned(need).await else {
-            return;
-        };
-        let _ = to_pty.tx.send((bytes, permit)).await;
+        to_pty.send(bytes).await;
     }
 
-    async fn on_data(&mut self, bytes: Bytes, to_pty: &PtyQueue) {
+    async fn on_data(&mut self, bytes: Bytes, to_pty: &mut PtyQueue) {
         // What follows a key that leaves the menu, in the same packet, comes round again.
         let mut pending = Some(bytes);
         while let Some(bytes) = pending.take() {
