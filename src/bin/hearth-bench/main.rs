@@ -278,20 +278,8 @@ fn pty_floor(flood_bytes: u64) -> anyhow::Result<f64> {
             .spawn_command(cmd)
             .map_err(|e| anyhow::anyhow!("spawn: {e}"))?;
         drop(pair.slave);
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut tail: Vec<u8> = Vec::new();
-        loop {
-            let n = reader.read(&mut buf).unwrap_or(0);
-            if n == 0 {
-                bail!("the floor's flood ended without its marker");
-            }
-            tail.extend_from_slice(&buf[..n]);
-            if tail.windows(MARKER.len()).any(|w| w == MARKER) {
-                break;
-            }
-            let keep = tail.len().saturating_sub(MARKER.len());
-            tail.drain(..keep);
-        }
+        systems::read_until(&mut reader, MARKER)
+            .context("the floor's flood ended without its marker")?;
         times.push(t0.elapsed().as_secs_f64());
         let _ = child.wait();
     }
@@ -629,26 +617,7 @@ const LONE_JOINS: usize = 20;
 
 fn ssh(key: &Path, port: u16, keep_chunks: bool, stalled: bool) -> anyhow::Result<Client> {
     let started = Instant::now();
-    let mut child = Command::new("ssh")
-        .args(["-F", "/dev/null", "-i"])
-        .arg(key)
-        .args([
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "BatchMode=yes",
-            "-tt",
-            "-p",
-        ])
-        .arg(port.to_string())
-        .arg("127.0.0.1")
-        .env("TERM", "xterm-256color")
+    let mut child = systems::ssh_tt(key, port)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

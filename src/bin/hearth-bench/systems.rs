@@ -350,9 +350,34 @@ fn spawn_sshd(config: &Path, log: &Path, port: u16) -> anyhow::Result<Child> {
 /// One transport-floor flood: `ssh -tt` runs a shell that says it is ready and waits for
 /// a line; the clock starts at the Enter that releases `flood_cmd`, and stops at `marker`.
 fn direct_flood(key: &Path, port: u16, flood_cmd: &str, marker: &[u8]) -> anyhow::Result<f64> {
-    use std::io::{Read, Write};
-    let mut child = Command::new("ssh")
-        .args(["-F", "/dev/null", "-i"])
+    use std::io::Write;
+    let mut child = ssh_tt(key, port)
+        .arg(format!("echo READY-$((2+2)); read go; {flood_cmd}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("ssh")?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    let mut stdout = child.stdout.take().context("stdout")?;
+    read_until(&mut stdout, b"READY-4").context("the transport floor's ssh never got ready")?;
+    let t0 = Instant::now();
+    stdin.write_all(b"\r")?;
+    stdin.flush()?;
+    read_until(&mut stdout, marker).context("the transport floor's flood ended early")?;
+    let took = t0.elapsed().as_secs_f64();
+    drop(stdin);
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(took)
+}
+
+/// OpenSSH `ssh -tt` to 127.0.0.1:`port` with `key` and nothing from the user's config
+/// (no host key prompts, no agent, errors only), for the caller to add a command and its
+/// stdio to.
+pub fn ssh_tt(key: &Path, port: u16) -> Command {
+    let mut ssh = Command::new("ssh");
+    ssh.args(["-F", "/dev/null", "-i"])
         .arg(key)
         .args([
             "-o",
@@ -370,42 +395,26 @@ fn direct_flood(key: &Path, port: u16, flood_cmd: &str, marker: &[u8]) -> anyhow
         ])
         .arg(port.to_string())
         .arg("127.0.0.1")
-        .arg(format!("echo READY-$((2+2)); read go; {flood_cmd}"))
-        .env("TERM", "xterm-256color")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("ssh")?;
-    let mut stdin = child.stdin.take().context("stdin")?;
-    let mut stdout = child.stdout.take().context("stdout")?;
+        .env("TERM", "xterm-256color");
+    ssh
+}
+
+/// Read `from` until `needle` has gone by (keeping only a needle's length between reads).
+pub fn read_until(from: &mut impl std::io::Read, needle: &[u8]) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut tail: Vec<u8> = Vec::new();
-    let mut read_until = |needle: &[u8], tail: &mut Vec<u8>| -> anyhow::Result<()> {
-        loop {
-            let n = stdout.read(&mut buf)?;
-            if n == 0 {
-                bail!("the transport floor's ssh ended early");
-            }
-            tail.extend_from_slice(&buf[..n]);
-            if tail.windows(needle.len()).any(|w| w == needle) {
-                tail.clear();
-                return Ok(());
-            }
-            let keep = tail.len().saturating_sub(needle.len());
-            tail.drain(..keep);
+    loop {
+        let n = from.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            bail!("end of stream before {:?}", String::from_utf8_lossy(needle));
         }
-    };
-    read_until(b"READY-4", &mut tail)?;
-    let t0 = Instant::now();
-    stdin.write_all(b"\r")?;
-    stdin.flush()?;
-    read_until(marker, &mut tail)?;
-    let took = t0.elapsed().as_secs_f64();
-    drop(stdin);
-    let _ = child.kill();
-    let _ = child.wait();
-    Ok(took)
+        tail.extend_from_slice(&buf[..n]);
+        if tail.windows(needle.len()).any(|w| w == needle) {
+            return Ok(());
+        }
+        let keep = tail.len().saturating_sub(needle.len());
+        tail.drain(..keep);
+    }
 }
 
 impl System for Sshd {
