@@ -2,7 +2,9 @@
 //! the same run with real OpenSSH `ssh -tt` clients on loopback:
 //! - keystroke echo latency (p50, p99) for one typist while N viewers read, and how long
 //!   until a viewer sees the same keystroke (typist-to-viewer, p50, p99);
-//! - fan-out: time until the last viewer has seen the end marker of ~20 MB of output;
+//! - fan-out: time until the last viewer has seen the end marker of ~20 MB of output, and
+//!   at one viewer over two floors: the flood through a PTY to a reader that discards it,
+//!   and (with the baseline) sshd running the flood straight in its PTY for one client;
 //! - server memory (PSS) per viewer; join time (ssh start to the first byte of the screen),
 //!   for the N viewers joining at once and for 20 more joining one at a time;
 //! - isolation: one stalled viewer (a pipe nobody reads) during the flood;
