@@ -3,7 +3,8 @@
 //! client's SSH window is full; meanwhile the log moves on without it, and if the client
 //! falls behind what the log retains it is repainted from the screen model and continues
 //! live. So a slow client costs nobody else anything, and its memory is bounded by one
-//! batch in flight plus russh's queue of two (smaller batches on a crowded session).
+//! batch in flight plus russh's queue of one (smaller batches on a crowded session; the
+//! batches are slices of the session's log, shared with every other client at that offset).
 //!
 //! It is the only writer of its channel: pause-menu frames (from the input task) and
 //! banners (messages from other clients) go through it too. While the menu is open, live
