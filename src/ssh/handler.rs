@@ -112,7 +112,15 @@ pub async fn run_connection(
             }
         })
     };
-    match russh::server::run_stream(Arc::clone(place.config()), stream, connection).await {
+    // Boxed: the handshake's state is freed once it is done, not kept in every connection's
+    // task for its lifetime (2.0 -> 0.9 KiB per connection).
+    match Box::pin(russh::server::run_stream(
+        Arc::clone(place.config()),
+        stream,
+        connection,
+    ))
+    .await
+    {
         Ok(running) => tokio::select! {
             r = running => {
                 if let Err(e) = r {

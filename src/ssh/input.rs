@@ -160,7 +160,14 @@ impl InputTask {
     /// Run until the client's channel closes. Keystrokes for the PTY go through a per-client
     /// queue drained by a second future, so a program that stops reading its input does
     /// not also freeze this loop: `!>` still opens the menu while the queue is not full.
-    pub async fn run(self, rx: mpsc::Receiver<FromClient>, stop: CancellationToken) {
+    ///
+    /// Not an `async fn`: its state would hold `self` twice (the argument and the loop's
+    /// copy), and a crowd of viewers pays for every byte of this future.
+    pub fn run(
+        self,
+        rx: mpsc::Receiver<FromClient>,
+        stop: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send {
         let (open, opened) = oneshot::channel::<mpsc::Receiver<Queued>>();
         let client = Arc::clone(&self.client);
         let halt = stop.clone();
@@ -171,12 +178,16 @@ impl InputTask {
             };
             while let Some((bytes, _permit)) = pty_rx.recv().await {
                 tokio::select! {
-                    _ = client.input(bytes) => {}
+                    _ = Box::pin(client.input(bytes)) => {}
                     _ = halt.cancelled() => break,
                 }
             }
         };
-        tokio::join!(self.main(rx, stop, PtyQueue::new(open)), forwarder);
+        // Handling keys (and the menu) is boxed while it runs (`on_data`, `forward`,
+        // `client.input`): a viewer that never types does not carry that state. 3.8 -> 1.9 KiB
+        // per client in all.
+        let main = self.main(rx, stop, PtyQueue::new(open));
+        futures::FutureExt::map(futures::future::join(main, forwarder), |_| ())
     }
 
     async fn main(
@@ -197,7 +208,7 @@ impl InputTask {
             tokio::select! {
                 msg = rx.recv() => match msg {
                     None => break,
-                    Some(FromClient::Data(bytes)) => self.on_data(bytes, &mut to_pty).await,
+                    Some(FromClient::Data(bytes)) => Box::pin(self.on_data(bytes, &mut to_pty)).await,
                     Some(FromClient::Resized) => {
                         if self.menu.is_some() {
                             self.request_draw();
@@ -212,7 +223,7 @@ impl InputTask {
                         .as_mut()
                         .and_then(|d| d.expire(std::time::Instant::now()));
                     if let Some(b) = released {
-                        self.forward(Bytes::from(b), &mut to_pty).await;
+                        Box::pin(self.forward(Bytes::from(b), &mut to_pty)).await;
                     }
                 }
                 _ = refresh.tick(), if peers_open => self.request_draw(),
