@@ -19,6 +19,11 @@
 //! - `--many SxV`: S sessions printing a line a second with V viewers on each, the viewers
 //!   multiplexed in this process (`many.rs`): joins, memory per idle viewer, owner's echo.
 //!
+//! `--pin` (#32's latency case): the servers on core 0, the harness and every client on core
+//! 1, and the crowd (every viewer but the timed one, its `ssh` and the harness thread reading
+//! it) at nice 19, so the typist and the timed viewer are not queued behind 49 clients
+//! decrypting the same echo: what is left of the latency is the server's.
+//!
 //! Prints a table with hearth/baseline ratios and writes JSON (`--out`). Not part of CI:
 //! speed is measured here, never asserted in tests.
 
@@ -406,7 +411,9 @@ fn main() -> anyhow::Result<()> {
 fn side_by_side(args: &Args) -> anyhow::Result<()> {
     if args.pin {
         procs::pin()?;
-        println!("pinned: servers on core 0, the harness and its clients on core 1");
+        println!(
+            "pinned: servers on core 0, the harness and its clients on core 1; the viewers other than the timed one at nice 19"
+        );
     }
     let processes = if args.in_daemon {
         IN_DAEMON
@@ -578,7 +585,7 @@ fn ratios(results: &[Value], isolation: &[Value], n: usize, floors: &Floors) -> 
     );
     json!({
         format!("viewer_p50_at_{n} (target <= 1.0)"): div(f(h, "viewer_p50_ms"), f(b, "viewer_p50_ms")),
-        format!("echo_p99_at_{n} (target <= 0.25)"): div(f(h, "echo_p99_ms"), f(b, "echo_p99_ms")),
+        format!("echo_p99_at_{n} (target <= 0.5 pinned)"): div(f(h, "echo_p99_ms"), f(b, "echo_p99_ms")),
         "fanout_throughput_at_1 (target >= 2)": div(f(b1, "fanout_seconds"), f(h1, "fanout_seconds")),
         format!("fanout_throughput_at_{n} (target >= 5)"): div(f(b, "fanout_seconds"), f(h, "fanout_seconds")),
         format!("mem_per_viewer_at_{n} (target <= 0.1)"): div(f(h, "pss_kib_per_viewer"), f(b, "pss_kib_per_viewer")),
@@ -618,8 +625,23 @@ const MARKER: &[u8] = b"END-2";
 const LONE_JOINS: usize = 20;
 
 fn ssh(key: &Path, port: u16, keep_chunks: bool, stalled: bool) -> anyhow::Result<Client> {
+    ssh_as(key, port, keep_chunks, stalled, false)
+}
+
+/// [`ssh`], and with `crowd` one of the crowd: at nice 19 when pinned ([`procs::crowd`]).
+fn ssh_as(
+    key: &Path,
+    port: u16,
+    keep_chunks: bool,
+    stalled: bool,
+    crowd: bool,
+) -> anyhow::Result<Client> {
     let started = Instant::now();
-    let mut child = systems::ssh_tt(key, port)
+    let mut cmd = systems::ssh_tt(key, port);
+    if crowd {
+        procs::crowd(&mut cmd);
+    }
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -644,6 +666,9 @@ fn ssh(key: &Path, port: u16, keep_chunks: bool, stalled: bool) -> anyhow::Resul
     let (tx, rx) = mpsc::channel();
     let (ftx, frx) = mpsc::channel();
     std::thread::spawn(move || {
+        if crowd {
+            procs::crowd_thread();
+        }
         let mut buf = vec![0u8; 1 << 16];
         let mut tail: Vec<u8> = Vec::new();
         let mut first = true;
@@ -765,7 +790,9 @@ fn run_case(
         "viewers": n,
         "stalled_viewer": stalled,
         "echo_p50_ms": pct(&lat, 0.5),
+        "echo_p90_ms": pct(&lat, 0.9),
         "echo_p99_ms": pct(&lat, 0.99),
+        "echo_max_ms": pct(&lat, 1.0),
         "fanout_seconds": fanout,
         "fanout_mb_per_s": flood_bytes as f64 / 1e6 / fanout,
         "pss_kib_per_viewer": mem_viewers.saturating_sub(mem_typist) as f64 / (n as f64 + if stalled { 1.0 } else { 0.0 }),
@@ -828,7 +855,7 @@ fn join_viewers(
 ) -> anyhow::Result<(Vec<Client>, Vec<f64>, Vec<f64>)> {
     let mut viewers = Vec::with_capacity(n);
     for i in 0..n {
-        viewers.push(ssh(key, port, i == 0, false)?);
+        viewers.push(ssh_as(key, port, i == 0, false, i != 0)?);
     }
     let mut joins = Vec::with_capacity(n);
     for v in &viewers {

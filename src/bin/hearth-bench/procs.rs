@@ -1,5 +1,5 @@
 //! Process facts from /proc: process trees, PSS, CPU time; and pinning servers and
-//! clients to separate cores (`--pin`).
+//! clients to separate cores, the crowd of viewers below the timed clients (`--pin`).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -48,6 +48,34 @@ pub fn server(cmd: &mut std::process::Command) -> &mut std::process::Command {
         }
     }
     cmd
+}
+
+/// Start `cmd` (a viewer's `ssh` other than the timed ones) at nice 19 when pinned: on the
+/// clients' core, the crowd decrypting an echo must not queue ahead of the typist and the
+/// timed viewer (both systems alike), or the latency measured is the harness's.
+pub fn crowd(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    if pinned() {
+        // SAFETY: setpriority is a plain system call, safe between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+                Ok(())
+            });
+        }
+    }
+    cmd
+}
+
+/// The calling thread (the harness's reader of one of the crowd) at nice 19 when pinned.
+pub fn crowd_thread() {
+    if pinned() {
+        // SAFETY: gettid and setpriority on the calling thread.
+        unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+        }
+    }
 }
 
 /// (pid, ppid) of every process.
