@@ -3,6 +3,7 @@
 //! Child of `session`, so it reaches the session's client table directly; like its parent
 //! it knows nothing of transports.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -81,9 +82,9 @@ pub(super) struct ClientEntry {
     pub(super) in_menu: bool,
     /// Read-only by its own choice: its input is dropped and its size does not count.
     pub(super) read_only: bool,
-    /// Bytes for this client only (colour queries its terminal should answer); the
-    /// receiving end is the attachment's inbox.
-    pub(super) direct: tokio::sync::mpsc::Sender<Bytes>,
+    /// Bytes for this client only (colour queries its terminal should answer); shared
+    /// with the attachment, whose writer sends them.
+    pub(super) direct: Arc<Direct>,
     /// Wakes its writer (to repaint after the PTY was resized).
     pub(super) wake: Arc<tokio::sync::Notify>,
 }
@@ -123,13 +124,59 @@ pub(super) fn smallest_free_name<'a>(user: &str, taken: impl Iterator<Item = &'a
     format!("{user}-{n}")
 }
 
+/// At most this many queries wait for one client's terminal; more are dropped (a program
+/// asking faster than a client takes them times out and uses its defaults).
+const DIRECT_MAX: usize = 8;
+
+/// Bytes for one client's terminal only: the queries a real terminal answers (colours),
+/// sent to one client. Allocates nothing until a query comes: most clients never get one,
+/// and a queue made eagerly cost each viewer ~1.5 KiB.
+#[derive(Default)]
+pub struct Direct {
+    queue: parking_lot::Mutex<VecDeque<Bytes>>,
+    ready: tokio::sync::Notify,
+}
+
+impl Direct {
+    /// Queue `bytes`; false (and dropped) if [`DIRECT_MAX`] already wait.
+    pub(super) fn try_send(&self, bytes: Bytes) -> bool {
+        {
+            let mut queue = self.queue.lock();
+            if queue.len() >= DIRECT_MAX {
+                return false;
+            }
+            queue.push_back(bytes);
+        }
+        self.ready.notify_one();
+        true
+    }
+
+    /// The oldest waiting query, if any.
+    pub fn try_recv(&self) -> Option<Bytes> {
+        self.queue.lock().pop_front()
+    }
+
+    /// The oldest query, once there is one. Cancel-safe: a query is taken only when
+    /// returned.
+    pub async fn recv(&self) -> Bytes {
+        loop {
+            if let Some(bytes) = self.try_recv() {
+                return bytes;
+            }
+            // `notify_one` keeps a permit when nobody waits: a query queued between the
+            // check above and this wait still wakes it.
+            self.ready.notified().await;
+        }
+    }
+}
+
 /// A client's membership in a session. Dropping it detaches the client (synchronously).
 pub struct Attachment {
     pub(super) session: Arc<Session>,
     /// Woken first when output arrives while this client is the last typist.
     pub wake: Arc<tokio::sync::Notify>,
-    /// Bytes meant for this client's terminal only; its writer takes the receiver once.
-    pub(super) inbox: parking_lot::Mutex<Option<tokio::sync::mpsc::Receiver<Bytes>>>,
+    /// Bytes meant for this client's terminal only, for its writer to send.
+    pub(super) direct: Arc<Direct>,
     /// Set once detached: input and resizes are ignored from then on.
     pub(super) detached: std::sync::atomic::AtomicBool,
     pub(super) key: u64,
@@ -144,9 +191,9 @@ impl Attachment {
         &self.session
     }
 
-    /// The receiver of bytes for this client's terminal only (once; `None` after).
-    pub fn take_inbox(&self) -> Option<tokio::sync::mpsc::Receiver<Bytes>> {
-        self.inbox.lock().take()
+    /// Bytes for this client's terminal only (terminal queries it should answer).
+    pub fn direct(&self) -> &Arc<Direct> {
+        &self.direct
     }
 
     /// This client's id (as in [`Peer::id`]).
@@ -282,5 +329,37 @@ mod tests {
             "al-2"
         );
         assert_eq!(smallest_free_name("al", ["al-2"].into_iter()), "al-1");
+    }
+
+    #[test]
+    fn direct_keeps_order_and_a_bound() {
+        let d = Direct::default();
+        for i in 0..DIRECT_MAX {
+            assert!(d.try_send(Bytes::from(vec![i as u8])));
+        }
+        assert!(
+            !d.try_send(Bytes::from_static(b"x")),
+            "one past the bound is dropped"
+        );
+        for i in 0..DIRECT_MAX {
+            assert_eq!(d.try_recv().as_deref(), Some(&[i as u8][..]));
+        }
+        assert!(d.try_recv().is_none());
+    }
+
+    #[tokio::test]
+    async fn direct_wakes_a_waiting_writer() {
+        let d = Arc::new(Direct::default());
+        let waiting = tokio::spawn({
+            let d = Arc::clone(&d);
+            async move { d.recv().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(d.try_send(Bytes::from_static(b"q")));
+        let got = tokio::time::timeout(Duration::from_secs(10), waiting).await;
+        assert_eq!(got.ok().and_then(|r| r.ok()).as_deref(), Some(&b"q"[..]));
+        // Queued before anyone waits: taken at once.
+        assert!(d.try_send(Bytes::from_static(b"r")));
+        assert_eq!(d.recv().await, Bytes::from_static(b"r"));
     }
 }

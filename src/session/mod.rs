@@ -34,7 +34,7 @@ pub mod size;
 pub mod trigger;
 pub mod wait;
 
-pub use client::{Attachment, ClientKind, ClientSpec, Notice, Peer, Role, Stats};
+pub use client::{Attachment, ClientKind, ClientSpec, Direct, Notice, Peer, Role, Stats};
 use client::{ClientEntry, smallest_free_name};
 
 use std::collections::BTreeMap;
@@ -578,11 +578,11 @@ impl Session {
             eligible()
                 .find(|(key, _)| Some(**key) == typist)
                 .or_else(|| eligible().next())
-                .map(|(_, c)| c.direct.clone())
+                .map(|(_, c)| Arc::clone(&c.direct))
         };
         match sender {
-            Some(tx) => {
-                if tx.try_send(query).is_err() {
+            Some(direct) => {
+                if !direct.try_send(query) {
                     tracing::debug!(session = %self.id, "terminal query not delivered (client busy)");
                 }
             }
@@ -976,7 +976,7 @@ impl Session {
         if self.is_locked() && spec.role != Role::Owner {
             return Err(AttachError::Locked);
         }
-        let (key, name, stats, kick, wake, inbox) = {
+        let (key, name, stats, kick, wake, direct) = {
             let mut clients = self.clients.lock();
             if clients.len() >= self.limits.max_clients {
                 return Err(AttachError::Full(self.limits.max_clients));
@@ -989,7 +989,7 @@ impl Session {
                 .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
             let kick = CancellationToken::new();
             let wake = Arc::new(tokio::sync::Notify::new());
-            let (direct, inbox) = mpsc::channel(8);
+            let direct = Arc::new(client::Direct::default());
             let size = size::clamp(spec.size.0 as u32, spec.size.1 as u32);
             clients.insert(
                 key,
@@ -1002,7 +1002,7 @@ impl Session {
                     kick: kick.clone(),
                     in_menu: false,
                     read_only: false,
-                    direct,
+                    direct: Arc::clone(&direct),
                     wake: Arc::clone(&wake),
                 },
             );
@@ -1015,12 +1015,12 @@ impl Session {
                     fingerprint: e.spec.key_fingerprint.clone(),
                 });
             }
-            (key, name, stats, kick, wake, inbox)
+            (key, name, stats, kick, wake, direct)
         };
         self.recompute_size();
         Ok(Attachment {
             wake,
-            inbox: Mutex::new(Some(inbox)),
+            direct,
             session: Arc::clone(self),
             detached: std::sync::atomic::AtomicBool::new(false),
             key,

@@ -23,14 +23,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use russh::ChannelId;
 use russh::server::Handle;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::mailbox::ToWriter;
 use super::mailbox::{Inbox, Mail};
 use crate::session::reader::{BURST, COALESCE, FRAME_INTERVAL, Next, Reader, SMALL};
-use crate::session::{Attachment, Notice, size};
+use crate::session::{Attachment, Direct, Notice, size};
 
 /// How the client's stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +88,7 @@ pub struct Writer {
 struct Stream {
     reader: Reader,
     notices: broadcast::Receiver<Notice>,
-    direct: mpsc::Receiver<Bytes>,
+    direct: Arc<Direct>,
     control_open: bool,
     in_menu: bool,
     /// `Some(size)` while the client gets clipped frames.
@@ -194,10 +194,7 @@ impl Writer {
     async fn stream_inner(&mut self) -> (End, bool) {
         let session = Arc::clone(self.client.session());
         // Bytes for this client only (a colour query for its terminal to answer).
-        let direct = self
-            .client
-            .take_inbox()
-            .unwrap_or_else(|| mpsc::channel(1).1);
+        let direct = Arc::clone(self.client.direct());
         let mut stream = Stream {
             reader: Reader::terminal(&session),
             notices: session.notices(),
@@ -246,7 +243,7 @@ impl Writer {
         // A query for this client's terminal waits while the menu is open: its answer
         // would reach the menu as keys instead of the program.
         if !stream.in_menu
-            && let Ok(bytes) = stream.direct.try_recv()
+            && let Some(bytes) = stream.direct.try_recv()
         {
             return Event::Direct(bytes);
         }
@@ -285,7 +282,7 @@ impl Writer {
             _ = self.stop.cancelled() => Event::Stop,
             _ = client.kick.cancelled() => Event::Kicked,
             cmd = self.control.recv(), if control_open => Event::Control(cmd),
-            Some(bytes) = stream.direct.recv(), if !in_menu => Event::Direct(bytes),
+            bytes = stream.direct.recv(), if !in_menu => Event::Direct(bytes),
             n = stream.notices.recv() => match n {
                 Ok(n) => Event::Notice(n),
                 Err(_) => Event::Poke,
