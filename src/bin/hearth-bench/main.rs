@@ -10,7 +10,10 @@
 //! - isolation: one stalled viewer (a pipe nobody reads) during the flood;
 //! - the control plane during the flood (hearth): `hearth ps` and `hearth screen` round
 //!   trips, and one `hearth logs ID` (its time and peak RSS);
-//! - 500 viewers on one hearth session;
+//! - 500 viewers on one hearth session (`--big N`): the typist and the timed viewer are
+//!   `ssh -tt`, the rest russh clients multiplexed in this process (`many::Crowd`; a
+//!   thousand `ssh` processes on the same two cores measured the harness, not the server),
+//!   or with `--big-ssh` `ssh` processes too;
 //! - `--idle N`: N idle sessions, with sessions in the daemon's process and in processes of
 //!   their own: total PSS of hearth's processes per session, and the time to start one;
 //! - `--model`: the screen model alone (no daemon, no ssh): bytes per second parsed for a
@@ -49,6 +52,8 @@ struct Args {
     big: usize,
     /// The flood in the big case (bytes).
     big_flood: u64,
+    /// The big case's crowd as `ssh` processes (default: multiplexed in this process).
+    big_ssh: bool,
     baseline: bool,
     out: PathBuf,
     /// Measure the screen model alone, then stop.
@@ -109,6 +114,7 @@ fn parse_args() -> anyhow::Result<Args> {
         flood_bytes: 20_000_000,
         big: 500,
         big_flood: 2_000_000,
+        big_ssh: false,
         baseline: true,
         out: PathBuf::from("target/bench.json"),
         model: false,
@@ -134,6 +140,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--flood-mb" => a.flood_bytes = val()?.parse::<u64>()? * 1_000_000,
             "--big" => a.big = val()?.parse()?,
             "--big-flood-mb" => a.big_flood = val()?.parse::<u64>()? * 1_000_000,
+            "--big-ssh" => a.big_ssh = true,
             "--no-baseline" => a.baseline = false,
             "--model" => a.model = true,
             "--idle" => a.idle = Some(val()?.parse()?),
@@ -145,7 +152,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--out" => a.out = PathBuf::from(val()?),
             "-h" | "--help" => {
                 println!(
-                    "hearth-bench [--viewers 1,10,50] [--samples 200] [--flood-mb 20] [--big 500] [--big-flood-mb 2] [--no-baseline] [--sessions-in-daemon] [--profile] [--pin] [--out FILE] | --model | --idle N | --web N [--viewers 50] | --many 100x100 [--samples N]"
+                    "hearth-bench [--viewers 1,10,50] [--samples 200] [--flood-mb 20] [--big 500] [--big-flood-mb 2] [--big-ssh] [--no-baseline] [--sessions-in-daemon] [--profile] [--pin] [--out FILE] | --model | --idle N | --web N [--viewers 50] | --many 100x100 [--samples N]"
                 );
                 std::process::exit(0);
             }
@@ -164,7 +171,15 @@ fn web_bench(args: &Args) -> anyhow::Result<()> {
     let mut rows: Vec<Value> = Vec::new();
     for _round in 0..3 {
         for web in [0, args.web] {
-            let mut r = run_case(&mut hearth, n, args.samples, args.flood_bytes, false, web)?;
+            let mut r = run_case(
+                &mut hearth,
+                n,
+                args.samples,
+                args.flood_bytes,
+                false,
+                web,
+                false,
+            )?;
             print_row(&r);
             if web > 0 {
                 println!(
@@ -442,7 +457,15 @@ fn side_by_side(args: &Args) -> anyhow::Result<()> {
     let mut results: Vec<Value> = Vec::new();
     for &n in &args.viewers {
         for sys in systems.iter_mut() {
-            let r = run_case(sys.as_mut(), n, args.samples, args.flood_bytes, false, 0)?;
+            let r = run_case(
+                sys.as_mut(),
+                n,
+                args.samples,
+                args.flood_bytes,
+                false,
+                0,
+                false,
+            )?;
             print_row(&r);
             results.push(r);
         }
@@ -455,7 +478,15 @@ fn side_by_side(args: &Args) -> anyhow::Result<()> {
         for _round in 0..3 {
             for stalled in [false, true] {
                 let samples = args.samples * 2;
-                let r = run_case(sys.as_mut(), 10, samples, args.flood_bytes, stalled, 0)?;
+                let r = run_case(
+                    sys.as_mut(),
+                    10,
+                    samples,
+                    args.flood_bytes,
+                    stalled,
+                    0,
+                    false,
+                )?;
                 print_row(&r);
                 isolation.push(r);
             }
@@ -469,6 +500,7 @@ fn side_by_side(args: &Args) -> anyhow::Result<()> {
             args.big_flood,
             false,
             0,
+            !args.big_ssh,
         )?;
         print_row(&r);
         results.push(r);
@@ -619,7 +651,7 @@ struct Client {
     started: Instant,
 }
 
-const MARKER: &[u8] = b"END-2";
+pub(crate) const MARKER: &[u8] = b"END-2";
 
 /// Joins timed one at a time in each case.
 const LONE_JOINS: usize = 20;
@@ -730,6 +762,7 @@ fn run_case(
     flood_bytes: u64,
     stalled: bool,
     web: usize,
+    mux: bool,
 ) -> anyhow::Result<Value> {
     let port = sys.fresh_session()?;
     let key = sys.key().to_path_buf();
@@ -741,7 +774,12 @@ fn run_case(
     while chunks.try_recv().is_ok() {}
     let mem_typist = mem_kib(sys);
     let cpu0 = cpu(sys);
-    let (mut viewers, joins, lone) = join_viewers(&key, port, n)?;
+    let Joined {
+        mut viewers,
+        crowd,
+        joins,
+        lone,
+    } = join_viewers(&key, port, n, mux)?;
     let watcher = viewers
         .first_mut()
         .and_then(|v| v.chunks.take())
@@ -766,7 +804,7 @@ fn run_case(
     } = flood(
         sys,
         &mut typist,
-        &viewers,
+        (&viewers, crowd.as_ref()),
         (&chunks, &watcher),
         &cmd,
         mem_viewers,
@@ -782,12 +820,14 @@ fn run_case(
     web_stop.store(true, Ordering::Release);
     let web_bytes: u64 = browsers.into_iter().filter_map(|t| t.join().ok()).sum();
     drop(viewers);
+    drop(crowd);
     drop(typist);
     drop(_stall);
     let (self1, children1) = procs::own_and_children_cpu();
     Ok(json!({
         "system": sys.name(),
         "viewers": n,
+        "crowd": if mux { "russh clients in the harness" } else { "ssh processes" },
         "stalled_viewer": stalled,
         "echo_p50_ms": pct(&lat, 0.5),
         "echo_p90_ms": pct(&lat, 0.9),
@@ -848,19 +888,36 @@ fn browsers_on(
 /// `n` viewers joining `port` at once (the first keeps what it reads: it times
 /// typist-to-viewer latency), then [`LONE_JOINS`] more one at a time: the viewers, and the
 /// join times of each group (ms, sorted).
-fn join_viewers(
-    key: &Path,
-    port: u16,
-    n: usize,
-) -> anyhow::Result<(Vec<Client>, Vec<f64>, Vec<f64>)> {
-    let mut viewers = Vec::with_capacity(n);
-    for i in 0..n {
+/// A case's viewers, joined.
+struct Joined {
+    /// `ssh -tt` clients: the timed viewer first, then (without `mux`) the crowd.
+    viewers: Vec<Client>,
+    /// With `mux`: every viewer but the timed one, multiplexed in this process.
+    crowd: Option<many::Crowd>,
+    /// Each viewer's join, all at once (ms, sorted).
+    joins: Vec<f64>,
+    /// Joins one at a time with the others attached (ms, sorted).
+    lone: Vec<f64>,
+}
+
+/// `n` viewers on `port`: the timed one an `ssh -tt` whose output is kept, the crowd either
+/// more `ssh` processes or (`mux`) a [`many::Crowd`].
+fn join_viewers(key: &Path, port: u16, n: usize, mux: bool) -> anyhow::Result<Joined> {
+    let procs = if mux { n.min(1) } else { n };
+    let mut viewers = Vec::with_capacity(procs);
+    for i in 0..procs {
         viewers.push(ssh_as(key, port, i == 0, false, i != 0)?);
     }
+    let crowd = if mux && n > 1 {
+        Some(many::Crowd::join(port, n - 1, key)?)
+    } else {
+        None
+    };
     let mut joins = Vec::with_capacity(n);
     for v in &viewers {
         joins.push(v.join_ms()?);
     }
+    joins.extend(crowd.iter().flat_map(|c| c.joins_ms.iter().copied()));
     joins.sort_by(|a, b| a.total_cmp(b));
     // Joins one at a time with the others attached: a stall in the server (the 40 ms of
     // Nagle and delayed ACK that round 1 found) shows as a spread here, where joins at once
@@ -870,7 +927,12 @@ fn join_viewers(
         lone.push(ssh(key, port, false, false)?.join_ms()?);
     }
     lone.sort_by(|a, b| a.total_cmp(b));
-    Ok((viewers, joins, lone))
+    Ok(Joined {
+        viewers,
+        crowd,
+        joins,
+        lone,
+    })
 }
 
 /// What the fan-out flood took.
@@ -888,11 +950,14 @@ struct Flood {
 fn flood(
     sys: &dyn System,
     typist: &mut Client,
-    viewers: &[Client],
+    (viewers, crowd): (&[Client], Option<&many::Crowd>),
     (chunks, watcher): (&mpsc::Receiver<Vec<u8>>, &mpsc::Receiver<Vec<u8>>),
     cmd: &str,
     start_kib: u64,
 ) -> anyhow::Result<Flood> {
+    if let Some(c) = crowd {
+        c.arm();
+    }
     let cpu0 = cpu(sys);
     let t0 = Instant::now();
     typist.stdin.write_all(cmd.as_bytes())?;
@@ -903,12 +968,13 @@ fn flood(
         .iter()
         .chain(std::iter::once(&*typist))
         .all(|v| v.saw_marker.load(Ordering::Acquire))
+        || !crowd.is_none_or(many::Crowd::all_marked)
     {
         if Instant::now() > deadline {
             bail!(
                 "{}: flood did not finish with {} viewers",
                 sys.name(),
-                viewers.len()
+                viewers.len() + crowd.map_or(0, many::Crowd::len)
             );
         }
         while chunks.try_recv().is_ok() {}

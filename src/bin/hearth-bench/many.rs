@@ -14,7 +14,7 @@
 //! bench's own config (`systems::Hearth`), never by changing defaults.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -23,7 +23,7 @@ use russh::keys::PrivateKeyWithHashAlg;
 use serde_json::json;
 
 use crate::systems::{self, System};
-use crate::{OWN_PROCESSES, cpu, echo_latencies, mem_kib, pct, ssh};
+use crate::{MARKER, OWN_PROCESSES, cpu, echo_latencies, mem_kib, pct, procs, ssh};
 
 /// The client handler: the bench trusts its own loopback server's key.
 struct Accept;
@@ -86,11 +86,31 @@ fn own_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// How many of a crowd's viewers saw the flood's end marker in the current round
+/// ([`Crowd::arm`] starts one).
+#[derive(Default)]
+struct Marks {
+    round: AtomicU64,
+    seen: AtomicUsize,
+}
+
+impl Marks {
+    /// A reader that saw the marker (counted once per viewer and round).
+    fn saw(&self, last_round: &mut u64) {
+        let round = self.round.load(Ordering::Acquire);
+        if *last_round != round {
+            *last_round = round;
+            self.seen.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
 async fn viewer(
     port: u16,
     key: Arc<russh::keys::PrivateKey>,
     config: Arc<russh::client::Config>,
     received: Arc<AtomicU64>,
+    marks: Option<Arc<Marks>>,
 ) -> Joined {
     let started = Instant::now();
     let mut handle = russh::client::connect(config, ("127.0.0.1", port), Accept)
@@ -130,10 +150,20 @@ async fn viewer(
     }
     let joined = started.elapsed();
     let reader = tokio::spawn(async move {
+        // The end of what was read, for a marker split across two reads.
+        let mut tail: Vec<u8> = Vec::new();
+        let mut last_round = 0;
         while let Some(msg) = channel.wait().await {
             match msg {
                 ChannelMsg::Data { data } => {
                     received.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    if let Some(marks) = &marks {
+                        tail.extend_from_slice(&data);
+                        if tail.windows(MARKER.len()).any(|w| w == MARKER) {
+                            marks.saw(&mut last_round);
+                        }
+                        tail.drain(..tail.len().saturating_sub(MARKER.len()));
+                    }
                 }
                 ChannelMsg::Close => break,
                 _ => {}
@@ -185,6 +215,7 @@ async fn connect_all(
     per: usize,
     key_path: &std::path::Path,
     received: &Arc<AtomicU64>,
+    marks: Option<&Arc<Marks>>,
 ) -> anyhow::Result<Vec<Joined>> {
     let key = Arc::new(russh::keys::load_secret_key(key_path, None)?);
     let config = Arc::new(russh::client::Config::default());
@@ -192,17 +223,18 @@ async fn connect_all(
     let mut tasks = Vec::with_capacity(ports.len() * per);
     for _ in 0..per {
         for &port in ports {
-            let (key, config, received, gate) = (
+            let (key, config, received, gate, marks) = (
                 Arc::clone(&key),
                 Arc::clone(&config),
                 Arc::clone(received),
                 Arc::clone(&gate),
+                marks.cloned(),
             );
             tasks.push(tokio::spawn(async move {
                 let _permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
                 tokio::time::timeout(
                     Duration::from_secs(120),
-                    viewer(port, key, config, received),
+                    viewer(port, key, config, received, marks),
                 )
                 .await
                 .map_err(|_| "no screen within 120 s".to_string())?
@@ -306,7 +338,7 @@ fn join_all(
     received: &Arc<AtomicU64>,
 ) -> anyhow::Result<(Viewers, f64)> {
     let start = Instant::now();
-    let joined = tally(rt.block_on(connect_all(ports, per, key_path, received))?);
+    let joined = tally(rt.block_on(connect_all(ports, per, key_path, received, None))?);
     let all_joined = start.elapsed().as_secs_f64();
     println!(
         "many: {} of {} viewers joined in {all_joined:.1} s (each: p50 {:.0} ms, p99 {:.0} ms, \
@@ -319,6 +351,75 @@ fn join_all(
         joined.errors,
     );
     Ok((joined, all_joined))
+}
+
+/// The big case's crowd (`hearth-bench --big N`): every viewer but the timed one as a
+/// russh client multiplexed on one runtime in this process, reading and dropping what it is
+/// sent and noting the flood's end marker. A thousand OpenSSH `ssh` processes on the
+/// server's two cores used 21-31 s of CPU in that case against the server's 5-8 s, so the
+/// typist's echo measured the harness; these cost a fraction of that, and the typist and
+/// the timed viewer stay real `ssh -tt` clients (`--big-ssh` runs the crowd as `ssh`
+/// processes, as before). With `--pin` its threads run at nice 19 on the clients' core.
+pub struct Crowd {
+    conns: Vec<ViewerConn>,
+    marks: Arc<Marks>,
+    /// Each viewer's join (connect to the first byte of the screen, all at once), ms, sorted.
+    pub joins_ms: Vec<f64>,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Crowd {
+    /// `n` viewers on `port`, all joined, or an error naming why some did not.
+    pub fn join(port: u16, n: usize, key_path: &std::path::Path) -> anyhow::Result<Crowd> {
+        raise_fd_limit();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(if procs::pinned() { 1 } else { 2 })
+            .on_thread_start(procs::crowd_thread)
+            .enable_all()
+            .build()?;
+        let marks = Arc::new(Marks::default());
+        let received = Arc::new(AtomicU64::new(0));
+        let joined =
+            tally(rt.block_on(connect_all(&[port], n, key_path, &received, Some(&marks)))?);
+        if !joined.errors.is_empty() {
+            bail!(
+                "{} of {n} viewers did not join: {:?}",
+                n - joined.ms.len(),
+                joined.errors
+            );
+        }
+        Ok(Crowd {
+            conns: joined.conns,
+            marks,
+            joins_ms: joined.ms,
+            rt: Some(rt),
+        })
+    }
+
+    /// How many viewers.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// A new round: no viewer has seen the marker of what comes next.
+    pub fn arm(&self) {
+        self.marks.seen.store(0, Ordering::Release);
+        self.marks.round.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Every viewer has seen the marker since [`Crowd::arm`].
+    pub fn all_marked(&self) -> bool {
+        self.marks.seen.load(Ordering::Acquire) >= self.conns.len()
+    }
+}
+
+impl Drop for Crowd {
+    fn drop(&mut self) {
+        self.conns.clear();
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
 }
 
 pub fn bench(
