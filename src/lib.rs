@@ -32,4 +32,5 @@ pub mod search;
 pub mod session;
 pub mod ssh;
 pub mod text;
+pub mod tripwire;
 pub mod web;

@@ -17,36 +17,57 @@
 //!
 //! None looks at the bytes.
 
-use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
+
+use crate::tripwire::Tripwire;
 
 pub struct Cuttable<S> {
     inner: S,
-    cut: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Every read and write checks it: one atomic load, where polling the token's own wait
+    /// took two locks per call ([`Tripwire`]). Slot 0 holds the reader's waker, 1 the
+    /// writer's (russh polls both halves).
+    cut: Tripwire,
 }
+
+const READ: usize = 0;
+const WRITE: usize = 1;
 
 impl<S> Cuttable<S> {
     pub fn new(inner: S, token: CancellationToken) -> Self {
         Cuttable {
             inner,
-            cut: Box::pin(token.cancelled_owned()),
+            cut: Tripwire::new(&token),
         }
     }
+}
 
-    fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        match self.cut.as_mut().poll(cx) {
-            Poll::Ready(()) => Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "connection cut by hearth",
-            )),
-            Poll::Pending => Ok(()),
-        }
+fn cut_error() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, "connection cut by hearth")
+}
+
+/// `poll` unless the stream is cut; a call left pending leaves its waker in `slot`, so a
+/// cut wakes it.
+fn checked<T>(
+    cut: &Tripwire,
+    slot: usize,
+    cx: &mut Context<'_>,
+    poll: impl FnOnce(&mut Context<'_>) -> Poll<io::Result<T>>,
+) -> Poll<io::Result<T>> {
+    if cut.is_tripped() {
+        return Poll::Ready(Err(cut_error()));
+    }
+    match poll(cx) {
+        Poll::Pending => match cut.poll_tripped(slot, cx) {
+            Poll::Ready(()) => Poll::Ready(Err(cut_error())),
+            Poll::Pending => Poll::Pending,
+        },
+        ready => ready,
     }
 }
 
@@ -56,8 +77,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Cuttable<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        self.check(cx)?;
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let Cuttable { inner, cut } = &mut *self;
+        checked(cut, READ, cx, |cx| Pin::new(inner).poll_read(cx, buf))
     }
 }
 
@@ -67,13 +88,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Cuttable<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.check(cx)?;
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let Cuttable { inner, cut } = &mut *self;
+        checked(cut, WRITE, cx, |cx| Pin::new(inner).poll_write(cx, buf))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.check(cx)?;
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let Cuttable { inner, cut } = &mut *self;
+        checked(cut, WRITE, cx, |cx| Pin::new(inner).poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -200,6 +221,84 @@ write_through!(Heard);
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A connected pair: the server side wrapped in a [`Cuttable`] on `token`.
+    async fn cuttable_pair(
+        token: &CancellationToken,
+    ) -> (tokio::net::TcpStream, Cuttable<tokio::net::TcpStream>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (client, Cuttable::new(server, token.clone()))
+    }
+
+    fn is_cut<T: std::fmt::Debug>(r: io::Result<T>) -> bool {
+        matches!(r, Err(e) if e.kind() == io::ErrorKind::ConnectionAborted)
+    }
+
+    const SOON: std::time::Duration = std::time::Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn a_cut_ends_a_read_that_waits_and_through_the_tree() {
+        let parent = CancellationToken::new();
+        let (_client, mut server) = cuttable_pair(&parent.child_token()).await;
+        let read = tokio::spawn(async move {
+            let mut buf = [0u8; 8];
+            server.read(&mut buf).await
+        });
+        tokio::task::yield_now().await;
+        parent.cancel();
+        let r = tokio::time::timeout(SOON, read)
+            .await
+            .expect("woken by the cut");
+        assert!(is_cut(r.unwrap()));
+    }
+
+    #[tokio::test]
+    async fn a_cut_ends_a_write_that_waits() {
+        let token = CancellationToken::new();
+        let (_client, mut server) = cuttable_pair(&token).await;
+        // The client never reads: writes fill both socket buffers until one makes no
+        // progress at all.
+        let chunk = vec![0u8; 64 * 1024];
+        let deadline = tokio::time::Instant::now() + SOON;
+        while tokio::time::timeout(std::time::Duration::from_millis(50), server.write(&chunk))
+            .await
+            .is_ok()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the socket never filled"
+            );
+        }
+        let write = tokio::spawn(async move { server.write(&chunk).await });
+        tokio::task::yield_now().await;
+        assert!(!write.is_finished());
+        token.cancel();
+        let r = tokio::time::timeout(SOON, write)
+            .await
+            .expect("woken by the cut");
+        assert!(is_cut(r.unwrap()));
+    }
+
+    #[tokio::test]
+    async fn after_a_cut_nothing_more_is_read_or_written() {
+        let token = CancellationToken::new();
+        let (mut client, mut server) = cuttable_pair(&token).await;
+        client.write_all(b"ready to read").await.unwrap();
+        let mut buf = [0u8; 4];
+        server.read_exact(&mut buf).await.unwrap();
+        token.cancel();
+        // Bytes are there to be read, and the socket could take a write: both fail.
+        assert!(is_cut(server.read(&mut buf).await));
+        assert!(is_cut(server.write(b"x").await));
+        assert!(is_cut(server.flush().await));
+        // A stream made on a token already cancelled is cut from the start.
+        let (_c, mut late) = cuttable_pair(&token).await;
+        assert!(is_cut(late.read(&mut buf).await));
+    }
 
     #[tokio::test]
     async fn quick_acks_count_only_reads_with_data_and_stop_after_the_handshake() {

@@ -31,6 +31,7 @@ use super::mailbox::ToWriter;
 use super::mailbox::{Inbox, Mail};
 use crate::session::reader::{BURST, COALESCE, FRAME_INTERVAL, Next, Reader, SMALL};
 use crate::session::{Attachment, Direct, Notice, size};
+use crate::tripwire::Tripwire;
 
 /// How the client's stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +87,10 @@ pub struct Writer {
 
 /// The stream's state; owned by the loop.
 struct Stream {
+    /// `Writer::stop` and the client's kick, watched without locks: both are looked at on
+    /// every event and every send.
+    stop: Tripwire,
+    kick: Tripwire,
     reader: Reader,
     notices: broadcast::Receiver<Notice>,
     direct: Arc<Direct>,
@@ -170,16 +175,21 @@ impl Writer {
         }
     }
 
-    async fn send(&self, bytes: Bytes) -> Result<(), End> {
+    async fn send(&self, bytes: Bytes, stream: &Stream) -> Result<(), End> {
         let n = bytes.len();
+        // The send first: when the transport takes it at once (the usual case), neither
+        // token's wait is registered and dropped again, which for a crowd of a thousand
+        // was a measurable share of one keystroke's fan-out; a send that has to wait still
+        // ends on a kick or the stop.
         tokio::select! {
+            biased;
             sent = self.handle.data(self.channel, bytes) => {
                 sent.map_err(|_| End::Gone)?;
                 self.client.count_out(n);
                 Ok(())
             }
-            _ = self.client.kick.cancelled() => Err(End::Kicked),
-            _ = self.stop.cancelled() => Err(End::Stopped),
+            _ = stream.kick.tripped() => Err(End::Kicked),
+            _ = stream.stop.tripped() => Err(End::Stopped),
         }
     }
 
@@ -196,6 +206,8 @@ impl Writer {
         // Bytes for this client only (a colour query for its terminal to answer).
         let direct = Arc::clone(self.client.direct());
         let mut stream = Stream {
+            stop: Tripwire::new(&self.stop),
+            kick: Tripwire::new(&self.client.kick),
             reader: Reader::terminal(&session),
             notices: session.notices(),
             direct,
@@ -211,7 +223,7 @@ impl Writer {
         let mut pending = Some(self.repaint(&mut stream));
         loop {
             if let Some(bytes) = pending.take()
-                && let Err(end) = self.send(bytes).await
+                && let Err(end) = self.send(bytes, &stream).await
             {
                 return (end, stream.in_menu);
             }
@@ -227,10 +239,10 @@ impl Writer {
     /// commands and banners are seen between batches even while output streams without
     /// pause; otherwise wait for any of it.
     async fn next_event(&mut self, stream: &mut Stream) -> Event {
-        if self.stop.is_cancelled() {
+        if stream.stop.is_tripped() {
             return Event::Stop;
         }
-        if self.client.kick.is_cancelled() {
+        if stream.kick.is_tripped() {
             return Event::Kicked;
         }
         if stream.control_open {
@@ -279,8 +291,8 @@ impl Writer {
         );
         tokio::select! {
             biased;
-            _ = self.stop.cancelled() => Event::Stop,
-            _ = client.kick.cancelled() => Event::Kicked,
+            _ = stream.stop.tripped() => Event::Stop,
+            _ = stream.kick.tripped() => Event::Kicked,
             cmd = self.control.recv(), if control_open => Event::Control(cmd),
             bytes = stream.direct.recv(), if !in_menu => Event::Direct(bytes),
             n = stream.notices.recv() => match n {
