@@ -284,6 +284,10 @@ pub struct Session {
     /// the scrollback, rows cut at a new width).
     resizes: AtomicU64,
     notices: tokio::sync::broadcast::Sender<Notice>,
+    /// How many notices were sent: a writer looks at its receiver only when this moved (the
+    /// receiver's check locks the channel's tail, shared by every client, and writers look
+    /// at every event), and each client's `wake` is rung after a send.
+    notices_sent: AtomicU64,
     /// No new joins except owners.
     locked: std::sync::atomic::AtomicBool,
     /// Monotonic origin for idle times.
@@ -386,6 +390,7 @@ impl Session {
                 master,
             }),
             notices: tokio::sync::broadcast::channel(16).0,
+            notices_sent: AtomicU64::new(0),
             locked: std::sync::atomic::AtomicBool::new(false),
             epoch: std::time::Instant::now(),
             activity: activity::Activity::default(),
@@ -1134,10 +1139,20 @@ impl Session {
             from: from.to_string(),
             text: text.to_string(),
         });
+        self.notices_sent.fetch_add(1, Ordering::AcqRel);
+        for c in self.clients.lock().values() {
+            c.wake.notify_one();
+        }
     }
 
     pub fn notices(&self) -> tokio::sync::broadcast::Receiver<Notice> {
         self.notices.subscribe()
+    }
+
+    /// How many notices were sent so far (see [`Session::notices`]): counted after each is
+    /// in the channel, and every client's `wake` rung.
+    pub fn notices_sent(&self) -> u64 {
+        self.notices_sent.load(Ordering::Acquire)
     }
 
     fn update_client(&self, key: u64, f: impl FnOnce(&mut ClientEntry)) {

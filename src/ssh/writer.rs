@@ -93,6 +93,8 @@ struct Stream {
     kick: Tripwire,
     reader: Reader,
     notices: broadcast::Receiver<Notice>,
+    /// `Session::notices_sent` when `notices` was last found empty.
+    notices_seen: u64,
     direct: Arc<Direct>,
     control_open: bool,
     in_menu: bool,
@@ -209,6 +211,8 @@ impl Writer {
             stop: Tripwire::new(&self.stop),
             kick: Tripwire::new(&self.client.kick),
             reader: Reader::terminal(&session),
+            // Counted before subscribing: a notice sent in between is then seen as new.
+            notices_seen: session.notices_sent(),
             notices: session.notices(),
             direct,
             control_open: true,
@@ -259,12 +263,18 @@ impl Writer {
         {
             return Event::Direct(bytes);
         }
-        loop {
-            match stream.notices.try_recv() {
-                Ok(n) => return Event::Notice(n),
-                Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
-                Err(_) => break,
+        // Notices only when one was sent since the receiver was last empty (a send rings
+        // this client's `wake`, below).
+        let sent = stream.reader.session().notices_sent();
+        if sent != stream.notices_seen {
+            loop {
+                match stream.notices.try_recv() {
+                    Ok(n) => return Event::Notice(n),
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                }
             }
+            stream.notices_seen = sent;
         }
         let now = Instant::now();
         if !stream.in_menu && stream.banner_until.is_some_and(|t| now >= t) {
@@ -295,10 +305,6 @@ impl Writer {
             _ = stream.kick.tripped() => Event::Kicked,
             cmd = self.control.recv(), if control_open => Event::Control(cmd),
             bytes = stream.direct.recv(), if !in_menu => Event::Direct(bytes),
-            n = stream.notices.recv() => match n {
-                Ok(n) => Event::Notice(n),
-                Err(_) => Event::Poke,
-            },
             _ = std::future::ready(()), if in_menu && exited => Event::ExitInMenu,
             _ = tokio::time::sleep_until(wake_at.unwrap_or(now)), if wake_at.is_some() => {
                 stream.hold_until = None;
