@@ -337,25 +337,7 @@ impl Session {
         let (cols, rows) = spec.size;
         let (recorder, record_error) = match record {
             None => (None, None),
-            Some((config, keep)) => {
-                let header = record::Header {
-                    cols,
-                    rows,
-                    command: &spec.command,
-                    title: name.as_deref(),
-                };
-                match record::Recorder::start(config, &id, header, keep) {
-                    Ok(r) => (Some(r), None),
-                    Err(e) => {
-                        let why = format!(
-                            "recording disabled: cannot write {}: {e}",
-                            config.dir.display()
-                        );
-                        tracing::warn!(session = %id, "{why}");
-                        (None, Some(why))
-                    }
-                }
-            }
+            Some((config, keep)) => Self::start_recorder(config, keep, &id, name.as_deref(), &spec),
         };
         let session = Arc::new(Session {
             id,
@@ -417,6 +399,34 @@ impl Session {
             return Err(SpawnError(format!("cannot start pty threads: {e}")));
         }
         Ok(session)
+    }
+
+    /// The session's recorder, or why there is none (the session runs either way).
+    fn start_recorder(
+        config: &record::RecordConfig,
+        keep: &std::collections::HashSet<String>,
+        id: &str,
+        title: Option<&str>,
+        spec: &Spec,
+    ) -> (Option<record::Recorder>, Option<String>) {
+        let (cols, rows) = spec.size;
+        let header = record::Header {
+            cols,
+            rows,
+            command: &spec.command,
+            title,
+        };
+        match record::Recorder::start(config, id, header, keep) {
+            Ok(r) => (Some(r), None),
+            Err(e) => {
+                let why = format!(
+                    "recording disabled: cannot write {}: {e}",
+                    config.dir.display()
+                );
+                tracing::warn!(session = %id, "{why}");
+                (None, Some(why))
+            }
+        }
     }
 
     /// Remember input for the echo rule (see [`echo`]): `client` for a client's typing,

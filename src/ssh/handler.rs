@@ -78,40 +78,8 @@ pub async fn run_connection(
         super::stream::Heard::new(QuickAck::new(stream), Arc::clone(&heard)),
         cut.clone(),
     );
-    // Login grace, armed before the version exchange: a connection that has not
-    // authenticated in time (or never even says hello) is cut, freeing its slot.
-    // And sooner for one that never even sends its SSH version line ([`HELLO_GRACE`]).
-    let grace_over = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let grace = {
-        let (cut, authed, limit) = (cut.clone(), authed.clone(), place.login_grace());
-        let over = Arc::clone(&grace_over);
-        let heard = Arc::clone(&heard);
-        place.tracker().spawn(async move {
-            let hello = tokio::time::sleep(HELLO_GRACE.min(limit));
-            let login = tokio::time::sleep(limit);
-            tokio::pin!(hello, login);
-            let mut hello_done = false;
-            loop {
-                tokio::select! {
-                    _ = &mut hello, if !hello_done => {
-                        hello_done = true;
-                        if !heard.load(Ordering::Relaxed) {
-                            over.store(true, Ordering::Relaxed);
-                            cut.cancel();
-                            return;
-                        }
-                    }
-                    _ = &mut login => {
-                        over.store(true, Ordering::Relaxed);
-                        cut.cancel();
-                        return;
-                    }
-                    _ = authed.cancelled() => return,
-                    _ = cut.cancelled() => return,
-                }
-            }
-        })
-    };
+    // Login grace, armed before the version exchange.
+    let (grace, grace_over) = login_grace(&place, &cut, &authed, &heard);
     // Boxed: the handshake's state is freed once it is done, not kept in every connection's
     // task for its lifetime (2.0 -> 0.9 KiB per connection).
     match Box::pin(russh::server::run_stream(
@@ -150,6 +118,50 @@ pub async fn run_connection(
     if let Some(left_out) = place.guard().log_gate(source) {
         tracing::info!(parent: &span, keys_refused = tried, timed_out = held, said_hello, left_out, "unauthenticated connection closed");
     }
+}
+
+/// A connection that has not authenticated in time (or never even says hello) is cut,
+/// freeing its slot; sooner for one that never even sends its SSH version line
+/// ([`HELLO_GRACE`]). The timer's task, and whether it cut the connection.
+fn login_grace(
+    place: &Place,
+    cut: &CancellationToken,
+    authed: &CancellationToken,
+    heard: &Arc<std::sync::atomic::AtomicBool>,
+) -> (
+    tokio::task::JoinHandle<()>,
+    Arc<std::sync::atomic::AtomicBool>,
+) {
+    let grace_over = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (cut, authed, limit) = (cut.clone(), authed.clone(), place.login_grace());
+    let over = Arc::clone(&grace_over);
+    let heard = Arc::clone(heard);
+    let grace = place.tracker().spawn(async move {
+        let hello = tokio::time::sleep(HELLO_GRACE.min(limit));
+        let login = tokio::time::sleep(limit);
+        tokio::pin!(hello, login);
+        let mut hello_done = false;
+        loop {
+            tokio::select! {
+                _ = &mut hello, if !hello_done => {
+                    hello_done = true;
+                    if !heard.load(Ordering::Relaxed) {
+                        over.store(true, Ordering::Relaxed);
+                        cut.cancel();
+                        return;
+                    }
+                }
+                _ = &mut login => {
+                    over.store(true, Ordering::Relaxed);
+                    cut.cancel();
+                    return;
+                }
+                _ = authed.cancelled() => return,
+                _ = cut.cancelled() => return,
+            }
+        }
+    });
+    (grace, grace_over)
 }
 
 /// How long a new connection may stay silent (no SSH version line) before it is cut.

@@ -653,6 +653,15 @@ struct Client {
 
 pub(crate) const MARKER: &[u8] = b"END-2";
 
+/// Whether [`MARKER`] ends in `data`, or across the end of what came before it (`tail`: the
+/// last bytes read, kept shorter than the marker).
+pub(crate) fn marker_in(tail: &mut Vec<u8>, data: &[u8]) -> bool {
+    tail.extend_from_slice(data);
+    let seen = tail.windows(MARKER.len()).any(|w| w == MARKER);
+    tail.drain(..tail.len().saturating_sub(MARKER.len()));
+    seen
+}
+
 /// Joins timed one at a time in each case.
 const LONE_JOINS: usize = 20;
 
@@ -712,12 +721,9 @@ fn ssh_as(
                 let _ = ftx.send(Instant::now());
                 first = false;
             }
-            tail.extend_from_slice(&buf[..n]);
-            if tail.windows(MARKER.len()).any(|w| w == MARKER) {
+            if marker_in(&mut tail, &buf[..n]) {
                 saw_marker.store(true, Ordering::Release);
             }
-            let keep = tail.len().saturating_sub(MARKER.len());
-            tail.drain(..keep);
             if keep_chunks && tx.send(buf[..n].to_vec()).is_err() {
                 break;
             }
@@ -726,6 +732,14 @@ fn ssh_as(
     client.chunks = keep_chunks.then_some(rx);
     client.first_byte = Some(frx);
     Ok(client)
+}
+
+/// An `ssh -tt` client that has joined (its first byte came), and what it reads.
+fn joined_reader(key: &Path, port: u16) -> anyhow::Result<(Client, mpsc::Receiver<Vec<u8>>)> {
+    let mut client = ssh(key, port, true, false)?;
+    client.join_ms()?;
+    let chunks = client.chunks.take().context("no reader")?;
+    Ok((client, chunks))
 }
 
 impl Client {
@@ -767,9 +781,7 @@ fn run_case(
     let port = sys.fresh_session()?;
     let key = sys.key().to_path_buf();
     let (self0, children0) = procs::own_and_children_cpu();
-    let mut typist = ssh(&key, port, true, false)?;
-    typist.join_ms()?;
-    let chunks = typist.chunks.take().context("typist chunks")?;
+    let (mut typist, chunks) = joined_reader(&key, port)?;
     std::thread::sleep(Duration::from_millis(300));
     while chunks.try_recv().is_ok() {}
     let mem_typist = mem_kib(sys);
@@ -784,11 +796,7 @@ fn run_case(
         .first_mut()
         .and_then(|v| v.chunks.take())
         .context("watcher chunks")?;
-    let _stall = if stalled {
-        Some(ssh(&key, port, false, true)?)
-    } else {
-        None
-    };
+    let _stall = stalled.then(|| ssh(&key, port, false, true)).transpose()?;
     std::thread::sleep(Duration::from_millis(300));
     let mem_viewers = mem_kib(sys);
     // Browsers, if asked for: attached now, reading through the floods.
@@ -824,7 +832,7 @@ fn run_case(
     drop(typist);
     drop(_stall);
     let (self1, children1) = procs::own_and_children_cpu();
-    Ok(json!({
+    let mut out = json!({
         "system": sys.name(),
         "viewers": n,
         "crowd": if mux { "russh clients in the harness" } else { "ssh processes" },
@@ -847,23 +855,18 @@ fn run_case(
         "lone_join_p50_ms": pct(&lone, 0.5),
         "lone_join_max_ms": pct(&lone, 1.0),
         "lone_join_min_ms": pct(&lone, 0.0),
-        "ctl_samples": ctl.as_ref().map(|c| c.ps.len()),
-        "ctl_ps_p50_ms": ctl.as_ref().and_then(|c| pct_of(&c.ps, 0.5)),
-        "ctl_ps_p99_ms": ctl.as_ref().and_then(|c| pct_of(&c.ps, 0.99)),
-        "ctl_screen_p99_ms": ctl.as_ref().and_then(|c| pct_of(&c.screen, 0.99)),
-        "rpc_list_p50_ms": ctl.as_ref().and_then(|c| pct_of(&c.rpc_list, 0.5)),
-        "rpc_list_p99_ms": ctl.as_ref().and_then(|c| pct_of(&c.rpc_list, 0.99)),
-        "rpc_screen_p99_ms": ctl.as_ref().and_then(|c| pct_of(&c.rpc_screen, 0.99)),
-        "rpc_samples": ctl.as_ref().map(|c| c.rpc_list.len()),
-        "logs_ms": ctl.as_ref().and_then(|c| c.logs_ms),
-        "logs_max_rss_kib": ctl.as_ref().and_then(|c| c.logs_rss_kib),
         "server_cpu_s": server_cpu,
         "flood_cpu_s": flood_cpu,
         "cpu_ns_per_delivered_byte": flood_cpu * 1e9 / (flood_bytes as f64 * (n as f64 + 1.0)),
         "pss_kib_per_web_viewer": if web > 0 { mem_web.saturating_sub(mem_viewers) as f64 / web as f64 } else { 0.0 },
         "web_bytes": web_bytes,
         "harness_cpu_s": (self1 - self0) + (children1 - children0),
-    }))
+    });
+    if let (Some(out), Value::Object(ctl)) = (out.as_object_mut(), ControlStats::json(ctl.as_ref()))
+    {
+        out.extend(ctl);
+    }
+    Ok(out)
 }
 
 /// `web` browsers on the system's web view (none without one), and the server's PSS once
@@ -903,9 +906,9 @@ struct Joined {
 /// `n` viewers on `port`: the timed one an `ssh -tt` whose output is kept, the crowd either
 /// more `ssh` processes or (`mux`) a [`many::Crowd`].
 fn join_viewers(key: &Path, port: u16, n: usize, mux: bool) -> anyhow::Result<Joined> {
-    let procs = if mux { n.min(1) } else { n };
-    let mut viewers = Vec::with_capacity(procs);
-    for i in 0..procs {
+    let processes = if mux { n.min(1) } else { n };
+    let mut viewers = Vec::with_capacity(processes);
+    for i in 0..processes {
         viewers.push(ssh_as(key, port, i == 0, false, i != 0)?);
     }
     let crowd = if mux && n > 1 {
@@ -1039,6 +1042,24 @@ struct ControlStats {
     rpc_screen: Vec<f64>,
     logs_ms: Option<f64>,
     logs_rss_kib: Option<u64>,
+}
+
+impl ControlStats {
+    /// The case's control-plane figures (nulls for a system without a CLI).
+    fn json(ctl: Option<&ControlStats>) -> Value {
+        json!({
+            "ctl_samples": ctl.map(|c| c.ps.len()),
+            "ctl_ps_p50_ms": ctl.and_then(|c| pct_of(&c.ps, 0.5)),
+            "ctl_ps_p99_ms": ctl.and_then(|c| pct_of(&c.ps, 0.99)),
+            "ctl_screen_p99_ms": ctl.and_then(|c| pct_of(&c.screen, 0.99)),
+            "rpc_list_p50_ms": ctl.and_then(|c| pct_of(&c.rpc_list, 0.5)),
+            "rpc_list_p99_ms": ctl.and_then(|c| pct_of(&c.rpc_list, 0.99)),
+            "rpc_screen_p99_ms": ctl.and_then(|c| pct_of(&c.rpc_screen, 0.99)),
+            "rpc_samples": ctl.map(|c| c.rpc_list.len()),
+            "logs_ms": ctl.and_then(|c| c.logs_ms),
+            "logs_max_rss_kib": ctl.and_then(|c| c.logs_rss_kib),
+        })
+    }
 }
 
 fn pct_of(sorted: &[f64], p: f64) -> Option<f64> {

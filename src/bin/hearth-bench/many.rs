@@ -23,7 +23,7 @@ use russh::keys::PrivateKeyWithHashAlg;
 use serde_json::json;
 
 use crate::systems::{self, System};
-use crate::{MARKER, OWN_PROCESSES, cpu, echo_latencies, mem_kib, pct, procs, ssh};
+use crate::{OWN_PROCESSES, cpu, echo_latencies, joined_reader, marker_in, mem_kib, pct, procs};
 
 /// The client handler: the bench trusts its own loopback server's key.
 struct Accept;
@@ -157,12 +157,10 @@ async fn viewer(
             match msg {
                 ChannelMsg::Data { data } => {
                     received.fetch_add(data.len() as u64, Ordering::Relaxed);
-                    if let Some(marks) = &marks {
-                        tail.extend_from_slice(&data);
-                        if tail.windows(MARKER.len()).any(|w| w == MARKER) {
-                            marks.saw(&mut last_round);
-                        }
-                        tail.drain(..tail.len().saturating_sub(MARKER.len()));
+                    if let Some(marks) = &marks
+                        && marker_in(&mut tail, &data)
+                    {
+                        marks.saw(&mut last_round);
                     }
                 }
                 ChannelMsg::Close => break,
@@ -266,15 +264,11 @@ impl Owner {
     /// Join `port` and start the owner's own line a second (digits, as the others).
     fn join(key: &std::path::Path, port: u16) -> anyhow::Result<Owner> {
         use std::io::Write;
-        let mut typist = ssh(key, port, true, false)?;
-        typist.join_ms()?;
-        let chunks = typist.chunks.take().context("typist chunks")?;
+        let (mut typist, chunks) = joined_reader(key, port)?;
         typist
             .stdin
             .write_all(b"(while :; do date +%s; sleep 1; done) &\r")?;
-        let mut watcher_ssh = ssh(key, port, true, false)?;
-        watcher_ssh.join_ms()?;
-        let watcher = watcher_ssh.chunks.take().context("watcher chunks")?;
+        let (watcher_ssh, watcher) = joined_reader(key, port)?;
         Ok(Owner {
             typist,
             chunks,
