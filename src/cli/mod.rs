@@ -817,12 +817,7 @@ async fn run_client(
             out.all_sessions(&live, &ended)
         }
         Command::History { since } => {
-            let since = since.map(|d| {
-                std::time::SystemTime::now()
-                    .checked_sub(d)
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_secs())
-            });
+            let since = since.map(unix_time_ago);
             out.history(&call(client.history(ctx(), None, since)).await?)
         }
         command @ (Command::Up { .. }
@@ -870,30 +865,11 @@ async fn run_client(
             source,
             speed,
             from,
-        } => {
-            if out.json {
-                return Err(
-                    ApiError::invalid("replay plays in the terminal; it has no --json").into(),
-                );
-            }
-            let path = dvr::recording_path(client, &source).await?;
-            dvr::replay(&path, speed, from)?
-        }
+        } => replay(client, out, &source, speed, from).await?,
         Command::Version => out.version(&info),
         Command::Top { .. } => top::top(client, out, host).await?,
         Command::Attach { target } => top::attach(client, &info, out, target, host).await?,
-        Command::KnownHosts { hosts } => {
-            let joins: Vec<String> = if hosts.is_empty() {
-                call(client.list(ctx()))
-                    .await?
-                    .into_iter()
-                    .map(|s| s.join)
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            ecosystem::known_hosts(out, &info, hosts, &joins)?
-        }
+        Command::KnownHosts { hosts } => known_hosts(client, out, &info, hosts).await?,
         Command::Completions { .. }
         | Command::Man { .. }
         | Command::Doctor
@@ -903,6 +879,49 @@ async fn run_client(
         Command::Shutdown { keep_sessions } => shutdown(client, &info, keep_sessions, out).await?,
     }
     Ok(())
+}
+
+/// Seconds since the Unix epoch, `ago` before now (0 if that is before the epoch).
+fn unix_time_ago(ago: std::time::Duration) -> u64 {
+    std::time::SystemTime::now()
+        .checked_sub(ago)
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `replay SOURCE`: play a session's recording in this terminal.
+async fn replay(
+    client: &HearthClient,
+    out: output::Out,
+    source: &str,
+    speed: f64,
+    from: Option<dvr::From>,
+) -> Result<(), Failure> {
+    if out.json {
+        return Err(ApiError::invalid("replay plays in the terminal; it has no --json").into());
+    }
+    let path = dvr::recording_path(client, source).await?;
+    dvr::replay(&path, speed, from)
+}
+
+/// `known-hosts [HOST...]`: lines for `known_hosts` (every session's join host when no
+/// host is named).
+async fn known_hosts(
+    client: &HearthClient,
+    out: output::Out,
+    info: &hearth_rpc::DaemonInfo,
+    hosts: Vec<String>,
+) -> Result<(), Failure> {
+    let joins: Vec<String> = if hosts.is_empty() {
+        call(client.list(ctx()))
+            .await?
+            .into_iter()
+            .map(|s| s.join)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    ecosystem::known_hosts(out, info, hosts, &joins)
 }
 
 /// `shutdown [--keep-sessions]`: ask the daemon to stop, wait until it has, and say how

@@ -334,60 +334,12 @@ async fn run(sources: Vec<Source>, label: &str, out: Out) -> Result<(), Failure>
             None => {}
             Some(Action::Quit) => break Ok(()),
             Some(Action::Attach(s)) => {
-                let status = match attach_routed(&live, &s).await {
-                    Ok(mut cmd) => suspended(&paused, &mut term, move || cmd.status())?,
-                    Err(e) => {
-                        live.dash.status = Some(e.message());
-                        continue;
-                    }
-                };
-                live.dash.status = Some(match status {
-                    Ok(st) if st.success() => {
-                        format!("back from {}", crate::dashboard::label(&s))
-                    }
-                    Ok(st) => format!("ssh ended: {st}"),
-                    Err(e) => format!("cannot run ssh: {e}"),
-                });
-                live.refresh().await;
+                attach_here(&mut live, &s, &paused, &mut term).await?;
             }
             Some(Action::Replay { id, find }) => {
-                let Some((source, real)) = live.route(&id) else {
-                    continue;
-                };
-                if source.host != super::remote::LOCAL {
-                    let h = &source.host;
-                    live.dash.status = Some(format!(
-                        "the recording of {real} is on {h}: `ssh -t {h} hearth replay {real}`"
-                    ));
-                    continue;
+                if let Some(status) = replay_here(&live, &id, find, &paused, &mut term).await {
+                    live.dash.status = Some(status);
                 }
-                let client = match source.client() {
-                    Ok(client) => client,
-                    Err(e) => {
-                        live.dash.status = Some(e.message);
-                        continue;
-                    }
-                };
-                // From the last line with the text asked for.
-                let from = match &find {
-                    None => None,
-                    Some(text) => match live.last_hit(&id, text).await {
-                        Ok(Some(t)) => Some(t),
-                        Ok(None) => {
-                            live.dash.status = Some(format!("{text:?} is not in {id}'s recording"));
-                            continue;
-                        }
-                        Err(e) => {
-                            live.dash.status = Some(e.message);
-                            continue;
-                        }
-                    },
-                };
-                let outcome = replay(&client, &real, from, &paused, &mut term).await;
-                live.dash.status = Some(match outcome {
-                    Err(e) => e.message(),
-                    Ok(()) => format!("replayed {id}"),
-                });
             }
             Some(action) => live.act(action).await,
         }
@@ -398,6 +350,69 @@ async fn run(sources: Vec<Source>, label: &str, out: Out) -> Result<(), Failure>
     tasks.close();
     tasks.wait().await;
     result
+}
+
+type Term = ratatui::Terminal<ratatui::backend::CrosstermBackend<std::io::Stdout>>;
+
+/// Join `s` with `ssh` in this terminal, the dashboard suspended until it ends, then say
+/// how it ended on the status line and refresh. Errors: the terminal could not be given
+/// back.
+async fn attach_here(
+    live: &mut Live,
+    s: &SessionInfo,
+    paused: &Arc<AtomicBool>,
+    term: &mut Term,
+) -> Result<(), Failure> {
+    let status = match attach_routed(live, s).await {
+        Ok(mut cmd) => suspended(paused, term, move || cmd.status())?,
+        Err(e) => {
+            live.dash.status = Some(e.message());
+            return Ok(());
+        }
+    };
+    live.dash.status = Some(match status {
+        Ok(st) if st.success() => format!("back from {}", crate::dashboard::label(s)),
+        Ok(st) => format!("ssh ended: {st}"),
+        Err(e) => format!("cannot run ssh: {e}"),
+    });
+    // After the status: a host that does not answer says so over it.
+    live.refresh().await;
+    Ok(())
+}
+
+/// Replay session `id`'s recording in this terminal (from the last line holding `find`,
+/// if given); what the status line says after (`None`: nothing new).
+async fn replay_here(
+    live: &Live,
+    id: &str,
+    find: Option<String>,
+    paused: &Arc<AtomicBool>,
+    term: &mut Term,
+) -> Option<String> {
+    let (source, real) = live.route(id)?;
+    if source.host != super::remote::LOCAL {
+        let h = &source.host;
+        return Some(format!(
+            "the recording of {real} is on {h}: `ssh -t {h} hearth replay {real}`"
+        ));
+    }
+    let client = match source.client() {
+        Ok(client) => client,
+        Err(e) => return Some(e.message),
+    };
+    // From the last line with the text asked for.
+    let from = match &find {
+        None => None,
+        Some(text) => match live.last_hit(id, text).await {
+            Ok(Some(t)) => Some(t),
+            Ok(None) => return Some(format!("{text:?} is not in {id}'s recording")),
+            Err(e) => return Some(e.message),
+        },
+    };
+    Some(match replay(&client, &real, from, paused, term).await {
+        Err(e) => e.message(),
+        Ok(()) => format!("replayed {id}"),
+    })
 }
 
 /// The ssh command that joins the session `s` (its id possibly `host/id`) through its
@@ -427,7 +442,7 @@ async fn replay(
     id: &str,
     from: Option<f64>,
     paused: &Arc<AtomicBool>,
-    term: &mut ratatui::Terminal<ratatui::backend::CrosstermBackend<std::io::Stdout>>,
+    term: &mut Term,
 ) -> Result<(), Failure> {
     let path = super::dvr::recording_path(client, id).await?;
     let from = from.map(|t| super::dvr::From::Offset(Duration::from_secs_f64(t.max(0.0))));
@@ -438,7 +453,7 @@ async fn replay(
 /// take it again and redraw everything.
 fn suspended<T>(
     paused: &Arc<AtomicBool>,
-    term: &mut ratatui::Terminal<ratatui::backend::CrosstermBackend<std::io::Stdout>>,
+    term: &mut Term,
     f: impl FnOnce() -> T,
 ) -> Result<T, Failure> {
     paused.store(true, Ordering::Release);

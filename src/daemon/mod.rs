@@ -1206,8 +1206,19 @@ impl Daemon {
         sink.open();
         self.watch_events(&hosted);
         self.start_triggers(&hosted, session_triggers);
-        // Always: the profiles hearth ships, and terminal signals (notifications, OSC 133)
-        // give a state without any.
+        self.watch_agent(&hosted);
+        let info = hosted.info();
+        tracing::info!(session = %info.id, port, command = ?info.command, "session started");
+        if open.is_some() {
+            tracing::warn!(session = %info.id, port, access = %info.access, "OPEN session: any client that reaches the port joins, without a key");
+        }
+        Ok(info)
+    }
+
+    /// What follows a session's agent from its start: the profiles' states (always: the
+    /// profiles hearth ships, and terminal signals such as notifications and OSC 133 give a
+    /// state without any), and, when a profile resumes after a rate limit, the resumer.
+    fn watch_agent(&self, hosted: &Arc<Hosted>) {
         self.tracker.spawn(crate::session::profile::watch(
             Arc::clone(&hosted.session),
             Arc::clone(&self.config.profiles),
@@ -1225,12 +1236,6 @@ impl Daemon {
                 self.cancel.clone(),
             ));
         }
-        let info = hosted.info();
-        tracing::info!(session = %info.id, port, command = ?info.command, "session started");
-        if open.is_some() {
-            tracing::warn!(session = %info.id, port, access = %info.access, "OPEN session: any client that reaches the port joins, without a key");
-        }
-        Ok(info)
     }
 
     /// A session's listener on `bind`:`port` (0: any free port), and the port it got. A port

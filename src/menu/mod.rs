@@ -325,53 +325,8 @@ impl Menu {
     /// Handle a key; `peers` is the length of the peer list shown (for picking), `rows`
     /// the client's height (a page, when rewinding).
     pub fn key(&mut self, key: Key, peers: usize, rows: u16) -> Action {
-        match &mut self.page {
-            Page::Rewind(back) => {
-                let page = usize::from(rows.max(2) - 1);
-                self.status = None;
-                if let Some(typed) = self.search.as_mut() {
-                    match key {
-                        Key::Char(c) if typed.chars().count() < MAX_SEARCH => typed.push(c),
-                        Key::Backspace => {
-                            typed.pop();
-                        }
-                        Key::Esc => self.search = None,
-                        Key::Enter => {
-                            let text = self.search.take().unwrap_or_default();
-                            if !text.is_empty() {
-                                self.last_search = Some(text.clone());
-                                return Action::Find {
-                                    text,
-                                    older_than: None,
-                                };
-                            }
-                        }
-                        _ => {}
-                    }
-                    return Action::Draw;
-                }
-                match key {
-                    Key::Char('/') => self.search = Some(String::new()),
-                    Key::Char('n') => {
-                        if let Some(text) = self.last_search.clone() {
-                            return Action::Find {
-                                text,
-                                older_than: Some(*back),
-                            };
-                        }
-                    }
-                    Key::Up | Key::Char('k') => *back += 1,
-                    Key::Down | Key::Char('j') => *back = back.saturating_sub(1),
-                    Key::PageUp | Key::Char('b') => *back += page,
-                    Key::PageDown | Key::Char(' ') => *back = back.saturating_sub(page),
-                    Key::Home | Key::Char('g') => *back = usize::MAX / 2,
-                    Key::End | Key::Char('G') => *back = 0,
-                    // Esc goes straight back to live.
-                    Key::Esc | Key::Char('q') => return Action::Resume,
-                    _ => {}
-                }
-                Action::Draw
-            }
+        match &self.page {
+            Page::Rewind(_) => self.rewind_key(key, rows),
             Page::Main => self.main_key(key),
             Page::Peers => match key {
                 Key::Esc | Key::Enter | Key::Char('q') | Key::Backspace => {
@@ -380,57 +335,131 @@ impl Menu {
                 }
                 _ => Action::Draw,
             },
-            Page::Pick(why, at) => {
-                let n = peers.max(1);
-                match key {
-                    Key::Up | Key::Char('k') => {
-                        *at = (*at + n - 1) % n;
-                        Action::Draw
-                    }
-                    Key::Down | Key::Char('j') => {
-                        *at = (*at + 1) % n;
-                        Action::Draw
-                    }
-                    Key::Enter if peers > 0 => {
-                        let (why, at) = (*why, *at);
-                        self.page = Page::Main;
-                        match why {
-                            Pick::Kick => Action::Kick(at),
-                            Pick::Role => Action::ToggleRole(at),
-                        }
-                    }
-                    Key::Esc | Key::Char('q') | Key::Backspace => {
-                        self.page = Page::Main;
-                        Action::Draw
-                    }
-                    _ => Action::Draw,
+            Page::Pick(..) => self.pick_key(key, peers),
+            Page::Message(_) => self.message_key(key),
+        }
+    }
+
+    /// A key while rewinding: a search being typed takes it, else it moves through the
+    /// history (a page is the client's height less the status line).
+    fn rewind_key(&mut self, key: Key, rows: u16) -> Action {
+        self.status = None;
+        if self.search.is_some() {
+            return self.search_key(key);
+        }
+        let Page::Rewind(back) = &mut self.page else {
+            return Action::Draw;
+        };
+        let page = usize::from(rows.max(2) - 1);
+        match key {
+            Key::Char('/') => self.search = Some(String::new()),
+            Key::Char('n') => {
+                if let Some(text) = self.last_search.clone() {
+                    return Action::Find {
+                        text,
+                        older_than: Some(*back),
+                    };
                 }
             }
-            Page::Message(text) => match key {
-                Key::Esc => {
-                    self.page = Page::Main;
+            Key::Up | Key::Char('k') => *back += 1,
+            Key::Down | Key::Char('j') => *back = back.saturating_sub(1),
+            Key::PageUp | Key::Char('b') => *back += page,
+            Key::PageDown | Key::Char(' ') => *back = back.saturating_sub(page),
+            Key::Home | Key::Char('g') => *back = usize::MAX / 2,
+            Key::End | Key::Char('G') => *back = 0,
+            // Esc goes straight back to live.
+            Key::Esc | Key::Char('q') => return Action::Resume,
+            _ => {}
+        }
+        Action::Draw
+    }
+
+    /// A key while a search is typed after `/` in Rewind.
+    fn search_key(&mut self, key: Key) -> Action {
+        let Some(typed) = self.search.as_mut() else {
+            return Action::Draw;
+        };
+        match key {
+            Key::Char(c) if typed.chars().count() < MAX_SEARCH => typed.push(c),
+            Key::Backspace => {
+                typed.pop();
+            }
+            Key::Esc => self.search = None,
+            Key::Enter => {
+                let text = self.search.take().unwrap_or_default();
+                if !text.is_empty() {
+                    self.last_search = Some(text.clone());
+                    return Action::Find {
+                        text,
+                        older_than: None,
+                    };
+                }
+            }
+            _ => {}
+        }
+        Action::Draw
+    }
+
+    /// A key while picking a peer (to kick, or to switch its role).
+    fn pick_key(&mut self, key: Key, peers: usize) -> Action {
+        let Page::Pick(why, at) = &mut self.page else {
+            return Action::Draw;
+        };
+        let n = peers.max(1);
+        match key {
+            Key::Up | Key::Char('k') => {
+                *at = (*at + n - 1) % n;
+                Action::Draw
+            }
+            Key::Down | Key::Char('j') => {
+                *at = (*at + 1) % n;
+                Action::Draw
+            }
+            Key::Enter if peers > 0 => {
+                let (why, at) = (*why, *at);
+                self.page = Page::Main;
+                match why {
+                    Pick::Kick => Action::Kick(at),
+                    Pick::Role => Action::ToggleRole(at),
+                }
+            }
+            Key::Esc | Key::Char('q') | Key::Backspace => {
+                self.page = Page::Main;
+                Action::Draw
+            }
+            _ => Action::Draw,
+        }
+    }
+
+    /// A key while a message to the others is typed.
+    fn message_key(&mut self, key: Key) -> Action {
+        let Page::Message(text) = &mut self.page else {
+            return Action::Draw;
+        };
+        match key {
+            Key::Esc => {
+                self.page = Page::Main;
+                Action::Draw
+            }
+            Key::Enter => {
+                let text = std::mem::take(text).trim().to_string();
+                self.page = Page::Main;
+                if text.is_empty() {
                     Action::Draw
+                } else {
+                    self.status = Some("message sent".into());
+                    Action::Send(text)
                 }
-                Key::Enter => {
-                    let text = std::mem::take(text).trim().to_string();
-                    self.page = Page::Main;
-                    if text.is_empty() {
-                        Action::Draw
-                    } else {
-                        self.status = Some("message sent".into());
-                        Action::Send(text)
-                    }
-                }
-                Key::Backspace => {
-                    text.pop();
-                    Action::Draw
-                }
-                Key::Char(c) if text.chars().count() < MAX_MESSAGE => {
-                    text.push(c);
-                    Action::Draw
-                }
-                _ => Action::Draw,
-            },
+            }
+            Key::Backspace => {
+                text.pop();
+                Action::Draw
+            }
+            Key::Char(c) if text.chars().count() < MAX_MESSAGE => {
+                text.push(c);
+                Action::Draw
+            }
+            _ => Action::Draw,
         }
     }
 

@@ -389,21 +389,9 @@ pub async fn watch(
             } else {
                 next += 1;
             }
-            let profile = chosen.map(|i| &profiles[i]);
             speaks |= signals.notes > 0 || signals.mark.is_some();
-            let (note, bell) = fresh_note(&before, &signals);
-            let seen = Seen {
-                screen: &screen,
-                title: signals.title.as_deref(),
-                quiet: session.activity.idle(),
-                exited: false,
-                note,
-                bell,
-                mark: signals.mark,
-            };
-            if let Some(reading) = read(profile, &seen, speaks) {
-                set(&session, reading, profile.map(|p| p.name.as_str()));
-            }
+            let profile = chosen.map(|i| &profiles[i]);
+            report(&session, profile, &screen, (&before, &signals), speaks);
         }
         before = signals;
         if exit.borrow().is_some() {
@@ -413,6 +401,30 @@ pub async fn watch(
     if chosen.is_some() || speaks {
         let exited = Reading::plain(AgentState::Exited, Why::Exited);
         set(&session, exited, chosen.map(|i| profiles[i].name.as_str()));
+    }
+}
+
+/// Read `screen` with `profile` (and the terminal signals, `now` against those from
+/// `before` the latest output) and report the state it gives, if any.
+fn report(
+    session: &super::Session,
+    profile: Option<&Profile>,
+    screen: &str,
+    (before, now): (&super::screen::Signals, &super::screen::Signals),
+    speaks: bool,
+) {
+    let (note, bell) = fresh_note(before, now);
+    let seen = Seen {
+        screen,
+        title: now.title.as_deref(),
+        quiet: session.activity.idle(),
+        exited: false,
+        note,
+        bell,
+        mark: now.mark,
+    };
+    if let Some(reading) = read(profile, &seen, speaks) {
+        set(session, reading, profile.map(|p| p.name.as_str()));
     }
 }
 

@@ -319,31 +319,7 @@ impl InputTask {
                     self.writer.post(ToWriter::Lobby);
                     return None;
                 }
-                Action::Find { text, older_than } => {
-                    let rows = self.client.size().1;
-                    let history = self
-                        .history
-                        .get_or_insert_with(|| self.client.session().history());
-                    match history.find(&text, older_than, rows) {
-                        Some(back) => {
-                            if let Some(Menu {
-                                page: Page::Rewind(at),
-                                ..
-                            }) = self.menu.as_mut()
-                            {
-                                *at = back;
-                            }
-                        }
-                        None => self.set_status(format!(
-                            "{text:?} not found{}  ·  / find  Esc: live",
-                            if older_than.is_some() {
-                                " further back"
-                            } else {
-                                ""
-                            }
-                        )),
-                    }
-                }
+                Action::Find { text, older_than } => self.find(&text, older_than),
                 Action::ToggleReadOnly => {
                     let ro = !self.client.read_only();
                     self.client.set_read_only(ro);
@@ -360,37 +336,11 @@ impl InputTask {
                     }
                 }
                 Action::Kick(i) if owner => {
-                    let status = match self.drawn.get(i).copied() {
-                        Some(id) if id == self.client.id() => "use Detach to leave".to_string(),
-                        Some(id) => {
-                            match self.client.session().kick(Who::Id(id), &self.client.name) {
-                                Some(p) => format!("kicked {}", p.name),
-                                None => "that client has already left".to_string(),
-                            }
-                        }
-                        None => "nobody to kick".to_string(),
-                    };
+                    let status = self.kick(i);
                     self.set_status(status);
                 }
                 Action::ToggleRole(i) if owner => {
-                    let session = self.client.session();
-                    let peer = self
-                        .drawn
-                        .get(i)
-                        .and_then(|id| session.peers().into_iter().find(|p| p.id == *id));
-                    let status = match peer {
-                        None => "that client has already left".to_string(),
-                        Some(p) => {
-                            let to = match p.spec.role {
-                                Role::Viewer => Role::Collaborator,
-                                _ => Role::Viewer,
-                            };
-                            match session.set_role(Who::Id(p.id), to, &self.client.name) {
-                                Ok(p) => format!("{} is now {}", p.name, p.spec.role.as_str()),
-                                Err(e) => e.to_string(),
-                            }
-                        }
-                    };
+                    let status = self.toggle_role(i);
                     self.set_status(status);
                 }
                 Action::ToggleLock if owner => {
@@ -402,6 +352,67 @@ impl InputTask {
         }
         self.request_draw();
         None
+    }
+
+    /// Rewind to the newest line holding `text` (older than `older_than` when searching
+    /// on), or say it is not there.
+    fn find(&mut self, text: &str, older_than: Option<usize>) {
+        let rows = self.client.size().1;
+        let history = self
+            .history
+            .get_or_insert_with(|| self.client.session().history());
+        match history.find(text, older_than, rows) {
+            Some(back) => {
+                if let Some(Menu {
+                    page: Page::Rewind(at),
+                    ..
+                }) = self.menu.as_mut()
+                {
+                    *at = back;
+                }
+            }
+            None => self.set_status(format!(
+                "{text:?} not found{}  ·  / find  Esc: live",
+                if older_than.is_some() {
+                    " further back"
+                } else {
+                    ""
+                }
+            )),
+        }
+    }
+
+    /// Kick the `i`th peer drawn on the menu's page (an owner's action); what to say.
+    fn kick(&self, i: usize) -> String {
+        match self.drawn.get(i).copied() {
+            Some(id) if id == self.client.id() => "use Detach to leave".to_string(),
+            Some(id) => match self.client.session().kick(Who::Id(id), &self.client.name) {
+                Some(p) => format!("kicked {}", p.name),
+                None => "that client has already left".to_string(),
+            },
+            None => "nobody to kick".to_string(),
+        }
+    }
+
+    /// Make the `i`th peer drawn a viewer, or a viewer a collaborator (an owner's action);
+    /// what to say.
+    fn toggle_role(&self, i: usize) -> String {
+        let session = self.client.session();
+        let peer = self
+            .drawn
+            .get(i)
+            .and_then(|id| session.peers().into_iter().find(|p| p.id == *id));
+        let Some(p) = peer else {
+            return "that client has already left".to_string();
+        };
+        let to = match p.spec.role {
+            Role::Viewer => Role::Collaborator,
+            _ => Role::Viewer,
+        };
+        match session.set_role(Who::Id(p.id), to, &self.client.name) {
+            Ok(p) => format!("{} is now {}", p.name, p.spec.role.as_str()),
+            Err(e) => e.to_string(),
+        }
     }
 
     fn close_menu(&mut self) {

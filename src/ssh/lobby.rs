@@ -274,49 +274,8 @@ impl Client {
                             term = t;
                         }
                         Some(FromClient::Data(bytes)) => {
-                            for key in parse_keys(&bytes) {
-                                match live.key(key) {
-                                    None => {}
-                                    Some(Action::Quit) => {
-                                        let _ = tokio::time::timeout(Duration::from_secs(2), out.flush()).await;
-                                        return Choice::Quit;
-                                    }
-                                    Some(Action::Attach(s)) => {
-                                        let _ = tokio::time::timeout(Duration::from_secs(2), out.flush()).await;
-                                        return Choice::Join(s.id);
-                                    }
-                                    Some(Action::Replay { id, find }) => {
-                                        if tokio::time::timeout(Duration::from_secs(2), out.flush()).await.is_err() {
-                                            return Choice::Gone;
-                                        }
-                                        // From the last line with the text asked for.
-                                        let from = match &find {
-                                            None => 0.0,
-                                            Some(text) => match live.last_hit(&id, text).await {
-                                                Ok(Some(t)) => t,
-                                                Ok(None) => {
-                                                    live.dash.status = Some(format!("{text:?} is not in {id}'s recording"));
-                                                    dirty = true;
-                                                    continue;
-                                                }
-                                                Err(e) => {
-                                                    live.dash.status = Some(e.message);
-                                                    dirty = true;
-                                                    continue;
-                                                }
-                                            },
-                                        };
-                                        let status = match self.replay(live, &id, from, rx).await {
-                                            Ok(s) => s,
-                                            Err(()) => return Choice::Gone,
-                                        };
-                                        live.dash.status = Some(status);
-                                        out.push(RESET_MODES);
-                                        out.push(ENTER);
-                                        out.overflowed = true;
-                                    }
-                                    Some(action) => live.act(action).await,
-                                }
+                            if let Some(choice) = self.dashboard_keys(live, &mut out, &bytes, rx).await {
+                                return choice;
                             }
                         }
                     }
@@ -331,6 +290,74 @@ impl Client {
                 },
             }
         }
+    }
+
+    /// The keys of one packet on the dashboard; a choice that leaves it, if one was made.
+    async fn dashboard_keys(
+        &mut self,
+        live: &mut Live,
+        out: &mut Out,
+        bytes: &[u8],
+        rx: &mut mpsc::Receiver<FromClient>,
+    ) -> Option<Choice> {
+        for key in parse_keys(bytes) {
+            match live.key(key) {
+                None => {}
+                Some(Action::Quit) => {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), out.flush()).await;
+                    return Some(Choice::Quit);
+                }
+                Some(Action::Attach(s)) => {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), out.flush()).await;
+                    return Some(Choice::Join(s.id));
+                }
+                Some(Action::Replay { id, find }) => {
+                    let Ok(()) = self.replay_here(live, out, &id, find, rx).await else {
+                        return Some(Choice::Gone);
+                    };
+                }
+                Some(action) => live.act(action).await,
+            }
+        }
+        None
+    }
+
+    /// Replay session `id`'s recording on this channel (from the last line holding `find`,
+    /// if given), then say how it went on the dashboard's status line and have the
+    /// dashboard repainted whole. Err: the client is gone.
+    async fn replay_here(
+        &mut self,
+        live: &mut Live,
+        out: &mut Out,
+        id: &str,
+        find: Option<String>,
+        rx: &mut mpsc::Receiver<FromClient>,
+    ) -> Result<(), ()> {
+        if tokio::time::timeout(Duration::from_secs(2), out.flush())
+            .await
+            .is_err()
+        {
+            return Err(());
+        }
+        let from = match &find {
+            None => 0.0,
+            Some(text) => match live.last_hit(id, text).await {
+                Ok(Some(t)) => t,
+                Ok(None) => {
+                    live.dash.status = Some(format!("{text:?} is not in {id}'s recording"));
+                    return Ok(());
+                }
+                Err(e) => {
+                    live.dash.status = Some(e.message);
+                    return Ok(());
+                }
+            },
+        };
+        live.dash.status = Some(self.replay(live, id, from, rx).await?);
+        out.push(RESET_MODES);
+        out.push(ENTER);
+        out.overflowed = true;
+        Ok(())
     }
 
     /// Join the session `target` names on this channel; come back when its stream ends.
