@@ -821,4 +821,94 @@ mod tests {
         assert_eq!(h.find("row-40", None, 6), Some(0));
         assert!(top(&mut h, 0).contains("row-40"));
     }
+
+    /// The emulator draws printable ASCII in runs (vendor/vt100, HEARTH-PATCH.md): whatever
+    /// the output and however it is cut into reads, the screen, the scrollback, the cursor
+    /// and the character a REP repeats must be what drawing each character as it comes
+    /// gives.
+    mod runs {
+        use proptest::prelude::*;
+
+        fn piece() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                // Runs about the screen's width and the gathering limit (256).
+                4 => (1usize..300, any::<u8>()).prop_map(|(n, seed)| {
+                    (0..n).map(|i| b' ' + ((i + usize::from(seed)) % 95) as u8).collect()
+                }),
+                // Short runs that end on half of a wide character.
+                3 => (1usize..4).prop_map(|n| b"abc"[..n].to_vec()),
+                3 => Just("中中".as_bytes().to_vec()),
+                1 => Just("🙂".as_bytes().to_vec()),
+                1 => Just("e\u{301}".as_bytes().to_vec()),
+                1 => Just("\u{fe0f}".as_bytes().to_vec()),
+                1 => Just("é".as_bytes().to_vec()),
+                1 => Just(b"\r".to_vec()),
+                1 => Just(b"\r\n".to_vec()),
+                1 => Just(b"\x08\x08".to_vec()),
+                1 => Just(b"\t".to_vec()),
+                1 => Just(b"\x1b[3b".to_vec()),
+                1 => Just(b"\x1b[2@".to_vec()),
+                1 => Just(b"\x1b[3P".to_vec()),
+                1 => Just(b"\x1b[K".to_vec()),
+                1 => Just(b"\x1b[2J".to_vec()),
+                1 => Just(b"\x1b[1;31;44m".to_vec()),
+                1 => Just(b"\x1b[0m".to_vec()),
+                1 => Just(b"\x1b[2;5r".to_vec()),
+                1 => Just(b"\x1b[r".to_vec()),
+                1 => Just(b"\x1b[?1049h".to_vec()),
+                1 => Just(b"\x1b[?1049l".to_vec()),
+                1 => Just(b"\x1b]0;title\x07".to_vec()),
+                1 => Just(b"\x1bM".to_vec()),
+                1 => Just(b"\x1b7".to_vec()),
+                1 => Just(b"\x1b8".to_vec()),
+                1 => Just(b"\xff".to_vec()),
+                2 => (1u16..8, 1u16..14).prop_map(|(r, c)| format!("\x1b[{r};{c}H").into_bytes()),
+            ]
+        }
+
+        fn state(p: &vt100::Parser) -> (Vec<u8>, (u16, u16), Vec<String>) {
+            let mut screen = p.screen().clone();
+            screen.set_scrollback(usize::MAX);
+            let back = screen.scrollback();
+            let mut rows = Vec::new();
+            for top in (0..=back).rev() {
+                screen.set_scrollback(top);
+                rows.push(screen.rows(0, 200).next().unwrap_or_default());
+            }
+            (
+                p.screen().state_formatted(),
+                p.screen().cursor_position(),
+                rows,
+            )
+        }
+
+        proptest! {
+            #[test]
+            fn drawing_in_runs_matches_one_character_at_a_time(
+                pieces in proptest::collection::vec(piece(), 1..40),
+                cuts in proptest::collection::vec(0usize..4000, 0..12),
+                cols in prop_oneof![Just(12u16), Just(80), Just(300)],
+            ) {
+                let bytes: Vec<u8> = pieces.concat();
+                let mut runs = vt100::Parser::new(6, cols, 20);
+                let mut one = vt100::Parser::new(6, cols, 20);
+                let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
+                cuts.push(bytes.len());
+                cuts.sort_unstable();
+                let mut start = 0;
+                for end in cuts {
+                    runs.process(&bytes[start..end]);
+                    one.process_one_by_one(&bytes[start..end]);
+                    start = end;
+                    // Between reads too: nothing printed is left undrawn.
+                    prop_assert_eq!(runs.screen().contents(), one.screen().contents());
+                }
+                prop_assert_eq!(state(&runs), state(&one));
+                // The character REP repeats.
+                runs.process(b"\x1b[2b");
+                one.process_one_by_one(b"\x1b[2b");
+                prop_assert_eq!(state(&runs), state(&one));
+            }
+        }
+    }
 }

@@ -47,6 +47,17 @@ impl<CB: crate::callbacks::Callbacks> Parser<CB> {
     /// in-memory terminal state.
     pub fn process(&mut self, bytes: &[u8]) {
         self.parser.advance(&mut self.screen, bytes);
+        // hearth: what was printed last is on the screen when this returns.
+        self.screen.draw_run();
+    }
+
+    /// hearth: [`Parser::process`] drawing each printable character as it comes instead
+    /// of in runs: the same screen, slower; the reference hearth's tests compare the runs
+    /// with. It stays this way for later calls to `process` too.
+    #[doc(hidden)]
+    pub fn process_one_by_one(&mut self, bytes: &[u8]) {
+        self.screen.one_by_one = true;
+        self.process(bytes);
     }
 
     /// Returns a reference to a [`Screen`](crate::Screen) object containing
@@ -84,10 +95,7 @@ impl<CB: crate::callbacks::Callbacks + Clone> Parser<CB> {
     pub fn snapshot(&self) -> Self {
         Self {
             parser: vte::Parser::new(),
-            screen: crate::perform::WrappedScreen {
-                screen: self.screen.screen.clone(),
-                callbacks: self.screen.callbacks.clone(),
-            },
+            screen: self.screen.copy_with(self.screen.callbacks.clone()),
         }
     }
 }

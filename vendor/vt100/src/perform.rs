@@ -4,9 +4,20 @@ const BASE64: &[u8] =
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=";
 const CLIPBOARD_SELECTOR: &[u8] = b"cpqs01234567";
 
+/// hearth: the longest run of printable ASCII gathered before it is drawn.
+const RUN: usize = 256;
+
 pub struct WrappedScreen<CB: crate::callbacks::Callbacks = ()> {
     pub screen: crate::screen::Screen,
     pub callbacks: CB,
+    /// hearth: printable ASCII characters printed and not drawn yet; drawn as one run
+    /// (`Screen::text_run`) before anything else reaches the screen and at the end of
+    /// each `Parser::process`, so the screen never shows the difference.
+    pub(crate) run: [u8; RUN],
+    pub(crate) run_len: usize,
+    /// hearth: draw each character as it comes (the reference the runs are tested
+    /// against).
+    pub(crate) one_by_one: bool,
 }
 
 impl WrappedScreen<()> {
@@ -28,12 +39,46 @@ impl<CB: crate::callbacks::Callbacks> WrappedScreen<CB> {
                 scrollback_len,
             ),
             callbacks,
+            run: [0; RUN],
+            run_len: 0,
+            one_by_one: false,
+        }
+    }
+
+    /// hearth: a copy of the state with `callbacks` (nothing gathered: call between
+    /// `Parser::process` calls).
+    pub(crate) fn copy_with(&self, callbacks: CB) -> Self {
+        Self {
+            screen: self.screen.clone(),
+            callbacks,
+            run: [0; RUN],
+            run_len: 0,
+            one_by_one: self.one_by_one,
+        }
+    }
+
+    /// hearth: draw the printable ASCII gathered so far.
+    #[inline]
+    pub(crate) fn draw_run(&mut self) {
+        if self.run_len > 0 {
+            self.screen.text_run(&self.run[..self.run_len]);
+            self.run_len = 0;
         }
     }
 }
 
 impl<CB: crate::callbacks::Callbacks> vte::Perform for WrappedScreen<CB> {
     fn print(&mut self, c: char) {
+        // hearth: gather printable ASCII into a run, drawn as one.
+        if (' '..='~').contains(&c) && !self.one_by_one {
+            if self.run_len == RUN {
+                self.draw_run();
+            }
+            self.run[self.run_len] = c as u8;
+            self.run_len += 1;
+            return;
+        }
+        self.draw_run();
         if c == '\u{fffd}' || ('\u{80}'..'\u{a0}').contains(&c) {
             self.callbacks.unhandled_char(&mut self.screen, c);
         } else {
@@ -42,6 +87,7 @@ impl<CB: crate::callbacks::Callbacks> vte::Perform for WrappedScreen<CB> {
     }
 
     fn execute(&mut self, b: u8) {
+        self.draw_run();
         match b {
             7 => self.callbacks.audible_bell(&mut self.screen),
             8 => self.screen.bs(),
@@ -58,6 +104,7 @@ impl<CB: crate::callbacks::Callbacks> vte::Perform for WrappedScreen<CB> {
     }
 
     fn esc_dispatch(&mut self, intermediates: &[u8], _ignore: bool, b: u8) {
+        self.draw_run();
         if let Some(i) = intermediates.first() {
             self.callbacks.unhandled_escape(
                 &mut self.screen,
@@ -93,6 +140,7 @@ impl<CB: crate::callbacks::Callbacks> vte::Perform for WrappedScreen<CB> {
         _ignore: bool,
         c: char,
     ) {
+        self.draw_run();
         let unhandled = |screen: &mut crate::screen::Screen| {
             self.callbacks.unhandled_csi(
                 screen,
@@ -216,6 +264,7 @@ impl<CB: crate::callbacks::Callbacks> vte::Perform for WrappedScreen<CB> {
     }
 
     fn osc_dispatch(&mut self, params: &[&[u8]], _bel_terminated: bool) {
+        self.draw_run();
         match params {
             [b"0", s] => {
                 self.callbacks.set_window_icon_name(&mut self.screen, s);

@@ -1013,6 +1013,59 @@ impl Screen {
         }
     }
 
+    /// hearth: `text` for each of `run`'s characters (printable ASCII), drawing the
+    /// stretch before the row's end in one pass where `text_ascii` would take each
+    /// character's fast path; anything else (the row's end, half of a wide character)
+    /// goes through `text` one character at a time.
+    pub(crate) fn text_run(&mut self, run: &[u8]) {
+        let mut at = 0;
+        while at < run.len() {
+            let drawn = self.text_ascii_run(&run[at..]);
+            if drawn == 0 {
+                self.text(char::from(run[at]));
+                at += 1;
+            } else {
+                at += drawn;
+            }
+        }
+    }
+
+    /// hearth: `text_ascii` for as many of `run`'s characters as take its fast path in a
+    /// row: how many were drawn (0: the first does not).
+    fn text_ascii_run(&mut self, run: &[u8]) -> usize {
+        let attrs = self.attrs;
+        let grid = self.grid_mut();
+        let pos = grid.pos();
+        let cols = grid.size().cols;
+        if pos.col >= cols {
+            return 0;
+        }
+        let Some(row) = grid.drawing_row_mut(pos.row) else {
+            return 0;
+        };
+        if pos.col > 0 && row.get(pos.col - 1).is_some_and(crate::Cell::is_wide) {
+            return 0;
+        }
+        // Each cell drawn is plain ASCII, so the next one's left neighbour is not wide.
+        let room = usize::from(cols - pos.col);
+        let mut drawn: u16 = 0;
+        for &b in run.iter().take(room) {
+            let Some(cell) = row.get_mut(pos.col + drawn) else {
+                break;
+            };
+            if cell.is_wide() || cell.is_wide_continuation() {
+                break;
+            }
+            cell.set_ascii(char::from(b), attrs);
+            drawn += 1;
+        }
+        if drawn > 0 {
+            grid.col_inc(drawn);
+            self.last_char = Some(char::from(run[usize::from(drawn) - 1]));
+        }
+        usize::from(drawn)
+    }
+
     /// hearth: the fast path of `text` for a printable ASCII character: false (and
     /// nothing changed) unless the cursor is before the row's end on a cell that is
     /// neither half of a wide character.
