@@ -816,15 +816,15 @@ fn run_case(
         )?);
     }
     let fanouts: Vec<f64> = floods.iter().map(|f| f.fanout).collect();
+    let peaks: Vec<u64> = floods.iter().map(|f| f.peak_kib).collect();
     let (fanout, flood_cpu) = (
         median_of(fanouts.clone()).unwrap_or(f64::NAN),
         median_of(floods.iter().map(|f| f.cpu).collect()).unwrap_or(f64::NAN),
     );
-    let peak = floods
-        .iter()
-        .map(|f| f.peak_kib)
-        .max()
-        .unwrap_or(mem_viewers);
+    // The first flood's: each later one adds its output to the session's log, which keeps
+    // up to `log_bytes` (8 MiB) by design, so their peaks also hold the earlier floods
+    // (2 MB more each at `--big-flood-mb 2`); every flood's peak is in the JSON.
+    let peak = peaks.first().copied().unwrap_or(mem_viewers);
 
     // Echo latency after the flood (a stalled viewer, if any, is as stuck as it gets).
     let (lat, seen) = echo_latencies(&mut typist, &chunks, &watcher, samples)?;
@@ -855,6 +855,7 @@ fn run_case(
         "pss_kib_per_viewer": mem_viewers.saturating_sub(mem_typist) as f64 / (n as f64 + if stalled { 1.0 } else { 0.0 }),
         "server_pss_kib": mem_viewers,
         "peak_server_pss_kib": peak,
+        "peak_runs_kib": peaks,
         "viewer_p50_ms": pct(&seen, 0.5),
         "viewer_p99_ms": pct(&seen, 0.99),
         "join_ms": pct(&joins, 0.5),
