@@ -30,6 +30,12 @@ bench-profile-cost ROUNDS="4":
     cargo build --release --locked --bins
     ./contrib/bench/profile-cost.sh {{ROUNDS}}
 
+# The 20 MB flood to one session's viewers, many times: flood time and session CPU,
+# medians; give several build directories to alternate them (docs/performance.md, part 8).
+bench-floods *ARGS:
+    cargo build --release --locked --bins
+    ./contrib/bench/floods.py {{ARGS}}
+
 # `hearth grep` over 1 GiB of recordings beside ripgrep (docs/performance.md; needs rg).
 bench-grep *ARGS:
     cargo build --release --locked --bins
