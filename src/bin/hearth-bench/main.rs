@@ -801,30 +801,16 @@ fn run_case(
     let web_stop = Arc::new(AtomicBool::new(false));
     let (browsers, mem_web) = browsers_on(sys, web, &web_stop, mem_viewers)?;
 
-    // Fan-out: the flood, then a marker only the shell's arithmetic prints; [`FLOODS`] of
-    // them, the median kept (one flood's time moves by a third between runs on a 2-core VM).
+    // Fan-out: the flood, then a marker only the shell's arithmetic prints.
     let cmd = format!("{}\r", flood_cmd(flood_bytes));
-    let mut floods = Vec::with_capacity(FLOODS);
-    for _ in 0..FLOODS {
-        floods.push(flood(
-            sys,
-            &mut typist,
-            (&viewers, crowd.as_ref()),
-            (&chunks, &watcher),
-            &cmd,
-            mem_viewers,
-        )?);
-    }
-    let fanouts: Vec<f64> = floods.iter().map(|f| f.fanout).collect();
-    let peaks: Vec<u64> = floods.iter().map(|f| f.peak_kib).collect();
-    let (fanout, flood_cpu) = (
-        median_of(fanouts.clone()).unwrap_or(f64::NAN),
-        median_of(floods.iter().map(|f| f.cpu).collect()).unwrap_or(f64::NAN),
-    );
-    // The first flood's: each later one adds its output to the session's log, which keeps
-    // up to `log_bytes` (8 MiB) by design, so their peaks also hold the earlier floods
-    // (2 MB more each at `--big-flood-mb 2`); every flood's peak is in the JSON.
-    let peak = peaks.first().copied().unwrap_or(mem_viewers);
+    let floods = floods(
+        sys,
+        &mut typist,
+        (&viewers, crowd.as_ref()),
+        (&chunks, &watcher),
+        &cmd,
+        mem_viewers,
+    )?;
 
     // Echo latency after the flood (a stalled viewer, if any, is as stuck as it gets).
     let (lat, seen) = echo_latencies(&mut typist, &chunks, &watcher, samples)?;
@@ -849,13 +835,13 @@ fn run_case(
         "echo_p90_ms": pct(&lat, 0.9),
         "echo_p99_ms": pct(&lat, 0.99),
         "echo_max_ms": pct(&lat, 1.0),
-        "fanout_seconds": fanout,
-        "fanout_runs_seconds": fanouts,
-        "fanout_mb_per_s": flood_bytes as f64 / 1e6 / fanout,
+        "fanout_seconds": floods.fanout,
+        "fanout_runs_seconds": floods.fanouts,
+        "fanout_mb_per_s": flood_bytes as f64 / 1e6 / floods.fanout,
         "pss_kib_per_viewer": mem_viewers.saturating_sub(mem_typist) as f64 / (n as f64 + if stalled { 1.0 } else { 0.0 }),
         "server_pss_kib": mem_viewers,
-        "peak_server_pss_kib": peak,
-        "peak_runs_kib": peaks,
+        "peak_server_pss_kib": floods.peak_kib,
+        "peak_runs_kib": floods.peaks_kib,
         "viewer_p50_ms": pct(&seen, 0.5),
         "viewer_p99_ms": pct(&seen, 0.99),
         "join_ms": pct(&joins, 0.5),
@@ -866,8 +852,8 @@ fn run_case(
         "lone_join_max_ms": pct(&lone, 1.0),
         "lone_join_min_ms": pct(&lone, 0.0),
         "server_cpu_s": server_cpu,
-        "flood_cpu_s": flood_cpu,
-        "cpu_ns_per_delivered_byte": flood_cpu * 1e9 / (flood_bytes as f64 * (n as f64 + 1.0)),
+        "flood_cpu_s": floods.cpu,
+        "cpu_ns_per_delivered_byte": floods.cpu * 1e9 / (flood_bytes as f64 * (n as f64 + 1.0)),
         "pss_kib_per_web_viewer": if web > 0 { mem_web.saturating_sub(mem_viewers) as f64 / web as f64 } else { 0.0 },
         "web_bytes": web_bytes,
         "harness_cpu_s": (self1 - self0) + (children1 - children0),
@@ -955,6 +941,44 @@ const FLOODS: usize = 3;
 fn median_of(mut values: Vec<f64>) -> Option<f64> {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied()
+}
+
+/// What [`FLOODS`] fan-out floods took: the medians, and each flood's figures.
+struct Floods {
+    fanout: f64,
+    fanouts: Vec<f64>,
+    /// The server's CPU over a flood.
+    cpu: f64,
+    /// The first flood's peak PSS: each later one adds its output to the session's log,
+    /// which keeps up to `log_bytes` (8 MiB) by design, so their peaks also hold the
+    /// earlier floods (2 MB more each at `--big-flood-mb 2`).
+    peak_kib: u64,
+    peaks_kib: Vec<u64>,
+}
+
+/// [`flood`] [`FLOODS`] times (one flood's time moves by a third between runs on a 2-core
+/// VM, so the median is kept).
+fn floods(
+    sys: &dyn System,
+    typist: &mut Client,
+    clients: (&[Client], Option<&many::Crowd>),
+    readers: (&mpsc::Receiver<Vec<u8>>, &mpsc::Receiver<Vec<u8>>),
+    cmd: &str,
+    start_kib: u64,
+) -> anyhow::Result<Floods> {
+    let mut each = Vec::with_capacity(FLOODS);
+    for _ in 0..FLOODS {
+        each.push(flood(sys, typist, clients, readers, cmd, start_kib)?);
+    }
+    let fanouts: Vec<f64> = each.iter().map(|f| f.fanout).collect();
+    let peaks_kib: Vec<u64> = each.iter().map(|f| f.peak_kib).collect();
+    Ok(Floods {
+        fanout: median_of(fanouts.clone()).unwrap_or(f64::NAN),
+        fanouts,
+        cpu: median_of(each.iter().map(|f| f.cpu).collect()).unwrap_or(f64::NAN),
+        peak_kib: peaks_kib.first().copied().unwrap_or(start_kib),
+        peaks_kib,
+    })
 }
 
 /// What the fan-out flood took.
