@@ -873,13 +873,19 @@ async fn a_failing_program_restarts_in_place_with_growing_delays_until_max() {
             st["exit_code"].as_i64().map(|_| st)
         });
         assert_eq!(ended["exit_code"], 1, "{ended}");
-        // Events in order, with growing delays honoured.
-        let events: Vec<Value> = events_of(&d, &id)
-            .into_iter()
-            .filter(|e| {
-                ["restarting", "restarted", "exited"].contains(&e["kind"].as_str().unwrap())
-            })
-            .collect();
+        // Events in order, with growing delays honoured. (A session in its own process
+        // reports its exit to `status` at once; its events reach the daemon's ring a moment
+        // later, copied from the host.)
+        let events: Vec<Value> = wait_until("the exited event", DEADLINE, || {
+            let events = events_of(&d, &id);
+            events
+                .iter()
+                .any(|e| e["kind"] == "exited")
+                .then_some(events)
+        })
+        .into_iter()
+        .filter(|e| ["restarting", "restarted", "exited"].contains(&e["kind"].as_str().unwrap()))
+        .collect();
         let shape: Vec<(String, Value, Value)> = events
             .iter()
             .map(|e| {

@@ -373,3 +373,23 @@ fn an_ended_sessions_name_wins_over_a_live_sessions_id_prefix() {
         "{evs:?}"
     );
 }
+
+/// `kill` returns once the session's `exited` is among the events: a script that kills and
+/// then reads the events (or a hook on `exited`) never misses it, whether the session ran
+/// in a process of its own (whose last events the daemon copies before the process stops)
+/// or in the daemon's.
+#[test]
+fn exited_is_among_the_events_as_soon_as_kill_returns() {
+    for d in [TestDaemon::start(), TestDaemon::start_in_daemon()] {
+        let ids: Vec<String> = (0..4)
+            .map(|_| id_of(&d.session(&[], &["sleep", "1000"])))
+            .collect();
+        for id in &ids {
+            wait_kind(&d, id, "created");
+            d.ok(&["kill", id]);
+            let evs = events(&d, &[id]);
+            let exited: Vec<&Value> = evs.iter().filter(|e| e["kind"] == "exited").collect();
+            assert_eq!(exited.len(), 1, "{:?}", kinds(&evs));
+        }
+    }
+}

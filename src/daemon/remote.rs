@@ -50,6 +50,8 @@ pub struct Remote {
     pub(super) ending: AtomicBool,
     /// Stops its event follower.
     stop: CancellationToken,
+    /// The host's event sequence the follower has copied up to (its next `since`).
+    followed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Entry for Remote {
@@ -72,6 +74,27 @@ impl Remote {
 }
 
 impl Remote {
+    /// Wait (2 s at most) until the follower has copied every event the host has now: its
+    /// session's last ones (`exited`) reach the daemon's ring before the host stops.
+    async fn drain_events(&self) {
+        let ctx = context_for(Duration::from_secs(2));
+        let end = self
+            .call(async |c, _| c.events(ctx, None, None, 1, 0).await)
+            .await;
+        let Ok(end) = end.map(|b| b.next) else {
+            return;
+        };
+        let mut followed = self.followed.subscribe();
+        let copied = tokio::time::timeout(
+            Duration::from_secs(2),
+            followed.wait_for(|since| *since >= end),
+        )
+        .await;
+        if copied.is_err() {
+            tracing::warn!(session = %self.id, "the host's last events were not copied within 2 s");
+        }
+    }
+
     fn new(
         info: &SessionInfo,
         socket: PathBuf,
@@ -91,6 +114,7 @@ impl Remote {
             last: Mutex::new(info.clone()),
             ending: AtomicBool::new(false),
             stop,
+            followed: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -323,6 +347,7 @@ impl Daemon {
                             ring.publish_event(e, Some(host_seq));
                         }
                         since = batch.next;
+                        remote.followed.send_replace(since);
                         continue;
                     }
                     Err(e) if remote.ending.load(Ordering::Acquire) => {
@@ -413,6 +438,7 @@ impl Daemon {
             .and_then(|mut v| (!v.is_empty()).then(|| v.remove(0)));
         let info = match ended {
             Some(info) => {
+                remote.drain_events().await;
                 let _ = remote.call(async |c, _| c.shutdown(ctx, false).await).await;
                 info
             }

@@ -751,8 +751,11 @@ impl Session {
         if let Some(r) = &self.recorder {
             r.finish();
         }
-        self.exit.send_replace(Some(code));
+        // The event before the exit, likewise: whoever saw the exit (`kill`, a host's
+        // `kill` for the daemon, which then copies the host's last events) finds
+        // `exited` among the events.
         self.emit(SessionEvent::Exited(code));
+        self.exit.send_replace(Some(code));
     }
 
     pub fn exit_code(&self) -> Option<i32> {
