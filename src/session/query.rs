@@ -6,7 +6,10 @@
 //! out of the stream before it reaches the log, and the session answers from its screen
 //! model (`adr/0002-terminal-queries.md`). Everything else passes through unchanged, in
 //! order. A query split across reads is recognised; a CSI sequence is held back only until
-//! its final byte (at most [`MAX_CSI`] bytes). Pure: no I/O.
+//! its final byte (at most [`MAX_CSI`] bytes). Every read passes here, so plain text, whole
+//! sequences and long OSC strings within a read are handled in one go; only a sequence cut
+//! by a read's end goes byte by byte (a property test holds the two to the same result).
+//! Pure: no I/O.
 
 /// A query the session answers itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,17 +96,32 @@ impl QueryFilter {
         let mut out: Vec<u8> = Vec::with_capacity(input.len());
         let mut i = 0;
         while i < input.len() {
-            // Fast path: copy plain text up to the next ESC in one go.
-            if matches!(self.state, State::Ground) {
-                let run = input[i..]
-                    .iter()
-                    .position(|&b| b == 0x1b)
-                    .unwrap_or(input.len() - i);
-                out.extend_from_slice(&input[i..i + run]);
-                i += run;
-                if i == input.len() {
-                    break;
+            match self.state {
+                // Fast paths: plain text up to the next ESC in one go, then a whole CSI or
+                // short OSC sequence within this read in one go; a sequence cut by the end
+                // of the read, or anything unusual, goes byte by byte through `step`.
+                State::Ground => {
+                    let run = memchr::memchr(0x1b, &input[i..]).unwrap_or(input.len() - i);
+                    out.extend_from_slice(&input[i..i + run]);
+                    i += run;
+                    if i == input.len() {
+                        break;
+                    }
+                    if let Some(len) = whole_sequence(&input[i..], &mut out, &mut pieces) {
+                        i += len;
+                        continue;
+                    }
                 }
+                // A long OSC string passed through: up to its possible end in one go.
+                State::OscPass => {
+                    let run = memchr::memchr2(0x07, 0x1b, &input[i..]).unwrap_or(input.len() - i);
+                    out.extend_from_slice(&input[i..i + run]);
+                    i += run;
+                    if i == input.len() {
+                        break;
+                    }
+                }
+                _ => {}
             }
             let b = input[i];
             i += 1;
@@ -178,7 +196,7 @@ impl QueryFilter {
                 0x07 => {
                     let body = std::mem::take(body);
                     self.state = State::Ground;
-                    Self::end_osc(pieces, out, body, b"\x07");
+                    Self::end_osc(pieces, out, &body, b"\x07");
                 }
                 0x1b => self.state = State::OscEsc(std::mem::take(body)),
                 _ if body.len() >= MAX_OSC => {
@@ -193,7 +211,7 @@ impl QueryFilter {
                 let body = std::mem::take(body);
                 if b == b'\\' {
                     self.state = State::Ground;
-                    Self::end_osc(pieces, out, body, b"\x1b\\");
+                    Self::end_osc(pieces, out, &body, b"\x1b\\");
                 } else {
                     // ESC inside OSC that is not ST: the string ended abnormally;
                     // pass it through and treat this byte afresh after ESC.
@@ -233,11 +251,11 @@ impl QueryFilter {
 impl QueryFilter {
     /// A complete short OSC string: a colour query goes to one client, anything else
     /// passes through unchanged.
-    fn end_osc(pieces: &mut Vec<Piece>, out: &mut Vec<u8>, body: Vec<u8>, terminator: &[u8]) {
+    fn end_osc(pieces: &mut Vec<Piece>, out: &mut Vec<u8>, body: &[u8], terminator: &[u8]) {
         let mut whole = b"\x1b]".to_vec();
-        whole.extend_from_slice(&body);
+        whole.extend_from_slice(body);
         whole.extend_from_slice(terminator);
-        if matches!(body.as_slice(), b"10;?" | b"11;?" | b"12;?") {
+        if matches!(body, b"10;?" | b"11;?" | b"12;?") {
             if !out.is_empty() {
                 pieces.push(Piece::Output(std::mem::take(out).into()));
             }
@@ -245,6 +263,50 @@ impl QueryFilter {
         } else {
             out.extend_from_slice(&whole);
         }
+    }
+}
+
+/// `s` starts with ESC: if it holds a whole, well-formed CSI sequence (at most [`MAX_CSI`]
+/// parameter bytes, then a final byte) or short OSC string (at most [`MAX_OSC`] bytes, then
+/// BEL or ST), handle it as `step` would byte by byte and say how long it was. `None`
+/// leaves it to `step`: cut by the end of the read, too long, or malformed.
+fn whole_sequence(s: &[u8], out: &mut Vec<u8>, pieces: &mut Vec<Piece>) -> Option<usize> {
+    match *s.get(1)? {
+        b'[' => {
+            let len = s[2..]
+                .iter()
+                .take(MAX_CSI + 1)
+                .position(|b| !(0x20..=0x3f).contains(b))?;
+            let (params, fin) = (&s[2..2 + len], s[2 + len]);
+            if !(0x40..=0x7e).contains(&fin) {
+                return None;
+            }
+            match classify(params, fin) {
+                Some(q) => {
+                    if !out.is_empty() {
+                        pieces.push(Piece::Output(std::mem::take(out).into()));
+                    }
+                    pieces.push(Piece::Query(q));
+                }
+                None => out.extend_from_slice(&s[..3 + len]),
+            }
+            Some(3 + len)
+        }
+        b']' => {
+            let len = s[2..]
+                .iter()
+                .take(MAX_OSC + 1)
+                .position(|&b| b == 0x07 || b == 0x1b)?;
+            let end = 2 + len;
+            let terminator = match s[end] {
+                0x07 => &s[end..end + 1],
+                _ if *s.get(end + 1)? == b'\\' => &s[end..end + 2],
+                _ => return None,
+            };
+            QueryFilter::end_osc(pieces, out, &s[2..end], terminator);
+            Some(end + terminator.len())
+        }
+        _ => None,
     }
 }
 
@@ -364,5 +426,95 @@ mod tests {
     #[test]
     fn replies_are_one_based() {
         assert_eq!(Query::CursorPosition.reply((0, 4)), b"\x1b[1;5R".to_vec());
+    }
+
+    /// Reads filtered with the fast paths (whole sequences, runs of plain text and of long
+    /// OSC strings) give exactly what the byte-by-byte machine gives: the same output, the
+    /// same queries and asks in the same places, wherever the reads are cut.
+    mod whole_reads {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn fragment() -> impl Strategy<Value = Vec<u8>> {
+            let csi = (
+                proptest::string::string_regex("[0-9;?>=! ]{0,70}").unwrap(),
+                proptest::sample::select(b"cnqumHJK@~\x18\x1bx".to_vec()),
+            )
+                .prop_map(|(params, fin)| {
+                    let mut v = b"\x1b[".to_vec();
+                    v.extend_from_slice(params.as_bytes());
+                    v.push(fin);
+                    v
+                });
+            let osc = (
+                proptest::string::string_regex("[0-9;?a-z/:.]{0,80}").unwrap(),
+                proptest::sample::select(vec![&b"\x07"[..], b"\x1b\\", b"\x1bx", b"\x1b[6n", b""]),
+            )
+                .prop_map(|(body, end)| {
+                    let mut v = b"\x1b]".to_vec();
+                    v.extend_from_slice(body.as_bytes());
+                    v.extend_from_slice(end);
+                    v
+                });
+            prop_oneof![
+                proptest::string::string_regex("[a-z ]{0,20}")
+                    .unwrap()
+                    .prop_map(String::into_bytes),
+                csi,
+                osc,
+                proptest::sample::select(vec![
+                    &b"\x1b[6n"[..],
+                    b"\x1b[c",
+                    b"\x1b[>q",
+                    b"\x1b[?u",
+                    b"\x1b[?6n",
+                    b"\x1b]11;?\x07",
+                    b"\x1b]10;?\x1b\\",
+                    b"\x1b",
+                    b"\x1b\x1b",
+                    b"\x1b7",
+                    b"\x07",
+                ])
+                .prop_map(<[u8]>::to_vec),
+                proptest::collection::vec(any::<u8>(), 0..8),
+            ]
+        }
+
+        /// Adjacent outputs joined: how reads are cut changes only where output splits.
+        fn normal(pieces: Vec<Piece>) -> Vec<Piece> {
+            let mut joined: Vec<Piece> = Vec::new();
+            for p in pieces {
+                match (joined.last_mut(), p) {
+                    (Some(Piece::Output(a)), Piece::Output(b)) => {
+                        let mut v = a.to_vec();
+                        v.extend_from_slice(&b);
+                        *a = v.into();
+                    }
+                    (_, p) => joined.push(p),
+                }
+            }
+            joined
+        }
+
+        proptest! {
+            #[test]
+            fn as_byte_by_byte(
+                fragments in proptest::collection::vec(fragment(), 0..40),
+                cuts in proptest::collection::vec(1usize..200, 1..20),
+            ) {
+                let stream: Vec<u8> = fragments.concat();
+                let mut fast = QueryFilter::default();
+                let mut got = Vec::new();
+                let (mut at, mut cut) = (0, cuts.iter().cycle());
+                while at < stream.len() {
+                    let end = (at + cut.next().unwrap()).min(stream.len());
+                    got.extend(fast.feed(&stream[at..end]));
+                    at = end;
+                }
+                let mut slow = QueryFilter::default();
+                let want: Vec<Piece> = stream.iter().flat_map(|b| slow.feed(&[*b])).collect();
+                prop_assert_eq!(normal(got), normal(want));
+            }
+        }
     }
 }

@@ -345,7 +345,8 @@ fn idle_bench(n: usize) -> anyhow::Result<()> {
 }
 
 /// The screen model alone: MB/s for a base64 flood and for an agent UI redrawing (colours,
-/// cursor moves, erases, a scroll region), and microseconds per 120x40 repaint.
+/// cursor moves, erases, a scroll region), the same through the terminal-query filter, and
+/// microseconds per 120x40 repaint.
 fn model_bench() {
     use hearth::session::screen::Screen;
     let flood: Vec<u8> = (0..200_000u32)
@@ -387,6 +388,26 @@ fn model_bench() {
             "model {name}: {mb:.1} MB, best {:.1} MB/s, median {:.1} MB/s",
             mb / best,
             mb / median
+        );
+    }
+    // The terminal-query filter every read passes before the log, in the PTY's 4 KiB reads.
+    for (name, bytes) in [("flood", &flood), ("agent-ui", &frame)] {
+        let mut secs: Vec<f64> = (0..5)
+            .map(|_| {
+                let mut filter = hearth::session::query::QueryFilter::default();
+                let start = Instant::now();
+                for chunk in bytes.chunks(4096) {
+                    std::hint::black_box(filter.feed(chunk));
+                }
+                start.elapsed().as_secs_f64()
+            })
+            .collect();
+        secs.sort_by(f64::total_cmp);
+        let mb = bytes.len() as f64 / 1e6;
+        println!(
+            "filter {name}: best {:.0} MB/s, median {:.0} MB/s",
+            mb / secs[0],
+            mb / secs[2]
         );
     }
     let mut screen = Screen::new(40, 120);
