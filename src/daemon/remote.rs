@@ -75,8 +75,12 @@ impl Remote {
 
 impl Remote {
     /// Wait (2 s at most) until the follower has copied every event the host has now: its
-    /// session's last ones (`exited`) reach the daemon's ring before the host stops.
+    /// session's last ones (`exited`) reach the daemon's ring before the host stops. Not
+    /// when the follower is stopped (the daemon is shutting down): nothing would copy them.
     async fn drain_events(&self) {
+        if self.stop.is_cancelled() {
+            return;
+        }
         let ctx = context_for(Duration::from_secs(2));
         let end = self
             .call(async |c, _| c.events(ctx, None, None, 1, 0).await)
@@ -85,12 +89,14 @@ impl Remote {
             return;
         };
         let mut followed = self.followed.subscribe();
-        let copied = tokio::time::timeout(
-            Duration::from_secs(2),
-            followed.wait_for(|since| *since >= end),
-        )
+        let copied = tokio::time::timeout(Duration::from_secs(2), async {
+            tokio::select! {
+                r = followed.wait_for(|since| *since >= end) => r.is_ok(),
+                () = self.stop.cancelled() => false,
+            }
+        })
         .await;
-        if copied.is_err() {
+        if copied != Ok(true) && !self.stop.is_cancelled() {
             tracing::warn!(session = %self.id, "the host's last events were not copied within 2 s");
         }
     }
