@@ -388,8 +388,8 @@ fn exited_is_among_the_events_as_soon_as_kill_returns() {
             wait_kind(&d, id, "created");
             d.ok(&["kill", id]);
             let evs = events(&d, &[id]);
-            let exited: Vec<&Value> = evs.iter().filter(|e| e["kind"] == "exited").collect();
-            assert_eq!(exited.len(), 1, "{:?}", kinds(&evs));
+            let exited = evs.iter().filter(|e| e["kind"] == "exited").count();
+            assert_eq!(exited, 1, "{:?}", kinds(&evs));
         }
     }
 }

@@ -96,32 +96,28 @@ impl QueryFilter {
         let mut out: Vec<u8> = Vec::with_capacity(input.len());
         let mut i = 0;
         while i < input.len() {
-            match self.state {
-                // Fast paths: plain text up to the next ESC in one go, then a whole CSI or
-                // short OSC sequence within this read in one go; a sequence cut by the end
-                // of the read, or anything unusual, goes byte by byte through `step`.
-                State::Ground => {
-                    let run = memchr::memchr(0x1b, &input[i..]).unwrap_or(input.len() - i);
-                    out.extend_from_slice(&input[i..i + run]);
-                    i += run;
-                    if i == input.len() {
-                        break;
-                    }
-                    if let Some(len) = whole_sequence(&input[i..], &mut out, &mut pieces) {
-                        i += len;
-                        continue;
-                    }
+            // Fast paths: plain text up to the next ESC, or a long OSC string passed through
+            // up to its possible end, in one go; then, in plain text, a whole CSI or short
+            // OSC sequence within this read in one go. A sequence cut by the end of the
+            // read, or anything unusual, goes byte by byte through `step`.
+            let stop = match self.state {
+                State::Ground => Some(memchr::memchr(0x1b, &input[i..])),
+                State::OscPass => Some(memchr::memchr2(0x07, 0x1b, &input[i..])),
+                _ => None,
+            };
+            if let Some(stop) = stop {
+                let run = stop.unwrap_or(input.len() - i);
+                out.extend_from_slice(&input[i..i + run]);
+                i += run;
+                if i == input.len() {
+                    break;
                 }
-                // A long OSC string passed through: up to its possible end in one go.
-                State::OscPass => {
-                    let run = memchr::memchr2(0x07, 0x1b, &input[i..]).unwrap_or(input.len() - i);
-                    out.extend_from_slice(&input[i..i + run]);
-                    i += run;
-                    if i == input.len() {
-                        break;
-                    }
+                if matches!(self.state, State::Ground)
+                    && let Some(len) = whole_sequence(&input[i..], &mut out, &mut pieces)
+                {
+                    i += len;
+                    continue;
                 }
-                _ => {}
             }
             let b = input[i];
             i += 1;
@@ -162,10 +158,7 @@ impl QueryFilter {
             State::Csi(params) => {
                 if (0x40..=0x7e).contains(&b) {
                     if let Some(q) = classify(params, b) {
-                        if !out.is_empty() {
-                            pieces.push(Piece::Output(std::mem::take(out).into()));
-                        }
-                        pieces.push(Piece::Query(q));
+                        cut(pieces, out, Piece::Query(q));
                     } else {
                         out.extend_from_slice(b"\x1b[");
                         out.extend_from_slice(params);
@@ -256,14 +249,19 @@ impl QueryFilter {
         whole.extend_from_slice(body);
         whole.extend_from_slice(terminator);
         if matches!(body, b"10;?" | b"11;?" | b"12;?") {
-            if !out.is_empty() {
-                pieces.push(Piece::Output(std::mem::take(out).into()));
-            }
-            pieces.push(Piece::Ask(whole));
+            cut(pieces, out, Piece::Ask(whole));
         } else {
             out.extend_from_slice(&whole);
         }
     }
+}
+
+/// `piece` (a query or an ask) after the output so far, which becomes a piece of its own.
+fn cut(pieces: &mut Vec<Piece>, out: &mut Vec<u8>, piece: Piece) {
+    if !out.is_empty() {
+        pieces.push(Piece::Output(std::mem::take(out).into()));
+    }
+    pieces.push(piece);
 }
 
 /// `s` starts with ESC: if it holds a whole, well-formed CSI sequence (at most [`MAX_CSI`]
@@ -282,12 +280,7 @@ fn whole_sequence(s: &[u8], out: &mut Vec<u8>, pieces: &mut Vec<Piece>) -> Optio
                 return None;
             }
             match classify(params, fin) {
-                Some(q) => {
-                    if !out.is_empty() {
-                        pieces.push(Piece::Output(std::mem::take(out).into()));
-                    }
-                    pieces.push(Piece::Query(q));
-                }
+                Some(q) => cut(pieces, out, Piece::Query(q)),
                 None => out.extend_from_slice(&s[..3 + len]),
             }
             Some(3 + len)
