@@ -7,7 +7,9 @@ times to one session and reports, for each build given, the median and minimum o
 
 - the flood's time: from `hearth send` to the first viewer seeing an end marker the shell
   computes (so the typed command line never matches it);
-- the session process's CPU over the flood (utime + stime from /proc).
+- the session process's CPU over the flood (utime + stime from /proc);
+- how busy the flood kept the whole machine (CPU seconds, every core, from /proc/stat): the
+  producer, the kernel's PTY work, the server, the viewers' `ssh` and this script alike.
 
 Give two builds' directories (each holding a release `hearth`) to compare them; they are
 alternated ROUNDS times, each round on a fresh daemon in a fresh HOME.
@@ -30,6 +32,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLOOD = "head -c 15000000 /dev/urandom | base64 -w 100; echo D$(({n}+1000))NE"
 DEADLINE = 60.0
+
+
+def machine_busy():
+    """The whole machine's busy CPU seconds so far (every core; idle and iowait are not)."""
+    v = [int(x) for x in open("/proc/stat").readline().split()[1:9]]
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid):
@@ -95,18 +103,19 @@ def run(bindir, floods, viewers):
         pid = int(host[0])
         clients = [Viewer(session["port"], key, env) for _ in range(viewers)]
         time.sleep(2)
-        times, cpus = [], []
+        times, cpus, busy = [], [], []
         for n in range(floods):
             marker = f"D{n + 1000}NE".encode()
-            c0, t0 = cpu_seconds(pid), time.monotonic()
+            b0, c0, t0 = machine_busy(), cpu_seconds(pid), time.monotonic()
             subprocess.run([hearth, "send", session["id"], FLOOD.format(n=n)], env=env,
                            capture_output=True, check=True)
             clients[0].wait_for(marker)
             times.append(time.monotonic() - t0)
             cpus.append(cpu_seconds(pid) - c0)
+            busy.append(machine_busy() - b0)
             subprocess.run([hearth, "send", session["id"], "clear"], env=env, capture_output=True)
             time.sleep(0.3)
-        return times, cpus
+        return times, cpus, busy
     finally:
         for c in clients:
             c.close()
@@ -124,10 +133,11 @@ def main():
     args = ap.parse_args()
     for r in range(args.rounds):
         for bindir in args.dirs:
-            times, cpus = run(bindir, args.floods, max(1, args.viewers))
+            times, cpus, busy = run(bindir, args.floods, max(1, args.viewers))
             print(f"round {r + 1} {bindir}: flood median {statistics.median(times):.3f} s "
                   f"(min {min(times):.3f}), session CPU median {statistics.median(cpus):.2f} s "
-                  f"(min {min(cpus):.2f})", flush=True)
+                  f"(min {min(cpus):.2f}), machine busy median {statistics.median(busy):.2f} "
+                  f"CPU-s", flush=True)
 
 
 if __name__ == "__main__":

@@ -275,10 +275,12 @@ fn flood_cmd(flood_bytes: u64) -> String {
 
 /// The standard flood through a PTY (80x24) to a reader that discards everything, as fast
 /// as the kernel and the shell make it: the floor any server's fan-out at one viewer is
-/// compared with (median of 3).
-fn pty_floor(flood_bytes: u64) -> anyhow::Result<f64> {
+/// compared with (median of 3), and how busy it kept the machine.
+fn pty_floor(flood_bytes: u64) -> anyhow::Result<Floors> {
     use portable_pty::{CommandBuilder, PtySize, native_pty_system};
     let mut times = Vec::new();
+    let mut busy = Vec::new();
+    let mut all = Vec::new();
     for _ in 0..3 {
         let pair = native_pty_system()
             .openpty(PtySize {
@@ -294,6 +296,7 @@ fn pty_floor(flood_bytes: u64) -> anyhow::Result<f64> {
             .master
             .try_clone_reader()
             .map_err(|e| anyhow::anyhow!("pty reader: {e}"))?;
+        let machine0 = procs::machine_cpu();
         let t0 = Instant::now();
         let mut child = pair
             .slave
@@ -303,9 +306,17 @@ fn pty_floor(flood_bytes: u64) -> anyhow::Result<f64> {
         systems::read_until(&mut reader, MARKER)
             .context("the floor's flood ended without its marker")?;
         times.push(t0.elapsed().as_secs_f64());
+        let (b, a) = procs::machine_cpu_since(machine0);
+        busy.push(b);
+        all.push(a);
         let _ = child.wait();
     }
-    median_of(times).context("no floor measured")
+    Ok(Floors {
+        pty: median_of(times).context("no floor measured")?,
+        pty_busy: median_of(busy).unwrap_or(f64::NAN),
+        pty_all: median_of(all).unwrap_or(f64::NAN),
+        transport: None,
+    })
 }
 
 /// `n` idle `/bin/sh` sessions, in the daemon's process and then each in its own: the
@@ -459,12 +470,11 @@ fn side_by_side(args: &Args) -> anyhow::Result<()> {
     let hearth = systems::Hearth::start_with(&format!("{processes}{profile}"))?;
     let mut systems: Vec<Box<dyn System>> = vec![Box::new(hearth)];
     // The floor: the same flood through a PTY to a reader that discards it (no server).
-    let floor = pty_floor(args.flood_bytes)?;
-    println!("floor: the flood through a PTY to a discarding reader: {floor:.3} s (median of 3)");
-    let mut floors = Floors {
-        pty: floor,
-        transport: None,
-    };
+    let mut floors = pty_floor(args.flood_bytes)?;
+    println!(
+        "floor: the flood through a PTY to a discarding reader: {:.3} s (median of 3); the machine busy {:.2} of {:.2} CPU-s meanwhile",
+        floors.pty, floors.pty_busy, floors.pty_all
+    );
     if args.baseline {
         let sshd = systems::Sshd::start()?;
         let t = sshd.transport_floor(&flood_cmd(args.flood_bytes), MARKER)?;
@@ -532,6 +542,10 @@ fn side_by_side(args: &Args) -> anyhow::Result<()> {
 struct Floors {
     /// The flood through a PTY to a reader that discards it.
     pty: f64,
+    /// The whole machine's busy CPU seconds over that flood (the producer, the kernel's PTY
+    /// work, the reader), and its CPU seconds in all (busy or idle, every core).
+    pty_busy: f64,
+    pty_all: f64,
     /// The flood over SSH to one client with no multiplexer (with the baseline only).
     transport: Option<f64>,
 }
@@ -570,8 +584,12 @@ fn report(
             r["logs_max_rss_kib"]
         );
     }
+    if let Some(line) = budget(&results, &floors) {
+        println!("{line}");
+    }
     println!("machine: {machine}");
     let doc = json!({"machine": machine, "pinned": procs::pinned(), "flood_bytes": args.flood_bytes, "floor_seconds": floors.pty,
+                     "floor_machine_busy_cpu_s": floors.pty_busy, "floor_machine_cpu_s": floors.pty_all,
                      "transport_floor_seconds": floors.transport, "results": results,
                      "isolation": isolation, "ratios": ratios});
     if let Some(dir) = args.out.parent() {
@@ -580,6 +598,29 @@ fn report(
     std::fs::write(&args.out, serde_json::to_string_pretty(&doc)?)?;
     println!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// Target 2's CPU budget: at 1.2x the floor's time the machine has 1.2 times the floor's CPU
+/// seconds in all; what the floor's own flood kept busy is taken, and the rest is what
+/// delivering it to one viewer (the server, the viewer's `ssh`, the harness reading it, and
+/// any wait between them) may use. Beside it, what each system's one-viewer flood kept busy
+/// beyond the floor's. `None` without a one-viewer case.
+fn budget(results: &[Value], floors: &Floors) -> Option<String> {
+    let busy = |system| find(results, system, 1, false)?["flood_machine_busy_cpu_s"].as_f64();
+    let hearth = busy("hearth")?;
+    let left = 1.2 * floors.pty_all - floors.pty_busy;
+    let mut line = format!(
+        "target 2's budget: at 1.2x the floor the machine has {left:.2} CPU-s beyond the floor's own {:.2}; one viewer's flood kept it busy {:.2} CPU-s more through hearth",
+        floors.pty_busy,
+        hearth - floors.pty_busy
+    );
+    if let Some(base) = busy("sshd+tmux") {
+        line.push_str(&format!(
+            ", {:.2} more through sshd+tmux",
+            base - floors.pty_busy
+        ));
+    }
+    Some(line)
 }
 
 fn print_row(r: &Value) {
@@ -874,6 +915,7 @@ fn run_case(
         "lone_join_min_ms": pct(&lone, 0.0),
         "server_cpu_s": server_cpu,
         "flood_cpu_s": floods.cpu,
+        "flood_machine_busy_cpu_s": floods.busy,
         "cpu_ns_per_delivered_byte": floods.cpu * 1e9 / (flood_bytes as f64 * (n as f64 + 1.0)),
         "pss_kib_per_web_viewer": if web > 0 { mem_web.saturating_sub(mem_viewers) as f64 / web as f64 } else { 0.0 },
         "web_bytes": web_bytes,
@@ -970,6 +1012,8 @@ struct Floods {
     fanouts: Vec<f64>,
     /// The server's CPU over a flood.
     cpu: f64,
+    /// The whole machine's busy CPU over a flood.
+    busy: f64,
     /// The first flood's peak PSS: each later one adds its output to the session's log,
     /// which keeps up to `log_bytes` (8 MiB) by design, so their peaks also hold the
     /// earlier floods (2 MB more each at `--big-flood-mb 2`).
@@ -997,6 +1041,7 @@ fn floods(
         fanout: median_of(fanouts.clone()).unwrap_or(f64::NAN),
         fanouts,
         cpu: median_of(each.iter().map(|f| f.cpu).collect()).unwrap_or(f64::NAN),
+        busy: median_of(each.iter().map(|f| f.busy).collect()).unwrap_or(f64::NAN),
         peak_kib: peaks_kib.first().copied().unwrap_or(start_kib),
         peaks_kib,
     })
@@ -1008,6 +1053,8 @@ struct Flood {
     fanout: f64,
     /// The server's CPU over the flood alone.
     cpu: f64,
+    /// The whole machine's busy CPU seconds over the flood.
+    busy: f64,
     /// The server's peak PSS meanwhile (from `start_kib`).
     peak_kib: u64,
 }
@@ -1029,6 +1076,7 @@ fn flood(
         v.saw_marker.store(false, Ordering::Release);
     }
     let cpu0 = cpu(sys);
+    let machine0 = procs::machine_cpu();
     let t0 = Instant::now();
     typist.stdin.write_all(cmd.as_bytes())?;
     let deadline = t0 + Duration::from_secs(900);
@@ -1057,6 +1105,7 @@ fn flood(
     }
     let fanout = t0.elapsed().as_secs_f64();
     let cpu = cpu(sys) - cpu0;
+    let (busy, _) = procs::machine_cpu_since(machine0);
     peak = peak.max(mem_kib(sys));
     std::thread::sleep(Duration::from_millis(500));
     while chunks.try_recv().is_ok() {}
@@ -1064,6 +1113,7 @@ fn flood(
     Ok(Flood {
         fanout,
         cpu,
+        busy,
         peak_kib: peak,
     })
 }

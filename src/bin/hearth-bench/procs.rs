@@ -148,6 +148,32 @@ pub fn cpu_secs(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The whole machine's CPU seconds so far, busy and in all (every core; idle and iowait
+/// are not busy), from the first line of /proc/stat: two readings' differences say how
+/// much of the cores a stretch of time kept busy, whoever used them.
+pub fn machine_cpu() -> (f64, f64) {
+    let tick = 100.0; // USER_HZ on Linux
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let all: f64 = fields.iter().sum();
+    let idle = fields.get(3).copied().unwrap_or(0.0) + fields.get(4).copied().unwrap_or(0.0);
+    ((all - idle) / tick, all / tick)
+}
+
+/// The machine's busy and total CPU seconds since `before` (a [`machine_cpu`] reading).
+pub fn machine_cpu_since(before: (f64, f64)) -> (f64, f64) {
+    let now = machine_cpu();
+    (now.0 - before.0, now.1 - before.1)
+}
+
 /// CPU seconds of this process and of its reaped children.
 pub fn own_and_children_cpu() -> (f64, f64) {
     let get = |who| {
