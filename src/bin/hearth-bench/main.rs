@@ -296,7 +296,7 @@ fn pty_floor(flood_bytes: u64) -> anyhow::Result<Floors> {
             .master
             .try_clone_reader()
             .map_err(|e| anyhow::anyhow!("pty reader: {e}"))?;
-        let machine0 = procs::machine_cpu();
+        let machine = procs::MachineCpu::now();
         let t0 = Instant::now();
         let mut child = pair
             .slave
@@ -306,9 +306,9 @@ fn pty_floor(flood_bytes: u64) -> anyhow::Result<Floors> {
         systems::read_until(&mut reader, MARKER)
             .context("the floor's flood ended without its marker")?;
         times.push(t0.elapsed().as_secs_f64());
-        let (b, a) = procs::machine_cpu_since(machine0);
-        busy.push(b);
-        all.push(a);
+        let used = machine.elapsed();
+        busy.push(used.busy);
+        all.push(used.all);
         let _ = child.wait();
     }
     Ok(Floors {
@@ -1076,7 +1076,7 @@ fn flood(
         v.saw_marker.store(false, Ordering::Release);
     }
     let cpu0 = cpu(sys);
-    let machine0 = procs::machine_cpu();
+    let machine = procs::MachineCpu::now();
     let t0 = Instant::now();
     typist.stdin.write_all(cmd.as_bytes())?;
     let deadline = t0 + Duration::from_secs(900);
@@ -1105,7 +1105,7 @@ fn flood(
     }
     let fanout = t0.elapsed().as_secs_f64();
     let cpu = cpu(sys) - cpu0;
-    let (busy, _) = procs::machine_cpu_since(machine0);
+    let busy = machine.elapsed().busy;
     peak = peak.max(mem_kib(sys));
     std::thread::sleep(Duration::from_millis(500));
     while chunks.try_recv().is_ok() {}

@@ -136,42 +136,57 @@ pub fn name(pid: u32) -> String {
         .to_string()
 }
 
+/// Clock ticks per second in /proc's CPU times on Linux.
+const USER_HZ: f64 = 100.0;
+
 /// User + system CPU seconds of one process.
 pub fn cpu_secs(pid: u32) -> f64 {
-    let tick = 100.0; // USER_HZ on Linux
     stat_fields(pid)
         .and_then(|f| {
             let u: f64 = f.get(11)?.parse().ok()?;
             let s: f64 = f.get(12)?.parse().ok()?;
-            Some((u + s) / tick)
+            Some((u + s) / USER_HZ)
         })
         .unwrap_or(0.0)
 }
 
-/// The whole machine's CPU seconds so far, busy and in all (every core; idle and iowait
-/// are not busy), from the first line of /proc/stat: two readings' differences say how
-/// much of the cores a stretch of time kept busy, whoever used them.
-pub fn machine_cpu() -> (f64, f64) {
-    let tick = 100.0; // USER_HZ on Linux
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let fields: Vec<f64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    let all: f64 = fields.iter().sum();
-    let idle = fields.get(3).copied().unwrap_or(0.0) + fields.get(4).copied().unwrap_or(0.0);
-    ((all - idle) / tick, all / tick)
+/// The whole machine's CPU seconds (every core), busy and in all: idle and iowait are not
+/// busy.
+#[derive(Debug, Clone, Copy)]
+pub struct MachineCpu {
+    pub busy: f64,
+    pub all: f64,
 }
 
-/// The machine's busy and total CPU seconds since `before` (a [`machine_cpu`] reading).
-pub fn machine_cpu_since(before: (f64, f64)) -> (f64, f64) {
-    let now = machine_cpu();
-    (now.0 - before.0, now.1 - before.1)
+impl MachineCpu {
+    /// So far, from the first line of /proc/stat.
+    pub fn now() -> MachineCpu {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let fields: Vec<f64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        let all: f64 = fields.iter().sum();
+        let idle = fields.get(3).copied().unwrap_or(0.0) + fields.get(4).copied().unwrap_or(0.0);
+        MachineCpu {
+            busy: (all - idle) / USER_HZ,
+            all: all / USER_HZ,
+        }
+    }
+
+    /// Since this reading: how much of the cores the stretch kept busy, whoever used them.
+    pub fn elapsed(self) -> MachineCpu {
+        let now = MachineCpu::now();
+        MachineCpu {
+            busy: now.busy - self.busy,
+            all: now.all - self.all,
+        }
+    }
 }
 
 /// CPU seconds of this process and of its reaped children.
